@@ -38,19 +38,28 @@ def load(file: Path) -> pd.DataFrame:
 
 def convert(raw: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Pure mapping of the review records to the contract's tables."""
-    reviews = pd.DataFrame({
-        "customer_id": raw["reviewerID"].astype(str),
-        "product_id": raw["asin"].astype(str),
-        "rating": raw["overall"].astype("float64"),
-        "title": raw.get("summary"),
-        "body": raw.get("reviewText"),
-        "review_ts": to_utc(raw["unixReviewTime"], unit="s"),
-    })
-    reviews.insert(0, "review_id", [stable_id(*row) for row in reviews[CONTENT].itertuples(
-        index=False, name=None)])
+    reviews = pd.DataFrame(
+        {
+            "customer_id": raw["reviewerID"].astype(str),
+            "product_id": raw["asin"].astype(str),
+            "rating": raw["overall"].astype("float64"),
+            "title": raw.get("summary"),
+            "body": raw.get("reviewText"),
+            "review_ts": to_utc(raw["unixReviewTime"], unit="s"),
+        }
+    )
+    reviews.insert(
+        0,
+        "review_id",
+        [stable_id(*row) for row in reviews[CONTENT].itertuples(index=False, name=None)],
+    )
     return {
-        "customers": (reviews.groupby("customer_id", sort=True)["review_ts"].min()
-                      .rename("signup_ts").reset_index()),
+        "customers": (
+            reviews.groupby("customer_id", sort=True)["review_ts"]
+            .min()
+            .rename("signup_ts")
+            .reset_index()
+        ),
         "products": _products(raw, reviews),
         "orders": empty_frame("orders"),
         "order_items": empty_frame("order_items"),
@@ -74,8 +83,13 @@ def _describe_variants(styles: pd.Series) -> str | None:
 
 
 def _products(raw: pd.DataFrame, reviews: pd.DataFrame) -> pd.DataFrame:
-    styles = (raw.get("style", pd.Series(None, index=raw.index)).map(_style_text)
-              .groupby(reviews["product_id"]).agg(_describe_variants).rename("description"))
+    styles = (
+        raw.get("style", pd.Series(None, index=raw.index))
+        .map(_style_text)
+        .groupby(reviews["product_id"])
+        .agg(_describe_variants)
+        .rename("description")
+    )
     first = reviews.groupby("product_id", sort=True)["review_ts"].min().rename("created_at")
     out = first.reset_index().join(styles, on="product_id")
     out["name"] = CATEGORY + " " + out["product_id"]
@@ -95,6 +109,8 @@ def run(file: Path, out: Path) -> dict[str, object]:
     written = {name: write_table(df, Path(out), name) for name, df in tables.items()}
     rejects = known_rejects(tables)
     print(f"amazon-reviews -> {out}: " + ", ".join(f"{k} {v:,}" for k, v in written.items()))
-    print(f"  reviews: {rejects['reviews']['duplicate_row']:,} copies of a review across product "
-          "variants kept; ingest will quarantine them as duplicate_row")
+    print(
+        f"  reviews: {rejects['reviews']['duplicate_row']:,} copies of a review across product "
+        "variants kept; ingest will quarantine them as duplicate_row"
+    )
     return {"rows": written, "known_rejects": rejects}

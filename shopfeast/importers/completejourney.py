@@ -34,8 +34,15 @@ DATA_YEAR = 2017
 # Age band -> age taken as the band's midpoint rounded up; 65+ is open-ended, taken as 65..75.
 AGE_MIDPOINT = {"19-24": 22, "25-34": 30, "35-44": 40, "45-54": 50, "55-64": 60, "65+": 70}
 DISCOUNT_COLUMNS = ["retail_disc", "coupon_disc", "coupon_match_disc"]
-TX_COLUMNS = ["household_id", "basket_id", "product_id", "quantity", "sales_value",
-              *DISCOUNT_COLUMNS, "transaction_timestamp"]
+TX_COLUMNS = [
+    "household_id",
+    "basket_id",
+    "product_id",
+    "quantity",
+    "sales_value",
+    *DISCOUNT_COLUMNS,
+    "transaction_timestamp",
+]
 
 
 def data_path() -> Path:
@@ -58,8 +65,9 @@ def load(households: int | None = None) -> dict[str, pd.DataFrame]:
     }
 
 
-def convert(tx: pd.DataFrame, demographics: pd.DataFrame,
-            catalogue: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def convert(
+    tx: pd.DataFrame, demographics: pd.DataFrame, catalogue: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
     """Pure mapping of the three source frames to the four contract tables."""
     tx = tx.assign(
         order_id=tx["basket_id"].astype("int64").astype(str),
@@ -69,19 +77,22 @@ def convert(tx: pd.DataFrame, demographics: pd.DataFrame,
         line_discount=tx[DISCOUNT_COLUMNS].sum(axis=1),
     )
     qty = tx["quantity"].astype("int64")
-    tx["unit_price"] = np.where(qty > 0, tx["sales_value"] / qty.where(qty > 0, 1),
-                                tx["sales_value"])
+    tx["unit_price"] = np.where(
+        qty > 0, tx["sales_value"] / qty.where(qty > 0, 1), tx["sales_value"]
+    )
     return {
         "customers": _customers(tx, demographics),
         "products": _products(tx, catalogue),
         "orders": _orders(tx),
-        "order_items": pd.DataFrame({
-            "order_id": tx["order_id"],
-            "product_id": tx["product_id"],
-            "quantity": qty,
-            "unit_price": tx["unit_price"],
-            "discount": tx["line_discount"].round(2),
-        }),
+        "order_items": pd.DataFrame(
+            {
+                "order_id": tx["order_id"],
+                "product_id": tx["product_id"],
+                "quantity": qty,
+                "unit_price": tx["unit_price"],
+                "discount": tx["line_discount"].round(2),
+            }
+        ),
     }
 
 
@@ -103,24 +114,30 @@ def _products(tx: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
     label = cat["product_type"].fillna(cat["product_category"]).fillna(cat["department"])
     size = cat["package_size"]
     name = label.where(size.isna(), label + ", " + size.fillna(""))
-    out = pd.DataFrame({
-        "product_id": cat["product_id"],
-        "name": name,
-        "category": cat["department"],
-        "subcategory": cat["product_category"],
-        "brand": cat["brand"],
-    })
+    out = pd.DataFrame(
+        {
+            "product_id": cat["product_id"],
+            "name": name,
+            "category": cat["department"],
+            "subcategory": cat["product_category"],
+            "brand": cat["brand"],
+        }
+    )
     out = out.join(sold.round(2), on="product_id").join(first, on="product_id")
     return out.sort_values("product_id").reset_index(drop=True)
 
 
 def _orders(tx: pd.DataFrame) -> pd.DataFrame:
-    out = tx.groupby("order_id", sort=True).agg(
-        customer_id=("customer_id", "first"),
-        order_ts=("ts", "first"),
-        total_amount=("sales_value", "sum"),
-        discount_amount=("line_discount", "sum"),
-    ).reset_index()
+    out = (
+        tx.groupby("order_id", sort=True)
+        .agg(
+            customer_id=("customer_id", "first"),
+            order_ts=("ts", "first"),
+            total_amount=("sales_value", "sum"),
+            discount_amount=("line_discount", "sum"),
+        )
+        .reset_index()
+    )
     out["total_amount"] = out["total_amount"].round(2)
     out["discount_amount"] = out["discount_amount"].round(2)
     out["status"] = "completed"
@@ -138,8 +155,10 @@ def known_rejects(tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
     unknown = ~zero_qty & ~items["product_id"].isin(good_products)
     return {
         "products": {"missing_required": int(priceless.sum())},
-        "order_items": {"negative_value": int(zero_qty.sum()),
-                        "unknown_product": int(unknown.sum())},
+        "order_items": {
+            "negative_value": int(zero_qty.sum()),
+            "unknown_product": int(unknown.sum()),
+        },
     }
 
 
