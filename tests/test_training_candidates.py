@@ -1,0 +1,59 @@
+"""Candidate generation: sources, priorities, caps, exclusions, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training.candidates import (
+    CandidateConfig,
+    Catalog,
+    copurchase_ranking,
+    generate,
+    neighbours_from_arrays,
+)
+
+
+def _catalog() -> Catalog:
+    return Catalog.from_frame(pd.DataFrame({
+        "product_id": [f"p{i}" for i in range(30)],
+        "category": ["a"] * 10 + ["b"] * 10 + [None] * 10,
+        "popularity": list(range(30)),  # p29 most popular
+    }))
+
+
+NEIGH = neighbours_from_arrays(["p1", "p2"], [["p3", "p4"], ["p4", "p5"]], [[2.0, 1.0], [5.0, 1.0]])
+
+
+def test_sources_in_priority_order_and_scores_summed() -> None:
+    c = generate(["p1", "p2"], NEIGH, "b", _catalog(), rng=np.random.default_rng(0),
+                 config=CandidateConfig(copurchase=10, category_popular=4, popular=3, random=5))
+    assert list(c["product_id"][:3]) == ["p4", "p3", "p5"]  # 1 + 5 = 6 for p4
+    assert c.loc[c["product_id"] == "p4", "source_score"].item() == 6.0
+    cat = c[c["source"] == "category_popular"]["product_id"].tolist()
+    assert cat[:2] == ["p19", "p18"]  # favourite category b first, then a (category of p1, p2)
+    assert set(cat[2:]) <= {f"p{i}" for i in range(10)}
+    assert c["product_id"].is_unique
+    assert (c["source"] == "random").sum() == 5
+    assert list(dict.fromkeys(c["source"])) == ["copurchase", "category_popular", "popular",
+                                                "random"]
+
+
+def test_cap_exclusion_and_determinism() -> None:
+    cfg = CandidateConfig(max_candidates=6)
+    a = generate(["p1", "p2"], NEIGH, None, _catalog(), rng=np.random.default_rng(1), config=cfg,
+                 exclude={"p4"})
+    b = generate(["p1", "p2"], NEIGH, None, _catalog(), rng=np.random.default_rng(1), config=cfg,
+                 exclude={"p4"})
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) == 6 and "p4" not in set(a["product_id"])
+
+
+def test_cold_customer_gets_popular_and_no_random_without_rng() -> None:
+    c = generate([], {}, None, _catalog(), rng=None, config=CandidateConfig(popular=5))
+    assert c["product_id"].tolist() == ["p29", "p28", "p27", "p26", "p25"]
+    assert set(c["source"]) == {"popular"}
+
+
+def test_copurchase_baseline_tops_up_with_popularity() -> None:
+    assert copurchase_ranking(["p1"], NEIGH, _catalog(), 4) == ["p3", "p4", "p29", "p28"]

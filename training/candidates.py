@@ -1,0 +1,168 @@
+"""Candidate generation: which products a customer could be shown, and which source offered each.
+
+One implementation for training and serving. Training draws its negatives and its evaluation lists
+from here, using feature values read offline as of each example's timestamp; the API calls the same
+`generate` on the values it reads online. If the two used different candidates, the ranker would be
+trained on one distribution and used on another.
+
+Inputs are plain values (no Feast, no I/O), all of them feature values a store can serve:
+- the customer's `recent_product_ids` and favourite category (customer features),
+- each recent product's co-purchase neighbours with scores (`product_copurchase`),
+- a `Catalog` of products with category and popularity (`product_stats`).
+
+Sources, in priority order (a product offered by two sources keeps the first):
+`copurchase` (bought together with the customer's recent products, score summed over them),
+`category_popular` (most popular in the customer's categories), `popular` (most popular overall),
+`random` (exploration; also what teaches a ranker that unrelated products are unlikely).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SOURCES = ("copurchase", "category_popular", "popular", "random")
+
+
+@dataclass(frozen=True)
+class CandidateConfig:
+    """How many candidates each source may add (before de-duplication) and the overall cap."""
+
+    copurchase: int = 100
+    category_popular: int = 40
+    popular: int = 30
+    random: int = 30
+    max_candidates: int = 200
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Products as of one moment, ordered by popularity (most popular first)."""
+
+    product_ids: np.ndarray
+    category: dict[str, str]
+    by_category: dict[str, list[str]]
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, popularity: str = "popularity",
+                   category: str = "category") -> Catalog:
+        """From a frame with `product_id`, a category column and a popularity column.
+
+        Ties in popularity break by product id, so the order is the same on every machine.
+        """
+        f = frame[["product_id", category, popularity]].copy()
+        f["_pop"] = pd.to_numeric(f[popularity], errors="coerce").fillna(0.0)
+        f["_cat"] = f[category].astype("object").where(f[category].notna(), "unknown")
+        f = f.sort_values(["_pop", "product_id"], ascending=[False, True])
+        ids = f["product_id"].astype(str).to_numpy()
+        cats = f["_cat"].astype(str).to_numpy()
+        by_cat: dict[str, list[str]] = {}
+        for pid, cat in zip(ids, cats, strict=True):
+            by_cat.setdefault(cat, []).append(pid)
+        return cls(ids, dict(zip(ids, cats, strict=True)), by_cat)
+
+    def popular(self, n: int) -> list[str]:
+        return list(self.product_ids[:n])
+
+
+def neighbours_from_arrays(product_ids: Iterable[str], neighbour_ids: Iterable, scores: Iterable
+                           ) -> dict[str, list[tuple[str, float]]]:
+    """Co-purchase lists from array-valued feature columns (one row per product)."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    for pid, ids, sc in zip(product_ids, neighbour_ids, scores, strict=True):
+        if ids is None or sc is None or (isinstance(ids, float) and np.isnan(ids)):
+            continue
+        out[str(pid)] = [(str(i), float(s)) for i, s in zip(ids, sc, strict=False)]
+    return out
+
+
+def copurchase_scores(recent: Sequence[str], neighbours: Mapping[str, Sequence[tuple[str, float]]]
+                      ) -> dict[str, float]:
+    """Sum of co-purchase scores of each product with the customer's recent products."""
+    scores: dict[str, float] = {}
+    for p in dict.fromkeys(recent):
+        for q, s in neighbours.get(p, ()):
+            scores[q] = scores.get(q, 0.0) + s
+    return scores
+
+
+def customer_categories(recent: Sequence[str], favourite: str | None, catalog: Catalog
+                        ) -> list[str]:
+    """The favourite category first, then the categories of recent products, most frequent first."""
+    counts: dict[str, int] = {}
+    for p in recent:
+        c = catalog.category.get(p)
+        if c is not None:
+            counts[c] = counts.get(c, 0) + 1
+    cats = sorted(counts, key=lambda c: (-counts[c], c))
+    if favourite and isinstance(favourite, str):
+        cats = [favourite] + [c for c in cats if c != favourite]
+    return cats
+
+
+def generate(
+    recent: Sequence[str],
+    neighbours: Mapping[str, Sequence[tuple[str, float]]],
+    favourite_category: str | None,
+    catalog: Catalog,
+    rng: np.random.Generator | None = None,
+    config: CandidateConfig = CandidateConfig(),
+    exclude: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Candidates for one customer: `product_id, source, source_score`, best-first within source.
+
+    `recent` may be empty (a customer with no purchases gets category and global popularity);
+    `rng` None means no random candidates (what a deterministic API call would use).
+    """
+    excluded = set(exclude)
+    rows: dict[str, tuple[str, float]] = {}
+
+    def offer(pid: str, source: str, score: float) -> None:
+        if pid not in rows and pid not in excluded and len(rows) < config.max_candidates:
+            rows[pid] = (source, score)
+
+    co = copurchase_scores(recent, neighbours)
+    for pid, s in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))[: config.copurchase]:
+        offer(pid, "copurchase", s)
+    cats = customer_categories(recent, favourite_category, catalog)
+    if cats:
+        per_cat = max(1, config.category_popular // len(cats))
+        taken = 0
+        for c in cats:
+            for rank, pid in enumerate(catalog.by_category.get(c, [])[:per_cat]):
+                if taken >= config.category_popular:
+                    break
+                offer(pid, "category_popular", 1.0 / (rank + 1))
+                taken += 1
+    for rank, pid in enumerate(catalog.popular(config.popular)):
+        offer(pid, "popular", 1.0 / (rank + 1))
+    if rng is not None and config.random > 0 and len(catalog.product_ids):
+        pool = catalog.product_ids
+        draw = rng.choice(len(pool), size=min(len(pool), config.random * 2), replace=False)
+        added = 0
+        for i in draw:
+            if added >= config.random:
+                break
+            before = len(rows)
+            offer(str(pool[i]), "random", 0.0)
+            added += len(rows) > before
+    return pd.DataFrame(
+        [(pid, src, score) for pid, (src, score) in rows.items()],
+        columns=["product_id", "source", "source_score"],
+    )
+
+
+def copurchase_ranking(recent: Sequence[str], neighbours: Mapping[str, Sequence[tuple[str, float]]],
+                       catalog: Catalog, k: int) -> list[str]:
+    """The co-purchase-only baseline: by summed co-purchase score, topped up with popularity."""
+    co = copurchase_scores(recent, neighbours)
+    ranked = [p for p, _ in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))][:k]
+    for p in catalog.popular(k + len(ranked)):
+        if len(ranked) >= k:
+            break
+        if p not in ranked:
+            ranked.append(p)
+    return ranked

@@ -1,0 +1,82 @@
+"""Churn labels and the entity frame they live on: pure functions of the clean orders and customers.
+
+Labels look forward, features look back. The definition is the point-in-time contract's: at a cutoff
+t, a customer who exists and has at least one non-cancelled order before t is labelled churned (1)
+when they place no non-cancelled order in `[t, t + horizon)`. A cutoff whose horizon reaches past
+the end of the data is not labelled: its future is not fully observed yet.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+ENTITY_KEY = "customer_id"
+TIMESTAMP = "event_timestamp"
+LABEL = "churned"
+
+
+def data_end(orders: pd.DataFrame) -> pd.Timestamp:
+    """Exclusive end of the observed data: midnight after the last order's day.
+
+    The last day is taken as complete; a label window `[t, t + horizon)` is fully observed when
+    `t + horizon <= data_end`.
+    """
+    if orders.empty:
+        raise ValueError("no orders: nothing to label")
+    return orders["order_ts"].max().floor("D") + pd.Timedelta(days=1)
+
+
+def cutoffs(
+    orders: pd.DataFrame, horizon: pd.Timedelta, freq: str = "MS"
+) -> list[pd.Timestamp]:
+    """Calendar cutoffs (month starts by default) that have history before them and a fully
+    observed horizon after them."""
+    live = _live_orders(orders)
+    if live.empty:
+        return []
+    first, end = live["order_ts"].min(), data_end(live)
+    # Start the day after the first order, so every cutoff has some history before it.
+    return list(pd.date_range(first.floor("D") + pd.Timedelta(days=1), end - horizon, freq=freq))
+
+
+def churn_labels(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    at: list[pd.Timestamp],
+    horizon: pd.Timedelta,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """One row per (customer, cutoff) that can be labelled: `customer_id, event_timestamp, churned`.
+
+    `orders` needs `customer_id, order_ts, status`; `customers` needs `customer_id, signup_ts` (a
+    change log is fine: the first signup counts). Cutoffs with `t + horizon > end` are skipped.
+    """
+    live = _live_orders(orders)
+    signup = customers.groupby(ENTITY_KEY)["signup_ts"].min()
+    first_order = live.groupby(ENTITY_KEY)["order_ts"].min()
+    frames = []
+    for t in sorted(at):
+        if t + horizon > end:
+            continue
+        active = first_order.index[first_order < t]
+        exists = signup.reindex(active)
+        active = active[(exists < t).to_numpy()]
+        window = live[(live["order_ts"] >= t) & (live["order_ts"] < t + horizon)]
+        came_back = pd.Index(window[ENTITY_KEY].unique())
+        frames.append(pd.DataFrame({
+            ENTITY_KEY: active.astype("string"),
+            TIMESTAMP: t,
+            LABEL: (~active.isin(came_back)).astype("int8"),
+        }))
+    if not frames:
+        return pd.DataFrame({ENTITY_KEY: pd.Series(dtype="string"),
+                             TIMESTAMP: pd.Series(dtype="datetime64[us, UTC]"),
+                             LABEL: pd.Series(dtype="int8")})
+    out = pd.concat(frames, ignore_index=True)
+    return out.sort_values([TIMESTAMP, ENTITY_KEY], ignore_index=True)
+
+
+def _live_orders(orders: pd.DataFrame) -> pd.DataFrame:
+    """Orders that count: not cancelled, placed by a known customer (guests cannot churn)."""
+    keep = (orders["status"] != "cancelled") & orders[ENTITY_KEY].notna()
+    return orders.loc[keep.fillna(False).astype(bool), [ENTITY_KEY, "order_ts"]]

@@ -1,0 +1,48 @@
+"""From a frame of feature values (what Feast returns, offline or online) to a model's input matrix.
+
+Training and serving both call `model_matrix` with the input columns stored on the model card, so
+the columns, their order and their types cannot drift apart between the two. Which columns a model
+may use is decided from the feature service's result, never from a hand-written list: numbers and
+flags are used as they are; timestamps (their ages come from on-demand views), arrays and ids are
+not model inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+
+def usable_columns(frame: pd.DataFrame, exclude: set[str] | frozenset[str] = frozenset()
+                   ) -> list[str]:
+    """Numeric and boolean columns, in the frame's order, minus the excluded ones (keys, labels)."""
+    keep = []
+    for name in frame.columns:
+        if name in exclude:
+            continue
+        s = frame[name]
+        if ptypes.is_bool_dtype(s) or (ptypes.is_numeric_dtype(s) and not
+                                       ptypes.is_datetime64_any_dtype(s)):
+            keep.append(name)
+        elif s.dtype == object and _all_scalar_numbers(s):
+            keep.append(name)
+    return keep
+
+
+def model_matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Float matrix in exactly `columns` order; missing columns and values become NaN."""
+    out = {}
+    for name in columns:
+        if name not in frame.columns:
+            out[name] = np.full(len(frame), np.nan)
+            continue
+        out[name] = pd.to_numeric(frame[name].astype("object"), errors="coerce").astype(float)
+    return pd.DataFrame(out, index=frame.index, columns=columns)
+
+
+def _all_scalar_numbers(s: pd.Series) -> bool:
+    """An object column of plain numbers and None (how some stores hand back nullable ints)."""
+    sample = s.dropna().head(50)
+    return len(sample) > 0 and all(
+        isinstance(v, (int, float, np.number, bool, np.bool_)) for v in sample)

@@ -1,0 +1,86 @@
+"""Evaluation measures: probabilistic classification (churn) and top-k ranking (recommendations).
+
+Ranking metrics follow the usual binary-relevance definitions, written out here because their
+edge cases (fewer than k relevant items, none relevant) decide the figures:
+
+- recall@k = |top k ∩ relevant| / |relevant|
+- NDCG@k = DCG@k / IDCG@k with gain 1 / log2(rank + 1); IDCG ranks min(|relevant|, k) hits first
+- AP@k = sum over hit ranks i <= k of precision@i, divided by min(|relevant|, k); MAP is the mean
+
+Queries with no relevant item are skipped (they say nothing about ranking quality).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+
+def classification_metrics(y_true: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC-AUC, PR-AUC (average precision), log loss, Brier score and the base rate."""
+    y_true = np.asarray(y_true).astype(int)
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    return {
+        "roc_auc": float(roc_auc_score(y_true, p)),
+        "pr_auc": float(average_precision_score(y_true, p)),
+        "log_loss": float(log_loss(y_true, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y_true, p)),
+        "positive_rate": float(y_true.mean()),
+        "rows": int(len(y_true)),
+    }
+
+
+def calibration(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """Observed churn rate against mean predicted probability, per quantile bin."""
+    prob_true, prob_pred = calibration_curve(y_true, p, n_bins=bins, strategy="quantile")
+    return {"mean_predicted": [float(v) for v in prob_pred],
+            "observed_rate": [float(v) for v in prob_true]}
+
+
+def best_f1_threshold(y_true: np.ndarray, p: np.ndarray) -> float:
+    """The probability cut that maximises F1 (chosen on validation, used by the API's label)."""
+    y_true = np.asarray(y_true).astype(int)
+    order = np.argsort(-np.asarray(p))
+    ps, ys = np.asarray(p)[order], y_true[order]
+    tp = np.cumsum(ys)
+    precision = tp / np.arange(1, len(ys) + 1)
+    recall = tp / max(ys.sum(), 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0)
+    return float(ps[int(np.argmax(f1))])
+
+
+def recall_at_k(ranked: Sequence, relevant: set, k: int) -> float:
+    return len(set(ranked[:k]) & relevant) / len(relevant)
+
+
+def ndcg_at_k(ranked: Sequence, relevant: set, k: int) -> float:
+    gains = [1.0 / np.log2(i + 2) for i, item in enumerate(ranked[:k]) if item in relevant]
+    ideal = sum(1.0 / np.log2(i + 2) for i in range(min(len(relevant), k)))
+    return float(sum(gains) / ideal)
+
+
+def ap_at_k(ranked: Sequence, relevant: set, k: int) -> float:
+    hits, total = 0, 0.0
+    for i, item in enumerate(ranked[:k]):
+        if item in relevant:
+            hits += 1
+            total += hits / (i + 1)
+    return total / min(len(relevant), k)
+
+
+def ranking_metrics(
+    rankings: Iterable[tuple[Sequence, set]], k: int = 10
+) -> dict[str, float]:
+    """Mean recall@k, NDCG@k and MAP@k over (ranked list, relevant set) pairs."""
+    rows = [(recall_at_k(r, rel, k), ndcg_at_k(r, rel, k), ap_at_k(r, rel, k))
+            for r, rel in rankings if rel]
+    if not rows:
+        return {f"recall@{k}": float("nan"), f"ndcg@{k}": float("nan"),
+                f"map@{k}": float("nan"), "queries": 0}
+    m = pd.DataFrame(rows, columns=["r", "n", "a"]).mean()
+    return {f"recall@{k}": float(m["r"]), f"ndcg@{k}": float(m["n"]), f"map@{k}": float(m["a"]),
+            "queries": len(rows)}
