@@ -15,19 +15,29 @@ from training.candidates import (
 
 
 def _catalog() -> Catalog:
-    return Catalog.from_frame(pd.DataFrame({
-        "product_id": [f"p{i}" for i in range(30)],
-        "category": ["a"] * 10 + ["b"] * 10 + [None] * 10,
-        "popularity": list(range(30)),  # p29 most popular
-    }))
+    return Catalog.from_frame(
+        pd.DataFrame(
+            {
+                "product_id": [f"p{i}" for i in range(30)],
+                "category": ["a"] * 10 + ["b"] * 10 + [None] * 10,
+                "popularity": list(range(30)),  # p29 most popular
+            }
+        )
+    )
 
 
 NEIGH = neighbours_from_arrays(["p1", "p2"], [["p3", "p4"], ["p4", "p5"]], [[2.0, 1.0], [5.0, 1.0]])
 
 
 def test_sources_in_priority_order_and_scores_summed() -> None:
-    c = generate(["p1", "p2"], NEIGH, "b", _catalog(), rng=np.random.default_rng(0),
-                 config=CandidateConfig(copurchase=10, category_popular=4, popular=3, random=5))
+    c = generate(
+        ["p1", "p2"],
+        NEIGH,
+        "b",
+        _catalog(),
+        rng=np.random.default_rng(0),
+        config=CandidateConfig(copurchase=10, category_popular=4, popular=3, random=5),
+    )
     assert list(c["product_id"][:3]) == ["p4", "p3", "p5"]  # 1 + 5 = 6 for p4
     assert c.loc[c["product_id"] == "p4", "source_score"].item() == 6.0
     cat = c[c["source"] == "category_popular"]["product_id"].tolist()
@@ -35,16 +45,34 @@ def test_sources_in_priority_order_and_scores_summed() -> None:
     assert set(cat[2:]) <= {f"p{i}" for i in range(10)}
     assert c["product_id"].is_unique
     assert (c["source"] == "random").sum() == 5
-    assert list(dict.fromkeys(c["source"])) == ["copurchase", "category_popular", "popular",
-                                                "random"]
+    assert list(dict.fromkeys(c["source"])) == [
+        "copurchase",
+        "category_popular",
+        "popular",
+        "random",
+    ]
 
 
 def test_cap_exclusion_and_determinism() -> None:
     cfg = CandidateConfig(max_candidates=6)
-    a = generate(["p1", "p2"], NEIGH, None, _catalog(), rng=np.random.default_rng(1), config=cfg,
-                 exclude={"p4"})
-    b = generate(["p1", "p2"], NEIGH, None, _catalog(), rng=np.random.default_rng(1), config=cfg,
-                 exclude={"p4"})
+    a = generate(
+        ["p1", "p2"],
+        NEIGH,
+        None,
+        _catalog(),
+        rng=np.random.default_rng(1),
+        config=cfg,
+        exclude={"p4"},
+    )
+    b = generate(
+        ["p1", "p2"],
+        NEIGH,
+        None,
+        _catalog(),
+        rng=np.random.default_rng(1),
+        config=cfg,
+        exclude={"p4"},
+    )
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 6 and "p4" not in set(a["product_id"])
 

@@ -14,25 +14,38 @@ H = pd.Timedelta(days=90)
 def _shop(seed: int = 0, customers: int = 60, orders: int = 600) -> tuple[pd.DataFrame, ...]:
     rng = np.random.default_rng(seed)
     start = pd.Timestamp("2025-01-01", tz="UTC")
-    cust = pd.DataFrame({
-        "customer_id": [f"c{i}" for i in range(customers)],
-        "signup_ts": start + pd.to_timedelta(rng.integers(0, 200, customers), unit="D"),
-    })
+    cust = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(customers)],
+            "signup_ts": start + pd.to_timedelta(rng.integers(0, 200, customers), unit="D"),
+        }
+    )
     idx = rng.integers(0, customers, orders)
     ts = cust["signup_ts"].iloc[idx].reset_index(drop=True) + pd.to_timedelta(
-        rng.integers(0, 300 * 24 * 3600, orders), unit="s")
-    o = pd.DataFrame({
-        "order_id": [f"o{i}" for i in range(orders)],
-        "customer_id": cust["customer_id"].to_numpy()[idx],
-        "order_ts": ts,
-        "status": rng.choice(["completed", "cancelled", "refunded"], orders, p=[.8, .15, .05]),
-    })
+        rng.integers(0, 300 * 24 * 3600, orders), unit="s"
+    )
+    o = pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(orders)],
+            "customer_id": cust["customer_id"].to_numpy()[idx],
+            "order_ts": ts,
+            "status": rng.choice(
+                ["completed", "cancelled", "refunded"], orders, p=[0.8, 0.15, 0.05]
+            ),
+        }
+    )
     o.loc[rng.choice(orders, 10, replace=False), "customer_id"] = None  # guests
     # Orders exactly on a cutoff and exactly at the horizon's end: the boundaries.
-    o.loc[0, ["customer_id", "order_ts", "status"]] = ["c1", pd.Timestamp("2025-06-01", tz="UTC"),
-                                                       "completed"]
-    o.loc[1, ["customer_id", "order_ts", "status"]] = ["c2", pd.Timestamp("2025-08-30", tz="UTC"),
-                                                       "completed"]
+    o.loc[0, ["customer_id", "order_ts", "status"]] = [
+        "c1",
+        pd.Timestamp("2025-06-01", tz="UTC"),
+        "completed",
+    ]
+    o.loc[1, ["customer_id", "order_ts", "status"]] = [
+        "c2",
+        pd.Timestamp("2025-08-30", tz="UTC"),
+        "completed",
+    ]
     return o, cust
 
 
@@ -75,11 +88,21 @@ def test_order_on_the_cutoff_counts_as_coming_back_and_at_horizon_end_does_not()
     start = pd.Timestamp("2025-01-01", tz="UTC")
     t = pd.Timestamp("2025-03-01", tz="UTC")
     customers = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "signup_ts": [start] * 4})
-    orders = pd.DataFrame({
-        "customer_id": ["a", "a", "b", "b", "c", "c", "d", "z"],
-        "order_ts": [start, t, start, t + H, start, t + pd.Timedelta(days=1), t, start],
-        "status": ["completed", "completed", "completed", "completed", "completed", "cancelled",
-                   "completed", "completed"],
-    })
+    orders = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b", "c", "c", "d", "z"],
+            "order_ts": [start, t, start, t + H, start, t + pd.Timedelta(days=1), t, start],
+            "status": [
+                "completed",
+                "completed",
+                "completed",
+                "completed",
+                "completed",
+                "cancelled",
+                "completed",
+                "completed",
+            ],
+        }
+    )
     got = churn_labels(orders, customers, [t], H, t + H + pd.Timedelta(days=1))
     assert got.set_index("customer_id")["churned"].to_dict() == {"a": 0, "b": 1, "c": 1}

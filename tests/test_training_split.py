@@ -10,8 +10,11 @@ from training.split import time_split
 
 def _stamps(counts: list[int]) -> pd.Series:
     days = pd.date_range("2025-01-01", periods=len(counts), freq="MS", tz="UTC")
-    return pd.Series([d for d, n in zip(days, counts, strict=True) for _ in range(n)]).sample(
-        frac=1.0, random_state=0).reset_index(drop=True)
+    return (
+        pd.Series([d for d, n in zip(days, counts, strict=True) for _ in range(n)])
+        .sample(frac=1.0, random_state=0)
+        .reset_index(drop=True)
+    )
 
 
 def test_split_is_by_time_and_near_70_10_20() -> None:

@@ -31,11 +31,16 @@ def code_version(repo: Path | None = None) -> str:
     """The git commit the code came from, `+dirty` when the work tree has uncommitted changes."""
     repo = repo or Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "training", "pipelines",
-                                "feature_repo"], cwd=repo, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "training", "pipelines", "feature_repo"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
@@ -77,8 +82,9 @@ def load_latest(data_dir: Path, model: str) -> tuple[Any, dict]:
     """The estimator and card the `latest` pointer names (what the API does at start-up)."""
     latest = models_dir(data_dir) / model / LATEST
     if not latest.exists():
-        raise FileNotFoundError(f"no trained {model} model: {latest} is missing "
-                                f"(run `shopfeast train {model}`)")
+        raise FileNotFoundError(
+            f"no trained {model} model: {latest} is missing (run `shopfeast train {model}`)"
+        )
     pointer = json.loads(latest.read_text())
     card = json.loads(Path(pointer["card_path"]).read_text())
     return joblib.load(pointer["model_path"]), card

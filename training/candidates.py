@@ -47,8 +47,9 @@ class Catalog:
     by_category: dict[str, list[str]]
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, popularity: str = "popularity",
-                   category: str = "category") -> Catalog:
+    def from_frame(
+        cls, frame: pd.DataFrame, popularity: str = "popularity", category: str = "category"
+    ) -> Catalog:
         """From a frame with `product_id`, a category column and a popularity column.
 
         Ties in popularity break by product id, so the order is the same on every machine.
@@ -68,8 +69,9 @@ class Catalog:
         return list(self.product_ids[:n])
 
 
-def neighbours_from_arrays(product_ids: Iterable[str], neighbour_ids: Iterable, scores: Iterable
-                           ) -> dict[str, list[tuple[str, float]]]:
+def neighbours_from_arrays(
+    product_ids: Iterable[str], neighbour_ids: Iterable, scores: Iterable
+) -> dict[str, list[tuple[str, float]]]:
     """Co-purchase lists from array-valued feature columns (one row per product)."""
     out: dict[str, list[tuple[str, float]]] = {}
     for pid, ids, sc in zip(product_ids, neighbour_ids, scores, strict=True):
@@ -79,8 +81,9 @@ def neighbours_from_arrays(product_ids: Iterable[str], neighbour_ids: Iterable, 
     return out
 
 
-def copurchase_scores(recent: Sequence[str], neighbours: Mapping[str, Sequence[tuple[str, float]]]
-                      ) -> dict[str, float]:
+def copurchase_scores(
+    recent: Sequence[str], neighbours: Mapping[str, Sequence[tuple[str, float]]]
+) -> dict[str, float]:
     """Sum of co-purchase scores of each product with the customer's recent products."""
     scores: dict[str, float] = {}
     for p in dict.fromkeys(recent):
@@ -89,8 +92,9 @@ def copurchase_scores(recent: Sequence[str], neighbours: Mapping[str, Sequence[t
     return scores
 
 
-def customer_categories(recent: Sequence[str], favourite: str | None, catalog: Catalog
-                        ) -> list[str]:
+def customer_categories(
+    recent: Sequence[str], favourite: str | None, catalog: Catalog
+) -> list[str]:
     """The favourite category first, then the categories of recent products, most frequent first."""
     counts: dict[str, int] = {}
     for p in recent:
@@ -155,8 +159,12 @@ def generate(
     )
 
 
-def copurchase_ranking(recent: Sequence[str], neighbours: Mapping[str, Sequence[tuple[str, float]]],
-                       catalog: Catalog, k: int) -> list[str]:
+def copurchase_ranking(
+    recent: Sequence[str],
+    neighbours: Mapping[str, Sequence[tuple[str, float]]],
+    catalog: Catalog,
+    k: int,
+) -> list[str]:
     """The co-purchase-only baseline: by summed co-purchase score, topped up with popularity."""
     co = copurchase_scores(recent, neighbours)
     ranked = [p for p, _ in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))][:k]

@@ -37,40 +37,67 @@ class Fitted:
         return self.estimator.predict_proba(frame[self.columns])[:, 1]
 
 
-def logistic(X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray, seed: int,
-             name: str = "logistic_regression") -> Fitted:
+def logistic(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    Xv: pd.DataFrame,
+    yv: np.ndarray,
+    seed: int,
+    name: str = "logistic_regression",
+) -> Fitted:
     """Scaled logistic regression; C picked by validation ROC-AUC from a short grid."""
     best = None
     for c in (0.01, 0.1, 1.0, 10.0):
-        pipe = Pipeline([
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            ("scale", StandardScaler()),
-            ("model", LogisticRegression(C=c, max_iter=2000, random_state=seed)),
-        ]).fit(X, y)
+        pipe = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+                ("model", LogisticRegression(C=c, max_iter=2000, random_state=seed)),
+            ]
+        ).fit(X, y)
         auc = roc_auc_score(yv, pipe.predict_proba(Xv)[:, 1])
         if best is None or auc > best[0]:
             best = (auc, c, pipe)
-    return Fitted(name, best[2], list(X.columns), {"C": best[1], "imputer": "median",
-                                                   "scaler": "standard"})
+    return Fitted(
+        name, best[2], list(X.columns), {"C": best[1], "imputer": "median", "scaler": "standard"}
+    )
 
 
 def random_forest(X: pd.DataFrame, y: np.ndarray, seed: int) -> Fitted:
-    params = {"n_estimators": 300, "min_samples_leaf": 5, "max_features": "sqrt",
-              "class_weight": None}
-    pipe = Pipeline([
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-        ("model", RandomForestClassifier(**params, random_state=seed, n_jobs=N_JOBS)),
-    ]).fit(X, y)
+    params = {
+        "n_estimators": 300,
+        "min_samples_leaf": 5,
+        "max_features": "sqrt",
+        "class_weight": None,
+    }
+    pipe = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("model", RandomForestClassifier(**params, random_state=seed, n_jobs=N_JOBS)),
+        ]
+    ).fit(X, y)
     return Fitted("random_forest", pipe, list(X.columns), params)
 
 
-def xgboost(X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray,
-            seed: int) -> Fitted:
-    params = {"n_estimators": 2000, "learning_rate": 0.03, "max_depth": 4,
-              "subsample": 0.8, "colsample_bytree": 0.8, "min_child_weight": 5,
-              "reg_lambda": 1.0, "early_stopping_rounds": 100}
-    model = XGBClassifier(**params, objective="binary:logistic", eval_metric="logloss",
-                          tree_method="hist", random_state=seed, n_jobs=N_JOBS)
+def xgboost(X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray, seed: int) -> Fitted:
+    params = {
+        "n_estimators": 2000,
+        "learning_rate": 0.03,
+        "max_depth": 4,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 5,
+        "reg_lambda": 1.0,
+        "early_stopping_rounds": 100,
+    }
+    model = XGBClassifier(
+        **params,
+        objective="binary:logistic",
+        eval_metric="logloss",
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=N_JOBS,
+    )
     model.fit(X, y, eval_set=[(Xv, yv)], verbose=False)
     chosen = {**params, "best_iteration": int(model.best_iteration)}
     return Fitted("xgboost", model, list(X.columns), chosen)
@@ -84,5 +111,4 @@ def importances(fitted: Fitted) -> pd.Series:
         values = model.feature_importances_
     else:
         values = np.abs(model.coef_[0])
-    return pd.Series(values, index=fitted.columns, name="importance").sort_values(
-        ascending=False)
+    return pd.Series(values, index=fitted.columns, name="importance").sort_values(ascending=False)

@@ -26,9 +26,7 @@ def data_end(orders: pd.DataFrame) -> pd.Timestamp:
     return orders["order_ts"].max().floor("D") + pd.Timedelta(days=1)
 
 
-def cutoffs(
-    orders: pd.DataFrame, horizon: pd.Timedelta, freq: str = "MS"
-) -> list[pd.Timestamp]:
+def cutoffs(orders: pd.DataFrame, horizon: pd.Timedelta, freq: str = "MS") -> list[pd.Timestamp]:
     """Calendar cutoffs (month starts by default) that have history before them and a fully
     observed horizon after them."""
     live = _live_orders(orders)
@@ -63,15 +61,23 @@ def churn_labels(
         active = active[(exists < t).to_numpy()]
         window = live[(live["order_ts"] >= t) & (live["order_ts"] < t + horizon)]
         came_back = pd.Index(window[ENTITY_KEY].unique())
-        frames.append(pd.DataFrame({
-            ENTITY_KEY: active.astype("string"),
-            TIMESTAMP: t,
-            LABEL: (~active.isin(came_back)).astype("int8"),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    ENTITY_KEY: active.astype("string"),
+                    TIMESTAMP: t,
+                    LABEL: (~active.isin(came_back)).astype("int8"),
+                }
+            )
+        )
     if not frames:
-        return pd.DataFrame({ENTITY_KEY: pd.Series(dtype="string"),
-                             TIMESTAMP: pd.Series(dtype="datetime64[us, UTC]"),
-                             LABEL: pd.Series(dtype="int8")})
+        return pd.DataFrame(
+            {
+                ENTITY_KEY: pd.Series(dtype="string"),
+                TIMESTAMP: pd.Series(dtype="datetime64[us, UTC]"),
+                LABEL: pd.Series(dtype="int8"),
+            }
+        )
     out = pd.concat(frames, ignore_index=True)
     return out.sort_values([TIMESTAMP, ENTITY_KEY], ignore_index=True)
 

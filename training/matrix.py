@@ -14,18 +14,17 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 
-def usable_columns(frame: pd.DataFrame, exclude: set[str] | frozenset[str] = frozenset()
-                   ) -> list[str]:
+def usable_columns(
+    frame: pd.DataFrame, exclude: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     """Numeric and boolean columns, in the frame's order, minus the excluded ones (keys, labels)."""
     keep = []
     for name in frame.columns:
         if name in exclude:
             continue
         s = frame[name]
-        if ptypes.is_bool_dtype(s) or (ptypes.is_numeric_dtype(s) and not
-                                       ptypes.is_datetime64_any_dtype(s)):
-            keep.append(name)
-        elif s.dtype == object and _all_scalar_numbers(s):
+        numeric = ptypes.is_numeric_dtype(s) and not ptypes.is_datetime64_any_dtype(s)
+        if ptypes.is_bool_dtype(s) or numeric or (s.dtype == object and _all_scalar_numbers(s)):
             keep.append(name)
     return keep
 
@@ -45,4 +44,5 @@ def _all_scalar_numbers(s: pd.Series) -> bool:
     """An object column of plain numbers and None (how some stores hand back nullable ints)."""
     sample = s.dropna().head(50)
     return len(sample) > 0 and all(
-        isinstance(v, (int, float, np.number, bool, np.bool_)) for v in sample)
+        isinstance(v, (int, float, np.number, bool, np.bool_)) for v in sample
+    )

@@ -37,8 +37,10 @@ def classification_metrics(y_true: np.ndarray, p: np.ndarray) -> dict[str, float
 def calibration(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
     """Observed churn rate against mean predicted probability, per quantile bin."""
     prob_true, prob_pred = calibration_curve(y_true, p, n_bins=bins, strategy="quantile")
-    return {"mean_predicted": [float(v) for v in prob_pred],
-            "observed_rate": [float(v) for v in prob_true]}
+    return {
+        "mean_predicted": [float(v) for v in prob_pred],
+        "observed_rate": [float(v) for v in prob_true],
+    }
 
 
 def best_f1_threshold(y_true: np.ndarray, p: np.ndarray) -> float:
@@ -72,15 +74,24 @@ def ap_at_k(ranked: Sequence, relevant: set, k: int) -> float:
     return total / min(len(relevant), k)
 
 
-def ranking_metrics(
-    rankings: Iterable[tuple[Sequence, set]], k: int = 10
-) -> dict[str, float]:
+def ranking_metrics(rankings: Iterable[tuple[Sequence, set]], k: int = 10) -> dict[str, float]:
     """Mean recall@k, NDCG@k and MAP@k over (ranked list, relevant set) pairs."""
-    rows = [(recall_at_k(r, rel, k), ndcg_at_k(r, rel, k), ap_at_k(r, rel, k))
-            for r, rel in rankings if rel]
+    rows = [
+        (recall_at_k(r, rel, k), ndcg_at_k(r, rel, k), ap_at_k(r, rel, k))
+        for r, rel in rankings
+        if rel
+    ]
     if not rows:
-        return {f"recall@{k}": float("nan"), f"ndcg@{k}": float("nan"),
-                f"map@{k}": float("nan"), "queries": 0}
+        return {
+            f"recall@{k}": float("nan"),
+            f"ndcg@{k}": float("nan"),
+            f"map@{k}": float("nan"),
+            "queries": 0,
+        }
     m = pd.DataFrame(rows, columns=["r", "n", "a"]).mean()
-    return {f"recall@{k}": float(m["r"]), f"ndcg@{k}": float(m["n"]), f"map@{k}": float(m["a"]),
-            "queries": len(rows)}
+    return {
+        f"recall@{k}": float(m["r"]),
+        f"ndcg@{k}": float(m["n"]),
+        f"map@{k}": float(m["a"]),
+        "queries": len(rows),
+    }

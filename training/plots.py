@@ -40,8 +40,7 @@ def calibration(curves: dict[str, dict[str, list[float]]], out: Path) -> Path:
     for name, c in curves.items():
         ax.plot(c["mean_predicted"], c["observed_rate"], marker="o", label=name)
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="mean predicted probability", ylabel="observed rate",
-           title="Calibration (test)")
+    ax.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration (test)")
     ax.legend(fontsize=8)
     return _save(fig, out / "calibration.png")
 
@@ -56,8 +55,9 @@ def importance(values: pd.Series, out: Path, title: str, top: int = 20) -> Path:
     return _save(fig, out / "feature_importance.png")
 
 
-def bars(values: dict[str, dict[str, float]], metric_names: list[str], out: Path,
-         name: str, title: str) -> Path:
+def bars(
+    values: dict[str, dict[str, float]], metric_names: list[str], out: Path, name: str, title: str
+) -> Path:
     """Grouped bars: one group per metric, one bar per model (ranking comparison)."""
     frame = pd.DataFrame(values).T[metric_names]
     fig, ax = plt.subplots(figsize=(6, 4))

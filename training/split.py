@@ -35,6 +35,7 @@ def time_split(
     b = min(max(b, 2), k - 1)  # validation and test each keep at least one timestamp
     a = min(max(a, 1), b - 1)
     order = counts.index
-    which = pd.Series(np.array(SPLITS)[np.searchsorted([a, b], np.arange(k), side="right")],
-                      index=order)
+    which = pd.Series(
+        np.array(SPLITS)[np.searchsorted([a, b], np.arange(k), side="right")], index=order
+    )
     return timestamps.map(which).rename("split")
