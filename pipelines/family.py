@@ -1,0 +1,56 @@
+"""The interface every feature family implements (one module per source in pipelines/families/).
+
+A family module has, at its top:
+
+    SOURCE = FeatureSource(...)          # pipelines.specs: its features, declared once
+    INPUTS = (Input("orders", (...), lookback_days=90), ...)   # what it reads
+
+and one pure function:
+
+    def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
+                prior: pd.DataFrame) -> pd.DataFrame
+
+- `tables[name]` is the clean table read by `pipelines.run` (contract dtypes, only the declared
+  columns). Event-like tables hold rows with time >= `snapshots.read_from(lookback_days)` (all rows
+  in a historical run, or with `lookback_days=None`); change logs are always complete.
+- `snapshots` (pipelines.windows.Snapshots) names the days to emit: `start_day .. end_day`.
+- `prior` holds, for an incremental run, each entity's stored row as of `snapshots.prior_day`
+  (the last row before `start_day`, in declared dtypes; empty in a historical run). Lifetime
+  features seed from it, so an incremental day never re-reads all history.
+- It returns candidate rows `[join_key, event_timestamp, *features]` with `event_timestamp` in
+  `start .. end`: at least one row on every day where some feature of an entity changes, and one on
+  the entity's first snapshot. Extra rows are fine: `pipelines.run` casts the frame to the
+  declared dtypes (specs.conform), drops rows equal to the entity's previous row
+  (windows.change_points, against `prior` too), stamps `created_timestamp` and writes.
+
+Values must be a function of raw rows with timestamp `< T` only (docs/point_in_time.md), and must
+not depend on where the run started: an incremental run from day D gives exactly the rows a
+historical run gives from day D on. Accumulate integers (windows.Streams) to make that exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pandas as pd
+
+from pipelines.specs import FeatureSource
+from pipelines.windows import Snapshots
+
+
+@dataclass(frozen=True)
+class Input:
+    """A clean table a family reads: which columns, and how far before the first snapshot."""
+
+    table: str
+    columns: tuple[str, ...]
+    lookback_days: int | None = None  # None: all history
+
+
+class Family(Protocol):
+    SOURCE: FeatureSource
+    INPUTS: tuple[Input, ...]
+
+    def compute(self, tables: dict[str, pd.DataFrame], snapshots: Snapshots,
+                prior: pd.DataFrame) -> pd.DataFrame: ...

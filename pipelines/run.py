@@ -1,0 +1,318 @@
+"""`shopfeast features`: build the feature sources from the clean tables, historical or incremental.
+
+Layout written under a data directory:
+
+    DIR/features/<source>/<YYYY-MM>.parquet   change-point rows of the snapshots in that month,
+                                             sorted by (event_timestamp, join key); row groups
+                                             small enough for min/max pruning of time ranges
+    DIR/state/features/<source>.json          watermark: last snapshot day written, the clean
+                                             files seen (path -> size, mtime), the declaration's
+                                             fingerprint
+
+Historical mode rebuilds a source from scratch. Incremental mode compares the clean files with
+those seen last time and recomputes from the earliest day they touch:
+- new files only after the watermark: the run starts at the day after the watermark;
+- a late file (rows older than the watermark, e.g. a day's events that arrive a week late): the
+  run starts at the snapshot after the oldest late row, deletes the stored rows from that day on
+  and writes them again. Recomputing from the affected day is what keeps incremental == historical;
+- no new files and no new days: nothing is read or written (a rerun is a no-op);
+- a removed file, or a changed declaration (fingerprint): the source is rebuilt.
+
+The snapshot range is global: the first snapshot is the day after the oldest clean row, the last
+is the day after the newest one, so every source ends on the same day. `created_timestamp` equals
+`event_timestamp` (the instant the value became computable); it is deterministic, so a historical
+and an incremental build of the same data are identical file contents, not just equal values.
+The family interface is in pipelines/family.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipelines import registry
+from pipelines.contract import TABLES
+from pipelines.family import Input
+from pipelines.specs import FeatureSource, conform
+from pipelines.storage import DAY_PARTITION, clean_dir, read_clean, state_dir
+from pipelines.windows import Snapshots, change_points, day_of, day_ts, to_day
+
+MODES = ("historical", "incremental")
+ROW_GROUP_ROWS = 128_000
+
+
+@dataclass
+class Outcome:
+    source: str
+    rows: int
+    seconds: float
+    start_day: int | None  # None: nothing to do
+    end_day: int | None
+
+    def line(self) -> str:
+        if self.start_day is None:
+            return f"{self.source:<20} up to date ({self.seconds:.1f}s)"
+        span = f"{day_ts(self.start_day).iloc[0]:%Y-%m-%d}..{day_ts(self.end_day).iloc[0]:%Y-%m-%d}"
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        return (f"{self.source:<20} {self.rows:>10,} rows  {self.seconds:6.1f}s  "
+                f"{rate:>10,.0f} rows/s  snapshots {span}")
+
+
+def run(data_dir: Path, mode: str = "incremental", only: list[str] | None = None,
+        echo: bool = True) -> list[Outcome]:
+    """Build (historical) or bring up to date (incremental) every registered source."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    data_dir = Path(data_dir)
+    fams = registry.families()
+    if only:
+        fams = {k: v for k, v in fams.items() if k in only}
+    files = {t: _clean_files(data_dir, t) for t in TABLES}
+    span = _data_span(data_dir, files)
+    outcomes = []
+    for module in fams.values():
+        t0 = time.perf_counter()
+        outcome = _run_family(data_dir, module, mode, files, span)
+        outcome.seconds = time.perf_counter() - t0
+        outcomes.append(outcome)
+        if echo:
+            print(outcome.line(), flush=True)
+    return outcomes
+
+
+# --- one family -------------------------------------------------------------------------------
+
+def _run_family(data_dir: Path, module: ModuleType, mode: str,
+                files: dict[str, dict[str, list[int]]],
+                span: tuple[int, int] | None) -> Outcome:
+    source: FeatureSource = module.SOURCE
+    inputs: tuple[Input, ...] = module.INPUTS
+    seen = {t.table: files[t.table] for t in inputs}
+    state = _load_state(data_dir, source)
+    if span is None:
+        return Outcome(source.name, 0, 0.0, None, None)
+    first_day, end_day = span
+    start_day = _incremental_start(data_dir, source, inputs, state, seen, end_day)
+    if mode == "historical" or start_day == "rebuild":
+        historical, start_day = True, first_day
+        _wipe(source.path(data_dir))
+    elif start_day is None:
+        return Outcome(source.name, 0, 0.0, None, None)
+    else:
+        historical = start_day <= first_day
+        start_day = max(start_day, first_day)
+    snapshots = Snapshots(int(start_day), int(end_day), historical)
+    tables = {i.table: _read_input(data_dir, i, snapshots) for i in inputs}
+    prior = (source.empty_frame() if historical
+             else _stored_as_of(data_dir, source, snapshots.start))
+    candidates = module.compute(tables, snapshots, prior)
+    candidates = candidates[
+        (candidates[source.timestamp_field] >= snapshots.start)
+        & (candidates[source.timestamp_field] <= snapshots.end)]
+    candidates = candidates.assign(**{source.created_timestamp_column:
+                                      candidates[source.timestamp_field]})
+    rows = conform(source, candidates)
+    rows = change_points(rows, source.join_key, source.feature_names, prior,
+                         time=source.timestamp_field)
+    _write(data_dir, source, rows, snapshots.start)
+    _save_state(data_dir, source, end_day, seen)
+    return Outcome(source.name, len(rows), 0.0, snapshots.start_day, snapshots.end_day)
+
+
+def _incremental_start(data_dir: Path, source: FeatureSource, inputs: tuple[Input, ...],
+                       state: dict | None, seen: dict[str, dict[str, list[int]]],
+                       end_day: int) -> int | str | None:
+    """First snapshot day to recompute; "rebuild"; or None when nothing changed."""
+    if state is None or state.get("fingerprint") != source.fingerprint():
+        return "rebuild"
+    start = state["end_day"] + 1 if end_day > state["end_day"] else None
+    for table, now in seen.items():
+        before = state["files"].get(table, {})
+        if set(before) - set(now):
+            return "rebuild"
+        changed = [f for f, meta in now.items() if before.get(f) != meta]
+        if not changed:
+            continue
+        oldest = _oldest_day(data_dir, table, changed) + 1
+        start = oldest if start is None else min(start, oldest)
+    return start
+
+
+def _oldest_day(data_dir: Path, table: str, relpaths: list[str]) -> int:
+    """The earliest day any row of these clean files is stamped with (all its time columns)."""
+    spec = TABLES[table]
+    if spec.partitioned:
+        return min(to_day(pd.Timestamp(Path(f).parent.name.split("=", 1)[1], tz="UTC"))
+                   for f in relpaths)
+    cols = [c.name for c in spec.clean_columns() if c.kind == "timestamp"]
+    oldest = None
+    for f in relpaths:
+        t = pq.read_table(clean_dir(data_dir, table) / f, columns=cols)
+        for c in cols:
+            m = pc.min(t[c]).as_py()
+            if m is not None:
+                d = to_day(pd.Timestamp(m))
+                oldest = d if oldest is None else min(oldest, d)
+    return oldest if oldest is not None else 10**9
+
+
+def _read_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> pd.DataFrame:
+    start = None if TABLES[spec.table].change_log else snapshots.read_from(spec.lookback_days)
+    end = snapshots.end
+    if TABLES[spec.table].change_log:
+        end = None
+    return read_clean(data_dir, spec.table, list(spec.columns), start=start, end=end)
+
+
+# --- the data's span and the files seen -------------------------------------------------------
+
+def _clean_files(data_dir: Path, table: str) -> dict[str, list[int]]:
+    root = clean_dir(data_dir, table)
+    if not root.exists():
+        return {}
+    out = {}
+    for p in sorted(root.rglob("*.parquet")):
+        st = p.stat()
+        out[p.relative_to(root).as_posix()] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _data_span(data_dir: Path, files: dict[str, dict[str, list[int]]]) -> tuple[int, int] | None:
+    """(first snapshot day, last snapshot day) over all clean tables; None without data."""
+    days: list[int] = []
+    for table, fs in files.items():
+        if not fs:
+            continue
+        spec = TABLES[table]
+        if spec.partitioned:
+            names = {Path(f).parent.name for f in fs if f.startswith(f"{DAY_PARTITION}=")}
+            ds_days = [to_day(pd.Timestamp(n.split("=", 1)[1], tz="UTC")) for n in names]
+            days += [min(ds_days), max(ds_days)] if ds_days else []
+        else:
+            col = spec.time_column
+            t = read_clean(data_dir, table, [col])[col].dropna()
+            if len(t):
+                d = day_of(t)
+                days += [int(d.min()), int(d.max())]
+    if not days:
+        return None
+    return min(days) + 1, max(days) + 1
+
+
+# --- stored rows ------------------------------------------------------------------------------
+
+def read_source(data_dir: Path, source: FeatureSource, start: pd.Timestamp | None = None,
+                end: pd.Timestamp | None = None) -> pd.DataFrame:
+    """A stored source (rows with `start <= event_timestamp < end`) in declared dtypes."""
+    path = source.path(data_dir)
+    files = sorted(path.glob("*.parquet")) if path.exists() else []
+    if not files:
+        return source.empty_frame()
+    dataset = ds.dataset([str(f) for f in files], schema=source.arrow_schema(), format="parquet")
+    ts = ds.field(source.timestamp_field)
+    expr = None
+    if start is not None:
+        expr = ts >= pa.scalar(pd.Timestamp(start).to_pydatetime(), pa.timestamp("us", "UTC"))
+    if end is not None:
+        e = ts < pa.scalar(pd.Timestamp(end).to_pydatetime(), pa.timestamp("us", "UTC"))
+        expr = e if expr is None else expr & e
+    return _to_frame(source, dataset.to_table(filter=expr))
+
+
+def _read_file(source: FeatureSource, path: Path, end: pd.Timestamp) -> pd.DataFrame:
+    end_ts = pa.scalar(pd.Timestamp(end).to_pydatetime(), pa.timestamp("us", "UTC"))
+    table = pq.read_table(path, schema=source.arrow_schema(),
+                          filters=ds.field(source.timestamp_field) < end_ts)
+    return _to_frame(source, table)
+
+
+def _to_frame(source: FeatureSource, table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas(types_mapper=_types_mapper)
+    for f in source.features:
+        if f.dtype in ("string_list", "float_list"):
+            frame[f.name] = [None if v is None else list(v) for v in frame[f.name]]
+    return conform(source, frame)
+
+
+def _stored_as_of(data_dir: Path, source: FeatureSource, start: pd.Timestamp) -> pd.DataFrame:
+    """Each entity's last stored row before `start` (the state the new rows continue)."""
+    rows = read_source(data_dir, source, end=start)
+    if rows.empty:
+        return rows
+    rows = rows.sort_values([source.join_key, source.timestamp_field], kind="stable")
+    return rows.drop_duplicates(source.join_key, keep="last").reset_index(drop=True)
+
+
+def _write(data_dir: Path, source: FeatureSource, rows: pd.DataFrame, start: pd.Timestamp) -> None:
+    """Replace stored rows from `start` on with `rows`, one file per month, atomically per file."""
+    path = source.path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    first_month = f"{start:%Y-%m}"
+    month = rows[source.timestamp_field].dt.strftime("%Y-%m")
+    kept = {}
+    for f in sorted(path.glob("*.parquet")):
+        if f.stem == first_month:
+            kept[f.stem] = _read_file(source, f, end=start)
+        if f.stem >= first_month:
+            f.unlink()
+    for m in sorted(set(month) | set(kept)):
+        part = rows[month == m]
+        if m in kept:
+            part = pd.concat([kept[m], part], ignore_index=True)
+        part = part.sort_values([source.timestamp_field, source.join_key], kind="stable")
+        table = pa.Table.from_pandas(part, schema=source.arrow_schema(), preserve_index=False)
+        tmp = path / f".{m}.parquet.tmp"
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
+        os.replace(tmp, path / f"{m}.parquet")
+
+
+def _wipe(path: Path) -> None:
+    if path.exists():
+        for f in path.glob("*.parquet"):
+            f.unlink()
+
+
+def _types_mapper(t: pa.DataType):
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return pd.StringDtype()
+    if pa.types.is_integer(t):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    return None
+
+
+# --- watermarks -------------------------------------------------------------------------------
+
+def _state_path(data_dir: Path, source: FeatureSource) -> Path:
+    return state_dir(data_dir) / "features" / f"{source.name}.json"
+
+
+def _load_state(data_dir: Path, source: FeatureSource) -> dict | None:
+    p = _state_path(data_dir, source)
+    if not p.exists() or not source.path(data_dir).is_dir():
+        return None
+    return json.loads(p.read_text())
+
+
+def _save_state(data_dir: Path, source: FeatureSource, end_day: int,
+                seen: dict[str, dict[str, list[int]]]) -> None:
+    p = _state_path(data_dir, source)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    body = {"source": source.name, "fingerprint": source.fingerprint(), "end_day": int(end_day),
+            "end": f"{day_ts(end_day).iloc[0]:%Y-%m-%d}", "files": seen}
+    tmp = p.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=1, sort_keys=True))
+    os.replace(tmp, p)
+
+

@@ -1,0 +1,320 @@
+"""The windowed-aggregation primitive every feature family is built on.
+
+Time model (docs/point_in_time.md): snapshots are days at 00:00 UTC, indexed as days since the
+epoch. A raw row with timestamp `ts` is first visible at snapshot `enter = floor_day(ts) + 1`
+(a value stamped T uses rows `< T` only) and, for a window of W days, last visible at
+`enter + W - 1`: it leaves on day `enter + W`, which is exactly "T - W <= ts < T".
+
+Instead of evaluating every entity on every day, each row becomes integer deltas: `+v` on the day
+it enters, `-v` on the day it leaves. Summing deltas per (entity, day) and taking a running sum
+per entity gives the value at every day where it can change, and nowhere else. Distinct counts
+merge each key's visibility intervals first, so a key seen twice in a window counts once.
+
+Everything accumulated here is an integer (counts, money in micro-units, durations in
+microseconds): running sums of +/- deltas are then exact, a window that empties reads exactly 0,
+and an incremental run that starts its sums later gets bit-for-bit the values of a historical run.
+Ratios and means are derived from the integer state at the end.
+
+The output of a family is a set of candidate rows (entity, T) that contains every day where a value
+changes; `change_points` drops the rows equal to the entity's previous row. Feast's point-in-time
+join (latest row with `event_timestamp <= t`) then reads the same values as dense daily snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+DAY = pd.Timedelta(days=1)
+MICRO = 1_000_000  # money and other decimals are accumulated as integer micro-units
+# (entity code, day) is packed into one int64 key; days since 1970 stay far below 2**20.
+_STRIDE = np.int64(1 << 20)
+
+
+# --- days ------------------------------------------------------------------------------------
+
+def day_of(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """UTC day index (days since 1970-01-01) of each timestamp, floored. NaT -> INT64 min."""
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").tz_localize(None)
+    days = values.to_numpy(dtype="datetime64[us]").astype("datetime64[D]").astype(np.int64)
+    return days
+
+
+def entry_day(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """The first snapshot (day index) at which a row stamped `ts` is visible."""
+    return day_of(ts) + 1
+
+
+def day_ts(days: np.ndarray | pd.Series | int) -> pd.Series:
+    """Day indices back to tz-aware UTC timestamps (microsecond unit) at 00:00."""
+    arr = np.asarray(days, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
+    return pd.Series(pd.DatetimeIndex(arr).tz_localize("UTC"))
+
+
+def to_day(ts: pd.Timestamp) -> int:
+    """A snapshot timestamp (00:00 UTC) as its day index."""
+    return int(day_of(pd.DatetimeIndex([pd.Timestamp(ts)]))[0])
+
+
+def fixed(values: pd.Series | np.ndarray, scale: int = MICRO) -> np.ndarray:
+    """Decimals as exact integers (`scale` units per 1); nulls become 0."""
+    arr = pd.Series(values).astype("float64").fillna(0.0).to_numpy()
+    return np.rint(arr * scale).astype(np.int64)
+
+
+def duration_us(ts: pd.Series) -> np.ndarray:
+    """Timestamps as integer microseconds since the epoch (for exact durations)."""
+    values = pd.DatetimeIndex(ts).tz_convert("UTC").tz_localize(None)
+    return values.to_numpy(dtype="datetime64[us]").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """The snapshot days a run emits: `start_day .. end_day` inclusive, daily at 00:00 UTC.
+
+    `start_day - 1` is the prior day: in an incremental run, the stored row of each entity as of
+    that day is the state the new rows are compared against (and seeds lifetime sums).
+    """
+
+    start_day: int
+    end_day: int
+    historical: bool = True
+
+    @classmethod
+    def between(cls, start: pd.Timestamp, end: pd.Timestamp, historical: bool) -> Snapshots:
+        return cls(to_day(start), to_day(end), historical)
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return day_ts(self.start_day).iloc[0]
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return day_ts(self.end_day).iloc[0]
+
+    @property
+    def prior_day(self) -> int:
+        return self.start_day - 1
+
+    def read_from(self, lookback_days: int | None) -> pd.Timestamp | None:
+        """Earliest raw timestamp a window of `lookback_days` needs (None: all history)."""
+        if lookback_days is None or self.historical:
+            return None
+        return day_ts(self.start_day - lookback_days - 1).iloc[0]
+
+
+# --- entities ---------------------------------------------------------------------------------
+
+class EntityIndex:
+    """Dense integer codes for entity ids (the order is the sorted id order)."""
+
+    def __init__(self, ids: pd.Series | np.ndarray | list) -> None:
+        uniq = pd.Index(pd.Series(ids, dtype="string").dropna().unique()).sort_values()
+        self.ids = uniq
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def codes(self, ids: pd.Series) -> np.ndarray:
+        """Codes of `ids`; -1 for an id this index does not know (or null)."""
+        return self.ids.get_indexer(pd.Series(ids, dtype="string")).astype(np.int64)
+
+    def lookup(self, codes: np.ndarray) -> pd.Series:
+        return pd.Series(self.ids.take(codes), dtype="string")
+
+
+# --- delta streams ----------------------------------------------------------------------------
+
+@dataclass
+class Accumulated:
+    """Running values of every stream at each (entity, day) grid point, entity-major, day-sorted."""
+
+    entity: np.ndarray
+    day: np.ndarray
+    values: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.day)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"entity": self.entity, "day": self.day, **self.values})
+
+
+@dataclass
+class Streams:
+    """Integer delta streams keyed by (entity code, day), accumulated on one common grid.
+
+    Every `add*` call registers grid points; `evaluate` sums the deltas per grid point and runs a
+    per-entity cumulative sum, so each named stream reads its exact value at every grid point.
+    """
+
+    _chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
+    _names: list[str] = field(default_factory=list)
+
+    def _push(self, entity: np.ndarray, day: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        entity = np.asarray(entity, dtype=np.int64)
+        day = np.asarray(day, dtype=np.int64)
+        keep = entity >= 0
+        if not keep.all():
+            entity, day = entity[keep], day[keep]
+            values = {k: np.asarray(v)[keep] for k, v in values.items()}
+        for name in values:
+            if name not in self._names:
+                self._names.append(name)
+        key = entity * _STRIDE + day
+        self._chunks.append((key, {k: np.asarray(v, dtype=np.int64) for k, v in values.items()}))
+
+    def points(self, entity: np.ndarray, day: np.ndarray) -> None:
+        """Grid points without deltas (an entity's first snapshot, a calendar boundary)."""
+        self._push(entity, day, {})
+
+    def add(self, entity: np.ndarray, day: np.ndarray, **values: np.ndarray) -> None:
+        """Raw deltas: each value is added on `day` and stays (a seed, a lifetime sum)."""
+        self._push(entity, day, values)
+
+    def window(self, entity: np.ndarray, enter: np.ndarray, days: int | None,
+               **values: np.ndarray) -> None:
+        """Rows visible on `[enter, enter + days)`; `days=None` is a lifetime (never leaves)."""
+        self._push(entity, enter, values)
+        if days is not None:
+            self._push(entity, np.asarray(enter) + days,
+                       {k: -np.asarray(v, dtype=np.int64) for k, v in values.items()})
+
+    def distinct(self, name: str, entity: np.ndarray, key: np.ndarray | pd.Series,
+                 enter: np.ndarray, days: int | None) -> None:
+        """Number of distinct `key`s visible per entity: each key's intervals are merged first."""
+        key_codes = pd.factorize(pd.Series(key))[0].astype(np.int64)
+        frame = pd.DataFrame({"e": np.asarray(entity, np.int64), "k": key_codes,
+                              "d": np.asarray(enter, np.int64)})
+        frame = frame[(frame["e"] >= 0) & (frame["k"] >= 0)].drop_duplicates()
+        frame = frame.sort_values(["e", "k", "d"], kind="stable")
+        e, k, d = (frame[c].to_numpy() for c in ("e", "k", "d"))
+        if len(d) == 0:
+            self._push(e, d, {name: d})
+            return
+        same_key = np.r_[False, (e[1:] == e[:-1]) & (k[1:] == k[:-1])]
+        if days is None:
+            starts = ~same_key
+            self._push(e[starts], d[starts], {name: np.ones(starts.sum(), np.int64)})
+            return
+        gap = np.r_[np.int64(0), d[1:] - d[:-1]]
+        starts = ~same_key | (gap > days)
+        ends = np.r_[starts[1:], True]
+        self._push(e[starts], d[starts], {name: np.ones(starts.sum(), np.int64)})
+        self._push(e[ends], d[ends] + days, {name: -np.ones(ends.sum(), np.int64)})
+
+    def evaluate(self, first_day: int | None = None, last_day: int | None = None) -> Accumulated:
+        """Values at every grid point, restricted to `first_day .. last_day` after accumulating."""
+        if not self._chunks:
+            empty = np.zeros(0, np.int64)
+            return Accumulated(empty, empty, {n: empty for n in self._names})
+        grid = np.unique(np.concatenate([key for key, _ in self._chunks]))
+        entity, day = np.divmod(grid, _STRIDE)
+        starts = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
+        lengths = np.diff(np.r_[starts, len(grid)])
+        values: dict[str, np.ndarray] = {}
+        for name in self._names:
+            acc = np.zeros(len(grid), np.int64)
+            for key, vals in self._chunks:
+                if name in vals:
+                    np.add.at(acc, np.searchsorted(grid, key), vals[name])
+            run = np.cumsum(acc)
+            before = np.r_[np.int64(0), run[starts[1:] - 1]]
+            values[name] = run - np.repeat(before, lengths)
+        keep = np.ones(len(grid), bool)
+        if first_day is not None:
+            keep &= day >= first_day
+        if last_day is not None:
+            keep &= day <= last_day
+        return Accumulated(entity[keep], day[keep], {n: v[keep] for n, v in values.items()})
+
+
+def segment_states(pieces: pd.DataFrame, by: list[str], enter: str, days: int,
+                   aggs: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """A keyed window state for keys whose rows span several days (sessions across midnight).
+
+    `pieces` holds one row per (key, enter day) with partial aggregates. At every day where the
+    key's visible set changes (each `enter` and `enter + days`) this returns the aggregate over the
+    visible pieces (`aggs` as in `DataFrame.groupby().agg(**aggs)`), with `present` False where
+    nothing is visible any more. Diff consecutive rows of a key to turn states into deltas.
+    """
+    base = pieces[by + [enter]]
+    breaks = pd.concat([
+        base.rename(columns={enter: "day"}),
+        base.assign(day=base[enter] + days)[by + ["day"]],
+    ]).drop_duplicates()
+    cross = breaks.merge(pieces, on=by)
+    visible = cross[(cross[enter] <= cross["day"]) & (cross["day"] < cross[enter] + days)]
+    state = visible.groupby(by + ["day"], sort=False).agg(**aggs).reset_index()
+    out = breaks.merge(state, on=by + ["day"], how="left")
+    out["present"] = out[list(aggs)[0]].notna()
+    return out.sort_values(by + ["day"], kind="stable").reset_index(drop=True)
+
+
+def state_deltas(states: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
+    """Turn per-key states (sorted by key, day) into deltas: each row minus the key's previous."""
+    values = states[columns].fillna(0).astype(np.int64)
+    first = np.r_[True, (states[by].iloc[1:].to_numpy() != states[by].iloc[:-1].to_numpy())
+                  .any(axis=1)]
+    prev = values.shift(1).fillna(0).astype(np.int64)
+    prev[first] = 0
+    return states[by + ["day"]].join(values - prev)
+
+
+# --- change points ----------------------------------------------------------------------------
+
+def change_points(frame: pd.DataFrame, key: str, features: list[str],
+                  prior: pd.DataFrame | None = None, time: str = "event_timestamp"
+                  ) -> pd.DataFrame:
+    """Keep each entity's rows where some feature differs from its previous row.
+
+    `frame` holds candidate rows (a superset of the days where values change) in declared dtypes.
+    An entity's first candidate row is kept unless `prior` (its stored row before the first
+    snapshot of this run) holds exactly the same values. Nulls compare equal to nulls; lists
+    compare by content.
+    """
+    frame = frame.sort_values([key, time], kind="stable").reset_index(drop=True)
+    if frame.empty:
+        return frame
+    n_prior = 0
+    if prior is not None and len(prior):
+        prior = prior[prior[key].isin(frame[key].unique())]
+        prior = prior.sort_values([key, time], kind="stable").drop_duplicates(key, keep="last")
+        n_prior = len(prior)
+        both = pd.concat([prior[frame.columns], frame], ignore_index=True)
+        order = np.r_[np.zeros(n_prior, np.int8), np.ones(len(frame), np.int8)]
+        both["_new"] = order
+        both = both.sort_values([key, "_new", time], kind="stable").reset_index(drop=True)
+    else:
+        both = frame.assign(_new=np.int8(1))
+    ids = both[key]
+    differs = np.r_[True, (ids.iloc[1:].to_numpy() != ids.iloc[:-1].to_numpy())]
+    for name in features:
+        differs |= ~_same_as_previous(both[name])
+    keep = differs & (both["_new"].to_numpy() == 1)
+    return both.loc[keep, frame.columns].reset_index(drop=True)
+
+
+def _same_as_previous(col: pd.Series) -> np.ndarray:
+    """Element i equals element i-1 (null == null); element 0 is False."""
+    if col.dtype == object:
+        values = [tuple(v) if isinstance(v, list | tuple | np.ndarray) else v for v in col]
+        same = np.fromiter(
+            (_eq(a, b) for a, b in zip(values[1:], values[:-1], strict=True)), bool,
+            count=max(len(values) - 1, 0))
+        return np.r_[False, same]
+    cur, prev = col.iloc[1:].reset_index(drop=True), col.iloc[:-1].reset_index(drop=True)
+    eq = (cur == prev)
+    eq = eq.fillna(False).to_numpy(dtype=bool) if hasattr(eq, "fillna") else np.asarray(eq)
+    both_null = (cur.isna() & prev.isna()).to_numpy()
+    return np.r_[False, eq | both_null]
+
+
+def _eq(a: object, b: object) -> bool:
+    a_null = a is None or (isinstance(a, float) and np.isnan(a)) or a is pd.NA
+    b_null = b is None or (isinstance(b, float) and np.isnan(b)) or b is pd.NA
+    if a_null or b_null:
+        return a_null and b_null
+    return a == b
