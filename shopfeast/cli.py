@@ -88,6 +88,33 @@ def features(
     run(data_dir=resolve(data_dir), mode=mode)
 
 
+train_app = typer.Typer(no_args_is_help=True, help="Train models from the feature store.")
+app.add_typer(train_app, name="train")
+
+
+@train_app.command("churn")
+def train_churn(
+    data_dir: DataDirOpt = None,
+    horizon_days: Annotated[int, typer.Option(help="Churn horizon in days.")] = 90,
+    seed: int = 7,
+    cutoff_freq: Annotated[str, typer.Option(help="Cutoff grid (pandas offset).")] = "MS",
+) -> None:
+    """Churn models on monthly cutoffs through the churn_model_v1 feature service."""
+    from shopfeast.paths import data_dir as resolve
+    from training.churn import run
+
+    run(data_dir=resolve(data_dir), horizon_days=horizon_days, seed=seed, cutoff_freq=cutoff_freq)
+
+
+@train_app.command("ranking")
+def train_ranking(data_dir: DataDirOpt = None, seed: int = 7) -> None:
+    """The recommendation ranker through the ranking_model_v1 feature service."""
+    from shopfeast.paths import data_dir as resolve
+    from training.ranking import run
+
+    run(data_dir=resolve(data_dir), seed=seed)
+
+
 @app.command()
 def demo(
     customers: int = 2000,
