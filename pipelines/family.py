@@ -23,6 +23,9 @@ and one pure function:
   declared dtypes (specs.conform), drops rows equal to the entity's previous row
   (windows.change_points, against `prior` too), stamps `created_timestamp` and writes.
 
+Optionally `persist(data_dir, tables) -> None`: called before `compute` to record state a family
+learns from data once (a vocabulary, a fitted model) under DIR/state/; `compute` stays pure.
+
 Values must be a function of raw rows with timestamp `< T` only (docs/point_in_time.md), and must
 not depend on where the run started: an incremental run from day D gives exactly the rows a
 historical run gives from day D on. Accumulate integers (windows.Streams) to make that exact.

@@ -113,6 +113,8 @@ def _run_family(data_dir: Path, module: ModuleType, mode: str,
         start_day = max(start_day, first_day)
     snapshots = Snapshots(int(start_day), int(end_day), historical)
     tables = {i.table: _read_input(data_dir, i, snapshots) for i in inputs}
+    if hasattr(module, "persist"):
+        module.persist(data_dir, tables)
     prior = (source.empty_frame() if historical
              else _stored_as_of(data_dir, source, snapshots.start))
     candidates = module.compute(tables, snapshots, prior)

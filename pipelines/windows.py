@@ -49,7 +49,8 @@ def entry_day(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
 
 def day_ts(days: np.ndarray | pd.Series | int) -> pd.Series:
     """Day indices back to tz-aware UTC timestamps (microsecond unit) at 00:00."""
-    arr = np.asarray(days, dtype=np.int64).astype("datetime64[D]").astype("datetime64[us]")
+    arr = np.atleast_1d(np.asarray(days, dtype=np.int64))
+    arr = arr.astype("datetime64[D]").astype("datetime64[us]")
     return pd.Series(pd.DatetimeIndex(arr).tz_localize("UTC"))
 
 
@@ -205,19 +206,29 @@ class Streams:
         self._push(e[starts], d[starts], {name: np.ones(starts.sum(), np.int64)})
         self._push(e[ends], d[ends] + days, {name: -np.ones(ends.sum(), np.int64)})
 
-    def evaluate(self, first_day: int | None = None, last_day: int | None = None) -> Accumulated:
-        """Values at every grid point, restricted to `first_day .. last_day` after accumulating."""
+    def evaluate(self, first_day: int | None = None, last_day: int | None = None,
+                 carry: bool = False) -> Accumulated:
+        """Values at every grid point, restricted to `first_day .. last_day` after accumulating.
+
+        With `carry`, each entity also keeps one row on `first_day - 1` holding everything
+        before (the state a run continues from).
+        """
         if not self._chunks:
             empty = np.zeros(0, np.int64)
             return Accumulated(empty, empty, {n: empty for n in self._names})
-        grid = np.unique(np.concatenate([key for key, _ in self._chunks]))
+        chunks = self._chunks
+        if first_day is not None:
+            # Everything before the first emitted day only matters through its sum: fold it into
+            # one point per entity on the day before (identical values from first_day on).
+            chunks = [(_clamp(key, first_day - 1), vals) for key, vals in chunks]
+        grid = np.unique(np.concatenate([key for key, _ in chunks]))
         entity, day = np.divmod(grid, _STRIDE)
         starts = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
         lengths = np.diff(np.r_[starts, len(grid)])
         values: dict[str, np.ndarray] = {}
         for name in self._names:
             acc = np.zeros(len(grid), np.int64)
-            for key, vals in self._chunks:
+            for key, vals in chunks:
                 if name in vals:
                     np.add.at(acc, np.searchsorted(grid, key), vals[name])
             run = np.cumsum(acc)
@@ -225,10 +236,62 @@ class Streams:
             values[name] = run - np.repeat(before, lengths)
         keep = np.ones(len(grid), bool)
         if first_day is not None:
-            keep &= day >= first_day
+            keep &= day >= (first_day - 1 if carry else first_day)
         if last_day is not None:
             keep &= day <= last_day
         return Accumulated(entity[keep], day[keep], {n: v[keep] for n, v in values.items()})
+
+
+def _clamp(key: np.ndarray, min_day: int) -> np.ndarray:
+    entity, day = np.divmod(key, _STRIDE)
+    return entity * _STRIDE + np.maximum(day, min_day)
+
+
+def pack(entity: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """(entity code, day) as one sortable int64 key."""
+    return np.asarray(entity, np.int64) * _STRIDE + np.asarray(day, np.int64)
+
+
+def as_of(left_entity: np.ndarray, left_day: np.ndarray, right_entity: np.ndarray,
+          right_day: np.ndarray) -> np.ndarray:
+    """For each left (entity, day): position of the right row of the same entity with the latest
+    day <= left day, or -1. Right rows must be sorted by (entity, day)."""
+    right = pack(right_entity, right_day)
+    left = pack(left_entity, left_day)
+    pos = np.searchsorted(right, left, side="right") - 1
+    ok = pos >= 0
+    ok[ok] = right[pos[ok]] // _STRIDE == left[ok] // _STRIDE
+    return np.where(ok, pos, -1)
+
+
+def top_key(entity: np.ndarray, key: np.ndarray, day: np.ndarray, value: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The winning key per entity at every day where any of its keys' values changes.
+
+    Inputs are change rows of per-(entity, key) values sorted by (entity, key, day), e.g. the
+    evaluation of a `Streams` keyed by pairs; a value holds from its day until the pair's next
+    row. The winner has the largest positive value, ties going to the smallest `key` (callers
+    pass ranks, e.g. alphabetical order). Returns (entity, day, key) with key -1 where no key
+    is positive.
+    """
+    entity, key, day, value = (np.asarray(a, np.int64) for a in (entity, key, day, value))
+    days = np.unique(pack(entity, day))
+    same_pair = np.r_[(entity[1:] == entity[:-1]) & (key[1:] == key[:-1]), False]
+    end = np.where(same_pair, np.r_[day[1:], 0], _STRIDE - 1)
+    live = value > 0
+    lo = np.searchsorted(days, pack(entity[live], day[live]), side="left")
+    hi = np.searchsorted(days, pack(entity[live], end[live]), side="left")
+    counts = hi - lo
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    at = np.repeat(lo, counts) + offsets
+    cand = pd.DataFrame({"at": at, "v": np.repeat(value[live], counts),
+                         "k": np.repeat(key[live], counts)})
+    cand = cand.sort_values(["at", "v", "k"], ascending=[True, False, True], kind="stable")
+    best = cand.drop_duplicates("at")
+    winner = np.full(len(days), -1, np.int64)
+    winner[best["at"].to_numpy()] = best["k"].to_numpy()
+    ent, d = np.divmod(days, _STRIDE)
+    return ent, d, winner
 
 
 def segment_states(pieces: pd.DataFrame, by: list[str], enter: str, days: int,
@@ -255,12 +318,16 @@ def segment_states(pieces: pd.DataFrame, by: list[str], enter: str, days: int,
 
 def state_deltas(states: pd.DataFrame, by: list[str], columns: list[str]) -> pd.DataFrame:
     """Turn per-key states (sorted by key, day) into deltas: each row minus the key's previous."""
-    values = states[columns].fillna(0).astype(np.int64)
-    first = np.r_[True, (states[by].iloc[1:].to_numpy() != states[by].iloc[:-1].to_numpy())
-                  .any(axis=1)]
-    prev = values.shift(1).fillna(0).astype(np.int64)
+    values = states[columns].fillna(0).to_numpy(np.int64)
+    keys = states[by].to_numpy()
+    first = np.ones(len(states), bool)
+    first[1:] = (keys[1:] != keys[:-1]).any(axis=1)
+    prev = np.zeros_like(values)
+    prev[1:] = values[:-1]
     prev[first] = 0
-    return states[by + ["day"]].join(values - prev)
+    out = states[by + ["day"]].reset_index(drop=True)
+    out[columns] = values - prev
+    return out
 
 
 # --- change points ----------------------------------------------------------------------------

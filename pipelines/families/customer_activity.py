@@ -1,0 +1,317 @@
+"""customer_activity: what a customer bought and did, over 7/30/90-day windows and lifetime.
+
+Orders count when `status != cancelled`. A refund lowers spend from the snapshot after its
+`refund_ts` (from the order itself when `refund_ts` is missing), never earlier: using a refund
+that happens after T would leak the future. Categories are the product's as of the order
+(latest product row with `updated_at` before `order_ts`, else its first row), so a later
+re-categorisation does not rewrite what a customer bought. Sessions are (customer, session_id)
+keys: a session counts in a window when any of its events does, and its length is the span of its
+events inside the window, so a session across midnight never uses events from after T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipelines.entities import customer_first_day
+from pipelines.family import Input
+from pipelines.specs import Feature, FeatureSource
+from pipelines.windows import (
+    MICRO,
+    EntityIndex,
+    Snapshots,
+    Streams,
+    as_of,
+    day_ts,
+    duration_us,
+    entry_day,
+    fixed,
+    segment_states,
+    state_deltas,
+    top_key,
+)
+
+RECENT_PRODUCTS = 10
+
+SOURCE = FeatureSource(
+    name="customer_activity",
+    entity="customer",
+    join_key="customer_id",
+    description="Orders, spend, sessions and browsing of a customer: 7/30/90 days and lifetime.",
+    tags=(("domain", "customer"), ("family", "activity")),
+    features=(
+        Feature("orders_7d", "int64", "non-cancelled orders in the window", "7d", 0),
+        Feature("orders_30d", "int64", "non-cancelled orders in the window", "30d", 0),
+        Feature("orders_90d", "int64", "non-cancelled orders in the window", "90d", 0),
+        Feature("spend_30d", "float64",
+                "total_amount minus refunds known before T, orders in the window", "30d", 0.0),
+        Feature("spend_90d", "float64",
+                "total_amount minus refunds known before T, orders in the window", "90d", 0.0),
+        Feature("avg_order_value_90d", "float64", "spend_90d / orders_90d; null without orders",
+                "90d"),
+        Feature("last_order_ts", "unix_timestamp", "latest non-cancelled order_ts before T",
+                "lifetime"),
+        Feature("lifetime_orders", "int64", "non-cancelled orders before T", "lifetime", 0),
+        Feature("lifetime_spend", "float64", "spend of all non-cancelled orders before T",
+                "lifetime", 0.0),
+        Feature("purchase_frequency_90d", "float64", "orders per week over 90 days (orders_90d / "
+                "(90 / 7))", "90d", 0.0),
+        Feature("discount_share_90d", "float64",
+                "share of the window's orders with a discount; null without orders", "90d"),
+        Feature("refund_rate_90d", "float64", "share of the window's orders with a refund known "
+                "before T; null without orders", "90d"),
+        Feature("distinct_products_90d", "int64", "distinct products bought in the window", "90d",
+                0),
+        Feature("distinct_categories_90d", "int64", "distinct categories bought in the window",
+                "90d", 0),
+        Feature("category_diversity_90d", "float64", "distinct categories / order lines in the "
+                "window; null without purchases", "90d"),
+        Feature("favourite_category_90d", "string", "category with the most units bought in the "
+                "window (ties: alphabetical); null without purchases", "90d"),
+        Feature("events_30d", "int64", "events of the customer in the window", "30d", 0),
+        Feature("sessions_30d", "int64", "distinct sessions with an event in the window", "30d", 0),
+        Feature("add_to_cart_30d", "int64", "add_to_cart events in the window", "30d", 0),
+        Feature("product_views_30d", "int64", "product_view events in the window", "30d", 0),
+        Feature("searches_30d", "int64", "search events in the window", "30d", 0),
+        Feature("avg_session_length_30d", "float64", "mean seconds between a session's first and "
+                "last event inside the window; null without sessions", "30d"),
+        Feature("cart_abandonment_rate_30d", "float64", "share of sessions with add_to_cart and no "
+                "purchase event, among sessions with add_to_cart; null without such", "30d"),
+        Feature("recent_product_ids", "string_list", "the last 10 distinct products bought before "
+                "T, most recent first (candidate generation); empty without purchases",
+                "lifetime", ()),
+    ),
+)
+
+INPUTS = (
+    Input("customers", ("customer_id", "signup_ts", "updated_at")),
+    Input("products", ("product_id", "category", "updated_at", "created_at")),
+    Input("orders", ("order_id", "customer_id", "order_ts", "status", "total_amount",
+                     "discount_amount", "refunded_amount", "refund_ts")),
+    Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
+    Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),
+)
+
+
+def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
+            prior: pd.DataFrame) -> pd.DataFrame:
+    index = EntityIndex(tables["customers"]["customer_id"])
+    first_day = customer_first_day(tables["customers"], index)
+    orders = _live_orders(tables["orders"], index)
+    items = _items(tables["order_items"], orders, tables["products"])
+    streams = Streams()
+    streams.points(np.arange(len(index)), first_day)
+    _order_streams(streams, orders)
+    _item_streams(streams, items)
+    _event_streams(streams, tables["events"], index)
+    acc = streams.evaluate(snapshots.start_day, snapshots.end_day)
+    alive = acc.day >= first_day[acc.entity]
+    entity, day = acc.entity[alive], acc.day[alive]
+    v = {k: a[alive] for k, a in acc.values.items()}
+
+    out = pd.DataFrame({"customer_id": index.lookup(entity),
+                        "event_timestamp": day_ts(day)})
+    for w in (7, 30, 90):
+        out[f"orders_{w}d"] = v[f"orders_{w}d"]
+    out["spend_30d"] = v["spend_30d"] / MICRO
+    out["spend_90d"] = v["spend_90d"] / MICRO
+    out["avg_order_value_90d"] = _ratio(v["spend_90d"] / MICRO, v["orders_90d"])
+    out["lifetime_orders"] = v["lifetime_orders"]
+    out["lifetime_spend"] = v["lifetime_spend"] / MICRO
+    out["purchase_frequency_90d"] = v["orders_90d"] / (90 / 7)
+    out["discount_share_90d"] = _ratio(v["discounted_90d"], v["orders_90d"])
+    out["refund_rate_90d"] = _ratio(v["refunded_90d"], v["orders_90d"])
+    out["distinct_products_90d"] = v["distinct_products_90d"]
+    out["distinct_categories_90d"] = v["distinct_categories_90d"]
+    out["category_diversity_90d"] = _ratio(v["distinct_categories_90d"], v["lines_90d"])
+    for name in ("events_30d", "sessions_30d", "add_to_cart_30d", "product_views_30d",
+                 "searches_30d"):
+        out[name] = v[name]
+    out["avg_session_length_30d"] = _ratio(v["session_us_30d"] / MICRO, v["sessions_30d"])
+    out["cart_abandonment_rate_30d"] = _ratio(v["abandoned_30d"], v["cart_sessions_30d"])
+    out["last_order_ts"] = _last_order(orders, entity, day)
+    out["favourite_category_90d"] = _favourite(items, entity, day, snapshots)
+    out["recent_product_ids"] = _recent(items, index, entity, day, snapshots, prior)
+    return out
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+def _live_orders(orders: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
+    o = orders[orders["status"] != "cancelled"]
+    o = o.assign(c=index.codes(o["customer_id"]), enter=entry_day(o["order_ts"]))
+    o = o[o["c"] >= 0]
+    refund = o["refunded_amount"].fillna(0.0)
+    refund_enter = np.where(o["refund_ts"].isna(), o["enter"],
+                            entry_day(o["refund_ts"].fillna(o["order_ts"])))
+    return o.assign(total=fixed(o["total_amount"]), refund=fixed(refund),
+                    refund_enter=np.maximum(refund_enter, o["enter"].to_numpy()),
+                    refunded=(refund > 0).to_numpy(),
+                    discounted=(o["discount_amount"].fillna(0.0) > 0).to_numpy())
+
+
+def _items(items: pd.DataFrame, orders: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
+    """Items of live orders with the customer code, entry day and the category as of the order."""
+    it = items.merge(orders[["order_id", "c", "enter"]], on="order_id", how="inner")
+    cat = products[["product_id", "category", "updated_at", "created_at"]].copy()
+    cat["updated_at"] = cat["updated_at"].fillna(cat["created_at"])
+    cat["category"] = cat["category"].fillna("unknown")
+    cat = cat.dropna(subset=["updated_at"]).sort_values("updated_at", kind="stable")
+    it = it.sort_values("order_ts", kind="stable")
+    it = pd.merge_asof(it, cat[["product_id", "updated_at", "category"]], left_on="order_ts",
+                       right_on="updated_at", by="product_id", allow_exact_matches=False)
+    first_cat = cat.drop_duplicates("product_id").set_index("product_id")["category"]
+    it["category"] = it["category"].fillna(it["product_id"].map(first_cat)).fillna("unknown")
+    return it.drop(columns="updated_at").reset_index(drop=True)
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+def _order_streams(s: Streams, o: pd.DataFrame) -> None:
+    c, enter = o["c"].to_numpy(), o["enter"].to_numpy()
+    ones = np.ones(len(o), np.int64)
+    for w in (7, 30, 90):
+        s.window(c, enter, w, **{f"orders_{w}d": ones})
+    s.window(c, enter, None, lifetime_orders=ones)
+    s.window(c, enter, 90, discounted_90d=o["discounted"].to_numpy().astype(np.int64))
+    total, refund, r_enter = (o[k].to_numpy() for k in ("total", "refund", "refund_enter"))
+    refunded = o["refunded"].to_numpy().astype(np.int64)
+    for w in (30, 90):
+        s.window(c, enter, w, **{f"spend_{w}d": total})
+        # The refund is known from r_enter and leaves with the order (if it was known by then).
+        hit = r_enter < enter + w
+        s.window(c[hit], r_enter[hit], None, **{f"spend_{w}d": -refund[hit]})
+        s.add(c[hit], enter[hit] + w, **{f"spend_{w}d": refund[hit]})
+    hit = r_enter < enter + 90
+    s.window(c[hit], r_enter[hit], None, refunded_90d=refunded[hit])
+    s.add(c[hit], enter[hit] + 90, refunded_90d=-refunded[hit])
+    s.window(c, enter, None, lifetime_spend=total)
+    s.window(c, r_enter, None, lifetime_spend=-refund)
+
+
+def _item_streams(s: Streams, it: pd.DataFrame) -> None:
+    c, enter = it["c"].to_numpy(), it["enter"].to_numpy()
+    s.window(c, enter, 90, lines_90d=np.ones(len(it), np.int64))
+    s.distinct("distinct_products_90d", c, it["product_id"], enter, 90)
+    s.distinct("distinct_categories_90d", c, it["category"], enter, 90)
+
+
+def _event_streams(s: Streams, events: pd.DataFrame, index: EntityIndex) -> None:
+    ev = events.assign(c=index.codes(events["customer_id"]))
+    ev = ev[ev["c"] >= 0]
+    kind = ev["event_type"]
+    ev = ev.assign(enter=entry_day(ev["event_ts"]), us=duration_us(ev["event_ts"]),
+                   cart=(kind == "add_to_cart").to_numpy(np.int64),
+                   view=(kind == "product_view").to_numpy(np.int64),
+                   search=(kind == "search").to_numpy(np.int64),
+                   buy=(kind == "purchase").to_numpy(np.int64), n=np.int64(1))
+    daily = ev.groupby(["c", "enter"], sort=False)[["n", "cart", "view", "search"]].sum()
+    daily = daily.reset_index()
+    s.window(daily["c"].to_numpy(), daily["enter"].to_numpy(), 30,
+             events_30d=daily["n"].to_numpy(), add_to_cart_30d=daily["cart"].to_numpy(),
+             product_views_30d=daily["view"].to_numpy(), searches_30d=daily["search"].to_numpy())
+    # Sessions: one piece per (customer, session, day); the window state of each session is the
+    # aggregate of its visible pieces, turned into deltas at the days where that set changes.
+    ev["sid"] = pd.factorize(ev["session_id"])[0]
+    pieces = ev.groupby(["c", "sid", "enter"], sort=False).agg(
+        first=("us", "min"), last=("us", "max"), cart=("cart", "max"), buy=("buy", "max"))
+    states = segment_states(pieces.reset_index(), ["c", "sid"], "enter", 30, {
+        "first": ("first", "min"), "last": ("last", "max"), "cart": ("cart", "max"),
+        "buy": ("buy", "max")})
+    present = states["present"].to_numpy()
+    cart = states["cart"].fillna(0).to_numpy(np.int64)
+    states = states.assign(
+        sessions_30d=present.astype(np.int64),
+        session_us_30d=(states["last"] - states["first"]).fillna(0).to_numpy(np.int64),
+        cart_sessions_30d=cart,
+        abandoned_30d=cart * (1 - states["buy"].fillna(0).to_numpy(np.int64)))
+    cols = ["sessions_30d", "session_us_30d", "cart_sessions_30d", "abandoned_30d"]
+    d = state_deltas(states, ["c", "sid"], cols)
+    s.add(d["c"].to_numpy(), d["day"].to_numpy(), **{k: d[k].to_numpy() for k in cols})
+
+
+# --- derived ----------------------------------------------------------------------------------
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, np.float64)
+    den = np.asarray(den, np.float64)
+    out = np.full(len(num), np.nan)
+    ok = den != 0
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def _last_order(o: pd.DataFrame, entity: np.ndarray, day: np.ndarray) -> pd.Series:
+    last = (o.groupby(["c", "enter"])["order_ts"].max().reset_index()
+            .sort_values(["c", "enter"], kind="stable"))
+    pos = as_of(entity, day, last["c"].to_numpy(), last["enter"].to_numpy())
+    ts = last["order_ts"].reset_index(drop=True)
+    return ts.reindex(pos).reset_index(drop=True)
+
+
+def _favourite(it: pd.DataFrame, entity: np.ndarray, day: np.ndarray,
+               snapshots: Snapshots) -> pd.Series:
+    names = np.sort(it["category"].unique())
+    rank = np.searchsorted(names, it["category"].to_numpy())
+    pair = pd.factorize(pd.Series(it["c"].to_numpy() * (len(names) + 1) + rank))[0]
+    s = Streams()
+    s.window(pair, it["enter"].to_numpy(), 90, units=it["quantity"].to_numpy(np.int64))
+    # Carry the prior day, so a pair that has not changed since before the run still counts.
+    acc = s.evaluate(snapshots.start_day, snapshots.end_day, carry=True)
+    pairs = (pd.DataFrame({"pair": pair, "c": it["c"].to_numpy(), "rank": rank})
+             .drop_duplicates("pair").set_index("pair"))
+    c = pairs["c"].reindex(acc.entity).to_numpy()
+    r = pairs["rank"].reindex(acc.entity).to_numpy()
+    order = np.lexsort((acc.day, r, c))
+    e, d, k = top_key(c[order], r[order], acc.day[order], acc.values["units"][order])
+    pos = as_of(entity, day, e, d)
+    winner = np.where(pos >= 0, k[np.maximum(pos, 0)] if len(k) else -1, -1)
+    out = pd.Series(pd.NA, index=range(len(day)), dtype="string")
+    hit = winner >= 0
+    out[hit] = names[winner[hit]]
+    return out
+
+
+def _recent(it: pd.DataFrame, index: EntityIndex, entity: np.ndarray, day: np.ndarray,
+            snapshots: Snapshots, prior: pd.DataFrame) -> pd.Series:
+    """Last RECENT_PRODUCTS distinct products per customer and entry day, seeded from `prior`."""
+    lists: dict[int, list[str]] = {}
+    if len(prior):
+        codes = index.codes(prior["customer_id"])
+        for c, v in zip(codes, prior["recent_product_ids"], strict=True):
+            if c >= 0 and v is not None:
+                lists[int(c)] = list(v)
+    new = it[it["enter"] >= snapshots.start_day] if not snapshots.historical else it
+    new = new.sort_values(["c", "enter", "order_ts", "product_id"],
+                          ascending=[True, True, False, True], kind="stable")
+    c, d, p = new["c"].to_numpy(), new["enter"].to_numpy(), new["product_id"].to_numpy(object)
+    bounds = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (d[1:] != d[:-1]), True])
+    bounds = bounds if len(c) else bounds[:0]
+    rows_c, rows_d, rows_v = [], [], []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        cust = int(c[a])
+        merged = list(dict.fromkeys([*p[a:b], *lists.get(cust, ())]))[:RECENT_PRODUCTS]
+        lists[cust] = merged
+        rows_c.append(cust)
+        rows_d.append(int(d[a]))
+        rows_v.append(merged)
+    # Seeds sit on the day before the run; the as-of lookup then carries them forward.
+    seeds = _seed_rows(prior, index, snapshots.prior_day)
+    table_c = np.r_[seeds[0], np.asarray(rows_c, np.int64)]
+    table_d = np.r_[seeds[1], np.asarray(rows_d, np.int64)]
+    table_v = seeds[2] + rows_v
+    order = np.lexsort((table_d, table_c))
+    pos = as_of(entity, day, table_c[order], table_d[order])
+    values = [table_v[i] for i in order]
+    return pd.Series([list(values[i]) if i >= 0 else [] for i in pos], dtype=object)
+
+
+def _seed_rows(prior: pd.DataFrame, index: EntityIndex, day: int
+               ) -> tuple[np.ndarray, np.ndarray, list]:
+    if not len(prior):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
+    codes = index.codes(prior["customer_id"])
+    keep = codes >= 0
+    values = [list(v) if v is not None else [] for v in prior["recent_product_ids"][keep]]
+    return codes[keep], np.full(keep.sum(), day, np.int64), values
