@@ -1,0 +1,349 @@
+"""`shopfeast ingest RAW_DIR`: raw files in, clean canonical parquet and a quarantine out.
+
+Every row read ends in exactly one place, the clean tables or the quarantine (with the one rule it
+broke, its original text, source file and row number), and the validation report says so per
+table: rows_in = clean + quarantined. Tables are validated in `INGEST_ORDER`, so references point at
+rows that are clean in this batch or an earlier one.
+
+A batch is all-or-nothing: outputs are staged under DIR/.staging/ and moved into place only when
+every table has been read, then the state manifest is written last. A batch whose files were all
+ingested before (same content hashes) changes nothing. Fatal input problems raise `IngestError`
+and the command exits 2 with a message naming the file and column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from pipelines import storage
+from pipelines.coerce import to_text
+from pipelines.contract import CONTRACT_VERSION, INGEST_ORDER, TABLES, Table
+from pipelines.ingest_state import (
+    REFERENCE_COLUMNS,
+    State,
+    add_known,
+    ingest_state_dir,
+    outcome_state,
+)
+from pipelines.readers import (
+    FORMATS,
+    IngestError,
+    RawFile,
+    check_required_columns,
+    discover,
+    file_sha256,
+    header,
+    read,
+)
+from pipelines.validate import RULE_NAMES, Outcome, validate
+
+STAGING = ".staging"
+QUARANTINE_META = ("_rule", "_detail", "_source_file", "_row", "_batch")
+
+
+def run(raw_dir: Path, data_dir: Path, now: str | None = None) -> int:
+    """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem."""
+    console = Console(highlight=False)
+    try:
+        report = ingest(Path(raw_dir), Path(data_dir), parse_now(now), console)
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if report is not None:
+        print_summary(report, console)
+    return 0
+
+
+def parse_now(now: str | None) -> pd.Timestamp:
+    """The clock of the future_timestamp rule: --now (ISO 8601, UTC without offset) or the wall."""
+    if now is None:
+        return pd.Timestamp.now(tz="UTC")
+    try:
+        ts = pd.Timestamp(now)
+    except ValueError as exc:
+        raise IngestError(f"--now: cannot read {now!r} as an ISO 8601 timestamp") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def ingest(
+    raw_dir: Path, data_dir: Path, now: pd.Timestamp, console: Console | None = None
+) -> dict | None:
+    """Ingest the batch in raw_dir into data_dir; the report, or None if it was ingested before."""
+    console = console or Console(quiet=True)
+    started = time.perf_counter()
+    files, notes = discover(raw_dir)
+    state = State.load(data_dir)
+    if state.first:
+        for name in INGEST_ORDER:
+            if TABLES[name].required and name not in files:
+                suffixes = ", ".join(FORMATS)
+                raise IngestError(
+                    f"{raw_dir}: missing required table '{name}' "
+                    f"(expected {name} with one of {suffixes})"
+                )
+    if not files:
+        raise IngestError(f"{raw_dir}: no table files ({', '.join(INGEST_ORDER)})")
+
+    todo: dict[str, tuple[RawFile, str]] = {}
+    skipped: dict[str, dict] = {}
+    for name, file in files.items():
+        sha = file_sha256(file.path)
+        earlier = state.ingested_in(sha)
+        if earlier:
+            skipped[name] = {"file": file.name, "sha256": sha, "ingested_in": earlier}
+        else:
+            todo[name] = (file, sha)
+    if not todo:
+        batches = sorted({s["ingested_in"] for s in skipped.values()})
+        console.print(f"{raw_dir}: already ingested (batch {', '.join(batches)}); nothing to do")
+        return None
+    for info in skipped.values():
+        notes.append(f"{info['file']}: already ingested in batch {info['ingested_in']}, skipped")
+    for file, _ in todo.values():  # fail fast on a missing column before any heavy work
+        cols = header(file)
+        if cols is not None:
+            check_required_columns(TABLES[file.table], file, cols)
+
+    batch = state.next_batch()
+    _remove_orphans(data_dir, batch)
+    stage = data_dir / STAGING / batch
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        tables = _ingest_tables(todo, state, data_dir, stage, batch, now, console, notes)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    _commit(stage, data_dir)
+
+    report = {
+        "contract_version": CONTRACT_VERSION,
+        "batch": batch,
+        "raw_dir": str(Path(raw_dir).resolve()),
+        "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "now": now.isoformat(),
+        "source_files": {
+            n: {"file": f.name, "format": f.format, "sha256": sha, "bytes": f.path.stat().st_size}
+            for n, (f, sha) in todo.items()
+        },
+        "skipped_files": skipped,
+        "notes": notes,
+        "tables": tables,
+        "totals": {
+            k: sum(t[k] for t in tables.values()) for k in ("rows_in", "clean", "quarantined")
+        },
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    _write_report(data_dir, report)
+    state.add_batch(
+        {
+            "batch": batch,
+            "ingested_at": report["ingested_at"],
+            "raw_dir": report["raw_dir"],
+            "files": {
+                n: {
+                    "file": f.name,
+                    "sha256": sha,
+                    **{k: tables[n][k] for k in ("rows_in", "clean", "quarantined")},
+                }
+                for n, (f, sha) in todo.items()
+            },
+        }
+    )
+    state.save_manifest()  # the commit point: from here on the batch counts as ingested
+    return report
+
+
+def _ingest_tables(
+    todo: dict[str, tuple[RawFile, str]],
+    state: State,
+    data_dir: Path,
+    stage: Path,
+    batch: str,
+    now: pd.Timestamp,
+    console: Console,
+    notes: list[str],
+) -> dict[str, dict]:
+    known = state.known()
+    tables: dict[str, dict] = {}
+    for name in INGEST_ORDER:
+        if name not in todo:
+            continue
+        file, _ = todo[name]
+        t0 = time.perf_counter()
+        raw = read(file)
+        t1 = time.perf_counter()
+        if raw.ignored_columns:
+            notes.append(
+                f"{file.name}: ignored columns not in the contract: "
+                + ", ".join(raw.ignored_columns)
+            )
+        outcome = validate(raw, now, known, state.seen(name))
+        if name in REFERENCE_COLUMNS:
+            add_known(known, name, outcome.typed.loc[outcome.clean])
+        t2 = time.perf_counter()
+        _write_outcome(outcome, known.orders, stage, batch)
+        t3 = time.perf_counter()
+        clean = int(outcome.clean.sum())
+        stats = {
+            "file": file.name,
+            "rows_in": raw.num_rows,
+            "clean": clean,
+            "quarantined": raw.num_rows - clean,
+            "by_rule": outcome.by_rule(),
+            "ignored_columns": raw.ignored_columns,
+            "seconds": {
+                "read": round(t1 - t0, 3),
+                "validate": round(t2 - t1, 3),
+                "write": round(t3 - t2, 3),
+                "total": round(t3 - t0, 3),
+            },
+            "rows_per_second": round(raw.num_rows / max(t3 - t0, 1e-9)),
+        }
+        tables[name] = stats
+        console.print(
+            f"  {name}: {raw.num_rows:,} rows, {clean:,} clean, "
+            f"{stats['quarantined']:,} quarantined ({t3 - t0:.1f}s)"
+        )
+        del raw, outcome
+    return tables
+
+
+def _write_outcome(outcome: Outcome, orders: pd.Series, stage: Path, batch: str) -> None:
+    spec = outcome.spec
+    clean = outcome.clean
+    df = outcome.typed.loc[clean, spec.column_names]
+    if spec.name == "order_items":
+        df = df.assign(order_ts=orders.reindex(df["order_id"].astype(object)).to_numpy())
+    table = pa.Table.from_pandas(df, schema=spec.arrow_schema(), preserve_index=False)
+    if table.num_rows:
+        write_clean(spec, table, stage, batch)
+        state_path = stage / ingest_state_dir(Path()) / spec.name / f"part-{batch}.parquet"
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(outcome_state(outcome), state_path)
+    if (~clean).any():
+        path = storage.quarantine_dir(stage, spec.name) / f"part-{batch}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(quarantine_rows(outcome, batch), path)
+
+
+def write_clean(spec: Table, table: pa.Table, root: Path, batch: str) -> list[Path]:
+    """Write clean rows: one file per UTC day for event-like tables, one file for change logs."""
+    out = storage.clean_dir(root, spec.name)
+    col = storage.partition_time_column(spec)
+    table = table.sort_by(col)
+    if not spec.partitioned:
+        out.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, out / f"part-{batch}.parquet")
+        return [out / f"part-{batch}.parquet"]
+    micros = table[col].cast(pa.int64()).to_numpy()
+    days = np.floor_divide(micros, 86_400_000_000)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(days)) + 1])
+    ends = np.append(starts[1:], len(days))
+    paths = []
+    for s, e in zip(starts, ends, strict=True):
+        day = (np.datetime64(int(days[s]), "D")).astype(str)
+        path = out / f"{storage.DAY_PARTITION}={day}" / f"part-{batch}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.slice(s, e - s), path)
+        paths.append(path)
+    return paths
+
+
+def quarantine_rows(outcome: Outcome, batch: str) -> pa.Table:
+    """Rejected rows: the contract columns as their original text, plus why and where from."""
+    idx = np.flatnonzero(~outcome.clean)
+    take = pa.array(idx)
+    data = outcome.raw.data
+    cols: dict[str, pa.Array] = {}
+    for name in outcome.spec.column_names:
+        cols[name] = (
+            to_text(data[name].take(take))
+            if name in data.column_names
+            else pa.nulls(len(idx), pa.string())
+        )
+    cols["_rule"] = pa.array([RULE_NAMES[c] for c in outcome.code[idx]], pa.string())
+    cols["_detail"] = pa.array(outcome.details.reindex(idx).tolist(), pa.string())
+    cols["_source_file"] = pa.array([outcome.raw.file.name] * len(idx), pa.string())
+    cols["_row"] = pa.array(idx, pa.int64())
+    cols["_batch"] = pa.array([batch] * len(idx), pa.string())
+    return pa.table(
+        {k: pa.array(v) if isinstance(v, pa.ChunkedArray) else v for k, v in cols.items()}
+    )
+
+
+def _remove_orphans(data_dir: Path, batch: str) -> None:
+    """Files of a batch number that never committed (a run killed after moving outputs)."""
+    for root in (
+        storage.clean_dir(data_dir, ""),
+        storage.quarantine_dir(data_dir, ""),
+        ingest_state_dir(data_dir),
+    ):
+        if root.exists():
+            for path in root.rglob(f"part-{batch}.parquet"):
+                path.unlink()
+
+
+def _commit(stage: Path, data_dir: Path) -> None:
+    if stage.exists():
+        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
+            target = data_dir / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        shutil.rmtree(stage)
+    staging = data_dir / STAGING
+    if staging.exists() and not any(staging.iterdir()):
+        staging.rmdir()
+
+
+def _write_report(data_dir: Path, report: dict) -> None:
+    reports = storage.reports_dir(data_dir)
+    (reports / "history").mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2)
+    (reports / "history" / f"validation_report-{report['batch']}.json").write_text(text)
+    tmp = reports / "validation_report.json.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, reports / "validation_report.json")
+
+
+def print_summary(report: dict, console: Console) -> None:
+    """The report as a table a person reads at a glance."""
+    table = RichTable(title=f"ingest batch {report['batch']} (now = {report['now'][:19]})")
+    table.add_column("table")
+    for col in ("rows in", "clean", "quarantined"):
+        table.add_column(col, justify="right")
+    table.add_column("by rule", overflow="fold")
+    for name, t in report["tables"].items():
+        rules = sorted(t["by_rule"].items(), key=lambda kv: -kv[1])
+        table.add_row(
+            name,
+            f"{t['rows_in']:,}",
+            f"{t['clean']:,}",
+            f"{t['quarantined']:,}",
+            "\n".join(f"{r} {n:,}" for r, n in rules) or "-",
+        )
+    tot = report["totals"]
+    table.add_row(
+        "total",
+        f"{tot['rows_in']:,}",
+        f"{tot['clean']:,}",
+        f"{tot['quarantined']:,}",
+        "",
+        style="bold",
+    )
+    console.print(table)
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+    console.print(f"report: reports/validation_report.json ({report['seconds']:.1f}s)")

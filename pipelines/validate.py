@@ -1,0 +1,543 @@
+"""Validate one raw table against the contract: every row gets exactly one verdict.
+
+A row is clean, or quarantined under the FIRST rule it breaks in `contract.RULES` order. The rules
+run in that order, each over the rows still clean, so "first occurrence kept" in the duplicate rules
+means the first occurrence that passed every earlier rule.
+
+- missing_required, unparseable: from the coercion of each column (pipelines/coerce.py);
+- invalid_value .. future_timestamp: a pandera schema built from the contract (types, vocabularies,
+  ranges, the refund-vs-total check, the clock), declared once in `VALUE_CHECKS`;
+- duplicate_row, duplicate_id: 64-bit row and key hashes, within the batch and against the hashes of
+  rows already clean from earlier batches;
+- unknown_order/product/customer, before_signup: lookups into the clean rows of the referenced
+  tables (this batch's, validated first per `INGEST_ORDER`, and earlier batches');
+- bot_session: a session of at least BOT_MIN_EVENTS events at more than BOT_MAX_EVENTS_PER_SECOND
+  on average (events / (last - first timestamp)): no person clicks 30 times in under 30 seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa_schema
+import pyarrow as pa
+
+from pipelines.coerce import Coerced, absent, coerce, to_text
+from pipelines.contract import (
+    EVENT_TYPES,
+    EVENTS_NEEDING_PRODUCT,
+    FUTURE_TOLERANCE_HOURS,
+    ORDER_STATUSES,
+    RULES,
+    TABLES,
+    Table,
+)
+from pipelines.readers import RawTable
+
+RULE_NAMES: tuple[str, ...] = tuple(RULES)
+RULE_CODE: dict[str, int] = {r: i for i, r in enumerate(RULE_NAMES)}
+
+BOT_MIN_EVENTS = 30
+BOT_MAX_EVENTS_PER_SECOND = 1.0
+
+# How free-text gender values map to the contract's four; anything else given is "other".
+GENDERS: dict[str, tuple[str, ...]] = {
+    "female": ("female", "f", "woman", "women", "w", "fem"),
+    "male": ("male", "m", "man", "men"),
+    "unknown": (
+        "unknown",
+        "u",
+        "unspecified",
+        "not specified",
+        "prefer not to say",
+        "n/a",
+        "na",
+        "none",
+        "null",
+        "nan",
+        "?",
+        "-",
+    ),
+}
+MIN_BIRTH_YEAR = 1900
+
+PANDAS_DTYPES = {
+    "string": pd.StringDtype("pyarrow"),  # Arrow-backed: millions of ids without Python objects
+    "timestamp": pd.DatetimeTZDtype("us", "UTC"),
+    "int": pd.Int64Dtype(),
+    "float": np.dtype("float64"),
+    "bool": pd.BooleanDtype(),
+}
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """A value rule on one column; `test` is vectorised and True where the value is fine."""
+
+    table: str
+    column: str
+    rule: str
+    test: Callable[[pd.Series], pd.Series]
+    expect: str
+
+
+def _ge0(s: pd.Series) -> pd.Series:
+    return s >= 0
+
+
+VALUE_CHECKS: tuple[ValueCheck, ...] = (
+    ValueCheck(
+        "orders",
+        "status",
+        "invalid_value",
+        lambda s: s.isin(ORDER_STATUSES),
+        "one of " + ", ".join(ORDER_STATUSES),
+    ),
+    ValueCheck(
+        "events",
+        "event_type",
+        "invalid_value",
+        lambda s: s.isin(EVENT_TYPES),
+        "one of " + ", ".join(EVENT_TYPES),
+    ),
+    ValueCheck("products", "price", "negative_value", _ge0, ">= 0"),
+    ValueCheck("orders", "total_amount", "negative_value", _ge0, ">= 0"),
+    ValueCheck("orders", "discount_amount", "negative_value", _ge0, ">= 0"),
+    ValueCheck("orders", "refunded_amount", "negative_value", _ge0, ">= 0"),
+    ValueCheck("order_items", "quantity", "negative_value", lambda s: s > 0, "> 0"),
+    ValueCheck("order_items", "unit_price", "negative_value", _ge0, ">= 0"),
+    ValueCheck("order_items", "discount", "negative_value", _ge0, ">= 0"),
+    ValueCheck("reviews", "rating", "rating_out_of_range", lambda s: s.between(1, 5), "in 1..5"),
+)
+
+
+def _refund_ok(df: pd.DataFrame) -> pd.Series:
+    return ~(df["refunded_amount"] > df["total_amount"]).fillna(False).astype(bool)
+
+
+# Checks across columns of one row: (table, rule, test, columns named in the detail).
+FRAME_CHECKS: tuple[tuple[str, str, Callable[[pd.DataFrame], pd.Series], tuple[str, ...]], ...] = (
+    ("orders", "refund_exceeds_total", _refund_ok, ("refunded_amount", "total_amount")),
+)
+
+
+def schema(spec: Table, now: pd.Timestamp) -> pa_schema.DataFrameSchema:
+    """The pandera schema of a table's typed rows: dtypes, vocabularies, ranges, the clock."""
+    limit = now + pd.Timedelta(hours=FUTURE_TOLERANCE_HOURS)
+    columns = {}
+    for col in spec.columns:
+        # Each check is named after its rule: pandera's failure cases then say which rule broke.
+        checks = [
+            pa_schema.Check(c.test, name=c.rule)
+            for c in VALUE_CHECKS
+            if c.table == spec.name and c.column == col.name
+        ]
+        if col.kind == "timestamp":
+            checks.append(pa_schema.Check(lambda s, lim=limit: s <= lim, name="future_timestamp"))
+        columns[col.name] = pa_schema.Column(PANDAS_DTYPES[col.kind], checks, nullable=True)
+    frame = [
+        pa_schema.Check(test, name=rule) for t, rule, test, _ in FRAME_CHECKS if t == spec.name
+    ]
+    return pa_schema.DataFrameSchema(columns, checks=frame, strict=True, ordered=True)
+
+
+@dataclass
+class Known:
+    """Clean rows other tables point at: this batch's so far plus earlier batches'."""
+
+    customers: pd.Series  # earliest signup_ts, indexed by customer_id
+    products: pd.Index
+    orders: pd.Series  # order_ts, indexed by order_id
+
+    @classmethod
+    def empty(cls) -> Known:
+        ts = pd.Series([], dtype=PANDAS_DTYPES["timestamp"], index=pd.Index([], dtype=object))
+        return cls(ts, pd.Index([], dtype=object), ts.copy())
+
+
+@dataclass
+class Seen:
+    """Hashes of the rows of one table already clean in earlier batches."""
+
+    row_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    key_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+
+@dataclass
+class Outcome:
+    """One raw table, validated: typed rows (all of them), one rule code per row (-1 = clean)."""
+
+    spec: Table
+    raw: RawTable
+    typed: pd.DataFrame
+    code: np.ndarray
+    details: pd.Series  # detail text, indexed by quarantined row
+    row_hash: np.ndarray
+    key_hash: np.ndarray | None
+
+    @property
+    def clean(self) -> np.ndarray:
+        return self.code < 0
+
+    def by_rule(self) -> dict[str, int]:
+        counts = np.bincount(self.code[self.code >= 0], minlength=len(RULE_NAMES))
+        return {RULE_NAMES[i]: int(c) for i, c in enumerate(counts) if c}
+
+
+class Verdicts:
+    """Rule codes per row; a rule only reaches rows that no earlier rule took."""
+
+    def __init__(self, n: int) -> None:
+        self.code = np.full(n, -1, dtype=np.int8)
+        self._parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self._last = -1
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self.code < 0
+
+    def flag(
+        self, rule: str, mask: np.ndarray, detail: str | Callable[[np.ndarray], Sequence[str]]
+    ) -> None:
+        code = RULE_CODE[rule]
+        assert code >= self._last, f"rule {rule} applied out of RULES order"
+        self._last = code
+        idx = np.flatnonzero(np.asarray(mask, dtype=bool) & self.alive)
+        if not len(idx):
+            return
+        self.code[idx] = code
+        texts = [detail] * len(idx) if isinstance(detail, str) else list(detail(idx))
+        self._parts.append((idx, np.asarray(texts, dtype=object)))
+
+    def details(self) -> pd.Series:
+        if not self._parts:
+            return pd.Series([], dtype=object, index=pd.Index([], dtype=np.int64))
+        idx = np.concatenate([p[0] for p in self._parts])
+        return pd.Series(np.concatenate([p[1] for p in self._parts]), index=idx).sort_index()
+
+
+def validate(raw: RawTable, now: pd.Timestamp, known: Known, seen: Seen) -> Outcome:
+    """Coerce, normalise and judge every row of one raw table."""
+    spec = TABLES[raw.file.table]
+    n = raw.num_rows
+    coerced = {
+        c.name: (
+            coerce(raw.data[c.name], c.kind, c.name)
+            if c.name in raw.data.column_names
+            else absent(n, c.kind)
+        )
+        for c in spec.columns
+    }
+    df = _frame(spec, coerced)
+    normalise(spec, df, now)
+    v = Verdicts(n)
+    orig = _Original(raw)
+
+    for col in spec.required_columns:
+        v.flag("missing_required", coerced[col].missing, f"{col}: missing")
+    if spec.name == "events":
+        needs = df["event_type"].isin(EVENTS_NEEDING_PRODUCT).to_numpy(bool)
+        v.flag(
+            "missing_required",
+            needs & coerced["product_id"].missing,
+            lambda idx: [
+                f"product_id: missing (required for {t})" for t in df["event_type"].to_numpy()[idx]
+            ],
+        )
+    for c in spec.columns:
+        v.flag(
+            "unparseable",
+            coerced[c.name].unparseable,
+            lambda idx, c=c: [f"{c.name}={t!r}: not a {c.kind}" for t in orig(c.name, idx)],
+        )
+    _schema_rules(spec, df, now, v)
+    row_hash, key_hash = hashes(spec, df)
+    _duplicate_rules(spec, df, v, row_hash, key_hash, seen)
+    _reference_rules(spec, df, v, known)
+    if spec.name == "events":
+        _bot_sessions(df, v)
+    return Outcome(spec, raw, df, v.code, v.details(), row_hash, key_hash)
+
+
+def _frame(spec: Table, coerced: dict[str, Coerced]) -> pd.DataFrame:
+    table = pa.table({name: c.values for name, c in coerced.items()})
+    df = table.to_pandas(types_mapper=_pandas_type, split_blocks=True, self_destruct=True)
+    for col in spec.columns:  # empty tables come out as object
+        if df[col.name].dtype != PANDAS_DTYPES[col.kind]:
+            df[col.name] = df[col.name].astype(PANDAS_DTYPES[col.kind])
+    return df
+
+
+def _pandas_type(t: pa.DataType):
+    if pa.types.is_string(t):
+        return PANDAS_DTYPES["string"]
+    if pa.types.is_integer(t):
+        return PANDAS_DTYPES["int"]
+    if pa.types.is_boolean(t):
+        return PANDAS_DTYPES["bool"]
+    return None
+
+
+def normalise(spec: Table, df: pd.DataFrame, now: pd.Timestamp) -> None:
+    """The contract's normalisations and defaults, in place (none of them rejects a row)."""
+    for name in ("status", "event_type"):  # vocabularies compare case-insensitively
+        if name in df:
+            df[name] = df[name].str.lower()
+    if spec.name == "customers":
+        df["gender"] = normalise_gender(df["gender"])
+        year = df["birth_year"]
+        df["birth_year"] = year.where((year >= MIN_BIRTH_YEAR) & (year <= now.year))
+        df["updated_at"] = df["updated_at"].fillna(df["signup_ts"])
+    elif spec.name == "products":
+        df["category"] = df["category"].fillna("unknown")
+        df["updated_at"] = df["updated_at"].fillna(df["created_at"])
+        df["is_active"] = df["is_active"].fillna(True)
+    elif spec.name == "orders":
+        df["discount_amount"] = df["discount_amount"].fillna(0.0)
+        df["refunded_amount"] = df["refunded_amount"].fillna(0.0)
+    elif spec.name == "order_items":
+        df["discount"] = df["discount"].fillna(0.0)
+
+
+def normalise_gender(s: pd.Series) -> pd.Series:
+    low = s.str.lower()
+    out = pd.Series("other", index=s.index, dtype=PANDAS_DTYPES["string"])
+    for value, spellings in GENDERS.items():
+        out[low.isin(spellings).to_numpy(bool)] = value
+    out[s.isna().to_numpy()] = "unknown"
+    return out
+
+
+class _Original:
+    """The raw text of a column at some rows, for details (computed only for flagged rows)."""
+
+    def __init__(self, raw: RawTable) -> None:
+        self.data = raw.data
+
+    def __call__(self, column: str, idx: np.ndarray) -> list[str | None]:
+        if column not in self.data.column_names:
+            return [None] * len(idx)
+        return to_text(self.data[column].take(pa.array(idx))).to_pylist()
+
+
+def _schema_rules(spec: Table, df: pd.DataFrame, now: pd.Timestamp, v: Verdicts) -> None:
+    """Rules invalid_value .. future_timestamp, from pandera's failure cases."""
+    try:
+        schema(spec, now).validate(df, lazy=True, inplace=True)
+        return
+    except pa_schema.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    bad = cases[~cases["check"].isin(RULE_NAMES)]
+    if len(bad):  # a dtype or column mismatch is a bug in coercion, not bad input
+        raise RuntimeError(f"{spec.name}: schema mismatch after coercion:\n{bad.head()}")
+    cases = cases[cases["index"].notna()]
+    frame_rules = {rule: cols for t, rule, _, cols in FRAME_CHECKS if t == spec.name}
+    for rule in RULE_NAMES:
+        hits = cases[cases["check"] == rule]
+        if hits.empty:
+            continue
+        if rule in frame_rules:
+            cols = frame_rules[rule]
+            rows = np.unique(hits["index"].astype(np.int64).to_numpy())
+            mask = np.zeros(len(df), bool)
+            mask[rows] = True
+            v.flag(
+                rule,
+                mask,
+                lambda idx, cols=cols: [
+                    " > ".join(f"{c}={_fmt(df[c].iat[i])}" for c in cols) for i in idx
+                ],
+            )
+            continue
+        for col in spec.column_names:  # first failing column, in contract order
+            at = hits[hits["column"] == col]
+            if at.empty:
+                continue
+            rows = at["index"].astype(np.int64).to_numpy()
+            expect = _expectation(spec, col, rule, now)
+            text = dict(zip(rows, at["failure_case"], strict=True))
+            mask = np.zeros(len(df), bool)
+            mask[rows] = True
+            v.flag(
+                rule,
+                mask,
+                lambda idx, col=col, t=text, e=expect: [
+                    f"{col}={_fmt(t[i])}: must be {e}" for i in idx
+                ],
+            )
+
+
+def _expectation(spec: Table, col: str, rule: str, now: pd.Timestamp) -> str:
+    if rule == "future_timestamp":
+        return f"<= {now + pd.Timedelta(hours=FUTURE_TOLERANCE_HOURS)}"
+    return next(
+        c.expect
+        for c in VALUE_CHECKS
+        if c.table == spec.name and c.column == col and c.rule == rule
+    )
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def hashes(spec: Table, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """64-bit hashes of each row's contract values and of its key (DuckDB's hash, vectorised).
+
+    Hashes are taken over the typed, normalised values, so `12346.0` in a CSV and 12346 in a
+    parquet file are the same row. They are stable for a DuckDB version; the state records it.
+    """
+    table = pa.Table.from_pandas(df[spec.column_names], preserve_index=False).cast(
+        pa.schema([(c.name, spec.arrow_schema().field(c.name).type) for c in spec.columns])
+    )
+    con = duckdb.connect()
+    con.register("t", table)
+    cols = ", ".join(f'"{c}"' for c in spec.column_names)
+    sql = f"SELECT hash({cols}) AS r"
+    if spec.key:
+        sql += ", hash(" + ", ".join(f'"{c}"' for c in spec.key) + ") AS k"
+    out = con.execute(sql + " FROM t").fetchnumpy()
+    con.close()
+    row = np.asarray(out["r"], dtype=np.uint64)
+    key = np.asarray(out["k"], dtype=np.uint64) if spec.key else None
+    return row, key
+
+
+def _duplicate_rules(
+    spec: Table,
+    df: pd.DataFrame,
+    v: Verdicts,
+    row_hash: np.ndarray,
+    key_hash: np.ndarray | None,
+    seen: Seen,
+) -> None:
+    """duplicate_row then duplicate_id: keep the first clean occurrence, earlier batches first."""
+    v.flag(
+        "duplicate_row",
+        *_repeats(
+            v.alive,
+            row_hash,
+            seen.row_hashes,
+            lambda i: "exact copy of row " + i,
+            "exact copy of a row already clean from an earlier batch",
+        ),
+    )
+    if key_hash is None:
+        return
+    has_key = df[list(spec.key)].notna().all(axis=1).to_numpy()
+    mask, detail = _repeats(
+        v.alive & has_key,
+        key_hash,
+        seen.key_hashes,
+        lambda i: "already used by row " + i + " with other values",
+        "already clean from an earlier batch with other values",
+    )
+    key_text = _key_text(spec, df)
+    v.flag(
+        "duplicate_id",
+        mask,
+        lambda idx: [f"{key_text(i)} {d}" for i, d in zip(idx, detail(idx), strict=True)],
+    )
+
+
+def _repeats(
+    eligible: np.ndarray,
+    h: np.ndarray,
+    before: np.ndarray,
+    within_text: Callable[[pd.Series], pd.Series],
+    earlier_text: str,
+) -> tuple[np.ndarray, Callable[[np.ndarray], Sequence[str]]]:
+    """Rows whose hash was seen in an earlier batch or on an earlier eligible row of this one."""
+    rows = np.flatnonzero(eligible)
+    hs = h[rows]
+    earlier = np.isin(hs, before)
+    within = pd.Series(hs).duplicated().to_numpy()
+    first = pd.Series(rows, index=hs)
+    first = first[~first.index.duplicated()]
+    mask = np.zeros(len(h), bool)
+    mask[rows[earlier | within]] = True
+    in_before = np.zeros(len(h), bool)
+    in_before[rows[earlier]] = True
+
+    def detail(idx: np.ndarray) -> Sequence[str]:
+        text = within_text(first.reindex(h[idx]).astype(str).reset_index(drop=True))
+        return np.where(in_before[idx], earlier_text, text.to_numpy(object)).tolist()
+
+    return mask, detail
+
+
+def _key_text(spec: Table, df: pd.DataFrame) -> Callable[[int], str]:
+    def text(i: int) -> str:
+        return ", ".join(f"{c}={_fmt(df[c].iat[i])}" for c in spec.key)
+
+    return text
+
+
+def _reference_rules(spec: Table, df: pd.DataFrame, v: Verdicts, known: Known) -> None:
+    """unknown_order, unknown_product, unknown_customer, before_signup, in RULES order."""
+    refs = []
+    if spec.name == "order_items":
+        refs.append(("unknown_order", "order_id", known.orders.index))
+    if "product_id" in df and spec.name != "products":
+        refs.append(("unknown_product", "product_id", known.products))
+    if "customer_id" in df and spec.name != "customers":
+        refs.append(("unknown_customer", "customer_id", known.customers.index))
+    for rule, col, index in refs:
+        ids = df[col]
+        mask = ids.notna().to_numpy() & ~ids.isin(index).to_numpy(bool)
+        v.flag(
+            rule,
+            mask,
+            lambda idx, col=col, ids=ids: [
+                f"{col}={ids.iat[i]!r}: not a clean {col.removesuffix('_id')}" for i in idx
+            ],
+        )
+    if spec.name == "orders":
+        pos = known.customers.index.get_indexer(df["customer_id"])
+        signup = pd.Series(known.customers.to_numpy()[np.maximum(pos, 0)], index=df.index)
+        signup = signup.where(pos >= 0)
+        mask = (pos >= 0) & (df["order_ts"] < signup).fillna(False).to_numpy(bool)
+        v.flag(
+            "before_signup",
+            mask,
+            lambda idx: [
+                f"order_ts={df['order_ts'].iat[i].isoformat()} < signup_ts="
+                f"{signup.iat[i].isoformat()}"
+                for i in idx
+            ],
+        )
+
+
+def _bot_sessions(df: pd.DataFrame, v: Verdicts) -> None:
+    alive = np.flatnonzero(v.alive)
+    if not len(alive):
+        return
+    codes, _ = pd.factorize(df["session_id"].iloc[alive])
+    ts = df["event_ts"].iloc[alive].astype("int64").to_numpy()
+    stats = pd.DataFrame({"s": codes, "t": ts}).groupby("s")["t"].agg(["size", "min", "max"])
+    size = stats["size"].to_numpy()
+    span = (stats["max"] - stats["min"]).to_numpy() / 1e6
+    bot = (size >= BOT_MIN_EVENTS) & (size > BOT_MAX_EVENTS_PER_SECOND * span)
+    if not bot.any():
+        return
+    session = np.full(len(df), -1)
+    session[alive] = codes
+    mask = np.zeros(len(df), bool)
+    mask[alive[bot[codes]]] = True
+    v.flag(
+        "bot_session",
+        mask,
+        lambda idx: [
+            f"session_id={df['session_id'].iat[i]!r}: {size[session[i]]} events in "
+            f"{span[session[i]]:.1f}s"
+            for i in idx
+        ],
+    )
