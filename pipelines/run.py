@@ -117,18 +117,26 @@ def _run_family(data_dir: Path, module: ModuleType, mode: str,
         module.persist(data_dir, tables)
     prior = (source.empty_frame() if historical
              else _stored_as_of(data_dir, source, snapshots.start))
-    candidates = module.compute(tables, snapshots, prior)
-    candidates = candidates[
-        (candidates[source.timestamp_field] >= snapshots.start)
-        & (candidates[source.timestamp_field] <= snapshots.end)]
-    candidates = candidates.assign(**{source.created_timestamp_column:
-                                      candidates[source.timestamp_field]})
-    rows = conform(source, candidates)
-    rows = change_points(rows, source.join_key, source.feature_names, prior,
-                         time=source.timestamp_field)
+    rows = compute_rows(module, tables, snapshots, prior)
     _write(data_dir, source, rows, snapshots.start)
     _save_state(data_dir, source, end_day, seen)
     return Outcome(source.name, len(rows), 0.0, snapshots.start_day, snapshots.end_day)
+
+
+def compute_rows(module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots,
+                 prior: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A family's stored rows for `snapshots`: its candidates, cast to the declaration, reduced to
+    change points (against `prior`), with `created_timestamp`. Pure; tests call it directly."""
+    source: FeatureSource = module.SOURCE
+    prior = source.empty_frame() if prior is None else prior
+    candidates = module.compute(tables, snapshots, prior)
+    ts = candidates[source.timestamp_field]
+    candidates = candidates[(ts >= snapshots.start) & (ts <= snapshots.end)]
+    candidates = candidates.assign(**{source.created_timestamp_column:
+                                      candidates[source.timestamp_field]})
+    rows = conform(source, candidates)
+    return change_points(rows, source.join_key, source.feature_names, prior,
+                         time=source.timestamp_field)
 
 
 def _incremental_start(data_dir: Path, source: FeatureSource, inputs: tuple[Input, ...],
