@@ -47,10 +47,9 @@ def shop() -> dict[str, pd.DataFrame]:
              total_amount=5.0),  # guest checkout
     ])
     items = typed("order_items", [
-        dict(order_id="o1", product_id="p1", quantity=2, unit_price=5.0, order_ts=T("2025-01-02 12:00")),
-        dict(order_id="o2", product_id="p2", quantity=1, unit_price=20.0, order_ts=T("2025-01-05 12:00")),
-        dict(order_id="o2", product_id="p1", quantity=1, unit_price=20.0, order_ts=T("2025-01-05 12:00")),
-        dict(order_id="o3", product_id="p2", quantity=9, unit_price=11.0, order_ts=T("2025-01-06 12:00")),
+        dict(order_id=o, product_id=p, quantity=q, unit_price=1.0, order_ts=T(t))
+        for o, p, q, t in [("o1", "p1", 2, "2025-01-02 12:00"), ("o2", "p2", 1, "2025-01-05 12:00"),
+                           ("o2", "p1", 1, "2025-01-05 12:00"), ("o3", "p2", 9, "2025-01-06 12:00")]
     ])
     return {"customers": customers, "products": products, "orders": orders,
             "order_items": items, "events": typed("events", [])}

@@ -30,7 +30,8 @@ def dense(acc, entity: int, lo: int, hi: int, name: str) -> list[int]:
 
 
 def test_entry_day_is_the_next_midnight():
-    ts = pd.Series(pd.to_datetime(["2025-01-01 00:00:00.000000", "2025-01-01 23:59:59.999999"], utc=True))
+    ts = pd.Series(pd.to_datetime(["2025-01-01 00:00:00.000000", "2025-01-01 23:59:59.999999"],
+                                  utc=True))
     assert (day_of(ts) == day_of(ts)[0]).all()
     assert day_ts(entry_day(ts)).tolist() == [pd.Timestamp("2025-01-02", tz="UTC")] * 2
 
