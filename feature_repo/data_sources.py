@@ -1,0 +1,17 @@
+"""One parquet file source per feature source, under $SHOPFEAST_DATA_DIR/features/<source>/.
+
+Paths, timestamps and descriptions come from the declarations in pipelines/ (declared once); the
+directory comes from SHOPFEAST_DATA_DIR (default ./data), so one set of definitions serves any
+data directory: `feast apply` records the directory it was run with.
+"""
+
+from pipelines.registry import sources
+from shopfeast.feast_schema import file_source
+
+_declared = sources(strict=True)
+
+customer_activity_source = file_source(_declared["customer_activity"])
+customer_profile_source = file_source(_declared["customer_profile"])
+customer_reviews_source = file_source(_declared["customer_reviews"])
+product_stats_source = file_source(_declared["product_stats"])
+product_copurchase_source = file_source(_declared["product_copurchase"])

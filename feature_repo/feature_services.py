@@ -1,0 +1,68 @@
+"""Feature services: one per model version and one per API, the only way training and serving
+ask for features (so the two cannot drift apart). A new model version gets a new service."""
+
+from feast import FeatureService
+from on_demand import customer_product_match, customer_recency
+from views.customer import customer_activity, customer_profile, customer_reviews
+from views.product import product_copurchase, product_stats
+
+OWNER = "feature-platform@shopfeast"
+
+churn_model_v1 = FeatureService(
+    name="churn_model_v1",
+    features=[customer_activity, customer_profile, customer_reviews, customer_recency],
+    description="Churn model v1: every customer feature, as of the entity timestamp.",
+    owner=OWNER,
+    tags={"model": "churn", "version": "1", "entity": "customer"},
+)
+
+ranking_model_v1 = FeatureService(
+    name="ranking_model_v1",
+    features=[
+        customer_activity[
+            [
+                "orders_90d",
+                "spend_90d",
+                "avg_order_value_90d",
+                "lifetime_orders",
+                "purchase_frequency_90d",
+                "distinct_categories_90d",
+            ]
+        ],
+        customer_recency,
+        product_stats,
+        customer_product_match,
+    ],
+    description="Ranking model v1: one (customer, candidate product) pair per entity row.",
+    owner=OWNER,
+    tags={"model": "ranking", "version": "1", "entity": "customer,product"},
+)
+
+customer_360_v1 = FeatureService(
+    name="customer_360_v1",
+    features=[customer_activity, customer_profile, customer_reviews, customer_recency],
+    description="What GET /features/customers/{id} returns: everything known about a customer.",
+    owner=OWNER,
+    tags={"api": "features", "version": "1", "entity": "customer"},
+)
+
+product_360_v1 = FeatureService(
+    name="product_360_v1",
+    features=[product_stats, product_copurchase],
+    description="What GET /features/products/{id} returns: statistics and co-purchases.",
+    owner=OWNER,
+    tags={"api": "features", "version": "1", "entity": "product"},
+)
+
+recommendation_candidates_v1 = FeatureService(
+    name="recommendation_candidates_v1",
+    features=[
+        customer_activity[["recent_product_ids", "favourite_category_90d"]],
+        product_stats[["category", "popularity"]],
+        product_copurchase,
+    ],
+    description="Candidate generation inputs: recent products, favourite category, the catalogue "
+    "and co-purchase neighbours (read per customer or per product).",
+    owner=OWNER,
+    tags={"api": "recommendations", "version": "1", "entity": "customer,product"},
+)

@@ -1,0 +1,94 @@
+"""Feast objects generated from the feature declarations (pipelines/specs.py).
+
+feature_repo/ holds only definitions; the translation from a `FeatureSource` declaration to a Feast
+file source and feature view lives here, so a view's schema is never typed by hand: add a feature
+to a family's SOURCE and the view has it after the next `feast apply`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureView, Field, FileSource
+from feast.data_format import ParquetFormat
+from feast.types import Array, Bool, FeastType, Float64, Int64, String, UnixTimestamp
+
+from pipelines.specs import FEAST_TYPE_NAMES, FeatureSource
+from shopfeast.paths import REPO_ROOT
+
+DATA_DIR_ENV = "SHOPFEAST_DATA_DIR"
+OWNER = "feature-platform@shopfeast"
+
+# One entry per name in pipelines.specs.FEAST_TYPE_NAMES (a test checks the two agree).
+FEAST_TYPES: dict[str, FeastType] = {
+    "Int64": Int64,
+    "Float64": Float64,
+    "String": String,
+    "UnixTimestamp": UnixTimestamp,
+    "Bool": Bool,
+    "Array(String)": Array(String),
+    "Array(Float64)": Array(Float64),
+}
+
+# Change-point sources: a row is written only when a value changes, so the latest row at or
+# before t is the value at t however old it is. A TTL would hide it (nulls for a customer who
+# simply did nothing new), so every view lives forever offline; online freshness is handled by
+# re-materialising and by Redis key expiry (docs/feast.md).
+NO_TTL = timedelta(0)
+
+
+def data_dir() -> Path:
+    """$SHOPFEAST_DATA_DIR, else ./data of the repository (relative paths: against the repo)."""
+    raw = os.environ.get(DATA_DIR_ENV)
+    path = Path(raw) if raw else REPO_ROOT / "data"
+    return path if path.is_absolute() else (REPO_ROOT / path).resolve()
+
+
+def feast_type(dtype: str) -> FeastType:
+    return FEAST_TYPES[FEAST_TYPE_NAMES[dtype]]
+
+
+def source_glob(source: FeatureSource, root: Path | None = None) -> str:
+    """The parquet glob Feast's DuckDB offline store reads for a source (one file per month)."""
+    return str(source.path(root or data_dir()) / "*.parquet")
+
+
+def file_source(source: FeatureSource, root: Path | None = None) -> FileSource:
+    return FileSource(
+        name=f"{source.name}_source",
+        path=source_glob(source, root),
+        file_format=ParquetFormat(),
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column,
+        description=f"Change-point rows of {source.name}: {source.description}",
+        owner=source.owner,
+        tags={**dict(source.tags), "layer": "source"},
+    )
+
+
+def schema(source: FeatureSource) -> list[Field]:
+    return [
+        Field(
+            name=f.name,
+            dtype=feast_type(f.dtype),
+            description=f.description,
+            tags={"window": f.window or "as_of", "dtype": f.dtype},
+        )
+        for f in source.features
+    ]
+
+
+def feature_view(source: FeatureSource, entity: Entity, batch_source: FileSource) -> FeatureView:
+    return FeatureView(
+        name=source.name,
+        entities=[entity],
+        ttl=NO_TTL,
+        schema=schema(source),
+        source=batch_source,
+        online=True,
+        description=source.description,
+        owner=source.owner,
+        tags={**dict(source.tags), "layer": "view", "grain": "daily"},
+    )
