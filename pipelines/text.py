@@ -49,13 +49,18 @@ _ENGLISH = _wordset(
     "your our an"
 )
 _FOREIGN = _wordset(
-    # Spanish, Portuguese, French, German, Italian, Dutch
+    # Spanish, Portuguese, French, German, Italian, Dutch: function words, then words reviews use
     "el la los las que y es muy por para con una pero del lo mas más como esta está este "
     "não muito com um uma é são também "
     "le les et est une pour avec très pas il elle je nous vous mais du des ce cette "
     "und der das ist nicht ein eine ich mit sehr auch aber für zu sie wir "
     "di che non per sono molto questo della anche "
-    "het een en niet zeer maar voor ook"
+    "het een en niet zeer maar voor ook "
+    "buen bueno buena malo mala producto calidad gusta encanta recomiendo funciona cumple "
+    "bom boa produto qualidade "
+    "bon bonne produit qualité recommande marche décevant déçu sans "
+    "gut schlecht schlechte leider kaputt qualität produkt zufrieden ganz nichts "
+    "buono buona prodotto qualità"
 )
 
 

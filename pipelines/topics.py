@@ -96,10 +96,7 @@ def train_texts(
     """Fit the LDA on these texts (already chosen as before the cutoff); non-English are skipped."""
     english = [t for t in texts if t and is_english(t)]
     docs = [tokens(t) for t in english]
-    dictionary = Dictionary(docs)
-    no_below = min(5, max(1, len(docs) // 200))
-    dictionary.filter_extremes(no_below=no_below, no_above=NO_ABOVE, keep_n=20_000)
-    dictionary.compactify()
+    dictionary = _vocabulary(docs, num_topics)
     corpus = [dictionary.doc2bow(d) for d in docs]
     if not dictionary:
         raise ValueError(
@@ -140,6 +137,19 @@ def train_texts(
     model = TopicModel(version, lda, dictionary, metadata, _surface_words(english, dictionary))
     model.metadata["top_words"] = model.top_words()
     return model
+
+
+def _vocabulary(docs: list[list[str]], num_topics: int) -> Dictionary:
+    """Words in at least a few reviews and at most NO_ABOVE of them; a tiny or very repetitive
+    corpus (a few templates) that this would leave without words keeps its frequent words."""
+    no_below = min(5, max(1, len(docs) // 200))
+    for no_above in (NO_ABOVE, 1.0):
+        dictionary = Dictionary(docs)
+        dictionary.filter_extremes(no_below=no_below, no_above=no_above, keep_n=20_000)
+        if len(dictionary) >= 2 * num_topics:
+            break
+    dictionary.compactify()
+    return dictionary
 
 
 def train(
