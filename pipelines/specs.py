@@ -160,7 +160,8 @@ def conform(source: FeatureSource, frame: pd.DataFrame) -> pd.DataFrame:
         if f.dtype == "unix_timestamp":
             out[f.name] = _utc_us(col)
         elif f.dtype in ("string_list", "float_list"):
-            out[f.name] = col.astype(object)
+            out[f.name] = [v if isinstance(v, list) else None if _null(v) else list(v)
+                           for v in col.astype(object)]
         elif f.dtype == "int64" and f.fill is not None:
             out[f.name] = col.fillna(f.fill).astype("int64")
         elif f.dtype == "float64":
@@ -171,6 +172,13 @@ def conform(source: FeatureSource, frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def _null(v: object) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and v != v)
+
+
 def _utc_us(col: pd.Series) -> pd.Series:
-    col = pd.to_datetime(col, utc=True)
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_convert("UTC")
+    else:
+        col = pd.to_datetime(col, utc=True)
     return col.astype("datetime64[us, UTC]")

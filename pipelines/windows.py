@@ -221,17 +221,21 @@ class Streams:
             # Everything before the first emitted day only matters through its sum: fold it into
             # one point per entity on the day before (identical values from first_day on).
             chunks = [(_clamp(key, first_day - 1), vals) for key, vals in chunks]
-        grid = np.unique(np.concatenate([key for key, _ in chunks]))
+        grid, inverse = np.unique(np.concatenate([key for key, _ in chunks]),
+                                  return_inverse=True)
         entity, day = np.divmod(grid, _STRIDE)
         starts = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
         lengths = np.diff(np.r_[starts, len(grid)])
+        bounds = np.cumsum([0] + [len(key) for key, _ in chunks])
         values: dict[str, np.ndarray] = {}
         for name in self._names:
-            acc = np.zeros(len(grid), np.int64)
-            for key, vals in chunks:
+            # bincount sums in float64: exact while partial sums stay below 2**53.
+            acc = np.zeros(len(grid), np.float64)
+            for (_, vals), lo, hi in zip(chunks, bounds[:-1], bounds[1:], strict=True):
                 if name in vals:
-                    np.add.at(acc, np.searchsorted(grid, key), vals[name])
-            run = np.cumsum(acc)
+                    acc += np.bincount(inverse[lo:hi], weights=vals[name].astype(np.float64),
+                                       minlength=len(grid))
+            run = np.cumsum(np.rint(acc).astype(np.int64))
             before = np.r_[np.int64(0), run[starts[1:] - 1]]
             values[name] = run - np.repeat(before, lengths)
         keep = np.ones(len(grid), bool)
@@ -367,21 +371,20 @@ def change_points(frame: pd.DataFrame, key: str, features: list[str],
 def _same_as_previous(col: pd.Series) -> np.ndarray:
     """Element i equals element i-1 (null == null); element 0 is False."""
     if col.dtype == object:
-        values = [tuple(v) if isinstance(v, list | tuple | np.ndarray) else v for v in col]
-        same = np.fromiter(
-            (_eq(a, b) for a, b in zip(values[1:], values[:-1], strict=True)), bool,
-            count=max(len(values) - 1, 0))
-        return np.r_[False, same]
+        values = col.tolist()
+        same = [a is b or _obj_eq(a, b) for a, b in zip(values[1:], values[:-1], strict=True)]
+        return np.r_[False, np.array(same, dtype=bool)]
     cur, prev = col.iloc[1:].reset_index(drop=True), col.iloc[:-1].reset_index(drop=True)
-    eq = (cur == prev)
+    eq = cur == prev
     eq = eq.fillna(False).to_numpy(dtype=bool) if hasattr(eq, "fillna") else np.asarray(eq)
     both_null = (cur.isna() & prev.isna()).to_numpy()
     return np.r_[False, eq | both_null]
 
 
-def _eq(a: object, b: object) -> bool:
-    a_null = a is None or (isinstance(a, float) and np.isnan(a)) or a is pd.NA
-    b_null = b is None or (isinstance(b, float) and np.isnan(b)) or b is pd.NA
-    if a_null or b_null:
-        return a_null and b_null
-    return a == b
+def _obj_eq(a: object, b: object) -> bool:
+    """Lists (or arrays) by content; a null equals only a null."""
+    if a is None or b is None:
+        return False
+    if isinstance(a, list | tuple | np.ndarray) or isinstance(b, list | tuple | np.ndarray):
+        return list(a) == list(b)
+    return bool(a == b)

@@ -30,4 +30,12 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
     if code:
         return code
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
+
+    from pipelines import run as features
+
+    t = _stage(f"build feature sources into {data_dir / 'features'}")
+    outcomes = features.run(data_dir=data_dir, mode="incremental", echo=False)
+    for o in outcomes:
+        console.print(f"    {o.line()}")
+    console.print(f"    done in {time.perf_counter() - t:.1f}s")
     return 0
