@@ -42,3 +42,19 @@ def families(strict: bool = False) -> dict[str, ModuleType]:
 def sources(strict: bool = False) -> dict[str, FeatureSource]:
     """Every declared feature source by name (what feature_repo/ turns into Feast views)."""
     return {name: module.SOURCE for name, module in families(strict).items()}
+
+
+def catalogue() -> str:
+    """Every declared feature as a markdown table (`python -m pipelines.registry`)."""
+    lines = ["| source | feature | dtype | window | fill | description |",
+             "|---|---|---|---|---|---|"]
+    for source in sources().values():
+        for f in source.features:
+            fill = "null" if f.fill is None else repr(f.fill)
+            lines.append(f"| {source.name} | `{f.name}` | {f.dtype} | {f.window or 'as of T'} "
+                         f"| {fill} | {f.description} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(catalogue())
