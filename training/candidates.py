@@ -38,6 +38,13 @@ class CandidateConfig:
     max_candidates: int = 200
 
 
+# What the API offers (serving/scoring.py): co-purchases, category favourites, then popularity up
+# to 200, no random products. Training evaluates on exactly this list.
+API_CONFIG = CandidateConfig(
+    copurchase=100, category_popular=40, popular=200, random=0, max_candidates=200
+)
+
+
 @dataclass(frozen=True)
 class Catalog:
     """Products as of one moment, ordered by popularity (most popular first)."""

@@ -1,0 +1,223 @@
+"""`shopfeast train churn`: who will stop buying in the next `horizon` days.
+
+The way of the data: clean orders and customers -> labelled entity frame (customers at monthly
+cutoffs, training/labels.py) -> features as of each cutoff from the `churn_model_v1` service ->
+split by time -> logistic regression, random forest and XGBoost, plus an RFM baseline -> the best
+on validation is saved with its card and plots, and the `latest` pointer moves to it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from pipelines.storage import read_clean
+from training import artifacts, churn_models, plots, store
+from training.labels import ENTITY_KEY, LABEL, TIMESTAMP, churn_labels, cutoffs, data_end
+from training.matrix import model_matrix, usable_columns
+from training.metrics import best_f1_threshold, calibration, classification_metrics
+from training.split import time_split
+
+SERVICE = "churn_model_v1"
+MODEL = "churn"
+# The baseline's three inputs, by their contract names: recency (on demand), frequency, monetary.
+RFM = ("days_since_last_order", "orders_90d", "spend_90d")
+SELECT_BY = "roc_auc"
+
+console = Console()
+
+
+@dataclass
+class Dataset:
+    """The labelled training frame: entity columns, label, split and every service feature."""
+
+    frame: pd.DataFrame
+    columns: list[str]
+    horizon_days: int
+    data_end: pd.Timestamp
+    cutoff_freq: str
+    service_features: list[str]
+
+
+def build_dataset(
+    data_dir: Path,
+    horizon_days: int = 90,
+    cutoff_freq: str = "MS",
+    feature_store=None,
+) -> Dataset:
+    """Labels from the clean tables, features from the store, split by time."""
+    orders = read_clean(data_dir, "orders", ["customer_id", "order_ts", "status"])
+    customers = read_clean(data_dir, "customers", ["customer_id", "signup_ts"])
+    horizon = pd.Timedelta(days=horizon_days)
+    end = data_end(orders)
+    at = cutoffs(orders, horizon, cutoff_freq)
+    labels = churn_labels(orders, customers, at, horizon, end)
+    if labels.empty:
+        raise ValueError(
+            f"no labellable cutoffs: the data ends {end:%Y-%m-%d}, a {horizon_days}-day horizon "
+            "needs more history"
+        )
+    fs = feature_store or store.open_store(data_dir)
+    frame = store.historical(fs, labels, SERVICE)
+    frame["split"] = time_split(frame[TIMESTAMP]).to_numpy()
+    cols = usable_columns(frame, exclude={ENTITY_KEY, TIMESTAMP, LABEL, "split"})
+    refs = store.service_features(store.service(fs, SERVICE))
+    return Dataset(frame, cols, horizon_days, end, cutoff_freq, refs)
+
+
+def rfm_columns(columns: list[str]) -> list[str]:
+    """The service's columns holding recency, frequency and monetary value."""
+    found = [c for name in RFM for c in columns if c == name or c.endswith(f"__{name}")]
+    if len(found) != len(RFM):
+        raise KeyError(f"{SERVICE} must serve {RFM} for the RFM baseline; it serves {columns}")
+    return found
+
+
+def fit_all(ds: Dataset, seed: int) -> tuple[dict[str, churn_models.Fitted], dict]:
+    """Every model and the baseline, fitted on train (validation for early stopping and C)."""
+    f = ds.frame
+    parts = {s: f[f["split"] == s] for s in ("train", "validation", "test")}
+    X = {s: model_matrix(p, ds.columns) for s, p in parts.items()}
+    y = {s: p[LABEL].to_numpy().astype(int) for s, p in parts.items()}
+    rfm = rfm_columns(ds.columns)
+    fitted = {
+        "logistic_regression": churn_models.logistic(
+            X["train"], y["train"], X["validation"], y["validation"], seed
+        ),
+        "random_forest": churn_models.random_forest(X["train"], y["train"], seed),
+        "xgboost": churn_models.xgboost(
+            X["train"], y["train"], X["validation"], y["validation"], seed
+        ),
+        "rfm_baseline": churn_models.logistic(
+            X["train"][rfm],
+            y["train"],
+            X["validation"][rfm],
+            y["validation"],
+            seed,
+            name="rfm_baseline",
+        ),
+    }
+    return fitted, {"X": X, "y": y}
+
+
+def run(
+    data_dir: Path,
+    horizon_days: int = 90,
+    seed: int = 7,
+    cutoff_freq: str = "MS",
+    feature_store=None,
+    echo: bool = True,
+) -> dict:
+    """Train, evaluate, save; returns the model card."""
+    say = console.print if echo else (lambda *a, **k: None)
+    t0 = time.perf_counter()
+    ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store)
+    f = ds.frame
+    say(
+        f"churn dataset: {len(f):,} rows, {f[TIMESTAMP].nunique()} cutoffs, "
+        f"{len(ds.columns)} features, churn rate {f[LABEL].mean():.1%} "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
+    fitted, mats = fit_all(ds, seed)
+    X, y = mats["X"], mats["y"]
+    scores = {s: {n: m.predict(X[s]) for n, m in fitted.items()} for s in ("validation", "test")}
+    metrics = {
+        s: {n: classification_metrics(y[s], p) for n, p in scores[s].items()}
+        for s in ("validation", "test")
+    }
+    candidates = [n for n in fitted if n != "rfm_baseline"]
+    chosen = max(candidates, key=lambda n: metrics["validation"][n][SELECT_BY])
+    model = fitted[chosen]
+    threshold = best_f1_threshold(y["validation"], scores["validation"][chosen])
+    version = artifacts.new_version()
+    out = artifacts.version_dir(data_dir, MODEL, version)
+    curves = {n: calibration(y["test"], scores["test"][n]) for n in (chosen, "rfm_baseline")}
+    figs = plots.roc_pr(y["test"], scores["test"], out)
+    figs.append(plots.calibration(curves, out))
+    figs.append(
+        plots.importance(churn_models.importances(model), out, f"{chosen} feature importance")
+    )
+    card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs)
+    artifacts.save(data_dir, MODEL, version, model.estimator, card)
+    say(_summary(card))
+    say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
+    return card
+
+
+def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -> dict:
+    f = ds.frame
+    fs_name = SERVICE
+    rows = {
+        s: {
+            "rows": int((f["split"] == s).sum()),
+            "positives": int(f.loc[f["split"] == s, LABEL].sum()),
+        }
+        for s in ("train", "validation", "test")
+    }
+    window = {
+        s: {"first_cutoff": g[TIMESTAMP].min(), "last_cutoff": g[TIMESTAMP].max()}
+        for s, g in f.groupby("split")
+    }
+    return {
+        "model": MODEL,
+        "version": version,
+        "created_at": pd.Timestamp.now(tz="UTC"),
+        "code_version": artifacts.code_version(),
+        "seed": seed,
+        "task": "binary classification: churn within the horizon",
+        "label": {
+            "definition": "1 when a customer with >= 1 non-cancelled order before t places no "
+            "non-cancelled order in [t, t + horizon)",
+            "horizon_days": ds.horizon_days,
+        },
+        "feature_service": {
+            "name": fs_name,
+            "version": store.service_version(fs_name),
+            "features": ds.service_features,
+        },
+        "input_columns": fitted[chosen].columns,
+        "training_window": {
+            "cutoff_freq": ds.cutoff_freq,
+            "first_cutoff": f[TIMESTAMP].min(),
+            "last_cutoff": f[TIMESTAMP].max(),
+            "data_end": ds.data_end,
+            "splits": window,
+        },
+        "rows": rows,
+        "chosen": chosen,
+        "chosen_by": f"validation {SELECT_BY}",
+        "baseline": "rfm_baseline",
+        "baseline_columns": fitted["rfm_baseline"].columns,
+        "hyper_parameters": {n: m.params for n, m in fitted.items()},
+        "threshold": threshold,
+        "threshold_rule": "maximises F1 on validation",
+        "metrics": metrics,
+        "calibration_test": curves,
+        "plots": [p.name for p in figs],
+    }
+
+
+def _summary(card: dict) -> str:
+    t = card["metrics"]["test"]
+    lines = [f"churn models on test ({card['rows']['test']['rows']:,} rows):"]
+    for n, m in t.items():
+        mark = " <- chosen" if n == card["chosen"] else ""
+        lines.append(
+            f"  {n:<20} ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  "
+            f"log loss {m['log_loss']:.3f}{mark}"
+        )
+    return "\n".join(lines)
+
+
+def chosen_test_metrics(card: dict) -> dict[str, float]:
+    """The chosen model's and the baseline's test figures (for summaries)."""
+    t = card["metrics"]["test"]
+    return {
+        "chosen": card["chosen"],
+        **{k: t[card["chosen"]][k] for k in ("roc_auc", "pr_auc")},
+        "rfm_roc_auc": t["rfm_baseline"]["roc_auc"],
+    }

@@ -1,0 +1,420 @@
+"""`shopfeast train ranking`: order the candidates a customer is offered by how likely they buy.
+
+The way of the data:
+1. every non-cancelled order of a known customer is one query: (customer, t = order time), its
+   products are the relevant items; queries are split by time (oldest train, newest test);
+2. the candidates the API would offer at t (training/candidates.py, on feature values read as of t
+   through `recommendation_candidates_v1`) are the items to rank; a candidate that was bought is a
+   positive, the others negatives (training adds random candidates as extra negatives);
+3. features of every (customer, product, t) row come from the `ranking_model_v1` service (customer,
+   product and on-demand match features);
+4. an XGBoost ranker (LambdaMART, rank:ndcg) is trained on the oldest queries, early-stopped on the
+   next ones, and evaluated on the newest against popularity and co-purchase-only rankings.
+
+The baselines rank the whole catalogue (popularity) or the co-purchase neighbours topped up with
+popularity; the ranker ranks the API's candidates, so a relevant item the generator missed counts
+against it: the comparison is the one a shopper would see.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from xgboost import XGBRanker
+
+from pipelines.storage import read_clean
+from training import artifacts, plots, store
+from training.candidates import (
+    API_CONFIG,
+    CandidateConfig,
+    Catalog,
+    copurchase_ranking,
+    generate,
+    neighbours_from_arrays,
+)
+from training.matrix import model_matrix, usable_columns
+from training.metrics import ranking_metrics
+from training.split import time_split
+
+SERVICE = "ranking_model_v1"
+CANDIDATE_SERVICE = "recommendation_candidates_v1"
+MODEL = "ranking"
+K = 10
+QUERY = "query_id"
+LABEL = "purchased"
+NO_ENTITY = (
+    "__none__"  # fills the other entity's key when reading one side of the candidate service
+)
+
+# Candidate inputs: the feature names the generator reads (served by CANDIDATE_SERVICE).
+RECENT = "recent_product_ids"
+FAVOURITE = "favourite_category_90d"
+CATEGORY = "category"
+POPULARITY = "popularity"
+NEIGHBOUR_IDS = "copurchase_product_ids"
+NEIGHBOUR_SCORES = "copurchase_scores"
+NOT_INPUTS = {
+    "customer_id",
+    "product_id",
+    "event_timestamp",
+    QUERY,
+    LABEL,
+    "source",
+    "source_score",
+    "split",
+}
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """Sizes that keep training affordable on two cores; evaluation uses full candidate lists."""
+
+    warmup_days: int = 28  # queries this early have too little history behind them
+    train_queries: int = 3000
+    validation_queries: int = 600
+    test_queries: int = 1000
+    train_negatives: int = 50  # negatives kept per training query (sampled from its candidates)
+    # Training offers what the API offers plus random products (negatives the API never shows
+    # would teach nothing; random ones teach that unrelated products are unlikely).
+    train_candidates: CandidateConfig = replace(API_CONFIG, random=30, max_candidates=230)
+    test_candidates: CandidateConfig = API_CONFIG
+    params: dict = field(
+        default_factory=lambda: {
+            "n_estimators": 600,
+            "learning_rate": 0.05,
+            "max_depth": 6,
+            "min_child_weight": 1.0,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
+            "early_stopping_rounds": 50,
+        }
+    )
+
+
+def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.DataFrame:
+    """One row per (customer, order time): the products bought, split by time, sampled per split.
+
+    Columns: query_id, customer_id, event_timestamp, relevant (frozenset of product ids), split.
+    """
+    orders = read_clean(data_dir, "orders", ["order_id", "customer_id", "order_ts", "status"])
+    items = read_clean(data_dir, "order_items", ["order_id", "product_id"])
+    live = (orders["status"] != "cancelled").fillna(False) & orders["customer_id"].notna()
+    orders = orders[live.astype(bool)]
+    bought = items.merge(orders[["order_id", "customer_id", "order_ts"]], on="order_id")
+    q = (
+        bought.groupby(["customer_id", "order_ts"])["product_id"]
+        .agg(lambda s: frozenset(s.astype(str)))
+        .rename("relevant")
+        .reset_index()
+        .rename(columns={"order_ts": "event_timestamp"})
+    )
+    start = orders["order_ts"].min().floor("D") + pd.Timedelta(days=config.warmup_days)
+    q = q[q["event_timestamp"] >= start].sort_values(["event_timestamp", "customer_id"])
+    q = q.reset_index(drop=True)
+    q["split"] = time_split(q["event_timestamp"].dt.floor("D")).to_numpy()
+    rng = np.random.default_rng(seed)
+    caps = {
+        "train": config.train_queries,
+        "validation": config.validation_queries,
+        "test": config.test_queries,
+    }
+    keep = []
+    for split, cap in caps.items():
+        idx = q.index[q["split"] == split].to_numpy()
+        if len(idx) > cap:
+            idx = np.sort(rng.choice(idx, cap, replace=False))
+        keep.append(idx)
+    q = q.loc[np.concatenate(keep)].reset_index(drop=True)
+    q[QUERY] = np.arange(len(q))
+    return q
+
+
+@dataclass
+class CandidateInputs:
+    """What the generator needs, read as of each query's time."""
+
+    recent: dict[int, list[str]]
+    favourite: dict[int, str | None]
+    catalogs: dict[pd.Timestamp, Catalog]  # by snapshot day
+    neighbours: dict[pd.Timestamp, dict]  # by snapshot day: product -> [(product, score)]
+
+
+def candidate_inputs(fs, queries: pd.DataFrame, product_ids: list[str]) -> CandidateInputs:
+    """Customer, catalogue and co-purchase values as of each query, through the candidate service.
+
+    The catalogue and co-purchase lists are read once per snapshot day: every query of a day sees
+    the same daily snapshot (an entity timestamp t reads the snapshot of floor(t)).
+    """
+    cust = queries[["customer_id", "event_timestamp"]].assign(product_id=NO_ENTITY)
+    cust = store.historical(fs, cust, CANDIDATE_SERVICE)
+    recent = {q: _strings(v) for q, v in zip(queries[QUERY], cust[RECENT], strict=True)}
+    favourite = {
+        q: (v if isinstance(v, str) else None)
+        for q, v in zip(queries[QUERY], cust[FAVOURITE], strict=True)
+    }
+    days = sorted(queries["event_timestamp"].dt.floor("D").unique())
+    grid = pd.DataFrame(
+        [(p, d) for d in days for p in product_ids], columns=["product_id", "event_timestamp"]
+    ).assign(customer_id=NO_ENTITY)
+    prod = store.historical(fs, grid, CANDIDATE_SERVICE)
+    catalogs, neighbours = {}, {}
+    for day, g in prod.groupby("event_timestamp", sort=True):
+        live = g[g[POPULARITY].notna()]  # products that exist at the snapshot
+        catalogs[day] = Catalog.from_frame(live, popularity=POPULARITY, category=CATEGORY)
+        neighbours[day] = neighbours_from_arrays(
+            live["product_id"], live[NEIGHBOUR_IDS], live[NEIGHBOUR_SCORES]
+        )
+    return CandidateInputs(recent, favourite, catalogs, neighbours)
+
+
+def candidate_rows(
+    queries: pd.DataFrame, inputs: CandidateInputs, config: CandidateConfig, seed: int
+) -> pd.DataFrame:
+    """Every query's candidates and labels: query_id, customer_id, product_id, event_timestamp,
+    source, source_score, purchased."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for q in queries.itertuples(index=False):
+        day = q.event_timestamp.floor("D")
+        c = generate(
+            inputs.recent[q.query_id],
+            inputs.neighbours[day],
+            inputs.favourite[q.query_id],
+            inputs.catalogs[day],
+            rng=rng if config.random else None,
+            config=config,
+        )
+        c[QUERY] = q.query_id
+        c["customer_id"] = q.customer_id
+        c["event_timestamp"] = q.event_timestamp
+        c[LABEL] = c["product_id"].isin(q.relevant).astype("int8")
+        frames.append(c)
+    return pd.concat(frames, ignore_index=True)
+
+
+def sample_training_rows(rows: pd.DataFrame, negatives: int, seed: int) -> pd.DataFrame:
+    """Keep every positive and up to `negatives` random negatives per query; drop queries with no
+    positive among their candidates (they carry no ranking signal)."""
+    has_pos = rows.groupby(QUERY)[LABEL].transform("max") > 0
+    rows = rows[has_pos]
+    rng = np.random.default_rng(seed)
+    key = pd.Series(rng.random(len(rows)), index=rows.index)
+    rank = key.groupby([rows[QUERY], rows[LABEL]]).rank(method="first")
+    keep = (rows[LABEL] == 1) | (rank <= negatives)
+    return rows[keep].sort_values([QUERY, "product_id"]).reset_index(drop=True)
+
+
+def fit_ranker(
+    train: pd.DataFrame, valid: pd.DataFrame, columns: list[str], params: dict, seed: int
+) -> XGBRanker:
+    model = XGBRanker(
+        **params,
+        objective="rank:ndcg",
+        eval_metric=f"ndcg@{K}",
+        tree_method="hist",
+        random_state=seed,
+        n_jobs=2,
+    )
+    model.fit(
+        model_matrix(train, columns),
+        train[LABEL],
+        qid=train[QUERY],
+        eval_set=[(model_matrix(valid, columns), valid[LABEL])],
+        eval_qid=[valid[QUERY]],
+        verbose=False,
+    )
+    return model
+
+
+def evaluate(
+    model: XGBRanker,
+    columns: list[str],
+    rows: pd.DataFrame,
+    queries: pd.DataFrame,
+    inputs: CandidateInputs,
+) -> tuple[dict[str, dict], dict[str, list]]:
+    """recall@K, NDCG@K, MAP@K of the ranker and the baselines on the same test queries."""
+    rows = rows.assign(score=model.predict(model_matrix(rows, columns)))
+    top = (
+        rows.sort_values([QUERY, "score", "product_id"], ascending=[True, False, True])
+        .groupby(QUERY)["product_id"]
+        .agg(list)
+    )
+    lists: dict[str, list] = {"ranker": [], "popularity": [], "copurchase": []}
+    found = []
+    for q in queries.itertuples(index=False):
+        day = q.event_timestamp.floor("D")
+        catalog = inputs.catalogs[day]
+        ranked = top.get(q.query_id, [])
+        lists["ranker"].append((ranked[:K], set(q.relevant)))
+        lists["popularity"].append((catalog.popular(K), set(q.relevant)))
+        cp = copurchase_ranking(inputs.recent[q.query_id], inputs.neighbours[day], catalog, K)
+        lists["copurchase"].append((cp, set(q.relevant)))
+        found.append(len(set(ranked) & q.relevant) / len(q.relevant))
+    metrics = {name: ranking_metrics(v, K) for name, v in lists.items()}
+    metrics["candidates"] = {
+        "recall_of_candidates": float(np.mean(found)),
+        "mean_candidates": float(rows.groupby(QUERY).size().mean()),
+    }
+    return metrics, lists
+
+
+def run(
+    data_dir: Path,
+    seed: int = 7,
+    config: RankingConfig | None = None,
+    feature_store=None,
+    echo: bool = True,
+) -> dict:
+    """Build the datasets, train, evaluate, save; returns the model card."""
+    config = config or RankingConfig()
+    say = console.print if echo else (lambda *a, **k: None)
+    t0 = time.perf_counter()
+    fs = feature_store or store.open_store(data_dir)
+    queries = purchase_queries(data_dir, config, seed)
+    products = read_clean(data_dir, "products", ["product_id"])["product_id"].astype(str)
+    inputs = candidate_inputs(fs, queries, sorted(products.unique()))
+    say(
+        f"ranking queries: {queries['split'].value_counts().to_dict()} "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
+    fit_q = queries[queries["split"] != "test"]
+    test_q = queries[queries["split"] == "test"]
+    fit_rows = sample_training_rows(
+        candidate_rows(fit_q, inputs, config.train_candidates, seed), config.train_negatives, seed
+    )
+    fit_rows = store.historical(fs, fit_rows, SERVICE)
+    test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
+    test_rows = store.historical(fs, test_rows, SERVICE)
+    columns = usable_columns(fit_rows, exclude=NOT_INPUTS)
+    split_of = queries.set_index(QUERY)["split"]
+    train = fit_rows[fit_rows[QUERY].map(split_of) == "train"]
+    valid = fit_rows[fit_rows[QUERY].map(split_of) == "validation"]
+    say(
+        f"ranking rows: train {len(train):,}, validation {len(valid):,}, test {len(test_rows):,}; "
+        f"{len(columns)} features ({time.perf_counter() - t0:.1f}s)"
+    )
+    model = fit_ranker(train, valid, columns, config.params, seed)
+    metrics, _ = evaluate(model, columns, test_rows, test_q, inputs)
+    version = artifacts.new_version()
+    out = artifacts.version_dir(data_dir, MODEL, version)
+    names = [f"recall@{K}", f"ndcg@{K}", f"map@{K}"]
+    figs = [
+        plots.bars(
+            {n: metrics[n] for n in ("ranker", "popularity", "copurchase")},
+            names,
+            out,
+            "metrics.png",
+            f"Test queries ({metrics['ranker']['queries']:,})",
+        ),
+        plots.importance(_gain(model, columns), out, "ranker feature importance (gain)"),
+    ]
+    card = _card(
+        config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
+    )
+    artifacts.save(data_dir, MODEL, version, model, card)
+    say(_summary(card))
+    say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
+    return card
+
+
+def _gain(model: XGBRanker, columns: list[str]) -> pd.Series:
+    gain = model.get_booster().get_score(importance_type="gain")
+    return pd.Series({c: gain.get(c, 0.0) for c in columns}, name="gain")
+
+
+def _card(
+    config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
+) -> dict:
+    window = {
+        s: {
+            "first_query": g["event_timestamp"].min(),
+            "last_query": g["event_timestamp"].max(),
+            "queries": int(len(g)),
+        }
+        for s, g in queries.groupby("split")
+    }
+    lift = metrics["ranker"][f"ndcg@{K}"] / metrics["popularity"][f"ndcg@{K}"] - 1
+    return {
+        "model": MODEL,
+        "version": version,
+        "created_at": pd.Timestamp.now(tz="UTC"),
+        "code_version": artifacts.code_version(),
+        "seed": seed,
+        "task": "learning to rank: candidates of one (customer, t) query",
+        "label": "1 when the customer bought the candidate in the order placed at t",
+        "feature_service": {
+            "name": SERVICE,
+            "version": store.service_version(SERVICE),
+            "features": store.service_features(store.service(fs, SERVICE)),
+            "candidates_from": CANDIDATE_SERVICE,
+        },
+        "input_columns": columns,
+        "training_window": window,
+        "rows": {
+            "train": {
+                "rows": int(len(train)),
+                "queries": int(train[QUERY].nunique()),
+                "positives": int(train[LABEL].sum()),
+            },
+            "validation": {
+                "rows": int(len(valid)),
+                "queries": int(valid[QUERY].nunique()),
+                "positives": int(valid[LABEL].sum()),
+            },
+            "test": {
+                "rows": int(len(test_rows)),
+                "queries": int(test_rows[QUERY].nunique()),
+                "positives": int(test_rows[LABEL].sum()),
+            },
+        },
+        "chosen": "xgboost_ranker",
+        "hyper_parameters": {
+            **config.params,
+            "objective": "rank:ndcg",
+            "best_iteration": int(model.best_iteration),
+        },
+        "candidates": {
+            "train": asdict(config.train_candidates),
+            "test": asdict(config.test_candidates),
+            "train_negatives_per_query": config.train_negatives,
+        },
+        "metrics": {
+            "test": metrics,
+            "k": K,
+            "baselines": ["popularity", "copurchase"],
+            "ndcg_lift_over_popularity": lift,
+        },
+        "plots": [p.name for p in figs],
+    }
+
+
+def _summary(card: dict) -> str:
+    m = card["metrics"]["test"]
+    lines = [
+        f"ranking on test ({m['ranker']['queries']:,} queries, "
+        f"candidates hold {m['candidates']['recall_of_candidates']:.1%} of what was bought):"
+    ]
+    for n in ("ranker", "popularity", "copurchase"):
+        lines.append(
+            f"  {n:<12} recall@{K} {m[n][f'recall@{K}']:.3f}  "
+            f"NDCG@{K} {m[n][f'ndcg@{K}']:.3f}  MAP@{K} {m[n][f'map@{K}']:.3f}"
+        )
+    lines.append(
+        f"  NDCG@{K} lift over popularity: {card['metrics']['ndcg_lift_over_popularity']:+.1%}"
+    )
+    return "\n".join(lines)
+
+
+def _strings(v) -> list[str]:
+    if v is None or isinstance(v, (str, bytes, float)):
+        return []
+    return [str(x) for x in v if x is not None]

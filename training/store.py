@@ -1,0 +1,58 @@
+"""Training's only door to features: Feast's `get_historical_features` through a feature service.
+
+A model asks for its service (`churn_model_v1`, `ranking_model_v1`), never for a hand-written list
+of features, so training and serving read exactly the same columns. Rows come back in the entity
+frame's order (Feast may reorder them; we restore it), one per entity row.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+from feast import FeatureService, FeatureStore
+
+from shopfeast.paths import FEATURE_REPO
+
+ROW_ID = "_row"
+
+
+def open_store(data_dir: Path, repo_path: Path = FEATURE_REPO) -> FeatureStore:
+    """The embedded store over `data_dir` (the definitions read SHOPFEAST_DATA_DIR)."""
+    os.environ["SHOPFEAST_DATA_DIR"] = str(Path(data_dir).resolve())
+    return FeatureStore(repo_path=str(repo_path))
+
+
+def service(store: FeatureStore, name: str) -> FeatureService:
+    return store.get_feature_service(name)
+
+
+def service_version(name: str) -> int | None:
+    """`churn_model_v1` -> 1: the version is part of the service's name, one service per version."""
+    m = re.search(r"_v(\d+)$", name)
+    return int(m.group(1)) if m else None
+
+
+def service_features(fs: FeatureService) -> list[str]:
+    """`view:feature` references the service serves, in its order (for the model card)."""
+    return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
+
+
+def historical(store: FeatureStore, entity_df: pd.DataFrame, service_name: str) -> pd.DataFrame:
+    """Features as of each entity row's `event_timestamp`, same rows, same order as `entity_df`.
+
+    Extra columns of the entity frame (labels, split markers) ride along untouched.
+    """
+    frame = entity_df.reset_index(drop=True).copy()
+    frame[ROW_ID] = range(len(frame))
+    fs = service(store, service_name)
+    out = store.get_historical_features(entity_df=frame, features=fs).to_df()
+    if len(out) != len(frame):
+        raise RuntimeError(
+            f"{service_name}: {len(frame)} entity rows in, {len(out)} out (the store must "
+            "return one row per entity row)"
+        )
+    out = out.sort_values(ROW_ID).drop(columns=ROW_ID).reset_index(drop=True)
+    return out
