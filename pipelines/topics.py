@@ -34,6 +34,7 @@ TOPIC_COLUMNS = [f"topic_{i}" for i in range(NUM_TOPICS)]
 DEFAULT_SEED = 42
 # Words in more than this share of reviews (love, great, good) are sentiment, not topic.
 NO_ABOVE = 0.2
+PASS_BUDGET = 20_000
 TEXT_PIPELINE = "v1: html/url strip, nltk regexp tokens, gensim+sklearn stop words, snowball"
 MODEL_FILE, DICT_FILE, META_FILE, WORDS_FILE = (
     "lda.model",
@@ -88,7 +89,7 @@ def train_texts(
     *,
     seed: int = DEFAULT_SEED,
     num_topics: int = NUM_TOPICS,
-    passes: int = 2,
+    passes: int | None = None,
     iterations: int = 50,
     cutoff: pd.Timestamp | None = None,
     version: str | None = None,
@@ -97,6 +98,7 @@ def train_texts(
     english = [t for t in texts if t and is_english(t)]
     docs = [tokens(t) for t in english]
     dictionary = _vocabulary(docs, num_topics)
+    passes = passes or auto_passes(len(docs))
     corpus = [dictionary.doc2bow(d) for d in docs]
     if not dictionary:
         raise ValueError(
@@ -137,6 +139,12 @@ def train_texts(
     model = TopicModel(version, lda, dictionary, metadata, _surface_words(english, dictionary))
     model.metadata["top_words"] = model.top_words()
     return model
+
+
+def auto_passes(n_docs: int) -> int:
+    """Passes over the corpus: about PASS_BUDGET documents in all, 2 to 10 passes (a small corpus
+    needs several passes to settle; a large one settles in two)."""
+    return min(10, max(2, PASS_BUDGET // max(n_docs, 1)))
 
 
 def _vocabulary(docs: list[list[str]], num_topics: int) -> Dictionary:
