@@ -39,6 +39,8 @@ _ISO_OFFSET_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{
 _ISO_NAIVE_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?)?$"
 # Epoch magnitude thresholds: |v| below 1e11 is seconds (until year 5138), and so on.
 _EPOCH_UNITS = ((1e11, 1_000_000.0), (1e14, 1_000.0), (1e17, 1.0), (np.inf, 0.001))
+_SLICE = 1 << 16
+_BATCH_ROWS = 1 << 20  # coerce in pieces of about this many rows (readers give small chunks)
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Coerced:
 def coerce(arr: pa.ChunkedArray | pa.Array, kind: Kind, column: str) -> Coerced:
     """Coerce one column, chunk by chunk (a string column may exceed one Arrow array's 2 GB)."""
     chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-    parts = [_coerce_array(c, kind, column) for c in chunks if len(c)]
+    parts = [_coerce_array(c, kind, column) for c in _regroup(chunks)]
     if not parts:
         return Coerced(pa.array([], ARROW_TYPES[kind]), np.zeros(0, bool), np.zeros(0, bool))
     return Coerced(
@@ -59,6 +61,21 @@ def coerce(arr: pa.ChunkedArray | pa.Array, kind: Kind, column: str) -> Coerced:
         np.concatenate([p.missing for p in parts]),
         np.concatenate([p.unparseable for p in parts]),
     )
+
+
+def _regroup(chunks: list[pa.Array]) -> list[pa.Array]:
+    """Merge small chunks (CSV blocks) into pieces of ~_BATCH_ROWS rows: fewer kernel calls."""
+    groups: list[list[pa.Array]] = [[]]
+    rows = 0
+    for c in chunks:
+        if not len(c):
+            continue
+        if rows >= _BATCH_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(c)
+        rows += len(c)
+    return [g[0] if len(g) == 1 else pa.concat_arrays(g) for g in groups if g]
 
 
 def absent(n: int, kind: Kind) -> Coerced:
@@ -128,8 +145,8 @@ def _result(values: pa.Array, missing: np.ndarray, kind: Kind) -> Coerced:
 
 def _string_from_text(text: pa.Array, column: str) -> Coerced:
     missing = _np(pc.or_kleene(pc.is_null(text), pc.equal(text, "")))
-    values = pc.if_else(pa.array(missing), pa.nulls(len(text), pa.string()), text)
-    if column.endswith("_id"):
+    values = _where(~missing, text) if missing.any() else text
+    if column.endswith("_id") and pc.any(pc.match_substring(values, ".")).as_py():
         values = pc.replace_substring_regex(values, _ID_FLOAT_RE, r"\1")
     return Coerced(values, missing, np.zeros(len(text), bool))
 
@@ -181,15 +198,20 @@ def _timestamp_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
         todo &= ~numeric
     for regex, target in ((_ISO_OFFSET_RE, TS), (_ISO_NAIVE_RE, pa.timestamp("us"))):
         sel = todo & _np(pc.match_substring_regex(text, regex))
-        if sel.any():
-            idx = np.flatnonzero(sel)
-            try:
-                parsed = pc.cast(text.take(pa.array(idx)), target)
-            except pa.ArrowInvalid:  # e.g. 2025-02-30: let pandas sort out which ones
+        # Arrow's cast fails as a whole on one impossible date (2025-02-30): cast in slices so
+        # that only the slice holding it is left to pandas, value by value.
+        for lo in range(0, n, _SLICE) if sel.any() else ():
+            part = sel[lo : lo + _SLICE]
+            if not part.any():
                 continue
-            micros[idx] = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
-            valid[idx] = True
-            todo &= ~sel
+            try:
+                parsed = pc.cast(_where(part, text.slice(lo, _SLICE)), target)
+            except pa.ArrowInvalid:
+                continue
+            got = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+            micros[lo : lo + _SLICE][part] = got[part]
+            valid[lo : lo + _SLICE] |= part
+            todo[lo : lo + _SLICE] &= ~part
     if todo.any():
         idx = np.flatnonzero(todo)
         parsed = pd.to_datetime(

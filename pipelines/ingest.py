@@ -30,7 +30,7 @@ from rich.table import Table as RichTable
 
 from pipelines import storage
 from pipelines.coerce import to_text
-from pipelines.contract import CONTRACT_VERSION, INGEST_ORDER, TABLES, Table
+from pipelines.contract import ARROW_TYPES, CONTRACT_VERSION, INGEST_ORDER, TABLES, Table
 from pipelines.ingest_state import (
     REFERENCE_COLUMNS,
     State,
@@ -48,7 +48,7 @@ from pipelines.readers import (
     header,
     read,
 )
-from pipelines.validate import RULE_NAMES, Outcome, validate
+from pipelines.validate import RULE_NAMES, Known, Outcome, positions, validate
 
 STAGING = ".staging"
 QUARANTINE_META = ("_rule", "_detail", "_source_file", "_row", "_batch")
@@ -63,7 +63,7 @@ def run(raw_dir: Path, data_dir: Path, now: str | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if report is not None:
-        print_summary(report, console)
+        print_summary(report, console, Path(data_dir))
     return 0
 
 
@@ -108,7 +108,10 @@ def ingest(
             todo[name] = (file, sha)
     if not todo:
         batches = sorted({s["ingested_in"] for s in skipped.values()})
-        console.print(f"{raw_dir}: already ingested (batch {', '.join(batches)}); nothing to do")
+        console.print(
+            f"{raw_dir}: already ingested (batch {', '.join(batches)}); nothing to do",
+            soft_wrap=True,
+        )
         return None
     for info in skipped.values():
         notes.append(f"{info['file']}: already ingested in batch {info['ingested_in']}, skipped")
@@ -191,10 +194,11 @@ def _ingest_tables(
                 + ", ".join(raw.ignored_columns)
             )
         outcome = validate(raw, now, known, state.seen(name))
+        clean_df = outcome.clean_rows()
         if name in REFERENCE_COLUMNS:
-            add_known(known, name, outcome.typed.loc[outcome.clean])
+            add_known(known, name, clean_df)
         t2 = time.perf_counter()
-        _write_outcome(outcome, known.orders, stage, batch)
+        _write_outcome(outcome, clean_df, known, stage, batch)
         t3 = time.perf_counter()
         clean = int(outcome.clean.sum())
         stats = {
@@ -215,25 +219,32 @@ def _ingest_tables(
         tables[name] = stats
         console.print(
             f"  {name}: {raw.num_rows:,} rows, {clean:,} clean, "
-            f"{stats['quarantined']:,} quarantined ({t3 - t0:.1f}s)"
+            f"{stats['quarantined']:,} quarantined ({t3 - t0:.1f}s)",
+            soft_wrap=True,
         )
-        del raw, outcome
+        del raw, outcome, clean_df
     return tables
 
 
-def _write_outcome(outcome: Outcome, orders: pd.Series, stage: Path, batch: str) -> None:
+def _write_outcome(
+    outcome: Outcome, clean_df: pd.DataFrame, known: Known, stage: Path, batch: str
+) -> None:
     spec = outcome.spec
-    clean = outcome.clean
-    df = outcome.typed.loc[clean, spec.column_names]
-    if spec.name == "order_items":
-        df = df.assign(order_ts=orders.reindex(df["order_id"].astype(object)).to_numpy())
-    table = pa.Table.from_pandas(df, schema=spec.arrow_schema(), preserve_index=False)
+    table = pa.Table.from_pandas(
+        clean_df,
+        schema=pa.schema([spec.arrow_schema().field(c) for c in spec.column_names]),
+        preserve_index=False,
+    )
+    if spec.name == "order_items":  # clean items carry their (clean) order's timestamp
+        at = positions(clean_df["order_id"], known.order_ids)
+        order_ts = pa.array(known.order_ts_us[at], pa.int64()).cast(ARROW_TYPES["timestamp"])
+        table = table.append_column(spec.arrow_schema().field("order_ts"), order_ts)
     if table.num_rows:
         write_clean(spec, table, stage, batch)
         state_path = stage / ingest_state_dir(Path()) / spec.name / f"part-{batch}.parquet"
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(outcome_state(outcome), state_path)
-    if (~clean).any():
+        pq.write_table(outcome_state(outcome, clean_df), state_path)
+    if (~outcome.clean).any():
         path = storage.quarantine_dir(stage, spec.name) / f"part-{batch}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(quarantine_rows(outcome, batch), path)
@@ -243,13 +254,14 @@ def write_clean(spec: Table, table: pa.Table, root: Path, batch: str) -> list[Pa
     """Write clean rows: one file per UTC day for event-like tables, one file for change logs."""
     out = storage.clean_dir(root, spec.name)
     col = storage.partition_time_column(spec)
-    table = table.sort_by(col)
     if not spec.partitioned:
         out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, out / f"part-{batch}.parquet")
+        pq.write_table(table.sort_by(col), out / f"part-{batch}.parquet")
         return [out / f"part-{batch}.parquet"]
-    micros = table[col].cast(pa.int64()).to_numpy()
-    days = np.floor_divide(micros, 86_400_000_000)
+    days = np.floor_divide(table[col].cast(pa.int64()).to_numpy(), 86_400_000_000)
+    if len(days) > 1 and (np.diff(days) < 0).any():  # exports are usually in time order already
+        order = np.argsort(days, kind="stable")
+        table, days = table.take(pa.array(order)), days[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(days)) + 1])
     ends = np.append(starts[1:], len(days))
     paths = []
@@ -318,7 +330,7 @@ def _write_report(data_dir: Path, report: dict) -> None:
     os.replace(tmp, reports / "validation_report.json")
 
 
-def print_summary(report: dict, console: Console) -> None:
+def print_summary(report: dict, console: Console, data_dir: Path) -> None:
     """The report as a table a person reads at a glance."""
     table = RichTable(title=f"ingest batch {report['batch']} (now = {report['now'][:19]})")
     table.add_column("table")
@@ -345,5 +357,6 @@ def print_summary(report: dict, console: Console) -> None:
     )
     console.print(table)
     for note in report["notes"]:
-        console.print(f"note: {note}")
-    console.print(f"report: reports/validation_report.json ({report['seconds']:.1f}s)")
+        console.print(f"note: {note}", soft_wrap=True)
+    path = storage.reports_dir(data_dir) / "validation_report.json"
+    console.print(f"report: {path} ({report['seconds']:.1f}s)", soft_wrap=True)

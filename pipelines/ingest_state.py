@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipelines import storage
 from pipelines.contract import INGEST_ORDER, TABLES, Table
-from pipelines.validate import PANDAS_DTYPES, Known, Outcome, Seen, hashes
+from pipelines.validate import PANDAS_DTYPES, Known, Outcome, Seen, hashes, micros
 
 HASH_FUNCTION = f"duckdb-{duckdb.__version__}-hash"
 MANIFEST_FORMAT = 1
@@ -97,11 +97,11 @@ class State:
         )
 
     def known(self) -> Known:
-        known = Known.empty()
+        known = Known()
         for table in REFERENCE_COLUMNS:
-            df = self.table_state(table)
-            if not df.empty:
-                add_known(known, table, df)
+            path = ingest_state_dir(self.data_dir) / table
+            if path.exists() and any(path.glob("*.parquet")):
+                add_known(known, table, pq.read_table(path))
         return known
 
     def add_batch(self, entry: dict) -> None:
@@ -119,24 +119,17 @@ def _string_type(t: pa.DataType):
     return PANDAS_DTYPES["string"] if pa.types.is_string(t) else None
 
 
-def add_known(known: Known, table: str, df: pd.DataFrame) -> None:
-    """Add clean rows of a referenced table to what later tables may point at."""
-    if df.empty:
-        return
-    if table == "products":
-        ids = pd.Index(df["product_id"].to_numpy(object))
-        known.products = (
-            known.products.append(ids).unique() if len(known.products) else ids.unique()
-        )
-        return
-    key, ts = REFERENCE_COLUMNS[table]
-    new = pd.Series(df[ts].to_numpy(), index=pd.Index(df[key].to_numpy(object)))
-    old = known.customers if table == "customers" else known.orders
-    both = pd.concat([old, new]) if len(old) else new
-    if table == "customers":  # the earliest signup of any profile version
-        known.customers = both.groupby(level=0, sort=False).min()
+def add_known(known: Known, table: str, rows: pa.Table | pd.DataFrame) -> None:
+    """Add clean rows (state rows, or a clean frame) of a referenced table to `known`."""
+    cols = REFERENCE_COLUMNS[table]
+    if isinstance(rows, pd.DataFrame):
+        ids = pa.array(rows[cols[0]].array)
+        times = micros(rows[cols[1]]) if len(cols) > 1 else None
     else:
-        known.orders = both[~both.index.duplicated()]
+        ids = rows[cols[0]].combine_chunks()
+        times = rows[cols[1]].cast(pa.int64()).to_numpy() if len(cols) > 1 else None
+    if len(ids):
+        known.add(table, ids, times)
 
 
 def state_rows(
@@ -148,15 +141,15 @@ def state_rows(
         has_key = df[list(spec.key)].notna().all(axis=1).to_numpy()
         cols["_key_hash"] = pa.array(key_hash, pa.uint64(), mask=~has_key)
     for c in REFERENCE_COLUMNS.get(spec.name, ()):
-        cols[c] = pa.array(df[c], spec.arrow_schema().field(c).type, from_pandas=True)
+        cols[c] = pa.array(df[c].array).cast(spec.arrow_schema().field(c).type)
     return pa.table(cols)
 
 
-def outcome_state(outcome: Outcome) -> pa.Table:
+def outcome_state(outcome: Outcome, clean_df: pd.DataFrame) -> pa.Table:
     clean = outcome.clean
     return state_rows(
         outcome.spec,
-        outcome.typed.loc[clean],
+        clean_df,
         outcome.row_hash[clean],
         None if outcome.key_hash is None else outcome.key_hash[clean],
     )

@@ -17,6 +17,7 @@ means the first occurrence that passed every earlier rule.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa_schema
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.coerce import Coerced, absent, coerce, to_text
 from pipelines.contract import (
@@ -147,16 +149,51 @@ def schema(spec: Table, now: pd.Timestamp) -> pa_schema.DataFrameSchema:
 
 @dataclass
 class Known:
-    """Clean rows other tables point at: this batch's so far plus earlier batches'."""
+    """Clean rows other tables point at: this batch's so far plus earlier batches'.
 
-    customers: pd.Series  # earliest signup_ts, indexed by customer_id
-    products: pd.Index
-    orders: pd.Series  # order_ts, indexed by order_id
+    Ids are unique Arrow string arrays (vectorised `is_in` / `index_in` lookups); times are int64
+    microseconds aligned with them.
+    """
 
-    @classmethod
-    def empty(cls) -> Known:
-        ts = pd.Series([], dtype=PANDAS_DTYPES["timestamp"], index=pd.Index([], dtype=object))
-        return cls(ts, pd.Index([], dtype=object), ts.copy())
+    customer_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    signup_us: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # earliest
+    product_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    order_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    order_ts_us: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def add(self, table: str, ids: pa.Array, times_us: np.ndarray | None = None) -> None:
+        """Add clean rows of a referenced table."""
+        ids = ids.cast(pa.string())
+        if table == "products":
+            self.product_ids = pc.unique(pa.concat_arrays([self.product_ids, ids]))
+        elif table == "orders":  # order ids are unique among clean rows (duplicate_id)
+            self.order_ids = pa.concat_arrays([self.order_ids, ids])
+            self.order_ts_us = np.concatenate([self.order_ts_us, times_us])
+        elif table == "customers":  # a customer's earliest signup over all profile versions
+            both = (
+                pa.table(
+                    {
+                        "id": pa.concat_arrays([self.customer_ids, ids]),
+                        "t": np.concatenate([self.signup_us, times_us]),
+                    }
+                )
+                .group_by("id", use_threads=False)
+                .aggregate([("t", "min")])
+            )
+            self.customer_ids = both["id"].combine_chunks()
+            self.signup_us = both["t_min"].to_numpy()
+
+
+def positions(ids: pd.Series, value_set: pa.Array) -> np.ndarray:
+    """Position of each id in value_set, -1 where absent or null."""
+    arr = pa.array(ids.array)
+    pos = pc.index_in(arr, value_set=value_set.cast(arr.type))
+    return pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def micros(s: pd.Series) -> np.ndarray:
+    """A tz-aware microsecond Series as int64 (NaT as int64 min)."""
+    return s.array.asi8
 
 
 @dataclass
@@ -182,6 +219,11 @@ class Outcome:
     @property
     def clean(self) -> np.ndarray:
         return self.code < 0
+
+    def clean_rows(self) -> pd.DataFrame:
+        """The clean rows' contract columns (no copy when every row is clean)."""
+        df = self.typed[self.spec.column_names]
+        return df if self.clean.all() else df.loc[self.clean]
 
     def by_rule(self) -> dict[str, int]:
         counts = np.bincount(self.code[self.code >= 0], minlength=len(RULE_NAMES))
@@ -389,6 +431,12 @@ def _fmt(value: object) -> str:
     return repr(value)
 
 
+@functools.cache
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    """One in-memory connection per process (connecting costs ~0.1 s)."""
+    return duckdb.connect()
+
+
 def hashes(spec: Table, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
     """64-bit hashes of each row's contract values and of its key (DuckDB's hash, vectorised).
 
@@ -398,14 +446,16 @@ def hashes(spec: Table, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None
     table = pa.Table.from_pandas(df[spec.column_names], preserve_index=False).cast(
         pa.schema([(c.name, spec.arrow_schema().field(c.name).type) for c in spec.columns])
     )
-    con = duckdb.connect()
+    con = _duckdb()
     con.register("t", table)
     cols = ", ".join(f'"{c}"' for c in spec.column_names)
     sql = f"SELECT hash({cols}) AS r"
     if spec.key:
         sql += ", hash(" + ", ".join(f'"{c}"' for c in spec.key) + ") AS k"
-    out = con.execute(sql + " FROM t").fetchnumpy()
-    con.close()
+    try:
+        out = con.execute(sql + " FROM t").fetchnumpy()
+    finally:
+        con.unregister("t")
     row = np.asarray(out["r"], dtype=np.uint64)
     key = np.asarray(out["k"], dtype=np.uint64) if spec.key else None
     return row, key
@@ -458,16 +508,15 @@ def _repeats(
     """Rows whose hash was seen in an earlier batch or on an earlier eligible row of this one."""
     rows = np.flatnonzero(eligible)
     hs = h[rows]
-    earlier = np.isin(hs, before)
+    earlier = np.isin(hs, before) if len(before) else np.zeros(len(hs), bool)
     within = pd.Series(hs).duplicated().to_numpy()
-    first = pd.Series(rows, index=hs)
-    first = first[~first.index.duplicated()]
     mask = np.zeros(len(h), bool)
     mask[rows[earlier | within]] = True
     in_before = np.zeros(len(h), bool)
     in_before[rows[earlier]] = True
 
     def detail(idx: np.ndarray) -> Sequence[str]:
+        first = pd.Series(rows[~within], index=hs[~within])  # each hash's first eligible row
         text = within_text(first.reindex(h[idx]).astype(str).reset_index(drop=True))
         return np.where(in_before[idx], earlier_text, text.to_numpy(object)).tolist()
 
@@ -485,14 +534,16 @@ def _reference_rules(spec: Table, df: pd.DataFrame, v: Verdicts, known: Known) -
     """unknown_order, unknown_product, unknown_customer, before_signup, in RULES order."""
     refs = []
     if spec.name == "order_items":
-        refs.append(("unknown_order", "order_id", known.orders.index))
+        refs.append(("unknown_order", "order_id", known.order_ids))
     if "product_id" in df and spec.name != "products":
-        refs.append(("unknown_product", "product_id", known.products))
+        refs.append(("unknown_product", "product_id", known.product_ids))
     if "customer_id" in df and spec.name != "customers":
-        refs.append(("unknown_customer", "customer_id", known.customers.index))
-    for rule, col, index in refs:
+        refs.append(("unknown_customer", "customer_id", known.customer_ids))
+    pos: dict[str, np.ndarray] = {}
+    for rule, col, value_set in refs:
         ids = df[col]
-        mask = ids.notna().to_numpy() & ~ids.isin(index).to_numpy(bool)
+        pos[col] = positions(ids, value_set)
+        mask = ids.notna().to_numpy(bool) & (pos[col] < 0)
         v.flag(
             rule,
             mask,
@@ -501,16 +552,16 @@ def _reference_rules(spec: Table, df: pd.DataFrame, v: Verdicts, known: Known) -
             ],
         )
     if spec.name == "orders":
-        pos = known.customers.index.get_indexer(df["customer_id"])
-        signup = pd.Series(known.customers.to_numpy()[np.maximum(pos, 0)], index=df.index)
-        signup = signup.where(pos >= 0)
-        mask = (pos >= 0) & (df["order_ts"] < signup).fillna(False).to_numpy(bool)
+        at = pos["customer_id"]
+        signup = known.signup_us[np.maximum(at, 0)] if len(known.signup_us) else np.zeros_like(at)
+        order = micros(df["order_ts"])
+        mask = (at >= 0) & df["order_ts"].notna().to_numpy(bool) & (order < signup)
         v.flag(
             "before_signup",
             mask,
             lambda idx: [
                 f"order_ts={df['order_ts'].iat[i].isoformat()} < signup_ts="
-                f"{signup.iat[i].isoformat()}"
+                f"{pd.Timestamp(signup[i], unit='us', tz='UTC').isoformat()}"
                 for i in idx
             ],
         )
