@@ -159,20 +159,24 @@ def _incremental_start(data_dir: Path, source: FeatureSource, inputs: tuple[Inpu
 
 
 def _oldest_day(data_dir: Path, table: str, relpaths: list[str]) -> int:
-    """The earliest day any row of these clean files is stamped with (all its time columns)."""
+    """The earliest day these clean files can change a snapshot from (minus one).
+
+    A partitioned file: its day partition. A change-log file: its oldest `updated_at` (a version
+    is read as of T, so it cannot matter before it took effect, whatever its `signup_ts`).
+    """
     spec = TABLES[table]
     if spec.partitioned:
         return min(to_day(pd.Timestamp(Path(f).parent.name.split("=", 1)[1], tz="UTC"))
                    for f in relpaths)
-    cols = [c.name for c in spec.clean_columns() if c.kind == "timestamp"]
+    fallback = {"customers": "signup_ts", "products": "created_at"}[table]
     oldest = None
     for f in relpaths:
-        t = pq.read_table(clean_dir(data_dir, table) / f, columns=cols)
-        for c in cols:
-            m = pc.min(t[c]).as_py()
-            if m is not None:
-                d = to_day(pd.Timestamp(m))
-                oldest = d if oldest is None else min(oldest, d)
+        t = pq.read_table(clean_dir(data_dir, table) / f, columns=[spec.time_column, fallback])
+        when = pc.coalesce(t[spec.time_column], t[fallback])
+        m = pc.min(when).as_py()
+        if m is not None:
+            d = to_day(pd.Timestamp(m))
+            oldest = d if oldest is None else min(oldest, d)
     return oldest if oldest is not None else 10**9
 
 
