@@ -42,15 +42,22 @@ def test_batches_with_a_late_day_equal_one_historical_run(shop, historical, tmp_
     batches = daily_batches(shop)
     late_day, late = batches[30]  # this day's export arrives after two more weeks
     held = {n: df for n, df in late.items()}
+    end = None
     for i, (name, tables) in enumerate(batches):
         if name == late_day:
             continue
         write_batch(tmp_path, tables, name)
         if i in (15, 29, 44):
-            run(tmp_path, "incremental", echo=False)
+            outcomes = run(tmp_path, "incremental", echo=False)
+            if end is not None:  # on time: only the snapshots after the watermark are computed
+                assert {o.start_day for o in outcomes} == {end + 1}
+            end = outcomes[0].end_day
         if i == 44:
             write_batch(tmp_path, held, f"{late_day}-late")
-    run(tmp_path, "incremental", echo=False)
+    outcomes = run(tmp_path, "incremental", echo=False)
+    late_start = (pd.Timestamp(late_day, tz="UTC") + pd.Timedelta(days=1)).date()
+    starts = {pd.Timestamp(o.start_day, unit="D").date() for o in outcomes}
+    assert starts == {late_start}  # recomputed from the snapshot after the late day
     assert_same_sources(historical, tmp_path)
 
 
