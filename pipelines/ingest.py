@@ -309,15 +309,24 @@ def _remove_orphans(data_dir: Path, batch: str) -> None:
 
 
 def _commit(stage: Path, data_dir: Path) -> None:
+    """Move the staged outputs into the data directory (whole new folders in one rename)."""
     if stage.exists():
-        for path in sorted(p for p in stage.rglob("*") if p.is_file()):
-            target = data_dir / path.relative_to(stage)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-        shutil.rmtree(stage)
+        for child in sorted(stage.iterdir()):
+            _merge_move(child, data_dir / child.name)
+        stage.rmdir()
     staging = data_dir / STAGING
     if staging.exists() and not any(staging.iterdir()):
         staging.rmdir()
+
+
+def _merge_move(src: Path, dst: Path) -> None:
+    if not dst.exists() or src.is_file():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+        return
+    for child in sorted(src.iterdir()):
+        _merge_move(child, dst / child.name)
+    src.rmdir()
 
 
 def _write_report(data_dir: Path, report: dict) -> None:
