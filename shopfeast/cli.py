@@ -116,6 +116,21 @@ def train_ranking(data_dir: DataDirOpt = None, seed: int = 7) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Serve the churn, recommendation and feature APIs (settings: SHOPFEAST_* env, .env)."""
+    from serving.serve import run
+    from shopfeast.paths import data_dir as resolve
+
+    raise typer.Exit(run(host=host, port=port, workers=workers,
+                         data_dir=resolve(data_dir) if data_dir else None))
+
+
+@app.command()
 def demo(
     customers: int = 2000,
     products: int = 300,

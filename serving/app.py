@@ -1,0 +1,85 @@
+"""The FastAPI app: `create_app(settings)` builds it; the lifespan opens the store and models once.
+
+Run it with `shopfeast serve` (or `uvicorn --factory serving.app:create_app`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from serving import errors, metrics
+from serving.catalog import CatalogKeeper
+from serving.deps import Resources, require_api_key
+from serving.feast_store import open_store
+from serving.limits import BodyLimitMiddleware
+from serving.models import load
+from serving.online import OnlineFeatures
+from serving.routes import features, health, predict, recommendations
+from serving.routes import metrics as metrics_route
+from serving.scoring import CANDIDATE_SERVICE, Scorer
+from serving.settings import Settings, get_settings
+
+log = logging.getLogger("serving")
+
+
+def build_resources(settings: Settings) -> Resources:
+    """Models first (cheap, and their absence is the commonest mistake), then the store."""
+    models_dir = settings.resolved_models_dir()
+    churn = load(models_dir, settings.churn_model)
+    ranking = load(models_dir, settings.ranking_model)
+    store = open_store(settings)
+    online = OnlineFeatures(store, cached_entities=("product",),
+                            max_stale_s=settings.product_max_stale_s,
+                            deadline_s=settings.store_deadline_s)
+    services = [churn.feature_service, ranking.feature_service, CANDIDATE_SERVICE,
+                settings.customer_service, settings.product_service]
+    for name in services:  # an unknown service stops start-up here, not on the first request
+        try:
+            online.plan(name)
+        except Exception as exc:
+            raise errors.StartupError(f"feature service '{name}' cannot be resolved from the "
+                                      f"registry ({type(exc).__name__}: {exc}); run "
+                                      "`make apply`") from exc
+    catalog = CatalogKeeper(online, [CANDIDATE_SERVICE, ranking.feature_service,
+                                     settings.product_service],
+                            refresh_s=settings.catalog_refresh_s)
+    scorer = Scorer(online, churn, ranking, catalog, candidate_pool=settings.candidate_pool)
+    return Resources(settings, store, online, churn, ranking, catalog, scorer)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    res = build_resources(settings)
+    for m in (res.churn_model, res.ranking_model):
+        metrics.MODEL_INFO.labels(m.name, m.version, m.feature_service).set(1)
+    try:
+        await res.catalog.refresh()
+    except Exception as exc:  # Redis may be down at start: serve 503s and keep trying
+        log.warning("catalogue not loaded at start-up (%s); retrying in the background", exc)
+    res.catalog.start()
+    app.state.resources = res
+    try:
+        yield
+    finally:
+        await res.catalog.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="shopfeast serving", version="1", lifespan=lifespan,
+                  description="Churn, recommendation and feature APIs on the Feast online store.")
+    app.state.settings = settings
+    errors.install(app)
+    protected = [Depends(require_api_key)]
+    app.include_router(health.router)
+    for router in (features.router, predict.router, recommendations.router,
+                   metrics_route.router):
+        app.include_router(router, dependencies=protected)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(metrics.MetricsMiddleware)
+    return app

@@ -1,0 +1,116 @@
+"""The trained models, loaded once at start-up from the pointer training writes.
+
+    DIR/models/<name>/latest.json   {"version", "model_path", "card_path", "feature_service",
+                                     "input_columns", "threshold"?}   (training/artifacts.py)
+
+A missing pointer or model file stops start-up with a message that says which file and what to
+run; the API never starts half-equipped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+
+from serving.errors import StartupError
+
+LATEST = "latest.json"
+MODEL_FILE = "model.joblib"
+CARD_FILE = "model_card.json"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    estimator: Any
+    input_columns: tuple[str, ...]
+    feature_service: str
+    threshold: float | None = None
+    card: dict = field(default_factory=dict, repr=False)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of the positive class, one per row of X (columns in `input_columns`)."""
+        return self.estimator.predict_proba(_framed(self, X))[:, 1]
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Ranking score (higher is better), one per row of X."""
+        return np.asarray(self.estimator.predict(_framed(self, X)), dtype=float)
+
+
+def _framed(model: LoadedModel, X: np.ndarray):
+    """sklearn estimators fitted on DataFrames check column names: hand them the same names.
+    XGBoost takes the array as it is (a DataFrame would cost it several milliseconds)."""
+    if _is_xgboost(model.estimator) or getattr(model.estimator, "feature_names_in_", None) is None:
+        return X
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=list(model.input_columns))
+
+
+def _is_xgboost(estimator: Any) -> bool:
+    return type(estimator).__module__.startswith("xgboost")
+
+
+def check(models_dir: Path, name: str) -> tuple[dict, Path, Path]:
+    """The pointer, model file and card of `name`, or StartupError saying what is missing."""
+    pointer_path = Path(models_dir) / name / LATEST
+    if not pointer_path.exists():
+        raise StartupError(f"model '{name}' not found: {pointer_path} is missing "
+                           f"(train it with `shopfeast train {name}`, or set "
+                           f"SHOPFEAST_MODELS_DIR / SHOPFEAST_DATA_DIR)")
+    try:
+        pointer = json.loads(pointer_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"model '{name}': cannot read {pointer_path}: {exc}") from exc
+    version = str(pointer.get("version", ""))
+    model_path = _resolve(pointer_path.parent / version, pointer.get("model_path", MODEL_FILE))
+    if not model_path.exists():
+        raise StartupError(f"model '{name}' version {version}: model file {model_path} is "
+                           f"missing (retrain with `shopfeast train {name}`)")
+    card_path = _resolve(pointer_path.parent / version, pointer.get("card_path", CARD_FILE))
+    return pointer, model_path, card_path
+
+
+def load(models_dir: Path, name: str) -> LoadedModel:
+    """Load `name` from `models_dir` through its latest pointer, or stop with a clear message."""
+    pointer, model_path, card_path = check(models_dir, name)
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    try:
+        estimator = joblib.load(model_path)
+    except Exception as exc:  # a truncated or foreign file
+        raise StartupError(f"model '{name}': cannot load {model_path}: {exc}") from exc
+    columns = pointer.get("input_columns") or card.get("input_columns")
+    service = pointer.get("feature_service") or (card.get("feature_service") or {}).get("name")
+    if not columns or not service:
+        raise StartupError(f"model '{name}': its pointer names no input_columns or "
+                           "feature_service; retrain with the current `shopfeast train`")
+    _single_threaded(estimator)
+    threshold = pointer.get("threshold", card.get("threshold"))
+    return LoadedModel(name=name, version=str(pointer.get("version", "unknown")),
+                       estimator=estimator, input_columns=tuple(columns),
+                       feature_service=service,
+                       threshold=None if threshold is None else float(threshold), card=card)
+
+
+def _resolve(version_dir: Path, value: str) -> Path:
+    """Pointer paths are absolute as training writes them; a models folder copied elsewhere
+    still works, by the same file name in the version's folder."""
+    p = Path(value)
+    return p if p.is_absolute() and p.exists() else version_dir / p.name
+
+
+def _single_threaded(estimator: Any) -> None:
+    """One request scores a handful of rows: thread pools cost more than they save."""
+    steps = getattr(estimator, "steps", None)
+    for est in [estimator, *(s for _, s in steps or [])]:
+        if hasattr(est, "n_jobs"):
+            try:
+                est.set_params(n_jobs=1)
+            except (ValueError, TypeError):
+                est.n_jobs = 1

@@ -1,0 +1,80 @@
+"""Feature vectors as the online store serves them, through the API's feature services."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from typing import Any
+
+from fastapi import APIRouter
+
+from serving.deps import OnlineDep, SettingsDep
+from serving.errors import InvalidRequest, NotFound
+from serving.online import OnlineFeatures
+from serving.schemas import BatchItem, BatchRequest, BatchResponse, EntityId, FeaturesResponse
+
+router = APIRouter(prefix="/features", tags=["features"])
+
+JOIN_KEYS = {"customer": "customer_id", "product": "product_id"}
+# Raw personal data never leaves the API, whatever a view may one day hold. Derived features
+# (age in years, one-hot flags) are not raw PII; fields tagged pii=true in Feast are dropped too.
+PII_FIELDS = frozenset({"birth_year", "birth_date", "email", "name", "first_name", "last_name",
+                        "phone", "address", "street", "postcode", "zip_code", "ip_address"})
+
+
+@router.get("/customers/{customer_id}", response_model=FeaturesResponse)
+async def customer_features(customer_id: EntityId, online: OnlineDep, settings: SettingsDep):
+    return await _one(online, settings.customer_service, "customer", customer_id)
+
+
+@router.get("/products/{product_id}", response_model=FeaturesResponse)
+async def product_features(product_id: EntityId, online: OnlineDep, settings: SettingsDep):
+    return await _one(online, settings.product_service, "product", product_id)
+
+
+@router.post("/batch", response_model=BatchResponse)
+async def batch_features(body: BatchRequest, online: OnlineDep, settings: SettingsDep):
+    if len(body.ids) > settings.max_batch_entities:
+        raise InvalidRequest(f"at most {settings.max_batch_entities} ids per batch")
+    service = settings.customer_service if body.entity == "customer" else settings.product_service
+    res = await online.read(service, {JOIN_KEYS[body.entity]: body.ids}, operation="features")
+    names = public_names(online, service)
+    results = [BatchItem(id=i, found=res.any_found(n),
+                         features=_jsonable(res.row(n, names)) if res.any_found(n) else None)
+               for n, i in enumerate(body.ids)]
+    return BatchResponse(entity=body.entity, feature_service=service, results=results)
+
+
+async def _one(online: OnlineFeatures, service: str, entity: str, entity_id: str) -> dict:
+    now = datetime.now(UTC)
+    res = await online.read(service, {JOIN_KEYS[entity]: [entity_id]}, {"event_timestamp": now},
+                            operation="features")
+    if not res.any_found(0):
+        raise NotFound(f"unknown {entity}: {entity_id}")
+    oldest = res.oldest(0)
+    return {"entity": entity, "id": entity_id, "feature_service": service,
+            "features": _jsonable(res.row(0, public_names(online, service))),
+            "feature_age_seconds": (now - oldest).total_seconds() if oldest else None}
+
+
+def public_names(online: OnlineFeatures, service: str) -> list[str]:
+    plan = online.plan(service)
+    tagged = {f.name for vp in plan.views for f in vp.view.features
+              if str((f.tags or {}).get("pii", "")).lower() == "true"}
+    return [n for n in plan.feature_names if n not in PII_FIELDS and n not in tagged]
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: _value(v) for k, v in row.items()}
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, (list, tuple, set)):
+        return [_value(x) for x in v]
+    if hasattr(v, "item"):  # numpy scalars
+        return _value(v.item())
+    return v

@@ -1,0 +1,16 @@
+"""Churn probability of one customer, from the churn_model_v1 features it was trained on."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from serving.deps import ScorerDep
+from serving.schemas import ChurnRequest, ChurnResponse
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+
+@router.post("/churn", response_model=ChurnResponse)
+async def predict_churn(body: ChurnRequest, scorer: ScorerDep):
+    """Probability, the label at the model's chosen threshold, its version, the features' age."""
+    return await scorer.churn(body.customer_id)

@@ -1,0 +1,79 @@
+"""Request and response bodies. Ids are bounded strings; unknown fields are refused."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChurnRequest(Strict):
+    customer_id: EntityId
+
+
+class RecommendationRequest(Strict):
+    customer_id: EntityId
+    k: int = Field(10, ge=1, description="How many products to return (bounded by the server).")
+    exclude_purchased: bool = True
+
+
+class BatchRequest(Strict):
+    entity: Literal["customer", "product"]
+    ids: list[EntityId] = Field(min_length=1)
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+    feature_service: str
+
+
+class ChurnResponse(BaseModel):
+    customer_id: str
+    churn_probability: float
+    churn_label: int
+    threshold: float
+    model: ModelRef
+    feature_age_seconds: float | None
+    feature_age_by_view: dict[str, float]
+
+
+class RecommendedItem(BaseModel):
+    rank: int
+    product_id: str
+    score: float | None
+    source: str
+
+
+class RecommendationResponse(BaseModel):
+    customer_id: str
+    cold_start: bool
+    candidates_scored: int
+    model: ModelRef
+    items: list[RecommendedItem]
+
+
+class FeaturesResponse(BaseModel):
+    entity: str
+    id: str
+    feature_service: str
+    features: dict[str, Any]
+    feature_age_seconds: float | None
+
+
+class BatchItem(BaseModel):
+    id: str
+    found: bool
+    features: dict[str, Any] | None
+
+
+class BatchResponse(BaseModel):
+    entity: str
+    feature_service: str
+    results: list[BatchItem]

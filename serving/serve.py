@@ -1,0 +1,30 @@
+"""`shopfeast serve`: check what start-up needs, then run uvicorn on the app factory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from serving.errors import StartupError
+from serving.models import check
+from serving.settings import Settings
+
+
+def run(host: str | None = None, port: int | None = None, workers: int = 1,
+        data_dir: Path | None = None) -> int:
+    import uvicorn
+
+    if data_dir is not None:  # one place for workers to read it from: the environment
+        os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
+    settings = Settings()
+    try:  # a missing model stops here with one line, before any worker starts
+        for name in (settings.churn_model, settings.ranking_model):
+            check(settings.resolved_models_dir(), name)
+    except StartupError as exc:
+        print(f"shopfeast serve: cannot start: {exc}", file=sys.stderr)
+        return 1
+    uvicorn.run("serving.app:create_app", factory=True, host=host or settings.host,
+                port=port or settings.port, workers=workers, log_level=settings.log_level,
+                access_log=False, timeout_graceful_shutdown=5)
+    return 0

@@ -1,0 +1,77 @@
+"""Serving settings: one typed object, read once from the environment (and `.env`).
+
+Every variable is prefixed `SHOPFEAST_` (see `.env.example`). Redis and the registry are reached
+through the Feast profile: its `${REDIS_CONNECTION_STRING}` and registry path carry hosts,
+credentials and TLS (`rediss`-style `ssl=true`, `password=...`), so no secret lives here except the
+API key.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shopfeast.paths import FEATURE_REPO
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SHOPFEAST_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("data"), description="Data directory; models live in DIR/models.")
+    feature_repo: Path = Field(FEATURE_REPO, description="The Feast feature repo.")
+    feast_profile: Path | None = Field(
+        None,
+        description="Feast yaml to serve from (default: the repo's profiles/redis.yaml, else its "
+        "feature_store.yaml).",
+    )
+    models_dir: Path | None = Field(None, description="Default: DATA_DIR/models.")
+    churn_model: str = "churn"
+    ranking_model: str = "ranking"
+    customer_service: str = "customer_360_v1"
+    product_service: str = "product_360_v1"
+
+    api_key: SecretStr | None = Field(
+        None, description="When set, every endpoint but /health and /ready needs X-API-Key."
+    )
+
+    # Bounded time on a dead or hung Redis: added to the connection string unless it sets them.
+    redis_socket_timeout_s: float = Field(0.25, gt=0, le=30)
+    redis_connect_timeout_s: float = Field(0.25, gt=0, le=30)
+    ready_timeout_s: float = Field(2.0, gt=0, le=30)
+
+    # Bounds on what one request may ask for.
+    max_body_bytes: int = Field(64 * 1024, gt=0)
+    max_batch_entities: int = Field(100, gt=0, le=10_000)
+    max_k: int = Field(100, gt=0, le=1_000)
+    candidate_pool: int = Field(200, gt=0, le=2_000, description="Candidates scored per request.")
+
+    # Product rows are shared by every request and change once a day: kept decoded in memory,
+    # re-read in the background every catalog_refresh_s, never served older than max_stale_s.
+    catalog_refresh_s: float = Field(300.0, gt=0)
+    product_max_stale_s: float = Field(900.0, gt=0)
+    store_deadline_s: float = Field(1.0, gt=0, le=30, description="Cap on one request's reads.")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    log_level: str = "warning"
+
+    def resolved_models_dir(self) -> Path:
+        return Path(self.models_dir or Path(self.data_dir) / "models").resolve()
+
+    def resolved_profile(self) -> Path:
+        if self.feast_profile:
+            return Path(self.feast_profile).resolve()
+        redis = Path(self.feature_repo) / "profiles" / "redis.yaml"
+        default = Path(self.feature_repo) / "feature_store.yaml"
+        return (redis if redis.exists() else default).resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, built once (tests build their own and pass them to create_app)."""
+    return Settings()
