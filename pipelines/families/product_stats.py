@@ -1,0 +1,284 @@
+"""product_stats: what a product is (as of T), how it sells and is seen, and where it sits in its
+category: the product side of the ranking model and the shop's collections.
+
+A product exists from the first snapshot after its first change-log row (pipelines.entities);
+its attributes (price, category, brand, ...) are those of the row with the latest `updated_at < T`.
+Windows are `[T - W, T)` as everywhere (pipelines.windows). Orders count when `status !=
+cancelled`, guest orders included (a product sells to guests too); an order that lists a product
+twice counts once in the order counts and fully in the units. A refund is known from the snapshot
+after its `refund_ts` (from the order itself when `refund_ts` is missing), never earlier.
+
+Category-level figures are cross-sections: at each T, over every product that exists at T in the
+product's category (as of T), active or not. They change whenever any product of the category
+changes, and the age changes every day, so this source holds one row per product and day.
+
+Definitions that the names alone do not pin down:
+- `product_popularity_30d`: distinct buyers of the product in the window; a buyer is a customer,
+  or, for a guest order, that order.
+- `product_trending_score`: `(orders_7d + 1) / (orders_28d_before / 4 + 1)`, where
+  `orders_28d_before` counts the product's orders in `[T - 35d, T - 7d)`: the last week's order
+  rate over the weekly rate of the four weeks before, add-one smoothed. 1 is steady, above 1 rising.
+- `product_conversion_rate_30d`: `purchase` events over `product_view` events of the product in
+  the window (clickstream to clickstream, so orders from channels without a clickstream do not
+  inflate it); null without views.
+- `product_refund_rate_90d`: share of the window's orders of the product whose refund is known
+  before T (a partial refund of the order counts: items are not refunded one by one in the data).
+- sentiment: VADER compound of the review text (pipelines.sentiment, via the review NLP cache in
+  pipelines.review_nlp); reviews without English text have none. Sums are kept in micro-units, so
+  means carry at most 5e-7 of rounding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import review_nlp
+from pipelines.entities import product_first_day
+from pipelines.family import Input
+from pipelines.specs import Feature, FeatureSource
+from pipelines.windows import (
+    MICRO,
+    EntityIndex,
+    Snapshots,
+    Streams,
+    as_of,
+    day_of,
+    day_ts,
+    entry_day,
+    fixed,
+)
+
+TREND_RECENT_DAYS = 7
+TREND_BEFORE_DAYS = 28
+
+SOURCE = FeatureSource(
+    name="product_stats",
+    entity="product",
+    join_key="product_id",
+    description="A product as of T: price, catalogue fields, views, carts and sales over 7/30 "
+                "days, reviews, refunds, trend, popularity and its category's figures.",
+    tags=(("domain", "product"), ("family", "stats")),
+    features=(
+        Feature("product_price", "float64", "price of the product row as of T"),
+        Feature("product_category", "string", "category as of T ('unknown' when missing)"),
+        Feature("product_subcategory", "string", "subcategory as of T; null when missing"),
+        Feature("product_brand", "string", "brand as of T; null when missing"),
+        Feature("product_is_active", "bool", "is_active as of T (missing means active)"),
+        Feature("product_created_at", "unix_timestamp", "created_at of the row as of T (for "
+                "ages exact at any instant, computed on demand)"),
+        Feature("product_days_since_created", "float64",
+                "(T - created_at) in days, as of the snapshot T"),
+        Feature("product_views_7d", "int64", "product_view events of the product in the window",
+                "7d", 0),
+        Feature("product_views_30d", "int64", "product_view events of the product in the window",
+                "30d", 0),
+        Feature("product_carts_7d", "int64", "add_to_cart events of the product in the window",
+                "7d", 0),
+        Feature("product_carts_30d", "int64", "add_to_cart events of the product in the window",
+                "30d", 0),
+        Feature("product_units_sold_7d", "int64", "sum of quantity over order_items of "
+                "non-cancelled orders in the window", "7d", 0),
+        Feature("product_units_sold_30d", "int64", "sum of quantity over order_items of "
+                "non-cancelled orders in the window", "30d", 0),
+        Feature("product_orders_7d", "int64", "distinct non-cancelled orders with the product in "
+                "the window", "7d", 0),
+        Feature("product_orders_30d", "int64", "distinct non-cancelled orders with the product in "
+                "the window", "30d", 0),
+        Feature("product_conversion_rate_30d", "float64", "purchase events / product_view events "
+                "of the product in the window; null without views", "30d"),
+        Feature("product_popularity_30d", "int64", "distinct buyers of the product in the window "
+                "(a customer, or a guest order)", "30d", 0),
+        Feature("product_trending_score", "float64", "(orders in [T-7d, T) + 1) / (orders in "
+                "[T-35d, T-7d) / 4 + 1): the last 7 days against the 28 days before", "28d", 1.0),
+        Feature("product_refund_rate_90d", "float64", "share of the window's orders of the "
+                "product with a refund known before T; null without orders", "90d"),
+        Feature("product_review_count", "int64", "reviews of the product before T", "lifetime",
+                0),
+        Feature("product_avg_rating", "float64", "mean rating of the product's reviews before T; "
+                "null without reviews", "lifetime"),
+        Feature("product_avg_sentiment", "float64", "mean VADER compound of the product's reviews "
+                "before T with English text; null when none", "lifetime"),
+        Feature("product_price_pct_in_category", "float64", "share of the category's products "
+                "(as of T) priced at or below this one, in (0, 1]"),
+        Feature("category_product_count", "int64", "products that exist at T in the product's "
+                "category", None, 0),
+        Feature("category_popularity_30d", "int64", "sum of product_popularity_30d over the "
+                "category's products (as of T)", "30d", 0),
+        Feature("category_price_min", "float64", "lowest price in the category as of T"),
+        Feature("category_price_max", "float64", "highest price in the category as of T"),
+        Feature("category_price_median", "float64", "median price in the category as of T"),
+    ),
+)
+
+INPUTS = (
+    Input("products", ("product_id", "category", "subcategory", "brand", "price", "created_at",
+                       "updated_at", "is_active")),
+    Input("orders", ("order_id", "customer_id", "order_ts", "status", "refunded_amount",
+                     "refund_ts"), lookback_days=90),
+    Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
+    Input("events", ("product_id", "event_type", "event_ts"), lookback_days=30),
+    Input("reviews", ("review_id", "product_id", "rating", "title", "body", "review_ts")),
+)
+
+
+def persist(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """Add review sentiment from the review NLP cache (shared with customer_reviews)."""
+    reviews = tables["reviews"]
+    model = review_nlp.ensure_topic_model(data_dir, reviews)
+    tables["reviews"] = review_nlp.enriched(data_dir, reviews, model)
+
+
+def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
+            prior: pd.DataFrame) -> pd.DataFrame:
+    products = tables["products"]
+    index = EntityIndex(products["product_id"])
+    first_day = product_first_day(products, index)
+    entity, day = _grid(first_day, snapshots)
+    log = _versions(products, index)
+    row = log.iloc[as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())]
+    row = row.reset_index(drop=True)  # every grid point has a version (day >= first_day)
+
+    acc = _streams(tables, index).evaluate(snapshots.start_day, snapshots.end_day, carry=True)
+    pos = as_of(entity, day, acc.entity, acc.day)
+    v = {k: np.where(pos >= 0, a[np.maximum(pos, 0)], 0) if len(a) else np.zeros(len(pos),
+                                                                                  np.int64)
+         for k, a in acc.values.items()}
+
+    ts = day_ts(day)
+    out = pd.DataFrame({"product_id": index.lookup(entity), "event_timestamp": ts})
+    out["product_price"] = row["price"].to_numpy(np.float64)
+    out["product_category"] = row["category"].fillna("unknown").astype("string").to_numpy()
+    out["product_subcategory"] = row["subcategory"].astype("string").to_numpy()
+    out["product_brand"] = row["brand"].astype("string").to_numpy()
+    out["product_is_active"] = row["is_active"].astype("boolean").fillna(True).to_numpy()
+    out["product_created_at"] = row["created_at"].to_numpy()
+    out["product_days_since_created"] = (ts - row["created_at"]).dt.total_seconds() / 86_400
+    for name in ("views_7d", "views_30d", "carts_7d", "carts_30d", "units_sold_7d",
+                 "units_sold_30d", "orders_7d", "orders_30d", "popularity_30d", "review_count"):
+        out[f"product_{name}"] = v[name]
+    out["product_conversion_rate_30d"] = _ratio(v["purchases_30d"], v["views_30d"])
+    before = v["orders_35d"] - v["orders_7d"]
+    out["product_trending_score"] = (v["orders_7d"] + 1) / (before / 4 + 1)
+    out["product_refund_rate_90d"] = _ratio(v["refunded_90d"], v["orders_90d"])
+    out["product_avg_rating"] = _ratio(v["rating_sum"] / MICRO, v["review_count"])
+    out["product_avg_sentiment"] = _ratio(v["sentiment_sum"] / MICRO, v["felt"])
+    return _category_figures(out, day)
+
+
+# --- the grid and the catalogue -----------------------------------------------------------------
+
+def _grid(first_day: np.ndarray, snapshots: Snapshots) -> tuple[np.ndarray, np.ndarray]:
+    """Every (product, day) from the product's first snapshot (or the run's start) to its end."""
+    lo = np.maximum(first_day, snapshots.start_day)
+    n = np.clip(snapshots.end_day - lo + 1, 0, None)
+    entity = np.repeat(np.arange(len(first_day), dtype=np.int64), n)
+    offset = np.arange(n.sum(), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return entity, np.repeat(lo, n) + offset
+
+
+def _versions(products: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
+    """Change-log rows with the day each takes effect (`valid`), one per (product, day)."""
+    log = products.assign(updated_at=products["updated_at"].fillna(products["created_at"]))
+    log = log.dropna(subset=["updated_at"])
+    log = log.assign(c=index.codes(log["product_id"]), valid=day_of(log["updated_at"]) + 1)
+    log = log[log["c"] >= 0].sort_values(["c", "updated_at"], kind="stable")
+    return log.drop_duplicates(["c", "valid"], keep="last").reset_index(drop=True)
+
+
+# --- windowed and lifetime streams --------------------------------------------------------------
+
+def _streams(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Streams:
+    s = Streams()
+    _event_streams(s, tables["events"], index)
+    _order_streams(s, tables["orders"], tables["order_items"], index)
+    _review_streams(s, tables["reviews"], index)
+    return s
+
+
+def _event_streams(s: Streams, events: pd.DataFrame, index: EntityIndex) -> None:
+    kind = events["event_type"]
+    ev = pd.DataFrame({"p": index.codes(events["product_id"]),
+                       "enter": entry_day(events["event_ts"]),
+                       "view": (kind == "product_view").to_numpy(np.int64),
+                       "cart": (kind == "add_to_cart").to_numpy(np.int64),
+                       "buy": (kind == "purchase").to_numpy(np.int64)})
+    ev = ev[(ev["p"] >= 0) & (ev[["view", "cart", "buy"]].sum(axis=1) > 0)]
+    daily = ev.groupby(["p", "enter"], sort=False)[["view", "cart", "buy"]].sum().reset_index()
+    p, enter = daily["p"].to_numpy(), daily["enter"].to_numpy()
+    for w in (7, 30):
+        s.window(p, enter, w, **{f"views_{w}d": daily["view"].to_numpy(),
+                                 f"carts_{w}d": daily["cart"].to_numpy()})
+    s.window(p, enter, 30, purchases_30d=daily["buy"].to_numpy())
+
+
+def _order_streams(s: Streams, orders: pd.DataFrame, items: pd.DataFrame,
+                   index: EntityIndex) -> None:
+    o = orders[orders["status"] != "cancelled"]
+    o = o.assign(enter=entry_day(o["order_ts"]))
+    refund = o["refunded_amount"].fillna(0.0) > 0
+    r_enter = np.where(o["refund_ts"].isna(), o["enter"],
+                       entry_day(o["refund_ts"].fillna(o["order_ts"])))
+    o = o.assign(refunded=refund.to_numpy(), r_enter=np.maximum(r_enter, o["enter"].to_numpy()))
+    it = items[["order_id", "product_id", "quantity"]].merge(
+        o[["order_id", "customer_id", "enter", "refunded", "r_enter"]], on="order_id")
+    it = it.assign(p=index.codes(it["product_id"]))
+    it = it[it["p"] >= 0]
+    p, enter = it["p"].to_numpy(), it["enter"].to_numpy()
+    units = it["quantity"].fillna(0).to_numpy(np.int64)
+    for w in (7, 30):
+        s.window(p, enter, w, **{f"units_sold_{w}d": units})
+
+    lines = it.drop_duplicates(["order_id", "p"])  # an order counts once per product
+    p, enter = lines["p"].to_numpy(), lines["enter"].to_numpy()
+    ones = np.ones(len(lines), np.int64)
+    for w in (7, 30, 35, 90):
+        s.window(p, enter, w, **{f"orders_{w}d": ones})
+    r_enter = lines["r_enter"].to_numpy()
+    hit = lines["refunded"].to_numpy() & (r_enter < enter + 90)
+    s.window(p[hit], r_enter[hit], None, refunded_90d=ones[hit])
+    s.add(p[hit], enter[hit] + 90, refunded_90d=-ones[hit])
+
+    customers = pd.factorize(lines["customer_id"])[0]  # -1 for guests
+    guests = pd.factorize(lines["order_id"])[0]
+    buyer = np.where(customers >= 0, customers, customers.max(initial=0) + 1 + guests)
+    s.distinct("popularity_30d", p, buyer, enter, 30)
+
+
+def _review_streams(s: Streams, reviews: pd.DataFrame, index: EntityIndex) -> None:
+    r = reviews.assign(p=index.codes(reviews["product_id"]), enter=entry_day(reviews["review_ts"]))
+    r = r[r["p"] >= 0]
+    if "sentiment" not in r:  # called without persist (a unit test): score here
+        r = review_nlp.enrich_reviews(r, None)
+    felt = r["sentiment"].notna().to_numpy().astype(np.int64)
+    s.window(r["p"].to_numpy(), r["enter"].to_numpy(), None,
+             review_count=np.ones(len(r), np.int64), rating_sum=fixed(r["rating"]),
+             felt=felt, sentiment_sum=fixed(r["sentiment"]))
+
+
+# --- cross-sections -----------------------------------------------------------------------------
+
+def _category_figures(out: pd.DataFrame, day: np.ndarray) -> pd.DataFrame:
+    """Per (day, category) over the products that exist that day: counts, prices, popularity."""
+    cat = pd.factorize(out["product_category"])[0].astype(np.int64)
+    key = pd.Series(day * (cat.max(initial=0) + 1) + cat)
+    price = out["product_price"]
+    g = price.groupby(key.to_numpy(), sort=False)
+    out["product_price_pct_in_category"] = g.rank(method="max", pct=True).to_numpy()
+    out["category_product_count"] = g.transform("size").to_numpy(np.int64)
+    out["category_price_min"] = g.transform("min").to_numpy()
+    out["category_price_max"] = g.transform("max").to_numpy()
+    out["category_price_median"] = g.transform("median").to_numpy()
+    popularity = out["product_popularity_30d"].groupby(key.to_numpy(), sort=False)
+    out["category_popularity_30d"] = popularity.transform("sum").to_numpy(np.int64)
+    return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    out = np.full(len(num), np.nan)
+    ok = den != 0
+    out[ok] = num[ok] / den[ok]
+    return out
