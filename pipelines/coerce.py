@@ -17,6 +17,7 @@ Readings accepted, as the contract says:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ _FLOAT_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _ID_FLOAT_RE = r"^([+-]?\d+)\.0*$"
 # What Arrow's own ISO 8601 cast reads: a full date-time with an offset, or a naive date(-time).
 _ISO_OFFSET_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
+_OFFSET_TAIL_RE = r"(Z|[+-]\d{2}:?\d{2})$"
 _ISO_NAIVE_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?)?$"
 # Epoch magnitude thresholds: |v| below 1e11 is seconds (until year 5138), and so on.
 _EPOCH_UNITS = ((1e11, 1_000_000.0), (1e14, 1_000.0), (1e17, 1.0), (np.inf, 0.001))
@@ -156,7 +158,18 @@ def _where(mask: np.ndarray, values: pa.Array) -> pa.Array:
     return pc.if_else(pa.array(mask), values, pa.nulls(len(values), values.type))
 
 
+def _try_cast(text: pa.Array, missing: np.ndarray, target: pa.DataType) -> pa.Array | None:
+    """Arrow's strict cast of every given value at once: the fast path for a clean column."""
+    try:
+        return pc.cast(_where(~missing, text) if missing.any() else text, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _int_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
+    fast = _try_cast(text, missing, pa.int64())
+    if fast is not None:
+        return _result(fast, missing, "int")
     ok = ~missing & _np(pc.match_substring_regex(text, _INT_RE))
     digits = pc.replace_substring_regex(_where(ok, text), r"^\+|\.0*$", "")
     try:
@@ -172,6 +185,9 @@ def _int_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
 
 
 def _float_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
+    fast = _try_cast(text, missing, pa.float64())
+    if fast is not None:
+        return _result(_finite(fast), missing, "float")
     ok = ~missing & _np(pc.match_substring_regex(text, _FLOAT_RE))
     values = pc.cast(_where(ok, text), pa.float64())
     return _result(_finite(values), missing, "float")
@@ -186,18 +202,23 @@ def _bool_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
 
 
 def _timestamp_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
+    given = np.flatnonzero(~missing)
+    if len(given):
+        # Try Arrow's cast for the form of the first value (a failing cast can cost a full pass).
+        first = text[int(given[0])].as_py()
+        target = TS if re.search(_OFFSET_TAIL_RE, first) else pa.timestamp("us")
+        fast = _try_cast(text, missing, target)
+        if fast is not None:
+            fast = fast if target.tz else pc.assume_timezone(fast, "UTC")
+            return _result(fast, missing, "timestamp")
     n = len(text)
     micros = np.zeros(n, dtype=np.int64)
     valid = np.zeros(n, dtype=bool)
     todo = ~missing
-    numeric = todo & _np(pc.match_substring_regex(text, _FLOAT_RE))
-    if numeric.any():
-        nums = pc.cast(_where(numeric, text), pa.float64()).to_numpy(zero_copy_only=False)
-        m, ok = _epoch_micros(nums[numeric])
-        micros[numeric], valid[numeric] = m, ok
-        todo &= ~numeric
     for regex, target in ((_ISO_OFFSET_RE, TS), (_ISO_NAIVE_RE, pa.timestamp("us"))):
-        sel = todo & _np(pc.match_substring_regex(text, regex))
+        sel = todo & _np(
+            pc.match_substring_regex(text if todo.all() else _where(todo, text), regex)
+        )
         # Arrow's cast fails as a whole on one impossible date (2025-02-30): cast in slices so
         # that only the slice holding it is left to pandas, value by value.
         for lo in range(0, n, _SLICE) if sel.any() else ():
@@ -212,6 +233,14 @@ def _timestamp_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
             micros[lo : lo + _SLICE][part] = got[part]
             valid[lo : lo + _SLICE] |= part
             todo[lo : lo + _SLICE] &= ~part
+        if not todo.any():
+            break
+    numeric = todo & _np(pc.match_substring_regex(_where(todo, text), _FLOAT_RE))
+    if numeric.any():  # epoch seconds / milliseconds / ...
+        nums = pc.cast(_where(numeric, text), pa.float64()).to_numpy(zero_copy_only=False)
+        m, ok = _epoch_micros(nums[numeric])
+        micros[numeric], valid[numeric] = m, ok
+        todo &= ~numeric
     if todo.any():
         idx = np.flatnonzero(todo)
         parsed = pd.to_datetime(

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -48,7 +49,7 @@ from pipelines.readers import (
     header,
     read,
 )
-from pipelines.validate import RULE_NAMES, Known, Outcome, positions, validate
+from pipelines.validate import RULE_NAMES, Known, Outcome, validate
 
 STAGING = ".staging"
 QUARANTINE_META = ("_rule", "_detail", "_source_file", "_row", "_batch")
@@ -194,11 +195,11 @@ def _ingest_tables(
                 + ", ".join(raw.ignored_columns)
             )
         outcome = validate(raw, now, known, state.seen(name))
-        clean_df = outcome.clean_rows()
+        clean = outcome.clean_rows()
         if name in REFERENCE_COLUMNS:
-            add_known(known, name, clean_df)
+            add_known(known, name, clean)
         t2 = time.perf_counter()
-        _write_outcome(outcome, clean_df, known, stage, batch)
+        _write_outcome(outcome, clean, known, stage, batch)
         t3 = time.perf_counter()
         clean = int(outcome.clean.sum())
         stats = {
@@ -222,28 +223,26 @@ def _ingest_tables(
             f"{stats['quarantined']:,} quarantined ({t3 - t0:.1f}s)",
             soft_wrap=True,
         )
-        del raw, outcome, clean_df
+        del raw, outcome, clean
     return tables
 
 
 def _write_outcome(
-    outcome: Outcome, clean_df: pd.DataFrame, known: Known, stage: Path, batch: str
+    outcome: Outcome, clean: pa.Table, known: Known, stage: Path, batch: str
 ) -> None:
     spec = outcome.spec
-    table = pa.Table.from_pandas(
-        clean_df,
-        schema=pa.schema([spec.arrow_schema().field(c) for c in spec.column_names]),
-        preserve_index=False,
-    )
     if spec.name == "order_items":  # clean items carry their (clean) order's timestamp
-        at = positions(clean_df["order_id"], known.order_ids)
-        order_ts = pa.array(known.order_ts_us[at], pa.int64()).cast(ARROW_TYPES["timestamp"])
-        table = table.append_column(spec.arrow_schema().field("order_ts"), order_ts)
-    if table.num_rows:
-        write_clean(spec, table, stage, batch)
+        ids = clean["order_id"].combine_chunks()
+        at = pc.index_in(ids, value_set=known.order_ids).to_numpy(zero_copy_only=False)
+        order_ts = pa.array(known.order_ts_us[at.astype(np.int64)], pa.int64())
+        clean = clean.append_column(
+            spec.arrow_schema().field("order_ts"), order_ts.cast(ARROW_TYPES["timestamp"])
+        )
+    if clean.num_rows:
+        write_clean(spec, clean, stage, batch)
         state_path = stage / ingest_state_dir(Path()) / spec.name / f"part-{batch}.parquet"
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(outcome_state(outcome, clean_df), state_path)
+        pq.write_table(outcome_state(outcome, clean), state_path)
     if (~outcome.clean).any():
         path = storage.quarantine_dir(stage, spec.name) / f"part-{batch}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from pipelines import storage
 from pipelines.contract import INGEST_ORDER, TABLES, Table
-from pipelines.validate import PANDAS_DTYPES, Known, Outcome, Seen, hashes, micros
+from pipelines.validate import PANDAS_DTYPES, Known, Outcome, Seen, hashes, to_arrow
 
 HASH_FUNCTION = f"duckdb-{duckdb.__version__}-hash"
 MANIFEST_FORMAT = 1
@@ -119,40 +119,34 @@ def _string_type(t: pa.DataType):
     return PANDAS_DTYPES["string"] if pa.types.is_string(t) else None
 
 
-def add_known(known: Known, table: str, rows: pa.Table | pd.DataFrame) -> None:
-    """Add clean rows (state rows, or a clean frame) of a referenced table to `known`."""
+def add_known(known: Known, table: str, rows: pa.Table) -> None:
+    """Add clean rows (or their state rows) of a referenced table to `known`."""
     cols = REFERENCE_COLUMNS[table]
-    if isinstance(rows, pd.DataFrame):
-        ids = pa.array(rows[cols[0]].array)
-        times = micros(rows[cols[1]]) if len(cols) > 1 else None
-    else:
-        ids = rows[cols[0]].combine_chunks()
-        times = rows[cols[1]].cast(pa.int64()).to_numpy() if len(cols) > 1 else None
+    ids = rows[cols[0]].combine_chunks()
+    times = rows[cols[1]].cast(pa.int64()).to_numpy() if len(cols) > 1 else None
     if len(ids):
         known.add(table, ids, times)
 
 
 def state_rows(
-    spec: Table, df: pd.DataFrame, row_hash: np.ndarray, key_hash: np.ndarray | None
+    spec: Table, rows: pa.Table, row_hash: np.ndarray, key_hash: np.ndarray | None
 ) -> pa.Table:
     """The state kept for some clean rows of a table."""
     cols: dict[str, pa.Array] = {"_row_hash": pa.array(row_hash, pa.uint64())}
     if key_hash is not None:
-        has_key = df[list(spec.key)].notna().all(axis=1).to_numpy()
+        has_key = np.ones(rows.num_rows, bool)
+        for c in spec.key:
+            has_key &= rows[c].is_valid().to_numpy(zero_copy_only=False)
         cols["_key_hash"] = pa.array(key_hash, pa.uint64(), mask=~has_key)
     for c in REFERENCE_COLUMNS.get(spec.name, ()):
-        cols[c] = pa.array(df[c].array).cast(spec.arrow_schema().field(c).type)
+        cols[c] = rows[c]
     return pa.table(cols)
 
 
-def outcome_state(outcome: Outcome, clean_df: pd.DataFrame) -> pa.Table:
-    clean = outcome.clean
-    return state_rows(
-        outcome.spec,
-        clean_df,
-        outcome.row_hash[clean],
-        None if outcome.key_hash is None else outcome.key_hash[clean],
-    )
+def outcome_state(outcome: Outcome, clean: pa.Table) -> pa.Table:
+    mask = outcome.clean
+    key = None if outcome.key_hash is None else outcome.key_hash[mask]
+    return state_rows(outcome.spec, clean, outcome.row_hash[mask], key)
 
 
 def rebuild(data_dir: Path) -> None:
@@ -160,10 +154,10 @@ def rebuild(data_dir: Path) -> None:
     for table in INGEST_ORDER:
         spec = TABLES[table]
         df = storage.read_clean(data_dir, table, columns=spec.column_names)
-        df = df.astype({c.name: PANDAS_DTYPES[c.kind] for c in spec.columns})
-        row, key = hashes(spec, df)
+        rows = to_arrow(spec, df.astype({c.name: PANDAS_DTYPES[c.kind] for c in spec.columns}))
+        row, key = hashes(spec, rows)
         out = ingest_state_dir(data_dir) / table
         shutil.rmtree(out, ignore_errors=True)
-        if len(df):
+        if rows.num_rows:
             out.mkdir(parents=True)
-            pq.write_table(state_rows(spec, df, row, key), out / "part-rebuilt.parquet")
+            pq.write_table(state_rows(spec, rows, row, key), out / "part-rebuilt.parquet")

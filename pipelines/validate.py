@@ -210,7 +210,7 @@ class Outcome:
 
     spec: Table
     raw: RawTable
-    typed: pd.DataFrame
+    typed: pa.Table  # contract columns and types, every row in file order
     code: np.ndarray
     details: pd.Series  # detail text, indexed by quarantined row
     row_hash: np.ndarray
@@ -220,10 +220,9 @@ class Outcome:
     def clean(self) -> np.ndarray:
         return self.code < 0
 
-    def clean_rows(self) -> pd.DataFrame:
-        """The clean rows' contract columns (no copy when every row is clean)."""
-        df = self.typed[self.spec.column_names]
-        return df if self.clean.all() else df.loc[self.clean]
+    def clean_rows(self) -> pa.Table:
+        """The clean rows (no copy when every row is clean)."""
+        return self.typed if self.clean.all() else self.typed.filter(pa.array(self.clean))
 
     def by_rule(self) -> dict[str, int]:
         counts = np.bincount(self.code[self.code >= 0], minlength=len(RULE_NAMES))
@@ -297,12 +296,13 @@ def validate(raw: RawTable, now: pd.Timestamp, known: Known, seen: Seen) -> Outc
             lambda idx, c=c: [f"{c.name}={t!r}: not a {c.kind}" for t in orig(c.name, idx)],
         )
     _schema_rules(spec, df, now, v)
-    row_hash, key_hash = hashes(spec, df)
+    typed = to_arrow(spec, df)
+    row_hash, key_hash = hashes(spec, typed)
     _duplicate_rules(spec, df, v, row_hash, key_hash, seen)
     _reference_rules(spec, df, v, known)
     if spec.name == "events":
         _bot_sessions(df, v)
-    return Outcome(spec, raw, df, v.code, v.details(), row_hash, key_hash)
+    return Outcome(spec, raw, typed, v.code, v.details(), row_hash, key_hash)
 
 
 def _frame(spec: Table, coerced: dict[str, Coerced]) -> pd.DataFrame:
@@ -437,15 +437,20 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
-def hashes(spec: Table, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+def to_arrow(spec: Table, df: pd.DataFrame) -> pa.Table:
+    """Typed rows as an Arrow table with the contract's schema (strings are not copied)."""
+    schema = pa.schema([spec.arrow_schema().field(c) for c in spec.column_names])
+    table = pa.Table.from_pandas(df[spec.column_names], preserve_index=False)
+    return table.cast(schema).replace_schema_metadata(None)
+
+
+def hashes(spec: Table, table: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
     """64-bit hashes of each row's contract values and of its key (DuckDB's hash, vectorised).
 
     Hashes are taken over the typed, normalised values, so `12346.0` in a CSV and 12346 in a
     parquet file are the same row. They are stable for a DuckDB version; the state records it.
     """
-    table = pa.Table.from_pandas(df[spec.column_names], preserve_index=False).cast(
-        pa.schema([(c.name, spec.arrow_schema().field(c.name).type) for c in spec.columns])
-    )
+    table = table.select(spec.column_names)
     con = _duckdb()
     con.register("t", table)
     cols = ", ".join(f'"{c}"' for c in spec.column_names)
