@@ -43,8 +43,15 @@ import pyarrow.parquet as pq
 from pipelines import registry
 from pipelines.contract import TABLES
 from pipelines.family import Input
-from pipelines.specs import FeatureSource, conform
-from pipelines.storage import DAY_PARTITION, clean_dir, read_clean, state_dir
+from pipelines.specs import FeatureSource, conform, from_arrow, to_arrow
+from pipelines.specs import _types_mapper as specs_types_mapper
+from pipelines.storage import (
+    DAY_PARTITION,
+    clean_dir,
+    partition_time_column,
+    read_clean,
+    state_dir,
+)
 from pipelines.windows import Snapshots, change_points, day_of, day_ts, to_day
 
 MODES = ("historical", "incremental")
@@ -64,12 +71,15 @@ class Outcome:
             return f"{self.source:<20} up to date ({self.seconds:.1f}s)"
         span = f"{day_ts(self.start_day).iloc[0]:%Y-%m-%d}..{day_ts(self.end_day).iloc[0]:%Y-%m-%d}"
         rate = self.rows / self.seconds if self.seconds else 0.0
-        return (f"{self.source:<20} {self.rows:>10,} rows  {self.seconds:6.1f}s  "
-                f"{rate:>10,.0f} rows/s  snapshots {span}")
+        return (
+            f"{self.source:<20} {self.rows:>10,} rows  {self.seconds:6.1f}s  "
+            f"{rate:>10,.0f} rows/s  snapshots {span}"
+        )
 
 
-def run(data_dir: Path, mode: str = "incremental", only: list[str] | None = None,
-        echo: bool = True) -> list[Outcome]:
+def run(
+    data_dir: Path, mode: str = "incremental", only: list[str] | None = None, echo: bool = True
+) -> list[Outcome]:
     """Build (historical) or bring up to date (incremental) every registered source."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -92,9 +102,14 @@ def run(data_dir: Path, mode: str = "incremental", only: list[str] | None = None
 
 # --- one family -------------------------------------------------------------------------------
 
-def _run_family(data_dir: Path, module: ModuleType, mode: str,
-                files: dict[str, dict[str, list[int]]],
-                span: tuple[int, int] | None) -> Outcome:
+
+def _run_family(
+    data_dir: Path,
+    module: ModuleType,
+    mode: str,
+    files: dict[str, dict[str, list[int]]],
+    span: tuple[int, int] | None,
+) -> Outcome:
     source: FeatureSource = module.SOURCE
     inputs: tuple[Input, ...] = module.INPUTS
     seen = {t.table: files[t.table] for t in inputs}
@@ -115,16 +130,19 @@ def _run_family(data_dir: Path, module: ModuleType, mode: str,
     tables = {i.table: _read_input(data_dir, i, snapshots) for i in inputs}
     if hasattr(module, "persist"):
         module.persist(data_dir, tables)
-    prior = (source.empty_frame() if historical
-             else _stored_as_of(data_dir, source, snapshots.start))
+    prior = source.empty_frame() if historical else _stored_as_of(data_dir, source, snapshots.start)
     rows = compute_rows(module, tables, snapshots, prior)
     _write(data_dir, source, rows, snapshots.start)
     _save_state(data_dir, source, end_day, seen)
     return Outcome(source.name, len(rows), 0.0, snapshots.start_day, snapshots.end_day)
 
 
-def compute_rows(module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots,
-                 prior: pd.DataFrame | None = None) -> pd.DataFrame:
+def compute_rows(
+    module: ModuleType,
+    tables: dict[str, pd.DataFrame],
+    snapshots: Snapshots,
+    prior: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """A family's stored rows for `snapshots`: its candidates, cast to the declaration, reduced to
     change points (against `prior`), with `created_timestamp`. Pure; tests call it directly."""
     source: FeatureSource = module.SOURCE
@@ -132,16 +150,23 @@ def compute_rows(module: ModuleType, tables: dict[str, pd.DataFrame], snapshots:
     candidates = module.compute(tables, snapshots, prior)
     ts = candidates[source.timestamp_field]
     candidates = candidates[(ts >= snapshots.start) & (ts <= snapshots.end)]
-    candidates = candidates.assign(**{source.created_timestamp_column:
-                                      candidates[source.timestamp_field]})
+    candidates = candidates.assign(
+        **{source.created_timestamp_column: candidates[source.timestamp_field]}
+    )
     rows = conform(source, candidates)
-    return change_points(rows, source.join_key, source.feature_names, prior,
-                         time=source.timestamp_field)
+    return change_points(
+        rows, source.join_key, source.feature_names, prior, time=source.timestamp_field
+    )
 
 
-def _incremental_start(data_dir: Path, source: FeatureSource, inputs: tuple[Input, ...],
-                       state: dict | None, seen: dict[str, dict[str, list[int]]],
-                       end_day: int) -> int | str | None:
+def _incremental_start(
+    data_dir: Path,
+    source: FeatureSource,
+    inputs: tuple[Input, ...],
+    state: dict | None,
+    seen: dict[str, dict[str, list[int]]],
+    end_day: int,
+) -> int | str | None:
     """First snapshot day to recompute; "rebuild"; or None when nothing changed."""
     if state is None or state.get("fingerprint") != source.fingerprint():
         return "rebuild"
@@ -166,8 +191,9 @@ def _oldest_day(data_dir: Path, table: str, relpaths: list[str]) -> int:
     """
     spec = TABLES[table]
     if spec.partitioned:
-        return min(to_day(pd.Timestamp(Path(f).parent.name.split("=", 1)[1], tz="UTC"))
-                   for f in relpaths)
+        return min(
+            to_day(pd.Timestamp(Path(f).parent.name.split("=", 1)[1], tz="UTC")) for f in relpaths
+        )
     fallback = {"customers": "signup_ts", "products": "created_at"}[table]
     oldest = None
     for f in relpaths:
@@ -181,14 +207,37 @@ def _oldest_day(data_dir: Path, table: str, relpaths: list[str]) -> int:
 
 
 def _read_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> pd.DataFrame:
-    start = None if TABLES[spec.table].change_log else snapshots.read_from(spec.lookback_days)
-    end = snapshots.end
-    if TABLES[spec.table].change_log:
-        end = None
-    return read_clean(data_dir, spec.table, list(spec.columns), start=start, end=end)
+    """A clean table in contract dtypes, strings arrow-backed (no Python object per value)."""
+    table = TABLES[spec.table]
+    start = None if table.change_log else snapshots.read_from(spec.lookback_days)
+    end = None if table.change_log else snapshots.end
+    path = clean_dir(data_dir, spec.table)
+    schema = table.arrow_schema()
+    columns = list(spec.columns)
+    if not path.exists() or not any(path.rglob("*.parquet")):
+        return from_schema(schema.empty_table().select(columns))
+    time_col = partition_time_column(table)
+    ts_type = schema.field(time_col).type
+    expr = None
+    if start is not None:
+        expr = ds.field(time_col) >= pa.scalar(start.to_pydatetime(), ts_type)
+    if end is not None:
+        e = ds.field(time_col) < pa.scalar(end.to_pydatetime(), ts_type)
+        expr = e if expr is None else expr & e
+    files = sorted(str(p) for p in path.rglob("*.parquet"))
+    if table.partitioned and start is not None:  # prune day partitions before opening files
+        first = f"{DAY_PARTITION}={start:%Y-%m-%d}"
+        files = [f for f in files if Path(f).parent.name >= first]
+    dataset = ds.dataset(files, format="parquet", schema=schema)
+    return from_schema(dataset.to_table(columns=columns, filter=expr))
+
+
+def from_schema(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=specs_types_mapper)
 
 
 # --- the data's span and the files seen -------------------------------------------------------
+
 
 def _clean_files(data_dir: Path, table: str) -> dict[str, list[int]]:
     root = clean_dir(data_dir, table)
@@ -225,13 +274,24 @@ def _data_span(data_dir: Path, files: dict[str, dict[str, list[int]]]) -> tuple[
 
 # --- stored rows ------------------------------------------------------------------------------
 
-def read_source(data_dir: Path, source: FeatureSource, start: pd.Timestamp | None = None,
-                end: pd.Timestamp | None = None) -> pd.DataFrame:
-    """A stored source (rows with `start <= event_timestamp < end`) in declared dtypes."""
+
+def read_source(
+    data_dir: Path,
+    source: FeatureSource,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    lists: bool = True,
+) -> pd.DataFrame:
+    """A stored source (rows with `start <= event_timestamp < end`) in declared dtypes; list
+    features as Python lists, or packed strings with `lists=False` (specs.pack_list)."""
     path = source.path(data_dir)
     files = sorted(path.glob("*.parquet")) if path.exists() else []
     if not files:
-        return source.empty_frame()
+        return (
+            source.empty_frame()
+            if not lists
+            else from_arrow(source, source.arrow_schema().empty_table())
+        )
     dataset = ds.dataset([str(f) for f in files], schema=source.arrow_schema(), format="parquet")
     ts = ds.field(source.timestamp_field)
     expr = None
@@ -240,27 +300,20 @@ def read_source(data_dir: Path, source: FeatureSource, start: pd.Timestamp | Non
     if end is not None:
         e = ts < pa.scalar(pd.Timestamp(end).to_pydatetime(), pa.timestamp("us", "UTC"))
         expr = e if expr is None else expr & e
-    return _to_frame(source, dataset.to_table(filter=expr))
+    return from_arrow(source, dataset.to_table(filter=expr), lists=lists)
 
 
 def _read_file(source: FeatureSource, path: Path, end: pd.Timestamp) -> pd.DataFrame:
     end_ts = pa.scalar(pd.Timestamp(end).to_pydatetime(), pa.timestamp("us", "UTC"))
-    table = pq.read_table(path, schema=source.arrow_schema(),
-                          filters=ds.field(source.timestamp_field) < end_ts)
-    return _to_frame(source, table)
-
-
-def _to_frame(source: FeatureSource, table: pa.Table) -> pd.DataFrame:
-    frame = table.to_pandas(types_mapper=_types_mapper)
-    for f in source.features:
-        if f.dtype in ("string_list", "float_list"):
-            frame[f.name] = [None if v is None else list(v) for v in frame[f.name]]
-    return conform(source, frame)
+    table = pq.read_table(
+        path, schema=source.arrow_schema(), filters=ds.field(source.timestamp_field) < end_ts
+    )
+    return from_arrow(source, table, lists=False)
 
 
 def _stored_as_of(data_dir: Path, source: FeatureSource, start: pd.Timestamp) -> pd.DataFrame:
     """Each entity's last stored row before `start` (the state the new rows continue)."""
-    rows = read_source(data_dir, source, end=start)
+    rows = read_source(data_dir, source, end=start, lists=False)
     if rows.empty:
         return rows
     rows = rows.sort_values([source.join_key, source.timestamp_field], kind="stable")
@@ -284,7 +337,7 @@ def _write(data_dir: Path, source: FeatureSource, rows: pd.DataFrame, start: pd.
         if m in kept:
             part = pd.concat([kept[m], part], ignore_index=True)
         part = part.sort_values([source.timestamp_field, source.join_key], kind="stable")
-        table = pa.Table.from_pandas(part, schema=source.arrow_schema(), preserve_index=False)
+        table = to_arrow(source, part.reset_index(drop=True))
         tmp = path / f".{m}.parquet.tmp"
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
         os.replace(tmp, path / f"{m}.parquet")
@@ -296,17 +349,8 @@ def _wipe(path: Path) -> None:
             f.unlink()
 
 
-def _types_mapper(t: pa.DataType):
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pd.StringDtype()
-    if pa.types.is_integer(t):
-        return pd.Int64Dtype()
-    if pa.types.is_boolean(t):
-        return pd.BooleanDtype()
-    return None
-
-
 # --- watermarks -------------------------------------------------------------------------------
+
 
 def _state_path(data_dir: Path, source: FeatureSource) -> Path:
     return state_dir(data_dir) / "features" / f"{source.name}.json"
@@ -319,14 +363,18 @@ def _load_state(data_dir: Path, source: FeatureSource) -> dict | None:
     return json.loads(p.read_text())
 
 
-def _save_state(data_dir: Path, source: FeatureSource, end_day: int,
-                seen: dict[str, dict[str, list[int]]]) -> None:
+def _save_state(
+    data_dir: Path, source: FeatureSource, end_day: int, seen: dict[str, dict[str, list[int]]]
+) -> None:
     p = _state_path(data_dir, source)
     p.parent.mkdir(parents=True, exist_ok=True)
-    body = {"source": source.name, "fingerprint": source.fingerprint(), "end_day": int(end_day),
-            "end": f"{day_ts(end_day).iloc[0]:%Y-%m-%d}", "files": seen}
+    body = {
+        "source": source.name,
+        "fingerprint": source.fingerprint(),
+        "end_day": int(end_day),
+        "end": f"{day_ts(end_day).iloc[0]:%Y-%m-%d}",
+        "files": seen,
+    }
     tmp = p.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(body, indent=1, sort_keys=True))
     os.replace(tmp, p)
-
-

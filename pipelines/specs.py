@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-Dtype = Literal[
-    "int64", "float64", "string", "unix_timestamp", "bool", "string_list", "float_list"
-]
+Dtype = Literal["int64", "float64", "string", "unix_timestamp", "bool", "string_list", "float_list"]
 Entity = Literal["customer", "product"]
 
 TIMESTAMP_FIELD = "event_timestamp"
@@ -77,13 +77,13 @@ class Feature:
             return "int64" if self.fill is not None else "Int64"
         if self.dtype == "float64":
             return "float64"
-        if self.dtype == "string":
-            return "string"
+        if self.dtype in ("string", "string_list", "float_list"):
+            return STRING
         if self.dtype == "unix_timestamp":
             return "datetime64[us, UTC]"
         if self.dtype == "bool":
             return "boolean"
-        return "object"  # lists: one Python list per row (None for null)
+        raise ValueError(f"unknown dtype {self.dtype!r}")
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,12 @@ class FeatureSource:
     @property
     def columns(self) -> list[str]:
         """Output columns, in file order."""
-        return [self.join_key, self.timestamp_field, self.created_timestamp_column,
-                *self.feature_names]
+        return [
+            self.join_key,
+            self.timestamp_field,
+            self.created_timestamp_column,
+            *self.feature_names,
+        ]
 
     def feature(self, name: str) -> Feature:
         for f in self.features:
@@ -128,9 +132,11 @@ class FeatureSource:
     def arrow_schema(self) -> pa.Schema:
         ts = pa.timestamp("us", tz="UTC")
         return pa.schema(
-            [pa.field(self.join_key, pa.string(), nullable=False),
-             pa.field(self.timestamp_field, ts, nullable=False),
-             pa.field(self.created_timestamp_column, ts, nullable=False)]
+            [
+                pa.field(self.join_key, pa.string(), nullable=False),
+                pa.field(self.timestamp_field, ts, nullable=False),
+                pa.field(self.created_timestamp_column, ts, nullable=False),
+            ]
             + [pa.field(f.name, ARROW_TYPES[f.dtype]) for f in self.features]
         )
 
@@ -146,13 +152,35 @@ class FeatureSource:
         return conform(self, pd.DataFrame({c: [] for c in self.columns}))
 
 
+STRING = pd.StringDtype("pyarrow")  # arrow-backed: vectorised comparisons, free parquet I/O
+LIST_SEP = "\x1f"  # list features travel through pandas as one packed string per row
+
+
+def pack_list(values: list | tuple | np.ndarray | None) -> str | None:
+    """A list feature value as its packed string ("" is the empty list, None stays null)."""
+    if values is None:
+        return None
+    return LIST_SEP.join(map(str, values))
+
+
+def unpack_list(packed: str | None, dtype: Dtype = "string_list") -> list | None:
+    if packed is None or packed is pd.NA:
+        return None
+    items = packed.split(LIST_SEP) if packed else []
+    return [float(v) for v in items] if dtype == "float_list" else items
+
+
 def conform(source: FeatureSource, frame: pd.DataFrame) -> pd.DataFrame:
-    """Select and cast `frame` to the declared columns and dtypes (raises on a missing column)."""
+    """Select and cast `frame` to the declared columns and dtypes (raises on a missing column).
+
+    List features come out packed (`pack_list`): comparing and storing one string per row is
+    vectorised, a Python list per row is not. `to_arrow` unpacks them into parquet lists.
+    """
     missing = [c for c in source.columns if c not in frame.columns]
     if missing:
         raise KeyError(f"{source.name}: output lacks declared columns {missing}")
     out = pd.DataFrame(index=frame.index)
-    out[source.join_key] = frame[source.join_key].astype("string")
+    out[source.join_key] = frame[source.join_key].astype(STRING)
     for c in (source.timestamp_field, source.created_timestamp_column):
         out[c] = _utc_us(frame[c])
     for f in source.features:
@@ -160,8 +188,13 @@ def conform(source: FeatureSource, frame: pd.DataFrame) -> pd.DataFrame:
         if f.dtype == "unix_timestamp":
             out[f.name] = _utc_us(col)
         elif f.dtype in ("string_list", "float_list"):
-            out[f.name] = [v if isinstance(v, list) else None if _null(v) else list(v)
-                           for v in col.astype(object)]
+            if not isinstance(col.dtype, pd.StringDtype):  # lists, or strings already packed
+                col = pd.Series(
+                    [None if _null(v) else v if isinstance(v, str) else pack_list(v) for v in col],
+                    index=col.index,
+                    dtype=object,
+                )
+            out[f.name] = col.astype(STRING)
         elif f.dtype == "int64" and f.fill is not None:
             out[f.name] = col.fillna(f.fill).astype("int64")
         elif f.dtype == "float64":
@@ -170,6 +203,57 @@ def conform(source: FeatureSource, frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[f.name] = col.astype(f.pandas_dtype())
     return out.reset_index(drop=True)
+
+
+def to_arrow(source: FeatureSource, rows: pd.DataFrame) -> pa.Table:
+    """Conformed rows as a table in the declared schema (packed lists become parquet lists)."""
+    schema = source.arrow_schema()
+    arrays = []
+    for field in schema:
+        col = rows[field.name]
+        if pa.types.is_list(field.type):
+            packed = pa.array(col.astype(STRING).array, type=pa.large_string()).cast(pa.string())
+            split = pc.split_pattern(packed, LIST_SEP)
+            empty = pa.scalar([], pa.list_(pa.string()))
+            lists = pc.if_else(pc.equal(packed, ""), empty, split)
+            arrays.append(lists.cast(field.type))
+        else:
+            arrays.append(pa.array(col, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def from_arrow(source: FeatureSource, table: pa.Table, lists: bool = True) -> pd.DataFrame:
+    """Stored rows back as a conformed frame; `lists=False` keeps list features packed."""
+    packed = {}
+    for f in source.features:
+        if f.dtype == "string_list":
+            packed[f.name] = pc.binary_join(table.column(f.name), LIST_SEP).to_pandas(
+                types_mapper=_types_mapper
+            )
+        elif f.dtype == "float_list":  # Python's float formatting, as the pipelines pack them
+            packed[f.name] = pd.Series(
+                [pack_list(v) for v in table.column(f.name).to_pylist()], dtype=object
+            )
+    table = table.drop_columns(list(packed))
+    frame = table.to_pandas(types_mapper=_types_mapper)
+    for name, strings in packed.items():
+        frame[name] = pd.Series(strings.astype(STRING).array, index=frame.index)
+    frame = conform(source, frame[source.columns])
+    if lists:
+        for f in source.features:
+            if f.dtype in ("string_list", "float_list"):
+                frame[f.name] = [unpack_list(v, f.dtype) for v in frame[f.name].tolist()]
+    return frame
+
+
+def _types_mapper(t: pa.DataType):
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return STRING
+    if pa.types.is_integer(t):
+        return pd.Int64Dtype()
+    if pa.types.is_boolean(t):
+        return pd.BooleanDtype()
+    return None
 
 
 def _null(v: object) -> bool:

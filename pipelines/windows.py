@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 DAY = pd.Timedelta(days=1)
 MICRO = 1_000_000  # money and other decimals are accumulated as integer micro-units
@@ -34,6 +36,7 @@ _STRIDE = np.int64(1 << 20)
 
 
 # --- days ------------------------------------------------------------------------------------
+
 
 def day_of(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """UTC day index (days since 1970-01-01) of each timestamp, floored. NaT -> INT64 min."""
@@ -108,25 +111,50 @@ class Snapshots:
 
 # --- entities ---------------------------------------------------------------------------------
 
+
 class EntityIndex:
-    """Dense integer codes for entity ids (the order is the sorted id order)."""
+    """Dense integer codes for entity ids, in sorted id order (so rows come out key-sorted)."""
 
     def __init__(self, ids: pd.Series | np.ndarray | list) -> None:
-        uniq = pd.Index(pd.Series(ids, dtype="string").dropna().unique()).sort_values()
-        self.ids = uniq
+        arr = pc.unique(_arrow_strings(ids).drop_null())
+        self._ids = arr.take(pc.sort_indices(arr))
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._ids)
 
-    def codes(self, ids: pd.Series) -> np.ndarray:
+    @property
+    def ids(self) -> pd.Index:
+        return pd.Index(self._ids.to_pylist(), dtype="string")
+
+    def codes(self, ids: pd.Series | np.ndarray | list) -> np.ndarray:
         """Codes of `ids`; -1 for an id this index does not know (or null)."""
-        return self.ids.get_indexer(pd.Series(ids, dtype="string")).astype(np.int64)
+        found = pc.index_in(_arrow_strings(ids), value_set=self._ids)
+        return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def lookup(self, codes: np.ndarray) -> pd.Series:
-        return pd.Series(self.ids.take(codes), dtype="string")
+        taken = self._ids.take(pa.array(np.asarray(codes, np.int64)))
+        return pd.Series(pd.arrays.ArrowStringArray(taken.cast(pa.large_string())))
+
+
+def _arrow_strings(values: pd.Series | np.ndarray | list) -> pa.Array:
+    if (
+        isinstance(values, pd.Series)
+        and isinstance(values.dtype, pd.StringDtype)
+        and values.dtype.storage == "pyarrow"
+    ):
+        arr = values.array._pa_array  # noqa: SLF001 (zero-copy view of arrow-backed strings)
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    else:
+        arr = pa.array(
+            pd.Series(values, dtype=object).where(pd.notna(values), None),
+            type=pa.string(),
+            from_pandas=True,
+        )
+    return arr.cast(pa.string())
 
 
 # --- delta streams ----------------------------------------------------------------------------
+
 
 @dataclass
 class Accumulated:
@@ -175,20 +203,31 @@ class Streams:
         """Raw deltas: each value is added on `day` and stays (a seed, a lifetime sum)."""
         self._push(entity, day, values)
 
-    def window(self, entity: np.ndarray, enter: np.ndarray, days: int | None,
-               **values: np.ndarray) -> None:
+    def window(
+        self, entity: np.ndarray, enter: np.ndarray, days: int | None, **values: np.ndarray
+    ) -> None:
         """Rows visible on `[enter, enter + days)`; `days=None` is a lifetime (never leaves)."""
         self._push(entity, enter, values)
         if days is not None:
-            self._push(entity, np.asarray(enter) + days,
-                       {k: -np.asarray(v, dtype=np.int64) for k, v in values.items()})
+            self._push(
+                entity,
+                np.asarray(enter) + days,
+                {k: -np.asarray(v, dtype=np.int64) for k, v in values.items()},
+            )
 
-    def distinct(self, name: str, entity: np.ndarray, key: np.ndarray | pd.Series,
-                 enter: np.ndarray, days: int | None) -> None:
+    def distinct(
+        self,
+        name: str,
+        entity: np.ndarray,
+        key: np.ndarray | pd.Series,
+        enter: np.ndarray,
+        days: int | None,
+    ) -> None:
         """Number of distinct `key`s visible per entity: each key's intervals are merged first."""
         key_codes = pd.factorize(pd.Series(key))[0].astype(np.int64)
-        frame = pd.DataFrame({"e": np.asarray(entity, np.int64), "k": key_codes,
-                              "d": np.asarray(enter, np.int64)})
+        frame = pd.DataFrame(
+            {"e": np.asarray(entity, np.int64), "k": key_codes, "d": np.asarray(enter, np.int64)}
+        )
         frame = frame[(frame["e"] >= 0) & (frame["k"] >= 0)].drop_duplicates()
         frame = frame.sort_values(["e", "k", "d"], kind="stable")
         e, k, d = (frame[c].to_numpy() for c in ("e", "k", "d"))
@@ -206,8 +245,9 @@ class Streams:
         self._push(e[starts], d[starts], {name: np.ones(starts.sum(), np.int64)})
         self._push(e[ends], d[ends] + days, {name: -np.ones(ends.sum(), np.int64)})
 
-    def evaluate(self, first_day: int | None = None, last_day: int | None = None,
-                 carry: bool = False) -> Accumulated:
+    def evaluate(
+        self, first_day: int | None = None, last_day: int | None = None, carry: bool = False
+    ) -> Accumulated:
         """Values at every grid point, restricted to `first_day .. last_day` after accumulating.
 
         With `carry`, each entity also keeps one row on `first_day - 1` holding everything
@@ -221,8 +261,7 @@ class Streams:
             # Everything before the first emitted day only matters through its sum: fold it into
             # one point per entity on the day before (identical values from first_day on).
             chunks = [(_clamp(key, first_day - 1), vals) for key, vals in chunks]
-        grid, inverse = np.unique(np.concatenate([key for key, _ in chunks]),
-                                  return_inverse=True)
+        grid, inverse = np.unique(np.concatenate([key for key, _ in chunks]), return_inverse=True)
         entity, day = np.divmod(grid, _STRIDE)
         starts = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
         lengths = np.diff(np.r_[starts, len(grid)])
@@ -233,8 +272,9 @@ class Streams:
             acc = np.zeros(len(grid), np.float64)
             for (_, vals), lo, hi in zip(chunks, bounds[:-1], bounds[1:], strict=True):
                 if name in vals:
-                    acc += np.bincount(inverse[lo:hi], weights=vals[name].astype(np.float64),
-                                       minlength=len(grid))
+                    acc += np.bincount(
+                        inverse[lo:hi], weights=vals[name].astype(np.float64), minlength=len(grid)
+                    )
             run = np.cumsum(np.rint(acc).astype(np.int64))
             before = np.r_[np.int64(0), run[starts[1:] - 1]]
             values[name] = run - np.repeat(before, lengths)
@@ -256,8 +296,9 @@ def pack(entity: np.ndarray, day: np.ndarray) -> np.ndarray:
     return np.asarray(entity, np.int64) * _STRIDE + np.asarray(day, np.int64)
 
 
-def as_of(left_entity: np.ndarray, left_day: np.ndarray, right_entity: np.ndarray,
-          right_day: np.ndarray) -> np.ndarray:
+def as_of(
+    left_entity: np.ndarray, left_day: np.ndarray, right_entity: np.ndarray, right_day: np.ndarray
+) -> np.ndarray:
     """For each left (entity, day): position of the right row of the same entity with the latest
     day <= left day, or -1. Right rows must be sorted by (entity, day)."""
     right = pack(right_entity, right_day)
@@ -268,8 +309,9 @@ def as_of(left_entity: np.ndarray, left_day: np.ndarray, right_entity: np.ndarra
     return np.where(ok, pos, -1)
 
 
-def top_key(entity: np.ndarray, key: np.ndarray, day: np.ndarray, value: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_key(
+    entity: np.ndarray, key: np.ndarray, day: np.ndarray, value: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The winning key per entity at every day where any of its keys' values changes.
 
     Inputs are change rows of per-(entity, key) values sorted by (entity, key, day), e.g. the
@@ -288,8 +330,9 @@ def top_key(entity: np.ndarray, key: np.ndarray, day: np.ndarray, value: np.ndar
     counts = hi - lo
     offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     at = np.repeat(lo, counts) + offsets
-    cand = pd.DataFrame({"at": at, "v": np.repeat(value[live], counts),
-                         "k": np.repeat(key[live], counts)})
+    cand = pd.DataFrame(
+        {"at": at, "v": np.repeat(value[live], counts), "k": np.repeat(key[live], counts)}
+    )
     cand = cand.sort_values(["at", "v", "k"], ascending=[True, False, True], kind="stable")
     best = cand.drop_duplicates("at")
     winner = np.full(len(days), -1, np.int64)
@@ -298,8 +341,9 @@ def top_key(entity: np.ndarray, key: np.ndarray, day: np.ndarray, value: np.ndar
     return ent, d, winner
 
 
-def segment_states(pieces: pd.DataFrame, by: list[str], enter: str, days: int,
-                   aggs: dict[str, tuple[str, str]]) -> pd.DataFrame:
+def segment_states(
+    pieces: pd.DataFrame, by: list[str], enter: str, days: int, aggs: dict[str, tuple[str, str]]
+) -> pd.DataFrame:
     """A keyed window state for keys whose rows span several days (sessions across midnight).
 
     `pieces` holds one row per (key, enter day) with partial aggregates. At every day where the
@@ -308,10 +352,12 @@ def segment_states(pieces: pd.DataFrame, by: list[str], enter: str, days: int,
     nothing is visible any more. Diff consecutive rows of a key to turn states into deltas.
     """
     base = pieces[by + [enter]]
-    breaks = pd.concat([
-        base.rename(columns={enter: "day"}),
-        base.assign(day=base[enter] + days)[by + ["day"]],
-    ]).drop_duplicates()
+    breaks = pd.concat(
+        [
+            base.rename(columns={enter: "day"}),
+            base.assign(day=base[enter] + days)[by + ["day"]],
+        ]
+    ).drop_duplicates()
     cross = breaks.merge(pieces, on=by)
     visible = cross[(cross[enter] <= cross["day"]) & (cross["day"] < cross[enter] + days)]
     state = visible.groupby(by + ["day"], sort=False).agg(**aggs).reset_index()
@@ -336,49 +382,75 @@ def state_deltas(states: pd.DataFrame, by: list[str], columns: list[str]) -> pd.
 
 # --- change points ----------------------------------------------------------------------------
 
-def change_points(frame: pd.DataFrame, key: str, features: list[str],
-                  prior: pd.DataFrame | None = None, time: str = "event_timestamp"
-                  ) -> pd.DataFrame:
+
+def change_points(
+    frame: pd.DataFrame,
+    key: str,
+    features: list[str],
+    prior: pd.DataFrame | None = None,
+    time: str = "event_timestamp",
+) -> pd.DataFrame:
     """Keep each entity's rows where some feature differs from its previous row.
 
     `frame` holds candidate rows (a superset of the days where values change) in declared dtypes.
     An entity's first candidate row is kept unless `prior` (its stored row before the first
-    snapshot of this run) holds exactly the same values. Nulls compare equal to nulls; lists
-    compare by content.
+    snapshot of this run) holds exactly the same values. Nulls compare equal to nulls.
     """
-    frame = frame.sort_values([key, time], kind="stable").reset_index(drop=True)
+    if not _is_sorted(frame, key, time):
+        frame = frame.sort_values([key, time], kind="stable")
+    frame = frame.reset_index(drop=True)
     if frame.empty:
         return frame
-    n_prior = 0
-    if prior is not None and len(prior):
-        prior = prior[prior[key].isin(frame[key].unique())]
-        prior = prior.sort_values([key, time], kind="stable").drop_duplicates(key, keep="last")
-        n_prior = len(prior)
-        both = pd.concat([prior[frame.columns], frame], ignore_index=True)
-        order = np.r_[np.zeros(n_prior, np.int8), np.ones(len(frame), np.int8)]
-        both["_new"] = order
-        both = both.sort_values([key, "_new", time], kind="stable").reset_index(drop=True)
-    else:
-        both = frame.assign(_new=np.int8(1))
-    ids = both[key]
-    differs = np.r_[True, (ids.iloc[1:].to_numpy() != ids.iloc[:-1].to_numpy())]
+    keys = _arrow_strings(frame[key])
+    first = np.ones(len(frame), bool)
+    first[1:] = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
+    differs = first.copy()
     for name in features:
-        differs |= ~_same_as_previous(both[name])
-    keep = differs & (both["_new"].to_numpy() == 1)
-    return both.loc[keep, frame.columns].reset_index(drop=True)
+        differs |= ~_same_as_previous(frame[name])
+    if prior is not None and len(prior):
+        prior = prior.sort_values(time, kind="stable").drop_duplicates(key, keep="last")
+        at = np.flatnonzero(first)
+        pos = pc.index_in(keys.take(pa.array(at)), value_set=_arrow_strings(prior[key]))
+        pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        at, pos = at[pos >= 0], pos[pos >= 0]
+        same = np.ones(len(at), bool)
+        for name in features:
+            same &= _equal(
+                frame[name].iloc[at].reset_index(drop=True),
+                prior[name].iloc[pos].reset_index(drop=True),
+            )
+        differs[at[same]] = False
+    return frame.loc[differs].reset_index(drop=True)
+
+
+def _is_sorted(frame: pd.DataFrame, key: str, time: str) -> bool:
+    if len(frame) < 2:
+        return True
+    keys = _arrow_strings(frame[key])
+    if keys.null_count:
+        return False
+    k1, k0 = keys[1:], keys[:-1]
+    t = frame[time].to_numpy()
+    after = pc.greater(k1, k0).to_numpy(zero_copy_only=False)
+    same = pc.equal(k1, k0).to_numpy(zero_copy_only=False)
+    return bool(np.all(after | (same & (t[1:] > t[:-1]))))
+
+
+def _equal(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Elementwise equality of two aligned columns, null == null."""
+    if a.dtype == object or b.dtype == object:
+        return np.array([x is y or _obj_eq(x, y) for x, y in zip(a, b, strict=True)], bool)
+    eq = a == b
+    eq = eq.fillna(False).to_numpy(dtype=bool) if hasattr(eq, "fillna") else np.asarray(eq)
+    return eq | (a.isna() & b.isna()).to_numpy()
 
 
 def _same_as_previous(col: pd.Series) -> np.ndarray:
     """Element i equals element i-1 (null == null); element 0 is False."""
-    if col.dtype == object:
-        values = col.tolist()
-        same = [a is b or _obj_eq(a, b) for a, b in zip(values[1:], values[:-1], strict=True)]
-        return np.r_[False, np.array(same, dtype=bool)]
+    if len(col) == 0:
+        return np.zeros(0, bool)
     cur, prev = col.iloc[1:].reset_index(drop=True), col.iloc[:-1].reset_index(drop=True)
-    eq = cur == prev
-    eq = eq.fillna(False).to_numpy(dtype=bool) if hasattr(eq, "fillna") else np.asarray(eq)
-    both_null = (cur.isna() & prev.isna()).to_numpy()
-    return np.r_[False, eq | both_null]
+    return np.r_[False, _equal(cur, prev)]
 
 
 def _obj_eq(a: object, b: object) -> bool:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipelines.entities import customer_first_day
 from pipelines.family import Input
-from pipelines.specs import Feature, FeatureSource
+from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
     EntityIndex,
@@ -44,58 +44,126 @@ SOURCE = FeatureSource(
         Feature("orders_7d", "int64", "non-cancelled orders in the window", "7d", 0),
         Feature("orders_30d", "int64", "non-cancelled orders in the window", "30d", 0),
         Feature("orders_90d", "int64", "non-cancelled orders in the window", "90d", 0),
-        Feature("spend_30d", "float64",
-                "total_amount minus refunds known before T, orders in the window", "30d", 0.0),
-        Feature("spend_90d", "float64",
-                "total_amount minus refunds known before T, orders in the window", "90d", 0.0),
-        Feature("avg_order_value_90d", "float64", "spend_90d / orders_90d; null without orders",
-                "90d"),
-        Feature("last_order_ts", "unix_timestamp", "latest non-cancelled order_ts before T",
-                "lifetime"),
+        Feature(
+            "spend_30d",
+            "float64",
+            "total_amount minus refunds known before T, orders in the window",
+            "30d",
+            0.0,
+        ),
+        Feature(
+            "spend_90d",
+            "float64",
+            "total_amount minus refunds known before T, orders in the window",
+            "90d",
+            0.0,
+        ),
+        Feature(
+            "avg_order_value_90d", "float64", "spend_90d / orders_90d; null without orders", "90d"
+        ),
+        Feature(
+            "last_order_ts", "unix_timestamp", "latest non-cancelled order_ts before T", "lifetime"
+        ),
         Feature("lifetime_orders", "int64", "non-cancelled orders before T", "lifetime", 0),
-        Feature("lifetime_spend", "float64", "spend of all non-cancelled orders before T",
-                "lifetime", 0.0),
-        Feature("purchase_frequency_90d", "float64", "orders per week over 90 days (orders_90d / "
-                "(90 / 7))", "90d", 0.0),
-        Feature("discount_share_90d", "float64",
-                "share of the window's orders with a discount; null without orders", "90d"),
-        Feature("refund_rate_90d", "float64", "share of the window's orders with a refund known "
-                "before T; null without orders", "90d"),
-        Feature("distinct_products_90d", "int64", "distinct products bought in the window", "90d",
-                0),
-        Feature("distinct_categories_90d", "int64", "distinct categories bought in the window",
-                "90d", 0),
-        Feature("category_diversity_90d", "float64", "distinct categories / order lines in the "
-                "window; null without purchases", "90d"),
-        Feature("favourite_category_90d", "string", "category with the most units bought in the "
-                "window (ties: alphabetical); null without purchases", "90d"),
+        Feature(
+            "lifetime_spend",
+            "float64",
+            "spend of all non-cancelled orders before T",
+            "lifetime",
+            0.0,
+        ),
+        Feature(
+            "purchase_frequency_90d",
+            "float64",
+            "orders per week over 90 days (orders_90d / (90 / 7))",
+            "90d",
+            0.0,
+        ),
+        Feature(
+            "discount_share_90d",
+            "float64",
+            "share of the window's orders with a discount; null without orders",
+            "90d",
+        ),
+        Feature(
+            "refund_rate_90d",
+            "float64",
+            "share of the window's orders with a refund known before T; null without orders",
+            "90d",
+        ),
+        Feature(
+            "distinct_products_90d", "int64", "distinct products bought in the window", "90d", 0
+        ),
+        Feature(
+            "distinct_categories_90d", "int64", "distinct categories bought in the window", "90d", 0
+        ),
+        Feature(
+            "category_diversity_90d",
+            "float64",
+            "distinct categories / order lines in the window; null without purchases",
+            "90d",
+        ),
+        Feature(
+            "favourite_category_90d",
+            "string",
+            "category with the most units bought in the "
+            "window (ties: alphabetical); null without purchases",
+            "90d",
+        ),
         Feature("events_30d", "int64", "events of the customer in the window", "30d", 0),
         Feature("sessions_30d", "int64", "distinct sessions with an event in the window", "30d", 0),
         Feature("add_to_cart_30d", "int64", "add_to_cart events in the window", "30d", 0),
         Feature("product_views_30d", "int64", "product_view events in the window", "30d", 0),
         Feature("searches_30d", "int64", "search events in the window", "30d", 0),
-        Feature("avg_session_length_30d", "float64", "mean seconds between a session's first and "
-                "last event inside the window; null without sessions", "30d"),
-        Feature("cart_abandonment_rate_30d", "float64", "share of sessions with add_to_cart and no "
-                "purchase event, among sessions with add_to_cart; null without such", "30d"),
-        Feature("recent_product_ids", "string_list", "the last 10 distinct products bought before "
-                "T, most recent first (candidate generation); empty without purchases",
-                "lifetime", ()),
+        Feature(
+            "avg_session_length_30d",
+            "float64",
+            "mean seconds between a session's first and "
+            "last event inside the window; null without sessions",
+            "30d",
+        ),
+        Feature(
+            "cart_abandonment_rate_30d",
+            "float64",
+            "share of sessions with add_to_cart and no "
+            "purchase event, among sessions with add_to_cart; null without such",
+            "30d",
+        ),
+        Feature(
+            "recent_product_ids",
+            "string_list",
+            "the last 10 distinct products bought before "
+            "T, most recent first (candidate generation); empty without purchases",
+            "lifetime",
+            (),
+        ),
     ),
 )
 
 INPUTS = (
     Input("customers", ("customer_id", "signup_ts", "updated_at")),
     Input("products", ("product_id", "category", "updated_at", "created_at")),
-    Input("orders", ("order_id", "customer_id", "order_ts", "status", "total_amount",
-                     "discount_amount", "refunded_amount", "refund_ts")),
+    Input(
+        "orders",
+        (
+            "order_id",
+            "customer_id",
+            "order_ts",
+            "status",
+            "total_amount",
+            "discount_amount",
+            "refunded_amount",
+            "refund_ts",
+        ),
+    ),
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
     Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),
 )
 
 
-def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
-            prior: pd.DataFrame) -> pd.DataFrame:
+def compute(
+    tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
+) -> pd.DataFrame:
     index = EntityIndex(tables["customers"]["customer_id"])
     first_day = customer_first_day(tables["customers"], index)
     orders = _live_orders(tables["orders"], index)
@@ -110,8 +178,7 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     entity, day = acc.entity[alive], acc.day[alive]
     v = {k: a[alive] for k, a in acc.values.items()}
 
-    out = pd.DataFrame({"customer_id": index.lookup(entity),
-                        "event_timestamp": day_ts(day)})
+    out = pd.DataFrame({"customer_id": index.lookup(entity), "event_timestamp": day_ts(day)})
     for w in (7, 30, 90):
         out[f"orders_{w}d"] = v[f"orders_{w}d"]
     out["spend_30d"] = v["spend_30d"] / MICRO
@@ -125,8 +192,13 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     out["distinct_products_90d"] = v["distinct_products_90d"]
     out["distinct_categories_90d"] = v["distinct_categories_90d"]
     out["category_diversity_90d"] = _ratio(v["distinct_categories_90d"], v["lines_90d"])
-    for name in ("events_30d", "sessions_30d", "add_to_cart_30d", "product_views_30d",
-                 "searches_30d"):
+    for name in (
+        "events_30d",
+        "sessions_30d",
+        "add_to_cart_30d",
+        "product_views_30d",
+        "searches_30d",
+    ):
         out[name] = v[name]
     out["avg_session_length_30d"] = _ratio(v["session_us_30d"] / MICRO, v["sessions_30d"])
     out["cart_abandonment_rate_30d"] = _ratio(v["abandoned_30d"], v["cart_sessions_30d"])
@@ -138,17 +210,22 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
 
 # --- inputs -----------------------------------------------------------------------------------
 
+
 def _live_orders(orders: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
     o = orders[orders["status"] != "cancelled"]
     o = o.assign(c=index.codes(o["customer_id"]), enter=entry_day(o["order_ts"]))
     o = o[o["c"] >= 0]
     refund = o["refunded_amount"].fillna(0.0)
-    refund_enter = np.where(o["refund_ts"].isna(), o["enter"],
-                            entry_day(o["refund_ts"].fillna(o["order_ts"])))
-    return o.assign(total=fixed(o["total_amount"]), refund=fixed(refund),
-                    refund_enter=np.maximum(refund_enter, o["enter"].to_numpy()),
-                    refunded=(refund > 0).to_numpy(),
-                    discounted=(o["discount_amount"].fillna(0.0) > 0).to_numpy())
+    refund_enter = np.where(
+        o["refund_ts"].isna(), o["enter"], entry_day(o["refund_ts"].fillna(o["order_ts"]))
+    )
+    return o.assign(
+        total=fixed(o["total_amount"]),
+        refund=fixed(refund),
+        refund_enter=np.maximum(refund_enter, o["enter"].to_numpy()),
+        refunded=(refund > 0).to_numpy(),
+        discounted=(o["discount_amount"].fillna(0.0) > 0).to_numpy(),
+    )
 
 
 def _items(items: pd.DataFrame, orders: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
@@ -159,14 +236,21 @@ def _items(items: pd.DataFrame, orders: pd.DataFrame, products: pd.DataFrame) ->
     cat["category"] = cat["category"].fillna("unknown")
     cat = cat.dropna(subset=["updated_at"]).sort_values("updated_at", kind="stable")
     it = it.sort_values("order_ts", kind="stable")
-    it = pd.merge_asof(it, cat[["product_id", "updated_at", "category"]], left_on="order_ts",
-                       right_on="updated_at", by="product_id", allow_exact_matches=False)
+    it = pd.merge_asof(
+        it,
+        cat[["product_id", "updated_at", "category"]],
+        left_on="order_ts",
+        right_on="updated_at",
+        by="product_id",
+        allow_exact_matches=False,
+    )
     first_cat = cat.drop_duplicates("product_id").set_index("product_id")["category"]
     it["category"] = it["category"].fillna(it["product_id"].map(first_cat)).fillna("unknown")
     return it.drop(columns="updated_at").reset_index(drop=True)
 
 
 # --- streams ----------------------------------------------------------------------------------
+
 
 def _order_streams(s: Streams, o: pd.DataFrame) -> None:
     c, enter = o["c"].to_numpy(), o["enter"].to_numpy()
@@ -201,37 +285,59 @@ def _event_streams(s: Streams, events: pd.DataFrame, index: EntityIndex) -> None
     ev = events.assign(c=index.codes(events["customer_id"]))
     ev = ev[ev["c"] >= 0]
     kind = ev["event_type"]
-    ev = ev.assign(enter=entry_day(ev["event_ts"]), us=duration_us(ev["event_ts"]),
-                   cart=(kind == "add_to_cart").to_numpy(np.int64),
-                   view=(kind == "product_view").to_numpy(np.int64),
-                   search=(kind == "search").to_numpy(np.int64),
-                   buy=(kind == "purchase").to_numpy(np.int64), n=np.int64(1))
+    ev = ev.assign(
+        enter=entry_day(ev["event_ts"]),
+        us=duration_us(ev["event_ts"]),
+        cart=(kind == "add_to_cart").to_numpy(np.int64),
+        view=(kind == "product_view").to_numpy(np.int64),
+        search=(kind == "search").to_numpy(np.int64),
+        buy=(kind == "purchase").to_numpy(np.int64),
+        n=np.int64(1),
+    )
     daily = ev.groupby(["c", "enter"], sort=False)[["n", "cart", "view", "search"]].sum()
     daily = daily.reset_index()
-    s.window(daily["c"].to_numpy(), daily["enter"].to_numpy(), 30,
-             events_30d=daily["n"].to_numpy(), add_to_cart_30d=daily["cart"].to_numpy(),
-             product_views_30d=daily["view"].to_numpy(), searches_30d=daily["search"].to_numpy())
+    s.window(
+        daily["c"].to_numpy(),
+        daily["enter"].to_numpy(),
+        30,
+        events_30d=daily["n"].to_numpy(),
+        add_to_cart_30d=daily["cart"].to_numpy(),
+        product_views_30d=daily["view"].to_numpy(),
+        searches_30d=daily["search"].to_numpy(),
+    )
     # Sessions: one piece per (customer, session, day); the window state of each session is the
     # aggregate of its visible pieces, turned into deltas at the days where that set changes.
     ev["sid"] = pd.factorize(ev["session_id"])[0]
     pieces = ev.groupby(["c", "sid", "enter"], sort=False).agg(
-        first=("us", "min"), last=("us", "max"), cart=("cart", "max"), buy=("buy", "max"))
-    states = segment_states(pieces.reset_index(), ["c", "sid"], "enter", 30, {
-        "first": ("first", "min"), "last": ("last", "max"), "cart": ("cart", "max"),
-        "buy": ("buy", "max")})
+        first=("us", "min"), last=("us", "max"), cart=("cart", "max"), buy=("buy", "max")
+    )
+    states = segment_states(
+        pieces.reset_index(),
+        ["c", "sid"],
+        "enter",
+        30,
+        {
+            "first": ("first", "min"),
+            "last": ("last", "max"),
+            "cart": ("cart", "max"),
+            "buy": ("buy", "max"),
+        },
+    )
     present = states["present"].to_numpy()
     cart = states["cart"].fillna(0).to_numpy(np.int64)
     states = states.assign(
         sessions_30d=present.astype(np.int64),
         session_us_30d=(states["last"] - states["first"]).fillna(0).to_numpy(np.int64),
         cart_sessions_30d=cart,
-        abandoned_30d=cart * (1 - states["buy"].fillna(0).to_numpy(np.int64)))
+        abandoned_30d=cart * (1 - states["buy"].fillna(0).to_numpy(np.int64)),
+    )
     cols = ["sessions_30d", "session_us_30d", "cart_sessions_30d", "abandoned_30d"]
     d = state_deltas(states, ["c", "sid"], cols)
     s.add(d["c"].to_numpy(), d["day"].to_numpy(), **{k: d[k].to_numpy() for k in cols})
 
 
 # --- derived ----------------------------------------------------------------------------------
+
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     num = np.asarray(num, np.float64)
@@ -243,15 +349,20 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _last_order(o: pd.DataFrame, entity: np.ndarray, day: np.ndarray) -> pd.Series:
-    last = (o.groupby(["c", "enter"])["order_ts"].max().reset_index()
-            .sort_values(["c", "enter"], kind="stable"))
+    last = (
+        o.groupby(["c", "enter"])["order_ts"]
+        .max()
+        .reset_index()
+        .sort_values(["c", "enter"], kind="stable")
+    )
     pos = as_of(entity, day, last["c"].to_numpy(), last["enter"].to_numpy())
     ts = last["order_ts"].reset_index(drop=True)
     return ts.reindex(pos).reset_index(drop=True)
 
 
-def _favourite(it: pd.DataFrame, entity: np.ndarray, day: np.ndarray,
-               snapshots: Snapshots) -> pd.Series:
+def _favourite(
+    it: pd.DataFrame, entity: np.ndarray, day: np.ndarray, snapshots: Snapshots
+) -> pd.Series:
     names = np.sort(it["category"].unique())
     rank = np.searchsorted(names, it["category"].to_numpy())
     pair = pd.factorize(pd.Series(it["c"].to_numpy() * (len(names) + 1) + rank))[0]
@@ -259,8 +370,11 @@ def _favourite(it: pd.DataFrame, entity: np.ndarray, day: np.ndarray,
     s.window(pair, it["enter"].to_numpy(), 90, units=it["quantity"].to_numpy(np.int64))
     # Carry the prior day, so a pair that has not changed since before the run still counts.
     acc = s.evaluate(snapshots.start_day, snapshots.end_day, carry=True)
-    pairs = (pd.DataFrame({"pair": pair, "c": it["c"].to_numpy(), "rank": rank})
-             .drop_duplicates("pair").set_index("pair"))
+    pairs = (
+        pd.DataFrame({"pair": pair, "c": it["c"].to_numpy(), "rank": rank})
+        .drop_duplicates("pair")
+        .set_index("pair")
+    )
     c = pairs["c"].reindex(acc.entity).to_numpy()
     r = pairs["rank"].reindex(acc.entity).to_numpy()
     order = np.lexsort((acc.day, r, c))
@@ -273,45 +387,52 @@ def _favourite(it: pd.DataFrame, entity: np.ndarray, day: np.ndarray,
     return out
 
 
-def _recent(it: pd.DataFrame, index: EntityIndex, entity: np.ndarray, day: np.ndarray,
-            snapshots: Snapshots, prior: pd.DataFrame) -> pd.Series:
-    """Last RECENT_PRODUCTS distinct products per customer and entry day, seeded from `prior`."""
+def _recent(
+    it: pd.DataFrame,
+    index: EntityIndex,
+    entity: np.ndarray,
+    day: np.ndarray,
+    snapshots: Snapshots,
+    prior: pd.DataFrame,
+) -> pd.Series:
+    """Last RECENT_PRODUCTS distinct products per customer and entry day, seeded from `prior`.
+
+    Values are packed strings (specs.pack_list): one join per (customer, day), not per row.
+    """
+    seed_c, seed_v = np.zeros(0, np.int64), []
     lists: dict[int, list[str]] = {}
     if len(prior):
         codes = index.codes(prior["customer_id"])
-        for c, v in zip(codes, prior["recent_product_ids"], strict=True):
-            if c >= 0 and v is not None:
-                lists[int(c)] = list(v)
-    new = it[it["enter"] >= snapshots.start_day] if not snapshots.historical else it
-    new = new.sort_values(["c", "enter", "order_ts", "product_id"],
-                          ascending=[True, True, False, True], kind="stable")
-    c, d, p = new["c"].to_numpy(), new["enter"].to_numpy(), new["product_id"].to_numpy(object)
+        packed = prior["recent_product_ids"].tolist()
+        keep = [
+            i
+            for i, c in enumerate(codes)
+            if c >= 0 and packed[i] is not pd.NA and packed[i] is not None
+        ]
+        seed_c = codes[keep]
+        seed_v = [packed[i] for i in keep]
+        lists = {
+            int(c): (v.split(LIST_SEP) if v else []) for c, v in zip(seed_c, seed_v, strict=True)
+        }
+    new = it if snapshots.historical else it[it["enter"] >= snapshots.start_day]
+    new = new.sort_values(
+        ["c", "enter", "order_ts", "product_id"], ascending=[True, True, False, True], kind="stable"
+    )
+    c, d = new["c"].to_numpy(), new["enter"].to_numpy()
+    p = new["product_id"].astype(object).to_numpy()
     bounds = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (d[1:] != d[:-1]), True])
     bounds = bounds if len(c) else bounds[:0]
-    rows_c, rows_d, rows_v = [], [], []
+    rows_v = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         cust = int(c[a])
         merged = list(dict.fromkeys([*p[a:b], *lists.get(cust, ())]))[:RECENT_PRODUCTS]
         lists[cust] = merged
-        rows_c.append(cust)
-        rows_d.append(int(d[a]))
-        rows_v.append(merged)
-    # Seeds sit on the day before the run; the as-of lookup then carries them forward.
-    seeds = _seed_rows(prior, index, snapshots.prior_day)
-    table_c = np.r_[seeds[0], np.asarray(rows_c, np.int64)]
-    table_d = np.r_[seeds[1], np.asarray(rows_d, np.int64)]
-    table_v = seeds[2] + rows_v
+        rows_v.append(LIST_SEP.join(merged))
+    # Seeds sit on the day before the run; the as-of lookup carries them forward.
+    table_c = np.r_[seed_c, c[bounds[:-1]]].astype(np.int64)
+    table_d = np.r_[np.full(len(seed_c), snapshots.prior_day, np.int64), d[bounds[:-1]]]
+    table_v = np.array([*seed_v, *rows_v, ""], dtype=object)  # the last: "no purchase yet"
     order = np.lexsort((table_d, table_c))
     pos = as_of(entity, day, table_c[order], table_d[order])
-    values = [table_v[i] for i in order]
-    return pd.Series([list(values[i]) if i >= 0 else [] for i in pos], dtype=object)
-
-
-def _seed_rows(prior: pd.DataFrame, index: EntityIndex, day: int
-               ) -> tuple[np.ndarray, np.ndarray, list]:
-    if not len(prior):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), []
-    codes = index.codes(prior["customer_id"])
-    keep = codes >= 0
-    values = [list(v) if v is not None else [] for v in prior["recent_product_ids"][keep]]
-    return codes[keep], np.full(keep.sum(), day, np.int64), values
+    picked = np.where(pos >= 0, order[np.maximum(pos, 0)] if len(order) else -1, -1)
+    return pd.Series(table_v[picked], dtype=STRING)
