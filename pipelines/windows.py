@@ -430,7 +430,7 @@ def _is_sorted(frame: pd.DataFrame, key: str, time: str) -> bool:
     if keys.null_count:
         return False
     k1, k0 = keys[1:], keys[:-1]
-    t = frame[time].to_numpy()
+    t = pd.DatetimeIndex(frame[time]).asi8
     after = pc.greater(k1, k0).to_numpy(zero_copy_only=False)
     same = pc.equal(k1, k0).to_numpy(zero_copy_only=False)
     return bool(np.all(after | (same & (t[1:] > t[:-1]))))
