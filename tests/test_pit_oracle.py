@@ -14,13 +14,12 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import oracle
-import oracle_shop
 import pandas as pd
 import pytest
 
 from pipelines import registry
 from pipelines import run as pipeline_run
+from tests import oracle, oracle_shop
 
 SEED = 20240917
 
