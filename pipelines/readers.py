@@ -146,7 +146,8 @@ def read(file: RawFile) -> RawTable:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file
         raise IngestError(f"{file.name}: cannot read: {_reason(exc)}") from exc
-    check_required_columns(spec, file, names)
+    if table.num_rows or file.format != "jsonl":  # JSON lines without a line name no columns
+        check_required_columns(spec, file, names)
     ignored = [n for n in names if n not in spec.column_names]
     return RawTable(file, table, ignored)
 

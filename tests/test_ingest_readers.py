@@ -249,3 +249,17 @@ def test_irregular_jsonl_keeps_the_text(tmp_path: Path) -> None:
     q = quarantine(tmp_path / "data", "orders")
     assert q["total_amount"].tolist() == ["about 5", '{"value": 5}']
     assert q["_row"].tolist() == [3, 4]
+
+
+def test_empty_tables_are_tables(tmp_path: Path) -> None:
+    """A header-only CSV and an empty JSON lines file are tables with no rows, not errors."""
+    raw = write_raw(tmp_path / "raw", shop(), "csv")
+    (raw / "orders.csv").write_text("order_id,customer_id,order_ts,status,total_amount\n")
+    (raw / "events.csv").unlink()
+    (raw / "events.jsonl").write_text("")
+    report = run(raw, tmp_path / "data")
+    assert report["tables"]["orders"]["rows_in"] == 0
+    assert report["tables"]["events"]["rows_in"] == 0
+    items = report["tables"]["order_items"]
+    assert items["by_rule"] == {"unknown_order": items["rows_in"]}  # their orders never came
+    assert clean(tmp_path / "data", "events").empty
