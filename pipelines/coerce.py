@@ -118,7 +118,7 @@ def _coerce_array(arr: pa.Array, kind: Kind, column: str) -> Coerced:
         arr = pc.cast(arr, pa.string())
         t = arr.type
     if pa.types.is_string(t):
-        text = pc.utf8_trim_whitespace(arr)
+        text = _trim(arr)
         if kind == "string":
             return _string_from_text(text, column)
         missing = _np(
@@ -131,6 +131,13 @@ def _coerce_array(arr: pa.Array, kind: Kind, column: str) -> Coerced:
             "bool": _bool_from_text,
         }[kind](text, missing)
     return _coerce_native(arr, kind, column)
+
+
+def _trim(text: pa.Array) -> pa.Array:
+    """Strip surrounding whitespace; no copy of the column when there is none (the usual case)."""
+    if pc.any(pc.match_substring_regex(text, r"^\s|\s$")).as_py():
+        return pc.utf8_trim_whitespace(text)
+    return text
 
 
 def _np(mask: pa.Array) -> np.ndarray:
@@ -296,7 +303,7 @@ def _coerce_native(arr: pa.Array, kind: Kind, column: str) -> Coerced:
             )
         else:
             text = to_text(arr)
-        return _string_from_text(pc.utf8_trim_whitespace(text), column)
+        return _string_from_text(_trim(text), column)
     if kind == "timestamp":
         if pa.types.is_timestamp(t):
             values = arr if t.tz else pc.assume_timezone(arr, "UTC")

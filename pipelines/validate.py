@@ -306,8 +306,12 @@ def validate(raw: RawTable, now: pd.Timestamp, known: Known, seen: Seen) -> Outc
 
 
 def _frame(spec: Table, coerced: dict[str, Coerced]) -> pd.DataFrame:
+    """The typed values as a DataFrame; the Arrow arrays are handed over (only masks stay)."""
     table = pa.table({name: c.values for name, c in coerced.items()})
+    for c in coerced.values():
+        c.values = None  # type: ignore[assignment]  # let to_pandas free them as it goes
     df = table.to_pandas(types_mapper=_pandas_type, split_blocks=True, self_destruct=True)
+    del table
     for col in spec.columns:  # empty tables come out as object
         if df[col.name].dtype != PANDAS_DTYPES[col.kind]:
             df[col.name] = df[col.name].astype(PANDAS_DTYPES[col.kind])
