@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -325,19 +326,22 @@ def _write(data_dir: Path, source: FeatureSource, rows: pd.DataFrame, start: pd.
     path = source.path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
     first_month = f"{start:%Y-%m}"
-    month = rows[source.timestamp_field].dt.strftime("%Y-%m")
+    stamps = pd.DatetimeIndex(rows[source.timestamp_field]).tz_localize(None)
+    months = stamps.to_numpy().astype("datetime64[M]")
+    labels, inverse = np.unique(months.astype(str), return_inverse=True)
+    by_month = {str(m): np.flatnonzero(inverse == i) for i, m in enumerate(labels)}
     kept = {}
     for f in sorted(path.glob("*.parquet")):
         if f.stem == first_month:
             kept[f.stem] = _read_file(source, f, end=start)
         if f.stem >= first_month:
             f.unlink()
-    for m in sorted(set(month) | set(kept)):
-        part = rows[month == m]
+    for m in sorted(set(by_month) | set(kept)):
+        part = rows.iloc[by_month.get(m, [])]
         if m in kept:
             part = pd.concat([kept[m], part], ignore_index=True)
-        part = part.sort_values([source.timestamp_field, source.join_key], kind="stable")
-        table = to_arrow(source, part.reset_index(drop=True))
+        table = to_arrow(source, part.reset_index(drop=True)).sort_by(
+            [(source.timestamp_field, "ascending"), (source.join_key, "ascending")])
         tmp = path / f".{m}.parquet.tmp"
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
         os.replace(tmp, path / f"{m}.parquet")
