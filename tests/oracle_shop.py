@@ -62,6 +62,7 @@ def build(seed: int = 11, customers: int = 40, products: int = 14,
     prod = pd.DataFrame({"product_id": pids, "name": pids, "price": rng.uniform(1, 90, products)
                          .round(2), "created_at": created, "updated_at": created})
     prod["category"] = [("a", "b", "c")[i % 3] for i in range(products)]
+    prod["brand"] = [("x", "y", "z", None)[i % 4] for i in range(products)]
     reprice = prod.sample(n=products // 2, random_state=seed).copy()
     reprice["updated_at"] = (reprice["created_at"] + pd.to_timedelta(
         rng.integers(1, 60, len(reprice)), unit="D")).dt.floor("D")

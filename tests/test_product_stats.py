@@ -131,14 +131,16 @@ def test_price_and_category_cross_sections(tiny):
     assert r.category_popularity_30d == r.product_popularity_30d + _at(
         tiny, "p2", "2025-01-06").product_popularity_30d
     r3 = _at(tiny, "p3", "2025-01-06")
-    assert (r3.product_category, r3.product_brand, r3.category_product_count) == ("b", "x", 1)
-    assert r3.product_days_since_created == 36.0
-    assert pd.isna(_at(tiny, "p1", "2025-01-06").product_brand)
+    assert (r3.category, r3.brand, r3.category_product_count) == ("b", "x", 1)
+    assert r3.product_created_at == at("2024-12-01")  # the age is computed on demand from it
+    assert pd.isna(_at(tiny, "p1", "2025-01-06").brand)
 
 
-def test_one_row_per_day_because_ages_move(tiny):
-    p3 = tiny[tiny["product_id"] == "p3"]["event_timestamp"]
-    assert p3.diff().dropna().eq(pd.Timedelta(days=1)).all()
+def test_rows_only_where_something_changes(tiny):
+    """p3 sells nothing and is alone in its category: one row. p1's last change before the run
+    ends (Feb 15) is o5 (entered Jan 5) leaving the 35 days the trending score looks at."""
+    assert len(tiny[tiny["product_id"] == "p3"]) == 1
+    assert tiny[tiny["product_id"] == "p1"]["event_timestamp"].max() == at("2025-02-09")
 
 
 # --- every feature, naively, on the hand-made shop ---------------------------------------------
@@ -180,7 +182,8 @@ def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
                 buyers.add(("customer", c) if isinstance(c, str) else ("guest", i["order_id"]))
         return len(buyers)
 
-    out = {"product_price": me["price"], "product_category": me["category"] or "unknown"}
+    out = {"product_price": me["price"], "category": me["category"] or "unknown",
+           "brand": me["brand"], "product_created_at": me["created_at"]}
     for w in (7, 30):
         out[f"product_views_{w}d"] = sum(e["event_type"] == "product_view"
                                          and inside(e["event_ts"], w) for e in ev)
@@ -204,11 +207,10 @@ def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
     out["product_avg_rating"] = (sum(r["rating"] for r in reviews) / len(reviews)
                                  if reviews else None)
     out["product_avg_sentiment"] = sum(felt) / len(felt) if felt else None
-    out["product_days_since_created"] = (T - me["created_at"]) / pd.Timedelta(days=1)
 
     peers = [as_of(p) for p in raw.products["product_id"].unique()]
     peers = [p for p in peers if p is not None and (p["category"] or "unknown")
-             == out["product_category"]]
+             == out["category"]]
     prices = sorted(p["price"] for p in peers)
     out["category_product_count"] = len(prices)
     out["category_price_min"], out["category_price_max"] = prices[0], prices[-1]
@@ -239,8 +241,8 @@ def test_every_feature_matches_a_naive_recomputation(shop_rows):
                 tol = 5e-7 if name == "product_avg_sentiment" else 1e-9
                 ok = (e is None and a is None) or (
                     e is not None and a is not None and (
-                        a == e if isinstance(e, str) else math.isclose(a, e, rel_tol=tol,
-                                                                       abs_tol=tol)))
+                        a == e if isinstance(e, str | pd.Timestamp)
+                        else math.isclose(a, e, rel_tol=tol, abs_tol=tol)))
                 checked += 1
                 if not ok:
                     problems.append(f"{product} {T:%Y-%m-%d} {name}: naive {e!r}, pipeline {a!r}")

@@ -10,7 +10,9 @@ after its `refund_ts` (from the order itself when `refund_ts` is missing), never
 
 Category-level figures are cross-sections: at each T, over every product that exists at T in the
 product's category (as of T), active or not. They change whenever any product of the category
-changes, and the age changes every day, so this source holds one row per product and day.
+changes, so in a busy shop most products get a row most days. The product's age is not stored
+(the contract: ages change every instant): `product_created_at` is, and days since created is
+`t - product_created_at`, computed on demand like `tenure_days`.
 
 Definitions that the names alone do not pin down:
 - `product_popularity_30d`: distinct buyers of the product in the window; a buyer is a customer,
@@ -63,14 +65,13 @@ SOURCE = FeatureSource(
     tags=(("domain", "product"), ("family", "stats")),
     features=(
         Feature("product_price", "float64", "price of the product row as of T"),
-        Feature("product_category", "string", "category as of T ('unknown' when missing)"),
-        Feature("product_subcategory", "string", "subcategory as of T; null when missing"),
-        Feature("product_brand", "string", "brand as of T; null when missing"),
+        Feature("category", "string", "category as of T ('unknown' when missing)"),
+        Feature("subcategory", "string", "subcategory as of T; null when missing"),
+        Feature("brand", "string", "brand as of T; null when missing"),
         Feature("product_is_active", "bool", "is_active as of T (missing means active)"),
-        Feature("product_created_at", "unix_timestamp", "created_at of the row as of T (for "
-                "ages exact at any instant, computed on demand)"),
-        Feature("product_days_since_created", "float64",
-                "(T - created_at) in days, as of the snapshot T"),
+        Feature("product_created_at", "unix_timestamp", "created_at of the row as of T; days "
+                "since created = (t - product_created_at), computed on demand (ages are not "
+                "stored)"),
         Feature("product_views_7d", "int64", "product_view events of the product in the window",
                 "7d", 0),
         Feature("product_views_30d", "int64", "product_view events of the product in the window",
@@ -138,8 +139,8 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     first_day = product_first_day(products, index)
     entity, day = _grid(first_day, snapshots)
     log = _versions(products, index)
-    row = log.iloc[as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())]
-    row = row.reset_index(drop=True)  # every grid point has a version (day >= first_day)
+    pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())
+    row = log.iloc[pos].reset_index(drop=True)  # every grid point has a version (day >= first)
 
     acc = _streams(tables, index).evaluate(snapshots.start_day, snapshots.end_day, carry=True)
     pos = as_of(entity, day, acc.entity, acc.day)
@@ -147,15 +148,13 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
                                                                                   np.int64)
          for k, a in acc.values.items()}
 
-    ts = day_ts(day)
-    out = pd.DataFrame({"product_id": index.lookup(entity), "event_timestamp": ts})
+    out = pd.DataFrame({"product_id": index.lookup(entity), "event_timestamp": day_ts(day)})
     out["product_price"] = row["price"].to_numpy(np.float64)
-    out["product_category"] = row["category"].fillna("unknown").astype("string").to_numpy()
-    out["product_subcategory"] = row["subcategory"].astype("string").to_numpy()
-    out["product_brand"] = row["brand"].astype("string").to_numpy()
+    for name in ("category", "subcategory", "brand"):  # strings via codes: the log is small
+        codes, names = pd.factorize(row[name])
+        out[name] = pd.Categorical.from_codes(codes, names).astype(object)
     out["product_is_active"] = row["is_active"].astype("boolean").fillna(True).to_numpy()
-    out["product_created_at"] = row["created_at"].to_numpy()
-    out["product_days_since_created"] = (ts - row["created_at"]).dt.total_seconds() / 86_400
+    out["product_created_at"] = row["created_at"].astype("datetime64[us, UTC]").array
     for name in ("views_7d", "views_30d", "carts_7d", "carts_30d", "units_sold_7d",
                  "units_sold_30d", "orders_7d", "orders_30d", "popularity_30d", "review_count"):
         out[f"product_{name}"] = v[name]
@@ -183,7 +182,8 @@ def _versions(products: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
     """Change-log rows with the day each takes effect (`valid`), one per (product, day)."""
     log = products.assign(updated_at=products["updated_at"].fillna(products["created_at"]))
     log = log.dropna(subset=["updated_at"])
-    log = log.assign(c=index.codes(log["product_id"]), valid=day_of(log["updated_at"]) + 1)
+    log = log.assign(c=index.codes(log["product_id"]), valid=day_of(log["updated_at"]) + 1,
+                     category=log["category"].fillna("unknown"))
     log = log[log["c"] >= 0].sort_values(["c", "updated_at"], kind="stable")
     return log.drop_duplicates(["c", "valid"], keep="last").reset_index(drop=True)
 
@@ -262,7 +262,7 @@ def _review_streams(s: Streams, reviews: pd.DataFrame, index: EntityIndex) -> No
 
 def _category_figures(out: pd.DataFrame, day: np.ndarray) -> pd.DataFrame:
     """Per (day, category) over the products that exist that day: counts, prices, popularity."""
-    cat = pd.factorize(out["product_category"])[0].astype(np.int64)
+    cat = pd.factorize(out["category"])[0].astype(np.int64)
     key = pd.Series(day * (cat.max(initial=0) + 1) + cat)
     price = out["product_price"]
     g = price.groupby(key.to_numpy(), sort=False)
