@@ -46,8 +46,7 @@ features: $(STAMP)
 	$(SHOPFEAST) features
 
 apply: $(STAMP)
-	@$(SERVICES) && cd feature_repo && ../$(VENV)/bin/feast -f profiles/redis.yaml plan && \
-		../$(VENV)/bin/feast -f profiles/redis.yaml apply
+	@$(SERVICES) && $(SHOPFEAST) apply --profile redis
 
 materialize: $(STAMP)
 	@$(SERVICES) && $(SHOPFEAST) materialize --profile redis

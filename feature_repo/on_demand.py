@@ -35,24 +35,15 @@ request_time = RequestSource(
 @on_demand_feature_view(
     sources=[customer_activity, customer_profile, request_time],
     schema=[
-        Field(
-            name="days_since_last_order",
-            dtype=Float64,
-            description="(t - last_order_ts) in days; null without an order",
-        ),
-        Field(
-            name="days_since_last_activity",
-            dtype=Float64,
-            description="(t - latest of last_order_ts and last_event_ts) in days; null without",
-        ),
-        Field(
-            name="tenure_days",
-            dtype=Float64,
-            description="(t - signup_ts) in days; null when signup_ts is unknown",
-        ),
+        Field(name="days_since_last_order", dtype=Float64),
+        Field(name="days_since_last_activity", dtype=Float64),
+        Field(name="tenure_days", dtype=Float64),
     ],
     mode="python",
-    description="Recency and tenure at the request time, exact at any instant (not only daily).",
+    description="Recency and tenure at the request time t, exact at any instant (not only daily): "
+    "days_since_last_order = (t - last_order_ts) in days, days_since_last_activity = (t - latest "
+    "of last_order_ts and last_event_ts), tenure_days = (t - signup_ts); NaN/null when unknown. "
+    "(Feast 0.67 compares inferred output fields with their descriptions, so they live here.)",
     owner=OWNER,
     tags={"domain": "customer", "layer": "on_demand", "contract": "point_in_time"},
 )
@@ -65,49 +56,21 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 @on_demand_feature_view(
     sources=[customer_activity, product_stats, product_copurchase],
     schema=[
-        Field(
-            name="price_ratio",
-            dtype=Float64,
-            description="candidate price / the customer's mean item price over 90 days",
-        ),
-        Field(
-            name="price_distance",
-            dtype=Float64,
-            description="|ln(price_ratio)|: distance from the customer's usual basket",
-        ),
-        Field(
-            name="category_affinity",
-            dtype=Float64,
-            description="the customer's 90-day share of units in the candidate's category",
-        ),
-        Field(
-            name="is_favourite_category",
-            dtype=Int64,
-            description="1 when the candidate is in the customer's favourite 90-day category",
-        ),
-        Field(
-            name="brand_affinity",
-            dtype=Float64,
-            description="the customer's 90-day share of units in the candidate's brand",
-        ),
-        Field(
-            name="already_purchased",
-            dtype=Int64,
-            description="1 when the customer bought the candidate before",
-        ),
-        Field(
-            name="copurchase_score",
-            dtype=Float64,
-            description="sum of the candidate's co-purchase scores with the recent products",
-        ),
-        Field(
-            name="copurchase_hits",
-            dtype=Int64,
-            description="how many of the recent products were bought with the candidate",
-        ),
+        Field(name="price_ratio", dtype=Float64),
+        Field(name="price_distance", dtype=Float64),
+        Field(name="category_affinity", dtype=Float64),
+        Field(name="is_favourite_category", dtype=Int64),
+        Field(name="brand_affinity", dtype=Float64),
+        Field(name="already_purchased", dtype=Int64),
+        Field(name="copurchase_score", dtype=Float64),
+        Field(name="copurchase_hits", dtype=Int64),
     ],
     mode="python",
-    description="How a candidate product fits a customer (ranking features for one pair).",
+    description="How a candidate product fits a customer: price_ratio = price / the customer's "
+    "mean item price 90d, price_distance = |ln(price_ratio)|, category_affinity and "
+    "brand_affinity = the customer's 90-day share of units in the candidate's category / brand, "
+    "is_favourite_category, already_purchased (0/1), copurchase_score = sum of the candidate's "
+    "co-purchase scores with the recent products, copurchase_hits = how many of them match.",
     owner=OWNER,
     tags={"domain": "ranking", "layer": "on_demand"},
 )

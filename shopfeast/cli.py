@@ -88,6 +88,43 @@ def features(
     run(data_dir=resolve(data_dir), mode=mode)
 
 
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", help="embedded (nothing to run) or redis (Redis + PostgreSQL).")
+]
+
+
+@app.command()
+def apply(
+    profile: ProfileOpt = "embedded",
+    data_dir: DataDirOpt = None,
+    plan: Annotated[bool, typer.Option(help="Show `feast plan` first.")] = True,
+) -> None:
+    """Register the feature definitions (feast plan, then feast apply) for a profile."""
+    from shopfeast.feast_ops import apply as run
+    from shopfeast.paths import data_dir as resolve
+
+    raise typer.Exit(run(profile=profile, data_dir=resolve(data_dir), plan=plan))
+
+
+@app.command()
+def materialize(
+    profile: ProfileOpt = "embedded",
+    data_dir: DataDirOpt = None,
+    full: Annotated[bool, typer.Option(help="Reload every view from the epoch.")] = False,
+    end: Annotated[Optional[str], typer.Option(help="End instant (ISO, UTC); default now.")] = None,
+) -> None:
+    """Load the online store: a first run from the epoch, then incremental from the last end."""
+    from datetime import datetime
+
+    from shopfeast.feast_ops import materialize as run
+    from shopfeast.paths import data_dir as resolve
+
+    result = run(profile=profile, data_dir=resolve(data_dir), full=full,
+                 end=datetime.fromisoformat(end) if end else None)
+    typer.echo(f"materialized up to {result.end.isoformat()}: full {result.full or '-'}, "
+               f"incremental {result.incremental or '-'}")
+
+
 train_app = typer.Typer(no_args_is_help=True, help="Train models from the feature store.")
 app.add_typer(train_app, name="train")
 

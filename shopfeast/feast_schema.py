@@ -56,7 +56,14 @@ def source_glob(source: FeatureSource, root: Path | None = None) -> str:
 
 
 def file_source(source: FeatureSource, root: Path | None = None) -> FileSource:
-    return FileSource(
+    """The parquet source of a view.
+
+    Its creation timestamps are cleared: Feast stamps every new DataSource object with `now` and
+    embeds it in the view's proto, so once a view has been materialized (which makes the stored
+    view differ from the repo's in its intervals) `feast plan` would report every view as updated
+    on each apply, meta timestamps being the only difference. Without them a re-apply is a no-op.
+    """
+    src = FileSource(
         name=f"{source.name}_source",
         path=source_glob(source, root),
         file_format=ParquetFormat(),
@@ -66,6 +73,9 @@ def file_source(source: FeatureSource, root: Path | None = None) -> FileSource:
         owner=source.owner,
         tags={**dict(source.tags), "layer": "source"},
     )
+    src.created_timestamp = None
+    src.last_updated_timestamp = None
+    return src
 
 
 def schema(source: FeatureSource) -> list[Field]:

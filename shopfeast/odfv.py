@@ -4,10 +4,12 @@ Feast calls these (through the thin UDFs in feature_repo/on_demand.py) with a di
 each a list with one value per row: offline from `get_historical_features`, online from
 `get_online_features`. Both paths must give the same number for the same inputs, so:
 
-- stored timestamps are read at whole seconds: Feast's online store keeps `unix_timestamp_val`
-  in seconds, the offline store in microseconds; flooring both makes training equal serving;
-- the request time `event_timestamp` keeps its full precision (it is exact at any instant);
-- anything may be missing (None, NaN, an absent optional column) and gives a defined value.
+- timestamps are read at whole seconds: Feast's online path carries `unix_timestamp_val` in
+  seconds (stored values and the request time alike), the offline path microseconds; flooring
+  both makes training equal serving, exact at any instant to the second;
+- anything may be missing (None, NaN, an absent optional column) and gives a defined value; an
+  unknown float is NaN (Feast serves it as null online, pandas holds NaN offline, and Feast infers
+  the output types from a sample run, which a None would defeat).
 
 Columns each function reads are named below; `OPTIONAL_*` ones are used when the pipelines
 provide them and have documented fallbacks otherwise (docs/feast.md lists them).
@@ -60,7 +62,7 @@ MATCH_OUTPUTS = (
 def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Days since the last order / last activity and tenure, at the request time, as floats."""
     n = _rows(inputs)
-    now = [_instant(t) for t in _column(inputs, REQUEST_TIME, n)]
+    now = [_stored_seconds(t) for t in _column(inputs, REQUEST_TIME, n)]
     last_order = [_stored_seconds(v) for v in _column(inputs, LAST_ORDER, n)]
     signup = [_stored_seconds(v) for v in _column(inputs, SIGNUP, n)]
     last_event = [_stored_seconds(v) for v in _column(inputs, OPTIONAL_LAST_ACTIVITY, n)]
@@ -105,8 +107,8 @@ def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]
 def _match_row(row: dict[str, Any], has_shares: bool) -> dict[str, Any]:
     price = _number(row[PRODUCT_PRICE])
     usual = _number(row[OPTIONAL_ITEM_PRICE])
-    ratio = price / usual if price is not None and usual and usual > 0 else None
-    distance = abs(math.log(ratio)) if ratio is not None and ratio > 0 else None
+    ratio = price / usual if price is not None and usual and usual > 0 else math.nan
+    distance = abs(math.log(ratio)) if ratio > 0 else math.nan  # NaN > 0 is False
 
     category = _text(row[PRODUCT_CATEGORY])
     favourite = _text(row[FAVOURITE_CATEGORY])
@@ -148,10 +150,10 @@ def _copurchase(recent: Sequence[str], ids: Any, scores: Any) -> tuple[float, in
     return total, hits
 
 
-def _share(key: str | None, keys: Any, shares: Any) -> float | None:
-    """The customer's share of units in `key`; 0 when not among them, None when unknown."""
+def _share(key: str | None, keys: Any, shares: Any) -> float:
+    """The customer's share of units in `key`; 0 when not among them, NaN when unknown."""
     if _missing_list(keys) or key is None:
-        return None
+        return math.nan
     for name, s in zip(_strings(keys), _numbers(shares), strict=False):
         if name == key:
             return s if s is not None else 0.0
@@ -207,9 +209,9 @@ def _latest(a: float | None, b: float | None) -> float | None:
     return a if b is None else max(a, b)
 
 
-def _days(now: float | None, then: float | None) -> float | None:
+def _days(now: float | None, then: float | None) -> float:
     if now is None or then is None:
-        return None
+        return math.nan
     return (now - then) / SECONDS_PER_DAY
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,12 +131,18 @@ def _values(feature: Feature, rng: np.random.Generator, n: int, products: list[s
 
 
 def generate_source(
-    source: FeatureSource, n_entities: int, days: int, end: datetime, seed: int, n_products: int
+    source: FeatureSource,
+    n_entities: int,
+    days: int,
+    end: datetime,
+    seed: int,
+    n_products: int,
+    stale_days: int = 400,
 ) -> pd.DataFrame:
     """Change-point rows of a source: a first row per entity, then changes on random days.
 
-    Snapshots are daily at 00:00 UTC and end on `end`'s day; entity 0 stops changing 200 days
-    before the end (the customer "whose data stopped long ago").
+    Snapshots are daily at 00:00 UTC and end on `end`'s day; entity 0 has two rows about
+    `stale_days` before the end and nothing since (the customer "whose data stopped long ago").
     """
     rng = np.random.default_rng(seed)
     ids = entity_ids(source, n_entities)
@@ -150,7 +157,8 @@ def generate_source(
             offsets = [0, 1]
         for off in offsets:
             rows_ids.append(eid)
-            rows_days.append(last_day - pd.Timedelta(days=(days + 200 if i == 0 else days) - off))
+            back = stale_days if i == 0 else days
+            rows_days.append(last_day - pd.Timedelta(days=back - off))
     frame = pd.DataFrame({source.join_key: rows_ids, source.timestamp_field: rows_days})
     frame[source.created_timestamp_column] = frame[source.timestamp_field]
     for f in source.features:
@@ -158,8 +166,10 @@ def generate_source(
     return frame
 
 
-def write_source(frame: pd.DataFrame, source: FeatureSource, data_dir: Path) -> Path:
-    """Write rows in the pipelines' layout: DIR/features/<source>/<YYYY-MM>.parquet."""
+def write_source(
+    frame: pd.DataFrame, source: FeatureSource, data_dir: Path, suffix: str = ""
+) -> Path:
+    """Write rows in the pipelines' layout: DIR/features/<source>/<YYYY-MM><suffix>.parquet."""
     path = source.path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
     month = pd.to_datetime(frame[source.timestamp_field], utc=True).dt.strftime("%Y-%m")
@@ -167,7 +177,7 @@ def write_source(frame: pd.DataFrame, source: FeatureSource, data_dir: Path) -> 
         table = pa.Table.from_pandas(
             part.reset_index(drop=True), schema=source.arrow_schema(), preserve_index=False
         )
-        pq.write_table(table, path / f"{m}.parquet")
+        pq.write_table(table, path / f"{m}{suffix}.parquet")
     return path
 
 
@@ -197,3 +207,49 @@ def wait_until(check, seconds: float = 10.0, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return check()
+
+
+def purge_repo_modules() -> None:
+    """Forget feature_repo's modules (they read SHOPFEAST_DATA_DIR at import)."""
+    from shopfeast.paths import FEATURE_REPO
+
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None) or ""
+        if file.startswith(str(FEATURE_REPO)):
+            del sys.modules[name]
+
+
+def run_feast_cli(yaml: Path, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """`feast -c feature_repo -f <yaml> <args>` in this process (Feast's own click command).
+
+    In-process saves a Python start with Feast's imports per step; the repo's modules are
+    dropped from `sys.modules` first (they read SHOPFEAST_DATA_DIR when imported) and the working
+    directory, which `feast apply` changes, is restored.
+    """
+    from click.testing import CliRunner
+    from feast.cli.cli import cli
+
+    from shopfeast.paths import FEATURE_REPO
+
+    purge_repo_modules()
+    keep = {
+        k: env[k]
+        for k in ("SHOPFEAST_DATA_DIR", "REDIS_CONNECTION_STRING", "SHOPFEAST_REGISTRY_URL")
+        if k in env
+    }
+    cwd = os.getcwd()
+    try:
+        result = CliRunner().invoke(
+            cli,
+            ["-c", str(FEATURE_REPO), "-f", str(yaml), *args],
+            env=keep,
+            catch_exceptions=True,
+        )
+    finally:
+        os.chdir(cwd)
+    out = result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        out += "".join(traceback.format_exception(result.exception))
+    return result.exit_code, out
