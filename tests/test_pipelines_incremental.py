@@ -39,6 +39,7 @@ def assert_same_sources(a: Path, b: Path) -> None:
 
 
 def test_batches_with_a_late_day_equal_one_historical_run(shop, historical, tmp_path):
+    """The first run finds no state (a full build); later ones continue; one day comes late."""
     batches = daily_batches(shop)
     late_day, late = batches[30]  # this day's export arrives after two more weeks
     held = {n: df for n, df in late.items()}
@@ -68,12 +69,6 @@ def test_rerun_is_a_no_op(historical):
     outcomes = run(historical, "incremental", echo=False)
     assert all(o.start_day is None for o in outcomes)
     assert snapshot(historical) == before
-
-
-def test_incremental_without_state_builds_everything(shop, historical, tmp_path):
-    write_batch(tmp_path, shop, "all")
-    run(tmp_path, "incremental", echo=False)
-    assert_same_sources(historical, tmp_path)
 
 
 def test_layout_sorted_declared_and_range_readable(historical):
