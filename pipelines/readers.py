@@ -1,10 +1,10 @@
 """Find and read the raw files of a batch, losing nothing.
 
 A raw directory holds one file per contract table, named `<table>.csv|.parquet|.jsonl` (CSV and
-JSON lines may be gzip-compressed). CSV is read with every column as text, so `007`, `12346.0` or
-a broken date reach the validator exactly as written. Parquet and JSON lines keep the types their
-writer gave (a timestamp column stays a timestamp): the coercion step accepts either, and the
-quarantine renders the original value as text. Only the contract's columns are read; the names of
+JSON lines may be gzip-compressed). CSV and JSON lines are read with every column as text, so
+`007`, `12346.0` or a broken date reach the validator exactly as written. Parquet keeps the types
+its writer gave (a timestamp column stays a timestamp): the coercion step accepts either, and the
+quarantine renders a typed value as text. Only the contract's columns are read; the names of
 the others are reported, never their values (they may hold PII).
 """
 
@@ -18,9 +18,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from pipelines.contract import TABLES, Table
@@ -33,6 +33,9 @@ FORMATS: dict[str, str] = {
     ".jsonl": "jsonl",
     ".parquet": "parquet",
 }
+
+
+JSON_KEY_SAMPLE = 10_000  # lines whose keys name a JSON lines file's columns
 
 
 class IngestError(Exception):
@@ -179,22 +182,45 @@ def _read_parquet(file: RawFile, spec: Table) -> tuple[pa.Table, list[str]]:
 
 
 def _read_jsonl(file: RawFile, spec: Table) -> tuple[pa.Table, list[str]]:
-    """Arrow's JSON reader when the file is regular; a line-by-line reader when it is not.
+    """DuckDB's JSON reader with every contract column as text: a number stays `12346.0`, a nested
+    value its JSON text, whatever type other lines give the same column (bad rows do exactly that).
 
-    Arrow infers one type per column and refuses a column whose type changes (a number in one line,
-    text in another: exactly what bad rows look like), so such files take the slow path, which keeps
-    every value as the text it had in the file.
+    Column names come from the first lines (enough to name ignored columns), and from every line
+    only when a required column has no value at all (absent: fatal, or present and all null).
+    Anything DuckDB refuses (a line that is not a JSON object, a byte-order mark, broken JSON) goes
+    to the line-by-line reader, which either reads it or names the exact line.
     """
+    path = str(file.path).replace("'", "''")
+    cols = ", ".join(f"'{c}': 'VARCHAR'" for c in spec.column_names)
+    objects = f"read_json_objects('{path}', format='newline_delimited')"
     try:
-        table = pajson.read_json(
-            pa.input_stream(str(file.path), compression="gzip" if file.compressed else None)
-        )
-    except pa.ArrowInvalid:
+        with duckdb.connect() as con:
+            table = con.sql(
+                f"SELECT * FROM read_json('{path}', format='newline_delimited', records=true, "
+                f"columns={{{cols}}})"
+            ).to_arrow_table()
+            names = _json_keys(con, f"(SELECT json FROM {objects} LIMIT {JSON_KEY_SAMPLE})")
+            empty = [
+                c
+                for c in spec.required_columns
+                if c not in names and table[c].null_count == table.num_rows
+            ]
+            if empty and table.num_rows:
+                names = _json_keys(con, objects)
+    except duckdb.Error:
         return _read_jsonl_python(file, spec)
-    names = table.column_names
-    if any(pa.types.is_nested(table.schema.field(n).type) for n in names if n in spec.column_names):
-        return _read_jsonl_python(file, spec)
-    return table.select([n for n in spec.column_names if n in names]), names
+    present = [c for c in spec.column_names if c in names or table[c].null_count < len(table)]
+    names += [c for c in present if c not in names]
+    return table.select(present), names
+
+
+def _json_keys(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+    rows = con.sql(f"SELECT DISTINCT unnest(json_keys(json)) FROM {source}").fetchall()
+    return sorted(k for (k,) in rows)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _read_jsonl_python(file: RawFile, spec: Table) -> tuple[pa.Table, list[str]]:
@@ -203,7 +229,7 @@ def _read_jsonl_python(file: RawFile, spec: Table) -> tuple[pa.Table, list[str]]
     seen: dict[str, None] = {}
     opener = gzip.open if file.compressed else open
     with opener(file.path, "rb") as fh:
-        for lineno, line in enumerate(io.TextIOWrapper(fh, encoding="utf-8"), start=1):
+        for lineno, line in enumerate(io.TextIOWrapper(fh, encoding="utf-8-sig"), start=1):
             if not line.strip():
                 continue
             try:

@@ -120,7 +120,7 @@ def test_fatal_file_late_in_the_batch_leaves_nothing(raw: Path, tmp_path: Path) 
         "csv",
     )
     (batch2 / "reviews.csv").unlink()
-    (batch2 / "reviews.jsonl.gz").write_bytes(gzip.compress(b'{"review_id": "r1",}\n'))
+    (batch2 / "reviews.jsonl.gz").write_bytes(gzip.compress(b'{"review_id": "r1"\n'))
     _fails(ingest_cli(batch2, data), "reviews.jsonl.gz: line 1")
     assert tree(data) == before
 

@@ -16,6 +16,7 @@ from test_ingest_rules import SHOP
 
 from pipelines.coerce import coerce
 from pipelines.contract import INGEST_ORDER
+from pipelines.readers import IngestError
 
 MIXES = [
     {
@@ -247,7 +248,8 @@ def test_irregular_jsonl_keeps_the_text(tmp_path: Path) -> None:
     report = run(raw, tmp_path / "data")
     assert report["tables"]["orders"]["by_rule"] == {"unparseable": 2}
     q = quarantine(tmp_path / "data", "orders")
-    assert q["total_amount"].tolist() == ["about 5", '{"value": 5}']
+    assert q["total_amount"].iloc[0] == "about 5"
+    assert json.loads(q["total_amount"].iloc[1]) == {"value": 5}  # a nested value, as JSON text
     assert q["_row"].tolist() == [3, 4]
 
 
@@ -263,3 +265,26 @@ def test_empty_tables_are_tables(tmp_path: Path) -> None:
     items = report["tables"]["order_items"]
     assert items["by_rule"] == {"unknown_order": items["rows_in"]}  # their orders never came
     assert clean(tmp_path / "data", "events").empty
+
+
+def test_jsonl_numbers_keep_their_text(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw", shop(), "csv")
+    (raw / "orders.csv").unlink()
+    rows = [{**r, "total_amount": float(r["total_amount"])} for r in BASE["orders"]]
+    rows.append({**BASE["orders"][0], "order_id": "o9", "total_amount": -12.0})
+    (raw / "orders.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run(raw, tmp_path / "data")
+    q = quarantine(tmp_path / "data", "orders")
+    assert q["total_amount"].tolist() == ["-12.0"]  # the file's text, not a re-rendered float
+
+
+def test_jsonl_with_a_byte_order_mark_and_a_broken_line(tmp_path: Path) -> None:
+    raw = write_raw(tmp_path / "raw", shop(), "csv")
+    (raw / "products.csv").unlink()
+    text = "".join(json.dumps(r) + "\n" for r in BASE["products"])
+    (raw / "products.jsonl").write_text("\ufeff" + text)
+    report = run(raw, tmp_path / "data")
+    assert report["tables"]["products"]["clean"] == 2
+    (raw / "products.jsonl").write_text(text + "[1, 2]\n")
+    with pytest.raises(IngestError, match=r"products.jsonl: line 3: not a JSON object"):
+        run(raw, tmp_path / "data2")
