@@ -23,6 +23,10 @@ and one pure function:
   declared dtypes (specs.conform), drops rows equal to the entity's previous row
   (windows.change_points, against `prior` too), stamps `created_timestamp` and writes.
 
+Optionally `shard(tables, n) -> Iterable[dict[str, pd.DataFrame]]`: when entities are independent,
+split the inputs into `n` entity shards; the runner computes and reduces each alone (bounded
+memory) and concatenates the rows.
+
 Optionally `persist(data_dir, tables) -> None`: called before `compute` to record state a family
 learns from data once (a vocabulary, a fitted model) under DIR/state/; `compute` stays pure.
 

@@ -140,16 +140,35 @@ def _run_family(
     return Outcome(source.name, len(rows), 0.0, snapshots.start_day, snapshots.end_day)
 
 
+SHARD_ROWS = 2_000_000  # input rows per shard for families that can split by entity
+
+
 def compute_rows(
     module: ModuleType,
     tables: dict[str, pd.DataFrame],
     snapshots: Snapshots,
     prior: pd.DataFrame | None = None,
+    shard_rows: int = SHARD_ROWS,
 ) -> pd.DataFrame:
     """A family's stored rows for `snapshots`: its candidates, cast to the declaration, reduced to
-    change points (against `prior`), with `created_timestamp`. Pure; tests call it directly."""
+    change points (against `prior`), with `created_timestamp`. Pure; tests call it directly.
+
+    A family with a `shard(tables, n)` hook (entities independent of each other) is computed in
+    `n` entity shards of about `shard_rows` input rows each, so its working memory is a shard's.
+    """
     source: FeatureSource = module.SOURCE
     prior = source.empty_frame() if prior is None else prior
+    n = 1
+    if hasattr(module, "shard"):
+        n = max(1, -(-sum(len(t) for t in tables.values()) // shard_rows))
+    parts = [tables] if n == 1 else module.shard(tables, n)
+    reduced = [_reduce(module, part, snapshots, prior) for part in parts]
+    return reduced[0] if len(reduced) == 1 else pd.concat(reduced, ignore_index=True)
+
+
+def _reduce(module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots,
+            prior: pd.DataFrame) -> pd.DataFrame:
+    source: FeatureSource = module.SOURCE
     candidates = module.compute(tables, snapshots, prior)
     ts = candidates[source.timestamp_field]
     candidates = candidates[(ts >= snapshots.start) & (ts <= snapshots.end)]
@@ -157,6 +176,7 @@ def compute_rows(
         **{source.created_timestamp_column: candidates[source.timestamp_field]}
     )
     rows = conform(source, candidates)
+    del candidates
     return change_points(
         rows, source.join_key, source.feature_names, prior, time=source.timestamp_field
     )

@@ -162,3 +162,15 @@ def test_incremental_window_equals_historical(shop):
     key = ["customer_id", "event_timestamp"]
     pd.testing.assert_frame_equal(part.sort_values(key).reset_index(drop=True),
                                   expected.sort_values(key).reset_index(drop=True))
+
+
+def test_sharded_equals_whole():
+    from tests.pipelines_shop import build
+
+    shop = build(seed=5, customers=25, products=9, days=50)
+    tables = {i.table: shop[i.table][list(i.columns)] for i in ca.INPUTS}
+    key = ["customer_id", "event_timestamp"]
+    whole = compute_rows(ca, tables, SNAP).sort_values(key).reset_index(drop=True)
+    parts = compute_rows(ca, tables, SNAP, shard_rows=200).sort_values(key).reset_index(drop=True)
+    assert whole["customer_id"].nunique() == 25
+    pd.testing.assert_frame_equal(parts, whole)

@@ -11,8 +11,12 @@ events inside the window, so a session across midnight never uses events from af
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.entities import customer_first_day
 from pipelines.family import Input
@@ -206,6 +210,29 @@ def compute(
     out["favourite_category_90d"] = _favourite(items, entity, day, snapshots)
     out["recent_product_ids"] = _recent(items, index, entity, day, snapshots, prior)
     return out
+
+
+def shard(tables: dict[str, pd.DataFrame], n: int) -> Iterator[dict[str, pd.DataFrame]]:
+    """Split by customer (every feature here is one customer's own): n disjoint input sets."""
+    index = EntityIndex(tables["customers"]["customer_id"])
+
+    def part(ids: pd.Series) -> np.ndarray:
+        codes = index.codes(ids)
+        return np.where(codes >= 0, codes % n, -1)
+
+    customers, orders, events = tables["customers"], tables["orders"], tables["events"]
+    c_part, o_part, e_part = (part(t["customer_id"]) for t in (customers, orders, events))
+    items = tables["order_items"]
+    for k in range(n):
+        o = orders[o_part == k]
+        mine = pc.is_in(_strings(items["order_id"]), value_set=_strings(o["order_id"]))
+        yield {"customers": customers[c_part == k], "products": tables["products"], "orders": o,
+               "order_items": items[mine.to_numpy(zero_copy_only=False)],
+               "events": events[e_part == k]}
+
+
+def _strings(col: pd.Series) -> pa.Array:
+    return pa.array(col.astype(STRING).array).cast(pa.string())
 
 
 # --- inputs -----------------------------------------------------------------------------------
