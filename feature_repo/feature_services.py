@@ -2,7 +2,7 @@
 ask for features (so the two cannot drift apart). A new model version gets a new service."""
 
 from feast import FeatureService
-from on_demand import customer_product_match, customer_recency
+from on_demand import customer_product_match, customer_recency, product_age
 from views.customer import customer_activity, customer_profile, customer_reviews
 from views.product import product_copurchase, product_stats
 
@@ -31,6 +31,7 @@ ranking_model_v1 = FeatureService(
         ],
         customer_recency,
         product_stats,
+        product_age,
         customer_product_match,
     ],
     description="Ranking model v1: one (customer, candidate product) pair per entity row.",
@@ -48,7 +49,7 @@ customer_360_v1 = FeatureService(
 
 product_360_v1 = FeatureService(
     name="product_360_v1",
-    features=[product_stats, product_copurchase],
+    features=[product_stats, product_age, product_copurchase],
     description="What GET /features/products/{id} returns: statistics and co-purchases.",
     owner=OWNER,
     tags={"api": "features", "version": "1", "entity": "product"},
@@ -58,7 +59,7 @@ recommendation_candidates_v1 = FeatureService(
     name="recommendation_candidates_v1",
     features=[
         customer_activity[["recent_product_ids", "favourite_category_90d"]],
-        product_stats[["category", "popularity"]],
+        product_stats[["category", "product_popularity_30d"]],
         product_copurchase,
     ],
     description="Candidate generation inputs: recent products, favourite category, the catalogue "

@@ -14,6 +14,9 @@ from feast.types import Float64, Int64, UnixTimestamp
 from views.customer import customer_activity, customer_profile
 from views.product import product_copurchase, product_stats
 
+from shopfeast.feast_schema import inputs
+from shopfeast.odfv import AGE_INPUTS, MATCH_INPUTS, RECENCY_INPUTS
+
 OWNER = "feature-platform@shopfeast"
 
 request_time = RequestSource(
@@ -33,7 +36,11 @@ request_time = RequestSource(
 
 
 @on_demand_feature_view(
-    sources=[customer_activity, customer_profile, request_time],
+    sources=[
+        inputs(customer_activity, RECENCY_INPUTS["customer_activity"]),
+        inputs(customer_profile, RECENCY_INPUTS["customer_profile"]),
+        request_time,
+    ],
     schema=[
         Field(name="days_since_last_order", dtype=Float64),
         Field(name="days_since_last_activity", dtype=Float64),
@@ -54,7 +61,26 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 
 @on_demand_feature_view(
-    sources=[customer_activity, product_stats, product_copurchase],
+    sources=[inputs(product_stats, AGE_INPUTS["product_stats"]), request_time],
+    schema=[Field(name="days_since_created", dtype=Float64)],
+    mode="python",
+    description="Product age at the request time t: days_since_created = (t - "
+    "product_created_at) in days; NaN/null when unknown.",
+    owner=OWNER,
+    tags={"domain": "product", "layer": "on_demand", "contract": "point_in_time"},
+)
+def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    from shopfeast.odfv import product_age as compute
+
+    return compute(inputs)
+
+
+@on_demand_feature_view(
+    sources=[
+        inputs(customer_activity, MATCH_INPUTS["customer_activity"]),
+        inputs(product_stats, MATCH_INPUTS["product_stats"]),
+        inputs(product_copurchase, MATCH_INPUTS["product_copurchase"]),
+    ],
     schema=[
         Field(name="price_ratio", dtype=Float64),
         Field(name="price_distance", dtype=Float64),

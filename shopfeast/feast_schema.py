@@ -102,3 +102,19 @@ def feature_view(source: FeatureSource, entity: Entity, batch_source: FileSource
         owner=source.owner,
         tags={**dict(source.tags), "layer": "view", "grain": "daily"},
     )
+
+
+def inputs(view: FeatureView, names: tuple[str, ...]) -> FeatureView:
+    """A projection of `view` to the features an on-demand view reads.
+
+    Names prefixed `OPTIONAL_` in shopfeast/odfv.py may be absent from the declarations (the
+    logic has a fallback); any other missing name is an error at `feast apply`.
+    """
+    from shopfeast import odfv
+
+    optional = {v for k, v in vars(odfv).items() if k.startswith("OPTIONAL_")}
+    declared = {f.name for f in view.features}
+    missing = [n for n in names if n not in declared and n not in optional]
+    if missing:
+        raise KeyError(f"{view.name} declares no {missing}, which on-demand features read")
+    return view[[n for n in names if n in declared]]

@@ -32,6 +32,9 @@ OPTIONAL_LAST_ACTIVITY = "last_event_ts"  # customer_activity: latest event of a
 
 RECENCY_OUTPUTS = ("days_since_last_order", "days_since_last_activity", "tenure_days")
 
+# --- product_age -------------------------------------------------------------------------------
+PRODUCT_CREATED = "product_created_at"  # product_stats
+
 # --- customer_product_match --------------------------------------------------------------------
 RECENT_PRODUCTS = "recent_product_ids"  # customer_activity, most recent first
 FAVOURITE_CATEGORY = "favourite_category_90d"  # customer_activity
@@ -46,6 +49,28 @@ OPTIONAL_CATEGORIES = "top_categories_90d"  # customer_activity: categories by u
 OPTIONAL_CATEGORY_SHARES = "top_category_shares_90d"  # their shares of units (same order)
 OPTIONAL_BRANDS = "top_brands_90d"  # customer_activity: brands by units, 90d
 OPTIONAL_BRAND_SHARES = "top_brand_shares_90d"
+
+# What each on-demand view reads, per source view (feature_repo/on_demand.py projects its sources
+# to these, so inputs never collide by name across views; optional ones only when declared).
+RECENCY_INPUTS = {
+    "customer_activity": (LAST_ORDER, OPTIONAL_LAST_ACTIVITY),
+    "customer_profile": (SIGNUP,),
+}
+AGE_INPUTS = {"product_stats": (PRODUCT_CREATED,)}
+MATCH_INPUTS = {
+    "customer_activity": (
+        RECENT_PRODUCTS,
+        FAVOURITE_CATEGORY,
+        OPTIONAL_PURCHASED,
+        OPTIONAL_ITEM_PRICE,
+        OPTIONAL_CATEGORIES,
+        OPTIONAL_CATEGORY_SHARES,
+        OPTIONAL_BRANDS,
+        OPTIONAL_BRAND_SHARES,
+    ),
+    "product_stats": (PRODUCT_PRICE, PRODUCT_CATEGORY, PRODUCT_BRAND),
+    "product_copurchase": (COPURCHASE_IDS, COPURCHASE_SCORES),
+}
 
 MATCH_OUTPUTS = (
     "price_ratio",
@@ -72,6 +97,14 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
         "days_since_last_activity": [_days(t, s) for t, s in zip(now, last_activity, strict=True)],
         "tenure_days": [_days(t, s) for t, s in zip(now, signup, strict=True)],
     }
+
+
+def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Days since the product was created, at the request time."""
+    n = _rows(inputs)
+    now = [_stored_seconds(t) for t in _column(inputs, REQUEST_TIME, n)]
+    created = [_stored_seconds(v) for v in _column(inputs, PRODUCT_CREATED, n)]
+    return {"days_since_created": [_days(t, c) for t, c in zip(now, created, strict=True)]}
 
 
 def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:

@@ -42,7 +42,7 @@ END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 READ_AT = END + timedelta(hours=9, minutes=30, seconds=15, microseconds=250_000)
 STALE = "c00000"  # generated with history ~400 days old
 STALE_LAST_ORDER = END - timedelta(days=401, hours=-10, minutes=-17, seconds=-3)
-SERVICES = [
+SERVICES = [  # every service the repo defines (a test checks none is missing)
     "churn_model_v1",
     "customer_360_v1",
     "ranking_model_v1",
@@ -114,8 +114,8 @@ def sample_entities() -> tuple[list[str], list[str]]:
     return customers, products
 
 
-def entity_frame(service, customers: list[str], products: list[str]) -> pd.DataFrame:
-    keys = {jk for p in service.feature_view_projections for jk in _join_keys(p.name)}
+def entity_frame(store, service, customers: list[str], products: list[str]) -> pd.DataFrame:
+    keys = set().union(*(join_keys(store, p.name) for p in service.feature_view_projections))
     if keys == {"customer_id"}:
         rows = [{"customer_id": c} for c in customers]
     elif keys == {"product_id"}:
@@ -127,11 +127,13 @@ def entity_frame(service, customers: list[str], products: list[str]) -> pd.DataF
     return frame
 
 
-def _join_keys(view: str) -> set[str]:
+def join_keys(store, view: str) -> set[str]:
+    """The join keys a view (or an on-demand view, through its sources) needs."""
     declared = sources(strict=True)
     if view in declared:
         return {declared[view].join_key}
-    return {"customer_id"} if view == "customer_recency" else {"customer_id", "product_id"}
+    odfv = store.get_on_demand_feature_view(view)
+    return set().union(*(join_keys(store, p) for p in odfv.source_feature_view_projections))
 
 
 def same(a, b) -> bool:
@@ -163,7 +165,7 @@ def test_online_equals_offline(ci, service_name: str) -> None:
     store = ci["store"]
     service = store.get_feature_service(service_name)
     customers, products = sample_entities()
-    entities = entity_frame(service, customers, products)
+    entities = entity_frame(store, service, customers, products)
     offline = store.get_historical_features(entity_df=entities, features=service).to_df()
     assert len(offline) == len(entities)  # one row per entity row
     keys = [c for c in ("customer_id", "product_id") if c in entities.columns]
@@ -182,6 +184,10 @@ def test_online_equals_offline(ci, service_name: str) -> None:
             )
             compared += _norm(offline[name][i]) is not None
     assert compared > len(features)  # real values were compared, not only nulls
+
+
+def test_every_service_is_compared(ci) -> None:
+    assert sorted(s.name for s in ci["store"].list_feature_services()) == sorted(SERVICES)
 
 
 def test_plan_showed_the_changes_and_materialize_loaded_redis(ci) -> None:
