@@ -74,8 +74,8 @@ def _first_items(
     # A customer's next order often continues the last one: a complement, or the same again.
     order = np.lexsort((t, who))
     w, tt, p = who[order], t[order], first[order]
-    same = np.r_[False, (w[1:] == w[:-1]) & (w[1:] >= 0) & (tt[1:] - tt[:-1] < 45)]
-    prev = np.r_[-1, p[:-1]]
+    same = np.r_[False, (w[1:] == w[:-1]) & (w[1:] >= 0) & (tt[1:] - tt[:-1] < 45)][: len(w)]
+    prev = np.r_[-1, p[:-1]][: len(w)]
     u = rng.random(len(order))
     comp = catalogue.complements[np.maximum(prev, 0), rng.integers(0, 2, len(order))]
     take_comp = same & (u < knobs.complement_next_order) & picker.available(comp, tt)

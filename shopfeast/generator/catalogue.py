@@ -36,7 +36,7 @@ class GroupSampler:
         cum = np.cumsum(weights)
         start_of_group = np.concatenate(([0.0], np.cumsum(totals)))[groups]
         frac = (cum - start_of_group) / totals[groups]
-        last = np.r_[groups[1:] != groups[:-1], True]
+        last = np.r_[groups[1:] != groups[:-1], True][: len(groups)]
         frac[last] = 1.0
         self.keys = groups + frac
         self.items = items
@@ -187,7 +187,7 @@ def _lifecycle(
     off[anchors] = False
     new[anchors] = False
     created[anchors] = -rng.uniform(200, 720, len(anchors))
-    deact = np.where(off, np.maximum(created, 0) + rng.uniform(14, d, m), NEVER)
+    deact = np.where(off, np.maximum(created, 0) + rng.uniform(14, max(d, 15), m), NEVER)
     deact[deact >= d] = NEVER
     react = np.where(
         np.isfinite(deact) & (rng.random(m) < 0.4), deact + rng.uniform(10, 60, m), NEVER
@@ -264,7 +264,7 @@ def _strictly_increasing(
     cummax(x_i - i*step) + i*step within each group.
     """
     i = np.arange(len(day), dtype=np.float64)
-    first = np.r_[True, group[1:] != group[:-1]]
+    first = np.r_[True, group[1:] != group[:-1]][: len(group)]
     offset = np.maximum.accumulate(np.where(first, i, 0.0))
     rank = (i - offset) * step
     shifted = pd.Series(day - rank).groupby(group).cummax().to_numpy()

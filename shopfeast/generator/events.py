@@ -150,7 +150,7 @@ def _times(ev: pd.DataFrame, session_start: np.ndarray, rng: np.random.Generator
     gap_s = MIN_GAP_S + np.where(
         purchase, rng.exponential(3.0, n), np.minimum(rng.exponential(35.0, n), 300.0)
     )
-    first = np.r_[True, session[1:] != session[:-1]]
+    first = np.r_[True, session[1:] != session[:-1]][:n]
     gap_s[first] = 0.0
     cum = np.cumsum(gap_s)
     base = np.maximum.accumulate(np.where(first, cum, 0.0))

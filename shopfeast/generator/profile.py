@@ -81,8 +81,8 @@ def _loyalty(
     net = (o["total"] - o["refunded"]).to_numpy()
     cum = f["prior_spend"].to_numpy()[who] + pd.Series(net).groupby(who).cumsum().to_numpy()
     tier = np.searchsorted(np.asarray(knobs.loyalty_thresholds), cum, side="right")
-    first = np.r_[True, who[1:] != who[:-1]]
-    before = np.where(first, f["loyalty"].to_numpy()[who], np.r_[0, tier[:-1]])
+    first = np.r_[True, who[1:] != who[:-1]][: len(who)]
+    before = np.where(first, f["loyalty"].to_numpy()[who], np.r_[0, tier[:-1]][: len(who)])
     up = tier > before
     day = o["t"].to_numpy()[up] + 1.0 / 24
     upgrades = _change(who[up], day, 1, loyalty=tier[up])

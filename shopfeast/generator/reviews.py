@@ -143,11 +143,16 @@ def _pick(
 
 
 def _fill(template: np.ndarray, noun: np.ndarray) -> np.ndarray:
-    parts = pd.Series(template, dtype=object).str.split("{}", n=1, expand=True)
-    pre = parts[0].to_numpy(dtype=object)
-    post = parts[1].fillna("").to_numpy(dtype=object) if 1 in parts else np.full(len(pre), "")
-    has = pd.Series(template, dtype=object).str.contains("{}", regex=False).to_numpy()
-    return pre + np.where(has, noun, "") + post
+    """Put each row's noun into its template's `{}` (split once per distinct template)."""
+    out = np.empty(len(template), dtype=object)
+    for t in set(template.tolist()):  # a few dozen templates, not rows
+        rows = np.flatnonzero(template == t)
+        if "{}" in t:
+            pre, post = t.split("{}", 1)
+            out[rows] = pre + noun[rows] + post
+        else:
+            out[rows] = t
+    return out
 
 
 def _texts(
