@@ -30,11 +30,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.entities import product_first_day
 from pipelines.family import Input
-from pipelines.specs import Feature, FeatureSource
-from pipelines.windows import EntityIndex, Snapshots, as_of, day_ts, duration_us, entry_day
+from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
+from pipelines.windows import (
+    EntityIndex,
+    Snapshots,
+    as_of,
+    day_ts,
+    duration_us,
+    entry_day,
+    pack,
+)
 
 TOP_K = 20
 TOGETHER_DAYS = 30
@@ -90,7 +99,8 @@ def compute(
     first = snap_up(product_first_day(tables["products"], index))
     days = grain_days(snapshots.start_day, snapshots.end_day)
     if not len(days):  # no Monday in this run: nothing to read or write
-        return _frame(index, np.zeros(0, np.int64), np.zeros(0, np.int64), [], [], [])
+        none = np.zeros(0, np.int64)
+        return _lists(index, none, none, [none] * 4, none)
     lines = purchases(tables["orders"], tables["order_items"], index)
     pairs = pair_counts(lines)
     buyers = buyer_counts(lines)
@@ -187,87 +197,119 @@ def _emit(
     """Rows (product, day, top list, scores, n(a)) at every grain day of `days` where a product
     starts to exist or its list, scores or buyers change."""
     start = days[0]
+    pa_, pb, pd_, pn = (pairs[c].to_numpy(np.int64) for c in ("a", "b", "day", "n"))
+    ba, bd = buyers["a"].to_numpy(np.int64), buyers["day"].to_numpy(np.int64)
     # State as of the first day: each pair's latest count, then the top K per product.
-    upto = pairs[pairs["day"] <= start]
-    state = _top(upto.drop_duplicates(["a", "b"], keep="last"))
-    n_a = np.zeros(len(index), np.int64)
-    b0 = buyers[buyers["day"] <= start].drop_duplicates("a", keep="last")
-    n_a[b0["a"].to_numpy()] = b0["n"].to_numpy()
+    upto = pd_ <= start
+    state = _top(pa_[upto], pb[upto], pn[upto])
+    grown_at = np.unique(bd[bd > start])
+    changed_at = np.unique(pd_[pd_ > start])
+    p_lo = np.searchsorted(pd_, changed_at)  # pairs are sorted by day
+    p_hi = np.searchsorted(pd_, changed_at, side="right")
 
-    out_e, out_d, tops = [], [], []
+    out: list[tuple[np.ndarray, ...]] = []  # (a, day) rows and their (a, b, n, day) list items
     born = np.flatnonzero(first <= start)
-    out_e.append(born)
-    out_d.append(np.full(len(born), start))
-    tops.append(state[state["a"].isin(born)].assign(d=start, nn=lambda f: n_a[f["a"]]))
-
-    pair_by_day = dict(tuple(pairs[pairs["day"] > start].groupby("day", sort=True)))
-    buyer_by_day = dict(tuple(buyers[buyers["day"] > start].groupby("day", sort=True)))
-    for d in days[1:]:
-        changed = pair_by_day.get(d)
-        grown = buyer_by_day.get(d)
-        touched = []
-        if grown is not None:
-            n_a[grown["a"].to_numpy()] = grown["n"].to_numpy()
-            touched.append(grown["a"].to_numpy())
-        if changed is not None:
-            hit = changed["a"].unique()
-            mine = state["a"].isin(hit).to_numpy()
-            fresh = _top(
-                pd.concat(
-                    [state[mine], changed[["a", "b", "n"]]], ignore_index=True
-                ).drop_duplicates(["a", "b"], keep="last")
-            )
-            state = pd.concat([state[~mine], fresh], ignore_index=True)
-            touched.append(hit)
-        new = np.flatnonzero(first == d)
-        touched.append(new)
+    out.append(_rows_of(state, born, start))
+    for d in np.union1d(np.union1d(grown_at, changed_at), first[first > start]):
+        if d > days[-1]:
+            break
+        touched = [np.flatnonzero(first == d), ba[bd == d]]
+        k = np.searchsorted(changed_at, d)
+        if k < len(changed_at) and changed_at[k] == d:
+            ca, cb, cn = (x[p_lo[k] : p_hi[k]] for x in (pa_, pb, pn))
+            mine = np.isin(state[0], ca)
+            fresh = _top(*(np.r_[s[mine], c] for s, c in zip(state, (ca, cb, cn), strict=True)))
+            state = tuple(np.r_[s[~mine], f] for s, f in zip(state, fresh, strict=True))
+            touched.append(ca)
         touched = np.unique(np.concatenate(touched))
         touched = touched[first[touched] <= d]
-        if not len(touched):
-            continue
-        out_e.append(touched)
-        out_d.append(np.full(len(touched), d))
-        rows = state[state["a"].isin(touched)]
-        tops.append(rows.assign(d=d, nn=n_a[rows["a"].to_numpy()]))
+        if len(touched):
+            out.append(_rows_of(state, touched, d))
+    entity, day = (np.concatenate([o[i] for o in out]) for i in (0, 1))
+    flat = [np.concatenate([o[i] for o in out]) for i in (2, 3, 4, 5)]
+    n_all = _buyers_at(buyers, entity, day)
+    return _lists(index, entity, day, flat, n_all)
 
-    entity, day = np.concatenate(out_e), np.concatenate(out_d)
-    flat = (
-        pd.concat(tops, ignore_index=True)
-        if tops
-        else pd.DataFrame(columns=["a", "b", "n", "d", "nn"])
+
+def _rows_of(state: tuple[np.ndarray, ...], products: np.ndarray, day: int) -> tuple:
+    """Output rows for `products` on `day`, and their current list items."""
+    hit = np.isin(state[0], products)
+    a, b, n = (s[hit] for s in state)
+    return (
+        products,
+        np.full(len(products), day, np.int64),
+        a,
+        b,
+        n,
+        np.full(len(a), day, np.int64),
     )
-    return _lists(index, entity, day, flat, n_a_at=buyers)
 
 
-def _top(counts: pd.DataFrame) -> pd.DataFrame:
-    """The TOP_K rows per product a: most `n` first, ties by b (codes follow product_id order)."""
-    ranked = counts[["a", "b", "n"]].sort_values(
-        ["a", "n", "b"], ascending=[True, False, True], kind="stable"
-    )
-    return ranked.groupby("a", sort=False).head(TOP_K).reset_index(drop=True)
+def _top(a: np.ndarray, b: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each pair's largest count, then the TOP_K pairs per product a: most `n` first, ties by b
+    (codes follow product_id order). Counts only grow, so the largest is the latest."""
+    order = _argsort(a, b, n)
+    a, b, n = a[order], b[order], n[order]
+    last_of_pair = np.r_[(a[1:] != a[:-1]) | (b[1:] != b[:-1]), True][: len(a)]
+    a, b, n = a[last_of_pair], b[last_of_pair], n[last_of_pair]
+    order = _argsort(a, n.max(initial=0) - n, b)
+    a, b, n = a[order], b[order], n[order]
+    starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]][: len(a)])
+    rank = np.arange(len(a)) - np.repeat(starts, np.diff(np.r_[starts, len(a)]))
+    keep = rank < TOP_K
+    return a[keep], b[keep], n[keep]
+
+
+def _argsort(*columns: np.ndarray) -> np.ndarray:
+    """Stable order by several non-negative integer columns, most significant first: packed
+    into one int64 key when they fit (one sort instead of a lexsort)."""
+    widths = [int(c.max(initial=0)).bit_length() for c in columns]
+    if sum(widths) > 62:
+        return np.lexsort(columns[::-1])
+    key = np.zeros(len(columns[0]), np.int64)
+    for column, width in zip(columns, widths, strict=True):
+        key = (key << width) | column
+    return np.argsort(key, kind="stable")
 
 
 def _lists(
     index: EntityIndex,
     entity: np.ndarray,
     day: np.ndarray,
-    flat: pd.DataFrame,
-    n_a_at: pd.DataFrame,
+    flat: list[np.ndarray],
+    n_all: np.ndarray,
 ) -> pd.DataFrame:
-    """Assemble one row per (entity, day) with its list columns, from the flat top rows."""
-    rows = pd.DataFrame({"a": entity, "d": day})
-    rows["r"] = np.arange(len(rows))
-    flat = flat.merge(rows, on=["a", "d"]).sort_values(
-        ["r", "n", "b"], ascending=[True, False, True], kind="stable"
+    """One row per (entity, day) with its list columns, from the flat list items."""
+    fa, fb, fn, fd = flat
+    row_key, item_key = pack(entity, day), pack(fa, fd)
+    order_rows = np.argsort(row_key, kind="stable")
+    entity, day, n_all = entity[order_rows], day[order_rows], n_all[order_rows]
+    row_of_item = np.searchsorted(row_key[order_rows], item_key)
+    order = _argsort(row_of_item, fn.max(initial=0) - fn, fb)
+    row_of_item, fb, fn = row_of_item[order], fb[order], fn[order]
+    counts = np.bincount(row_of_item, minlength=len(entity))
+    offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
+    ids = pa.array(index.ids.to_numpy(dtype=object), pa.string()).take(pa.array(fb))
+    # Scores as Python prints floats (numpy's shortest round-trip repr is the same text); few
+    # distinct values, so each is formatted once.
+    values, inverse = np.unique(fn / n_all[row_of_item].astype(np.float64), return_inverse=True)
+    scores = pa.array(values.astype(str), pa.string()).take(pa.array(inverse))
+    return pd.DataFrame(
+        {
+            "product_id": index.lookup(entity),
+            "event_timestamp": day_ts(day),
+            "copurchase_product_ids": _packed(offsets, ids),
+            "copurchase_scores": _packed(offsets, scores),
+            "copurchase_buyers": n_all,
+        }
     )
-    counts = np.bincount(flat["r"].to_numpy(np.int64), minlength=len(rows))
-    offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
-    ids = pa.array(index.ids.to_numpy(dtype=object)[flat["b"].to_numpy(np.int64)], pa.string())
-    scores = pa.array(flat["n"].to_numpy(np.float64) / flat["nn"].to_numpy(np.float64))
-    id_lists = pa.ListArray.from_arrays(pa.array(offsets), ids).to_pandas()
-    score_lists = pa.ListArray.from_arrays(pa.array(offsets), scores).to_pandas()
-    buyers = _buyers_at(n_a_at, entity, day)
-    return _frame(index, entity, day, list(id_lists), list(score_lists), buyers)
+
+
+def _packed(offsets: pa.Array, items: pa.Array) -> pd.Series:
+    """List values packed the way pipelines.specs carries them (one string per row), built in
+    Arrow rather than a Python list per row."""
+    joined = pc.binary_join(pa.ListArray.from_arrays(offsets, items), LIST_SEP)
+    return pd.Series(pd.arrays.ArrowStringArray(joined.cast(pa.large_string())), dtype=STRING)
 
 
 def _buyers_at(buyers: pd.DataFrame, entity: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -275,17 +317,3 @@ def _buyers_at(buyers: pd.DataFrame, entity: np.ndarray, day: np.ndarray) -> np.
     pos = as_of(entity, day, b["a"].to_numpy(), b["day"].to_numpy())
     n = b["n"].to_numpy()
     return np.where(pos >= 0, n[np.maximum(pos, 0)] if len(n) else 0, 0)
-
-
-def _frame(
-    index: EntityIndex, entity: np.ndarray, day: np.ndarray, ids: list, scores: list, buyers
-) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "product_id": index.lookup(entity),
-            "event_timestamp": day_ts(day),
-            "copurchase_product_ids": pd.Series([list(v) for v in ids], dtype=object),
-            "copurchase_scores": pd.Series([list(v) for v in scores], dtype=object),
-            "copurchase_buyers": np.asarray(buyers, np.int64),
-        }
-    )
