@@ -135,9 +135,9 @@ def _coerce_array(arr: pa.Array, kind: Kind, column: str) -> Coerced:
 
 def _trim(text: pa.Array) -> pa.Array:
     """Strip surrounding whitespace; no copy of the column when there is none (the usual case)."""
-    if pc.any(pc.match_substring_regex(text, r"^\s|\s$")).as_py():
-        return pc.utf8_trim_whitespace(text)
-    return text
+    trimmed = pc.utf8_trim_whitespace(text)
+    changed = pc.any(pc.not_equal(pc.binary_length(trimmed), pc.binary_length(text))).as_py()
+    return trimmed if changed else text
 
 
 def _np(mask: pa.Array) -> np.ndarray:
@@ -221,44 +221,46 @@ def _timestamp_from_text(text: pa.Array, missing: np.ndarray) -> Coerced:
     n = len(text)
     micros = np.zeros(n, dtype=np.int64)
     valid = np.zeros(n, dtype=bool)
-    todo = ~missing
+    rest = np.flatnonzero(~missing)  # rows not read yet, shrinking stage by stage
     for regex, target in ((_ISO_OFFSET_RE, TS), (_ISO_NAIVE_RE, pa.timestamp("us"))):
-        sel = todo & _np(
-            pc.match_substring_regex(text if todo.all() else _where(todo, text), regex)
-        )
+        if not len(rest):
+            break
+        sub = text if len(rest) == n else text.take(pa.array(rest))
+        sel = _np(pc.match_substring_regex(sub, regex))
+        done = np.zeros(len(rest), dtype=bool)
         # Arrow's cast fails as a whole on one impossible date (2025-02-30): cast in slices so
         # that only the slice holding it is left to pandas, value by value.
-        for lo in range(0, n, _SLICE) if sel.any() else ():
+        for lo in range(0, len(rest), _SLICE) if sel.any() else ():
             part = sel[lo : lo + _SLICE]
             if not part.any():
                 continue
             try:
-                parsed = pc.cast(_where(part, text.slice(lo, _SLICE)), target)
+                parsed = pc.cast(_where(part, sub.slice(lo, _SLICE)), target)
             except pa.ArrowInvalid:
                 continue
             got = pc.fill_null(parsed.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
-            micros[lo : lo + _SLICE][part] = got[part]
-            valid[lo : lo + _SLICE] |= part
-            todo[lo : lo + _SLICE] &= ~part
-        if not todo.any():
-            break
-    numeric = todo & _np(pc.match_substring_regex(_where(todo, text), _FLOAT_RE))
-    if numeric.any():  # epoch seconds / milliseconds / ...
-        nums = pc.cast(_where(numeric, text), pa.float64()).to_numpy(zero_copy_only=False)
-        m, ok = _epoch_micros(nums[numeric])
-        micros[numeric], valid[numeric] = m, ok
-        todo &= ~numeric
-    if todo.any():
-        idx = np.flatnonzero(todo)
+            rows = rest[lo : lo + _SLICE][part]
+            micros[rows], valid[rows] = got[part], True
+            done[lo : lo + _SLICE] = part
+        rest = rest[~done]
+    if len(rest):  # epoch seconds / milliseconds / ...
+        sub = text.take(pa.array(rest))
+        numeric = _np(pc.match_substring_regex(sub, _FLOAT_RE))
+        if numeric.any():
+            nums = pc.cast(_where(numeric, sub), pa.float64()).to_numpy(zero_copy_only=False)
+            rows = rest[numeric]
+            micros[rows], valid[rows] = _epoch_micros(nums[numeric])
+            rest = rest[~numeric]
+    if len(rest):  # other ISO 8601 forms (no seconds, hour-only offsets, ...), value by value
         parsed = pd.to_datetime(
-            pd.Series(text.take(pa.array(idx)).to_pylist(), dtype=object),
+            pd.Series(text.take(pa.array(rest)).to_pylist(), dtype=object),
             format="ISO8601",
             utc=True,
             errors="coerce",
         )
         ok = parsed.notna().to_numpy()
-        micros[idx[ok]] = parsed[ok].astype("datetime64[us, UTC]").astype("int64").to_numpy()
-        valid[idx[ok]] = True
+        micros[rest[ok]] = parsed[ok].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+        valid[rest[ok]] = True
     values = pa.array(micros, pa.int64(), mask=~valid).cast(TS)
     return _result(values, missing, "timestamp")
 
