@@ -49,6 +49,7 @@ from pipelines.windows import (
     as_of,
     day_of,
     day_ts,
+    duration_us,
     entry_day,
     fixed,
 )
@@ -139,32 +140,58 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     first_day = product_first_day(products, index)
     entity, day = _grid(first_day, snapshots)
     log = _versions(products, index)
-    pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())
-    row = log.iloc[pos].reset_index(drop=True)  # every grid point has a version (day >= first)
+    pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())  # always found
 
     acc = _streams(tables, index).evaluate(snapshots.start_day, snapshots.end_day, carry=True)
-    pos = as_of(entity, day, acc.entity, acc.day)
-    v = {k: np.where(pos >= 0, a[np.maximum(pos, 0)], 0) if len(a) else np.zeros(len(pos),
-                                                                                  np.int64)
+    at = as_of(entity, day, acc.entity, acc.day)
+    v = {k: np.where(at >= 0, a[np.maximum(at, 0)], 0) if len(a) else np.zeros(len(at),
+                                                                                np.int64)
          for k, a in acc.values.items()}
 
-    out = pd.DataFrame({"product_id": index.lookup(entity), "event_timestamp": day_ts(day)})
-    out["product_price"] = row["price"].to_numpy(np.float64)
-    for name in ("category", "subcategory", "brand"):  # strings via codes: the log is small
-        codes, names = pd.factorize(row[name])
-        out[name] = pd.Categorical.from_codes(codes, names).astype(object)
-    out["product_is_active"] = row["is_active"].astype("boolean").fillna(True).to_numpy()
-    out["product_created_at"] = row["created_at"].astype("datetime64[us, UTC]").array
+    # Every column as a numpy array on the (product, day) grid; strings as codes into the log's
+    # small vocabularies until the end.
+    cols: dict[str, np.ndarray] = {"product_price": log["price"].to_numpy(np.float64)[pos]}
+    vocab: dict[str, pd.Index] = {}
+    for name in ("category", "subcategory", "brand"):
+        codes, vocab[name] = pd.factorize(log[name])
+        cols[name] = codes[pos]
+    cols["product_is_active"] = log["is_active"].fillna(True).to_numpy(bool)[pos]
+    cols["product_created_at"] = duration_us(log["created_at"])[pos]
     for name in ("views_7d", "views_30d", "carts_7d", "carts_30d", "units_sold_7d",
                  "units_sold_30d", "orders_7d", "orders_30d", "popularity_30d", "review_count"):
-        out[f"product_{name}"] = v[name]
-    out["product_conversion_rate_30d"] = _ratio(v["purchases_30d"], v["views_30d"])
+        cols[f"product_{name}"] = v[name]
+    cols["product_conversion_rate_30d"] = _ratio(v["purchases_30d"], v["views_30d"])
     before = v["orders_35d"] - v["orders_7d"]
-    out["product_trending_score"] = (v["orders_7d"] + 1) / (before / 4 + 1)
-    out["product_refund_rate_90d"] = _ratio(v["refunded_90d"], v["orders_90d"])
-    out["product_avg_rating"] = _ratio(v["rating_sum"] / MICRO, v["review_count"])
-    out["product_avg_sentiment"] = _ratio(v["sentiment_sum"] / MICRO, v["felt"])
-    return _category_figures(out, day)
+    cols["product_trending_score"] = (v["orders_7d"] + 1) / (before / 4 + 1)
+    cols["product_refund_rate_90d"] = _ratio(v["refunded_90d"], v["orders_90d"])
+    cols["product_avg_rating"] = _ratio(v["rating_sum"] / MICRO, v["review_count"])
+    cols["product_avg_sentiment"] = _ratio(v["sentiment_sum"] / MICRO, v["felt"])
+    cols.update(_category_figures(cols, day))
+
+    keep = _changed(entity, cols)  # the grid is dense; the source keeps change points only
+    out = pd.DataFrame({"product_id": index.lookup(entity[keep]),
+                        "event_timestamp": day_ts(day[keep])})
+    for name, values in cols.items():
+        values = values[keep]
+        if name in vocab:
+            out[name] = pd.Categorical.from_codes(values, vocab[name]).astype(object)
+        elif name == "product_created_at":
+            out[name] = pd.to_datetime(values, unit="us", utc=True)
+        else:
+            out[name] = values
+    return out[["product_id", "event_timestamp", *SOURCE.feature_names]]
+
+
+def _changed(entity: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Grid rows that are a product's first or differ from its previous row (NaN equals NaN)."""
+    keep = np.r_[True, entity[1:] != entity[:-1]]
+    for values in cols.values():
+        cur, prev = values[1:], values[:-1]
+        differ = cur != prev
+        if values.dtype.kind == "f":
+            differ &= ~(np.isnan(cur) & np.isnan(prev))
+        keep[1:] |= differ
+    return keep
 
 
 # --- the grid and the catalogue -----------------------------------------------------------------
@@ -183,7 +210,8 @@ def _versions(products: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
     log = products.assign(updated_at=products["updated_at"].fillna(products["created_at"]))
     log = log.dropna(subset=["updated_at"])
     log = log.assign(c=index.codes(log["product_id"]), valid=day_of(log["updated_at"]) + 1,
-                     category=log["category"].fillna("unknown"))
+                     category=log["category"].fillna("unknown"),
+                     is_active=log["is_active"].astype("boolean"))
     log = log[log["c"] >= 0].sort_values(["c", "updated_at"], kind="stable")
     return log.drop_duplicates(["c", "valid"], keep="last").reset_index(drop=True)
 
@@ -260,20 +288,20 @@ def _review_streams(s: Streams, reviews: pd.DataFrame, index: EntityIndex) -> No
 
 # --- cross-sections -----------------------------------------------------------------------------
 
-def _category_figures(out: pd.DataFrame, day: np.ndarray) -> pd.DataFrame:
+def _category_figures(cols: dict[str, np.ndarray], day: np.ndarray) -> dict[str, np.ndarray]:
     """Per (day, category) over the products that exist that day: counts, prices, popularity."""
-    cat = pd.factorize(out["category"])[0].astype(np.int64)
-    key = pd.Series(day * (cat.max(initial=0) + 1) + cat)
-    price = out["product_price"]
-    g = price.groupby(key.to_numpy(), sort=False)
-    out["product_price_pct_in_category"] = g.rank(method="max", pct=True).to_numpy()
-    out["category_product_count"] = g.transform("size").to_numpy(np.int64)
-    out["category_price_min"] = g.transform("min").to_numpy()
-    out["category_price_max"] = g.transform("max").to_numpy()
-    out["category_price_median"] = g.transform("median").to_numpy()
-    popularity = out["product_popularity_30d"].groupby(key.to_numpy(), sort=False)
-    out["category_popularity_30d"] = popularity.transform("sum").to_numpy(np.int64)
-    return out
+    cat = cols["category"].astype(np.int64)
+    key = day * (cat.max(initial=0) + 2) + cat + 1  # category codes start at -1 (null)
+    g = pd.Series(cols["product_price"]).groupby(key, sort=False)
+    popularity = pd.Series(cols["product_popularity_30d"]).groupby(key, sort=False)
+    return {
+        "product_price_pct_in_category": g.rank(method="max", pct=True).to_numpy(),
+        "category_product_count": g.transform("size").to_numpy(np.int64),
+        "category_popularity_30d": popularity.transform("sum").to_numpy(np.int64),
+        "category_price_min": g.transform("min").to_numpy(),
+        "category_price_max": g.transform("max").to_numpy(),
+        "category_price_median": g.transform("median").to_numpy(),
+    }
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
