@@ -32,21 +32,33 @@ def build_resources(settings: Settings) -> Resources:
     churn = load(models_dir, settings.churn_model)
     ranking = load(models_dir, settings.ranking_model)
     store = open_store(settings)
-    online = OnlineFeatures(store, cached_entities=("product",),
-                            max_stale_s=settings.product_max_stale_s,
-                            deadline_s=settings.store_deadline_s)
-    services = [churn.feature_service, ranking.feature_service, CANDIDATE_SERVICE,
-                settings.customer_service, settings.product_service]
+    online = OnlineFeatures(
+        store,
+        cached_entities=("product",),
+        max_stale_s=settings.product_max_stale_s,
+        deadline_s=settings.store_deadline_s,
+    )
+    services = [
+        churn.feature_service,
+        ranking.feature_service,
+        CANDIDATE_SERVICE,
+        settings.customer_service,
+        settings.product_service,
+    ]
     for name in services:  # an unknown service stops start-up here, not on the first request
         try:
             online.plan(name)
         except Exception as exc:
-            raise errors.StartupError(f"feature service '{name}' cannot be resolved from the "
-                                      f"registry ({type(exc).__name__}: {exc}); run "
-                                      "`make apply`") from exc
-    catalog = CatalogKeeper(online, [CANDIDATE_SERVICE, ranking.feature_service,
-                                     settings.product_service],
-                            refresh_s=settings.catalog_refresh_s)
+            raise errors.StartupError(
+                f"feature service '{name}' cannot be resolved from the "
+                f"registry ({type(exc).__name__}: {exc}); run "
+                "`make apply`"
+            ) from exc
+    catalog = CatalogKeeper(
+        online,
+        [CANDIDATE_SERVICE, ranking.feature_service, settings.product_service],
+        refresh_s=settings.catalog_refresh_s,
+    )
     scorer = Scorer(online, churn, ranking, catalog, candidate_pool=settings.candidate_pool)
     return Resources(settings, store, online, churn, ranking, catalog, scorer)
 
@@ -71,14 +83,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="shopfeast serving", version="1", lifespan=lifespan,
-                  description="Churn, recommendation and feature APIs on the Feast online store.")
+    app = FastAPI(
+        title="shopfeast serving",
+        version="1",
+        lifespan=lifespan,
+        description="Churn, recommendation and feature APIs on the Feast online store.",
+    )
     app.state.settings = settings
     errors.install(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for router in (features.router, predict.router, recommendations.router,
-                   metrics_route.router):
+    for router in (features.router, predict.router, recommendations.router, metrics_route.router):
         app.include_router(router, dependencies=protected)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(metrics.MetricsMiddleware)

@@ -13,11 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from dataclasses import dataclass
 
 import pandas as pd
-from feast.infra.key_encoding_utils import deserialize_entity_key, serialize_entity_key_prefix
+from feast.infra.key_encoding_utils import (
+    deserialize_entity_key,
+    serialize_entity_key,
+    serialize_entity_key_prefix,
+)
 from feast.type_map import feast_value_type_to_python_type
 
 from serving.online import OnlineFeatures
@@ -26,7 +31,6 @@ from training.candidates import Catalog
 log = logging.getLogger("serving.catalog")
 
 CATEGORY = "category"
-POPULARITY = "popularity"
 
 
 @dataclass
@@ -40,67 +44,80 @@ class CatalogState:
 class CatalogKeeper:
     """Lists the products online, keeps their views cached and the catalogue current."""
 
-    def __init__(self, online: OnlineFeatures, services: list[str], join_key: str = "product_id",
-                 refresh_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        online: OnlineFeatures,
+        services: list[str],
+        join_key: str = "product_id",
+        refresh_s: float = 300.0,
+        deadline_s: float = 30.0,
+    ) -> None:
         self.online = online
         self.services = services
         self.join_key = join_key
         self.refresh_s = refresh_s
+        self.deadline_s = deadline_s  # per Redis step of a refresh: background work, not a request
         self.state = CatalogState()
         self._task: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
 
     async def product_ids(self) -> list[str]:
-        """Every product id with a row in the online store (Feast's Redis key layout)."""
-        store = self.online.provider.online_store
-        config = self.online.store.config
-        client = await store._get_client_async(config.online_store)
-        version = config.entity_key_serialization_version
-        prefix = serialize_entity_key_prefix([self.join_key], version)
-        project = config.project.encode()
-        pattern = _glob_escape(prefix) + b"*" + _glob_escape(project)
-        ids = []
-        async for key in client.scan_iter(match=pattern, count=2000):
-            if not key.endswith(project):
-                continue
-            entity = deserialize_entity_key(key[: -len(project)], version)
-            if list(entity.join_keys) == [self.join_key]:
-                ids.append(str(feast_value_type_to_python_type(entity.entity_values[0])))
-        return sorted(ids)
+        return await entity_ids(self.online, self.join_key)
 
     async def refresh(self) -> CatalogState:
         """One round: list products, re-read their cached views, rebuild the catalogue."""
         start = time.perf_counter()
-        ids = await self.online._guarded(self.product_ids())
+        ids = await self.online._guarded(self.product_ids(), self.deadline_s)
         views = self.online.cached_views(self.services)
-        await self.online.refresh_cached(views, [(p,) for p in ids])
-        self.state = CatalogState(catalog=self._build(views), products=len(ids),
-                                  loaded_at=time.time())
+        await self.online.refresh_cached(views, [(p,) for p in ids], deadline_s=self.deadline_s)
+        self.state = CatalogState(catalog=self._build(), products=len(ids), loaded_at=time.time())
         log.info("catalogue: %d products in %.2fs", len(ids), time.perf_counter() - start)
         return self.state
 
-    def _build(self, views) -> Catalog:
-        values: dict[str, dict] = {}
-        for vp in views:
-            if any(f.name == CATEGORY for f in vp.view.features):
-                for key, (_, row) in self.online.cached_rows(vp.view.name).items():
-                    if row is not None:
-                        values[key[0]] = row
-        frame = pd.DataFrame(
-            [(pid, row.get(CATEGORY), row.get(POPULARITY)) for pid, row in values.items()],
-            columns=["product_id", CATEGORY, POPULARITY])
-        return Catalog.from_frame(frame, popularity=POPULARITY, category=CATEGORY)
+    async def ensure_loaded(self) -> Catalog:
+        """The catalogue; when none is loaded yet (Redis was down at start), load it now, once
+        for all the requests waiting, rather than failing until the next background round."""
+        if self.state.catalog is None:
+            async with self._lock:
+                if self.state.catalog is None:
+                    await self.refresh()
+        assert self.state.catalog is not None
+        return self.state.catalog
+
+    def catalog_columns(self) -> tuple[str, str, str]:
+        """(view, category, popularity): the product view and the two features the candidate
+        service asks of it; the popularity measure is whichever the service names."""
+        for vp in self.online.plan(self.services[0]).views:
+            if vp.join_keys == (self.join_key,) and CATEGORY in vp.features:
+                others = [f for f in vp.features if f != CATEGORY]
+                if len(others) == 1:
+                    return vp.view.name, CATEGORY, others[0]
+        raise ValueError(
+            f"{self.services[0]} names no product view with {CATEGORY!r} and one popularity feature"
+        )
+
+    def _build(self) -> Catalog:
+        view, category, popularity = self.catalog_columns()
+        rows = [
+            (key[0], row.get(category), row.get(popularity))
+            for key, (_, row) in self.online.cached_rows(view).items()
+            if row is not None
+        ]
+        frame = pd.DataFrame(rows, columns=["product_id", category, popularity])
+        return Catalog.from_frame(frame, popularity=popularity, category=category)
 
     async def run_forever(self) -> None:
         """Refresh every `refresh_s`; after a failure, retry sooner (the store may be back)."""
+        delay = self.refresh_s if self.state.catalog is not None else 0.0
         while True:
+            await asyncio.sleep(delay)
             try:
                 await self.refresh()
                 delay = self.refresh_s
             except Exception as exc:  # keep serving the previous catalogue
                 self.state.error = f"{type(exc).__name__}: {exc}"
                 log.warning("catalogue refresh failed: %s", self.state.error)
-                delay = min(5.0, self.refresh_s)
-            await asyncio.sleep(delay)
+                delay = min(2.0, self.refresh_s)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self.run_forever())
@@ -110,6 +127,35 @@ class CatalogKeeper:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+async def entity_ids(online: OnlineFeatures, join_key: str, limit: int | None = None) -> list[str]:
+    """Ids of one entity with a row in the online store, read off Feast's Redis key layout
+    (`serialize_entity_key(key) + project`), sorted; at most `limit` of them."""
+    store = online.provider.online_store
+    config = online.store.config
+    client = await store._get_client_async(config.online_store)
+    version = config.entity_key_serialization_version
+    project = config.project.encode()
+    prefix = serialize_entity_key_prefix([join_key], version)
+    pattern = _glob_escape(prefix) + b"*" + _glob_escape(project)
+    ids = []
+    async for key in client.scan_iter(match=pattern, count=2000):
+        if not key.endswith(project):
+            continue
+        try:
+            entity = deserialize_entity_key(key[: -len(project)], version)
+        except (ValueError, UnicodeDecodeError, struct.error):
+            continue
+        # Another project whose name ends like ours would decode too: the bytes must round-trip.
+        if (
+            list(entity.join_keys) == [join_key]
+            and serialize_entity_key(entity, version) + project == key
+        ):
+            ids.append(str(feast_value_type_to_python_type(entity.entity_values[0])))
+            if limit and len(ids) >= limit:
+                break
+    return sorted(ids)
 
 
 def _glob_escape(raw: bytes) -> bytes:

@@ -71,15 +71,20 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     problems = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in exc.errors()
     ]
-    return JSONResponse(body("invalid_request", "request does not match the schema",
-                             problems=problems), status_code=422)
+    return JSONResponse(
+        body("invalid_request", "request does not match the schema", problems=problems),
+        status_code=422,
+    )
 
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(body(code, str(exc.detail)), status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    return JSONResponse(
+        body(code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -43,7 +43,14 @@ async def _refuse(send: Send, max_bytes: int) -> None:
     import json
 
     payload = json.dumps(body("payload_too_large", f"request body over {max_bytes} bytes"))
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload.encode()})

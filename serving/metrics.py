@@ -27,26 +27,69 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Milliseconds matter here: the targets are p99 < 20 ms and < 60 ms.
-_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.15,
-            0.25, 0.5, 1.0, 2.5)
+_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 
-REQUESTS = Counter("shopfeast_http_requests_total", "HTTP requests answered.",
-                   ["endpoint", "method", "status"], registry=REGISTRY)
-LATENCY = Histogram("shopfeast_http_request_duration_seconds", "Time to answer a request.",
-                    ["endpoint"], buckets=_BUCKETS, registry=REGISTRY)
-ERRORS = Counter("shopfeast_http_errors_total", "Requests answered with a 4xx or 5xx status.",
-                 ["endpoint", "status"], registry=REGISTRY)
-STORE_LATENCY = Histogram("shopfeast_online_store_read_duration_seconds",
-                          "Time of one online-store read (Redis round trip and decoding).",
-                          ["operation"], buckets=_BUCKETS, registry=REGISTRY)
-STORE_ERRORS = Counter("shopfeast_online_store_errors_total",
-                       "Online-store reads that failed (Redis down, timed out).", ["operation"],
-                       registry=REGISTRY)
-MODEL_INFO = Gauge("shopfeast_model_info", "Models loaded (value 1), by name and version.",
-                   ["model", "version", "feature_service"], registry=REGISTRY)
-COLD_STARTS = Counter("shopfeast_recommendations_cold_start_total",
-                      "Recommendation requests for a customer the store does not know.",
-                      registry=REGISTRY)
+REQUESTS = Counter(
+    "shopfeast_http_requests_total",
+    "HTTP requests answered.",
+    ["endpoint", "method", "status"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "shopfeast_http_request_duration_seconds",
+    "Time to answer a request.",
+    ["endpoint"],
+    buckets=_BUCKETS,
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "shopfeast_http_errors_total",
+    "Requests answered with a 4xx or 5xx status.",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+STORE_LATENCY = Histogram(
+    "shopfeast_online_store_read_duration_seconds",
+    "Time of one online-store read (Redis round trip and decoding).",
+    ["operation"],
+    buckets=_BUCKETS,
+    registry=REGISTRY,
+)
+STORE_ERRORS = Counter(
+    "shopfeast_online_store_errors_total",
+    "Online-store reads that failed (Redis down, timed out).",
+    ["operation"],
+    registry=REGISTRY,
+)
+MODEL_INFO = Gauge(
+    "shopfeast_model_info",
+    "Models loaded (value 1), by name and version.",
+    ["model", "version", "feature_service"],
+    registry=REGISTRY,
+)
+COLD_STARTS = Counter(
+    "shopfeast_recommendations_cold_start_total",
+    "Recommendation requests for a customer the store does not know.",
+    registry=REGISTRY,
+)
 
 
 def render() -> bytes:

@@ -34,36 +34,26 @@ class LoadedModel:
     threshold: float | None = None
     card: dict = field(default_factory=dict, repr=False)
 
+    # Both take the float matrix as it is, columns in `input_columns` order: a DataFrame would
+    # cost sklearn's input checks milliseconds per request (see `_use_arrays`).
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probability of the positive class, one per row of X (columns in `input_columns`)."""
-        return self.estimator.predict_proba(_framed(self, X))[:, 1]
+        """Probability of the positive class, one per row of X."""
+        return self.estimator.predict_proba(X)[:, 1]
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Ranking score (higher is better), one per row of X."""
-        return np.asarray(self.estimator.predict(_framed(self, X)), dtype=float)
-
-
-def _framed(model: LoadedModel, X: np.ndarray):
-    """sklearn estimators fitted on DataFrames check column names: hand them the same names.
-    XGBoost takes the array as it is (a DataFrame would cost it several milliseconds)."""
-    if _is_xgboost(model.estimator) or getattr(model.estimator, "feature_names_in_", None) is None:
-        return X
-    import pandas as pd
-
-    return pd.DataFrame(X, columns=list(model.input_columns))
-
-
-def _is_xgboost(estimator: Any) -> bool:
-    return type(estimator).__module__.startswith("xgboost")
+        return np.asarray(self.estimator.predict(X), dtype=float)
 
 
 def check(models_dir: Path, name: str) -> tuple[dict, Path, Path]:
     """The pointer, model file and card of `name`, or StartupError saying what is missing."""
     pointer_path = Path(models_dir) / name / LATEST
     if not pointer_path.exists():
-        raise StartupError(f"model '{name}' not found: {pointer_path} is missing "
-                           f"(train it with `shopfeast train {name}`, or set "
-                           f"SHOPFEAST_MODELS_DIR / SHOPFEAST_DATA_DIR)")
+        raise StartupError(
+            f"model '{name}' not found: {pointer_path} is missing "
+            f"(train it with `shopfeast train {name}`, or set "
+            f"SHOPFEAST_MODELS_DIR / SHOPFEAST_DATA_DIR)"
+        )
     try:
         pointer = json.loads(pointer_path.read_text())
     except (OSError, ValueError) as exc:
@@ -71,8 +61,10 @@ def check(models_dir: Path, name: str) -> tuple[dict, Path, Path]:
     version = str(pointer.get("version", ""))
     model_path = _resolve(pointer_path.parent / version, pointer.get("model_path", MODEL_FILE))
     if not model_path.exists():
-        raise StartupError(f"model '{name}' version {version}: model file {model_path} is "
-                           f"missing (retrain with `shopfeast train {name}`)")
+        raise StartupError(
+            f"model '{name}' version {version}: model file {model_path} is "
+            f"missing (retrain with `shopfeast train {name}`)"
+        )
     card_path = _resolve(pointer_path.parent / version, pointer.get("card_path", CARD_FILE))
     return pointer, model_path, card_path
 
@@ -88,14 +80,22 @@ def load(models_dir: Path, name: str) -> LoadedModel:
     columns = pointer.get("input_columns") or card.get("input_columns")
     service = pointer.get("feature_service") or (card.get("feature_service") or {}).get("name")
     if not columns or not service:
-        raise StartupError(f"model '{name}': its pointer names no input_columns or "
-                           "feature_service; retrain with the current `shopfeast train`")
+        raise StartupError(
+            f"model '{name}': its pointer names no input_columns or "
+            "feature_service; retrain with the current `shopfeast train`"
+        )
+    _use_arrays(estimator, list(columns), name)
     _single_threaded(estimator)
     threshold = pointer.get("threshold", card.get("threshold"))
-    return LoadedModel(name=name, version=str(pointer.get("version", "unknown")),
-                       estimator=estimator, input_columns=tuple(columns),
-                       feature_service=service,
-                       threshold=None if threshold is None else float(threshold), card=card)
+    return LoadedModel(
+        name=name,
+        version=str(pointer.get("version", "unknown")),
+        estimator=estimator,
+        input_columns=tuple(columns),
+        feature_service=service,
+        threshold=None if threshold is None else float(threshold),
+        card=card,
+    )
 
 
 def _resolve(version_dir: Path, value: str) -> Path:
@@ -103,6 +103,35 @@ def _resolve(version_dir: Path, value: str) -> Path:
     still works, by the same file name in the version's folder."""
     p = Path(value)
     return p if p.is_absolute() and p.exists() else version_dir / p.name
+
+
+def _use_arrays(estimator: Any, columns: list[str], name: str) -> None:
+    """Check the card's columns are the ones the estimator was fitted on, in the same order,
+    then let it take plain arrays.
+
+    sklearn remembers the fitted DataFrame's column names and checks every input against them
+    (and warns on an array). Serving builds its matrix in the card's column order, so once the
+    two orders are proved equal here, the names have nothing left to check.
+    """
+    steps = [estimator, *(s for _, s in getattr(estimator, "steps", None) or [])]
+    for est in steps:
+        fitted = getattr(est, "feature_names_in_", None)
+        if fitted is None:
+            continue
+        if [str(c) for c in fitted] != columns:
+            raise StartupError(
+                f"model '{name}': the card's input_columns differ from the "
+                "columns the estimator was fitted on; retrain it"
+            )
+        if "feature_names_in_" in vars(est):  # a Pipeline's is a view of its first step's
+            del est.feature_names_in_
+    if callable(getattr(estimator, "get_booster", None)):
+        names = estimator.get_booster().feature_names
+        if names is not None and list(names) != columns:
+            raise StartupError(
+                f"model '{name}': the card's input_columns differ from the "
+                "booster's feature names; retrain it"
+            )
 
 
 def _single_threaded(estimator: Any) -> None:

@@ -22,6 +22,7 @@ by `refresh_cached`; a row older than `max_stale_s` is read again from Redis.
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -113,9 +114,14 @@ class OnlineFeatures:
     Must be created inside the event loop that uses it (Feast's async Redis client binds to it).
     """
 
-    def __init__(self, store: FeatureStore, cached_entities: Sequence[str] = ("product",),
-                 max_stale_s: float = 600.0, deadline_s: float = 1.0,
-                 provider: Provider | None = None) -> None:
+    def __init__(
+        self,
+        store: FeatureStore,
+        cached_entities: Sequence[str] = ("product",),
+        max_stale_s: float = 600.0,
+        deadline_s: float = 1.0,
+        provider: Provider | None = None,
+    ) -> None:
         self.store = store
         self.provider = provider or get_provider(store.config)
         self.cached_entities = frozenset(cached_entities)
@@ -128,15 +134,28 @@ class OnlineFeatures:
     def plan(self, service: str | FeatureService) -> ServicePlan:
         name = service if isinstance(service, str) else service.name
         if name not in self._plans:
-            fs = service if isinstance(service, FeatureService) else \
-                self.store.get_feature_service(name)
+            fs = (
+                service
+                if isinstance(service, FeatureService)
+                else self.store.get_feature_service(name)
+            )
             self._plans[name] = self._make_plan(fs)
         return self._plans[name]
 
     def _make_plan(self, service: FeatureService) -> ServicePlan:
-        (feature_refs, odfvs, name_to_join_key, entity_types, _, grouped, result_names,
-         request_data, _) = _get_online_request_context(
-            self.store.registry, self.store.project, service, full_feature_names=False)
+        (
+            feature_refs,
+            odfvs,
+            name_to_join_key,
+            entity_types,
+            _,
+            grouped,
+            result_names,
+            request_data,
+            _,
+        ) = _get_online_request_context(
+            self.store.registry, self.store.project, service, full_feature_names=False
+        )
         views = []
         for view, requested in grouped:
             keys = tuple(name_to_join_key[e] for e in view.entities)
@@ -146,17 +165,24 @@ class OnlineFeatures:
         join_keys = tuple(dict.fromkeys(k for v in views for k in v.join_keys))
         names = [r.split(":", 1)[1] for r in feature_refs]
         return ServicePlan(
-            name=service.name, views=tuple(views), odfvs=tuple(odfvs),
+            name=service.name,
+            views=tuple(views),
+            odfvs=tuple(odfvs),
             request_fields=frozenset(request_data),
             feature_names=tuple(n for n in dict.fromkeys(names) if n in result_names),
             join_keys=join_keys,
-            key_types={k: entity_types.get(k, ValueType.STRING) for k in join_keys})
+            key_types={k: entity_types.get(k, ValueType.STRING) for k in join_keys},
+        )
 
     # -- reading --------------------------------------------------------------------------------
 
-    async def read(self, service: str | FeatureService, entities: dict[str, Sequence[Any]],
-                   request: dict[str, Any] | None = None, operation: str | None = None
-                   ) -> OnlineResult:
+    async def read(
+        self,
+        service: str | FeatureService,
+        entities: dict[str, Sequence[Any]],
+        request: dict[str, Any] | None = None,
+        operation: str | None = None,
+    ) -> OnlineResult:
         """Features of `service` for the rows of `entities` (columns of join-key values).
 
         Only the views whose join keys are all given are read, and only the on-demand views whose
@@ -170,25 +196,25 @@ class OnlineFeatures:
         views = [vp for vp in plan.views if all(k in entities for k in vp.join_keys)]
         with metrics.time_store(operation or plan.name):
             stored = await self._guarded(self._read_views(views, entities, n))
-        result = OnlineResult(columns={k: list(entities[k]) for k in plan.join_keys
-                                       if k in entities})
+        result = OnlineResult(
+            columns={k: list(entities[k]) for k in plan.join_keys if k in entities}
+        )
         for name, (found, stamps, cols) in stored.items():
             result.found[name] = found
             result.timestamps[name] = stamps
             result.columns.update(cols)
         read_names = {vp.view.projection.name_to_use() for vp in views}
-        odfvs = [o for o in plan.odfvs
-                 if set(o.source_feature_view_projections) <= read_names]
+        odfvs = [o for o in plan.odfvs if set(o.source_feature_view_projections) <= read_names]
         if odfvs:
             self._apply_odfvs(odfvs, plan, result, request or {}, n)
         keep = (*plan.join_keys, *plan.feature_names)
         result.columns = {k: result.columns[k] for k in keep if k in result.columns}
         return result
 
-    async def _guarded(self, coro):
+    async def _guarded(self, coro, deadline_s: float | None = None):
         """Bound the time spent on Redis and turn its failures into one StoreUnavailable."""
         try:
-            return await asyncio.wait_for(coro, timeout=self.deadline_s)
+            return await asyncio.wait_for(coro, timeout=deadline_s or self.deadline_s)
         except (TimeoutError, OSError) as exc:
             raise StoreUnavailable("online store unavailable") from exc
         except Exception as exc:
@@ -226,7 +252,11 @@ class OnlineFeatures:
             cols = {f: [None if values is None else values.get(f)] * n for f in vp.features}
             return [values is not None] * n, [ts] * n, cols
         ordered = [rows[key] for key in keys]
-        cols = {f: [None if v is None else v.get(f) for _, v in ordered] for f in vp.features}
+        pick = _picker(vp.features)
+        empty = (None,) * len(vp.features)
+        table = [empty if v is None else pick(v) for _, v in ordered]
+        columns = zip(*table, strict=True) if table else ([] for _ in vp.features)
+        cols = dict(zip(vp.features, map(list, columns), strict=True))
         return [v is not None for _, v in ordered], [ts for ts, _ in ordered], cols
 
     async def _fetch(self, vp: ViewPlan, keys: list[tuple], all_features: bool) -> list[Row]:
@@ -235,7 +265,8 @@ class OnlineFeatures:
         for attempt in (1, 2):
             try:
                 raw = await self.provider.online_read_async(
-                    self.store.config, vp.view, entity_keys, requested)
+                    self.store.config, vp.view, entity_keys, requested
+                )
                 break
             except Exception as exc:
                 # A pooled connection that died with a restarted Redis fails once; retry at once.
@@ -246,8 +277,15 @@ class OnlineFeatures:
             if values is None or ts is None or ts <= EPOCH:
                 out.append((None, None))  # Feast's Redis store: no `_ts` field means no row
                 continue
-            out.append((ts, {f: feast_value_type_to_python_type(v, vp.types.get(f))
-                             for f, v in values.items()}))
+            out.append(
+                (
+                    ts,
+                    {
+                        f: feast_value_type_to_python_type(v, vp.types.get(f))
+                        for f, v in values.items()
+                    },
+                )
+            )
         return out
 
     @staticmethod
@@ -266,8 +304,13 @@ class OnlineFeatures:
                     seen.setdefault(vp.view.name, vp)
         return list(seen.values())
 
-    async def refresh_cached(self, views: Sequence[ViewPlan], keys: Sequence[tuple],
-                             chunk: int = 100) -> None:
+    async def refresh_cached(
+        self,
+        views: Sequence[ViewPlan],
+        keys: Sequence[tuple],
+        chunk: int = 100,
+        deadline_s: float | None = None,
+    ) -> None:
         """Re-read `keys` of the cached views, `chunk` keys per Redis pipeline.
 
         Between chunks the event loop serves requests, so a refresh of thousands of products
@@ -275,8 +318,8 @@ class OnlineFeatures:
         """
         for vp in views:
             for start in range(0, len(keys), chunk):
-                part = list(keys[start:start + chunk])
-                rows = await self._guarded(self._fetch(vp, part, all_features=True))
+                part = list(keys[start : start + chunk])
+                rows = await self._guarded(self._fetch(vp, part, all_features=True), deadline_s)
                 now = time.monotonic()
                 for key, row in zip(part, rows, strict=True):
                     self.cache.put(vp.view.name, key, row, now)
@@ -287,26 +330,85 @@ class OnlineFeatures:
 
     # -- on-demand views ------------------------------------------------------------------------
 
-    def _apply_odfvs(self, odfvs: list[OnDemandFeatureView], plan: ServicePlan,
-                     result: OnlineResult, request: dict[str, Any], n: int) -> None:
+    def _apply_odfvs(
+        self,
+        odfvs: list[OnDemandFeatureView],
+        plan: ServicePlan,
+        result: OnlineResult,
+        request: dict[str, Any],
+        n: int,
+    ) -> None:
+        """Run each on-demand view on the rows, once per distinct entity of its sources.
+
+        On-demand transforms are row-wise (Feast runs them on whatever batch a caller sends,
+        offline and online), and the request values are one per request. So an on-demand view
+        of customer views alone (recency) runs once per customer, not once per candidate.
+        """
         base = dict(result.columns)
         for name in plan.request_fields:
             value = request.get(name, datetime.now(UTC) if name == "event_timestamp" else None)
             base[name] = _as_feast_sees_it(value) * n
-        table: pa.Table | None = None
         for odfv in odfvs:
-            sources = {f.name for p in odfv.source_feature_view_projections.values()
-                       for f in p.features}
-            wanted = [c for c in base if c in sources or c in plan.join_keys
-                      or c in plan.request_fields]
+            sources = {
+                f.name for p in odfv.source_feature_view_projections.values() for f in p.features
+            }
+            wanted = [
+                c for c in base if c in sources or c in plan.join_keys or c in plan.request_fields
+            ]
+            keys = [
+                k
+                for vp in plan.views
+                if vp.view.projection.name_to_use() in odfv.source_feature_view_projections
+                for k in vp.join_keys
+            ]
+            firsts, slots = _distinct_rows([base[k] for k in dict.fromkeys(keys)], n)
+            inputs = {
+                c: base[c] if firsts is None else [base[c][i] for i in firsts] for c in wanted
+            }
             if odfv.mode == "python":
-                out = odfv.transform_dict({c: base[c] for c in wanted})
+                out = odfv.transform_dict(inputs)
                 cols = {f.name: list(out[f.name]) for f in odfv.features}
             else:
-                table = table if table is not None else pa.Table.from_pydict(base)
-                out_table = odfv.transform_arrow(table.select(wanted), False)
+                out_table = odfv.transform_arrow(pa.Table.from_pydict(inputs), False)
                 cols = {f.name: out_table.column(f.name).to_pylist() for f in odfv.features}
+            # Feast stores an on-demand NaN as a null value: so do we.
+            cols = {name: [None if v != v else v for v in values] for name, values in cols.items()}
+            if slots is not None:
+                cols = {name: [values[j] for j in slots] for name, values in cols.items()}
             result.columns.update(cols)
+
+
+def _distinct_rows(key_columns: list[list[Any]], n: int):
+    """(first row of each distinct key, each row's distinct index), or (None, None) when every
+    row is distinct already (or there are no keys)."""
+    if not key_columns or n <= 1:
+        return None, None
+    index: dict[tuple, int] = {}
+    firsts: list[int] = []
+    slots: list[int] = []
+    for i, key in enumerate(zip(*key_columns, strict=True)):
+        j = index.get(key)
+        if j is None:
+            j = index[key] = len(firsts)
+            firsts.append(i)
+        slots.append(j)
+    if len(firsts) == n:
+        return None, None
+    return firsts, slots
+
+
+def _picker(names: tuple[str, ...]):
+    """A fast row -> tuple of `names` (missing names read as None)."""
+    getter = operator.itemgetter(*names) if names else (lambda _: ())
+
+    def pick(values: dict[str, Any]) -> tuple:
+        try:
+            got = getter(values)
+        except KeyError:
+            return tuple(values.get(n) for n in names)
+        return got if len(names) != 1 else (got,)
+
+    return pick
 
 
 def _as_feast_sees_it(value: Any) -> list[Any]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from serving import metrics
 from serving.catalog import CatalogKeeper
-from serving.errors import NotFound, StoreUnavailable
+from serving.errors import NotFound
 from serving.matrix import to_matrix
 from serving.models import LoadedModel
 from serving.online import OnlineFeatures, OnlineResult
@@ -42,8 +42,12 @@ class Scorer:
     async def churn(self, customer_id: str) -> dict[str, Any]:
         now = datetime.now(UTC)
         model = self.churn_model
-        res = await self.online.read(model.feature_service, {"customer_id": [customer_id]},
-                                     {"event_timestamp": now}, operation="churn")
+        res = await self.online.read(
+            model.feature_service,
+            {"customer_id": [customer_id]},
+            {"event_timestamp": now},
+            operation="churn",
+        )
         if not res.any_found(0):
             raise NotFound(f"unknown customer: {customer_id}")
         p = float(model.predict_proba(to_matrix(res.columns, model.input_columns, 1))[0])
@@ -53,21 +57,22 @@ class Scorer:
             "churn_probability": p,
             "churn_label": int(p >= threshold),
             "threshold": threshold,
-            "model": {"name": model.name, "version": model.version,
-                      "feature_service": model.feature_service},
+            "model": {
+                "name": model.name,
+                "version": model.version,
+                "feature_service": model.feature_service,
+            },
             **feature_ages(res, 0, now),
         }
 
     # -- recommendations ------------------------------------------------------------------------
 
-    async def recommend(self, customer_id: str, k: int, exclude_purchased: bool
-                        ) -> dict[str, Any]:
+    async def recommend(self, customer_id: str, k: int, exclude_purchased: bool) -> dict[str, Any]:
         now = datetime.now(UTC)
-        catalog = self.catalog.state.catalog
-        if catalog is None:
-            raise StoreUnavailable("product catalogue not loaded yet")
-        cust = await self.online.read(CANDIDATE_SERVICE, {"customer_id": [customer_id]},
-                                      operation="candidates_customer")
+        catalog = await self.catalog.ensure_loaded()
+        cust = await self.online.read(
+            CANDIDATE_SERVICE, {"customer_id": [customer_id]}, operation="candidates_customer"
+        )
         known = cust.any_found(0)
         recent = _strings(cust.columns.get(RECENT, [None])[0])
         favourite = cust.columns.get(FAVOURITE, [None])[0]
@@ -76,55 +81,81 @@ class Scorer:
             exclude = set(recent) | set(_strings(cust.columns.get(PURCHASED, [None])[0]))
         if not known:
             metrics.COLD_STARTS.inc()
-            items = [{"product_id": pid, "score": None, "source": "popular"}
-                     for pid in catalog.popular(k)]
+            items = [
+                {"product_id": pid, "score": None, "source": "popular"}
+                for pid in catalog.popular(k)
+            ]
             return self._answer(customer_id, items, cold_start=True, candidates=len(items))
         neighbours = {}
         if recent:
-            near = await self.online.read(CANDIDATE_SERVICE, {"product_id": recent},
-                                          operation="candidates_products")
+            near = await self.online.read(
+                CANDIDATE_SERVICE, {"product_id": recent}, operation="candidates_products"
+            )
             neighbours = neighbours_from_arrays(
-                near.columns["product_id"], near.columns.get(NEIGHBOUR_IDS, [None] * len(recent)),
-                near.columns.get(NEIGHBOUR_SCORES, [None] * len(recent)))
-        config = CandidateConfig(popular=self.candidate_pool, random=0,
-                                 max_candidates=self.candidate_pool)
-        cands = generate(recent, neighbours, favourite if isinstance(favourite, str) else None,
-                         catalog, rng=None, config=config, exclude=exclude)
+                near.columns["product_id"],
+                near.columns.get(NEIGHBOUR_IDS, [None] * len(recent)),
+                near.columns.get(NEIGHBOUR_SCORES, [None] * len(recent)),
+            )
+        config = CandidateConfig(
+            popular=self.candidate_pool, random=0, max_candidates=self.candidate_pool
+        )
+        cands = generate(
+            recent,
+            neighbours,
+            favourite if isinstance(favourite, str) else None,
+            catalog,
+            rng=None,
+            config=config,
+            exclude=exclude,
+        )
         ids = cands["product_id"].tolist()
         if not ids:
             return self._answer(customer_id, [], cold_start=False, candidates=0)
         model = self.ranking_model
         n = len(ids)
-        feats = await self.online.read(model.feature_service,
-                                       {"customer_id": [customer_id] * n, "product_id": ids},
-                                       {"event_timestamp": now}, operation="ranking")
+        feats = await self.online.read(
+            model.feature_service,
+            {"customer_id": [customer_id] * n, "product_id": ids},
+            {"event_timestamp": now},
+            operation="ranking",
+        )
         scores = model.score(to_matrix(feats.columns, model.input_columns, n))
         order = np.argsort(-scores, kind="stable")[:k]
         sources = cands["source"].tolist()
-        items = [{"product_id": ids[i], "score": float(scores[i]), "source": sources[i]}
-                 for i in order]
+        items = [
+            {"product_id": ids[i], "score": float(scores[i]), "source": sources[i]} for i in order
+        ]
         return self._answer(customer_id, items, cold_start=False, candidates=n)
 
-    def _answer(self, customer_id: str, items: list[dict], cold_start: bool, candidates: int
-                ) -> dict[str, Any]:
+    def _answer(
+        self, customer_id: str, items: list[dict], cold_start: bool, candidates: int
+    ) -> dict[str, Any]:
         for rank, item in enumerate(items, start=1):
             item["rank"] = rank
         return {
             "customer_id": customer_id,
             "cold_start": cold_start,
             "candidates_scored": 0 if cold_start else candidates,
-            "model": {"name": self.ranking_model.name, "version": self.ranking_model.version,
-                      "feature_service": self.ranking_model.feature_service},
+            "model": {
+                "name": self.ranking_model.name,
+                "version": self.ranking_model.version,
+                "feature_service": self.ranking_model.feature_service,
+            },
             "items": items,
         }
 
 
 def feature_ages(res: OnlineResult, i: int, now: datetime) -> dict[str, Any]:
     """How old the stored rows behind a prediction are: per view, and the oldest."""
-    per_view = {view: (now - ts[i]).total_seconds() for view, ts in res.timestamps.items()
-                if ts[i] is not None}
-    return {"feature_age_seconds": max(per_view.values()) if per_view else None,
-            "feature_age_by_view": per_view}
+    per_view = {
+        view: (now - ts[i]).total_seconds()
+        for view, ts in res.timestamps.items()
+        if ts[i] is not None
+    }
+    return {
+        "feature_age_seconds": max(per_view.values()) if per_view else None,
+        "feature_age_by_view": per_view,
+    }
 
 
 def _strings(value: Any) -> list[str]:

@@ -11,8 +11,9 @@ from serving.models import check
 from serving.settings import Settings
 
 
-def run(host: str | None = None, port: int | None = None, workers: int = 1,
-        data_dir: Path | None = None) -> int:
+def run(
+    host: str | None = None, port: int | None = None, workers: int = 1, data_dir: Path | None = None
+) -> int:
     import uvicorn
 
     if data_dir is not None:  # one place for workers to read it from: the environment
@@ -24,7 +25,14 @@ def run(host: str | None = None, port: int | None = None, workers: int = 1,
     except StartupError as exc:
         print(f"shopfeast serve: cannot start: {exc}", file=sys.stderr)
         return 1
-    uvicorn.run("serving.app:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, log_level=settings.log_level,
-                access_log=False, timeout_graceful_shutdown=5)
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
     return 0

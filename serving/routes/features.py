@@ -18,8 +18,22 @@ router = APIRouter(prefix="/features", tags=["features"])
 JOIN_KEYS = {"customer": "customer_id", "product": "product_id"}
 # Raw personal data never leaves the API, whatever a view may one day hold. Derived features
 # (age in years, one-hot flags) are not raw PII; fields tagged pii=true in Feast are dropped too.
-PII_FIELDS = frozenset({"birth_year", "birth_date", "email", "name", "first_name", "last_name",
-                        "phone", "address", "street", "postcode", "zip_code", "ip_address"})
+PII_FIELDS = frozenset(
+    {
+        "birth_year",
+        "birth_date",
+        "email",
+        "name",
+        "first_name",
+        "last_name",
+        "phone",
+        "address",
+        "street",
+        "postcode",
+        "zip_code",
+        "ip_address",
+    }
+)
 
 
 @router.get("/customers/{customer_id}", response_model=FeaturesResponse)
@@ -39,28 +53,42 @@ async def batch_features(body: BatchRequest, online: OnlineDep, settings: Settin
     service = settings.customer_service if body.entity == "customer" else settings.product_service
     res = await online.read(service, {JOIN_KEYS[body.entity]: body.ids}, operation="features")
     names = public_names(online, service)
-    results = [BatchItem(id=i, found=res.any_found(n),
-                         features=_jsonable(res.row(n, names)) if res.any_found(n) else None)
-               for n, i in enumerate(body.ids)]
+    results = [
+        BatchItem(
+            id=i,
+            found=res.any_found(n),
+            features=_jsonable(res.row(n, names)) if res.any_found(n) else None,
+        )
+        for n, i in enumerate(body.ids)
+    ]
     return BatchResponse(entity=body.entity, feature_service=service, results=results)
 
 
 async def _one(online: OnlineFeatures, service: str, entity: str, entity_id: str) -> dict:
     now = datetime.now(UTC)
-    res = await online.read(service, {JOIN_KEYS[entity]: [entity_id]}, {"event_timestamp": now},
-                            operation="features")
+    res = await online.read(
+        service, {JOIN_KEYS[entity]: [entity_id]}, {"event_timestamp": now}, operation="features"
+    )
     if not res.any_found(0):
         raise NotFound(f"unknown {entity}: {entity_id}")
     oldest = res.oldest(0)
-    return {"entity": entity, "id": entity_id, "feature_service": service,
-            "features": _jsonable(res.row(0, public_names(online, service))),
-            "feature_age_seconds": (now - oldest).total_seconds() if oldest else None}
+    return {
+        "entity": entity,
+        "id": entity_id,
+        "feature_service": service,
+        "features": _jsonable(res.row(0, public_names(online, service))),
+        "feature_age_seconds": (now - oldest).total_seconds() if oldest else None,
+    }
 
 
 def public_names(online: OnlineFeatures, service: str) -> list[str]:
     plan = online.plan(service)
-    tagged = {f.name for vp in plan.views for f in vp.view.features
-              if str((f.tags or {}).get("pii", "")).lower() == "true"}
+    tagged = {
+        f.name
+        for vp in plan.views
+        for f in vp.view.features
+        if str((f.tags or {}).get("pii", "")).lower() == "true"
+    }
     return [n for n in plan.feature_names if n not in PII_FIELDS and n not in tagged]
 
 

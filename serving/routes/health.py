@@ -26,14 +26,20 @@ async def ready(res: ResourcesDep) -> JSONResponse:
     checks = {
         "redis": await _check(_ping_redis(res), timeout),
         "registry": await _check(asyncio.to_thread(_registry_ok, res), timeout),
-        "models": {"ok": True, "churn": res.churn_model.version,
-                   "ranking": res.ranking_model.version},
-        "catalog": {"ok": res.catalog.state.catalog is not None,
-                    "products": res.catalog.state.products},
+        "models": {
+            "ok": True,
+            "churn": res.churn_model.version,
+            "ranking": res.ranking_model.version,
+        },
+        "catalog": {
+            "ok": res.catalog.state.catalog is not None,
+            "products": res.catalog.state.products,
+        },
     }
     ok = all(c["ok"] for c in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                        status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 async def _check(coro, timeout: float) -> dict:
