@@ -282,7 +282,7 @@ def test_large_bodies_are_refused(client) -> None:
     assert r.json()["error"]["code"] == "payload_too_large"
 
 
-# --- recommendations -------------------------------------------------------------------------------
+# --- recommendations --------------------------------------------------------------------------
 
 
 def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store) -> None:
