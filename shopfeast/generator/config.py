@@ -47,8 +47,8 @@ class Knobs:
     at_risk_share_premium: float = 0.3
     mean_lifetime_days: float = 210.0
     decline_days: tuple[float, float] = (45.0, 120.0)
-    decline_session_drop: float = 0.8  # session rate falls by this share across the decline
-    decline_conversion_drop: float = 0.6
+    decline_session_drop: float = 0.7  # session rate falls by this share across the decline
+    decline_conversion_drop: float = 0.85
     post_churn_sessions: float = 0.04  # occasional visits (never a purchase) after churning
     lull_share: float = 0.25  # customers with one temporary lull (holiday, busy month)
     lull_days: tuple[float, float] = (14.0, 45.0)
