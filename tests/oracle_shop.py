@@ -69,9 +69,10 @@ def build(seed: int = 11, customers: int = 40, products: int = 14,
     reprice["price"] = (reprice["price"] * rng.uniform(0.7, 1.3, len(reprice))).round(2)
     prod = pd.concat([prod, reprice], ignore_index=True)
 
-    # Orders only by the first 30 customers (the last 10 never buy), after their signup;
+    # Orders only by the first three quarters of the customers (the rest never buy), after signup;
     # a tenth are guests; statuses include cancellations and refunds.
-    who = rng.integers(0, 30, orders)
+    buyers = max(1, customers * 3 // 4)
+    who = rng.integers(0, buyers, orders)
     o_cust = pd.Series([cids[i] for i in who], dtype="string")
     o_ts = _ts(rng, orders, START, end)
     first = cust.groupby("customer_id")["signup_ts"].min()
@@ -101,7 +102,8 @@ def build(seed: int = 11, customers: int = 40, products: int = 14,
     oi = oi[oi["order_ts"].to_numpy() > prod.groupby("product_id")["created_at"].min()[
         oi["product_id"]].to_numpy()]
 
-    e_cust = pd.Series([cids[i] for i in rng.integers(0, 34, events)], dtype="string")
+    browsers = rng.integers(0, min(customers, buyers + 4), events)  # a few only browse
+    e_cust = pd.Series([cids[i] for i in browsers], dtype="string")
     e_cust[rng.random(events) < 0.15] = pd.NA
     etype = rng.choice(["page_view", "product_view", "search", "add_to_cart", "purchase"], events,
                        p=[0.25, 0.4, 0.1, 0.15, 0.1])
@@ -111,7 +113,7 @@ def build(seed: int = 11, customers: int = 40, products: int = 14,
     ev["product_id"] = pd.Series(rng.choice(pids, events), dtype="string").where(
         ev["event_type"].isin(["product_view", "add_to_cart", "purchase"]))
 
-    r_cust = pd.Series([cids[i] for i in rng.integers(0, 30, reviews)], dtype="string")
+    r_cust = pd.Series([cids[i] for i in rng.integers(0, buyers, reviews)], dtype="string")
     r_cust[rng.random(reviews) < 0.1] = pd.NA
     rv = pd.DataFrame({"review_id": [f"r{i:04d}" for i in range(reviews)],
                        "customer_id": r_cust, "product_id": rng.choice(pids, reviews),

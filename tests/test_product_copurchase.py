@@ -202,3 +202,15 @@ def test_true_complements_rank_high(tmp_path):
                          & set(ids[:5]))
     # by chance alone two complements among 80 products land in a top 5 about 12% of the time
     assert tried >= 30 and hits / tried > 0.5, (hits, tried)
+
+
+def test_output_is_what_the_declaration_says():
+    from pipelines import specs
+
+    tables = oracle_shop.build(seed=5, customers=40, products=10, orders=150)
+    rows = compute_rows(cp, _tables(tables["orders"], tables["order_items"], tables["products"]),
+                        Snapshots(to_day(at("2024-11-01")), to_day(at("2025-02-01")), True))
+    assert list(rows.columns) == cp.SOURCE.columns
+    table = specs.to_arrow(cp.SOURCE, rows)  # what the runner writes
+    assert table.schema == cp.SOURCE.arrow_schema()
+    assert specs.from_arrow(cp.SOURCE, table, lists=False).equals(rows)  # packing round-trips

@@ -256,3 +256,12 @@ def test_output_is_what_the_declaration_says(shop_rows):
     assert list(rows.columns) == source.columns
     for f in source.features:
         assert str(rows[f.name].dtype) == str(f.pandas_dtype()), f.name
+
+
+def test_docs_name_every_product_feature(repo_root):
+    from pipelines.families import product_copurchase
+
+    text = (repo_root / "docs" / "features.md").read_text()
+    for source in (product_stats.SOURCE, product_copurchase.SOURCE):
+        missing = [f.name for f in source.features if f"`{f.name}`" not in text]
+        assert not missing, f"docs/features.md does not describe {missing}"
