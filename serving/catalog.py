@@ -64,12 +64,15 @@ class CatalogKeeper:
     async def product_ids(self) -> list[str]:
         return await entity_ids(self.online, self.join_key)
 
-    async def refresh(self) -> CatalogState:
-        """One round: list products, re-read their cached views, rebuild the catalogue."""
+    async def refresh(self, deadline_s: float | None = None) -> CatalogState:
+        """One round: list products, re-read their cached views, rebuild the catalogue.
+
+        Each Redis step is bounded by `deadline_s` (default: the background deadline)."""
         start = time.perf_counter()
-        ids = await self.online._guarded(self.product_ids(), self.deadline_s)
+        deadline_s = deadline_s or self.deadline_s
+        ids = await self.online._guarded(self.product_ids(), deadline_s)
         views = self.online.cached_views(self.services)
-        await self.online.refresh_cached(views, [(p,) for p in ids], deadline_s=self.deadline_s)
+        await self.online.refresh_cached(views, [(p,) for p in ids], deadline_s=deadline_s)
         self.state = CatalogState(catalog=self._build(), products=len(ids), loaded_at=time.time())
         log.info("catalogue: %d products in %.2fs", len(ids), time.perf_counter() - start)
         return self.state
@@ -79,8 +82,8 @@ class CatalogKeeper:
         for all the requests waiting, rather than failing until the next background round."""
         if self.state.catalog is None:
             async with self._lock:
-                if self.state.catalog is None:
-                    await self.refresh()
+                if self.state.catalog is None:  # a request waits: its own deadline per step
+                    await self.refresh(self.online.deadline_s)
         assert self.state.catalog is not None
         return self.state.catalog
 

@@ -99,10 +99,10 @@ def load(models_dir: Path, name: str) -> LoadedModel:
 
 
 def _resolve(version_dir: Path, value: str) -> Path:
-    """Pointer paths are absolute as training writes them; a models folder copied elsewhere
-    still works, by the same file name in the version's folder."""
+    """The version's folder next to the pointer is where its files are (so a models folder
+    copied elsewhere still works); the pointer's absolute path only when that folder is absent."""
     p = Path(value)
-    return p if p.is_absolute() and p.exists() else version_dir / p.name
+    return version_dir / p.name if version_dir.is_dir() or not p.is_absolute() else p
 
 
 def _use_arrays(estimator: Any, columns: list[str], name: str) -> None:
