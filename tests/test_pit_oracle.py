@@ -105,9 +105,14 @@ def test_product_features_match_the_oracle(store):
 
 def test_recency_from_stored_timestamps_matches_the_oracle(store):
     """customer_recency is on demand: (t - last_order_ts) and (t - signup_ts) in days, from the
-    stored timestamps as of t. Checked here through its inputs at arbitrary instants."""
+    stored timestamps as of t. Checked through its inputs at arbitrary instants (exact), and through
+    the on-demand view's own function when it is there (Feast carries timestamps online in whole
+    seconds, so that function floors both sides to the second: within one second of the oracle)."""
     data_dir, shop = store
     sources = _split(_sources(data_dir, ["customer_activity", "customer_profile"]))
+    odfv = importlib.import_module("shopfeast.odfv") if importlib.util.find_spec(
+        "shopfeast.odfv") else None
+    second = 1 / 86_400 + 1e-9
     problems = []
     for c, t in oracle.customer_pairs(shop, np.random.default_rng(SEED + 2), n_edges=4):
         expected = oracle.customer_features(shop, c, t)
@@ -116,6 +121,17 @@ def test_recency_from_stored_timestamps_matches_the_oracle(store):
         actual = oracle.recency(t, activity.get("last_order_ts"), profile.get("signup_ts"))
         problems += [f"{n} {c} {t}: {e!r} vs {a!r}"
                      for n, e, a in oracle.compare(expected, actual, oracle.RECENCY)]
+        if odfv is None:
+            continue
+        served = odfv.customer_recency({"event_timestamp": [t],
+                                        "last_order_ts": [activity.get("last_order_ts")],
+                                        "signup_ts": [profile.get("signup_ts")]})
+        for name in oracle.RECENCY:
+            e = None if expected is None else expected[name]
+            a = served[name][0]
+            a = None if a is None or a != a else a  # NaN is the function's null
+            if (e is None) != (a is None) or (e is not None and abs(a - e) > second):
+                problems.append(f"odfv {name} {c} {t}: oracle {e!r}, on demand {a!r}")
     assert not problems, "\n".join(problems[:25])
 
 
