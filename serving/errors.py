@@ -47,10 +47,6 @@ class Unauthorized(ServingError):
     status, code = 401, "unauthorized"
 
 
-class PayloadTooLarge(ServingError):
-    status, code = 413, "payload_too_large"
-
-
 class StartupError(RuntimeError):
     """Start-up cannot go on (a missing model file, an unreadable profile); the message says why."""
 

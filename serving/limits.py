@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import PayloadTooLarge, body
+from serving.errors import body
 
 
 class BodyLimitMiddleware:
@@ -25,18 +25,27 @@ class BodyLimitMiddleware:
                     return
                 break
         seen = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    # Raised inside the app, where the JSON error handlers answer it.
-                    raise PayloadTooLarge(f"request body over {self.max_bytes} bytes")
+                    # Answer 413 here and tell the app the client left: whatever it answers to
+                    # a cut-off body is dropped below.
+                    if not refused:
+                        refused = True
+                        await _refuse(send, self.max_bytes)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, limited, send)
+        async def send_unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, send_unless_refused)
 
 
 async def _refuse(send: Send, max_bytes: int) -> None:
