@@ -76,11 +76,15 @@ INPUTS = (
 def normalise(field: str, values: pd.Series) -> pd.Series:
     """Raw profile values mapped into the field's vocabulary (`other`, `unknown` included)."""
     vocab = VOCABULARY[field]
-    text = values.astype("string").str.strip().str.lower().str.replace(r"[\s-]+", "_", regex=True)
+    raw = values.astype(object).where(values.notna(), None)
+    uniq = pd.Series(raw.dropna().unique(), dtype=object)
+    text = uniq.astype("string").str.strip().str.lower().str.replace(r"[\s-]+", "_", regex=True)
     if field == "gender":
         text = text.replace(_GENDER_ALIASES)
-    out = text.where(text.isin(vocab), "other")
-    return out.where(text.notna() & (text != ""), "unknown").astype("string")
+    mapped = text.where(text.isin(vocab), "other").where(text != "", "unknown")
+    lookup = dict(zip(uniq, mapped, strict=True))
+    return pd.Series([lookup.get(v, "unknown") if v is not None else "unknown" for v in raw],
+                     index=values.index, dtype="string")
 
 
 def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
@@ -95,6 +99,8 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     # The row as of a day is the last one with valid <= day: same-day versions keep the latest.
     log = log.drop_duplicates(["c", "valid"], keep="last").reset_index(drop=True)
 
+    for field, values in VOCABULARY.items():  # once per version, not per output row
+        log[f"_{field}"] = pd.Categorical(normalise(field, log[field]), categories=values).codes
     c = log["c"].to_numpy()
     cand_c = [c, np.arange(len(index))]
     cand_d = [np.maximum(log["valid"].to_numpy(), first_day[c]), first_day]
@@ -119,9 +125,9 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     out["is_premium"] = row["is_premium"].astype("boolean")
     out["email_opt_in"] = row["email_opt_in"].astype("boolean")
     for field, values in VOCABULARY.items():
-        norm = normalise(field, row[field])
-        for value in values:
-            out[f"{field}_{value}"] = (norm == value).astype("int64").to_numpy()
+        code = row[f"_{field}"].to_numpy()
+        for j, value in enumerate(values):
+            out[f"{field}_{value}"] = (code == j).astype(np.int64)
     return out
 
 
