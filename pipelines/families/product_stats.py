@@ -54,9 +54,6 @@ from pipelines.windows import (
     fixed,
 )
 
-TREND_RECENT_DAYS = 7
-TREND_BEFORE_DAYS = 28
-
 SOURCE = FeatureSource(
     name="product_stats",
     entity="product",
