@@ -135,12 +135,16 @@ def train_churn(
     horizon_days: Annotated[int, typer.Option(help="Churn horizon in days.")] = 90,
     seed: int = 7,
     cutoff_freq: Annotated[str, typer.Option(help="Cutoff grid (pandas offset).")] = "MS",
+    split: Annotated[
+        str, typer.Option(help="customer-time (each customer in one split) or time.")
+    ] = "customer-time",
 ) -> None:
     """Churn models on monthly cutoffs through the churn_model_v1 feature service."""
     from shopfeast.paths import data_dir as resolve
     from training.churn import run
 
-    run(data_dir=resolve(data_dir), horizon_days=horizon_days, seed=seed, cutoff_freq=cutoff_freq)
+    run(data_dir=resolve(data_dir), horizon_days=horizon_days, seed=seed,
+        cutoff_freq=cutoff_freq, split=split)
 
 
 @train_app.command("ranking")

@@ -20,13 +20,15 @@ from training import artifacts, churn_models, plots, store
 from training.labels import ENTITY_KEY, LABEL, TIMESTAMP, churn_labels, cutoffs, data_end
 from training.matrix import model_matrix, usable_columns
 from training.metrics import best_f1_threshold, calibration, classification_metrics
-from training.split import time_split
+from training.split import customer_time_split, time_split
 
 SERVICE = "churn_model_v1"
 MODEL = "churn"
 # The baseline's three inputs, by their contract names: recency (on demand), frequency, monetary.
 RFM = ("days_since_last_order", "orders_90d", "spend_90d")
 SELECT_BY = "roc_auc"
+SPLITS = ("customer-time", "time")
+SEEN = "test_seen_customers"
 
 console = Console()
 
@@ -41,6 +43,7 @@ class Dataset:
     data_end: pd.Timestamp
     cutoff_freq: str
     service_features: list[str]
+    split: str
 
 
 def build_dataset(
@@ -48,8 +51,16 @@ def build_dataset(
     horizon_days: int = 90,
     cutoff_freq: str = "MS",
     feature_store=None,
+    split: str = "customer-time",
+    seed: int = 7,
 ) -> Dataset:
-    """Labels from the clean tables, features from the store, split by time."""
+    """Labels from the clean tables, features from the store, split by time.
+
+    `split="customer-time"` also keeps each customer in one split (training/split.py says why);
+    `split="time"` is the plain split by cutoff. Rows outside every split have `split` None.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     orders = read_clean(data_dir, "orders", ["customer_id", "order_ts", "status"])
     customers = read_clean(data_dir, "customers", ["customer_id", "signup_ts"])
     horizon = pd.Timedelta(days=horizon_days)
@@ -63,10 +74,14 @@ def build_dataset(
         )
     fs = feature_store or store.open_store(data_dir)
     frame = store.historical(fs, labels, SERVICE)
-    frame["split"] = time_split(frame[TIMESTAMP]).to_numpy()
-    cols = usable_columns(frame, exclude={ENTITY_KEY, TIMESTAMP, LABEL, "split"})
+    frame["time_split"] = time_split(frame[TIMESTAMP]).to_numpy()
+    if split == "time":
+        frame["split"] = frame["time_split"]
+    else:
+        frame["split"] = customer_time_split(frame[TIMESTAMP], frame[ENTITY_KEY], seed).to_numpy()
+    cols = usable_columns(frame, exclude={ENTITY_KEY, TIMESTAMP, LABEL, "split", "time_split"})
     refs = store.service_features(store.service(fs, SERVICE))
-    return Dataset(frame, cols, horizon_days, end, cutoff_freq, refs)
+    return Dataset(frame, cols, horizon_days, end, cutoff_freq, refs, split)
 
 
 def rfm_columns(columns: list[str]) -> list[str]:
@@ -81,6 +96,10 @@ def fit_all(ds: Dataset, seed: int) -> tuple[dict[str, churn_models.Fitted], dic
     """Every model and the baseline, fitted on train (validation for early stopping and C)."""
     f = ds.frame
     parts = {s: f[f["split"] == s] for s in ("train", "validation", "test")}
+    if ds.split == "customer-time":
+        # Diagnostic only: test-period rows of customers the models trained on.
+        seen = f[ENTITY_KEY].isin(parts["train"][ENTITY_KEY].unique())
+        parts[SEEN] = f[(f["time_split"] == "test") & seen]
     X = {s: model_matrix(p, ds.columns) for s, p in parts.items()}
     y = {s: p[LABEL].to_numpy().astype(int) for s, p in parts.items()}
     rfm = rfm_columns(ds.columns)
@@ -109,25 +128,28 @@ def run(
     horizon_days: int = 90,
     seed: int = 7,
     cutoff_freq: str = "MS",
+    split: str = "customer-time",
     feature_store=None,
     echo: bool = True,
 ) -> dict:
     """Train, evaluate, save; returns the model card."""
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
-    ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store)
+    ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store, split, seed)
     f = ds.frame
+    counts = f["split"].value_counts().to_dict()
     say(
-        f"churn dataset: {len(f):,} rows, {f[TIMESTAMP].nunique()} cutoffs, "
-        f"{len(ds.columns)} features, churn rate {f[LABEL].mean():.1%} "
-        f"({time.perf_counter() - t0:.1f}s)"
+        f"churn dataset: {len(f):,} rows at {f[TIMESTAMP].nunique()} cutoffs, "
+        f"{len(ds.columns)} features, churn rate {f[LABEL].mean():.1%}; split {split}: "
+        + ", ".join(f"{s} {counts.get(s, 0):,}" for s in ("train", "validation", "test"))
+        + f" ({time.perf_counter() - t0:.1f}s)"
     )
     fitted, mats = fit_all(ds, seed)
     X, y = mats["X"], mats["y"]
-    scores = {s: {n: m.predict(X[s]) for n, m in fitted.items()} for s in ("validation", "test")}
+    evaluated = [s for s in ("validation", "test", SEEN) if s in X and len(X[s])]
+    scores = {s: {n: m.predict(X[s]) for n, m in fitted.items()} for s in evaluated}
     metrics = {
-        s: {n: classification_metrics(y[s], p) for n, p in scores[s].items()}
-        for s in ("validation", "test")
+        s: {n: classification_metrics(y[s], p) for n, p in scores[s].items()} for s in evaluated
     }
     candidates = [n for n in fitted if n != "rfm_baseline"]
     chosen = max(candidates, key=lambda n: metrics["validation"][n][SELECT_BY])
@@ -152,6 +174,11 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -
     f = ds.frame
     fs_name = SERVICE
     rows = {
+        "split": ds.split,
+        "labelled": int(len(f)),
+        "unused": int(f["split"].isna().sum()),
+    }
+    rows |= {
         s: {
             "rows": int((f["split"] == s).sum()),
             "positives": int(f.loc[f["split"] == s, LABEL].sum()),
@@ -209,6 +236,12 @@ def _summary(card: dict) -> str:
         lines.append(
             f"  {n:<20} ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  "
             f"log loss {m['log_loss']:.3f}{mark}"
+        )
+    seen = card["metrics"].get(SEEN, {}).get(card["chosen"])
+    if seen:
+        lines.append(
+            f"  (leakage check: on test-period rows of customers it trained on, the chosen model "
+            f"scores ROC-AUC {seen['roc_auc']:.3f})"
         )
     return "\n".join(lines)
 

@@ -54,8 +54,8 @@ NO_ENTITY = (
 # Candidate inputs: the feature names the generator reads (served by CANDIDATE_SERVICE).
 RECENT = "recent_product_ids"
 FAVOURITE = "favourite_category_90d"
-CATEGORY = "category"
-POPULARITY = "popularity"
+CATEGORY = "product_category"
+POPULARITY = "product_popularity_30d"
 NEIGHBOUR_IDS = "copurchase_product_ids"
 NEIGHBOUR_SCORES = "copurchase_scores"
 NOT_INPUTS = {

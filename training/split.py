@@ -39,3 +39,26 @@ def time_split(
         np.array(SPLITS)[np.searchsorted([a, b], np.arange(k), side="right")], index=order
     )
     return timestamps.map(which).rename("split")
+
+
+def customer_time_split(
+    timestamps: pd.Series,
+    groups: pd.Series,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+) -> pd.Series:
+    """The time split, with each group (customer) also confined to one split; other rows -> None.
+
+    Why: consecutive cutoffs of one customer share most of their label window (a 90-day horizon
+    at monthly cutoffs), so a model that recognises a customer from their features (age, profile,
+    lifetime figures) learns their test label from their training label. Measured on the demo
+    shop, that lifts test ROC-AUC from about 0.65 to 0.88 with weekly cutoffs. Each customer is
+    drawn into train, validation or test with the same fractions (seeded), and a row is kept
+    only where its time and its customer agree; rows from the newest 20% of time still test.
+    """
+    by_time = time_split(timestamps, fractions)
+    ids = pd.Index(groups.unique()).sort_values()
+    rng = np.random.default_rng(seed)
+    draw = pd.Series(rng.choice(np.array(SPLITS), size=len(ids), p=list(fractions)), index=ids)
+    by_group = groups.map(draw)
+    return by_time.where(by_time.to_numpy() == by_group.to_numpy(), None).rename("split")
