@@ -265,3 +265,10 @@ def test_docs_name_every_product_feature(repo_root):
     for source in (product_stats.SOURCE, product_copurchase.SOURCE):
         missing = [f.name for f in source.features if f"`{f.name}`" not in text]
         assert not missing, f"docs/features.md does not describe {missing}"
+
+
+def test_chunked_grid_gives_the_same_rows(monkeypatch):
+    tables = _tables(**oracle_shop.build(seed=6))
+    whole = _rows(tables, "2024-09-20", "2025-03-05")
+    monkeypatch.setattr(product_stats, "CHUNK_DAYS", 5)
+    pd.testing.assert_frame_equal(_rows(tables, "2024-09-20", "2025-03-05"), whole)

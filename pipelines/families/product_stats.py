@@ -43,6 +43,7 @@ from pipelines.family import Input
 from pipelines.specs import Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
+    Accumulated,
     EntityIndex,
     Snapshots,
     Streams,
@@ -53,6 +54,8 @@ from pipelines.windows import (
     entry_day,
     fixed,
 )
+
+CHUNK_DAYS = 64  # days of the dense grid held in memory at once
 
 SOURCE = FeatureSource(
     name="product_stats",
@@ -135,22 +138,34 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     products = tables["products"]
     index = EntityIndex(products["product_id"])
     first_day = product_first_day(products, index)
-    entity, day = _grid(first_day, snapshots)
     log = _versions(products, index)
-    pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())  # always found
-
+    vocab = {name: pd.factorize(log[name]) for name in ("category", "subcategory", "brand")}
     acc = _streams(tables, index).evaluate(snapshots.start_day, snapshots.end_day, carry=True)
+    parts = []
+    # The dense (product, day) grid is built CHUNK_DAYS at a time (bounded memory); each chunk
+    # starts one day early so its first rows can be compared with the day before.
+    for lo in range(snapshots.start_day, snapshots.end_day + 1, CHUNK_DAYS):
+        hi = min(lo + CHUNK_DAYS - 1, snapshots.end_day)
+        entity, day = _grid(first_day, max(lo - 1, snapshots.start_day), hi)
+        cols = _columns(entity, day, log, vocab, acc)
+        keep = _changed(entity, cols) & (day >= lo)  # the source keeps change points only
+        parts.append(_frame(index, entity[keep], day[keep],
+                            {k: v[keep] for k, v in cols.items()}, vocab))
+    return pd.concat(parts, ignore_index=True) if parts else _frame(
+        index, *(np.zeros(0, np.int64),) * 2, {}, vocab)
+
+
+def _columns(entity: np.ndarray, day: np.ndarray, log: pd.DataFrame,
+             vocab: dict[str, tuple[np.ndarray, pd.Index]], acc: Accumulated
+             ) -> dict[str, np.ndarray]:
+    """Every feature as a numpy array on the grid; strings as codes into the log's vocabularies."""
+    pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())  # always found
     at = as_of(entity, day, acc.entity, acc.day)
     v = {k: np.where(at >= 0, a[np.maximum(at, 0)], 0) if len(a) else np.zeros(len(at),
                                                                                 np.int64)
          for k, a in acc.values.items()}
-
-    # Every column as a numpy array on the (product, day) grid; strings as codes into the log's
-    # small vocabularies until the end.
     cols: dict[str, np.ndarray] = {"product_price": log["price"].to_numpy(np.float64)[pos]}
-    vocab: dict[str, pd.Index] = {}
-    for name in ("category", "subcategory", "brand"):
-        codes, vocab[name] = pd.factorize(log[name])
+    for name, (codes, _) in vocab.items():
         cols[name] = codes[pos]
     cols["product_is_active"] = log["is_active"].fillna(True).to_numpy(bool)[pos]
     cols["product_created_at"] = duration_us(log["created_at"])[pos]
@@ -164,19 +179,21 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
     cols["product_avg_rating"] = _ratio(v["rating_sum"] / MICRO, v["review_count"])
     cols["product_avg_sentiment"] = _ratio(v["sentiment_sum"] / MICRO, v["felt"])
     cols.update(_category_figures(cols, day))
+    return cols
 
-    keep = _changed(entity, cols)  # the grid is dense; the source keeps change points only
-    out = pd.DataFrame({"product_id": index.lookup(entity[keep]),
-                        "event_timestamp": day_ts(day[keep])})
-    for name, values in cols.items():
-        values = values[keep]
+
+def _frame(index: EntityIndex, entity: np.ndarray, day: np.ndarray, cols: dict[str, np.ndarray],
+           vocab: dict[str, tuple[np.ndarray, pd.Index]]) -> pd.DataFrame:
+    out = pd.DataFrame({"product_id": index.lookup(entity), "event_timestamp": day_ts(day)})
+    for name in SOURCE.feature_names:
+        values = cols.get(name, np.zeros(0))
         if name in vocab:
-            out[name] = pd.Categorical.from_codes(values, vocab[name]).astype(object)
+            out[name] = pd.Categorical.from_codes(values, vocab[name][1]).astype(object)
         elif name == "product_created_at":
             out[name] = pd.to_datetime(values, unit="us", utc=True)
         else:
             out[name] = values
-    return out[["product_id", "event_timestamp", *SOURCE.feature_names]]
+    return out
 
 
 def _changed(entity: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -193,10 +210,11 @@ def _changed(entity: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
 
 # --- the grid and the catalogue -----------------------------------------------------------------
 
-def _grid(first_day: np.ndarray, snapshots: Snapshots) -> tuple[np.ndarray, np.ndarray]:
-    """Every (product, day) from the product's first snapshot (or the run's start) to its end."""
-    lo = np.maximum(first_day, snapshots.start_day)
-    n = np.clip(snapshots.end_day - lo + 1, 0, None)
+def _grid(first_day: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (product, day) in `start .. end` from the product's first snapshot on, sorted by
+    product then day."""
+    lo = np.maximum(first_day, start)
+    n = np.clip(end - lo + 1, 0, None)
     entity = np.repeat(np.arange(len(first_day), dtype=np.int64), n)
     offset = np.arange(n.sum(), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
     return entity, np.repeat(lo, n) + offset
