@@ -123,6 +123,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--start", default="2025-01-01")
     p.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    p.add_argument("--prepare-only", action="store_true", help="generate and ingest, then stop")
     p.add_argument("--stage", help=argparse.SUPPRESS)
     p.add_argument("--cut", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -139,6 +140,9 @@ def main() -> None:
             "--days", str(args.days), "--seed", str(args.seed), "--start", args.start])
         marker.write_text(json.dumps(prep))
     prep = json.loads(marker.read_text())
+    if args.prepare_only:
+        print(f"prepared: {prep}")
+        return
     for sub in ("features", "state/features"):
         target = data_dir / sub
         if target.exists():
