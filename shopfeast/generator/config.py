@@ -38,9 +38,7 @@ class Knobs:
     sessions_sigma: float = 0.45
     conversion_alpha: float = 4.0  # Beta(alpha, beta) purchase probability per session
     conversion_beta: float = 6.0
-    category_focus: float = (
-        0.85  # share of product picks from the customer's 3 favourite categories
-    )
+    category_focus: float = 0.85  # share of picks from the customer's 3 favourite categories
     tier_focus: float = 0.8  # share of product picks in the customer's own price tier
     # churn: at-risk customers leave after an exponential lifetime, declining for weeks before
     at_risk_share: float = 0.6
