@@ -8,7 +8,7 @@ SHOPFEAST := $(VENV)/bin/shopfeast
 STAMP := $(VENV)/.installed
 export SHOPFEAST_DATA_DIR ?= $(CURDIR)/data
 RAW_DIR ?= $(SHOPFEAST_DATA_DIR)/raw
-DEMO_ARGS ?= --customers 2000 --products 300 --days 180 --seed 7
+DEMO_ARGS ?= --customers 2000 --products 300 --days 365 --seed 7
 PYTEST_ARGS ?=
 SERVICES = eval "$$($(PY) scripts/services.py)"
 

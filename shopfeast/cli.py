@@ -175,7 +175,7 @@ def serve(
 def demo(
     customers: int = 2000,
     products: int = 300,
-    days: int = 180,
+    days: int = 365,
     seed: int = 7,
     data_dir: DataDirOpt = None,
 ) -> None:
