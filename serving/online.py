@@ -89,20 +89,23 @@ class OnlineResult:
 
 
 class _ViewCache:
-    """Decoded rows of shared views (products), by view and entity key."""
+    """Decoded rows of shared views (products), by view and entity key.
+
+    Each entry keeps the row twice: as a dict (for callers) and as a tuple in the view's
+    feature order, so that a request's columns come from one C-level transpose of the tuples
+    rather than a dict lookup per row and feature.
+    """
 
     def __init__(self, max_stale_s: float) -> None:
         self.max_stale_s = max_stale_s
-        self.rows: dict[str, dict[tuple, tuple[float, Row]]] = {}
+        # view -> key -> (loaded at, event timestamp, values dict | None, values tuple)
+        self.rows: dict[str, dict[tuple, tuple[float, datetime | None, dict | None, tuple]]] = {}
 
-    def get(self, view: str, key: tuple, now: float) -> Row | None:
-        hit = self.rows.get(view, {}).get(key)
-        if hit is None or now - hit[0] > self.max_stale_s:
-            return None
-        return hit[1]
-
-    def put(self, view: str, key: tuple, row: Row, now: float) -> None:
-        self.rows.setdefault(view, {})[key] = (now, row)
+    def put(self, view: FeatureView, key: tuple, row: Row, now: float) -> None:
+        ts, values = row
+        names = [f.name for f in view.features]
+        flat = tuple(values.get(n) for n in names) if values else (None,) * len(names)
+        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat)
 
     def clear(self) -> None:
         self.rows.clear()
@@ -182,20 +185,23 @@ class OnlineFeatures:
         entities: dict[str, Sequence[Any]],
         request: dict[str, Any] | None = None,
         operation: str | None = None,
+        memo: dict | None = None,
     ) -> OnlineResult:
         """Features of `service` for the rows of `entities` (columns of join-key values).
 
         Only the views whose join keys are all given are read, and only the on-demand views whose
         sources were read (so a service mixing customer and product views can be read for
         customers alone). `request` holds one value per request field for all rows; the request
-        time `event_timestamp` defaults to now. Raises StoreUnavailable when Redis does not answer
-        within the deadline.
+        time `event_timestamp` defaults to now. `memo`, a dict shared by the reads of one
+        request, keeps the rows of uncached views read so far (whole rows), so a second service
+        over the same customer costs no second round trip. Raises StoreUnavailable when Redis
+        does not answer within the deadline.
         """
         plan = self.plan(service)
         n = len(next(iter(entities.values()))) if entities else 0
         views = [vp for vp in plan.views if all(k in entities for k in vp.join_keys)]
         with metrics.time_store(operation or plan.name):
-            stored = await self._guarded(self._read_views(views, entities, n))
+            stored = await self._guarded(self._read_views(views, entities, n, memo))
         result = OnlineResult(
             columns={k: list(entities[k]) for k in plan.join_keys if k in entities}
         )
@@ -222,31 +228,25 @@ class OnlineFeatures:
                 raise StoreUnavailable("online store unavailable") from exc
             raise
 
-    async def _read_views(self, views: list[ViewPlan], entities, n: int):
-        done = await asyncio.gather(*(self._read_view(vp, entities, n) for vp in views))
+    async def _read_views(self, views: list[ViewPlan], entities, n: int, memo=None):
+        done = await asyncio.gather(*(self._read_view(vp, entities, n, memo) for vp in views))
         return {vp.view.name: r for vp, r in zip(views, done, strict=True)}
 
-    async def _read_view(self, vp: ViewPlan, entities, n: int):
+    async def _read_view(self, vp: ViewPlan, entities, n: int, memo: dict | None = None):
         keys = list(zip(*(entities[k] for k in vp.join_keys), strict=True))
         unique = list(dict.fromkeys(keys))
-        rows: dict[tuple, Row] = {}
-        missing = unique
         if vp.cached:
-            now = time.monotonic()
-            missing = []
-            for key in unique:
-                hit = self.cache.get(vp.view.name, key, now)
-                if hit is None:
-                    missing.append(key)
-                else:
-                    rows[key] = hit
-        if missing:
-            fetched = await self._fetch(vp, missing, all_features=vp.cached)
-            now = time.monotonic()
-            for key, row in zip(missing, fetched, strict=True):
-                rows[key] = row
-                if vp.cached:
-                    self.cache.put(vp.view.name, key, row, now)
+            return await self._read_cached_view(vp, keys, unique, n)
+        if memo is None:
+            rows = dict(zip(unique, await self._fetch(vp, unique, False), strict=True))
+        else:
+            name = vp.view.name
+            rows = {k: memo[name, k] for k in unique if (name, k) in memo}
+            missing = [k for k in unique if k not in rows]
+            if missing:
+                fetched = await self._fetch(vp, missing, all_features=True)
+                for key, row in zip(missing, fetched, strict=True):
+                    rows[key] = memo[name, key] = row
         if len(unique) == 1:  # one customer broadcast over many candidates: no per-row work
             ts, values = rows[unique[0]]
             cols = {f: [None if values is None else values.get(f)] * n for f in vp.features}
@@ -258,6 +258,24 @@ class OnlineFeatures:
         columns = zip(*table, strict=True) if table else ([] for _ in vp.features)
         cols = dict(zip(vp.features, map(list, columns), strict=True))
         return [v is not None for _, v in ordered], [ts for ts, _ in ordered], cols
+
+    async def _read_cached_view(self, vp: ViewPlan, keys: list[tuple], unique: list[tuple], n: int):
+        entries = self.cache.rows.setdefault(vp.view.name, {})
+        fresh_after = time.monotonic() - self.cache.max_stale_s
+        missing = [k for k in unique if (e := entries.get(k)) is None or e[0] < fresh_after]
+        if missing:
+            fetched = await self._fetch(vp, missing, all_features=True)
+            now = time.monotonic()
+            for key, row in zip(missing, fetched, strict=True):
+                self.cache.put(vp.view, key, row, now)
+        ordered = [entries[k] for k in keys]
+        names = [f.name for f in vp.view.features]
+        columns = (
+            list(zip(*(e[3] for e in ordered), strict=True)) if ordered else [() for _ in names]
+        )
+        at = {name: i for i, name in enumerate(names)}
+        cols = {f: list(columns[at[f]]) for f in vp.features}
+        return [e[2] is not None for e in ordered], [e[1] for e in ordered], cols
 
     async def _fetch(self, vp: ViewPlan, keys: list[tuple], all_features: bool) -> list[Row]:
         entity_keys = [self._entity_key(vp.join_keys, key) for key in keys]
@@ -322,11 +340,11 @@ class OnlineFeatures:
                 rows = await self._guarded(self._fetch(vp, part, all_features=True), deadline_s)
                 now = time.monotonic()
                 for key, row in zip(part, rows, strict=True):
-                    self.cache.put(vp.view.name, key, row, now)
+                    self.cache.put(vp.view, key, row, now)
                 await asyncio.sleep(0)
 
     def cached_rows(self, view: str) -> dict[tuple, Row]:
-        return {k: row for k, (_, row) in self.cache.rows.get(view, {}).items()}
+        return {k: (ts, values) for k, (_, ts, values, _) in self.cache.rows.get(view, {}).items()}
 
     # -- on-demand views ------------------------------------------------------------------------
 
@@ -383,10 +401,13 @@ def _distinct_rows(key_columns: list[list[Any]], n: int):
     row is distinct already (or there are no keys)."""
     if not key_columns or n <= 1:
         return None, None
+    keys = list(zip(*key_columns, strict=True))
+    if len(set(keys)) == n:  # the common case for (customer, product) pairs: one C-speed pass
+        return None, None
     index: dict[tuple, int] = {}
     firsts: list[int] = []
     slots: list[int] = []
-    for i, key in enumerate(zip(*key_columns, strict=True)):
+    for i, key in enumerate(keys):
         j = index.get(key)
         if j is None:
             j = index[key] = len(firsts)

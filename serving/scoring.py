@@ -70,8 +70,12 @@ class Scorer:
     async def recommend(self, customer_id: str, k: int, exclude_purchased: bool) -> dict[str, Any]:
         now = datetime.now(UTC)
         catalog = await self.catalog.ensure_loaded()
+        memo: dict = {}  # the customer's rows, read once for candidates and ranking alike
         cust = await self.online.read(
-            CANDIDATE_SERVICE, {"customer_id": [customer_id]}, operation="candidates_customer"
+            CANDIDATE_SERVICE,
+            {"customer_id": [customer_id]},
+            operation="candidates_customer",
+            memo=memo,
         )
         known = cust.any_found(0)
         recent = _strings(cust.columns.get(RECENT, [None])[0])
@@ -118,6 +122,7 @@ class Scorer:
             {"customer_id": [customer_id] * n, "product_id": ids},
             {"event_timestamp": now},
             operation="ranking",
+            memo=memo,
         )
         scores = model.score(to_matrix(feats.columns, model.input_columns, n))
         order = np.argsort(-scores, kind="stable")[:k]
