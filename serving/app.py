@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import Depends, FastAPI
 
 from serving import errors, metrics
@@ -63,10 +64,18 @@ def build_resources(settings: Settings) -> Resources:
     return Resources(settings, store, online, churn, ranking, catalog, scorer)
 
 
+def warm_up(res: Resources) -> None:
+    """One prediction of each model at start-up: the first call of a booster allocates."""
+    for model, rows in ((res.churn_model, 1), (res.ranking_model, res.settings.candidate_pool)):
+        X = np.full((rows, len(model.input_columns)), np.nan)
+        model.predict_proba(X) if model is res.churn_model else model.score(X)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     res = build_resources(settings)
+    warm_up(res)
     for m in (res.churn_model, res.ranking_model):
         metrics.MODEL_INFO.labels(m.name, m.version, m.feature_service).set(1)
     try:

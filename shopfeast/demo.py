@@ -38,4 +38,14 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
     for o in outcomes:
         console.print(f"    {o.line()}")
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
+    _api_howto(data_dir)
     return 0
+
+
+def _api_howto(data_dir: Path) -> None:
+    """How to start the API on what the demo built, and one call of each endpoint."""
+    from shopfeast.api_howto import lines
+
+    _stage("the API")
+    for line in lines(data_dir):
+        console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
