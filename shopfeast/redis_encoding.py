@@ -180,18 +180,28 @@ def _encode_string(arr: pa.Array) -> list[bytes]:
 
 
 def _encode_string_list(arr: pa.Array) -> list[bytes]:
+    """Lists of ids repeat the same few thousand strings: each distinct item is encoded once
+    (Arrow dictionary encoding), a list joins its items' bytes."""
+    counts = pc.list_value_length(arr)
+    null = np.asarray(counts.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    counts = counts.fill_null(0).to_numpy()
+    items = pc.dictionary_encode(pc.fill_null(arr.flatten(), ""))  # Feast: a null item is ""
+    encoded = [
+        TAG_REPEATED_VAL + _length(len(b)) + b
+        for b in (s.encode() for s in items.dictionary.to_pylist())
+    ]
+    indices = items.indices.to_numpy().tolist()
+    ends = np.cumsum(counts).tolist()
     out: list[bytes] = []
     append = out.append
-    for items in arr.to_pylist():
-        if items is None:
+    start = 0
+    for end, is_null in zip(ends, null.tolist(), strict=True):
+        if is_null:
             append(b"")
-            continue
-        parts = []
-        for s in items:
-            b = ("" if s is None else str(s)).encode()
-            parts.append(TAG_REPEATED_VAL + _length(len(b)) + b)
-        body = b"".join(parts)
-        append(TAG_STRING_LIST + _length(len(body)) + body)
+        else:
+            body = b"".join([encoded[j] for j in indices[start:end]])
+            append(TAG_STRING_LIST + _length(len(body)) + body)
+        start = end
     return out
 
 

@@ -152,8 +152,11 @@ class ChunkedRedisEngine(ComputeEngine):
         con = connect(self.config.duckdb_memory_limit, self.config.duckdb_threads)
         try:
             last_report = time.perf_counter()
+            written: set[bytes] = set()
             for batch in latest_rows(con, src, start, end, self.config.chunk_rows, resume):
-                run.rows_written += writer.write(batch)
+                keys = writer.write(batch)
+                written.update(keys)
+                run.rows_written += len(keys)
                 run.rows_read += batch.num_rows
                 last_key = batch.column(layout.join_key)[batch.num_rows - 1].as_py()
                 checkpoints.save(
@@ -167,7 +170,7 @@ class ChunkedRedisEngine(ComputeEngine):
                     )
                     last_report = time.perf_counter()
             if self.config.heal_missing:
-                run.healed = self._heal(con, src, layout, writer, end)
+                run.healed = self._heal(con, src, layout, writer, end, written)
         finally:
             con.close()
         checkpoints.clear(view.name)
@@ -191,19 +194,27 @@ class ChunkedRedisEngine(ComputeEngine):
         return Resume(after_key=ckpt.last_key, written_end=ckpt.end_time)
 
     def _heal(
-        self, con, src: ParquetSource, layout: ViewLayout, writer: RedisViewWriter, end: datetime
+        self,
+        con,
+        src: ParquetSource,
+        layout: ViewLayout,
+        writer: RedisViewWriter,
+        end: datetime,
+        written: set[bytes],
     ) -> int:
-        keys = known_keys(con, src, end)
-        if not keys:
+        """Re-arm expiry of the entities this window did not touch; rewrite any Redis lacks."""
+        ids = known_keys(con, src, end)
+        pairs = [(i, k) for i, k in zip(ids, layout.keys(ids), strict=True) if k not in written]
+        if not pairs:
             return 0
-        present = writer.present(layout.keys(keys))
-        missing = [k for k, ok in zip(keys, present, strict=True) if not ok]
+        present = writer.present([k for _, k in pairs])
+        missing = [i for (i, _), ok in zip(pairs, present, strict=True) if not ok]
         healed = 0
         if missing:
             for batch in latest_rows(
                 con, src, EPOCH, end, self.config.chunk_rows, only_keys=missing
             ):
-                healed += writer.write(batch)
+                healed += len(writer.write(batch))
         return healed
 
     def _state_dir(self) -> Path:

@@ -1,8 +1,9 @@
 """Reading what a materialization window needs from a parquet feature source, with DuckDB.
 
 Online, only the latest row per entity in `[start, end]` matters (Feast's own rule, ties broken by
-the created timestamp). DuckDB computes it out of core and streams it back ordered by the join
-key, so a run holds one chunk in memory and can resume after the last key it wrote.
+the created timestamp). DuckDB computes it out of core without sorting the window and hands it
+back ordered by the join key, so a run holds one chunk in memory and can resume after the last key
+it wrote.
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ def latest_rows(
     if not src.exists():
         return iter(())
     key, ts = _q(src.join_key), _q(src.timestamp_field)
-    order = f"{ts} DESC" + (
-        f", {_q(src.created_timestamp_column)} DESC" if src.created_timestamp_column else ""
-    )
     columns = ", ".join([key, *(_q(f) for f in src.features), ts])
     where = [f"{ts} >= $start", f"{ts} <= $end"]
     params: dict[str, object] = {"path": src.path, "start": _utc(start), "end": _utc(end)}
@@ -79,11 +77,23 @@ def latest_rows(
     if only_keys is not None:
         where.append(f"{key} IN (SELECT unnest($keys))")
         params["keys"] = list(only_keys)
+    # Two scans of the window instead of a sort of it: the latest event time per key from the key
+    # and time columns alone, then the rows at those times; ties on the event time (rare) resolve
+    # by the created timestamp over that small result, as Feast resolves them. (Not MATERIALIZED:
+    # a materialized window would copy every column of every row; arg_max over whole rows copies
+    # each row again on time-sorted files, where every row is a new maximum.)
+    tie = (
+        f"QUALIFY row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY {_q(src.created_timestamp_column)} DESC) = 1 "
+        if src.created_timestamp_column
+        else ""
+    )
     sql = (
-        f"SELECT {columns} FROM read_parquet($path, union_by_name = true) "
-        f"WHERE {' AND '.join(where)} "
-        f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1 "
-        f"ORDER BY {key}"
+        f"WITH window_rows AS NOT MATERIALIZED (SELECT * FROM read_parquet($path, "
+        f"union_by_name = true) WHERE {' AND '.join(where)}), "
+        f"latest AS (SELECT {key}, max({ts}) AS {ts} FROM window_rows GROUP BY {key}) "
+        f"SELECT {columns} FROM window_rows SEMI JOIN latest USING ({key}, {ts}) "
+        f"{tie}ORDER BY {key}"
     )
     reader = con.sql(sql, params=params).to_arrow_reader(batch_rows)
     return _batches(reader)

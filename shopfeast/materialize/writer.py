@@ -3,12 +3,13 @@
 Same keys, fields and bytes as `RedisOnlineStore.online_write_batch` (shopfeast/redis_encoding.py),
 same rule for older rows (a row is skipped when the stored event time is newer or equal, unless
 the store is configured with `skip_dedup`), same key expiry. The difference is cost: values are
-encoded column-wise and commands go out in pipelines of `pipeline_commands`.
+encoded column-wise and commands are packed as raw RESP and pipelined `pipeline_commands` at a
+time (resp.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
+from shopfeast.materialize import resp
 from shopfeast.redis_encoding import (
     encode_values,
     entity_keys,
@@ -80,41 +82,44 @@ class RedisViewWriter:
         self.timestamp_column = timestamp_column
         self.key_ttl_seconds = key_ttl_seconds
         self.skip_dedup = skip_dedup
-        self.pipeline_commands = pipeline_commands
-        self._fields = layout.fields()
+        self.window = pipeline_commands
+        # Field order as Feast's write: the event timestamp first, then the view's features.
+        fields = [layout.ts_field, *layout.fields()]
+        self._hset_head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(fields))
+        self._field_bulks = [resp.bulk(f) for f in fields]
+        self._ts_bulk = resp.bulk(layout.ts_field)
+        self._expire_tail = resp.bulk(str(key_ttl_seconds).encode()) if key_ttl_seconds else b""
 
-    def write(self, batch: pa.RecordBatch) -> int:
-        """Write a batch (join key, features, event timestamp); returns the rows written."""
+    def write(self, batch: pa.RecordBatch) -> list[bytes]:
+        """Write a batch (join key, features, event timestamp); returns the keys written."""
         keys = self.layout.keys(batch.column(self.layout.join_key))
         ts_bytes, ts_ns = event_timestamps(batch.column(self.timestamp_column))
-        values = [
+        values = [ts_bytes] + [
             encode_values(batch.column(f), vt)
             for f, vt in zip(self.layout.features, self.layout.value_types, strict=True)
         ]
         keep = np.ones(len(keys), dtype=bool) if self.skip_dedup else self._newer(keys, ts_ns)
-        ts_field = self.layout.ts_field
-        fields = self._fields
-        step = self.pipeline_commands
-        written = 0
-        rows = zip(keys, ts_bytes, zip(*values, strict=True), keep, strict=True)
-        pipe = self.client.pipeline(transaction=False)
-        queued = 0
-        for key, ts, row, ok in rows:
-            if not ok:
-                continue
-            mapping = dict(zip(fields, row, strict=True))
-            mapping[ts_field] = ts
-            pipe.hset(key, mapping=mapping)
-            if self.key_ttl_seconds:
-                pipe.expire(key, self.key_ttl_seconds)
-            written += 1
-            queued += 1
-            if queued >= step:
-                pipe.execute()
-                queued = 0
-        if queued:
-            pipe.execute()
-        return written
+        if not keep.all():
+            idx = np.flatnonzero(keep).tolist()
+            keys = [keys[i] for i in idx]
+            values = [[col[i] for i in idx] for col in values]
+        # Column-wise: each cell is `field bulk + value bulk`, a row's HSET joins its cells.
+        cells = [
+            [b"%b$%d\r\n%b\r\n" % (field, len(v), v) for v in col]
+            for field, col in zip(self._field_bulks, values, strict=True)
+        ]
+        replies = resp.execute(self.client, self._commands(keys, cells), self.window)
+        for _ in replies:
+            pass
+        return keys
+
+    def _commands(self, keys: list[bytes], cells: list[list[bytes]]) -> Iterator[bytes]:
+        head, ttl = self._hset_head, self._expire_tail
+        for key, row in zip(keys, zip(*cells, strict=True), strict=True):
+            key_bulk = b"$%d\r\n%b\r\n" % (len(key), key)
+            yield head + key_bulk + b"".join(row)
+            if ttl:
+                yield b"*3\r\n$6\r\nEXPIRE\r\n" + key_bulk + ttl
 
     def _newer(self, keys: list[bytes], ts_ns: np.ndarray) -> np.ndarray:
         """Rows whose event time is later than the one stored (Feast's rule for older rows)."""
@@ -133,30 +138,50 @@ class RedisViewWriter:
 
     def _stored_ns(self, keys: list[bytes]) -> np.ndarray:
         out = np.zeros(len(keys), dtype=np.int64)
-        ts_field = self.layout.ts_field
-        for lo in range(0, len(keys), self.pipeline_commands):
-            pipe = self.client.pipeline(transaction=False)
-            for k in keys[lo : lo + self.pipeline_commands]:
-                pipe.hget(k, ts_field)
-            for i, raw in enumerate(pipe.execute(), start=lo):
-                if raw:
+        for lo, raw in self._scripted(_STORED_TS, keys, [self.layout.ts_field]):
+            for i, value in enumerate(raw, start=lo):
+                if value:
                     t = Timestamp()
-                    t.ParseFromString(raw)
+                    t.ParseFromString(value)
                     out[i] = t.seconds * 1_000_000_000 + t.nanos
         return out
 
     def present(self, keys: list[bytes]) -> np.ndarray:
         """Which keys hold this view's values; re-arms their expiry on the way."""
-        out = np.zeros(len(keys), dtype=bool)
-        ts_field = self.layout.ts_field
-        step = max(1, self.pipeline_commands // 2)
-        for lo in range(0, len(keys), step):
-            pipe = self.client.pipeline(transaction=False)
-            for k in keys[lo : lo + step]:
-                pipe.hexists(k, ts_field)
-                if self.key_ttl_seconds:
-                    pipe.expire(k, self.key_ttl_seconds)
-            replies = pipe.execute()
-            stride = 2 if self.key_ttl_seconds else 1
-            out[lo : lo + step] = [bool(r) for r in replies[::stride]]
+        out = np.ones(len(keys), dtype=bool)
+        ttl = str(self.key_ttl_seconds or 0).encode()
+        for lo, missing in self._scripted(_PRESENT, keys, [self.layout.ts_field, ttl]):
+            for i in missing:
+                out[lo + int(i) - 1] = False
         return out
+
+    def _scripted(self, script: str, keys: list[bytes], args: list[bytes]):
+        """Run a Lua script over `keys` a window at a time (one round trip per window, the
+        per-key loop inside Redis); yields (offset, reply)."""
+        run = self.client.register_script(script)
+        for lo in range(0, len(keys), self.window):
+            yield lo, run(keys=keys[lo : lo + self.window], args=args)
+
+
+# The stored event time of a view for each key ('' when absent: Lua arrays cannot hold nil).
+_STORED_TS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HGET', key, ARGV[1]) or ''
+end
+return out
+"""
+
+# Positions (1-based) of the keys lacking the view's timestamp field; re-arm the others' expiry.
+_PRESENT = """
+local ttl = tonumber(ARGV[2])
+local missing = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, ARGV[1]) == 1 then
+    if ttl > 0 then redis.call('EXPIRE', key, ttl) end
+  else
+    missing[#missing + 1] = i
+  end
+end
+return missing
+"""
