@@ -51,8 +51,10 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
 ]
 
 
-def stale_customer_history(frame: pd.DataFrame, source) -> pd.DataFrame:
-    """Rewrite c00000's activity as the contract has it: one order 401 days ago, then nothing."""
+def stale_customer_history(frame: pd.DataFrame, source) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """c00000's activity as the contract has it: one order 401 days ago, then nothing.
+
+    Returns (the other customers' rows, c00000's rows)."""
     mine = frame[frame["customer_id"] == STALE].iloc[:1]
     rows = []
     for day, in_30, in_90 in ((-400, 1, 1), (-370, 0, 1), (-310, 0, 0)):
@@ -71,7 +73,7 @@ def stale_customer_history(frame: pd.DataFrame, source) -> pd.DataFrame:
         row["recent_product_ids"] = [["p00003"]]
         rows.append(row)
     rest = frame[frame["customer_id"] != STALE]
-    return pd.concat([rest, *rows], ignore_index=True)
+    return rest, pd.concat(rows, ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +81,13 @@ def ci(tmp_path_factory, redis_url, postgres_dsn):
     data_dir = tmp_path_factory.mktemp("ci_store")
     declared = sources(strict=True)
     frames = generate_store(declared, data_dir, END, customers=40, products=25, days=90)
-    activity = stale_customer_history(frames["customer_activity"], declared["customer_activity"])
+    activity, stale = stale_customer_history(
+        frames["customer_activity"], declared["customer_activity"]
+    )
     for f in declared["customer_activity"].path(data_dir).glob("*.parquet"):
         f.unlink()
     write_source(activity, declared["customer_activity"], data_dir)
+    write_source(stale, declared["customer_activity"], data_dir, suffix="-stale")
     with claimed_redis_db(redis_url) as db_url, scratch_postgres_db(postgres_dsn) as pg_url:
         env = feast_ops.profile_env(
             "redis",
