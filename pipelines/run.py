@@ -140,7 +140,7 @@ def _run_family(
     return Outcome(source.name, len(rows), 0.0, snapshots.start_day, snapshots.end_day)
 
 
-SHARD_ROWS = 2_000_000  # input rows per shard for families that can split by entity
+SHARD_ROWS = 3_000_000  # input rows per shard for families that can split by entity
 
 
 def compute_rows(

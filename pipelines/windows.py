@@ -256,11 +256,7 @@ class Streams:
         if not self._chunks:
             empty = np.zeros(0, np.int64)
             return Accumulated(empty, empty, {n: empty for n in self._names})
-        chunks = self._chunks
-        if first_day is not None:
-            # Everything before the first emitted day only matters through its sum: fold it into
-            # one point per entity on the day before (identical values from first_day on).
-            chunks = [(_clamp(key, first_day - 1), vals) for key, vals in chunks]
+        chunks = _fold(self._chunks, self._names, first_day, last_day)
         grid, inverse = np.unique(np.concatenate([key for key, _ in chunks]), return_inverse=True)
         entity, day = np.divmod(grid, _STRIDE)
         starts = np.flatnonzero(np.r_[True, entity[1:] != entity[:-1]])
@@ -286,9 +282,36 @@ class Streams:
         return Accumulated(entity[keep], day[keep], {n: v[keep] for n, v in values.items()})
 
 
-def _clamp(key: np.ndarray, min_day: int) -> np.ndarray:
-    entity, day = np.divmod(key, _STRIDE)
-    return entity * _STRIDE + np.maximum(day, min_day)
+def _fold(chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]], names: list[str],
+          first_day: int | None, last_day: int | None
+          ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Drop deltas after `last_day`, and sum those before `first_day` into one point per entity
+    on the day before (values from `first_day` on are identical; the grid shrinks to the run's
+    days, which is what makes an incremental day cheap: no sort of the whole history)."""
+    if first_day is None and last_day is None:
+        return chunks
+    out, past = [], []
+    for key, vals in chunks:
+        day = key % _STRIDE
+        keep = np.ones(len(key), bool) if last_day is None else day <= last_day
+        if first_day is not None:
+            before = day < first_day
+            if before.any():
+                past.append((key[before] // _STRIDE, {n: v[before] for n, v in vals.items()}))
+            keep &= ~before
+        out.append((key[keep], {n: v[keep] for n, v in vals.items()}))
+    if past:
+        size = int(max(e.max() for e, _ in past)) + 1  # dense entity codes: count, no sort
+        seen = np.zeros(size, bool)
+        sums = {n: np.zeros(size, np.float64) for n in names}
+        for e, vals in past:
+            seen[e] = True
+            for n, v in vals.items():
+                sums[n] += np.bincount(e, weights=v.astype(np.float64), minlength=size)
+        seeds = np.flatnonzero(seen)
+        out.append((seeds * _STRIDE + (first_day - 1),
+                    {n: np.rint(a[seeds]).astype(np.int64) for n, a in sums.items()}))
+    return out
 
 
 def pack(entity: np.ndarray, day: np.ndarray) -> np.ndarray:
