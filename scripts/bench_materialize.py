@@ -271,6 +271,7 @@ def main() -> None:
     entities = sum(c["entities"] for c in counts.values())
     day_rows = sum(c["day_rows"] for c in counts.values())
     day_entities = sum(c["day_entities"] for c in counts.values())
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
     print(
         f"store {args.data_dir}: {len(counts)} sources, {rows:,} change-point rows, "
         f"{entities:,} entity rows online; whole store up to {cut:%Y-%m-%d}, then the day "
@@ -316,6 +317,7 @@ def main() -> None:
             f", daily incremental < {TARGETS['daily_s']:.0f} s "
             f"({'met' if ours['daily'].get('wall', 1e9) < TARGETS['daily_s'] else 'missed'})."
         )
+    lines.append(f"Load average at the end: {os.getloadavg()[0]:.1f} (2 cores, shared).")
     print("\n".join(lines))
     print(
         json.dumps(
