@@ -18,15 +18,19 @@ def customer_first_day(customers: pd.DataFrame, index: EntityIndex) -> np.ndarra
     c = customers[["customer_id", "updated_at", "signup_ts"]].copy()
     c["updated_at"] = c["updated_at"].fillna(c["signup_ts"])
     c = c.dropna(subset=["customer_id", "updated_at"]).sort_values(
-        ["customer_id", "updated_at"], kind="stable")
+        ["customer_id", "updated_at"], kind="stable"
+    )
     code = index.codes(c["customer_id"])
     valid_from = day_of(c["updated_at"]) + 1
     nxt = np.r_[valid_from[1:], 0]
     same = np.r_[code[1:] == code[:-1], False]
     valid_to = np.where(same, nxt, np.iinfo(np.int64).max)
     signup = c["signup_ts"]
-    exists_from = np.where(signup.isna().to_numpy(), np.iinfo(np.int64).max,
-                           np.maximum(valid_from, day_of(signup.fillna(c["updated_at"])) + 1))
+    exists_from = np.where(
+        signup.isna().to_numpy(),
+        np.iinfo(np.int64).max,
+        np.maximum(valid_from, day_of(signup.fillna(c["updated_at"])) + 1),
+    )
     ok = (exists_from < valid_to) & (code >= 0)
     first = np.full(len(index), np.iinfo(np.int64).max // 4, np.int64)
     np.minimum.at(first, code[ok], exists_from[ok])

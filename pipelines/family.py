@@ -59,5 +59,6 @@ class Family(Protocol):
     SOURCE: FeatureSource
     INPUTS: tuple[Input, ...]
 
-    def compute(self, tables: dict[str, pd.DataFrame], snapshots: Snapshots,
-                prior: pd.DataFrame) -> pd.DataFrame: ...
+    def compute(
+        self, tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
+    ) -> pd.DataFrame: ...

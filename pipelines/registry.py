@@ -46,13 +46,17 @@ def sources(strict: bool = False) -> dict[str, FeatureSource]:
 
 def catalogue() -> str:
     """Every declared feature as a markdown table (`python -m pipelines.registry`)."""
-    lines = ["| source | feature | dtype | window | fill | description |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| source | feature | dtype | window | fill | description |",
+        "|---|---|---|---|---|---|",
+    ]
     for source in sources().values():
         for f in source.features:
             fill = "null" if f.fill is None else repr(f.fill)
-            lines.append(f"| {source.name} | `{f.name}` | {f.dtype} | {f.window or 'as of T'} "
-                         f"| {fill} | {f.description} |")
+            lines.append(
+                f"| {source.name} | `{f.name}` | {f.dtype} | {f.window or 'as of T'} "
+                f"| {fill} | {f.description} |"
+            )
     return "\n".join(lines)
 
 

@@ -131,8 +131,11 @@ def _run_family(
     tables = {i.table: _read_input(data_dir, i, snapshots) for i in inputs}
     if hasattr(module, "persist"):
         module.persist(data_dir, tables)
-    prior = (source.empty_frame() if historical
-             else _stored_as_of(data_dir, source, snapshots.start, state))
+    prior = (
+        source.empty_frame()
+        if historical
+        else _stored_as_of(data_dir, source, snapshots.start, state)
+    )
     rows = compute_rows(module, tables, snapshots, prior)
     _write(data_dir, source, rows, snapshots.start)
     _save_latest(data_dir, source, prior, rows, end_day)
@@ -166,8 +169,9 @@ def compute_rows(
     return reduced[0] if len(reduced) == 1 else pd.concat(reduced, ignore_index=True)
 
 
-def _reduce(module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots,
-            prior: pd.DataFrame) -> pd.DataFrame:
+def _reduce(
+    module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
+) -> pd.DataFrame:
     source: FeatureSource = module.SOURCE
     candidates = module.compute(tables, snapshots, prior)
     ts = candidates[source.timestamp_field]
@@ -334,8 +338,9 @@ def _read_file(source: FeatureSource, path: Path, end: pd.Timestamp) -> pd.DataF
     return from_arrow(source, table, lists=False)
 
 
-def _stored_as_of(data_dir: Path, source: FeatureSource, start: pd.Timestamp,
-                  state: dict | None = None) -> pd.DataFrame:
+def _stored_as_of(
+    data_dir: Path, source: FeatureSource, start: pd.Timestamp, state: dict | None = None
+) -> pd.DataFrame:
     """Each entity's last stored row before `start` (the state the new rows continue).
 
     The common case (start = the day after the watermark) reads the small latest-row file the
@@ -361,8 +366,9 @@ def _latest_path(data_dir: Path, source: FeatureSource) -> Path:
     return state_dir(data_dir) / "features" / f"{source.name}.latest.parquet"
 
 
-def _save_latest(data_dir: Path, source: FeatureSource, prior: pd.DataFrame, rows: pd.DataFrame,
-                 end_day: int) -> None:
+def _save_latest(
+    data_dir: Path, source: FeatureSource, prior: pd.DataFrame, rows: pd.DataFrame, end_day: int
+) -> None:
     """Each entity's last row as of `end_day`: the next on-time run's prior, without a scan."""
     latest = _last_rows(source, pd.concat([prior, rows], ignore_index=True))
     if latest.empty:
@@ -394,7 +400,8 @@ def _write(data_dir: Path, source: FeatureSource, rows: pd.DataFrame, start: pd.
         if m in kept:
             part = pd.concat([kept[m], part], ignore_index=True)
         table = to_arrow(source, part.reset_index(drop=True)).sort_by(
-            [(source.timestamp_field, "ascending"), (source.join_key, "ascending")])
+            [(source.timestamp_field, "ascending"), (source.join_key, "ascending")]
+        )
         tmp = path / f".{m}.parquet.tmp"
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")
         os.replace(tmp, path / f"{m}.parquet")

@@ -282,9 +282,12 @@ class Streams:
         return Accumulated(entity[keep], day[keep], {n: v[keep] for n, v in values.items()})
 
 
-def _fold(chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]], names: list[str],
-          first_day: int | None, last_day: int | None
-          ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+def _fold(
+    chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]],
+    names: list[str],
+    first_day: int | None,
+    last_day: int | None,
+) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """Drop deltas after `last_day`, and sum those before `first_day` into one point per entity
     on the day before (values from `first_day` on are identical; the grid shrinks to the run's
     days, which is what makes an incremental day cheap: no sort of the whole history)."""
@@ -309,8 +312,12 @@ def _fold(chunks: list[tuple[np.ndarray, dict[str, np.ndarray]]], names: list[st
             for n, v in vals.items():
                 sums[n] += np.bincount(e, weights=v.astype(np.float64), minlength=size)
         seeds = np.flatnonzero(seen)
-        out.append((seeds * _STRIDE + (first_day - 1),
-                    {n: np.rint(a[seeds]).astype(np.int64) for n, a in sums.items()}))
+        out.append(
+            (
+                seeds * _STRIDE + (first_day - 1),
+                {n: np.rint(a[seeds]).astype(np.int64) for n, a in sums.items()},
+            )
+        )
     return out
 
 

@@ -25,8 +25,13 @@ import pyarrow.parquet as pq
 
 from pipelines.contract import TABLES
 
-TIME_COLUMNS = {"customers": "updated_at", "products": "updated_at", "orders": "order_ts",
-                "events": "event_ts", "reviews": "review_ts"}
+TIME_COLUMNS = {
+    "customers": "updated_at",
+    "products": "updated_at",
+    "orders": "order_ts",
+    "events": "event_ts",
+    "reviews": "review_ts",
+}
 
 
 def _split_raw(raw: Path, history: Path, last: Path) -> pd.Timestamp:
@@ -59,8 +64,16 @@ def _split_raw(raw: Path, history: Path, last: Path) -> pd.Timestamp:
 
 def _child(stage: str, data_dir: Path, extra: list[str]) -> dict:
     """Run one measured stage in a fresh interpreter; it prints one JSON line last."""
-    cmd = [sys.executable, "-m", "scripts.bench_pipelines", "--stage", stage,
-           "--data-dir", str(data_dir), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scripts.bench_pipelines",
+        "--stage",
+        stage,
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     sys.stderr.write(out.stderr)
@@ -81,8 +94,15 @@ def _stage(stage: str, data_dir: Path, args: argparse.Namespace) -> None:
 
         raw = data_dir / "raw"
         t = time.perf_counter()
-        generator.run(out=raw / "full", customers=args.customers, products=args.products,
-                      days=args.days, seed=args.seed, start=args.start, quiet=True)
+        generator.run(
+            out=raw / "full",
+            customers=args.customers,
+            products=args.products,
+            days=args.days,
+            seed=args.seed,
+            start=args.start,
+            quiet=True,
+        )
         body["generate_s"] = time.perf_counter() - t
         cut = _split_raw(raw / "full", raw / "history", raw / "last_day")
         t = time.perf_counter()
@@ -95,14 +115,18 @@ def _stage(stage: str, data_dir: Path, args: argparse.Namespace) -> None:
     elif stage == "ingest-last-day":
         from pipelines import ingest
 
-        ingest.run(raw_dir=data_dir / "raw" / "last_day", data_dir=data_dir,
-                   now=f"{pd.Timestamp(args.cut) + pd.Timedelta(days=2):%Y-%m-%dT%H:%M:%S}Z")
+        ingest.run(
+            raw_dir=data_dir / "raw" / "last_day",
+            data_dir=data_dir,
+            now=f"{pd.Timestamp(args.cut) + pd.Timedelta(days=2):%Y-%m-%dT%H:%M:%S}Z",
+        )
     else:
         from pipelines.run import run
 
         outcomes = run(data_dir, mode=stage, echo=True)
-        body["families"] = [{"source": o.source, "rows": o.rows, "seconds": o.seconds}
-                            for o in outcomes]
+        body["families"] = [
+            {"source": o.source, "rows": o.rows, "seconds": o.seconds} for o in outcomes
+        ]
     body["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(body), flush=True)
 
@@ -111,8 +135,9 @@ def _report(title: str, result: dict) -> None:
     print(f"\n{title}: wall {result['wall']:.1f}s, peak RSS {result['peak_rss_mib']:,.0f} MiB")
     for f in result.get("families", []):
         rate = f["rows"] / f["seconds"] if f["seconds"] else 0.0
-        print(f"  {f['source']:<20} {f['rows']:>11,} rows {f['seconds']:8.1f}s "
-              f"{rate:>11,.0f} rows/s")
+        print(
+            f"  {f['source']:<20} {f['rows']:>11,} rows {f['seconds']:8.1f}s {rate:>11,.0f} rows/s"
+        )
 
 
 def main() -> None:
@@ -133,11 +158,26 @@ def main() -> None:
         return
     marker = data_dir / "raw" / "bench.json"
     if not marker.exists():
-        print(f"preparing {args.customers:,} customers, {args.products:,} products, "
-              f"{args.days} days into {data_dir} (generate + ingest, not measured here)")
-        prep = _child("prepare", data_dir, [
-            "--customers", str(args.customers), "--products", str(args.products),
-            "--days", str(args.days), "--seed", str(args.seed), "--start", args.start])
+        print(
+            f"preparing {args.customers:,} customers, {args.products:,} products, "
+            f"{args.days} days into {data_dir} (generate + ingest, not measured here)"
+        )
+        prep = _child(
+            "prepare",
+            data_dir,
+            [
+                "--customers",
+                str(args.customers),
+                "--products",
+                str(args.products),
+                "--days",
+                str(args.days),
+                "--seed",
+                str(args.seed),
+                "--start",
+                args.start,
+            ],
+        )
         marker.write_text(json.dumps(prep))
     prep = json.loads(marker.read_text())
     if args.prepare_only:
@@ -150,8 +190,10 @@ def main() -> None:
     hist = _child("historical", data_dir, [])
     _report("historical build (every day but the last)", hist)
     rows = sum(f["rows"] for f in hist["families"])
-    print(f"  {'total':<20} {rows:>11,} rows {hist['wall']:8.1f}s {rows / hist['wall']:>11,.0f} "
-          f"rows/s")
+    print(
+        f"  {'total':<20} {rows:>11,} rows {hist['wall']:8.1f}s {rows / hist['wall']:>11,.0f} "
+        f"rows/s"
+    )
     _child("ingest-last-day", data_dir, ["--cut", prep["cut"]])
     inc = _child("incremental", data_dir, [])
     _report("incremental day (the last day's batch)", inc)

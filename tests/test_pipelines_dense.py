@@ -23,8 +23,10 @@ DAY = pd.Timedelta(days=1)
 def shop() -> dict[str, pd.DataFrame]:
     tables = build(seed=8, customers=10, products=8, days=40)
     items = tables["order_items"]
-    items["category"] = [category_as_of(tables["products"], p, t)
-                         for p, t in zip(items["product_id"], items["order_ts"], strict=True)]
+    items["category"] = [
+        category_as_of(tables["products"], p, t)
+        for p, t in zip(items["product_id"], items["order_ts"], strict=True)
+    ]
     return tables
 
 
@@ -53,18 +55,27 @@ def naive(shop: dict, customer: str, T: pd.Timestamp) -> dict:
         favourite = sorted(units[units == top].index)[0]
     recent = items.sort_values(["order_ts", "product_id"], ascending=[False, True])
     ev = shop["events"]
-    ev = ev[(ev["customer_id"] == customer) & (ev["event_ts"] >= T - 30 * DAY)
-            & (ev["event_ts"] < T)]
-    sessions = ev.assign(cart=ev["event_type"] == "add_to_cart",
-                         buy=ev["event_type"] == "purchase").groupby("session_id").agg(
-        lo=("event_ts", "min"), hi=("event_ts", "max"), cart=("cart", "any"), buy=("buy", "any"))
+    ev = ev[
+        (ev["customer_id"] == customer) & (ev["event_ts"] >= T - 30 * DAY) & (ev["event_ts"] < T)
+    ]
+    sessions = (
+        ev.assign(cart=ev["event_type"] == "add_to_cart", buy=ev["event_type"] == "purchase")
+        .groupby("session_id")
+        .agg(
+            lo=("event_ts", "min"), hi=("event_ts", "max"), cart=("cart", "any"), buy=("buy", "any")
+        )
+    )
     carting = sessions[sessions["cart"]]
     return {
         "lifetime_orders": int((o["order_ts"] < T).sum()),
-        "lifetime_spend": float((o["total_amount"] - o["refunded_amount"].fillna(0).where(known, 0))
-                                [o["order_ts"] < T].sum()),
-        "discount_share_90d": (float((o.loc[win, "discount_amount"].fillna(0) > 0).sum()) / n90
-                               if n90 else None),
+        "lifetime_spend": float(
+            (o["total_amount"] - o["refunded_amount"].fillna(0).where(known, 0))[
+                o["order_ts"] < T
+            ].sum()
+        ),
+        "discount_share_90d": (
+            float((o.loc[win, "discount_amount"].fillna(0) > 0).sum()) / n90 if n90 else None
+        ),
         "refund_rate_90d": float((refunded & win).sum()) / n90 if n90 else None,
         "purchase_frequency_90d": n90 / (90 / 7),
         "distinct_products_90d": int(in90["product_id"].nunique()),
@@ -73,8 +84,11 @@ def naive(shop: dict, customer: str, T: pd.Timestamp) -> dict:
         "favourite_category_90d": favourite,
         "product_views_30d": int((ev["event_type"] == "product_view").sum()),
         "searches_30d": int((ev["event_type"] == "search").sum()),
-        "avg_session_length_30d": (float(((sessions["hi"] - sessions["lo"]).dt.total_seconds())
-                                         .mean()) if len(sessions) else None),
+        "avg_session_length_30d": (
+            float(((sessions["hi"] - sessions["lo"]).dt.total_seconds()).mean())
+            if len(sessions)
+            else None
+        ),
         "cart_abandonment_rate_30d": (float((~carting["buy"]).mean()) if len(carting) else None),
         "recent_product_ids": list(dict.fromkeys(recent["product_id"]))[:10],
     }
@@ -90,8 +104,11 @@ def same(a, b) -> bool:
     if a is None or (isinstance(a, float) and math.isnan(a)) or a is pd.NA:
         return b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NA
     if isinstance(a, float):
-        return b is not None and not pd.isna(b) and math.isclose(a, float(b), rel_tol=1e-9,
-                                                                   abs_tol=1e-9)
+        return (
+            b is not None
+            and not pd.isna(b)
+            and math.isclose(a, float(b), rel_tol=1e-9, abs_tol=1e-9)
+        )
     return a == b
 
 
@@ -104,7 +121,7 @@ def test_every_customer_every_day(shop):
     days = pd.date_range(start, end, freq="D")
     for i, customer in enumerate(shop["customers"]["customer_id"].unique()):
         mine = rows[rows["customer_id"] == customer].set_index("event_timestamp").sort_index()
-        for T in days[i % 4::4]:  # every fourth day, a different one per customer
+        for T in days[i % 4 :: 4]:  # every fourth day, a different one per customer
             if not exists(shop, customer, T):
                 assert not (mine.index <= T).any(), (customer, T)
                 continue

@@ -27,8 +27,10 @@ def historical(shop, tmp_path_factory) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted((root / "features").rglob("*.parquet"))}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted((root / "features").rglob("*.parquet"))
+    }
 
 
 def assert_same_sources(a: Path, b: Path) -> None:
@@ -57,8 +59,11 @@ def test_batches_with_a_late_day_equal_one_historical_run(shop, historical, tmp_
             write_batch(tmp_path, held, f"{late_day}-late")
     outcomes = run(tmp_path, "incremental", echo=False)
     late_start = (pd.Timestamp(late_day, tz="UTC") + pd.Timedelta(days=1)).date()
-    starts = {o.source: pd.Timestamp(o.start_day, unit="D").date() for o in outcomes
-              if o.start_day is not None}
+    starts = {
+        o.source: pd.Timestamp(o.start_day, unit="D").date()
+        for o in outcomes
+        if o.start_day is not None
+    }
     # Sources fed by the late tables restart at the snapshot after the late day.
     assert starts["customer_activity"] == starts["customer_profile"] == late_start
     assert_same_sources(historical, tmp_path)

@@ -17,17 +17,47 @@ def T(s: str) -> pd.Timestamp:
 
 
 def log() -> pd.DataFrame:
-    return typed("customers", [
-        dict(customer_id="a", signup_ts=T("2024-12-30 09:00"), updated_at=T("2024-12-30 09:00"),
-             birth_year=1990, gender="F", location_type="Urban", loyalty_status="none",
-             is_premium=False, education="phd", preferred_device="mobile", email_opt_in=None),
-        # A change that takes effect at midnight exactly: visible from the next day's snapshot.
-        dict(customer_id="a", signup_ts=T("2024-12-30 09:00"), updated_at=T("2025-01-05 00:00"),
-             birth_year=1990, gender="female", location_type="rural", loyalty_status="gold",
-             is_premium=True, education="master", preferred_device="desktop", email_opt_in=True),
-        dict(customer_id="b", signup_ts=T("2025-01-02 10:00"), updated_at=T("2025-01-02 10:00"),
-             birth_year=None, gender=None, location_type=None, loyalty_status="diamond"),
-    ])
+    return typed(
+        "customers",
+        [
+            dict(
+                customer_id="a",
+                signup_ts=T("2024-12-30 09:00"),
+                updated_at=T("2024-12-30 09:00"),
+                birth_year=1990,
+                gender="F",
+                location_type="Urban",
+                loyalty_status="none",
+                is_premium=False,
+                education="phd",
+                preferred_device="mobile",
+                email_opt_in=None,
+            ),
+            # A change that takes effect at midnight exactly: visible from the next day's snapshot.
+            dict(
+                customer_id="a",
+                signup_ts=T("2024-12-30 09:00"),
+                updated_at=T("2025-01-05 00:00"),
+                birth_year=1990,
+                gender="female",
+                location_type="rural",
+                loyalty_status="gold",
+                is_premium=True,
+                education="master",
+                preferred_device="desktop",
+                email_opt_in=True,
+            ),
+            dict(
+                customer_id="b",
+                signup_ts=T("2025-01-02 10:00"),
+                updated_at=T("2025-01-02 10:00"),
+                birth_year=None,
+                gender=None,
+                location_type=None,
+                loyalty_status="diamond",
+            ),
+        ],
+    )
 
 
 def rows(start: str = "2024-12-01", end: str = "2025-02-01") -> pd.DataFrame:
@@ -60,8 +90,11 @@ def test_one_hot_other_unknown_and_nulls():
 
 
 def test_same_columns_whatever_the_data(tmp_path):
-    few = compute_rows(cp, {"customers": log().iloc[[2]]},
-                       Snapshots(to_day(T("2025-01-01")), to_day(T("2025-01-10")), True))
+    few = compute_rows(
+        cp,
+        {"customers": log().iloc[[2]]},
+        Snapshots(to_day(T("2025-01-01")), to_day(T("2025-01-10")), True),
+    )
     assert list(few.columns) == cp.SOURCE.columns == list(rows().columns)
     cp.persist(tmp_path, {"customers": log()})
     stored = json.loads((tmp_path / "state/features/customer_profile.vocabulary.json").read_text())
@@ -72,10 +105,13 @@ def test_same_columns_whatever_the_data(tmp_path):
 def test_profile_from_a_later_start_continues_the_prior():
     full = rows()
     start = T("2025-01-04")
-    prior = (full[full["event_timestamp"] < start].sort_values("event_timestamp")
-             .drop_duplicates("customer_id", keep="last"))
+    prior = (
+        full[full["event_timestamp"] < start]
+        .sort_values("event_timestamp")
+        .drop_duplicates("customer_id", keep="last")
+    )
     snap = Snapshots(to_day(start), to_day(T("2025-02-01")), historical=False)
     part = compute_rows(cp, {"customers": log()}, snap, prior)
     pd.testing.assert_frame_equal(
-        part.reset_index(drop=True),
-        full[full["event_timestamp"] >= start].reset_index(drop=True))
+        part.reset_index(drop=True), full[full["event_timestamp"] >= start].reset_index(drop=True)
+    )

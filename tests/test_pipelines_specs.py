@@ -10,8 +10,13 @@ from pipelines.specs import FEAST_TYPE_NAMES, Feature, FeatureSource, conform
 from pipelines.windows import Snapshots, to_day
 from tests.pipelines_shop import build
 
-NAMES = ("customer_activity", "customer_profile", "customer_reviews", "product_stats",
-         "product_copurchase")
+NAMES = (
+    "customer_activity",
+    "customer_profile",
+    "customer_reviews",
+    "product_stats",
+    "product_copurchase",
+)
 
 
 def test_all_five_views_are_registered():
@@ -39,8 +44,9 @@ def test_duplicate_or_reserved_names_are_rejected():
     with pytest.raises(ValueError):
         FeatureSource("s", "customer", "customer_id", (f, f), "d")
     with pytest.raises(ValueError):
-        FeatureSource("s", "customer", "customer_id", (Feature("event_timestamp", "int64", "d"),),
-                      "d")
+        FeatureSource(
+            "s", "customer", "customer_id", (Feature("event_timestamp", "int64", "d"),), "d"
+        )
 
 
 def test_conform_rejects_a_missing_column():
@@ -53,8 +59,11 @@ def test_conform_rejects_a_missing_column():
 def test_output_columns_and_dtypes_come_from_the_declaration(name):
     module = registry.families()[name]
     shop = build(seed=1, customers=8, products=5, days=20)
-    snap = Snapshots(to_day(pd.Timestamp("2025-01-01", tz="UTC")),
-                     to_day(pd.Timestamp("2025-01-25", tz="UTC")), True)
+    snap = Snapshots(
+        to_day(pd.Timestamp("2025-01-01", tz="UTC")),
+        to_day(pd.Timestamp("2025-01-25", tz="UTC")),
+        True,
+    )
     tables = {i.table: shop[i.table][list(i.columns)] for i in module.INPUTS}
     out = module.compute(tables, snap, module.SOURCE.empty_frame())
     source = module.SOURCE

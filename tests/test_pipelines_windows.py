@@ -30,8 +30,9 @@ def dense(acc, entity: int, lo: int, hi: int, name: str) -> list[int]:
 
 
 def test_entry_day_is_the_next_midnight():
-    ts = pd.Series(pd.to_datetime(["2025-01-01 00:00:00.000000", "2025-01-01 23:59:59.999999"],
-                                  utc=True))
+    ts = pd.Series(
+        pd.to_datetime(["2025-01-01 00:00:00.000000", "2025-01-01 23:59:59.999999"], utc=True)
+    )
     assert (day_of(ts) == day_of(ts)[0]).all()
     assert day_ts(entry_day(ts)).tolist() == [pd.Timestamp("2025-01-02", tz="UTC")] * 2
 
@@ -76,8 +77,9 @@ def test_evaluate_from_a_later_day_gives_the_same_values():
 
 
 def test_segment_states_for_a_key_across_days():
-    pieces = pd.DataFrame({"k": [1, 1, 2], "enter": [10, 11, 10], "lo": [5, 100, 7],
-                           "hi": [9, 120, 8]})
+    pieces = pd.DataFrame(
+        {"k": [1, 1, 2], "enter": [10, 11, 10], "lo": [5, 100, 7], "hi": [9, 120, 8]}
+    )
     st = segment_states(pieces, ["k"], "enter", 3, {"lo": ("lo", "min"), "hi": ("hi", "max")})
     one = st[st["k"] == 1]
     assert one["day"].tolist() == [10, 11, 13, 14]
@@ -99,10 +101,15 @@ def test_top_key_ties_go_to_the_smallest_key():
 
 def test_change_points_keep_changes_only_and_respect_prior():
     ts = pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-03", "2025-01-04"], utc=True)
-    frame = pd.DataFrame({"id": ["a"] * 4, "event_timestamp": ts,
-                          "n": pd.array([0, 0, 1, 1], dtype="Int64"),
-                          "x": [np.nan, np.nan, 1.5, np.nan],
-                          "l": [[], [], ["p"], ["p"]]})
+    frame = pd.DataFrame(
+        {
+            "id": ["a"] * 4,
+            "event_timestamp": ts,
+            "n": pd.array([0, 0, 1, 1], dtype="Int64"),
+            "x": [np.nan, np.nan, 1.5, np.nan],
+            "l": [[], [], ["p"], ["p"]],
+        }
+    )
     got = change_points(frame, "id", ["n", "x", "l"])
     assert got["event_timestamp"].tolist() == [ts[0], ts[2], ts[3]]
     prior = frame.iloc[[0]].assign(event_timestamp=pd.Timestamp("2024-12-31", tz="UTC"))

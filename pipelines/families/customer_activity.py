@@ -226,9 +226,13 @@ def shard(tables: dict[str, pd.DataFrame], n: int) -> Iterator[dict[str, pd.Data
     for k in range(n):
         o = orders[o_part == k]
         mine = pc.is_in(_strings(items["order_id"]), value_set=_strings(o["order_id"]))
-        yield {"customers": customers[c_part == k], "products": tables["products"], "orders": o,
-               "order_items": items[mine.to_numpy(zero_copy_only=False)],
-               "events": events[e_part == k]}
+        yield {
+            "customers": customers[c_part == k],
+            "products": tables["products"],
+            "orders": o,
+            "order_items": items[mine.to_numpy(zero_copy_only=False)],
+            "events": events[e_part == k],
+        }
 
 
 def _strings(col: pd.Series) -> pa.Array:

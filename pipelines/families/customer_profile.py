@@ -33,20 +33,37 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "location_type": ("urban", "suburban", "rural", "other", "unknown"),
     "loyalty_status": ("none", "silver", "gold", "platinum", "other", "unknown"),
     "preferred_device": ("mobile", "desktop", "tablet", "other", "unknown"),
-    "education": ("high_school", "vocational", "bachelor", "master", "doctorate", "other",
-                  "unknown"),
+    "education": (
+        "high_school",
+        "vocational",
+        "bachelor",
+        "master",
+        "doctorate",
+        "other",
+        "unknown",
+    ),
 }
 _GENDER_ALIASES = {"f": "female", "woman": "female", "m": "male", "man": "male"}
 
 
 def _one_hot_features() -> tuple[Feature, ...]:
     return tuple(
-        Feature(f"{field}_{value}", "int64",
-                f"1 when {field} as of T is {value!r} "
-                + ("(a value outside the vocabulary)" if value == "other" else
-                   "(missing)" if value == "unknown" else "") + f"; vocabulary v"
-                f"{VOCABULARY_VERSION}")
-        for field, values in VOCABULARY.items() for value in values
+        Feature(
+            f"{field}_{value}",
+            "int64",
+            f"1 when {field} as of T is {value!r} "
+            + (
+                "(a value outside the vocabulary)"
+                if value == "other"
+                else "(missing)"
+                if value == "unknown"
+                else ""
+            )
+            + f"; vocabulary v"
+            f"{VOCABULARY_VERSION}",
+        )
+        for field, values in VOCABULARY.items()
+        for value in values
     )
 
 
@@ -57,8 +74,11 @@ SOURCE = FeatureSource(
     description="The customer's profile as of T (change log), categorical fields one-hot encoded.",
     tags=(("domain", "customer"), ("family", "profile"), ("vocabulary", VOCABULARY_VERSION)),
     features=(
-        Feature("customer_age_years", "int64", "year(T) - birth_year of the profile as of T; "
-                "null when unknown"),
+        Feature(
+            "customer_age_years",
+            "int64",
+            "year(T) - birth_year of the profile as of T; null when unknown",
+        ),
         Feature("signup_ts", "unix_timestamp", "signup_ts of the profile as of T"),
         Feature("is_premium", "bool", "premium flag of the profile as of T; null when unknown"),
         Feature("email_opt_in", "bool", "e-mail opt-in of the profile as of T; null when unknown"),
@@ -67,9 +87,22 @@ SOURCE = FeatureSource(
 )
 
 INPUTS = (
-    Input("customers", ("customer_id", "signup_ts", "updated_at", "birth_year", "gender",
-                        "location_type", "loyalty_status", "is_premium", "education",
-                        "preferred_device", "email_opt_in")),
+    Input(
+        "customers",
+        (
+            "customer_id",
+            "signup_ts",
+            "updated_at",
+            "birth_year",
+            "gender",
+            "location_type",
+            "loyalty_status",
+            "is_premium",
+            "education",
+            "preferred_device",
+            "email_opt_in",
+        ),
+    ),
 )
 
 
@@ -83,12 +116,16 @@ def normalise(field: str, values: pd.Series) -> pd.Series:
         text = text.replace(_GENDER_ALIASES)
     mapped = text.where(text.isin(vocab), "other").where(text != "", "unknown")
     lookup = dict(zip(uniq, mapped, strict=True))
-    return pd.Series([lookup.get(v, "unknown") if v is not None else "unknown" for v in raw],
-                     index=values.index, dtype="string")
+    return pd.Series(
+        [lookup.get(v, "unknown") if v is not None else "unknown" for v in raw],
+        index=values.index,
+        dtype="string",
+    )
 
 
-def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
-            prior: pd.DataFrame) -> pd.DataFrame:
+def compute(
+    tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
+) -> pd.DataFrame:
     customers = tables["customers"]
     index = EntityIndex(customers["customer_id"])
     first_day = customer_first_day(customers, index)
@@ -110,8 +147,11 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
         cand_c.append(known_age)
         cand_d.append(np.full(len(known_age), jan1, np.int64))
     cand = pd.DataFrame({"c": np.concatenate(cand_c), "day": np.concatenate(cand_d)})
-    cand = cand[(cand["day"] >= first_day[cand["c"].to_numpy()])
-                & (cand["day"] >= snapshots.start_day) & (cand["day"] <= snapshots.end_day)]
+    cand = cand[
+        (cand["day"] >= first_day[cand["c"].to_numpy()])
+        & (cand["day"] >= snapshots.start_day)
+        & (cand["day"] <= snapshots.end_day)
+    ]
     cand = cand.drop_duplicates().sort_values(["c", "day"], kind="stable")
     entity, day = cand["c"].to_numpy(), cand["day"].to_numpy()
     pos = as_of(entity, day, c, log["valid"].to_numpy())
@@ -119,8 +159,9 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
 
     ts = day_ts(day)
     out = pd.DataFrame({"customer_id": index.lookup(entity), "event_timestamp": ts})
-    out["customer_age_years"] = (pd.Series(ts.dt.year.to_numpy(), dtype="Int64")
-                                 - row["birth_year"].astype("Int64"))
+    out["customer_age_years"] = pd.Series(ts.dt.year.to_numpy(), dtype="Int64") - row[
+        "birth_year"
+    ].astype("Int64")
     out["signup_ts"] = row["signup_ts"]
     out["is_premium"] = row["is_premium"].astype("boolean")
     out["email_opt_in"] = row["email_opt_in"].astype("boolean")
@@ -143,9 +184,11 @@ def persist(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
         raw = tables["customers"][field].astype("string").fillna("<missing>")
         counts = raw.value_counts().head(50)
         seen[field] = {str(k): int(n) for k, n in counts.items()}
-    body = {"version": VOCABULARY_VERSION,
-            "vocabulary": {k: list(v) for k, v in VOCABULARY.items()},
-            "values_seen_at_first_build": seen}
+    body = {
+        "version": VOCABULARY_VERSION,
+        "vocabulary": {k: list(v) for k, v in VOCABULARY.items()},
+        "values_seen_at_first_build": seen,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(body, indent=1, sort_keys=True))
 
