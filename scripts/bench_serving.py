@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {
@@ -40,14 +41,16 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     seconds: float = 0.0
+    server_cpu_s: float = float("nan")  # CPU the server process used over the measured window
 
     def row(self) -> str:
         lat = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
         n = len(self.latencies_ms) + self.errors
+        cpu = self.server_cpu_s / n * 1000 if n else float("nan")
         return (
             f"| {self.endpoint} | {self.concurrency} | {n} | {n / self.seconds:,.0f} | "
-            f"{p50:.1f} | {p95:.1f} | {p99:.1f} | {self.errors} |"
+            f"{p50:.1f} | {p95:.1f} | {p99:.1f} | {self.errors} | {cpu:.2f} |"
         )
 
 
@@ -85,7 +88,12 @@ def _requests(ids: dict[str, list[str]], k: int):
 
 
 async def _drive(
-    client: httpx.AsyncClient, make, concurrency: int, seconds: float, warmup: float
+    client: httpx.AsyncClient,
+    make,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    server: psutil.Process | None = None,
 ) -> Result:
     res = Result("", concurrency)
     rng = random.Random(7)
@@ -111,9 +119,22 @@ async def _drive(
             else:
                 res.errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    async def cpu_meter() -> None:
+        if server is None:
+            return
+        await asyncio.sleep(max(0.0, stop_warm - time.perf_counter()))
+        before = _cpu(server)
+        await asyncio.sleep(max(0.0, stop - time.perf_counter()))
+        res.server_cpu_s = _cpu(server) - before
+
+    await asyncio.gather(cpu_meter(), *(worker() for _ in range(concurrency)))
     res.seconds = seconds
     return res
+
+
+def _cpu(proc) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
 
 
 async def _ids() -> dict[str, list[str]]:
@@ -134,13 +155,14 @@ async def _ids() -> dict[str, list[str]]:
     return {"customer_id": customers, "product_id": products}
 
 
-async def bench(args: argparse.Namespace, base: str) -> list[Result]:
+async def bench(args: argparse.Namespace, base: str, server_pid: int | None) -> list[Result]:
     headers = (
         {"X-API-Key": os.environ["SHOPFEAST_API_KEY"]}
         if os.environ.get("SHOPFEAST_API_KEY")
         else {}
     )
     ids = await _ids()
+    server = psutil.Process(server_pid) if server_pid else None
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(
         base_url=base, headers=headers, limits=limits, timeout=10.0
@@ -158,7 +180,7 @@ async def bench(args: argparse.Namespace, base: str) -> list[Result]:
             if args.only and args.only not in name:
                 continue
             for c in args.concurrency:
-                r = await _drive(client, make, c, args.seconds, args.warmup)
+                r = await _drive(client, make, c, args.seconds, args.warmup, server)
                 r.endpoint = name
                 print(r.row(), flush=True)
                 results.append(r)
@@ -223,9 +245,12 @@ def main() -> int:
     try:
         if proc:
             wait_ready(base, proc)
-        print("| endpoint | concurrency | requests | RPS | p50 ms | p95 ms | p99 ms | errors |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        results = asyncio.run(bench(args, base))
+        print(
+            "| endpoint | concurrency | requests | RPS | p50 ms | p95 ms | p99 ms | errors "
+            "| server CPU ms/req |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        results = asyncio.run(bench(args, base, proc.pid if proc else None))
     finally:
         if proc:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -31,6 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from feast.infra.provider import Provider, get_provider
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
@@ -131,6 +132,7 @@ class OnlineFeatures:
         self.cache = _ViewCache(max_stale_s)
         self.deadline_s = deadline_s
         self._plans: dict[str, ServicePlan] = {}
+        self._fields: dict[tuple, tuple] = {}
 
     # -- planning -------------------------------------------------------------------------------
 
@@ -229,24 +231,44 @@ class OnlineFeatures:
             raise
 
     async def _read_views(self, views: list[ViewPlan], entities, n: int, memo=None):
-        done = await asyncio.gather(*(self._read_view(vp, entities, n, memo) for vp in views))
-        return {vp.view.name: r for vp, r in zip(views, done, strict=True)}
-
-    async def _read_view(self, vp: ViewPlan, entities, n: int, memo: dict | None = None):
-        keys = list(zip(*(entities[k] for k in vp.join_keys), strict=True))
-        unique = list(dict.fromkeys(keys))
-        if vp.cached:
-            return await self._read_cached_view(vp, keys, unique, n)
-        if memo is None:
-            rows = dict(zip(unique, await self._fetch(vp, unique, False), strict=True))
-        else:
-            name = vp.view.name
-            rows = {k: memo[name, k] for k in unique if (name, k) in memo}
-            missing = [k for k in unique if k not in rows]
+        """Every view's rows for the entity rows: cached and memoised rows first, then one
+        Redis round trip for all that is left."""
+        now = time.monotonic()
+        fresh_after = now - self.cache.max_stale_s
+        plans, wanted = [], []
+        for vp in views:
+            keys = list(zip(*(entities[k] for k in vp.join_keys), strict=True))
+            unique = list(dict.fromkeys(keys))
+            if vp.cached:
+                entries = self.cache.rows.setdefault(vp.view.name, {})
+                missing = [k for k in unique if (e := entries.get(k)) is None or e[0] < fresh_after]
+            elif memo is not None:
+                missing = [k for k in unique if (vp.view.name, k) not in memo]
+            else:
+                missing = unique
+            plans.append((vp, keys, unique, missing))
             if missing:
-                fetched = await self._fetch(vp, missing, all_features=True)
-                for key, row in zip(missing, fetched, strict=True):
-                    rows[key] = memo[name, key] = row
+                # cached and memoised rows are kept whole, for whichever service reads them next
+                wanted.append((vp, missing, vp.cached or memo is not None))
+        fetched = dict(zip((id(w[0]) for w in wanted), await self._fetch_many(wanted), strict=True))
+        now = time.monotonic()
+        out = {}
+        for vp, keys, unique, missing in plans:
+            rows = dict(zip(missing, fetched.get(id(vp), []), strict=True))
+            if vp.cached:
+                for key, row in rows.items():
+                    self.cache.put(vp.view, key, row, now)
+                out[vp.view.name] = self._cached_columns(vp, keys)
+                continue
+            if memo is not None:
+                for key, row in rows.items():
+                    memo[vp.view.name, key] = row
+                rows = {k: memo[vp.view.name, k] for k in unique}
+            out[vp.view.name] = self._columns(vp, keys, unique, rows, n)
+        return out
+
+    @staticmethod
+    def _columns(vp: ViewPlan, keys, unique, rows: dict[tuple, Row], n: int):
         if len(unique) == 1:  # one customer broadcast over many candidates: no per-row work
             ts, values = rows[unique[0]]
             cols = {f: [None if values is None else values.get(f)] * n for f in vp.features}
@@ -259,15 +281,8 @@ class OnlineFeatures:
         cols = dict(zip(vp.features, map(list, columns), strict=True))
         return [v is not None for _, v in ordered], [ts for ts, _ in ordered], cols
 
-    async def _read_cached_view(self, vp: ViewPlan, keys: list[tuple], unique: list[tuple], n: int):
-        entries = self.cache.rows.setdefault(vp.view.name, {})
-        fresh_after = time.monotonic() - self.cache.max_stale_s
-        missing = [k for k in unique if (e := entries.get(k)) is None or e[0] < fresh_after]
-        if missing:
-            fetched = await self._fetch(vp, missing, all_features=True)
-            now = time.monotonic()
-            for key, row in zip(missing, fetched, strict=True):
-                self.cache.put(vp.view, key, row, now)
+    def _cached_columns(self, vp: ViewPlan, keys: list[tuple]):
+        entries = self.cache.rows[vp.view.name]
         ordered = [entries[k] for k in keys]
         names = [f.name for f in vp.view.features]
         columns = (
@@ -278,33 +293,88 @@ class OnlineFeatures:
         return [e[2] is not None for e in ordered], [e[1] for e in ordered], cols
 
     async def _fetch(self, vp: ViewPlan, keys: list[tuple], all_features: bool) -> list[Row]:
-        entity_keys = [self._entity_key(vp.join_keys, key) for key in keys]
-        requested = None if all_features else list(vp.features)
+        return (await self._fetch_many([(vp, keys, all_features)]))[0]
+
+    async def _fetch_many(
+        self, wanted: list[tuple[ViewPlan, list[tuple], bool]]
+    ) -> list[list[Row]]:
+        """Rows of several views in one round trip: with Redis, one pipeline of HMGETs built and
+        decoded by Feast's RedisOnlineStore itself (what its `online_read_async` does per view,
+        and its `get_online_features` across views); other stores, `online_read_async` per view.
+        A pooled connection that died with a restarted Redis fails once: retried at once."""
+        if not wanted:
+            return []
         for attempt in (1, 2):
             try:
-                raw = await self.provider.online_read_async(
-                    self.store.config, vp.view, entity_keys, requested
-                )
+                if isinstance(self.provider.online_store, RedisOnlineStore):
+                    raw = await self._redis_pipeline(wanted)
+                else:
+                    raw = await asyncio.gather(
+                        *(
+                            self.provider.online_read_async(
+                                self.store.config,
+                                vp.view,
+                                [self._entity_key(vp.join_keys, k) for k in keys],
+                                None if whole else list(vp.features),
+                            )
+                            for vp, keys, whole in wanted
+                        )
+                    )
                 break
             except Exception as exc:
-                # A pooled connection that died with a restarted Redis fails once; retry at once.
                 if attempt == 2 or not _is_connection_error(exc):
                     raise
-        out: list[Row] = []
-        for ts, values in raw:
-            if values is None or ts is None or ts <= EPOCH:
-                out.append((None, None))  # Feast's Redis store: no `_ts` field means no row
-                continue
+        return [
+            [self._decode(vp, r) for r in rows]
+            for (vp, _, _), rows in zip(wanted, raw, strict=True)
+        ]
+
+    async def _redis_pipeline(self, wanted):
+        store: RedisOnlineStore = self.provider.online_store
+        config = self.store.config
+        client = await store._get_client_async(config.online_store)
+        parts = []
+        async with client.pipeline(transaction=False) as pipe:
+            for vp, keys, whole in wanted:
+                names, fields, fv_name = self._hash_fields(vp, whole)
+                redis_keys = store._generate_redis_keys_for_entities(
+                    config, [self._entity_key(vp.join_keys, k) for k in keys]
+                )
+                for key in redis_keys:
+                    pipe.hmget(key, fields)
+                parts.append((len(redis_keys), names, fv_name))
+            replies = await pipe.execute()
+        out, at = [], 0
+        for count, names, fv_name in parts:
             out.append(
-                (
-                    ts,
-                    {
-                        f: feast_value_type_to_python_type(v, vp.types.get(f))
-                        for f, v in values.items()
-                    },
+                store._convert_redis_values_to_protobuf(
+                    replies[at : at + count], fv_name, list(names)
                 )
             )
+            at += count
         return out
+
+    def _hash_fields(self, vp: ViewPlan, whole: bool):
+        """(feature names with `_ts`, hash fields, stored view name), as Feast's Redis store
+        names them (murmur3 of `view:feature`), computed once per view and feature list."""
+        key = (vp.view.name, vp.features, whole)
+        if key not in self._fields:
+            requested = None if whole else list(vp.features)
+            fv_name = _versioned_fv_name(vp.view, self.store.config)
+            names, fields = self.provider.online_store._generate_hset_keys_for_features(
+                vp.view, requested, fv_name_override=fv_name
+            )
+            self._fields[key] = (tuple(names), fields, fv_name)
+        return self._fields[key]
+
+    @staticmethod
+    def _decode(vp: ViewPlan, row) -> Row:
+        ts, values = row
+        if values is None or ts is None or ts <= EPOCH:
+            return None, None  # Feast's Redis store: no `_ts` field means no row
+        return ts, {
+            f: feast_value_type_to_python_type(v, vp.types.get(f)) for f, v in values.items()
+        }
 
     @staticmethod
     def _entity_key(join_keys: tuple[str, ...], key: tuple) -> EntityKey:
