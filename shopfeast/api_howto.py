@@ -32,8 +32,11 @@ def example_ids(data_dir: Path) -> tuple[list[str], str]:
 def lines(data_dir: Path, port: int = 8000) -> list[str]:
     customers, product = example_ids(data_dir)
     base = f"http://127.0.0.1:{port}"
-    env = "" if Path(data_dir).resolve() == (REPO_ROOT / "data").resolve() else \
-        f"SHOPFEAST_DATA_DIR={shlex.quote(str(Path(data_dir).resolve()))} "
+    env = (
+        ""
+        if Path(data_dir).resolve() == (REPO_ROOT / "data").resolve()
+        else f"SHOPFEAST_DATA_DIR={shlex.quote(str(Path(data_dir).resolve()))} "
+    )
     key = ' -H "X-API-Key: $SHOPFEAST_API_KEY"' if os.environ.get("SHOPFEAST_API_KEY") else ""
     post = f"{key} -H 'content-type: application/json' -d"
 

@@ -76,18 +76,25 @@ class ServingStore:
 def serving_store(data_dir: Path, redis_url: str, postgres_dsn: str) -> Iterator[ServingStore]:
     """Generate, apply, materialize and train; the environment points at this store inside."""
     declared = sources(strict=True)
-    frames = generate_store(declared, data_dir, END, customers=CUSTOMERS, products=PRODUCTS,
-                            days=90, seed=11)
+    frames = generate_store(
+        declared, data_dir, END, customers=CUSTOMERS, products=PRODUCTS, days=90, seed=11
+    )
     with claimed_redis_db(redis_url) as db_url, scratch_postgres_db(postgres_dsn) as pg_url:
-        env = feast_ops.profile_env("redis", data_dir, base={
-            "REDIS_CONNECTION_STRING": feast_ops.redis_connection_string(db_url),
-            "SHOPFEAST_REGISTRY_URL": pg_url,
-        })
+        env = feast_ops.profile_env(
+            "redis",
+            data_dir,
+            base={
+                "REDIS_CONNECTION_STRING": feast_ops.redis_connection_string(db_url),
+                "SHOPFEAST_REGISTRY_URL": pg_url,
+            },
+        )
         for args in (["apply"], ["materialize-incremental", END.isoformat()]):
             code, out = run_feast_cli(PROFILE, args, env)
             assert code == 0, f"feast {args[0]} failed:\n{out}"
         store = ServingStore(
-            data_dir, env, db_url,
+            data_dir,
+            env,
+            db_url,
             customers=sorted(frames["customer_activity"]["customer_id"].unique()),
             products=sorted(frames["product_stats"]["product_id"].unique()),
         )
@@ -134,28 +141,40 @@ def train_models(data_dir: Path, store: ServingStore) -> None:
     cols = usable_columns(churn, exclude={"customer_id"})
     y = (rng.random(len(churn)) < 0.4).astype(int)
     y[:2] = [0, 1]
-    est = Pipeline([
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-        ("scale", StandardScaler()),
-        ("model", LogisticRegression(max_iter=500)),
-    ]).fit(model_matrix(churn, cols), y)
-    artifacts.save(data_dir, "churn", artifacts.new_version(), est, {
-        "feature_service": {"name": "churn_model_v1"}, "input_columns": cols, "threshold": 0.35})
+    est = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(model_matrix(churn, cols), y)
+    artifacts.save(
+        data_dir,
+        "churn",
+        artifacts.new_version(),
+        est,
+        {"feature_service": {"name": "churn_model_v1"}, "input_columns": cols, "threshold": 0.35},
+    )
 
     frames = []
     for c in store.customers[:8]:
         n = len(store.products)
-        rows = {"customer_id": [c] * n, "product_id": store.products,
-                "event_timestamp": [now] * n}
-        frames.append(fs.get_online_features(
-            fs.get_feature_service("ranking_model_v1"), rows).to_df())
+        rows = {"customer_id": [c] * n, "product_id": store.products, "event_timestamp": [now] * n}
+        frames.append(
+            fs.get_online_features(fs.get_feature_service("ranking_model_v1"), rows).to_df()
+        )
     rank = pd.concat(frames, ignore_index=True)
     cols = usable_columns(rank, exclude={"customer_id", "product_id"})
     y = (rng.random(len(rank)) < 0.15).astype(int)
     ranker = XGBRanker(n_estimators=30, max_depth=3, objective="rank:ndcg", random_state=0)
     ranker.fit(model_matrix(rank, cols), y, group=[len(store.products)] * len(frames))
-    artifacts.save(data_dir, "ranking", artifacts.new_version(), ranker, {
-        "feature_service": {"name": "ranking_model_v1"}, "input_columns": cols})
+    artifacts.save(
+        data_dir,
+        "ranking",
+        artifacts.new_version(),
+        ranker,
+        {"feature_service": {"name": "ranking_model_v1"}, "input_columns": cols},
+    )
 
 
 # --- a Redis server of the test's own -----------------------------------------------------------
@@ -186,9 +205,22 @@ class PrivateRedis:
         if not binary:
             pytest.skip("redis-server is not installed")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port, socket_timeout=1)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -28,8 +28,13 @@ from training.matrix import model_matrix, usable_columns
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = {"X-API-Key": API_KEY}
-SERVICES = ["churn_model_v1", "customer_360_v1", "ranking_model_v1", "product_360_v1",
-            "recommendation_candidates_v1"]
+SERVICES = [
+    "churn_model_v1",
+    "customer_360_v1",
+    "ranking_model_v1",
+    "product_360_v1",
+    "recommendation_candidates_v1",
+]
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +128,9 @@ def test_batched_reads_equal_get_online_features(env, feast_store, service) -> N
 def test_fast_matrix_equals_training_matrix(env, feast_store) -> None:
     now = datetime.now(UTC)
     for service in ("churn_model_v1", "ranking_model_v1"):
-        rows = entity_rows(OnlineFeatures(feast_store), service, env.customers[:5],
-                           env.products[:8])
+        rows = entity_rows(
+            OnlineFeatures(feast_store), service, env.customers[:5], env.products[:8]
+        )
         n = len(next(iter(rows.values())))
         frame = feast_store.get_online_features(
             feast_store.get_feature_service(service), {**rows, "event_timestamp": [now] * n}
@@ -145,18 +151,22 @@ def test_health_and_ready_need_no_key(client) -> None:
     assert r.status_code == 200
     checks = r.json()["checks"]
     assert all(c["ok"] for c in checks.values())
-    assert checks["catalog"]["products"] == len(client.app.state.resources.catalog.state
-                                                .catalog.product_ids)
+    assert checks["catalog"]["products"] == len(
+        client.app.state.resources.catalog.state.catalog.product_ids
+    )
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("GET", "/features/customers/c00001", None),
-    ("GET", "/features/products/p00001", None),
-    ("POST", "/features/batch", {"entity": "customer", "ids": ["c00001"]}),
-    ("POST", "/predict/churn", {"customer_id": "c00001"}),
-    ("POST", "/recommendations", {"customer_id": "c00001", "k": 3}),
-    ("GET", "/metrics", None),
-])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("GET", "/features/customers/c00001", None),
+        ("GET", "/features/products/p00001", None),
+        ("POST", "/features/batch", {"entity": "customer", "ids": ["c00001"]}),
+        ("POST", "/predict/churn", {"customer_id": "c00001"}),
+        ("POST", "/recommendations", {"customer_id": "c00001", "k": 3}),
+        ("GET", "/metrics", None),
+    ],
+)
 def test_api_key_guards_every_data_endpoint(client, method, path, body) -> None:
     for headers in ({}, {"X-API-Key": "wrong"}):
         r = client.request(method, path, json=body, headers=headers)
@@ -183,8 +193,11 @@ def test_customer_features_are_what_feast_serves(client, env, feast_store) -> No
         feast_store.get_feature_service("customer_360_v1"),
         {"customer_id": [cid], "event_timestamp": [datetime.now(UTC)]},
     ).to_dict()
-    stored = [f.name for v in ("customer_activity", "customer_profile", "customer_reviews")
-              for f in feast_store.get_feature_view(v).features]
+    stored = [
+        f.name
+        for v in ("customer_activity", "customer_profile", "customer_reviews")
+        for f in feast_store.get_feature_view(v).features
+    ]
     for name in stored:
         value = theirs[name][0]
         if isinstance(value, datetime):
@@ -206,7 +219,8 @@ def test_product_features(client, env, feast_store) -> None:
     body = client.get(f"/features/products/{pid}", headers=KEY).json()
     theirs = feast_store.get_online_features(
         feast_store.get_feature_service("product_360_v1"),
-        {"product_id": [pid], "event_timestamp": [datetime.now(UTC)]}).to_dict()
+        {"product_id": [pid], "event_timestamp": [datetime.now(UTC)]},
+    ).to_dict()
     assert same(body["features"]["product_price"], theirs["product_price"][0])
     assert body["features"]["copurchase_product_ids"] == theirs["copurchase_product_ids"][0]
 
@@ -221,12 +235,15 @@ def test_batch_features(client, env) -> None:
     assert results[1]["features"] is None and "orders_30d" in results[0]["features"]
 
 
-@pytest.mark.parametrize("body", [
-    {"entity": "customer", "ids": []},
-    {"entity": "order", "ids": ["x"]},
-    {"entity": "customer", "ids": [f"c{i}" for i in range(101)]},
-    {"entity": "customer", "ids": ["x" * 500]},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"entity": "customer", "ids": []},
+        {"entity": "order", "ids": ["x"]},
+        {"entity": "customer", "ids": [f"c{i}" for i in range(101)]},
+        {"entity": "customer", "ids": ["x" * 500]},
+    ],
+)
 def test_batch_bounds(client, body) -> None:
     r = client.post("/features/batch", headers=KEY, json=body)
     assert r.status_code == 422
@@ -244,30 +261,44 @@ def test_churn_prediction_matches_the_saved_model(client, env, feast_store) -> N
     pointer, model = latest(env, "churn")
     frame = feast_store.get_online_features(
         feast_store.get_feature_service("churn_model_v1"),
-        {"customer_id": [cid], "event_timestamp": [datetime.now(UTC)]}).to_df()
+        {"customer_id": [cid], "event_timestamp": [datetime.now(UTC)]},
+    ).to_df()
     expected = model.predict_proba(model_matrix(frame, pointer["input_columns"]))[0, 1]
     # the request time moves the recency features between the two reads: a small tolerance
     assert body["churn_probability"] == pytest.approx(expected, abs=1e-4)
     assert body["churn_label"] == int(body["churn_probability"] >= pointer["threshold"])
     assert body["threshold"] == pointer["threshold"]
-    assert body["model"] == {"name": "churn", "version": pointer["version"],
-                             "feature_service": "churn_model_v1"}
+    assert body["model"] == {
+        "name": "churn",
+        "version": pointer["version"],
+        "feature_service": "churn_model_v1",
+    }
     assert body["feature_age_seconds"] >= max(body["feature_age_by_view"].values()) - 1e-6
     assert body["feature_age_seconds"] > 0
 
 
 def test_churn_unknown_customer_is_404(client) -> None:
-    assert client.post("/predict/churn", headers=KEY,
-                       json={"customer_id": "nobody"}).status_code == 404
+    assert (
+        client.post("/predict/churn", headers=KEY, json={"customer_id": "nobody"}).status_code
+        == 404
+    )
 
 
-@pytest.mark.parametrize("raw", [
-    b"{not json", b"[]", b'{"customer_id": 12}', b'{"customer": "c1"}',
-    b'{"customer_id": "c1", "extra": 1}', b'{"customer_id": ""}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"[]",
+        b'{"customer_id": 12}',
+        b'{"customer": "c1"}',
+        b'{"customer_id": "c1", "extra": 1}',
+        b'{"customer_id": ""}',
+    ],
+)
 def test_malformed_requests_are_422_json(client, raw) -> None:
-    r = client.post("/predict/churn", headers={**KEY, "content-type": "application/json"},
-                    content=raw)
+    r = client.post(
+        "/predict/churn", headers={**KEY, "content-type": "application/json"}, content=raw
+    )
     assert r.status_code == 422
     body = r.json()
     assert body["error"]["code"] == "invalid_request"
@@ -276,8 +307,9 @@ def test_malformed_requests_are_422_json(client, raw) -> None:
 
 def test_large_bodies_are_refused(client) -> None:
     big = json.dumps({"customer_id": "c1", "pad": "x" * 100_000})
-    r = client.post("/predict/churn", headers={**KEY, "content-type": "application/json"},
-                    content=big)
+    r = client.post(
+        "/predict/churn", headers={**KEY, "content-type": "application/json"}, content=big
+    )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
 
@@ -287,8 +319,11 @@ def test_large_bodies_are_refused(client) -> None:
 
 def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store) -> None:
     cid = env.customers[4]
-    r = client.post("/recommendations", headers=KEY,
-                    json={"customer_id": cid, "k": 5, "exclude_purchased": True})
+    r = client.post(
+        "/recommendations",
+        headers=KEY,
+        json={"customer_id": cid, "k": 5, "exclude_purchased": True},
+    )
     assert r.status_code == 200
     body = r.json()
     items = body["items"]
@@ -298,17 +333,24 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store) -> N
     assert scores == sorted(scores, reverse=True)
     assert len({i["product_id"] for i in items}) == 5
     assert {i["source"] for i in items} <= {"copurchase", "category_popular", "popular"}
-    recent = feast_store.get_online_features(
-        ["customer_activity:recent_product_ids"], [{"customer_id": cid}]
-    ).to_dict()["recent_product_ids"][0] or []
+    recent = (
+        feast_store.get_online_features(
+            ["customer_activity:recent_product_ids"], [{"customer_id": cid}]
+        ).to_dict()["recent_product_ids"][0]
+        or []
+    )
     assert not {i["product_id"] for i in items} & set(recent)
     # the scores are the saved ranker's on Feast's own feature rows
     pointer, model = latest(env, "ranking")
     ids = [i["product_id"] for i in items]
     frame = feast_store.get_online_features(
         feast_store.get_feature_service("ranking_model_v1"),
-        {"customer_id": [cid] * len(ids), "product_id": ids,
-         "event_timestamp": [datetime.now(UTC)] * len(ids)}).to_df()
+        {
+            "customer_id": [cid] * len(ids),
+            "product_id": ids,
+            "event_timestamp": [datetime.now(UTC)] * len(ids),
+        },
+    ).to_df()
     expected = model.predict(model_matrix(frame, pointer["input_columns"]))
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
     assert body["model"]["version"] == pointer["version"]
@@ -316,8 +358,9 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store) -> N
 
 
 def test_unknown_customer_gets_popular_products(client) -> None:
-    body = client.post("/recommendations", headers=KEY,
-                       json={"customer_id": "brand-new", "k": 4}).json()
+    body = client.post(
+        "/recommendations", headers=KEY, json={"customer_id": "brand-new", "k": 4}
+    ).json()
     assert body["cold_start"] is True
     assert len(body["items"]) == 4
     assert {i["source"] for i in body["items"]} == {"popular"}
@@ -338,16 +381,24 @@ def test_metrics_after_traffic(client, env) -> None:
     client.post("/predict/churn", headers=KEY, json={"customer_id": env.customers[1]})
     client.get("/features/customers/nobody", headers=KEY)
     text = client.get("/metrics", headers=KEY).text
-    assert 'shopfeast_http_requests_total{endpoint="/predict/churn",method="POST",status="200"}' \
+    assert (
+        'shopfeast_http_requests_total{endpoint="/predict/churn",method="POST",status="200"}'
         in text
-    assert 'shopfeast_http_request_duration_seconds_bucket{endpoint="/predict/churn",le="0.02"}' \
+    )
+    assert (
+        'shopfeast_http_request_duration_seconds_bucket{endpoint="/predict/churn",le="0.02"}'
         in text
-    assert 'shopfeast_http_errors_total{endpoint="/features/customers/{customer_id}",' \
-           'status="404"}' in text
+    )
+    assert (
+        'shopfeast_http_errors_total{endpoint="/features/customers/{customer_id}",'
+        'status="404"}' in text
+    )
     assert 'shopfeast_online_store_read_duration_seconds_count{operation="churn"}' in text
     pointer, _ = latest(env, "churn")
-    assert f'shopfeast_model_info{{feature_service="churn_model_v1",model="churn",' \
-           f'version="{pointer["version"]}"}} 1.0' in text
+    assert (
+        f'shopfeast_model_info{{feature_service="churn_model_v1",model="churn",'
+        f'version="{pointer["version"]}"}} 1.0' in text
+    )
 
 
 def test_unexpected_errors_leave_no_trace(client, monkeypatch) -> None:
