@@ -27,6 +27,10 @@ Optionally `shard(tables, n) -> Iterable[dict[str, pd.DataFrame]]`: when entitie
 split the inputs into `n` entity shards; the runner computes and reduces each alone (bounded
 memory) and concatenates the rows.
 
+Optionally `emits(snapshots) -> bool`: False when none of `snapshots` is a snapshot day of the
+source (a coarser grain than daily), so no stored row can change; an incremental run then reads
+no input and only moves the watermark on.
+
 Optionally `persist(data_dir, tables) -> None`: called before `compute` to record state a family
 learns from data once (a vocabulary, a fitted model) under DIR/state/; `compute` stays pure.
 

@@ -19,10 +19,13 @@ then on it is reused, in historical rebuilds too; delete the pointer file to ret
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import sentiment, topics
 from pipelines.storage import state_dir
@@ -96,7 +99,7 @@ def ensure_topic_model(
     if pointer.exists():
         version = json.loads(pointer.read_text())["version"]
         if (root / version).is_dir():
-            return topics.load(root, version)
+            return _load(str(root), version)
     cutoff = topic_cutoff(reviews["review_ts"], min_reviews, min_days)
     if cutoff is None:
         return None
@@ -111,6 +114,12 @@ def ensure_topic_model(
     body = {"version": model.version, "cutoff": model.metadata["cutoff"], "seed": seed}
     pointer.write_text(json.dumps(body, indent=1, sort_keys=True))
     return model
+
+
+@lru_cache(maxsize=4)
+def _load(root: str, version: str) -> TopicModel:
+    """A saved version, loaded once per process (two families use it in one run)."""
+    return topics.load(Path(root), version)
 
 
 # --- scored reviews, cached -------------------------------------------------------------------
@@ -142,12 +151,19 @@ def _append(folder: Path, fresh: pd.DataFrame, whole: pd.DataFrame) -> None:
             p.unlink()
 
 
+def _arrow_ids(ids: pd.Series) -> pa.Array:
+    """Ids as an Arrow array: set membership in Arrow, not a Python loop over arrow strings
+    (what pandas' `isin` does for them: seconds for a year of reviews)."""
+    return pa.array(ids.astype(pd.StringDtype("pyarrow")).array).cast(pa.string())
+
+
 def enriched(data_dir: Path, reviews: pd.DataFrame, model: TopicModel | None) -> pd.DataFrame:
     """`reviews` with the NLP columns, scoring only reviews not yet scored under this model."""
     version = model.version if model is not None else NO_MODEL
     cache = _read_cache(data_dir)
     cache = cache[cache["topic_model"] == version]
-    todo = reviews[~reviews["review_id"].isin(cache["review_id"])]
+    done = pc.is_in(_arrow_ids(reviews["review_id"]), value_set=_arrow_ids(cache["review_id"]))
+    todo = reviews[~done.to_numpy(zero_copy_only=False)]
     if len(todo):
         fresh = enrich_reviews(todo, model)[["review_id", *NLP_COLUMNS]]
         fresh.insert(1, "topic_model", version)

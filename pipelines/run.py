@@ -128,6 +128,11 @@ def _run_family(
         historical = start_day <= first_day
         start_day = max(start_day, first_day)
     snapshots = Snapshots(int(start_day), int(end_day), historical)
+    if not historical and hasattr(module, "emits") and not module.emits(snapshots):
+        # None of the run's days is a snapshot of this source (a weekly grain on another
+        # weekday): no stored row can change, so nothing is read or written but the watermark.
+        _save_state(data_dir, source, end_day, seen)
+        return Outcome(source.name, 0, 0.0, snapshots.start_day, snapshots.end_day)
     tables = {i.table: _read_input(data_dir, i, snapshots) for i in inputs}
     if hasattr(module, "persist"):
         module.persist(data_dir, tables)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import html
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from gensim.parsing.preprocessing import STOPWORDS as GENSIM_STOPWORDS
-from nltk.stem.snowball import SnowballStemmer
-from nltk.tokenize import RegexpTokenizer
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+if TYPE_CHECKING:
+    from nltk.stem.snowball import SnowballStemmer
+    from nltk.tokenize import RegexpTokenizer
+
 
 # Reviews longer than this are cut: the longest real review seen is ~5k characters, and a runaway
 # body (a pasted page) must not make one row cost seconds.
@@ -25,16 +26,48 @@ MAX_TOKEN_LEN = 30  # longer "words" are noise (a run of letters, a pasted hash)
 
 # Review boilerplate ("Five Stars" is the Amazon default title) says nothing about the topic.
 REVIEW_BOILERPLATE = frozenset({"star", "stars", "product", "products", "item", "items", "review"})
-STOP_WORDS = frozenset(GENSIM_STOPWORDS) | frozenset(ENGLISH_STOP_WORDS) | REVIEW_BOILERPLATE
+
+
+@lru_cache(maxsize=1)
+def stop_words() -> frozenset[str]:
+    """gensim's and scikit-learn's stop words plus review boilerplate. Imported on first use:
+    gensim (with scipy.stats) and scikit-learn cost seconds to import, and a feature run that
+    scores no new review needs neither."""
+    from gensim.parsing.preprocessing import STOPWORDS as GENSIM_STOPWORDS
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(GENSIM_STOPWORDS) | frozenset(ENGLISH_STOP_WORDS) | REVIEW_BOILERPLATE
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> RegexpTokenizer:
+    """nltk's tokenizer, imported on first use (like stop_words)."""
+    from nltk.tokenize import RegexpTokenizer
+
+    return RegexpTokenizer(r"[a-z]+(?:'[a-z]+)?")
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> SnowballStemmer:
+    """nltk's Snowball stemmer, imported on first use."""
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")
+
+
+def __getattr__(name: str) -> frozenset[str]:
+    """`STOP_WORDS` stays importable by name, built on first access."""
+    if name == "STOP_WORDS":
+        return stop_words()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _TAG = re.compile(r"<[^>]{0,500}>")
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _SPACE = re.compile(r"\s+")
-_TOKENIZER = RegexpTokenizer(r"[a-z]+(?:'[a-z]+)?")
 _WORD = re.compile(r"\w+")  # plain re: this runs on every review, nltk's wrapper is 3x slower
 _LETTER = re.compile(r"[^\W\d_]")
 _NON_LATIN = re.compile(r"[^\W\d_\u0000-\u024f]")  # letters outside Latin script
-_STEMMER = SnowballStemmer("english")
 
 
 def _wordset(words: str) -> frozenset[str]:
@@ -106,17 +139,19 @@ def is_english(text: str) -> bool:
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    return _STEMMER.stem(word)
+    return _stemmer().stem(word)
 
 
 def _content_words(text: str) -> list[str]:
     """Lower-cased words without stop words, short words and contractions (don't, i'm: function
     words all); a possessive keeps its word (product's -> product)."""
-    words = (w.removesuffix("'s") for w in _TOKENIZER.tokenize(text.lower().replace("\u2019", "'")))
+    lowered = text.lower().replace("\u2019", "'")
+    words = (w.removesuffix("'s") for w in _tokenizer().tokenize(lowered))
+    stop = stop_words()
     return [
         w
         for w in words
-        if MIN_TOKEN_LEN <= len(w) <= MAX_TOKEN_LEN and "'" not in w and w not in STOP_WORDS
+        if MIN_TOKEN_LEN <= len(w) <= MAX_TOKEN_LEN and "'" not in w and w not in stop
     ]
 
 

@@ -20,14 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gensim
 import numpy as np
 import pandas as pd
-from gensim.corpora import Dictionary
-from gensim.models import LdaModel
 
 from pipelines.text import is_english, review_text, surface_tokens, tokens
+
+if TYPE_CHECKING:  # gensim (and scipy.stats under it) is imported where a model is built or read
+    from gensim.corpora import Dictionary
+    from gensim.models import LdaModel
 
 NUM_TOPICS = 10
 TOPIC_COLUMNS = [f"topic_{i}" for i in range(NUM_TOPICS)]
@@ -95,6 +97,9 @@ def train_texts(
     version: str | None = None,
 ) -> TopicModel:
     """Fit the LDA on these texts (already chosen as before the cutoff); non-English are skipped."""
+    import gensim
+    from gensim.models import LdaModel
+
     english = [t for t in texts if t and is_english(t)]
     docs = [tokens(t) for t in english]
     dictionary = _vocabulary(docs, num_topics)
@@ -150,6 +155,8 @@ def auto_passes(n_docs: int) -> int:
 def _vocabulary(docs: list[list[str]], num_topics: int) -> Dictionary:
     """Words in at least a few reviews and at most NO_ABOVE of them; a tiny or very repetitive
     corpus (a few templates) that this would leave without words keeps its frequent words."""
+    from gensim.corpora import Dictionary
+
     no_below = min(5, max(1, len(docs) // 200))
     for no_above in (NO_ABOVE, 1.0):
         dictionary = Dictionary(docs)
@@ -232,6 +239,9 @@ def versions(root: Path) -> list[str]:
 
 def load(root: Path, version: str | None = None) -> TopicModel:
     """Load one saved version (default: the one with the latest cutoff)."""
+    from gensim.corpora import Dictionary
+    from gensim.models import LdaModel
+
     if version is None:
         saved = versions(root)
         if not saved:

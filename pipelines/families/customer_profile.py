@@ -109,18 +109,15 @@ INPUTS = (
 def normalise(field: str, values: pd.Series) -> pd.Series:
     """Raw profile values mapped into the field's vocabulary (`other`, `unknown` included)."""
     vocab = VOCABULARY[field]
-    raw = values.astype(object).where(values.notna(), None)
-    uniq = pd.Series(raw.dropna().unique(), dtype=object)
+    # Each distinct value is normalised once, then taken per row (no Python loop over rows).
+    codes, uniq = pd.factorize(values.astype(object).where(values.notna(), None))
+    uniq = pd.Series(uniq, dtype=object)
     text = uniq.astype("string").str.strip().str.lower().str.replace(r"[\s-]+", "_", regex=True)
     if field == "gender":
         text = text.replace(_GENDER_ALIASES)
     mapped = text.where(text.isin(vocab), "other").where(text != "", "unknown")
-    lookup = dict(zip(uniq, mapped, strict=True))
-    return pd.Series(
-        [lookup.get(v, "unknown") if v is not None else "unknown" for v in raw],
-        index=values.index,
-        dtype="string",
-    )
+    table = np.array([*mapped.astype(object), "unknown"], dtype=object)  # code -1: missing
+    return pd.Series(table[codes], index=values.index, dtype="string")
 
 
 def compute(

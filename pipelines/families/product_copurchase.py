@@ -110,6 +110,12 @@ def compute(
 # --- snapshots on the weekly grain --------------------------------------------------------------
 
 
+def emits(snapshots: Snapshots) -> bool:
+    """Whether the run holds a Monday; without one no row can change and the runner skips the
+    family without reading its inputs (all orders: the bulk of an incremental day's reads)."""
+    return len(grain_days(snapshots.start_day, snapshots.end_day)) > 0
+
+
 def snap_up(day: np.ndarray) -> np.ndarray:
     """The first grain day on or after each day."""
     day = np.asarray(day, np.int64)
