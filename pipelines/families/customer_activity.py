@@ -261,6 +261,9 @@ def _live_orders(orders: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
 
 def _items(items: pd.DataFrame, orders: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
     """Items of live orders with the customer code, entry day and the category as of the order."""
+    if len(items):  # items carry their order's order_ts: older orders cannot match (an
+        # incremental day joins 90 days of items, not all of history's orders)
+        orders = orders[orders["order_ts"] >= items["order_ts"].min()]
     it = items.merge(orders[["order_id", "c", "enter"]], on="order_id", how="inner")
     cat = products[["product_id", "category", "updated_at", "created_at"]].copy()
     cat["updated_at"] = cat["updated_at"].fillna(cat["created_at"])
