@@ -69,6 +69,42 @@ def test_batches_with_a_late_day_equal_one_historical_run(shop, historical, tmp_
     assert_same_sources(historical, tmp_path)
 
 
+def test_one_run_per_day_equals_historical_and_weekly_copurchase_reads_nothing_off_monday(
+    shop, historical, tmp_path, monkeypatch
+):
+    """The production cadence: one run per daily batch. product_copurchase (Monday grain) is not
+    computed, so reads nothing, on a run without a Monday; every source still equals a
+    historical run."""
+    from pipelines.families import product_copurchase
+
+    batches = daily_batches(shop)
+    for name, tables in batches[:-10]:
+        write_batch(tmp_path, tables, name)
+    run(tmp_path, "incremental", echo=False)
+    computed = []
+    real = product_copurchase.compute
+
+    def spy(tables, snapshots, prior):
+        computed.append((snapshots.start_day, snapshots.end_day))
+        return real(tables, snapshots, prior)
+
+    monkeypatch.setattr(product_copurchase, "compute", spy)
+    with_monday, without = [], 0
+    for name, tables in batches[-10:]:
+        write_batch(tmp_path, tables, name)
+        (outcome,) = run(tmp_path, "incremental", only=["product_copurchase"], echo=False)
+        days = pd.date_range(
+            pd.Timestamp(outcome.start_day, unit="D"), pd.Timestamp(outcome.end_day, unit="D")
+        )
+        if (days.dayofweek == 0).any():
+            with_monday.append((outcome.start_day, outcome.end_day))
+        else:
+            without += 1
+    assert with_monday and without and computed == with_monday
+    run(tmp_path, "incremental", echo=False)
+    assert_same_sources(historical, tmp_path)
+
+
 def test_rerun_is_a_no_op(historical):
     before = snapshot(historical)
     outcomes = run(historical, "incremental", echo=False)
