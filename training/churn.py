@@ -165,7 +165,7 @@ def run(
     )
     card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs)
     artifacts.save(data_dir, MODEL, version, model.estimator, card)
-    say(_summary(card))
+    say(summary(card))
     say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
     return card
 
@@ -228,7 +228,7 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -
     }
 
 
-def _summary(card: dict) -> str:
+def summary(card: dict) -> str:
     t = card["metrics"]["test"]
     lines = [f"churn models on test ({card['rows']['test']['rows']:,} rows):"]
     for n, m in t.items():
@@ -244,13 +244,3 @@ def _summary(card: dict) -> str:
             f"scores ROC-AUC {seen['roc_auc']:.3f})"
         )
     return "\n".join(lines)
-
-
-def chosen_test_metrics(card: dict) -> dict[str, float]:
-    """The chosen model's and the baseline's test figures (for summaries)."""
-    t = card["metrics"]["test"]
-    return {
-        "chosen": card["chosen"],
-        **{k: t[card["chosen"]][k] for k in ("roc_auc", "pr_auc")},
-        "rfm_roc_auc": t["rfm_baseline"]["roc_auc"],
-    }

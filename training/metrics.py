@@ -51,7 +51,8 @@ def best_f1_threshold(y_true: np.ndarray, p: np.ndarray) -> float:
     tp = np.cumsum(ys)
     precision = tp / np.arange(1, len(ys) + 1)
     recall = tp / max(ys.sum(), 1)
-    f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
     return float(ps[int(np.argmax(f1))])
 
 
