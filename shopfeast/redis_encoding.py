@@ -30,6 +30,8 @@ from feast.protos.feast.types.Value_pb2 import ValueType as ProtoValueType
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
+from shopfeast.segments import Segments
+
 INT64_MIN = -(2**63)
 
 # Wire tags of feast.types.Value's oneof members: (field number << 3) | wire type.
@@ -71,18 +73,16 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _tagged_varints(tag: int, values: np.ndarray) -> list[bytes]:
-    """`tag + varint(v)` for every int64 in `values`, vectorised."""
+def _tagged_varints(tag: int, values: np.ndarray, null: np.ndarray | None = None) -> Segments:
+    """`tag + varint(v)` for every int64 in `values` (empty where `null`), vectorised."""
     u = values.astype(np.int64).view(np.uint64)
     n = len(u)
-    if n == 0:
-        return []
     length = np.ones(n, dtype=np.int64)
     rest = u >> np.uint64(7)
     while rest.any():
         length += rest > 0
         rest = rest >> np.uint64(7)
-    width = int(length.max()) + 1
+    width = int(length.max(initial=1)) + 1
     buf = np.zeros((n, width), dtype=np.uint8)
     buf[:, 0] = tag
     rest = u.copy()
@@ -91,28 +91,20 @@ def _tagged_varints(tag: int, values: np.ndarray) -> list[bytes]:
         rest = rest >> np.uint64(7)
         more = (j < length - 1).astype(np.uint8) << 7
         buf[:, j + 1] = byte | more
-    raw = buf.tobytes()
-    ends = length + 1
-    return [raw[i * width : i * width + ends[i]] for i in range(n)]
+    length += 1
+    if null is not None:
+        length[null] = 0
+    return Segments.from_matrix(buf, length)
 
 
-def _tagged_fixed(tag: int, values: np.ndarray, dtype: str) -> list[bytes]:
-    """`tag + little-endian fixed-width value` for every value."""
+def _tagged_fixed(tag: int, values: np.ndarray, dtype: str, null: np.ndarray) -> Segments:
+    """`tag + little-endian fixed-width value` for every value (empty where `null`)."""
     n = len(values)
     size = np.dtype(dtype).itemsize
     buf = np.empty((n, size + 1), dtype=np.uint8)
     buf[:, 0] = tag
     buf[:, 1:] = np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(n, size)
-    raw = buf.tobytes()
-    w = size + 1
-    return [raw[i * w : (i + 1) * w] for i in range(n)]
-
-
-def _with_nulls(encoded: list[bytes], null: np.ndarray) -> list[bytes]:
-    if null.any():
-        for i in np.flatnonzero(null):
-            encoded[i] = b""
-    return encoded
+    return Segments.from_matrix(buf, np.where(null, 0, size + 1))
 
 
 # --- value columns ------------------------------------------------------------------------------
@@ -122,34 +114,34 @@ def _null_mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _encode_double(arr: pa.Array) -> list[bytes]:
+def _encode_double(arr: pa.Array) -> Segments:
     values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
     null = np.isnan(values)  # Feast maps NaN, like null, to the empty Value
-    return _with_nulls(_tagged_fixed(TAG_DOUBLE, np.where(null, 0.0, values), "<f8"), null)
+    return _tagged_fixed(TAG_DOUBLE, np.where(null, 0.0, values), "<f8", null)
 
 
-def _encode_float(arr: pa.Array) -> list[bytes]:
+def _encode_float(arr: pa.Array) -> Segments:
     values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
     null = np.isnan(values)
-    return _with_nulls(_tagged_fixed(TAG_FLOAT, np.where(null, 0.0, values), "<f4"), null)
+    return _tagged_fixed(TAG_FLOAT, np.where(null, 0.0, values), "<f4", null)
 
 
-def _integer_encoder(tag: int) -> Callable[[pa.Array], list[bytes]]:
-    def encode(arr: pa.Array) -> list[bytes]:
+def _integer_encoder(tag: int) -> Callable[[pa.Array], Segments]:
+    def encode(arr: pa.Array) -> Segments:
         null = _null_mask(arr)
         values = pc.cast(arr, pa.int64(), safe=False).fill_null(0).to_numpy()
-        return _with_nulls(_tagged_varints(tag, values), null)
+        return _tagged_varints(tag, values, null)
 
     return encode
 
 
-def _encode_bool(arr: pa.Array) -> list[bytes]:
+def _encode_bool(arr: pa.Array) -> Segments:
     null = _null_mask(arr)
     values = arr.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int64)
-    return _with_nulls(_tagged_varints(TAG_BOOL, values), null)
+    return _tagged_varints(TAG_BOOL, values, null)
 
 
-def _encode_unix_timestamp(arr: pa.Array) -> list[bytes]:
+def _encode_unix_timestamp(arr: pa.Array) -> Segments:
     """Whole seconds (floor), NaT as INT64_MIN: what Feast's converter stores."""
     if pa.types.is_timestamp(arr.type):
         micros = pc.cast(arr, pa.timestamp("us", tz=arr.type.tz)).cast(pa.int64())
@@ -167,7 +159,7 @@ def _length(n: int) -> bytes:
     return _LENGTH_HEADERS[n] if n < 128 else varint(n)
 
 
-def _encode_string(arr: pa.Array) -> list[bytes]:
+def _encode_string(arr: pa.Array) -> Segments:
     out: list[bytes] = []
     append = out.append
     for s in arr.to_pylist():
@@ -176,10 +168,10 @@ def _encode_string(arr: pa.Array) -> list[bytes]:
         else:
             b = str(s).encode()
             append(TAG_STRING + _length(len(b)) + b)
-    return out
+    return Segments.from_list(out)
 
 
-def _encode_string_list(arr: pa.Array) -> list[bytes]:
+def _encode_string_list(arr: pa.Array) -> Segments:
     """Lists of ids repeat the same few thousand strings: each distinct item is encoded once
     (Arrow dictionary encoding), a list joins its items' bytes."""
     counts = pc.list_value_length(arr)
@@ -202,10 +194,10 @@ def _encode_string_list(arr: pa.Array) -> list[bytes]:
             body = b"".join([encoded[j] for j in indices[start:end]])
             append(TAG_STRING_LIST + _length(len(body)) + body)
         start = end
-    return out
+    return Segments.from_list(out)
 
 
-def _encode_double_list(arr: pa.Array) -> list[bytes]:
+def _encode_double_list(arr: pa.Array) -> Segments:
     out: list[bytes] = []
     append = out.append
     for items in arr.to_pylist():
@@ -216,16 +208,16 @@ def _encode_double_list(arr: pa.Array) -> list[bytes]:
         packed = struct.pack(f"<{len(items)}d", *items)
         body = TAG_REPEATED_VAL + _length(len(packed)) + packed if items else b""
         append(TAG_DOUBLE_LIST + _length(len(body)) + body)
-    return out
+    return Segments.from_list(out)
 
 
-def _fallback(arr: pa.Array, value_type: ValueType) -> list[bytes]:
+def _fallback(arr: pa.Array, value_type: ValueType) -> Segments:
     """Feast's own converter: exact by construction, slow (about 5 µs a value)."""
     protos = python_values_to_proto_values(arr.to_numpy(zero_copy_only=False), value_type)
-    return [p.SerializeToString() for p in protos]
+    return Segments.from_list([p.SerializeToString() for p in protos])
 
 
-ENCODERS: dict[ValueType, Callable[[pa.Array], list[bytes]]] = {
+ENCODERS: dict[ValueType, Callable[[pa.Array], Segments]] = {
     ValueType.DOUBLE: _encode_double,
     ValueType.FLOAT: _encode_float,
     ValueType.INT64: _integer_encoder(TAG_INT64),
@@ -238,16 +230,21 @@ ENCODERS: dict[ValueType, Callable[[pa.Array], list[bytes]]] = {
 }
 
 
-def encode_values(arr: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes]:
-    """The serialized `feast.types.Value` of every row of one feature column."""
+def encode_segments(arr: pa.Array | pa.ChunkedArray, value_type: ValueType) -> Segments:
+    """The serialized `feast.types.Value` of every row of one feature column, as Segments."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    encoder = ENCODERS.get(value_type)
-    if encoder is None or len(arr) == 0:
-        return _fallback(arr, value_type) if len(arr) else []
+    if len(arr) == 0:
+        return Segments.from_list([])
     if pa.types.is_null(arr.type):
-        return [b""] * len(arr)
-    return encoder(arr)
+        return Segments.from_list([b""] * len(arr))
+    encoder = ENCODERS.get(value_type)
+    return encoder(arr) if encoder is not None else _fallback(arr, value_type)
+
+
+def encode_values(arr: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes]:
+    """The serialized `feast.types.Value` of every row of one feature column."""
+    return encode_segments(arr, value_type).to_list()
 
 
 # --- keys and event timestamps -----------------------------------------------------------------
@@ -274,7 +271,7 @@ def entity_keys(
     ]
 
 
-def event_timestamps(arr: pa.Array | pa.ChunkedArray) -> tuple[list[bytes], np.ndarray]:
+def event_timestamps(arr: pa.Array | pa.ChunkedArray) -> tuple[Segments, np.ndarray]:
     """Serialized `google.protobuf.Timestamp`s of the event times, and the times in ns.
 
     Feast goes through `datetime` (microseconds), so nanos are whole microseconds * 1000; zero
@@ -291,4 +288,4 @@ def event_timestamps(arr: pa.Array | pa.ChunkedArray) -> tuple[list[bytes], np.n
     for s, ns in zip(seconds.tolist(), nanos.tolist(), strict=True):
         body = (b"\x08" + varint(s) if s else b"") + (b"\x10" + varint(ns) if ns else b"")
         out.append(body)
-    return out, micros * 1000
+    return Segments.from_list(out), micros * 1000

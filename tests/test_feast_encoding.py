@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from feast import Entity, FeatureView, Field, FileSource
@@ -121,7 +122,8 @@ def test_int_entity_keys_match() -> None:
 @pytest.mark.parametrize("micros", [0, 123, 999_999])
 def test_event_timestamps_match_protobuf(micros: int) -> None:
     times = [datetime(2025, 3, d, 0, 0, 0, micros, tzinfo=UTC) for d in (1, 2)]
-    ours, nanos = event_timestamps(pa.array(times, type=TS))
+    segments, nanos = event_timestamps(pa.array(times, type=TS))
+    ours = segments.to_list()
     for t, b, ns in zip(times, ours, nanos.tolist(), strict=True):
         ts = Timestamp()
         ts.FromDatetime(t)
@@ -139,3 +141,19 @@ def test_nan_and_null_doubles_read_back_as_unset() -> None:
     parsed = [Value.FromString(b) for b in out]
     assert [p.WhichOneof("val") for p in parsed] == [None, None, "double_val"]
     assert math.isclose(parsed[2].double_val, 2.0)
+
+
+def test_segments_take_and_concatenate_rows() -> None:
+    from shopfeast.segments import Segments, concat_rows, lookup
+
+    a = Segments.from_list([b"ab", b"", b"cde", b"f"])
+    b = Segments.from_list([b"1", b"22", b"", b"4444"])
+    assert a.take(np.array([3, 0, 1])).to_list() == [b"f", b"ab", b""]
+    rows = concat_rows([b"<", a, b"|", b, lookup([b"x", b"yy"], np.array([1, 0, 0, 1]))], 4)
+    assert rows.to_list() == [b"<ab|1yy", b"<|22x", b"<cde|x", b"<f|4444yy"]
+    matrix = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert Segments.from_matrix(matrix, np.array([2, 0, 4])).to_list() == [
+        b"\x00\x01",
+        b"",
+        b"\x08\x09\x0a\x0b",
+    ]

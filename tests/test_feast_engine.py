@@ -144,26 +144,26 @@ def test_feast_reads_our_writes(feast_written, data_dir, tmp_path, redis_url) ->
 def test_interrupted_run_resumes(feast_written, data_dir, tmp_path, redis_url, monkeypatch) -> None:
     _, reference = feast_written
     state = tmp_path / "state"
-    real_write = writer_module.RedisViewWriter.write
+    real_send = writer_module.RedisViewWriter.send
     calls = {"n": 0}
 
-    def failing_write(self, batch):
+    def failing_send(self, prepared):
         calls["n"] += 1
         if calls["n"] == 3:
             raise ConnectionError("simulated crash after two chunks")
-        return real_write(self, batch)
+        return real_send(self, prepared)
 
     with claimed_redis_db(redis_url) as url:
         store = make_store(tmp_path, url, engine_config(state, chunk_rows=50))
         apply_view(store, data_dir)
-        monkeypatch.setattr(writer_module.RedisViewWriter, "write", failing_write)
+        monkeypatch.setattr(writer_module.RedisViewWriter, "send", failing_send)
         with pytest.raises(ConnectionError):
             store.materialize(START, END)
         checkpoint = list(state.glob("*.json"))
         assert len(checkpoint) == 1
         assert len(dump(url)) == 100  # two chunks of 50 made it
 
-        monkeypatch.setattr(writer_module.RedisViewWriter, "write", real_write)
+        monkeypatch.setattr(writer_module.RedisViewWriter, "send", real_send)
         store = make_store(tmp_path, url, engine_config(state, chunk_rows=50))
         store.materialize(START, END)
         engine = store._get_provider().batch_engine

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,22 +154,35 @@ class ChunkedRedisEngine(ComputeEngine):
         try:
             last_report = time.perf_counter()
             written: set[bytes] = set()
-            for batch in latest_rows(con, src, start, end, self.config.chunk_rows, resume):
-                keys = writer.write(batch)
-                written.update(keys)
-                run.rows_written += len(keys)
-                run.rows_read += batch.num_rows
-                last_key = batch.column(layout.join_key)[batch.num_rows - 1].as_py()
+
+            def save(last_key: str, rows: int) -> None:
                 checkpoints.save(
-                    view.name,
-                    Checkpoint(start.isoformat(), end.isoformat(), str(last_key), run.rows_read),
+                    view.name, Checkpoint(start.isoformat(), end.isoformat(), last_key, rows)
                 )
-                if time.perf_counter() - last_report > 5:
-                    self._say(
-                        f"{view.name}: {run.rows_read:,} rows so far "
-                        f"({time.perf_counter() - began:.1f}s)"
-                    )
-                    last_report = time.perf_counter()
+
+            # Redis works on chunk i while this thread reads and encodes chunk i + 1; a chunk's
+            # checkpoint is saved once every reply of it has come back.
+            with ThreadPoolExecutor(max_workers=1) as sender:
+                in_flight = None
+                for batch in latest_rows(con, src, start, end, self.config.chunk_rows, resume):
+                    prepared = writer.prepare(batch)
+                    last_key = str(batch.column(layout.join_key)[batch.num_rows - 1].as_py())
+                    if in_flight is not None:
+                        in_flight[0].result()
+                        save(*in_flight[1:])
+                    run.rows_read += batch.num_rows
+                    in_flight = (sender.submit(writer.send, prepared), last_key, run.rows_read)
+                    written.update(prepared.keys)
+                    run.rows_written += len(prepared.keys)
+                    if time.perf_counter() - last_report > 5:
+                        self._say(
+                            f"{view.name}: {run.rows_read:,} rows so far "
+                            f"({time.perf_counter() - began:.1f}s)"
+                        )
+                        last_report = time.perf_counter()
+                if in_flight is not None:
+                    in_flight[0].result()
+                    save(*in_flight[1:])
             if self.config.heal_missing:
                 run.healed = self._heal(con, src, layout, writer, end, written)
         finally:

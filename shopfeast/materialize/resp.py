@@ -16,6 +16,8 @@ from itertools import islice
 from redis import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
+from shopfeast.segments import Segments
+
 try:
     import hiredis
 except ImportError:  # redis-py works without it; so does this module, slower
@@ -34,20 +36,45 @@ def command(*args: bytes) -> bytes:
 
 def execute(client: Redis, commands: Iterable[bytes], window: int) -> Iterator[object]:
     """Send `commands` (packed) `window` at a time and yield their replies in order."""
+
+    def windows() -> Iterator[tuple[bytes, int]]:
+        it = iter(commands)
+        while chunk := list(islice(it, window)):
+            yield b"".join(chunk), len(chunk)
+
+    yield from _execute_packed(client, windows())
+
+
+def execute_rows(
+    client: Redis, commands: Segments, per_row: int, window_rows: int
+) -> Iterator[object]:
+    """Like `execute` for commands assembled in one buffer, `per_row` commands a row."""
+    bounds = commands.offsets
+    view = memoryview(commands.data)
+    n = len(commands)
+
+    def windows() -> Iterator[tuple[memoryview, int]]:
+        for lo in range(0, n, max(window_rows, 1)):
+            hi = min(lo + window_rows, n)
+            yield view[bounds[lo] : bounds[hi]], (hi - lo) * per_row
+
+    yield from _execute_packed(client, windows())
+
+
+def _execute_packed(client: Redis, windows) -> Iterator[object]:
     pool = client.connection_pool
     conn = pool.get_connection()
     healthy = False
     reader = hiredis.Reader() if hiredis is not None else None
     try:
-        it = iter(commands)
-        while chunk := list(islice(it, window)):
-            conn.send_packed_command([b"".join(chunk)])
+        for payload, count in windows:
+            conn.send_packed_command([payload])
             sock = getattr(conn, "_sock", None)
             if reader is None or sock is None:
-                for _ in range(len(chunk)):
+                for _ in range(count):
                     yield conn.read_response()
             else:
-                yield from _replies(reader, sock, len(chunk))
+                yield from _replies(reader, sock, count)
         healthy = True
     finally:
         if not healthy:

@@ -9,7 +9,7 @@ time (resp.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,12 +22,13 @@ from redis import Redis
 
 from shopfeast.materialize import resp
 from shopfeast.redis_encoding import (
-    encode_values,
+    encode_segments,
     entity_keys,
     event_timestamps,
     feature_field,
     timestamp_field,
 )
+from shopfeast.segments import Segments, concat_rows, lookup
 
 
 @dataclass
@@ -67,6 +68,14 @@ class ViewLayout:
         return entity_keys(arr, self.join_key, self.key_type, self.project)
 
 
+@dataclass
+class Prepared:
+    """A batch ready to send: the keys it writes and their commands in one buffer."""
+
+    keys: list[bytes]
+    commands: Segments | None
+
+
 class RedisViewWriter:
     def __init__(
         self,
@@ -92,34 +101,54 @@ class RedisViewWriter:
 
     def write(self, batch: pa.RecordBatch) -> list[bytes]:
         """Write a batch (join key, features, event timestamp); returns the keys written."""
+        prepared = self.prepare(batch)
+        self.send(prepared)
+        return prepared.keys
+
+    def prepare(self, batch: pa.RecordBatch) -> Prepared:
+        """Encode a batch and build its commands (one round trip: the stored event times)."""
         keys = self.layout.keys(batch.column(self.layout.join_key))
-        ts_bytes, ts_ns = event_timestamps(batch.column(self.timestamp_column))
-        values = [ts_bytes] + [
-            encode_values(batch.column(f), vt)
+        ts_values, ts_ns = event_timestamps(batch.column(self.timestamp_column))
+        values = [ts_values] + [
+            encode_segments(batch.column(f), vt)
             for f, vt in zip(self.layout.features, self.layout.value_types, strict=True)
         ]
         keep = np.ones(len(keys), dtype=bool) if self.skip_dedup else self._newer(keys, ts_ns)
         if not keep.all():
-            idx = np.flatnonzero(keep).tolist()
-            keys = [keys[i] for i in idx]
-            values = [[col[i] for i in idx] for col in values]
-        # Column-wise: each cell is `field bulk + value bulk`, a row's HSET joins its cells.
-        cells = [
-            [b"%b$%d\r\n%b\r\n" % (field, len(v), v) for v in col]
-            for field, col in zip(self._field_bulks, values, strict=True)
-        ]
-        replies = resp.execute(self.client, self._commands(keys, cells), self.window)
+            idx = np.flatnonzero(keep)
+            keys = [keys[i] for i in idx.tolist()]
+            values = [v.take(idx) for v in values]
+        commands = self._commands(keys, values) if keys else None
+        return Prepared(keys, commands)
+
+    def send(self, prepared: Prepared) -> None:
+        """Pipeline a prepared batch's commands and wait for every reply."""
+        if prepared.commands is None:
+            return
+        per_row = 2 if self.key_ttl_seconds else 1
+        replies = resp.execute_rows(
+            self.client, prepared.commands, per_row, max(self.window // per_row, 1)
+        )
         for _ in replies:
             pass
-        return keys
 
-    def _commands(self, keys: list[bytes], cells: list[list[bytes]]) -> Iterator[bytes]:
-        head, ttl = self._hset_head, self._expire_tail
-        for key, row in zip(keys, zip(*cells, strict=True), strict=True):
-            key_bulk = b"$%d\r\n%b\r\n" % (len(key), key)
-            yield head + key_bulk + b"".join(row)
-            if ttl:
-                yield b"*3\r\n$6\r\nEXPIRE\r\n" + key_bulk + ttl
+    def _commands(self, keys: list[bytes], values: list[Segments]) -> Segments:
+        """Every row's `HSET key field value ...` (and `EXPIRE key ttl`), as one buffer.
+
+        Each value is preceded by one looked-up piece holding the previous value's CRLF, the
+        field name and the value's length header, so a column costs two gathers.
+        """
+        key_bulks = Segments.from_list([b"$%d\r\n%b\r\n" % (len(k), k) for k in keys])
+        parts: list[bytes | Segments] = [self._hset_head, key_bulks]
+        for j, (field, column) in enumerate(zip(self._field_bulks, values, strict=True)):
+            lengths = column.lengths
+            crlf = b"\r\n" if j else b""
+            heads = [b"%b%b$%d\r\n" % (crlf, field, n) for n in range(int(lengths.max()) + 1)]
+            parts += [lookup(heads, lengths), column]
+        parts.append(b"\r\n")
+        if self.key_ttl_seconds:
+            parts += [b"*3\r\n$6\r\nEXPIRE\r\n", key_bulks, self._expire_tail]
+        return concat_rows(parts, len(keys))
 
     def _newer(self, keys: list[bytes], ts_ns: np.ndarray) -> np.ndarray:
         """Rows whose event time is later than the one stored (Feast's rule for older rows)."""
