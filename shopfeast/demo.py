@@ -38,8 +38,29 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
     for o in outcomes:
         console.print(f"    {o.line()}")
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
+
+    _train(data_dir, seed)
     _api_howto(data_dir)
     return 0
+
+
+def _train(data_dir: Path, seed: int) -> None:
+    """Train both models on the store and print their test figures next to the baselines."""
+    from shopfeast import feast_ops
+    from training import churn, ranking
+
+    if not (data_dir / "feast" / "registry.db").exists():
+        feast_ops.apply("embedded", data_dir, plan=False)
+    t = _stage("train the churn model (churn_model_v1)")
+    card = churn.run(data_dir=data_dir, seed=seed, echo=False)
+    for line in churn.summary(card).splitlines():
+        console.print(f"    {line}")
+    console.print(f"    done in {time.perf_counter() - t:.1f}s")
+    t = _stage("train the recommendation ranker (ranking_model_v1)")
+    card = ranking.run(data_dir=data_dir, seed=seed, echo=False)
+    for line in ranking.summary(card).splitlines():
+        console.print(f"    {line}")
+    console.print(f"    done in {time.perf_counter() - t:.1f}s")
 
 
 def _api_howto(data_dir: Path) -> None:

@@ -144,6 +144,13 @@ def run(
         + ", ".join(f"{s} {counts.get(s, 0):,}" for s in ("train", "validation", "test"))
         + f" ({time.perf_counter() - t0:.1f}s)"
     )
+    for part in ("train", "validation", "test"):
+        labels = f.loc[f["split"] == part, LABEL]
+        if labels.nunique() < 2:
+            raise ValueError(
+                f"the {part} split has {len(labels)} rows and not both classes: too little data "
+                f"for a churn model (more customers, more days, or --split time)"
+            )
     fitted, mats = fit_all(ds, seed)
     X, y = mats["X"], mats["y"]
     evaluated = [s for s in ("validation", "test", SEEN) if s in X and len(X[s])]
