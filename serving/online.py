@@ -34,6 +34,7 @@ from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
 from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from feast.infra.provider import Provider, get_provider
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.utils import _get_online_request_context
 from feast.value_type import ValueType
@@ -378,7 +379,10 @@ class OnlineFeatures:
 
     @staticmethod
     def _entity_key(join_keys: tuple[str, ...], key: tuple) -> EntityKey:
-        values = python_values_to_proto_values(list(key), ValueType.UNKNOWN)
+        if all(type(k) is str for k in key):  # the ids here: what Feast makes of a str, directly
+            values = [ValueProto(string_val=k) for k in key]
+        else:
+            values = python_values_to_proto_values(list(key), ValueType.UNKNOWN)
         return EntityKey(join_keys=list(join_keys), entity_values=values)
 
     # -- the cache of shared views -------------------------------------------------------------
