@@ -17,6 +17,11 @@ import numpy as np
 
 
 def to_matrix(columns: Mapping[str, Sequence[Any]], names: Sequence[str], n: int) -> np.ndarray:
+    nan_column = [math.nan] * n
+    try:  # every column plain numbers, flags or None: one numpy call for the whole matrix
+        return np.array([columns.get(name, nan_column) for name in names], dtype=float).T
+    except (TypeError, ValueError):
+        pass
     X = np.full((n, len(names)), np.nan)
     for j, name in enumerate(names):
         col = columns.get(name)

@@ -91,6 +91,13 @@ def test_fast_matrix_reads_values_like_model_matrix() -> None:
     np.testing.assert_array_equal(to_matrix(columns, names, 4), expected)
 
 
+def test_fast_matrix_all_numeric_path() -> None:
+    columns = {"f": [1.5, None, float("nan")], "i": [1, 2, None], "b": [True, None, False]}
+    names = ["b", "f", "gone", "i"]
+    expected = model_matrix(pd.DataFrame(columns), names).to_numpy()
+    np.testing.assert_array_equal(to_matrix(columns, names, 3), expected)
+
+
 def test_distinct_rows() -> None:
     assert _distinct_rows([["a", "b", "c"]], 3) == (None, None)
     assert _distinct_rows([["a", "a", "a"]], 3) == ([0], [0, 0, 0])
