@@ -46,11 +46,8 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
 
 def _train(data_dir: Path, seed: int) -> None:
     """Train both models on the store and print their test figures next to the baselines."""
-    from shopfeast import feast_ops
     from training import churn, ranking
 
-    if not (data_dir / "feast" / "registry.db").exists():
-        feast_ops.apply("embedded", data_dir, plan=False)
     t = _stage("train the churn model (churn_model_v1)")
     card = churn.run(data_dir=data_dir, seed=seed, echo=False)
     for line in churn.summary(card).splitlines():

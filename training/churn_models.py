@@ -74,8 +74,8 @@ def random_forest(X: pd.DataFrame, y: np.ndarray, seed: int) -> Fitted:
         [
             ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             # One job: with several, the trees' votes are summed in thread order and the last bit of
-        # a probability can differ between two runs with the same seed.
-        ("model", RandomForestClassifier(**params, random_state=seed, n_jobs=1)),
+            # a probability can differ between two runs with the same seed.
+            ("model", RandomForestClassifier(**params, random_state=seed, n_jobs=1)),
         ]
     ).fit(X, y)
     return Fitted("random_forest", pipe, list(X.columns), params)

@@ -86,6 +86,7 @@ class RankingConfig:
     validation_queries: int = 300
     test_queries: int = 400
     train_negatives: int = 30  # negatives kept per training query (sampled from its candidates)
+    query_day_share: float = 0.4  # share of each split's days its queries are drawn from
     # Training offers what the API offers plus random products (negatives the API never shows
     # would teach nothing; random ones teach that unrelated products are unlikely).
     train_candidates: CandidateConfig = replace(API_CONFIG, random=30, max_candidates=230)
@@ -131,9 +132,15 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
         "validation": config.validation_queries,
         "test": config.test_queries,
     }
+    day = q["event_timestamp"].dt.floor("D")
     keep = []
     for split, cap in caps.items():
-        idx = q.index[q["split"] == split].to_numpy()
+        # Days first: the catalogue is read once per query day, so fewer days cost less.
+        days = np.sort(day[q["split"] == split].unique())
+        n_days = max(1, int(np.ceil(len(days) * config.query_day_share)))
+        if len(days) > n_days:
+            days = np.sort(rng.choice(days, n_days, replace=False))
+        idx = q.index[(q["split"] == split) & day.isin(days)].to_numpy()
         if len(idx) > cap:
             idx = np.sort(rng.choice(idx, cap, replace=False))
         keep.append(idx)

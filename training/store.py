@@ -14,15 +14,25 @@ from pathlib import Path
 import pandas as pd
 from feast import FeatureService, FeatureStore
 
-from shopfeast.paths import FEATURE_REPO
-
 ROW_ID = "_row"
 
 
-def open_store(data_dir: Path, repo_path: Path = FEATURE_REPO) -> FeatureStore:
-    """The embedded store over `data_dir` (the definitions read SHOPFEAST_DATA_DIR)."""
-    os.environ["SHOPFEAST_DATA_DIR"] = str(Path(data_dir).resolve())
-    return FeatureStore(repo_path=str(repo_path))
+def open_store(data_dir: Path, repo_path: Path | None = None) -> FeatureStore:
+    """The embedded store over `data_dir`, applied first if this data directory has no registry.
+
+    `repo_path` is for a copy of the definitions (experiments); by default the project's profile.
+    """
+    from shopfeast import feast_ops
+
+    data_dir = Path(data_dir).resolve()
+    if repo_path is not None:
+        os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
+        return FeatureStore(repo_path=str(repo_path))
+    if not (data_dir / "feast" / "registry.db").exists():
+        code = feast_ops.apply("embedded", data_dir, plan=False)
+        if code:
+            raise RuntimeError(f"feast apply failed (exit {code}) for {data_dir}")
+    return feast_ops.open_store("embedded", data_dir)
 
 
 def service(store: FeatureStore, name: str) -> FeatureService:
