@@ -168,7 +168,11 @@ def run(
     figs = plots.roc_pr(y["test"], scores["test"], out)
     figs.append(plots.calibration(curves, out))
     figs.append(
-        plots.importance(churn_models.importances(model), out, f"{chosen} feature importance")
+        plots.importance(
+            churn_models.importances(model),
+            out,
+            f"{chosen}: importance ({churn_models.importance_kind(model)})",
+        )
     )
     card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs)
     artifacts.save(data_dir, MODEL, version, model.estimator, card)

@@ -105,6 +105,16 @@ def xgboost(X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray, se
     return Fitted("xgboost", model, list(X.columns), chosen)
 
 
+def importance_kind(fitted: Fitted) -> str:
+    est = fitted.estimator
+    model = est.named_steps["model"] if isinstance(est, Pipeline) else est
+    if isinstance(model, XGBClassifier):
+        return "gain"
+    return (
+        "impurity decrease" if hasattr(model, "feature_importances_") else "|coefficient|, scaled"
+    )
+
+
 def importances(fitted: Fitted) -> pd.Series:
     """Per-column importance: gain for XGBoost, impurity for forests, |coef| of the scaled LR."""
     est = fitted.estimator
