@@ -54,7 +54,10 @@ class Settings(BaseSettings):
     # re-read in the background every catalog_refresh_s, never served older than max_stale_s.
     catalog_refresh_s: float = Field(300.0, gt=0)
     product_max_stale_s: float = Field(900.0, gt=0)
-    store_deadline_s: float = Field(1.0, gt=0, le=30, description="Cap on one request's reads.")
+    # A dead or hung Redis is bounded by the socket timeouts above (about 0.3 s); this caps the
+    # wall time of one request's reads, queueing included, so it must not cut off requests that
+    # merely wait their turn under load.
+    store_deadline_s: float = Field(5.0, gt=0, le=60, description="Cap on one request's reads.")
 
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)

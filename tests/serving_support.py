@@ -66,7 +66,6 @@ class ServingStore:
             feast_profile=PROFILE,
             api_key=API_KEY,
             catalog_refresh_s=3600.0,
-            store_deadline_s=5.0,  # the shared test machine can be slow; faults tests set 1 s
         )
         values.update(overrides)
         return Settings(**values)
