@@ -77,15 +77,15 @@ class RankingConfig:
     """Sizes that keep training affordable on two cores; evaluation uses full candidate lists.
 
     Reading features costs about 1.4 ms per (customer, product, t) row on the demo shop (Feast's
-    point-in-time join plus three on-demand views), so rows are the budget: 1,500 training queries
-    with 30 negatives each rank as well as 3,000 with 50 (NDCG@10 within 0.01 on the demo shop).
+    point-in-time join plus three on-demand views), so rows are the budget: 1,000 training queries
+    with 20 negatives each rank as well as 3,000 with 50 (NDCG@10 within 0.01 on the demo shop).
     """
 
     warmup_days: int = 28  # queries this early have too little history behind them
-    train_queries: int = 1500
-    validation_queries: int = 300
-    test_queries: int = 400
-    train_negatives: int = 30  # negatives kept per training query (sampled from its candidates)
+    train_queries: int = 1000
+    validation_queries: int = 200
+    test_queries: int = 300
+    train_negatives: int = 20  # negatives kept per training query (sampled from its candidates)
     query_day_share: float = 0.4  # share of each split's days its queries are drawn from
     # Training offers what the API offers plus random products (negatives the API never shows
     # would teach nothing; random ones teach that unrelated products are unlikely).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -58,7 +59,10 @@ def historical(store: FeatureStore, entity_df: pd.DataFrame, service_name: str) 
     frame = entity_df.reset_index(drop=True).copy()
     frame[ROW_ID] = range(len(frame))
     fs = service(store, service_name)
-    out = store.get_historical_features(entity_df=frame, features=fs).to_df()
+    with warnings.catch_warnings():
+        # ibis calls a DuckDB method DuckDB has deprecated: noise on every read, nothing to do.
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        out = store.get_historical_features(entity_df=frame, features=fs).to_df()
     if len(out) != len(frame):
         raise RuntimeError(
             f"{service_name}: {len(frame)} entity rows in, {len(out)} out (the store must "
