@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json as _json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,14 @@ import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+ROUTES = {  # the endpoint label of the server's own histogram
+    "GET /health": "/health",
+    "GET /features/customers/{id}": "/features/customers/{customer_id}",
+    "GET /features/products/{id}": "/features/products/{product_id}",
+    "POST /features/batch (20 customers)": "/features/batch",
+    "POST /predict/churn": "/predict/churn",
+    "POST /recommendations": "/recommendations",
+}
 TARGETS = {
     "POST /predict/churn": ("p99 < 20 ms", 20.0),
     "POST /recommendations": ("p99 < 60 ms at c=8", 60.0),
@@ -42,6 +52,9 @@ class Result:
     errors: int = 0
     seconds: float = 0.0
     server_cpu_s: float = float("nan")  # CPU the server process used over the measured window
+    server_ms: tuple[float, float] = (float("nan"), float("nan"))  # its own p50, p99
+    client_cpu_s: float = float("nan")  # CPU of this load generator over the window
+    reasons: Counter = field(default_factory=Counter)  # what the errors were
 
     def row(self) -> str:
         lat = np.array(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
@@ -50,7 +63,9 @@ class Result:
         cpu = self.server_cpu_s / n * 1000 if n else float("nan")
         return (
             f"| {self.endpoint} | {self.concurrency} | {n} | {n / self.seconds:,.0f} | "
-            f"{p50:.1f} | {p95:.1f} | {p99:.1f} | {self.errors} | {cpu:.2f} |"
+            f"{p50:.1f} | {p95:.1f} | {p99:.1f} | {self.errors} | {cpu:.2f} | "
+            f"{self.server_ms[0]:.1f} / {self.server_ms[1]:.1f} | "
+            f"{self.client_cpu_s / n * 1000 if n else float('nan'):.2f} |"
         )
 
 
@@ -87,30 +102,88 @@ def _requests(ids: dict[str, list[str]], k: int):
     }
 
 
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: the load generator's client.
+
+    httpx costs 2 to 8 ms of CPU per request on this machine (more than the server spends on
+    most endpoints), so at concurrency 8 and 32 it measured itself. This client writes the
+    request bytes and reads the status line, headers and Content-Length body: about a tenth of
+    that. httpx remains the client for the probe and for `--client httpx`.
+    """
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self.host, self.port = host, port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, json: dict | None = None) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = b"" if json is None else _json.dumps(json).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n{self.extra}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            self.writer.write(head.encode() + body)
+            raw = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(raw[9:12])
+            length = 0
+            for line in raw.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await self.reader.readexactly(length)
+            return status
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.writer.close()
+            self.writer = None
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def _drive(
     client: httpx.AsyncClient,
     make,
+    route: str,
     concurrency: int,
     seconds: float,
     warmup: float,
     server: psutil.Process | None = None,
+    raw: bool = True,
 ) -> Result:
     res = Result("", concurrency)
+    url = httpx.URL(str(client.base_url))
+    headers = {k: v for k, v in client.headers.items() if k.lower() == "x-api-key"}
     rng = random.Random(7)
     stop_warm = time.perf_counter() + warmup
     stop = stop_warm + seconds
 
     async def worker() -> None:
+        conn = RawConnection(url.host, url.port, headers) if raw else None
+        try:
+            await run(conn)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    async def run(conn: RawConnection | None) -> None:
         while True:
             method, path, body = make(rng)
             start = time.perf_counter()
             if start >= stop:
                 return
             try:
-                r = await client.request(method, path, json=body)
-                ok = r.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                if conn is not None:
+                    status = await conn.request(method, path, json=body)
+                else:
+                    status = (await client.request(method, path, json=body)).status_code
+                ok, reason = status == 200, str(status)
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                ok, reason = False, type(exc).__name__
             end = time.perf_counter()
             if start < stop_warm:
                 continue
@@ -118,23 +191,64 @@ async def _drive(
                 res.latencies_ms.append((end - start) * 1000)
             else:
                 res.errors += 1
+                res.reasons[reason] += 1
 
-    async def cpu_meter() -> None:
-        if server is None:
-            return
+    async def meter() -> None:
+        """The server's CPU and its own latency histogram over the measured window."""
         await asyncio.sleep(max(0.0, stop_warm - time.perf_counter()))
-        before = _cpu(server)
+        cpu, hist = _cpu(server), await _histogram(client, route)
+        own = time.process_time()
         await asyncio.sleep(max(0.0, stop - time.perf_counter()))
-        res.server_cpu_s = _cpu(server) - before
+        res.client_cpu_s = time.process_time() - own
+        res.server_cpu_s = _cpu(server) - cpu
+        res.server_ms = _quantiles(hist, await _histogram(client, route), (0.5, 0.99))
 
-    await asyncio.gather(cpu_meter(), *(worker() for _ in range(concurrency)))
+    await asyncio.gather(meter(), *(worker() for _ in range(concurrency)))
     res.seconds = seconds
     return res
 
 
 def _cpu(proc) -> float:
+    if proc is None:
+        return float("nan")
     t = proc.cpu_times()
     return t.user + t.system
+
+
+async def _histogram(client: httpx.AsyncClient, route: str) -> dict[float, float]:
+    """Cumulative bucket counts of the server's latency histogram for one route."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await client.get("/metrics")).text
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "shopfeast_http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("endpoint") == route:
+                out[float(sample.labels["le"])] = sample.value
+    return out
+
+
+def _quantiles(before: dict, after: dict, qs) -> tuple[float, ...]:
+    """Prometheus-style histogram_quantile over the window, in ms (linear within a bucket)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    out = []
+    for q in qs:
+        if total <= 0:
+            out.append(float("nan"))
+            continue
+        rank, lower, below = q * total, 0.0, 0.0
+        for bound, cum in zip(bounds, counts, strict=True):
+            if cum >= rank:
+                upper = bound if bound != float("inf") else lower
+                share = (rank - below) / (cum - below) if cum > below else 1.0
+                out.append((lower + (upper - lower) * share) * 1000)
+                break
+            lower, below = bound, cum
+    return tuple(out)
 
 
 async def _ids() -> dict[str, list[str]]:
@@ -180,9 +294,20 @@ async def bench(args: argparse.Namespace, base: str, server_pid: int | None) -> 
             if args.only and args.only not in name:
                 continue
             for c in args.concurrency:
-                r = await _drive(client, make, c, args.seconds, args.warmup, server)
+                r = await _drive(
+                    client,
+                    make,
+                    ROUTES[name],
+                    c,
+                    args.seconds,
+                    args.warmup,
+                    server,
+                    raw=args.client == "raw",
+                )
                 r.endpoint = name
                 print(r.row(), flush=True)
+                if r.errors:
+                    print(f"  errors of {name} at c={c}: {dict(r.reasons)}", file=sys.stderr)
                 results.append(r)
     return results
 
@@ -232,6 +357,12 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--only", default="", help="Only endpoints whose name contains this.")
+    ap.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="Load generator client: raw asyncio streams (default) or httpx.",
+    )
     ap.add_argument("--url", default="", help="Bench a running server instead of starting one.")
     args = ap.parse_args()
     try:
@@ -247,9 +378,9 @@ def main() -> int:
             wait_ready(base, proc)
         print(
             "| endpoint | concurrency | requests | RPS | p50 ms | p95 ms | p99 ms | errors "
-            "| server CPU ms/req |"
+            "| server CPU ms/req | in-server p50 / p99 ms | client CPU ms/req |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         results = asyncio.run(bench(args, base, proc.pid if proc else None))
     finally:
         if proc:
