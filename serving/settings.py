@@ -40,8 +40,10 @@ class Settings(BaseSettings):
     )
 
     # Bounded time on a dead or hung Redis: added to the connection string unless it sets them.
-    redis_socket_timeout_s: float = Field(0.25, gt=0, le=30)
-    redis_connect_timeout_s: float = Field(0.25, gt=0, le=30)
+    # asyncio measures them in wall time, waiting for the event loop included: under a full
+    # load a healthy Redis's answer can wait a few hundred ms for its turn, so not much lower.
+    redis_socket_timeout_s: float = Field(1.0, gt=0, le=30)
+    redis_connect_timeout_s: float = Field(0.5, gt=0, le=30)
     ready_timeout_s: float = Field(2.0, gt=0, le=30)
 
     # Bounds on what one request may ask for.
