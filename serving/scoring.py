@@ -7,7 +7,7 @@ order or a meaning it did not see in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from serving.errors import NotFound
 from serving.matrix import to_matrix
 from serving.models import LoadedModel
 from serving.online import OnlineFeatures, OnlineResult
-from training.candidates import CandidateConfig, generate, neighbours_from_arrays
+from training.candidates import API_CONFIG, generate, neighbours_from_arrays
 
 CANDIDATE_SERVICE = "recommendation_candidates_v1"
 RECENT = "recent_product_ids"
@@ -100,9 +100,9 @@ class Scorer:
                 near.columns.get(NEIGHBOUR_IDS, [None] * len(recent)),
                 near.columns.get(NEIGHBOUR_SCORES, [None] * len(recent)),
             )
-        config = CandidateConfig(
-            popular=self.candidate_pool, random=0, max_candidates=self.candidate_pool
-        )
+        # what the ranker's test set was drawn with, up to the configured pool
+        pool = self.candidate_pool
+        config = replace(API_CONFIG, popular=pool, max_candidates=pool)
         cands = generate(
             recent,
             neighbours,

@@ -18,7 +18,7 @@ provide them and have documented fallbacks otherwise (docs/feast.md lists them).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,10 +87,10 @@ MATCH_OUTPUTS = (
 def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Days since the last order / last activity and tenure, at the request time, as floats."""
     n = _rows(inputs)
-    now = [_stored_seconds(t) for t in _column(inputs, REQUEST_TIME, n)]
-    last_order = [_stored_seconds(v) for v in _column(inputs, LAST_ORDER, n)]
-    signup = [_stored_seconds(v) for v in _column(inputs, SIGNUP, n)]
-    last_event = [_stored_seconds(v) for v in _column(inputs, OPTIONAL_LAST_ACTIVITY, n)]
+    now = _seconds_column(_column(inputs, REQUEST_TIME, n))
+    last_order = _seconds_column(_column(inputs, LAST_ORDER, n))
+    signup = _seconds_column(_column(inputs, SIGNUP, n))
+    last_event = _seconds_column(_column(inputs, OPTIONAL_LAST_ACTIVITY, n))
     last_activity = [_latest(a, b) for a, b in zip(last_order, last_event, strict=True)]
     return {
         "days_since_last_order": [_days(t, s) for t, s in zip(now, last_order, strict=True)],
@@ -102,95 +102,140 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Days since the product was created, at the request time."""
     n = _rows(inputs)
-    now = [_stored_seconds(t) for t in _column(inputs, REQUEST_TIME, n)]
-    created = [_stored_seconds(v) for v in _column(inputs, PRODUCT_CREATED, n)]
+    now = _seconds_column(_column(inputs, REQUEST_TIME, n))
+    created = _seconds_column(_column(inputs, PRODUCT_CREATED, n))
     return {"days_since_created": [_days(t, c) for t, c in zip(now, created, strict=True)]}
 
 
 def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """How a candidate fits a customer: price, category, brand, history, co-purchase."""
+    """How a candidate fits a customer: price, category, brand, history, co-purchase.
+
+    Rows come in runs of one customer (serving scores a customer's candidates in one call, and
+    hands the same customer values to every row): the customer's side (sets and share tables)
+    is built once per run, and each row only looks its candidate up in it.
+    """
     n = _rows(inputs)
-    col = {
-        name: _column(inputs, name, n)
-        for name in (
-            RECENT_PRODUCTS,
-            FAVOURITE_CATEGORY,
-            PRODUCT_PRICE,
-            PRODUCT_CATEGORY,
-            PRODUCT_BRAND,
-            COPURCHASE_IDS,
-            COPURCHASE_SCORES,
-            OPTIONAL_PURCHASED,
-            OPTIONAL_ITEM_PRICE,
-            OPTIONAL_CATEGORIES,
-            OPTIONAL_CATEGORY_SHARES,
-            OPTIONAL_BRANDS,
-            OPTIONAL_BRAND_SHARES,
-            "product_id",
-        )
-    }
-    out: dict[str, list[Any]] = {name: [] for name in MATCH_OUTPUTS}
-    for i in range(n):
-        row = {name: values[i] for name, values in col.items()}
-        for name, value in _match_row(row, has_shares=OPTIONAL_CATEGORIES in inputs).items():
-            out[name].append(value)
-    return out
-
-
-def _match_row(row: dict[str, Any], has_shares: bool) -> dict[str, Any]:
-    price = _number(row[PRODUCT_PRICE])
-    usual = _number(row[OPTIONAL_ITEM_PRICE])
-    ratio = price / usual if price is not None and usual and usual > 0 else math.nan
-    distance = abs(math.log(ratio)) if ratio > 0 else math.nan  # NaN > 0 is False
-
-    category = _text(row[PRODUCT_CATEGORY])
-    favourite = _text(row[FAVOURITE_CATEGORY])
-    is_favourite = int(category is not None and category == favourite)
-    if has_shares:
-        category_affinity = _share(
-            category, row[OPTIONAL_CATEGORIES], row[OPTIONAL_CATEGORY_SHARES]
-        )
+    has_shares = OPTIONAL_CATEGORIES in inputs
+    customer = [_column(inputs, name, n) for name in _CUSTOMER_SIDE]
+    price = _column(inputs, PRODUCT_PRICE, n)
+    category = _column(inputs, PRODUCT_CATEGORY, n)
+    brand = _column(inputs, PRODUCT_BRAND, n)
+    ids = _column(inputs, COPURCHASE_IDS, n)
+    scores = _column(inputs, COPURCHASE_SCORES, n)
+    product = _column(inputs, "product_id", n)
+    products = zip(price, category, brand, product, ids, scores, strict=True)
+    if all(_constant(c, n) for c in customer):  # serving: one customer, many candidates
+        side = _Customer(*(c[0] for c in customer), has_shares=has_shares)
+        rows = [side.match(*p) for p in products]
     else:
-        category_affinity = float(is_favourite)
-    brand_affinity = _share(
-        _text(row[PRODUCT_BRAND]), row[OPTIONAL_BRANDS], row[OPTIONAL_BRAND_SHARES]
-    )
-
-    recent = _strings(row[RECENT_PRODUCTS])
-    purchased = set(_strings(row[OPTIONAL_PURCHASED])) | set(recent)
-    product = _text(row["product_id"])
-    score, hits = _copurchase(recent, row[COPURCHASE_IDS], row[COPURCHASE_SCORES])
-    return {
-        "price_ratio": ratio,
-        "price_distance": distance,
-        "category_affinity": category_affinity,
-        "is_favourite_category": is_favourite,
-        "brand_affinity": brand_affinity,
-        "already_purchased": int(product is not None and product in purchased),
-        "copurchase_score": score,
-        "copurchase_hits": hits,
-    }
+        rows, last, side = [], None, None
+        for values, p in zip(zip(*customer, strict=True), products, strict=True):
+            if side is None or any(a is not b for a, b in zip(values, last, strict=True)):
+                side, last = _Customer(*values, has_shares=has_shares), values
+            rows.append(side.match(*p))
+    columns = zip(*rows, strict=True) if rows else ([] for _ in MATCH_OUTPUTS)
+    return {name: list(values) for name, values in zip(MATCH_OUTPUTS, columns, strict=True)}
 
 
-def _copurchase(recent: Sequence[str], ids: Any, scores: Any) -> tuple[float, int]:
-    """Sum of the candidate's co-purchase scores with the customer's recent products."""
-    recent_set = set(recent)
+# the customer's inputs of customer_product_match, in _Customer's argument order
+_CUSTOMER_SIDE = (
+    RECENT_PRODUCTS,
+    OPTIONAL_PURCHASED,
+    FAVOURITE_CATEGORY,
+    OPTIONAL_ITEM_PRICE,
+    OPTIONAL_CATEGORIES,
+    OPTIONAL_CATEGORY_SHARES,
+    OPTIONAL_BRANDS,
+    OPTIONAL_BRAND_SHARES,
+)
+
+
+class _Customer:
+    """One customer's side of customer_product_match, ready for many candidates."""
+
+    __slots__ = ("recent", "purchased", "favourite", "usual", "categories", "brands", "shares")
+
+    def __init__(
+        self,
+        recent: Any,
+        purchased: Any,
+        favourite: Any,
+        usual_price: Any,
+        categories: Any,
+        category_shares: Any,
+        brands: Any,
+        brand_shares: Any,
+        has_shares: bool,
+    ) -> None:
+        self.recent = frozenset(_strings(recent))
+        self.purchased = self.recent | frozenset(_strings(purchased))
+        self.favourite = _text(favourite)
+        usual = _number(usual_price)
+        self.usual = usual if usual and usual > 0 else None
+        self.shares = has_shares
+        self.categories = _share_table(categories, category_shares)
+        self.brands = _share_table(brands, brand_shares)
+
+    def match(
+        self, price: Any, category: Any, brand: Any, product: Any, ids: Any, scores: Any
+    ) -> tuple:
+        """The MATCH_OUTPUTS of one candidate, in that order."""
+        price = _number(price)
+        ratio = price / self.usual if price is not None and self.usual else math.nan
+        distance = abs(math.log(ratio)) if ratio > 0 else math.nan  # NaN > 0 is False
+        category = _text(category)
+        is_favourite = int(category is not None and category == self.favourite)
+        if self.shares:
+            category_affinity = _lookup(self.categories, category)
+        else:
+            category_affinity = float(is_favourite)
+        product = _text(product)
+        score, hits = _copurchase(self.recent, ids, scores) if self.recent else (0.0, 0)
+        return (
+            ratio,
+            distance,
+            category_affinity,
+            is_favourite,
+            _lookup(self.brands, _text(brand)),
+            int(product is not None and product in self.purchased),
+            score,
+            hits,
+        )
+
+
+def _copurchase(recent: frozenset[str], ids: Any, scores: Any) -> tuple[float, int]:
+    """Sum of the candidate's co-purchase scores with the customer's recent products.
+
+    `ids[j]` goes with `scores[j]`; a pair with a missing id or score counts for nothing."""
+    if type(ids) is not list:
+        ids = _iterable(ids)
+    if type(scores) is not list:
+        scores = _iterable(scores)
     total, hits = 0.0, 0
-    for pid, s in zip(_strings(ids), _numbers(scores), strict=False):
-        if pid in recent_set and s is not None:
-            total += s
+    for pid, s in zip(ids, scores, strict=False):
+        if type(pid) is not str:
+            pid = _text(pid)
+        if pid in recent and s is not None and s == s:  # NaN != NaN
+            total += float(s)
             hits += 1
     return total, hits
 
 
-def _share(key: str | None, keys: Any, shares: Any) -> float:
-    """The customer's share of units in `key`; 0 when not among them, NaN when unknown."""
-    if _missing_list(keys) or key is None:
-        return math.nan
+def _share_table(keys: Any, shares: Any) -> dict[str, float] | None:
+    """The customer's share of units per key (the first of a repeated key); None when unknown."""
+    if _missing_list(keys):
+        return None
+    table: dict[str, float] = {}
     for name, s in zip(_strings(keys), _numbers(shares), strict=False):
-        if name == key:
-            return s if s is not None else 0.0
-    return 0.0
+        table.setdefault(name, s if s is not None else 0.0)
+    return table
+
+
+def _lookup(table: dict[str, float] | None, key: str | None) -> float:
+    """The share of `key`; 0 when not among the customer's, NaN when either is unknown."""
+    if table is None or key is None:
+        return math.nan
+    return table.get(key, 0.0)
 
 
 # --- value coercion (Feast hands python values, numpy values or pandas values) -----------------
@@ -216,6 +261,8 @@ def _missing(v: Any) -> bool:
 
 def _instant(v: Any) -> float | None:
     """Epoch seconds (float) of a datetime-like, ISO string or epoch number; None when missing."""
+    if type(v) is datetime and v.tzinfo is not None:  # the common case, first
+        return v.timestamp()
     if _missing(v):
         return None
     if isinstance(v, datetime):
@@ -229,6 +276,18 @@ def _instant(v: Any) -> float | None:
     if hasattr(v, "astype") and "datetime64" in str(getattr(v, "dtype", "")):
         return int(v.astype("datetime64[us]").astype("int64")) / 1e6
     return float(v)
+
+
+def _seconds_column(values: list[Any]) -> list[float | None]:
+    """_stored_seconds of each value; a value repeated (the request time on every row) once."""
+    out: list[float | None] = []
+    previous: Any = out  # a sentinel no value is
+    seconds = None
+    for v in values:
+        if v is not previous:
+            previous, seconds = v, _stored_seconds(v)
+        out.append(seconds)
+    return out
 
 
 def _stored_seconds(v: Any) -> float | None:
@@ -248,11 +307,22 @@ def _days(now: float | None, then: float | None) -> float:
     return (now - then) / SECONDS_PER_DAY
 
 
+def _constant(column: list[Any], n: int) -> bool:
+    """Every value of the column equal to the first (the same object, as serving repeats one
+    customer's values, costs one C-level pass)."""
+    try:
+        return n > 0 and column.count(column[0]) == n
+    except (TypeError, ValueError):  # arrays compare element-wise
+        return False
+
+
 def _missing_list(v: Any) -> bool:
     return v is None or (not hasattr(v, "__len__") and _missing(v))
 
 
 def _number(v: Any) -> float | None:
+    if type(v) is float:  # the common case, first
+        return None if v != v else v
     return None if _missing(v) else float(v)
 
 
@@ -261,6 +331,8 @@ def _numbers(values: Any) -> list[float | None]:
 
 
 def _text(v: Any) -> str | None:
+    if type(v) is str:  # the common case, first
+        return v
     return None if _missing(v) else str(v)
 
 
