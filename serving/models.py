@@ -10,12 +10,14 @@ run; the API never starts half-equipped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
+from scipy.special import expit
 
 from serving.errors import StartupError
 
@@ -33,11 +35,15 @@ class LoadedModel:
     feature_service: str
     threshold: float | None = None
     card: dict = field(default_factory=dict, repr=False)
+    # the estimator's own probabilities in closed form, when load() proved them equal
+    closed_form: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     # Both take the float matrix as it is, columns in `input_columns` order: a DataFrame would
     # cost sklearn's input checks milliseconds per request (see `_use_arrays`).
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of the positive class, one per row of X."""
+        if self.closed_form is not None:
+            return self.closed_form(X)
         return self.estimator.predict_proba(X)[:, 1]
 
     def score(self, X: np.ndarray) -> np.ndarray:
@@ -87,6 +93,7 @@ def load(models_dir: Path, name: str) -> LoadedModel:
     _use_arrays(estimator, list(columns), name)
     _single_threaded(estimator)
     threshold = pointer.get("threshold", card.get("threshold"))
+    closed_form = linear_closed_form(estimator, len(columns))
     return LoadedModel(
         name=name,
         version=str(pointer.get("version", "unknown")),
@@ -95,6 +102,7 @@ def load(models_dir: Path, name: str) -> LoadedModel:
         feature_service=service,
         threshold=None if threshold is None else float(threshold),
         card=card,
+        closed_form=closed_form,
     )
 
 
@@ -143,3 +151,53 @@ def _single_threaded(estimator: Any) -> None:
                 est.set_params(n_jobs=1)
             except (ValueError, TypeError):
                 est.n_jobs = 1
+
+
+def linear_closed_form(
+    estimator: Any, n_inputs: int, rows: int = 512, seed: int = 0
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The positive-class probability of a fitted median-imputer -> standard-scaler -> binary
+    logistic-regression Pipeline (the churn trainer's linear candidate) as numpy arithmetic.
+
+    sklearn spends about 0.28 ms validating the input of each step for one row, the closed form
+    5 us. It is used only after it reproduced the estimator's own `predict_proba` on random rows
+    (missing values included) to 1e-12; any other estimator, or a mismatch, keeps sklearn's path.
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if not isinstance(estimator, Pipeline) or len(estimator.steps) != 3:
+        return None
+    imputer, scaler, model = (step for _, step in estimator.steps)
+    if not (
+        type(imputer) is SimpleImputer
+        and type(scaler) is StandardScaler
+        and type(model) is LogisticRegression
+        and not imputer.add_indicator
+        and imputer.missing_values is not None
+        and np.isnan(imputer.missing_values)
+        and len(model.classes_) == 2
+        and model.coef_.shape == (1, n_inputs)
+        and imputer.statistics_.shape == (n_inputs,)
+    ):
+        return None
+    fill = np.asarray(imputer.statistics_, dtype=float)
+    mean = np.zeros(n_inputs) if scaler.mean_ is None else np.asarray(scaler.mean_, dtype=float)
+    scale = np.ones(n_inputs) if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=float)
+    coef = np.asarray(model.coef_[0], dtype=float)
+    intercept = float(model.intercept_[0])
+
+    def probability(X: np.ndarray) -> np.ndarray:
+        X = np.where(np.isnan(X), fill, X)
+        return expit(((X - mean) / scale) @ coef + intercept)
+
+    rng = np.random.default_rng(seed)
+    X = mean + rng.standard_normal((rows, n_inputs)) * np.where(scale > 0, scale, 1.0) * 2
+    X[rng.random(X.shape) < 0.2] = np.nan
+    try:
+        same = np.allclose(probability(X), estimator.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+    except Exception:  # noqa: BLE001 - any failure keeps sklearn's own path
+        return None
+    return probability if same else None

@@ -14,7 +14,7 @@ from serving import errors
 from serving.feast_store import _expand, with_timeouts
 from serving.limits import BodyLimitMiddleware
 from serving.matrix import to_matrix
-from serving.models import check
+from serving.models import check, linear_closed_form
 from serving.online import _distinct_rows
 from serving.settings import Settings
 from training.matrix import model_matrix
@@ -157,3 +157,48 @@ def test_model_check_names_the_missing_file(tmp_path) -> None:
     (tmp_path / "churn" / "v1").mkdir()
     with pytest.raises(errors.StartupError, match=r"model file .*v1/model.joblib is missing"):
         check(tmp_path, "churn")
+
+
+def _churn_like_pipeline(add_indicator: bool = False):
+    """What training/churn_models.py fits for its linear candidate, on data with gaps."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 3.0, (400, 6))
+    y = (X[:, 0] + rng.normal(0, 2, 400) > 5).astype(int)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    X[:, 4] = np.nan  # a column never seen: kept, filled with 0
+    X[:, 5] = 2.0  # a constant column: scale 1
+    pipe = Pipeline(
+        [
+            (
+                "impute",
+                SimpleImputer(
+                    strategy="median", keep_empty_features=True, add_indicator=add_indicator
+                ),
+            ),
+            ("scale", StandardScaler()),
+            ("model", LogisticRegression(C=0.1, max_iter=500)),
+        ]
+    )
+    return pipe.fit(X, y), X
+
+
+def test_linear_closed_form_equals_the_pipeline() -> None:
+    pipe, X = _churn_like_pipeline()
+    closed = linear_closed_form(pipe, X.shape[1])
+    assert closed is not None
+    X = np.vstack([X, np.full((1, X.shape[1]), np.nan), X[:1] * 1e3])
+    np.testing.assert_allclose(closed(X), pipe.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(closed(X[:1]), pipe.predict_proba(X[:1])[:, 1], rtol=0, atol=1e-12)
+
+
+def test_linear_closed_form_only_for_what_it_reproduces() -> None:
+    pipe, X = _churn_like_pipeline(add_indicator=True)  # more outputs than inputs
+    assert linear_closed_form(pipe, X.shape[1]) is None
+    pipe, X = _churn_like_pipeline()
+    assert linear_closed_form(pipe.steps[-1][1], X.shape[1]) is None  # not the pipeline
+    assert linear_closed_form(pipe, X.shape[1] + 1) is None  # not the inputs it was fitted on
