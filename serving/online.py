@@ -204,7 +204,7 @@ class OnlineFeatures:
         n = len(next(iter(entities.values()))) if entities else 0
         views = [vp for vp in plan.views if all(k in entities for k in vp.join_keys)]
         with metrics.time_store(operation or plan.name):
-            stored = await self._guarded(self._read_views(views, entities, n, memo))
+            stored = await self._read_views(views, entities, n, memo)
         result = OnlineResult(
             columns={k: list(entities[k]) for k in plan.join_keys if k in entities}
         )
@@ -223,7 +223,8 @@ class OnlineFeatures:
     async def _guarded(self, coro, deadline_s: float | None = None):
         """Bound the time spent on Redis and turn its failures into one StoreUnavailable."""
         try:
-            return await asyncio.wait_for(coro, timeout=deadline_s or self.deadline_s)
+            async with asyncio.timeout(deadline_s or self.deadline_s):  # no task, unlike wait_for
+                return await coro
         except (TimeoutError, OSError) as exc:
             raise StoreUnavailable("online store unavailable") from exc
         except Exception as exc:
@@ -233,7 +234,7 @@ class OnlineFeatures:
 
     async def _read_views(self, views: list[ViewPlan], entities, n: int, memo=None):
         """Every view's rows for the entity rows: cached and memoised rows first, then one
-        Redis round trip for all that is left."""
+        Redis round trip, bounded by the deadline, for all that is left."""
         now = time.monotonic()
         fresh_after = now - self.cache.max_stale_s
         plans, wanted = [], []
@@ -251,7 +252,9 @@ class OnlineFeatures:
             if missing:
                 # cached and memoised rows are kept whole, for whichever service reads them next
                 wanted.append((vp, missing, vp.cached or memo is not None))
-        fetched = dict(zip((id(w[0]) for w in wanted), await self._fetch_many(wanted), strict=True))
+        # Only a read that misses the cache and the memo waits for Redis (and yields the loop).
+        replies = await self._guarded(self._fetch_many(wanted)) if wanted else []
+        fetched = dict(zip((id(w[0]) for w in wanted), replies, strict=True))
         now = time.monotonic()
         out = {}
         for vp, keys, unique, missing in plans:
