@@ -19,7 +19,7 @@ from serving.errors import NotFound
 from serving.matrix import to_matrix
 from serving.models import LoadedModel
 from serving.online import OnlineFeatures, OnlineResult
-from training.candidates import API_CONFIG, generate, neighbours_from_arrays
+from training.candidates import API_CONFIG, generate_rows, neighbours_from_arrays
 
 CANDIDATE_SERVICE = "recommendation_candidates_v1"
 RECENT = "recent_product_ids"
@@ -103,7 +103,7 @@ class Scorer:
         # what the ranker's test set was drawn with, up to the configured pool
         pool = self.candidate_pool
         config = replace(API_CONFIG, popular=pool, max_candidates=pool)
-        cands = generate(
+        cands = generate_rows(
             recent,
             neighbours,
             favourite if isinstance(favourite, str) else None,
@@ -112,7 +112,7 @@ class Scorer:
             config=config,
             exclude=exclude,
         )
-        ids = cands["product_id"].tolist()
+        ids = [pid for pid, _, _ in cands]
         if not ids:
             return self._answer(customer_id, [], cold_start=False, candidates=0)
         model = self.ranking_model
@@ -126,7 +126,7 @@ class Scorer:
         )
         scores = model.score(to_matrix(feats.columns, model.input_columns, n))
         order = np.argsort(-scores, kind="stable")[:k]
-        sources = cands["source"].tolist()
+        sources = [source for _, source, _ in cands]
         items = [
             {"product_id": ids[i], "score": float(scores[i]), "source": sources[i]} for i in order
         ]

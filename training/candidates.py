@@ -73,7 +73,7 @@ class Catalog:
         return cls(ids, dict(zip(ids, cats, strict=True)), by_cat)
 
     def popular(self, n: int) -> list[str]:
-        return list(self.product_ids[:n])
+        return self.product_ids[:n].tolist()  # str, not numpy's str_
 
 
 def neighbours_from_arrays(
@@ -128,6 +128,21 @@ def generate(
     `recent` may be empty (a customer with no purchases gets category and global popularity);
     `rng` None means no random candidates (what a deterministic API call would use).
     """
+    rows = generate_rows(recent, neighbours, favourite_category, catalog, rng, config, exclude)
+    return pd.DataFrame(rows, columns=["product_id", "source", "source_score"])
+
+
+def generate_rows(
+    recent: Sequence[str],
+    neighbours: Mapping[str, Sequence[tuple[str, float]]],
+    favourite_category: str | None,
+    catalog: Catalog,
+    rng: np.random.Generator | None = None,
+    config: CandidateConfig = CandidateConfig(),
+    exclude: Iterable[str] = (),
+) -> list[tuple[str, str, float]]:
+    """`generate` as (product_id, source, source_score) tuples, without the frame (for serving,
+    where a DataFrame of 200 rows costs more than finding them)."""
     excluded = set(exclude)
     rows: dict[str, tuple[str, float]] = {}
 
@@ -160,10 +175,7 @@ def generate(
             before = len(rows)
             offer(str(pool[i]), "random", 0.0)
             added += len(rows) > before
-    return pd.DataFrame(
-        [(pid, src, score) for pid, (src, score) in rows.items()],
-        columns=["product_id", "source", "source_score"],
-    )
+    return [(pid, src, score) for pid, (src, score) in rows.items()]
 
 
 def copurchase_ranking(
