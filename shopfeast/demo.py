@@ -21,8 +21,16 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
 
     raw = data_dir / "raw"
     t = _stage(f"generate a demo shop into {raw}")
-    generator.run(out=raw, customers=customers, products=products, days=days, seed=seed,
-                  corrupt_fraction=0.01, start="2025-01-01", fmt="parquet")
+    generator.run(
+        out=raw,
+        customers=customers,
+        products=products,
+        days=days,
+        seed=seed,
+        corrupt_fraction=0.01,
+        start="2025-01-01",
+        fmt="parquet",
+    )
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
 
     t = _stage(f"ingest into {data_dir}")
@@ -39,8 +47,47 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
         console.print(f"    {o.line()}")
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
 
+    code = _register(data_dir)
+    if code:
+        return code
     _train(data_dir, seed)
     _api_howto(data_dir)
+    return 0
+
+
+def _register(data_dir: Path) -> int:
+    """`feast apply` and materialize on the embedded profile: the registry and online store the
+    notebooks and training read (the API's are Redis and PostgreSQL: see the last stage)."""
+    import contextlib
+    import io
+
+    from shopfeast import feast_ops
+
+    t = _stage("register and materialize (embedded profile: file registry, SQLite)")
+    result = feast_ops.feast_cli("embedded", ["apply"], data_dir, capture=True)
+    if result.returncode:
+        console.print(result.stdout + result.stderr, markup=False, highlight=False)
+        console.print(f"feast apply failed (exit {result.returncode})")
+        return result.returncode
+    store = feast_ops.open_store("embedded", data_dir)
+    console.print(
+        f"    registry {data_dir / 'feast' / 'registry.db'}: "
+        f"{len(store.list_feature_views())} feature views, "
+        f"{len(store.list_on_demand_feature_views())} on-demand views, "
+        f"{len(store.list_feature_services())} feature services"
+    )
+    progress = io.StringIO()  # Feast's per-view progress bars
+    try:
+        with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
+            done = feast_ops.materialize("embedded", data_dir)
+    except Exception:
+        console.print(progress.getvalue(), markup=False, highlight=False)
+        raise
+    console.print(
+        f"    online store: {len(done.full) + len(done.incremental)} views materialized up to "
+        f"{done.end:%Y-%m-%d %H:%M} UTC"
+    )
+    console.print(f"    done in {time.perf_counter() - t:.1f}s")
     return 0
 
 

@@ -83,8 +83,10 @@ def open_store(profile: Profile = "embedded", data_dir: Path | None = None):
     """A FeatureStore over `data_dir` with a profile (what training and serving call)."""
     from feast import FeatureStore
 
+    from shopfeast import feast_quiet
     from shopfeast.paths import data_dir as resolve
 
+    feast_quiet.install()
     root = resolve(data_dir)
     _prepare(profile, root)
     return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=PROFILES[profile])
@@ -93,9 +95,10 @@ def open_store(profile: Profile = "embedded", data_dir: Path | None = None):
 def feast_cli(
     profile: Profile, args: Sequence[str], data_dir: Path, capture: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run Feast's CLI (`feast -f <profile yaml> ...`) from feature_repo/, as a person would."""
+    """Run Feast's CLI (`feast -f <profile yaml> ...`) from feature_repo/, as a person would
+    (with shopfeast's filters of Feast's false warnings, shopfeast/feast_quiet.py)."""
     _prepare(profile, data_dir)
-    cmd = [sys.executable, "-m", "feast.cli.cli", "-f", str(PROFILES[profile]), *args]
+    cmd = [sys.executable, "-m", "shopfeast.feast_quiet", "-f", str(PROFILES[profile]), *args]
     return subprocess.run(
         cmd,
         cwd=FEATURE_REPO,
