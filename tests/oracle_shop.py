@@ -35,8 +35,14 @@ def _ts(rng: np.random.Generator, n: int, lo: pd.Timestamp, hi: pd.Timestamp) ->
     return ts.clip(lower=lo, upper=hi - pd.Timedelta(microseconds=1)).astype("datetime64[us, UTC]")
 
 
-def build(seed: int = 11, customers: int = 40, products: int = 14,
-          orders: int = 450, events: int = 2500, reviews: int = 120) -> dict[str, pd.DataFrame]:
+def build(
+    seed: int = 11,
+    customers: int = 40,
+    products: int = 14,
+    orders: int = 450,
+    events: int = 2500,
+    reviews: int = 120,
+) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     end = START + pd.Timedelta(days=DAYS)
 
@@ -44,28 +50,40 @@ def build(seed: int = 11, customers: int = 40, products: int = 14,
     signup = _ts(rng, customers, START - pd.Timedelta(days=20), end - pd.Timedelta(days=10))
     birth = pd.array(rng.integers(1950, 2005, customers), dtype="Int64")
     birth[rng.random(customers) < 0.2] = pd.NA
-    cust = pd.DataFrame({"customer_id": cids, "signup_ts": signup, "updated_at": signup,
-                         "birth_year": birth})
+    cust = pd.DataFrame(
+        {"customer_id": cids, "signup_ts": signup, "updated_at": signup, "birth_year": birth}
+    )
     # a third change their profile later (birth year corrected, sometimes at exactly midnight)
     changed = cust.sample(frac=0.33, random_state=seed).copy()
-    changed["updated_at"] = [s + pd.Timedelta(days=int(d)) for s, d in zip(
-        changed["signup_ts"], rng.integers(1, 40, len(changed)), strict=True)]
+    changed["updated_at"] = [
+        s + pd.Timedelta(days=int(d))
+        for s, d in zip(changed["signup_ts"], rng.integers(1, 40, len(changed)), strict=True)
+    ]
     changed.loc[changed.index[::2], "updated_at"] = changed["updated_at"].dt.floor("D")
-    changed["updated_at"] = changed["updated_at"].clip(lower=changed["signup_ts"]
-                                                       + pd.Timedelta(microseconds=1))
+    changed["updated_at"] = changed["updated_at"].clip(
+        lower=changed["signup_ts"] + pd.Timedelta(microseconds=1)
+    )
     changed["birth_year"] = pd.array(rng.integers(1950, 2005, len(changed)), dtype="Int64")
     cust = pd.concat([cust, changed], ignore_index=True)
     cust["gender"] = "unknown"
 
     pids = [f"p{i:02d}" for i in range(products)]
     created = _ts(rng, products, START - pd.Timedelta(days=30), end - pd.Timedelta(days=20))
-    prod = pd.DataFrame({"product_id": pids, "name": pids, "price": rng.uniform(1, 90, products)
-                         .round(2), "created_at": created, "updated_at": created})
+    prod = pd.DataFrame(
+        {
+            "product_id": pids,
+            "name": pids,
+            "price": rng.uniform(1, 90, products).round(2),
+            "created_at": created,
+            "updated_at": created,
+        }
+    )
     prod["category"] = [("a", "b", "c")[i % 3] for i in range(products)]
     prod["brand"] = [("x", "y", "z", None)[i % 4] for i in range(products)]
     reprice = prod.sample(n=products // 2, random_state=seed).copy()
-    reprice["updated_at"] = (reprice["created_at"] + pd.to_timedelta(
-        rng.integers(1, 60, len(reprice)), unit="D")).dt.floor("D")
+    reprice["updated_at"] = (
+        reprice["created_at"] + pd.to_timedelta(rng.integers(1, 60, len(reprice)), unit="D")
+    ).dt.floor("D")
     reprice["price"] = (reprice["price"] * rng.uniform(0.7, 1.3, len(reprice))).round(2)
     prod = pd.concat([prod, reprice], ignore_index=True)
 
@@ -79,50 +97,90 @@ def build(seed: int = 11, customers: int = 40, products: int = 14,
     floor = first[o_cust].reset_index(drop=True) + pd.Timedelta(microseconds=1)
     o_ts = o_ts.where(o_ts > floor, floor).astype("datetime64[us, UTC]")
     o_cust[rng.random(orders) < 0.1] = pd.NA
-    status = rng.choice(["completed", "cancelled", "refunded", "partially_refunded"], orders,
-                        p=[0.7, 0.1, 0.1, 0.1])
+    status = rng.choice(
+        ["completed", "cancelled", "refunded", "partially_refunded"], orders, p=[0.7, 0.1, 0.1, 0.1]
+    )
     total = rng.uniform(5, 300, orders).round(2)
-    refunded = np.where(status == "refunded", total, np.where(
-        status == "partially_refunded", (total * 0.3).round(2), 0.0))
+    refunded = np.where(
+        status == "refunded",
+        total,
+        np.where(status == "partially_refunded", (total * 0.3).round(2), 0.0),
+    )
     refund_ts = o_ts + pd.to_timedelta(rng.integers(0, 40 * 24 * 3600, orders), unit="s")
     refund_ts = refund_ts.where(refunded > 0)
     refund_ts[(refunded > 0) & (rng.random(orders) < 0.2)] = pd.NaT  # refund without a time
-    ords = pd.DataFrame({"order_id": [f"o{i:04d}" for i in range(orders)], "customer_id": o_cust,
-                         "order_ts": o_ts, "status": status, "total_amount": total,
-                         "discount_amount": 0.0, "refunded_amount": refunded,
-                         "refund_ts": refund_ts.astype("datetime64[us, UTC]")})
+    ords = pd.DataFrame(
+        {
+            "order_id": [f"o{i:04d}" for i in range(orders)],
+            "customer_id": o_cust,
+            "order_ts": o_ts,
+            "status": status,
+            "total_amount": total,
+            "discount_amount": 0.0,
+            "refunded_amount": refunded,
+            "refund_ts": refund_ts.astype("datetime64[us, UTC]"),
+        }
+    )
 
     lines = rng.integers(1, 4, orders)
-    oi = pd.DataFrame({"order_id": np.repeat(ords["order_id"], lines),
-                       "order_ts": np.repeat(ords["order_ts"], lines)})
+    oi = pd.DataFrame(
+        {
+            "order_id": np.repeat(ords["order_id"], lines),
+            "order_ts": np.repeat(ords["order_ts"], lines),
+        }
+    )
     oi["product_id"] = rng.choice(pids, len(oi))
     oi["quantity"] = pd.array(rng.integers(1, 4, len(oi)), dtype="Int64")
     oi["unit_price"] = rng.uniform(1, 90, len(oi)).round(2)
     # products cannot be bought before they exist
-    oi = oi[oi["order_ts"].to_numpy() > prod.groupby("product_id")["created_at"].min()[
-        oi["product_id"]].to_numpy()]
+    oi = oi[
+        oi["order_ts"].to_numpy()
+        > prod.groupby("product_id")["created_at"].min()[oi["product_id"]].to_numpy()
+    ]
 
     browsers = rng.integers(0, min(customers, buyers + 4), events)  # a few only browse
     e_cust = pd.Series([cids[i] for i in browsers], dtype="string")
     e_cust[rng.random(events) < 0.15] = pd.NA
-    etype = rng.choice(["page_view", "product_view", "search", "add_to_cart", "purchase"], events,
-                       p=[0.25, 0.4, 0.1, 0.15, 0.1])
-    ev = pd.DataFrame({"event_id": [f"e{i:05d}" for i in range(events)], "customer_id": e_cust,
-                       "session_id": [f"s{i}" for i in rng.integers(0, events // 4, events)],
-                       "event_type": etype, "event_ts": _ts(rng, events, START, end)})
+    etype = rng.choice(
+        ["page_view", "product_view", "search", "add_to_cart", "purchase"],
+        events,
+        p=[0.25, 0.4, 0.1, 0.15, 0.1],
+    )
+    ev = pd.DataFrame(
+        {
+            "event_id": [f"e{i:05d}" for i in range(events)],
+            "customer_id": e_cust,
+            "session_id": [f"s{i}" for i in rng.integers(0, events // 4, events)],
+            "event_type": etype,
+            "event_ts": _ts(rng, events, START, end),
+        }
+    )
     ev["product_id"] = pd.Series(rng.choice(pids, events), dtype="string").where(
-        ev["event_type"].isin(["product_view", "add_to_cart", "purchase"]))
+        ev["event_type"].isin(["product_view", "add_to_cart", "purchase"])
+    )
 
     r_cust = pd.Series([cids[i] for i in rng.integers(0, buyers, reviews)], dtype="string")
     r_cust[rng.random(reviews) < 0.1] = pd.NA
-    rv = pd.DataFrame({"review_id": [f"r{i:04d}" for i in range(reviews)],
-                       "customer_id": r_cust, "product_id": rng.choice(pids, reviews),
-                       "rating": rng.integers(1, 6, reviews).astype(float),
-                       "body": rng.choice(["great product, love it", "terrible, broke at once",
-                                           "ok", "", None], reviews),
-                       "review_ts": _ts(rng, reviews, START, end)})
-    return {"customers": cust, "products": prod, "orders": ords, "order_items": oi,
-            "events": ev, "reviews": rv}
+    rv = pd.DataFrame(
+        {
+            "review_id": [f"r{i:04d}" for i in range(reviews)],
+            "customer_id": r_cust,
+            "product_id": rng.choice(pids, reviews),
+            "rating": rng.integers(1, 6, reviews).astype(float),
+            "body": rng.choice(
+                ["great product, love it", "terrible, broke at once", "ok", "", None], reviews
+            ),
+            "review_ts": _ts(rng, reviews, START, end),
+        }
+    )
+    return {
+        "customers": cust,
+        "products": prod,
+        "orders": ords,
+        "order_items": oi,
+        "events": ev,
+        "reviews": rv,
+    }
 
 
 def write_clean(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
