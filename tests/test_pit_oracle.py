@@ -39,8 +39,16 @@ def _build_generated(root: Path) -> Path:
     from shopfeast import generator
 
     raw, data_dir = root / "raw", root / "generated"
-    generator.run(out=raw, customers=250, products=50, days=120, seed=5, corrupt_fraction=0.0,
-                  start="2024-11-01", fmt="parquet")
+    generator.run(
+        out=raw,
+        customers=250,
+        products=50,
+        days=120,
+        seed=5,
+        corrupt_fraction=0.0,
+        start="2024-11-01",
+        fmt="parquet",
+    )
     code = ingest.run(raw_dir=raw, data_dir=data_dir, now="2025-03-15T00:00:00Z")
     assert code == 0
     pipeline_run.run(data_dir, mode="historical", echo=False)
@@ -86,10 +94,8 @@ def test_customer_features_match_the_oracle(store):
     sources = _sources(data_dir, views)
     pairs = oracle.customer_pairs(shop, np.random.default_rng(SEED))
     assert len(pairs) >= 300
-    checked, problems = _check(pairs, sources, "customer_id", oracle.customer_features, shop,
-                               views)
-    assert not problems, f"{len(problems)} of {checked} values differ:\n" + "\n".join(
-        problems[:25])
+    checked, problems = _check(pairs, sources, "customer_id", oracle.customer_features, shop, views)
+    assert not problems, f"{len(problems)} of {checked} values differ:\n" + "\n".join(problems[:25])
 
 
 def test_product_features_match_the_oracle(store):
@@ -97,10 +103,10 @@ def test_product_features_match_the_oracle(store):
     sources = _sources(data_dir, ["product_stats"])
     pairs = oracle.product_pairs(shop, np.random.default_rng(SEED + 1))
     assert len(pairs) >= 200
-    checked, problems = _check(pairs, sources, "product_id", oracle.product_features, shop,
-                               ["product_stats"])
-    assert not problems, f"{len(problems)} of {checked} values differ:\n" + "\n".join(
-        problems[:25])
+    checked, problems = _check(
+        pairs, sources, "product_id", oracle.product_features, shop, ["product_stats"]
+    )
+    assert not problems, f"{len(problems)} of {checked} values differ:\n" + "\n".join(problems[:25])
 
 
 def test_recency_from_stored_timestamps_matches_the_oracle(store):
@@ -110,8 +116,11 @@ def test_recency_from_stored_timestamps_matches_the_oracle(store):
     seconds, so that function floors both sides to the second: within one second of the oracle)."""
     data_dir, shop = store
     sources = _split(_sources(data_dir, ["customer_activity", "customer_profile"]))
-    odfv = importlib.import_module("shopfeast.odfv") if importlib.util.find_spec(
-        "shopfeast.odfv") else None
+    odfv = (
+        importlib.import_module("shopfeast.odfv")
+        if importlib.util.find_spec("shopfeast.odfv")
+        else None
+    )
     second = 1 / 86_400 + 1e-9
     problems = []
     for c, t in oracle.customer_pairs(shop, np.random.default_rng(SEED + 2), n_edges=4):
@@ -119,13 +128,19 @@ def test_recency_from_stored_timestamps_matches_the_oracle(store):
         activity = oracle.lookup(sources["customer_activity"], c, t) or {}
         profile = oracle.lookup(sources["customer_profile"], c, t) or {}
         actual = oracle.recency(t, activity.get("last_order_ts"), profile.get("signup_ts"))
-        problems += [f"{n} {c} {t}: {e!r} vs {a!r}"
-                     for n, e, a in oracle.compare(expected, actual, oracle.RECENCY)]
+        problems += [
+            f"{n} {c} {t}: {e!r} vs {a!r}"
+            for n, e, a in oracle.compare(expected, actual, oracle.RECENCY)
+        ]
         if odfv is None:
             continue
-        served = odfv.customer_recency({"event_timestamp": [t],
-                                        "last_order_ts": [activity.get("last_order_ts")],
-                                        "signup_ts": [profile.get("signup_ts")]})
+        served = odfv.customer_recency(
+            {
+                "event_timestamp": [t],
+                "last_order_ts": [activity.get("last_order_ts")],
+                "signup_ts": [profile.get("signup_ts")],
+            }
+        )
         for name in oracle.RECENCY:
             e = None if expected is None else expected[name]
             a = served[name][0]
@@ -155,34 +170,63 @@ def test_the_oracle_sees_what_it_should():
     silently as agreement)."""
     utc = "UTC"
     shop = oracle.RawShop(
-        customers=pd.DataFrame({
-            "customer_id": ["a"], "signup_ts": [pd.Timestamp("2025-01-01 10:00", tz=utc)],
-            "updated_at": [pd.Timestamp("2025-01-01 10:00", tz=utc)],
-            "birth_year": pd.array([1990], dtype="Int64")}),
-        products=pd.DataFrame({
-            "product_id": ["p", "p"], "price": [10.0, 12.0],
-            "created_at": [pd.Timestamp("2025-01-01", tz=utc)] * 2,
-            "updated_at": [pd.Timestamp("2025-01-01", tz=utc),
-                           pd.Timestamp("2025-01-05", tz=utc)]}),
-        orders=pd.DataFrame({
-            "order_id": ["o1", "o2", "o3"], "customer_id": ["a", "a", None],
-            "order_ts": [pd.Timestamp("2025-01-02 08:00", tz=utc),
-                         pd.Timestamp("2025-01-03 08:00", tz=utc),
-                         pd.Timestamp("2025-01-03 09:00", tz=utc)],
-            "status": ["refunded", "cancelled", "completed"],
-            "total_amount": [50.0, 20.0, 30.0], "refunded_amount": [50.0, 0.0, 0.0],
-            "refund_ts": [pd.Timestamp("2025-01-04 12:00", tz=utc), pd.NaT, pd.NaT]}),
-        order_items=pd.DataFrame({
-            "order_id": ["o1", "o2", "o3"], "product_id": ["p", "p", "p"],
-            "quantity": pd.array([1, 5, 2], dtype="Int64")}),
-        events=pd.DataFrame({
-            "customer_id": ["a", "a", None], "session_id": ["s1", "s1", "s2"],
-            "event_type": ["product_view", "add_to_cart", "product_view"],
-            "event_ts": [pd.Timestamp("2025-01-02 07:00", tz=utc)] * 3,
-            "product_id": ["p", "p", "p"]}),
-        reviews=pd.DataFrame({
-            "customer_id": ["a"], "rating": [4.0],
-            "review_ts": [pd.Timestamp("2025-01-02 09:00", tz=utc)]}),
+        customers=pd.DataFrame(
+            {
+                "customer_id": ["a"],
+                "signup_ts": [pd.Timestamp("2025-01-01 10:00", tz=utc)],
+                "updated_at": [pd.Timestamp("2025-01-01 10:00", tz=utc)],
+                "birth_year": pd.array([1990], dtype="Int64"),
+            }
+        ),
+        products=pd.DataFrame(
+            {
+                "product_id": ["p", "p"],
+                "price": [10.0, 12.0],
+                "created_at": [pd.Timestamp("2025-01-01", tz=utc)] * 2,
+                "updated_at": [
+                    pd.Timestamp("2025-01-01", tz=utc),
+                    pd.Timestamp("2025-01-05", tz=utc),
+                ],
+            }
+        ),
+        orders=pd.DataFrame(
+            {
+                "order_id": ["o1", "o2", "o3"],
+                "customer_id": ["a", "a", None],
+                "order_ts": [
+                    pd.Timestamp("2025-01-02 08:00", tz=utc),
+                    pd.Timestamp("2025-01-03 08:00", tz=utc),
+                    pd.Timestamp("2025-01-03 09:00", tz=utc),
+                ],
+                "status": ["refunded", "cancelled", "completed"],
+                "total_amount": [50.0, 20.0, 30.0],
+                "refunded_amount": [50.0, 0.0, 0.0],
+                "refund_ts": [pd.Timestamp("2025-01-04 12:00", tz=utc), pd.NaT, pd.NaT],
+            }
+        ),
+        order_items=pd.DataFrame(
+            {
+                "order_id": ["o1", "o2", "o3"],
+                "product_id": ["p", "p", "p"],
+                "quantity": pd.array([1, 5, 2], dtype="Int64"),
+            }
+        ),
+        events=pd.DataFrame(
+            {
+                "customer_id": ["a", "a", None],
+                "session_id": ["s1", "s1", "s2"],
+                "event_type": ["product_view", "add_to_cart", "product_view"],
+                "event_ts": [pd.Timestamp("2025-01-02 07:00", tz=utc)] * 3,
+                "product_id": ["p", "p", "p"],
+            }
+        ),
+        reviews=pd.DataFrame(
+            {
+                "customer_id": ["a"],
+                "rating": [4.0],
+                "review_ts": [pd.Timestamp("2025-01-02 09:00", tz=utc)],
+            }
+        ),
     )
     at = lambda s: pd.Timestamp(s, tz=utc)  # noqa: E731
     assert oracle.customer_features(shop, "a", at("2025-01-01 23:59")) is None  # before T

@@ -43,34 +43,64 @@ def _rows(tables: dict[str, pd.DataFrame], start: str, end: str) -> pd.DataFrame
 
 @pytest.fixture(scope="module")
 def tiny() -> pd.DataFrame:
-    products = pd.DataFrame({
-        "product_id": ["p1", "p1", "p2", "p3"], "category": ["a", "a", "a", "b"],
-        "brand": [None, None, None, "x"], "price": [10.0, 20.0, 30.0, 5.0],
-        "created_at": [at("2025-01-01 10:00")] * 2 + [at("2025-01-03"), at("2024-12-01")],
-        "updated_at": [at("2025-01-01 10:00"), at("2025-01-05"), at("2025-01-03"),
-                       at("2024-12-01")]})
-    orders = pd.DataFrame({
-        "order_id": ["o1", "o2", "o3", "o4", "o5"],
-        "customer_id": ["c1", "c1", None, "c2", "c2"],
-        "order_ts": [at("2025-01-02 08:00"), at("2025-01-02 09:00"), at("2025-01-02 10:00"),
-                     at("2025-01-03 08:00"), at("2025-01-04 08:00")],
-        "status": ["completed", "completed", "completed", "cancelled", "refunded"],
-        "refunded_amount": [0.0, 0.0, 0.0, 0.0, 9.0],
-        "refund_ts": [pd.NaT] * 4 + [at("2025-01-06 12:00")]})
-    items = pd.DataFrame({"order_id": ["o1", "o1", "o2", "o3", "o4", "o5"],
-                          "product_id": ["p1", "p1", "p1", "p1", "p1", "p1"],
-                          "quantity": [1, 1, 1, 1, 5, 1]})
-    events = pd.DataFrame({
-        "product_id": ["p1"] * 6 + [None],
-        "event_type": ["product_view"] * 3 + ["purchase", "add_to_cart", "add_to_cart",
-                                              "page_view"],
-        "event_ts": [at("2025-01-02 07:00")] * 7})
-    reviews = pd.DataFrame({
-        "review_id": ["r1", "r2"], "product_id": ["p1", "p1"], "rating": [4.0, 2.0],
-        "body": ["great product, love it", ""],
-        "review_ts": [at("2025-01-02 12:00"), at("2025-01-02 13:00")]})
-    tables = _tables(products=products, orders=orders, order_items=items, events=events,
-                     reviews=reviews)
+    products = pd.DataFrame(
+        {
+            "product_id": ["p1", "p1", "p2", "p3"],
+            "category": ["a", "a", "a", "b"],
+            "brand": [None, None, None, "x"],
+            "price": [10.0, 20.0, 30.0, 5.0],
+            "created_at": [at("2025-01-01 10:00")] * 2 + [at("2025-01-03"), at("2024-12-01")],
+            "updated_at": [
+                at("2025-01-01 10:00"),
+                at("2025-01-05"),
+                at("2025-01-03"),
+                at("2024-12-01"),
+            ],
+        }
+    )
+    orders = pd.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3", "o4", "o5"],
+            "customer_id": ["c1", "c1", None, "c2", "c2"],
+            "order_ts": [
+                at("2025-01-02 08:00"),
+                at("2025-01-02 09:00"),
+                at("2025-01-02 10:00"),
+                at("2025-01-03 08:00"),
+                at("2025-01-04 08:00"),
+            ],
+            "status": ["completed", "completed", "completed", "cancelled", "refunded"],
+            "refunded_amount": [0.0, 0.0, 0.0, 0.0, 9.0],
+            "refund_ts": [pd.NaT] * 4 + [at("2025-01-06 12:00")],
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "order_id": ["o1", "o1", "o2", "o3", "o4", "o5"],
+            "product_id": ["p1", "p1", "p1", "p1", "p1", "p1"],
+            "quantity": [1, 1, 1, 1, 5, 1],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "product_id": ["p1"] * 6 + [None],
+            "event_type": ["product_view"] * 3
+            + ["purchase", "add_to_cart", "add_to_cart", "page_view"],
+            "event_ts": [at("2025-01-02 07:00")] * 7,
+        }
+    )
+    reviews = pd.DataFrame(
+        {
+            "review_id": ["r1", "r2"],
+            "product_id": ["p1", "p1"],
+            "rating": [4.0, 2.0],
+            "body": ["great product, love it", ""],
+            "review_ts": [at("2025-01-02 12:00"), at("2025-01-02 13:00")],
+        }
+    )
+    tables = _tables(
+        products=products, orders=orders, order_items=items, events=events, reviews=reviews
+    )
     return _rows(tables, "2024-12-30", "2025-02-15")
 
 
@@ -128,8 +158,10 @@ def test_price_and_category_cross_sections(tiny):
     assert r.product_price == 10.0
     r = _at(tiny, "p1", "2025-01-06")
     assert (r.product_price, r.category_price_median) == (20.0, 25.0)
-    assert r.category_popularity_30d == r.product_popularity_30d + _at(
-        tiny, "p2", "2025-01-06").product_popularity_30d
+    assert (
+        r.category_popularity_30d
+        == r.product_popularity_30d + _at(tiny, "p2", "2025-01-06").product_popularity_30d
+    )
     r3 = _at(tiny, "p3", "2025-01-06")
     assert (r3.category, r3.brand, r3.category_product_count) == ("b", "x", 1)
     assert r3.product_created_at == at("2024-12-01")  # the age is computed on demand from it
@@ -145,6 +177,7 @@ def test_rows_only_where_something_changes(tiny):
 
 # --- every feature, naively, on the hand-made shop ---------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shop_rows():
     tables = oracle_shop.build(seed=4)
@@ -157,6 +190,7 @@ def shop_rows():
 
 def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
     """product_stats at snapshot T for one product, from the raw rows with plain loops."""
+
     def as_of(pid: str) -> dict | None:
         rows = [r for r in raw.of("products", "product_id", pid) if r["updated_at"] < T]
         return max(rows, key=lambda r: r["updated_at"]) if rows else None
@@ -182,15 +216,22 @@ def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
                 buyers.add(("customer", c) if isinstance(c, str) else ("guest", i["order_id"]))
         return len(buyers)
 
-    out = {"product_price": me["price"], "category": me["category"] or "unknown",
-           "brand": me["brand"], "product_created_at": me["created_at"]}
+    out = {
+        "product_price": me["price"],
+        "category": me["category"] or "unknown",
+        "brand": me["brand"],
+        "product_created_at": me["created_at"],
+    }
     for w in (7, 30):
-        out[f"product_views_{w}d"] = sum(e["event_type"] == "product_view"
-                                         and inside(e["event_ts"], w) for e in ev)
-        out[f"product_carts_{w}d"] = sum(e["event_type"] == "add_to_cart"
-                                         and inside(e["event_ts"], w) for e in ev)
-        out[f"product_units_sold_{w}d"] = sum(i["quantity"] for i in lines
-                                              if inside(i["order_ts"], w))
+        out[f"product_views_{w}d"] = sum(
+            e["event_type"] == "product_view" and inside(e["event_ts"], w) for e in ev
+        )
+        out[f"product_carts_{w}d"] = sum(
+            e["event_type"] == "add_to_cart" and inside(e["event_ts"], w) for e in ev
+        )
+        out[f"product_units_sold_{w}d"] = sum(
+            i["quantity"] for i in lines if inside(i["order_ts"], w)
+        )
         out[f"product_orders_{w}d"] = n_orders(w)
     buys = sum(e["event_type"] == "purchase" and inside(e["event_ts"], 30) for e in ev)
     views = out["product_views_30d"]
@@ -198,19 +239,23 @@ def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
     out["product_popularity_30d"] = popularity(product)
     out["product_trending_score"] = (n_orders(7) + 1) / (n_orders(35, 7) / 4 + 1)
     recent = {i["order_id"] for i in lines if inside(i["order_ts"], 90)}
-    refunded = {o for o in recent if (orders[o]["refunded_amount"] or 0) > 0 and (
-        pd.isna(orders[o]["refund_ts"]) or orders[o]["refund_ts"] < T)}
+    refunded = {
+        o
+        for o in recent
+        if (orders[o]["refunded_amount"] or 0) > 0
+        and (pd.isna(orders[o]["refund_ts"]) or orders[o]["refund_ts"] < T)
+    }
     out["product_refund_rate_90d"] = len(refunded) / len(recent) if recent else None
     reviews = [r for r in raw.of("reviews", "product_id", product) if r["review_ts"] < T]
     felt = [r["sentiment"] for r in reviews if r["sentiment"] is not None]
     out["product_review_count"] = len(reviews)
-    out["product_avg_rating"] = (sum(r["rating"] for r in reviews) / len(reviews)
-                                 if reviews else None)
+    out["product_avg_rating"] = (
+        sum(r["rating"] for r in reviews) / len(reviews) if reviews else None
+    )
     out["product_avg_sentiment"] = sum(felt) / len(felt) if felt else None
 
     peers = [as_of(p) for p in raw.products["product_id"].unique()]
-    peers = [p for p in peers if p is not None and (p["category"] or "unknown")
-             == out["category"]]
+    peers = [p for p in peers if p is not None and (p["category"] or "unknown") == out["category"]]
     prices = sorted(p["price"] for p in peers)
     out["category_product_count"] = len(prices)
     out["category_price_min"], out["category_price_max"] = prices[0], prices[-1]
@@ -236,13 +281,20 @@ def test_every_feature_matches_a_naive_recomputation(shop_rows):
                 continue
             for name, e in expected.items():
                 a = actual[name]
-                e, a = (None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
-                        for v in (e, a))
+                e, a = (
+                    None if v is None or (not isinstance(v, str) and pd.isna(v)) else v
+                    for v in (e, a)
+                )
                 tol = 5e-7 if name == "product_avg_sentiment" else 1e-9
                 ok = (e is None and a is None) or (
-                    e is not None and a is not None and (
-                        a == e if isinstance(e, str | pd.Timestamp)
-                        else math.isclose(a, e, rel_tol=tol, abs_tol=tol)))
+                    e is not None
+                    and a is not None
+                    and (
+                        a == e
+                        if isinstance(e, str | pd.Timestamp)
+                        else math.isclose(a, e, rel_tol=tol, abs_tol=tol)
+                    )
+                )
                 checked += 1
                 if not ok:
                     problems.append(f"{product} {T:%Y-%m-%d} {name}: naive {e!r}, pipeline {a!r}")

@@ -62,7 +62,7 @@ SOURCE = FeatureSource(
     entity="product",
     join_key="product_id",
     description="A product as of T: price, catalogue fields, views, carts and sales over 7/30 "
-                "days, reviews, refunds, trend, popularity and its category's figures.",
+    "days, reviews, refunds, trend, popularity and its category's figures.",
     tags=(("domain", "product"), ("family", "stats")),
     features=(
         Feature("product_price", "float64", "price of the product row as of T"),
@@ -70,45 +70,123 @@ SOURCE = FeatureSource(
         Feature("subcategory", "string", "subcategory as of T; null when missing"),
         Feature("brand", "string", "brand as of T; null when missing"),
         Feature("product_is_active", "bool", "is_active as of T (missing means active)"),
-        Feature("product_created_at", "unix_timestamp", "created_at of the row as of T; days "
-                "since created = (t - product_created_at), computed on demand (ages are not "
-                "stored)"),
-        Feature("product_views_7d", "int64", "product_view events of the product in the window",
-                "7d", 0),
-        Feature("product_views_30d", "int64", "product_view events of the product in the window",
-                "30d", 0),
-        Feature("product_carts_7d", "int64", "add_to_cart events of the product in the window",
-                "7d", 0),
-        Feature("product_carts_30d", "int64", "add_to_cart events of the product in the window",
-                "30d", 0),
-        Feature("product_units_sold_7d", "int64", "sum of quantity over order_items of "
-                "non-cancelled orders in the window", "7d", 0),
-        Feature("product_units_sold_30d", "int64", "sum of quantity over order_items of "
-                "non-cancelled orders in the window", "30d", 0),
-        Feature("product_orders_7d", "int64", "distinct non-cancelled orders with the product in "
-                "the window", "7d", 0),
-        Feature("product_orders_30d", "int64", "distinct non-cancelled orders with the product in "
-                "the window", "30d", 0),
-        Feature("product_conversion_rate_30d", "float64", "purchase events / product_view events "
-                "of the product in the window; null without views", "30d"),
-        Feature("product_popularity_30d", "int64", "distinct buyers of the product in the window "
-                "(a customer, or a guest order)", "30d", 0),
-        Feature("product_trending_score", "float64", "(orders in [T-7d, T) + 1) / (orders in "
-                "[T-35d, T-7d) / 4 + 1): the last 7 days against the 28 days before", "28d", 1.0),
-        Feature("product_refund_rate_90d", "float64", "share of the window's orders of the "
-                "product with a refund known before T; null without orders", "90d"),
-        Feature("product_review_count", "int64", "reviews of the product before T", "lifetime",
-                0),
-        Feature("product_avg_rating", "float64", "mean rating of the product's reviews before T; "
-                "null without reviews", "lifetime"),
-        Feature("product_avg_sentiment", "float64", "mean VADER compound of the product's reviews "
-                "before T with English text; null when none", "lifetime"),
-        Feature("product_price_pct_in_category", "float64", "share of the category's products "
-                "(as of T) priced at or below this one, in (0, 1]"),
-        Feature("category_product_count", "int64", "products that exist at T in the product's "
-                "category", None, 0),
-        Feature("category_popularity_30d", "int64", "sum of product_popularity_30d over the "
-                "category's products (as of T)", "30d", 0),
+        Feature(
+            "product_created_at",
+            "unix_timestamp",
+            "created_at of the row as of T; days "
+            "since created = (t - product_created_at), computed on demand (ages are not "
+            "stored)",
+        ),
+        Feature(
+            "product_views_7d", "int64", "product_view events of the product in the window", "7d", 0
+        ),
+        Feature(
+            "product_views_30d",
+            "int64",
+            "product_view events of the product in the window",
+            "30d",
+            0,
+        ),
+        Feature(
+            "product_carts_7d", "int64", "add_to_cart events of the product in the window", "7d", 0
+        ),
+        Feature(
+            "product_carts_30d",
+            "int64",
+            "add_to_cart events of the product in the window",
+            "30d",
+            0,
+        ),
+        Feature(
+            "product_units_sold_7d",
+            "int64",
+            "sum of quantity over order_items of non-cancelled orders in the window",
+            "7d",
+            0,
+        ),
+        Feature(
+            "product_units_sold_30d",
+            "int64",
+            "sum of quantity over order_items of non-cancelled orders in the window",
+            "30d",
+            0,
+        ),
+        Feature(
+            "product_orders_7d",
+            "int64",
+            "distinct non-cancelled orders with the product in the window",
+            "7d",
+            0,
+        ),
+        Feature(
+            "product_orders_30d",
+            "int64",
+            "distinct non-cancelled orders with the product in the window",
+            "30d",
+            0,
+        ),
+        Feature(
+            "product_conversion_rate_30d",
+            "float64",
+            "purchase events / product_view events "
+            "of the product in the window; null without views",
+            "30d",
+        ),
+        Feature(
+            "product_popularity_30d",
+            "int64",
+            "distinct buyers of the product in the window (a customer, or a guest order)",
+            "30d",
+            0,
+        ),
+        Feature(
+            "product_trending_score",
+            "float64",
+            "(orders in [T-7d, T) + 1) / (orders in "
+            "[T-35d, T-7d) / 4 + 1): the last 7 days against the 28 days before",
+            "28d",
+            1.0,
+        ),
+        Feature(
+            "product_refund_rate_90d",
+            "float64",
+            "share of the window's orders of the "
+            "product with a refund known before T; null without orders",
+            "90d",
+        ),
+        Feature("product_review_count", "int64", "reviews of the product before T", "lifetime", 0),
+        Feature(
+            "product_avg_rating",
+            "float64",
+            "mean rating of the product's reviews before T; null without reviews",
+            "lifetime",
+        ),
+        Feature(
+            "product_avg_sentiment",
+            "float64",
+            "mean VADER compound of the product's reviews "
+            "before T with English text; null when none",
+            "lifetime",
+        ),
+        Feature(
+            "product_price_pct_in_category",
+            "float64",
+            "share of the category's products (as of T) priced at or below this one, in (0, 1]",
+        ),
+        Feature(
+            "category_product_count",
+            "int64",
+            "products that exist at T in the product's category",
+            None,
+            0,
+        ),
+        Feature(
+            "category_popularity_30d",
+            "int64",
+            "sum of product_popularity_30d over the category's products (as of T)",
+            "30d",
+            0,
+        ),
         Feature("category_price_min", "float64", "lowest price in the category as of T"),
         Feature("category_price_max", "float64", "highest price in the category as of T"),
         Feature("category_price_median", "float64", "median price in the category as of T"),
@@ -116,10 +194,24 @@ SOURCE = FeatureSource(
 )
 
 INPUTS = (
-    Input("products", ("product_id", "category", "subcategory", "brand", "price", "created_at",
-                       "updated_at", "is_active")),
-    Input("orders", ("order_id", "customer_id", "order_ts", "status", "refunded_amount",
-                     "refund_ts"), lookback_days=90),
+    Input(
+        "products",
+        (
+            "product_id",
+            "category",
+            "subcategory",
+            "brand",
+            "price",
+            "created_at",
+            "updated_at",
+            "is_active",
+        ),
+    ),
+    Input(
+        "orders",
+        ("order_id", "customer_id", "order_ts", "status", "refunded_amount", "refund_ts"),
+        lookback_days=90,
+    ),
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
     Input("events", ("product_id", "event_type", "event_ts"), lookback_days=30),
     Input("reviews", ("review_id", "product_id", "rating", "title", "body", "review_ts")),
@@ -133,8 +225,9 @@ def persist(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     tables["reviews"] = review_nlp.enriched(data_dir, reviews, model)
 
 
-def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
-            prior: pd.DataFrame) -> pd.DataFrame:
+def compute(
+    tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
+) -> pd.DataFrame:
     products = tables["products"]
     index = EntityIndex(products["product_id"])
     first_day = product_first_day(products, index)
@@ -149,28 +242,47 @@ def compute(tables: dict[str, pd.DataFrame], snapshots: Snapshots,
         entity, day = _grid(first_day, max(lo - 1, snapshots.start_day), hi)
         cols = _columns(entity, day, log, vocab, acc)
         keep = _changed(entity, cols) & (day >= lo)  # the source keeps change points only
-        parts.append(_frame(index, entity[keep], day[keep],
-                            {k: v[keep] for k, v in cols.items()}, vocab))
-    return pd.concat(parts, ignore_index=True) if parts else _frame(
-        index, *(np.zeros(0, np.int64),) * 2, {}, vocab)
+        parts.append(
+            _frame(index, entity[keep], day[keep], {k: v[keep] for k, v in cols.items()}, vocab)
+        )
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else _frame(index, *(np.zeros(0, np.int64),) * 2, {}, vocab)
+    )
 
 
-def _columns(entity: np.ndarray, day: np.ndarray, log: pd.DataFrame,
-             vocab: dict[str, tuple[np.ndarray, pd.Index]], acc: Accumulated
-             ) -> dict[str, np.ndarray]:
+def _columns(
+    entity: np.ndarray,
+    day: np.ndarray,
+    log: pd.DataFrame,
+    vocab: dict[str, tuple[np.ndarray, pd.Index]],
+    acc: Accumulated,
+) -> dict[str, np.ndarray]:
     """Every feature as a numpy array on the grid; strings as codes into the log's vocabularies."""
     pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())  # always found
     at = as_of(entity, day, acc.entity, acc.day)
-    v = {k: np.where(at >= 0, a[np.maximum(at, 0)], 0) if len(a) else np.zeros(len(at),
-                                                                                np.int64)
-         for k, a in acc.values.items()}
+    v = {
+        k: np.where(at >= 0, a[np.maximum(at, 0)], 0) if len(a) else np.zeros(len(at), np.int64)
+        for k, a in acc.values.items()
+    }
     cols: dict[str, np.ndarray] = {"product_price": log["price"].to_numpy(np.float64)[pos]}
     for name, (codes, _) in vocab.items():
         cols[name] = codes[pos]
     cols["product_is_active"] = log["is_active"].fillna(True).to_numpy(bool)[pos]
     cols["product_created_at"] = duration_us(log["created_at"])[pos]
-    for name in ("views_7d", "views_30d", "carts_7d", "carts_30d", "units_sold_7d",
-                 "units_sold_30d", "orders_7d", "orders_30d", "popularity_30d", "review_count"):
+    for name in (
+        "views_7d",
+        "views_30d",
+        "carts_7d",
+        "carts_30d",
+        "units_sold_7d",
+        "units_sold_30d",
+        "orders_7d",
+        "orders_30d",
+        "popularity_30d",
+        "review_count",
+    ):
         cols[f"product_{name}"] = v[name]
     cols["product_conversion_rate_30d"] = _ratio(v["purchases_30d"], v["views_30d"])
     before = v["orders_35d"] - v["orders_7d"]
@@ -182,8 +294,13 @@ def _columns(entity: np.ndarray, day: np.ndarray, log: pd.DataFrame,
     return cols
 
 
-def _frame(index: EntityIndex, entity: np.ndarray, day: np.ndarray, cols: dict[str, np.ndarray],
-           vocab: dict[str, tuple[np.ndarray, pd.Index]]) -> pd.DataFrame:
+def _frame(
+    index: EntityIndex,
+    entity: np.ndarray,
+    day: np.ndarray,
+    cols: dict[str, np.ndarray],
+    vocab: dict[str, tuple[np.ndarray, pd.Index]],
+) -> pd.DataFrame:
     out = pd.DataFrame({"product_id": index.lookup(entity), "event_timestamp": day_ts(day)})
     for name in SOURCE.feature_names:
         values = cols.get(name, np.zeros(0))
@@ -210,6 +327,7 @@ def _changed(entity: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
 
 # --- the grid and the catalogue -----------------------------------------------------------------
 
+
 def _grid(first_day: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
     """Every (product, day) in `start .. end` from the product's first snapshot on, sorted by
     product then day."""
@@ -224,14 +342,18 @@ def _versions(products: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
     """Change-log rows with the day each takes effect (`valid`), one per (product, day)."""
     log = products.assign(updated_at=products["updated_at"].fillna(products["created_at"]))
     log = log.dropna(subset=["updated_at"])
-    log = log.assign(c=index.codes(log["product_id"]), valid=day_of(log["updated_at"]) + 1,
-                     category=log["category"].fillna("unknown"),
-                     is_active=log["is_active"].astype("boolean"))
+    log = log.assign(
+        c=index.codes(log["product_id"]),
+        valid=day_of(log["updated_at"]) + 1,
+        category=log["category"].fillna("unknown"),
+        is_active=log["is_active"].astype("boolean"),
+    )
     log = log[log["c"] >= 0].sort_values(["c", "updated_at"], kind="stable")
     return log.drop_duplicates(["c", "valid"], keep="last").reset_index(drop=True)
 
 
 # --- windowed and lifetime streams --------------------------------------------------------------
+
 
 def _streams(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Streams:
     s = Streams()
@@ -243,30 +365,41 @@ def _streams(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Streams:
 
 def _event_streams(s: Streams, events: pd.DataFrame, index: EntityIndex) -> None:
     kind = events["event_type"]
-    ev = pd.DataFrame({"p": index.codes(events["product_id"]),
-                       "enter": entry_day(events["event_ts"]),
-                       "view": (kind == "product_view").to_numpy(np.int64),
-                       "cart": (kind == "add_to_cart").to_numpy(np.int64),
-                       "buy": (kind == "purchase").to_numpy(np.int64)})
+    ev = pd.DataFrame(
+        {
+            "p": index.codes(events["product_id"]),
+            "enter": entry_day(events["event_ts"]),
+            "view": (kind == "product_view").to_numpy(np.int64),
+            "cart": (kind == "add_to_cart").to_numpy(np.int64),
+            "buy": (kind == "purchase").to_numpy(np.int64),
+        }
+    )
     ev = ev[(ev["p"] >= 0) & (ev[["view", "cart", "buy"]].sum(axis=1) > 0)]
     daily = ev.groupby(["p", "enter"], sort=False)[["view", "cart", "buy"]].sum().reset_index()
     p, enter = daily["p"].to_numpy(), daily["enter"].to_numpy()
     for w in (7, 30):
-        s.window(p, enter, w, **{f"views_{w}d": daily["view"].to_numpy(),
-                                 f"carts_{w}d": daily["cart"].to_numpy()})
+        s.window(
+            p,
+            enter,
+            w,
+            **{f"views_{w}d": daily["view"].to_numpy(), f"carts_{w}d": daily["cart"].to_numpy()},
+        )
     s.window(p, enter, 30, purchases_30d=daily["buy"].to_numpy())
 
 
-def _order_streams(s: Streams, orders: pd.DataFrame, items: pd.DataFrame,
-                   index: EntityIndex) -> None:
+def _order_streams(
+    s: Streams, orders: pd.DataFrame, items: pd.DataFrame, index: EntityIndex
+) -> None:
     o = orders[orders["status"] != "cancelled"]
     o = o.assign(enter=entry_day(o["order_ts"]))
     refund = o["refunded_amount"].fillna(0.0) > 0
-    r_enter = np.where(o["refund_ts"].isna(), o["enter"],
-                       entry_day(o["refund_ts"].fillna(o["order_ts"])))
+    r_enter = np.where(
+        o["refund_ts"].isna(), o["enter"], entry_day(o["refund_ts"].fillna(o["order_ts"]))
+    )
     o = o.assign(refunded=refund.to_numpy(), r_enter=np.maximum(r_enter, o["enter"].to_numpy()))
     it = items[["order_id", "product_id", "quantity"]].merge(
-        o[["order_id", "customer_id", "enter", "refunded", "r_enter"]], on="order_id")
+        o[["order_id", "customer_id", "enter", "refunded", "r_enter"]], on="order_id"
+    )
     it = it.assign(p=index.codes(it["product_id"]))
     it = it[it["p"] >= 0]
     p, enter = it["p"].to_numpy(), it["enter"].to_numpy()
@@ -296,12 +429,19 @@ def _review_streams(s: Streams, reviews: pd.DataFrame, index: EntityIndex) -> No
     if "sentiment" not in r:  # called without persist (a unit test): score here
         r = review_nlp.enrich_reviews(r, None)
     felt = r["sentiment"].notna().to_numpy().astype(np.int64)
-    s.window(r["p"].to_numpy(), r["enter"].to_numpy(), None,
-             review_count=np.ones(len(r), np.int64), rating_sum=fixed(r["rating"]),
-             felt=felt, sentiment_sum=fixed(r["sentiment"]))
+    s.window(
+        r["p"].to_numpy(),
+        r["enter"].to_numpy(),
+        None,
+        review_count=np.ones(len(r), np.int64),
+        rating_sum=fixed(r["rating"]),
+        felt=felt,
+        sentiment_sum=fixed(r["sentiment"]),
+    )
 
 
 # --- cross-sections -----------------------------------------------------------------------------
+
 
 def _category_figures(cols: dict[str, np.ndarray], day: np.ndarray) -> dict[str, np.ndarray]:
     """Per (day, category) over the products that exist that day: counts, prices, popularity."""
