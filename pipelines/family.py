@@ -34,6 +34,15 @@ no input and only moves the watermark on.
 Optionally `persist(data_dir, tables) -> None`: called before `compute` to record state a family
 learns from data once (a vocabulary, a fitted model) under DIR/state/; `compute` stays pure.
 
+Optionally `restore(data_dir, snapshots) -> object | None` and `carry(data_dir, tables, snapshots,
+carried) -> None`, for a lifetime feature that cannot seed from `prior` (distinct counts over all
+history): `restore` returns the state the family carried between runs, as of the run's start, or
+None (none kept, or not as of a day early enough), in which case the run reads all history as a
+historical run does. `carry` (after reading, before `compute`) folds the run's rows into it, writes
+it under DIR/state/, and adds to `tables` what `compute` needs; `compute` stays pure and still
+works from the full tables alone (what the tests call). The state must be usable as of any earlier
+day (a late file restarts the run from an older day): keep when each item was first counted.
+
 Values must be a function of raw rows with timestamp `< T` only (docs/point_in_time.md), and must
 not depend on where the run started: an incremental run from day D gives exactly the rows a
 historical run gives from day D on. Accumulate integers (windows.Streams) to make that exact.

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -133,9 +133,16 @@ def _run_family(
         # weekday): no stored row can change, so nothing is read or written but the watermark.
         _save_state(data_dir, source, end_day, seen)
         return Outcome(source.name, 0, 0.0, snapshots.start_day, snapshots.end_day)
-    tables = {i.table: _read_input(data_dir, i, snapshots) for i in inputs}
+    reading, carried = snapshots, None
+    if hasattr(module, "restore"):
+        carried = None if historical else module.restore(data_dir, snapshots)
+        if carried is None:  # no state carried as of this run's start: read all history
+            reading = replace(snapshots, historical=True)
+    tables = {i.table: _read_input(data_dir, i, reading) for i in inputs}
     if hasattr(module, "persist"):
         module.persist(data_dir, tables)
+    if hasattr(module, "carry"):
+        module.carry(data_dir, tables, snapshots, carried)
     prior = (
         source.empty_frame()
         if historical
