@@ -101,10 +101,12 @@ def feast_written(data_dir, tmp_path_factory, redis_url):
         yield url, dump(url)
 
 
-def engine_config(state: Path, chunk_rows: int = 64) -> dict:
+def engine_config(state: Path, chunk_rows: int = 64, write_rows: int = 24) -> dict:
+    # Parts of 24 rows cut each 64-row chunk unevenly (24, 24, 16).
     return {
         "type": ENGINE,
         "chunk_rows": chunk_rows,
+        "write_rows": write_rows,
         "pipeline_commands": 50,
         "state_dir": str(state),
         "progress": False,
@@ -149,22 +151,22 @@ def test_interrupted_run_resumes(feast_written, data_dir, tmp_path, redis_url, m
 
     def failing_send(self, prepared):
         calls["n"] += 1
-        if calls["n"] == 3:
-            raise ConnectionError("simulated crash after two chunks")
+        if calls["n"] == 5:
+            raise ConnectionError("simulated crash after four parts (two chunks)")
         return real_send(self, prepared)
 
     with claimed_redis_db(redis_url) as url:
-        store = make_store(tmp_path, url, engine_config(state, chunk_rows=50))
+        store = make_store(tmp_path, url, engine_config(state, chunk_rows=50, write_rows=25))
         apply_view(store, data_dir)
         monkeypatch.setattr(writer_module.RedisViewWriter, "send", failing_send)
         with pytest.raises(ConnectionError):
             store.materialize(START, END)
         checkpoint = list(state.glob("*.json"))
         assert len(checkpoint) == 1
-        assert len(dump(url)) == 100  # two chunks of 50 made it
+        assert len(dump(url)) == 100  # four parts of 25 made it
 
         monkeypatch.setattr(writer_module.RedisViewWriter, "send", real_send)
-        store = make_store(tmp_path, url, engine_config(state, chunk_rows=50))
+        store = make_store(tmp_path, url, engine_config(state, chunk_rows=50, write_rows=25))
         store.materialize(START, END)
         engine = store._get_provider().batch_engine
         assert isinstance(engine, ChunkedRedisEngine)

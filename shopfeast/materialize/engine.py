@@ -54,7 +54,11 @@ class ChunkedRedisEngineConfig(FeastConfigBaseModel):
         "shopfeast.materialize.engine.ChunkedRedisEngine"
     )
     chunk_rows: int = 50_000
-    """Rows per chunk read from DuckDB, written and checkpointed together."""
+    """Rows per chunk read from DuckDB."""
+    write_rows: int = 10_000
+    """Rows encoded, sent and checkpointed together (a chunk is cut into parts of this size):
+    Redis writes one part while the next is encoded, so it starts after one small part instead
+    of a whole chunk (on 1 January, 94,000 profile rows: 2.3 s with 50,000, 1.8 s with 10,000)."""
     pipeline_commands: int = 2_000
     """Redis commands per pipeline round trip."""
     duckdb_memory_limit: StrictStr = "1GB"
@@ -160,11 +164,14 @@ class ChunkedRedisEngine(ComputeEngine):
                     view.name, Checkpoint(start.isoformat(), end.isoformat(), last_key, rows)
                 )
 
-            # Redis works on chunk i while this thread reads and encodes chunk i + 1; a chunk's
+            # Redis works on part i while this thread reads and encodes part i + 1; a part's
             # checkpoint is saved once every reply of it has come back.
             with ThreadPoolExecutor(max_workers=1) as sender:
                 in_flight = None
-                for batch in latest_rows(con, src, start, end, self.config.chunk_rows, resume):
+                for batch in _parts(
+                    latest_rows(con, src, start, end, self.config.chunk_rows, resume),
+                    self.config.write_rows,
+                ):
                     prepared = writer.prepare(batch)
                     last_key = str(batch.column(layout.join_key)[batch.num_rows - 1].as_py())
                     if in_flight is not None:
@@ -180,11 +187,18 @@ class ChunkedRedisEngine(ComputeEngine):
                             f"({time.perf_counter() - began:.1f}s)"
                         )
                         last_report = time.perf_counter()
+                # The entities to check afterwards are found (DuckDB, key encoding) while Redis
+                # writes the last part.
+                unwritten = (
+                    self._unwritten(con, src, layout, end, written)
+                    if self.config.heal_missing
+                    else []
+                )
                 if in_flight is not None:
                     in_flight[0].result()
                     save(*in_flight[1:])
-            if self.config.heal_missing:
-                run.healed = self._heal(con, src, layout, writer, end, written)
+            if unwritten:
+                run.healed = self._heal(con, src, writer, end, unwritten)
         finally:
             con.close()
         checkpoints.clear(view.name)
@@ -207,22 +221,24 @@ class ChunkedRedisEngine(ComputeEngine):
         self._say(f"{view}: resuming after key {ckpt.last_key!r} ({ckpt.rows:,} rows done)")
         return Resume(after_key=ckpt.last_key, written_end=ckpt.end_time)
 
+    def _unwritten(
+        self, con, src: ParquetSource, layout: ViewLayout, end: datetime, written: set[bytes]
+    ) -> list[tuple[str, bytes]]:
+        """(id, key) of every entity known to the source at `end` that this window did not write."""
+        ids = known_keys(con, src, end)
+        return [(i, k) for i, k in zip(ids, layout.keys(ids), strict=True) if k not in written]
+
     def _heal(
         self,
         con,
         src: ParquetSource,
-        layout: ViewLayout,
         writer: RedisViewWriter,
         end: datetime,
-        written: set[bytes],
+        unwritten: list[tuple[str, bytes]],
     ) -> int:
         """Re-arm expiry of the entities this window did not touch; rewrite any Redis lacks."""
-        ids = known_keys(con, src, end)
-        pairs = [(i, k) for i, k in zip(ids, layout.keys(ids), strict=True) if k not in written]
-        if not pairs:
-            return 0
-        present = writer.present([k for _, k in pairs])
-        missing = [i for (i, _), ok in zip(pairs, present, strict=True) if not ok]
+        present = writer.present([k for _, k in unwritten])
+        missing = [i for (i, _), ok in zip(unwritten, present, strict=True) if not ok]
         healed = 0
         if missing:
             for batch in latest_rows(
@@ -239,3 +255,11 @@ class ChunkedRedisEngine(ComputeEngine):
     def _say(self, message: str) -> None:
         if self.config.progress:
             print(f"[materialize] {message}", file=sys.stderr, flush=True)
+
+
+def _parts(batches, rows: int):
+    """The batches cut into consecutive slices of at most `rows` rows (zero-copy)."""
+    step = max(int(rows), 1)
+    for batch in batches:
+        for lo in range(0, batch.num_rows, step):
+            yield batch.slice(lo, step)
