@@ -9,9 +9,10 @@ and serialises value by value in Python. This engine, selected in a profile with
 
 reads only the latest row per entity of the window (DuckDB, out of core, ordered by join key),
 encodes it column-wise into the exact bytes Feast's Redis store writes, and pipelines the writes.
-Each acknowledged chunk is checkpointed, so an interrupted run resumes where it stopped. After a
-window it re-arms the key expiry of every entity the source knows and rewrites the latest values
-of any that are missing online (a Redis restart, a key that expired during an outage).
+Each acknowledged part of a chunk is checkpointed, so an interrupted run resumes where it
+stopped. After a window it re-arms the key expiry of every entity the source knows and rewrites
+the latest values of any that are missing online (a Redis restart, a key that expired during an
+outage).
 
 Anything it does not handle (another online store, a non-parquet source, field mappings,
 `disable_event_timestamp`) goes to Feast's own local engine unchanged.
