@@ -12,6 +12,7 @@ from training.metrics import (
     best_f1_threshold,
     classification_metrics,
     ndcg_at_k,
+    paired_difference,
     ranking_metrics,
     recall_at_k,
 )
@@ -42,3 +43,16 @@ def test_classification_metrics_and_threshold() -> None:
     assert m["positive_rate"] == pytest.approx(0.5)
     assert m["log_loss"] > 0
     assert best_f1_threshold(y, p) == pytest.approx(0.3)
+
+
+def test_paired_difference_by_hand_and_its_interval() -> None:
+    rel = {"x"}
+    better = [(["x"], rel), (["x"], rel), (["y", "x"], rel), (["y"], set())]  # last: skipped
+    worse = [(["y", "x"], rel), (["y"], rel), (["y", "x"], rel), (["x"], set())]
+    d = paired_difference(better, worse, k=10, resamples=500, seed=1)
+    half = 1.0 - 1.0 / np.log2(3)  # rank 1 against rank 2
+    assert d["queries"] == 3
+    assert d["mean"] == pytest.approx((half + 1.0 + 0.0) / 3)
+    assert 0.0 <= d["low"] <= d["mean"] <= d["high"] <= 1.0
+    same = paired_difference(better, better, k=10, resamples=100)
+    assert same["mean"] == same["low"] == same["high"] == 0.0

@@ -38,7 +38,7 @@ from training.candidates import (
     neighbours_from_arrays,
 )
 from training.matrix import model_matrix, usable_columns
-from training.metrics import ranking_metrics
+from training.metrics import paired_difference, ranking_metrics
 from training.split import time_split
 
 SERVICE = "ranking_model_v1"
@@ -272,6 +272,10 @@ def evaluate(
         lists["copurchase"].append((cp, set(q.relevant)))
         found.append(len(set(ranked) & q.relevant) / len(q.relevant))
     metrics = {name: ranking_metrics(v, K) for name, v in lists.items()}
+    metrics["ranker_minus"] = {  # is the ranker better, or only different by chance?
+        name: paired_difference(lists["ranker"], lists[name], K)
+        for name in ("popularity", "copurchase")
+    }
     metrics["candidates"] = {
         "recall_of_candidates": float(np.mean(found)),
         "mean_candidates": float(rows.groupby(QUERY).size().mean()),
@@ -451,6 +455,11 @@ def summary(card: dict) -> str:
     lines.append(
         f"  NDCG@{K} lift over popularity: {card['metrics']['ndcg_lift_over_popularity']:+.1%}"
     )
+    for name, d in m.get("ranker_minus", {}).items():
+        lines.append(
+            f"  NDCG@{K} ranker - {name}: {d['mean']:+.3f} "
+            f"(95% interval {d['low']:+.3f} to {d['high']:+.3f}, paired bootstrap over queries)"
+        )
     return "\n".join(lines)
 
 
