@@ -29,7 +29,9 @@ log = logging.getLogger("serving")
 
 
 def build_resources(settings: Settings) -> Resources:
-    """Models first (cheap, and their absence is the commonest mistake), then the store."""
+    """Settings, models (cheap, and their absence is the commonest mistake), then the store."""
+    if problems := settings.problems():
+        raise errors.StartupError("; ".join(problems))
     models_dir = settings.resolved_models_dir()
     churn = load(models_dir, settings.churn_model)
     ranking = load(models_dir, settings.ranking_model)

@@ -19,16 +19,25 @@ def run(
     if data_dir is not None:  # one place for workers to read it from: the environment
         os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
     settings = Settings()
-    try:  # a missing model stops here with one line, before any worker starts
+    try:  # a missing key or model stops here with one line, before any worker starts
+        if problems := settings.problems():
+            raise StartupError("; ".join(problems))
         for name in (settings.churn_model, settings.ranking_model):
             check(settings.resolved_models_dir(), name)
     except StartupError as exc:
         print(f"shopfeast serve: cannot start: {exc}", file=sys.stderr)
         return 1
+    bind = host or settings.host
+    if settings.api_key is None and bind not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"shopfeast serve: warning: listening on {bind} with no SHOPFEAST_API_KEY: anyone "
+            "who reaches it can read features (SHOPFEAST_ENV=production requires a key)",
+            file=sys.stderr,
+        )
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
-        host=host or settings.host,
+        host=bind,
         port=port or settings.port,
         workers=workers,
         log_level=settings.log_level,

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shopfeast.paths import FEATURE_REPO
+
+MIN_API_KEY_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -35,6 +38,10 @@ class Settings(BaseSettings):
     customer_service: str = "customer_360_v1"
     product_service: str = "product_360_v1"
 
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="production: the API key is required (start-up stops without one).",
+    )
     api_key: SecretStr | None = Field(
         None, description="When set, every endpoint but /health and /ready needs X-API-Key."
     )
@@ -64,6 +71,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     log_level: str = "warning"
+
+    def problems(self) -> list[str]:
+        """What stops start-up in this environment (empty when nothing does)."""
+        if self.env != "production":
+            return []
+        key = self.api_key.get_secret_value() if self.api_key else ""
+        if len(key) < MIN_API_KEY_LENGTH:
+            return [
+                f"SHOPFEAST_ENV=production needs SHOPFEAST_API_KEY of at least "
+                f"{MIN_API_KEY_LENGTH} characters (every endpoint but /health and /ready "
+                "checks it)"
+            ]
+        return []
 
     def resolved_models_dir(self) -> Path:
         return Path(self.models_dir or Path(self.data_dir) / "models").resolve()

@@ -167,3 +167,36 @@ def test_serve_command_says_what_is_missing(tmp_path) -> None:
     assert "cannot start: model 'churn' not found" in done.stderr
     assert "shopfeast train churn" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_production_needs_an_api_key(store, monkeypatch) -> None:
+    """SHOPFEAST_ENV=production refuses to start open, or with a guessable key; with a key it
+    serves, and the key guards the data endpoints."""
+    store.apply_env(monkeypatch)
+    for key in (None, "short"):
+        with (
+            pytest.raises(StartupError, match="SHOPFEAST_ENV=production needs SHOPFEAST_API_KEY"),
+            TestClient(create_app(store.settings(env="production", api_key=key))),
+        ):
+            pass
+    with TestClient(create_app(store.settings(env="production"))) as client:
+        assert client.get("/ready").status_code == 200
+        cid = store.customers[0]
+        assert client.post("/predict/churn", json={"customer_id": cid}).status_code == 401
+        answer = client.post("/predict/churn", headers=KEY, json={"customer_id": cid})
+        assert answer.status_code == 200
+
+
+def test_serve_command_refuses_production_without_a_key(tmp_path) -> None:
+    env = {**os.environ, "SHOPFEAST_ENV": "production", "SHOPFEAST_PORT": "1"}
+    env.pop("SHOPFEAST_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "shopfeast.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "cannot start: SHOPFEAST_ENV=production needs SHOPFEAST_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -202,3 +202,16 @@ def test_linear_closed_form_only_for_what_it_reproduces() -> None:
     pipe, X = _churn_like_pipeline()
     assert linear_closed_form(pipe.steps[-1][1], X.shape[1]) is None  # not the pipeline
     assert linear_closed_form(pipe, X.shape[1] + 1) is None  # not the inputs it was fitted on
+
+
+def test_production_settings_name_what_is_missing(monkeypatch) -> None:
+    monkeypatch.delenv("SHOPFEAST_API_KEY", raising=False)
+    assert Settings(_env_file=None).problems() == []  # development: a key is optional
+    monkeypatch.setenv("SHOPFEAST_ENV", "production")
+    (problem,) = Settings(_env_file=None).problems()
+    assert "SHOPFEAST_API_KEY" in problem and "16" in problem
+    monkeypatch.setenv("SHOPFEAST_API_KEY", "x" * 16)
+    assert Settings(_env_file=None).problems() == []
+    monkeypatch.setenv("SHOPFEAST_ENV", "prod")
+    with pytest.raises(ValueError):
+        Settings(_env_file=None)
