@@ -154,19 +154,26 @@ def test_unreadable_model_file_stops_start_up(store, monkeypatch, tmp_path) -> N
         pass
 
 
-def test_serve_command_says_what_is_missing(tmp_path) -> None:
-    env = {**os.environ, "SHOPFEAST_MODELS_DIR": str(tmp_path), "SHOPFEAST_PORT": "1"}
+def _serve_refused(**env: str) -> str:
+    """Run `shopfeast serve` with `env` added (an empty value removes the variable); it must
+    stop with exit 1 and no traceback. Returns what it said."""
+    full = {**os.environ, "SHOPFEAST_PORT": "1", **env}
+    full = {k: v for k, v in full.items() if k not in env or v}
     done = subprocess.run(
         [sys.executable, "-m", "shopfeast.cli", "serve"],
-        env=env,
+        env=full,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.returncode == 1
-    assert "cannot start: model 'churn' not found" in done.stderr
-    assert "shopfeast train churn" in done.stderr
-    assert "Traceback" not in done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_serve_command_says_what_is_missing(tmp_path) -> None:
+    said = _serve_refused(SHOPFEAST_MODELS_DIR=str(tmp_path))
+    assert "cannot start: model 'churn' not found" in said
+    assert "shopfeast train churn" in said
 
 
 def test_production_needs_an_api_key(store, monkeypatch) -> None:
@@ -187,16 +194,6 @@ def test_production_needs_an_api_key(store, monkeypatch) -> None:
         assert answer.status_code == 200
 
 
-def test_serve_command_refuses_production_without_a_key(tmp_path) -> None:
-    env = {**os.environ, "SHOPFEAST_ENV": "production", "SHOPFEAST_PORT": "1"}
-    env.pop("SHOPFEAST_API_KEY", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "shopfeast.cli", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1
-    assert "cannot start: SHOPFEAST_ENV=production needs SHOPFEAST_API_KEY" in done.stderr
-    assert "Traceback" not in done.stderr
+def test_serve_command_refuses_production_without_a_key() -> None:
+    said = _serve_refused(SHOPFEAST_ENV="production", SHOPFEAST_API_KEY="")
+    assert "cannot start: SHOPFEAST_ENV=production needs SHOPFEAST_API_KEY" in said
