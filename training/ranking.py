@@ -47,6 +47,7 @@ MODEL = "ranking"
 K = 10
 QUERY = "query_id"
 LABEL = "purchased"
+DAYS_PER_READ = 7  # snapshot days of the product grid per point-in-time read (bounds its memory)
 NO_ENTITY = (
     "__none__"  # fills the other entity's key when reading one side of the candidate service
 )
@@ -151,7 +152,8 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
 
 @dataclass
 class CandidateInputs:
-    """What the generator needs, read as of each query's time."""
+    """What the generator needs, read as of each query's time (`neighbours`: the co-purchase
+    lists of the products in that day's customers' recent lists)."""
 
     recent: dict[int, list[str]]
     favourite: dict[int, str | None]
@@ -159,11 +161,17 @@ class CandidateInputs:
     neighbours: dict[pd.Timestamp, dict]  # by snapshot day: product -> [(product, score)]
 
 
-def candidate_inputs(fs, queries: pd.DataFrame, product_ids: list[str]) -> CandidateInputs:
+def candidate_inputs(
+    fs, queries: pd.DataFrame, product_ids: list[str], days_per_read: int = DAYS_PER_READ
+) -> CandidateInputs:
     """Customer, catalogue and co-purchase values as of each query, through the candidate service.
 
     The catalogue and co-purchase lists are read once per snapshot day: every query of a day sees
-    the same daily snapshot (an entity timestamp t reads the snapshot of floor(t)).
+    the same daily snapshot (an entity timestamp t reads the snapshot of floor(t)). The grid of
+    days x products is read `days_per_read` days at a time, and of each day's co-purchase lists
+    only those of the products in that day's customers' recent lists are kept (the only ones the
+    generator and the baseline look up): on a 10,000-product shop the whole grid with every list
+    held 21 GiB.
     """
     cust = queries[["customer_id", "event_timestamp"]].assign(product_id=NO_ENTITY)
     cust = store.historical(fs, cust, CANDIDATE_SERVICE)
@@ -172,18 +180,25 @@ def candidate_inputs(fs, queries: pd.DataFrame, product_ids: list[str]) -> Candi
         q: (v if isinstance(v, str) else None)
         for q, v in zip(queries[QUERY], cust[FAVOURITE], strict=True)
     }
-    days = sorted(queries["event_timestamp"].dt.floor("D").unique())
-    grid = pd.DataFrame(
-        [(p, d) for d in days for p in product_ids], columns=["product_id", "event_timestamp"]
-    ).assign(customer_id=NO_ENTITY)
-    prod = store.historical(fs, grid, CANDIDATE_SERVICE)
+    query_days = queries["event_timestamp"].dt.floor("D")
+    looked_up: dict[pd.Timestamp, set[str]] = {}
+    for q, day in zip(queries[QUERY], query_days, strict=True):
+        looked_up.setdefault(day, set()).update(recent[q])
+    days = sorted(query_days.unique())
     catalogs, neighbours = {}, {}
-    for day, g in prod.groupby("event_timestamp", sort=True):
-        live = g[g[POPULARITY].notna()]  # products that exist at the snapshot
-        catalogs[day] = Catalog.from_frame(live, popularity=POPULARITY, category=CATEGORY)
-        neighbours[day] = neighbours_from_arrays(
-            live["product_id"], live[NEIGHBOUR_IDS], live[NEIGHBOUR_SCORES]
-        )
+    for lo in range(0, len(days), days_per_read):
+        grid = pd.DataFrame(
+            [(p, d) for d in days[lo : lo + days_per_read] for p in product_ids],
+            columns=["product_id", "event_timestamp"],
+        ).assign(customer_id=NO_ENTITY)
+        prod = store.historical(fs, grid, CANDIDATE_SERVICE)
+        for day, g in prod.groupby("event_timestamp", sort=True):
+            live = g[g[POPULARITY].notna()]  # products that exist at the snapshot
+            catalogs[day] = Catalog.from_frame(live, popularity=POPULARITY, category=CATEGORY)
+            near = live[live["product_id"].isin(looked_up.get(day, ()))]
+            neighbours[day] = neighbours_from_arrays(
+                near["product_id"], near[NEIGHBOUR_IDS], near[NEIGHBOUR_SCORES]
+            )
     return CandidateInputs(recent, favourite, catalogs, neighbours)
 
 

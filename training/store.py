@@ -28,6 +28,7 @@ def open_store(data_dir: Path, repo_path: Path | None = None) -> FeatureStore:
     data_dir = Path(data_dir).resolve()
     if repo_path is not None:
         os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
+        feast_ops.bound_duckdb(data_dir)
         return FeatureStore(repo_path=str(repo_path))
     if not (data_dir / "feast" / "registry.db").exists():
         code = feast_ops.apply("embedded", data_dir, plan=False)
