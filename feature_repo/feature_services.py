@@ -2,7 +2,7 @@
 ask for features (so the two cannot drift apart). A new model version gets a new service."""
 
 from feast import FeatureService
-from on_demand import customer_product_match, customer_recency, product_age
+from on_demand import customer_product_match, customer_recency, product_age, retrieval_match
 from views.customer import customer_activity, customer_profile, customer_reviews
 from views.product import product_copurchase, product_stats
 
@@ -16,9 +16,10 @@ churn_model_v1 = FeatureService(
     tags={"model": "churn", "version": "1", "entity": "customer"},
 )
 
-ranking_model_v1 = FeatureService(
-    name="ranking_model_v1",
-    features=[
+
+def ranking_v1_features() -> list:
+    """What ranking_model_v1 reads (v2 reads it too): fresh projections for each service."""
+    return [
         customer_activity[
             [
                 "orders_90d",
@@ -33,10 +34,24 @@ ranking_model_v1 = FeatureService(
         product_stats,
         product_age,
         customer_product_match,
-    ],
+    ]
+
+
+ranking_model_v1 = FeatureService(
+    name="ranking_model_v1",
+    features=ranking_v1_features(),
     description="Ranking model v1: one (customer, candidate product) pair per entity row.",
     owner=OWNER,
     tags={"model": "ranking", "version": "1", "entity": "customer,product"},
+)
+
+ranking_model_v2 = FeatureService(
+    name="ranking_model_v2",
+    features=[*ranking_v1_features(), retrieval_match],
+    description="Ranking model v2: v1 plus the candidate generator's co-purchase score, a "
+    "request field (candidate_copurchase_score) per (customer, candidate) row.",
+    owner=OWNER,
+    tags={"model": "ranking", "version": "2", "entity": "customer,product"},
 )
 
 customer_360_v1 = FeatureService(

@@ -15,7 +15,7 @@ from views.customer import customer_activity, customer_profile
 from views.product import product_copurchase, product_stats
 
 from shopfeast.feast_schema import inputs
-from shopfeast.odfv import AGE_INPUTS, MATCH_INPUTS, RECENCY_INPUTS
+from shopfeast.odfv import AGE_INPUTS, CANDIDATE_COPURCHASE, MATCH_INPUTS, RECENCY_INPUTS
 
 OWNER = "feature-platform@shopfeast"
 
@@ -102,5 +102,40 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 )
 def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from shopfeast.odfv import customer_product_match as compute
+
+    return compute(inputs)
+
+
+candidate_retrieval = RequestSource(
+    name="candidate_retrieval",
+    schema=[
+        Field(
+            name=CANDIDATE_COPURCHASE,
+            dtype=Float64,
+            description="The candidate generator's summed co-purchase score of the customer's "
+            "recent products toward the candidate (0 when none), as of the request.",
+        )
+    ],
+    description="How the candidate generator found a candidate: computed by "
+    "training.candidates.copurchase_scores from the recommendation_candidates_v1 features as "
+    "of t, by training (offline, a column of the entity frame) and serving (per candidate).",
+    owner=OWNER,
+    tags={"layer": "request"},
+)
+
+
+@on_demand_feature_view(
+    sources=[candidate_retrieval],
+    schema=[Field(name="recent_copurchase_score", dtype=Float64)],
+    mode="python",
+    description="recent_copurchase_score = the candidate's summed co-purchase score from the "
+    "customer's recent products' neighbour lists (the direction the candidate generator and the "
+    "co-purchase baseline use; customer_product_match's copurchase_score reads the candidate's "
+    "own list); NaN/null when not given.",
+    owner=OWNER,
+    tags={"domain": "ranking", "layer": "on_demand"},
+)
+def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    from shopfeast.odfv import retrieval_match as compute
 
     return compute(inputs)

@@ -194,11 +194,11 @@ class OnlineFeatures:
 
         Only the views whose join keys are all given are read, and only the on-demand views whose
         sources were read (so a service mixing customer and product views can be read for
-        customers alone). `request` holds one value per request field for all rows; the request
-        time `event_timestamp` defaults to now. `memo`, a dict shared by the reads of one
-        request, keeps the rows of uncached views read so far (whole rows), so a second service
-        over the same customer costs no second round trip. Raises StoreUnavailable when Redis
-        does not answer within the deadline.
+        customers alone). `request` holds one value per request field for all rows, or a list
+        of one per row; the request time `event_timestamp` defaults to now. `memo`, a dict
+        shared by the reads of one request, keeps the rows of uncached views read so far (whole
+        rows), so a second service over the same customer costs no second round trip. Raises
+        StoreUnavailable when Redis does not answer within the deadline.
         """
         plan = self.plan(service)
         n = len(next(iter(entities.values()))) if entities else 0
@@ -442,7 +442,12 @@ class OnlineFeatures:
         base = dict(result.columns)
         for name in plan.request_fields:
             value = request.get(name, datetime.now(UTC) if name == "event_timestamp" else None)
-            base[name] = _as_feast_sees_it(value) * n
+            if isinstance(value, list):  # one value per row
+                if len(value) != n:
+                    raise ValueError(f"request field {name}: {len(value)} values for {n} rows")
+                base[name] = [_as_feast_sees_it(v)[0] for v in value]
+            else:  # one value for every row
+                base[name] = _as_feast_sees_it(value) * n
         for odfv in odfvs:
             sources = {
                 f.name for p in odfv.source_feature_view_projections.values() for f in p.features
@@ -511,6 +516,8 @@ def _picker(names: tuple[str, ...]):
 
 def _as_feast_sees_it(value: Any) -> list[Any]:
     """A request value as the on-demand view receives it online (Feast's proto round trip)."""
+    if type(value) is float:  # a double_val carries a Python float exactly
+        return [value]
     proto = python_values_to_proto_values([value], ValueType.UNKNOWN)[0]
     return [feast_value_type_to_python_type(proto)]
 

@@ -19,7 +19,13 @@ from serving.errors import NotFound
 from serving.matrix import to_matrix
 from serving.models import LoadedModel
 from serving.online import OnlineFeatures, OnlineResult
-from training.candidates import API_CONFIG, generate_rows, neighbours_from_arrays
+from shopfeast.odfv import CANDIDATE_COPURCHASE
+from training.candidates import (
+    API_CONFIG,
+    copurchase_scores,
+    generate_rows,
+    neighbours_from_arrays,
+)
 
 CANDIDATE_SERVICE = "recommendation_candidates_v1"
 RECENT = "recent_product_ids"
@@ -117,10 +123,14 @@ class Scorer:
             return self._answer(customer_id, [], cold_start=False, candidates=0)
         model = self.ranking_model
         n = len(ids)
+        request: dict[str, Any] = {"event_timestamp": now}
+        if CANDIDATE_COPURCHASE in self.online.plan(model.feature_service).request_fields:
+            retrieval = copurchase_scores(recent, neighbours)  # as training computes it
+            request[CANDIDATE_COPURCHASE] = [retrieval.get(pid, 0.0) for pid in ids]
         feats = await self.online.read(
             model.feature_service,
             {"customer_id": [customer_id] * n, "product_id": ids},
-            {"event_timestamp": now},
+            request,
             operation="ranking",
             memo=memo,
         )

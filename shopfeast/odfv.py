@@ -72,6 +72,13 @@ MATCH_INPUTS = {
     "product_copurchase": (COPURCHASE_IDS, COPURCHASE_SCORES),
 }
 
+# --- retrieval_match ---------------------------------------------------------------------------
+# A request field, not a stored feature: the candidate generator's summed co-purchase score of
+# the customer's recent products toward the candidate (training.candidates.copurchase_scores),
+# which training computes as of each query and serving as of the request, with the same code.
+CANDIDATE_COPURCHASE = "candidate_copurchase_score"
+RETRIEVAL_OUTPUTS = ("recent_copurchase_score",)
+
 MATCH_OUTPUTS = (
     "price_ratio",
     "price_distance",
@@ -105,6 +112,13 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     now = _seconds_column(_column(inputs, REQUEST_TIME, n))
     created = _seconds_column(_column(inputs, PRODUCT_CREATED, n))
     return {"days_since_created": [_days(t, c) for t, c in zip(now, created, strict=True)]}
+
+
+def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The retrieval score as a float (NaN when the caller gave none)."""
+    n = _rows(inputs)
+    values = [_number(v) for v in _column(inputs, CANDIDATE_COPURCHASE, n)]
+    return {"recent_copurchase_score": [math.nan if v is None else v for v in values]}
 
 
 def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:

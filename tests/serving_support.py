@@ -34,12 +34,14 @@ from feast_support import (
 
 from pipelines.registry import sources
 from shopfeast import feast_ops
+from shopfeast.odfv import CANDIDATE_COPURCHASE
 from shopfeast.paths import FEATURE_REPO
 
 PROFILE = feast_ops.PROFILES["redis"]
 END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 CUSTOMERS, PRODUCTS = 60, 40
 API_KEY = "test-key-0123456789"
+RANKING_SERVICE = "ranking_model_v2"  # the test ranker reads what `shopfeast train` uses
 ENV_KEYS = ("SHOPFEAST_DATA_DIR", "REDIS_CONNECTION_STRING", "SHOPFEAST_REGISTRY_URL")
 
 
@@ -158,12 +160,15 @@ def train_models(data_dir: Path, store: ServingStore) -> None:
     frames = []
     for c in store.customers[:8]:
         n = len(store.products)
-        rows = {"customer_id": [c] * n, "product_id": store.products, "event_timestamp": [now] * n}
-        frames.append(
-            fs.get_online_features(fs.get_feature_service("ranking_model_v1"), rows).to_df()
-        )
+        rows = {
+            "customer_id": [c] * n,
+            "product_id": store.products,
+            "event_timestamp": [now] * n,
+            CANDIDATE_COPURCHASE: list(rng.random(n)),  # the request field of v2
+        }
+        frames.append(fs.get_online_features(fs.get_feature_service(RANKING_SERVICE), rows).to_df())
     rank = pd.concat(frames, ignore_index=True)
-    cols = usable_columns(rank, exclude={"customer_id", "product_id"})
+    cols = usable_columns(rank, exclude={"customer_id", "product_id", CANDIDATE_COPURCHASE})
     y = (rng.random(len(rank)) < 0.15).astype(int)
     ranker = XGBRanker(n_estimators=30, max_depth=3, objective="rank:ndcg", random_state=0)
     ranker.fit(model_matrix(rank, cols), y, group=[len(store.products)] * len(frames))
@@ -172,7 +177,7 @@ def train_models(data_dir: Path, store: ServingStore) -> None:
         "ranking",
         artifacts.new_version(),
         ranker,
-        {"feature_service": {"name": "ranking_model_v1"}, "input_columns": cols},
+        {"feature_service": {"name": RANKING_SERVICE}, "input_columns": cols},
     )
 
 

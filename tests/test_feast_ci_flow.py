@@ -46,6 +46,7 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
     "churn_model_v1",
     "customer_360_v1",
     "ranking_model_v1",
+    "ranking_model_v2",
     "product_360_v1",
     "recommendation_candidates_v1",
 ]
@@ -129,7 +130,20 @@ def entity_frame(store, service, customers: list[str], products: list[str]) -> p
         rows = [{"customer_id": c, "product_id": p} for c in customers for p in products]
     frame = pd.DataFrame(rows)
     frame["event_timestamp"] = READ_AT
+    for name in request_fields(store, service) - {"event_timestamp"}:  # one value per row
+        frame[name] = [0.125 * (i % 7) for i in range(len(frame))]
     return frame
+
+
+def request_fields(store, service) -> set[str]:
+    """The request-source fields a service's on-demand views read."""
+    names = set()
+    for p in service.feature_view_projections:
+        if p.name in {v.name for v in store.list_on_demand_feature_views()}:
+            odfv = store.get_on_demand_feature_view(p.name)
+            for source in odfv.source_request_sources.values():
+                names.update(f.name for f in source.schema)
+    return names
 
 
 def join_keys(store, view: str) -> set[str]:

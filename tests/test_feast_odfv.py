@@ -227,3 +227,10 @@ def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
                 a, b = got[name][i], want[name]
                 same = (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6)
                 assert same, (i, name, a, b)
+
+
+def test_retrieval_match_passes_the_score_and_marks_the_unknown() -> None:
+    out = odfv.retrieval_match({odfv.CANDIDATE_COPURCHASE: [0.75, 0, None, np.float32(0.5)]})
+    got = out["recent_copurchase_score"]
+    assert got[:2] == [0.75, 0.0] and math.isnan(got[2]) and got[3] == 0.5
+    assert set(out) == set(odfv.RETRIEVAL_OUTPUTS)

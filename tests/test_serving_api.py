@@ -32,6 +32,7 @@ SERVICES = [
     "churn_model_v1",
     "customer_360_v1",
     "ranking_model_v1",
+    "ranking_model_v2",
     "product_360_v1",
     "recommendation_candidates_v1",
 ]
@@ -100,17 +101,25 @@ def test_batched_reads_equal_get_online_features(env, feast_store, service) -> N
     async def read():
         online = OnlineFeatures(feast_store)
         rows = entity_rows(online, service, customers, products)
+        n = len(next(iter(rows.values())))
+        # request fields: the time for all rows, anything else one value per row
+        request = {
+            name: now if name == "event_timestamp" else [0.25 * (i % 5) for i in range(n)]
+            for name in online.plan(service).request_fields
+        }
         # twice: the second read of product views comes from the in-memory cache
-        first = await online.read(service, rows, {"event_timestamp": now})
-        second = await online.read(service, rows, {"event_timestamp": now})
-        return online, rows, first, second
+        first = await online.read(service, rows, request)
+        second = await online.read(service, rows, request)
+        return online, rows, request, first, second
 
-    online, rows, first, second = asyncio.run(read())
-    extra = {"event_timestamp": [now] * len(next(iter(rows.values())))}
-    need_time = bool(online.plan(service).request_fields)
+    online, rows, request, first, second = asyncio.run(read())
+    n = len(next(iter(rows.values())))
+    extra = {k: v if isinstance(v, list) else [v] * n for k, v in request.items()}
     theirs = feast_store.get_online_features(
-        feast_store.get_feature_service(service), {**rows, **(extra if need_time else {})}
+        feast_store.get_feature_service(service), {**rows, **extra}
     ).to_dict()
+    for name in extra:  # Feast echoes request fields back; the service's features are compared
+        theirs.pop(name, None)
     assert set(first.columns) == set(theirs)
     compared = 0
     for mine in (first, second):
@@ -317,8 +326,18 @@ def test_large_bodies_are_refused(client) -> None:
 # --- recommendations --------------------------------------------------------------------------
 
 
-def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store) -> None:
+def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store, monkeypatch) -> None:
     cid = env.customers[4]
+    online = client.app.state.resources.online
+    requests = []  # what the scorer asked the ranking service for (our code, not Feast's)
+    real_read = online.read
+
+    async def read(service, entities, request=None, **kw):
+        if kw.get("operation") == "ranking":
+            requests.append((list(entities["product_id"]), request))
+        return await real_read(service, entities, request, **kw)
+
+    monkeypatch.setattr(online, "read", read)
     r = client.post(
         "/recommendations",
         headers=KEY,
@@ -340,17 +359,52 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store) -> N
         or []
     )
     assert not {i["product_id"] for i in items} & set(recent)
-    # the scores are the saved ranker's on Feast's own feature rows
+    # the scores are the saved ranker's on Feast's own feature rows, with the retrieval score
+    # recomputed here from the recent products' co-purchase lists as Feast serves them
     pointer, model = latest(env, "ranking")
+    assert pointer["feature_service"] == "ranking_model_v2"
     ids = [i["product_id"] for i in items]
+    assert recent, "the test customer should have recent products"
+    lists = feast_store.get_online_features(
+        ["product_copurchase:copurchase_product_ids", "product_copurchase:copurchase_scores"],
+        [{"product_id": p} for p in dict.fromkeys(recent)],
+    ).to_dict()
+    retrieval = dict.fromkeys(ids, 0.0)
+    for neighbours, scores_ in zip(
+        lists["copurchase_product_ids"], lists["copurchase_scores"], strict=True
+    ):
+        for q, sc in zip(neighbours or [], scores_ or [], strict=False):  # as the generator
+            if q in retrieval:
+                retrieval[q] += sc
     frame = feast_store.get_online_features(
-        feast_store.get_feature_service("ranking_model_v1"),
+        feast_store.get_feature_service(pointer["feature_service"]),
         {
             "customer_id": [cid] * len(ids),
             "product_id": ids,
             "event_timestamp": [datetime.now(UTC)] * len(ids),
+            "candidate_copurchase_score": [retrieval[p] for p in ids],
         },
     ).to_df()
+    assert frame["recent_copurchase_score"].tolist() == [retrieval[p] for p in ids]
+    # every candidate the scorer ranked got the retrieval score recomputed here (not only the top)
+    ((candidates, request),) = requests
+    assert len(candidates) == body["candidates_scored"]
+    lists_by_id = dict(
+        zip(
+            dict.fromkeys(recent),
+            zip(lists["copurchase_product_ids"], lists["copurchase_scores"], strict=True),
+            strict=True,
+        )
+    )
+    expected_retrieval = []
+    for p in candidates:
+        total = 0.0
+        for ids_, scores_ in lists_by_id.values():
+            for q, sc in zip(ids_ or [], scores_ or [], strict=False):
+                total += sc if q == p else 0.0
+        expected_retrieval.append(total)
+    assert request["candidate_copurchase_score"] == pytest.approx(expected_retrieval)
+    assert any(expected_retrieval)  # some candidate came from co-purchases
     expected = model.predict(model_matrix(frame, pointer["input_columns"]))
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
     assert body["model"]["version"] == pointer["version"]

@@ -111,5 +111,8 @@ def test_ranking_run_beats_popularity_and_writes_artifacts(data) -> None:
     folder = data / "models" / "ranking" / card["version"]
     assert (folder / "metrics.png").exists() and (folder / "feature_importance.png").exists()
     est, loaded = artifacts.load_latest(data, "ranking")
-    assert loaded["feature_service"]["name"] == "ranking_model_v1"
-    assert {"copurchase_score", "already_purchased"} <= set(loaded["input_columns"])
+    assert loaded["feature_service"]["name"] == "ranking_model_v2"
+    assert {"copurchase_score", "already_purchased", "recent_copurchase_score"} <= set(
+        loaded["input_columns"]
+    )
+    assert "candidate_copurchase_score" not in loaded["input_columns"]  # the request field

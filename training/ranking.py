@@ -6,8 +6,9 @@ The way of the data:
 2. the candidates the API would offer at t (training/candidates.py, on feature values read as of t
    through `recommendation_candidates_v1`) are the items to rank; a candidate that was bought is a
    positive, the others negatives (training adds random candidates as extra negatives);
-3. features of every (customer, product, t) row come from the `ranking_model_v1` service (customer,
-   product and on-demand match features);
+3. features of every (customer, product, t) row come from the `ranking_model_v2` service (customer,
+   product and on-demand match features, and the generator's co-purchase score of the candidate,
+   passed as the request field `candidate_copurchase_score`);
 4. an XGBoost ranker (LambdaMART, rank:ndcg) is trained on the oldest queries, early-stopped on the
    next ones, and evaluated on the newest against popularity and co-purchase-only rankings.
 
@@ -28,12 +29,14 @@ from rich.console import Console
 from xgboost import XGBRanker
 
 from pipelines.storage import read_clean
+from shopfeast.odfv import CANDIDATE_COPURCHASE
 from training import artifacts, plots, store
 from training.candidates import (
     API_CONFIG,
     CandidateConfig,
     Catalog,
     copurchase_ranking,
+    copurchase_scores,
     generate,
     neighbours_from_arrays,
 )
@@ -41,7 +44,7 @@ from training.matrix import model_matrix, usable_columns
 from training.metrics import paired_difference, ranking_metrics
 from training.split import time_split
 
-SERVICE = "ranking_model_v1"
+SERVICE = "ranking_model_v2"
 CANDIDATE_SERVICE = "recommendation_candidates_v1"
 MODEL = "ranking"
 K = 10
@@ -60,6 +63,7 @@ POPULARITY = "product_popularity_30d"
 NEIGHBOUR_IDS = "copurchase_product_ids"
 NEIGHBOUR_SCORES = "copurchase_scores"
 NOT_INPUTS = {
+    CANDIDATE_COPURCHASE,  # the request field; the model reads the on-demand view's output
     "customer_id",
     "product_id",
     "event_timestamp",
@@ -219,6 +223,9 @@ def candidate_rows(
             rng=rng if config.random else None,
             config=config,
         )
+        # the retrieval score, a request field of the ranking service (serving: the same code)
+        scores = copurchase_scores(inputs.recent[q.query_id], inputs.neighbours[day])
+        c[CANDIDATE_COPURCHASE] = [scores.get(p, 0.0) for p in c["product_id"]]
         c[QUERY] = q.query_id
         c["customer_id"] = q.customer_id
         c["event_timestamp"] = q.event_timestamp
@@ -311,7 +318,7 @@ class RankingData:
 
 
 def build_datasets(data_dir: Path, fs, config: RankingConfig, seed: int, say=print) -> RankingData:
-    """Queries from purchases, candidates as of each query, features from `ranking_model_v1`."""
+    """Queries from purchases, candidates as of each query, features from `ranking_model_v2`."""
     t0 = time.perf_counter()
     queries = purchase_queries(data_dir, config, seed)
     products = read_clean(data_dir, "products", ["product_id"])["product_id"].astype(str)

@@ -1,6 +1,6 @@
 """Training's only door to features: Feast's `get_historical_features` through a feature service.
 
-A model asks for its service (`churn_model_v1`, `ranking_model_v1`), never for a hand-written list
+A model asks for its service (`churn_model_v1`, `ranking_model_v2`), never for a hand-written list
 of features, so training and serving read exactly the same columns. Rows come back in the entity
 frame's order (Feast may reorder them; we restore it), one per entity row.
 """
@@ -30,11 +30,26 @@ def open_store(data_dir: Path, repo_path: Path | None = None) -> FeatureStore:
         os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
         feast_ops.bound_duckdb(data_dir)
         return FeatureStore(repo_path=str(repo_path))
-    if not (data_dir / "feast" / "registry.db").exists():
+    registry = data_dir / "feast" / "registry.db"
+    if not registry.exists() or _definitions_changed_since(registry):
         code = feast_ops.apply("embedded", data_dir, plan=False)
         if code:
             raise RuntimeError(f"feast apply failed (exit {code}) for {data_dir}")
     return feast_ops.open_store("embedded", data_dir)
+
+
+def _definitions_changed_since(registry: Path) -> bool:
+    """A definition in feature_repo/ newer than the embedded registry (a new service version after
+    an upgrade): the registry is re-applied, as `make` rebuilds a target older than its inputs."""
+    from shopfeast.paths import FEATURE_REPO
+
+    built = registry.stat().st_mtime
+    return any(
+        f.stat().st_mtime > built
+        for pattern in ("*.py", "*.yaml")
+        for f in FEATURE_REPO.rglob(pattern)
+        if "__pycache__" not in f.parts
+    )
 
 
 def service(store: FeatureStore, name: str) -> FeatureService:
