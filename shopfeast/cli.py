@@ -170,7 +170,7 @@ def train_churn(
 
 @train_app.command("ranking")
 def train_ranking(data_dir: DataDirOpt = None, seed: int = 7) -> None:
-    """The recommendation ranker through the ranking_model_v1 feature service."""
+    """The recommendation ranker through the ranking_model_v2 feature service."""
     from shopfeast.paths import data_dir as resolve
     from training.ranking import run
 

@@ -95,12 +95,12 @@ def _train(data_dir: Path, seed: int) -> None:
     """Train both models on the store and print their test figures next to the baselines."""
     from training import churn, ranking
 
-    t = _stage("train the churn model (churn_model_v1)")
+    t = _stage(f"train the churn model ({churn.SERVICE})")
     card = churn.run(data_dir=data_dir, seed=seed, echo=False)
     for line in churn.summary(card).splitlines():
         console.print(f"    {line}")
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
-    t = _stage("train the recommendation ranker (ranking_model_v1)")
+    t = _stage(f"train the recommendation ranker ({ranking.SERVICE})")
     card = ranking.run(data_dir=data_dir, seed=seed, echo=False)
     for line in ranking.summary(card).splitlines():
         console.print(f"    {line}")
