@@ -5,8 +5,8 @@ directory comes from SHOPFEAST_DATA_DIR (default ./data), so one set of definiti
 data directory: `feast apply` records the directory it was run with.
 """
 
-from pipelines.registry import sources
-from shopfeast.feast_schema import file_source
+from featurestore.schema import file_source
+from pipelines.sources import sources
 
 _declared = sources(strict=True)
 

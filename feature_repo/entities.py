@@ -1,24 +1,9 @@
-"""The two things features are about: customers and products (string ids, as in the contract)."""
+"""The two things features are about: customers and products (declared in pipelines.specs)."""
 
-from feast import Entity
-from feast.value_type import ValueType
+from featurestore.schema import entity
 
-OWNER = "feature-platform@shopfeast"
+customer = entity("customer")
+product = entity("product")
 
-customer = Entity(
-    name="customer",
-    join_keys=["customer_id"],
-    value_type=ValueType.STRING,
-    description="A shop customer, keyed by the raw contract's customer_id.",
-    owner=OWNER,
-    tags={"domain": "customer", "pii": "false"},
-)
-
-product = Entity(
-    name="product",
-    join_keys=["product_id"],
-    value_type=ValueType.STRING,
-    description="A catalogue product, keyed by the raw contract's product_id.",
-    owner=OWNER,
-    tags={"domain": "product", "pii": "false"},
-)
+# by declared name, for the views (each view's entity comes from its source's declaration)
+ENTITIES = {"customer": customer, "product": product}

@@ -6,7 +6,7 @@ from on_demand import customer_product_match, customer_recency, product_age, ret
 from views.customer import customer_activity, customer_profile, customer_reviews
 from views.product import product_copurchase, product_stats
 
-OWNER = "feature-platform@shopfeast"
+from featurestore.schema import OWNER
 
 churn_model_v1 = FeatureService(
     name="churn_model_v1",
@@ -70,15 +70,21 @@ product_360_v1 = FeatureService(
     tags={"api": "features", "version": "1", "entity": "product"},
 )
 
-recommendation_candidates_v1 = FeatureService(
-    name="recommendation_candidates_v1",
-    features=[
-        customer_activity[["recent_product_ids", "favourite_category_90d"]],
-        product_stats[["category", "product_popularity_30d"]],
-        product_copurchase,
-    ],
-    description="Candidate generation inputs: recent products, favourite category, the catalogue "
-    "and co-purchase neighbours (read per customer or per product).",
+# What the candidate generator reads (training.candidates), one service per entity: the customer's
+# side as of the request, and each product's side (the catalog and co-purchase neighbours).
+candidate_customer_v1 = FeatureService(
+    name="candidate_customer_v1",
+    features=[customer_activity[["recent_product_ids", "favourite_category_90d"]]],
+    description="Candidate generation, customer side: recent products and favourite category.",
     owner=OWNER,
-    tags={"api": "recommendations", "version": "1", "entity": "customer,product"},
+    tags={"api": "recommendations", "version": "1", "entity": "customer"},
+)
+
+candidate_product_v1 = FeatureService(
+    name="candidate_product_v1",
+    features=[product_stats[["category", "product_popularity_30d"]], product_copurchase],
+    description="Candidate generation, product side: the catalog (category, popularity) and "
+    "co-purchase neighbours.",
+    owner=OWNER,
+    tags={"api": "recommendations", "version": "1", "entity": "product"},
 )

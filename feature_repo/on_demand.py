@@ -2,7 +2,8 @@
 
 Ages change every instant, so they are computed at read time from stored timestamps: offline the
 request time is the entity frame's `event_timestamp`, online the caller passes the request time in
-the same field. The logic lives in shopfeast/odfv.py (pure, unit-tested); these UDFs only call it,
+the same field. The logic lives in featurestore/odfv.py (pure, unit-tested); these UDFs only call
+it,
 because Feast rebuilds a UDF from its source text in the reading process.
 """
 
@@ -10,14 +11,21 @@ from typing import Any
 
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Float64, Int64, UnixTimestamp
+from feast.types import Float64, UnixTimestamp
 from views.customer import customer_activity, customer_profile
 from views.product import product_copurchase, product_stats
 
-from shopfeast.feast_schema import inputs
-from shopfeast.odfv import AGE_INPUTS, CANDIDATE_COPURCHASE, MATCH_INPUTS, RECENCY_INPUTS
-
-OWNER = "feature-platform@shopfeast"
+from featurestore.odfv import (
+    AGE_INPUTS,
+    AGE_OUTPUTS,
+    CANDIDATE_COPURCHASE,
+    MATCH_INPUTS,
+    MATCH_OUTPUTS,
+    RECENCY_INPUTS,
+    RECENCY_OUTPUTS,
+    RETRIEVAL_OUTPUTS,
+)
+from featurestore.schema import OWNER, inputs, outputs
 
 request_time = RequestSource(
     name="request_time",
@@ -41,11 +49,7 @@ request_time = RequestSource(
         inputs(customer_profile, RECENCY_INPUTS["customer_profile"]),
         request_time,
     ],
-    schema=[
-        Field(name="days_since_last_order", dtype=Float64),
-        Field(name="days_since_last_activity", dtype=Float64),
-        Field(name="tenure_days", dtype=Float64),
-    ],
+    schema=outputs(RECENCY_OUTPUTS),
     mode="python",
     description="Recency and tenure at the request time t, exact at any instant (not only daily): "
     "days_since_last_order = (t - last_order_ts) in days, days_since_last_activity = (t - latest "
@@ -55,14 +59,14 @@ request_time = RequestSource(
     tags={"domain": "customer", "layer": "on_demand", "contract": "point_in_time"},
 )
 def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    from shopfeast.odfv import customer_recency as compute
+    from featurestore.odfv import customer_recency as compute
 
     return compute(inputs)
 
 
 @on_demand_feature_view(
     sources=[inputs(product_stats, AGE_INPUTS["product_stats"]), request_time],
-    schema=[Field(name="days_since_created", dtype=Float64)],
+    schema=outputs(AGE_OUTPUTS),
     mode="python",
     description="Product age at the request time t: days_since_created = (t - "
     "product_created_at) in days; NaN/null when unknown.",
@@ -70,7 +74,7 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     tags={"domain": "product", "layer": "on_demand", "contract": "point_in_time"},
 )
 def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    from shopfeast.odfv import product_age as compute
+    from featurestore.odfv import product_age as compute
 
     return compute(inputs)
 
@@ -81,16 +85,7 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
         inputs(product_stats, MATCH_INPUTS["product_stats"]),
         inputs(product_copurchase, MATCH_INPUTS["product_copurchase"]),
     ],
-    schema=[
-        Field(name="price_ratio", dtype=Float64),
-        Field(name="price_distance", dtype=Float64),
-        Field(name="category_affinity", dtype=Float64),
-        Field(name="is_favourite_category", dtype=Int64),
-        Field(name="brand_affinity", dtype=Float64),
-        Field(name="already_purchased", dtype=Int64),
-        Field(name="copurchase_score", dtype=Float64),
-        Field(name="copurchase_hits", dtype=Int64),
-    ],
+    schema=outputs(MATCH_OUTPUTS),
     mode="python",
     description="How a candidate product fits a customer: price_ratio = price / the customer's "
     "mean item price 90d, price_distance = |ln(price_ratio)|, category_affinity and "
@@ -101,7 +96,7 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     tags={"domain": "ranking", "layer": "on_demand"},
 )
 def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    from shopfeast.odfv import customer_product_match as compute
+    from featurestore.odfv import customer_product_match as compute
 
     return compute(inputs)
 
@@ -117,7 +112,7 @@ candidate_retrieval = RequestSource(
         )
     ],
     description="How the candidate generator found a candidate: computed by "
-    "training.candidates.copurchase_scores from the recommendation_candidates_v1 features as "
+    "training.candidates.copurchase_scores from the candidate services' features as "
     "of t, by training (offline, a column of the entity frame) and serving (per candidate).",
     owner=OWNER,
     tags={"layer": "request"},
@@ -126,7 +121,7 @@ candidate_retrieval = RequestSource(
 
 @on_demand_feature_view(
     sources=[candidate_retrieval],
-    schema=[Field(name="recent_copurchase_score", dtype=Float64)],
+    schema=outputs(RETRIEVAL_OUTPUTS),
     mode="python",
     description="recent_copurchase_score = the candidate's summed co-purchase score from the "
     "customer's recent products' neighbour lists (the direction the candidate generator and the "
@@ -136,6 +131,6 @@ candidate_retrieval = RequestSource(
     tags={"domain": "ranking", "layer": "on_demand"},
 )
 def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    from shopfeast.odfv import retrieval_match as compute
+    from featurestore.odfv import retrieval_match as compute
 
     return compute(inputs)

@@ -52,7 +52,6 @@ from pipelines.readers import (
 from pipelines.validate import RULE_NAMES, Known, Outcome, validate
 
 STAGING = ".staging"
-QUARANTINE_META = ("_rule", "_detail", "_source_file", "_row", "_batch")
 
 
 def run(raw_dir: Path, data_dir: Path, now: str | None = None) -> int:

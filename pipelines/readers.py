@@ -219,10 +219,6 @@ def _json_keys(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
     return sorted(k for (k,) in rows)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _read_jsonl_python(file: RawFile, spec: Table) -> tuple[pa.Table, list[str]]:
     wanted = spec.column_names
     cols: dict[str, list[str | None]] = {n: [] for n in wanted}

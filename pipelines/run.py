@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from pipelines import registry
+from pipelines import sources
 from pipelines.contract import TABLES
 from pipelines.family import Input
 from pipelines.specs import FeatureSource, conform, from_arrow, to_arrow
@@ -85,7 +85,7 @@ def run(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     data_dir = Path(data_dir)
-    fams = registry.families()
+    fams = sources.families()
     if only:
         fams = {k: v for k, v in fams.items() if k in only}
     files = {t: _clean_files(data_dir, t) for t in TABLES}

@@ -1,6 +1,6 @@
 """Feature declarations: every feature's name, dtype, window and description, written once.
 
-Each family module declares its `SOURCE` at its top; `pipelines.registry` collects them. The
+Each family module declares its `SOURCE` at its top; `pipelines.sources` collects them. The
 pipelines cast and write their output from these declarations, and the Feast definitions
 (feature_repo/) derive their view schemas from the same objects, so a column cannot exist in one
 place and not the other. This module knows nothing about Feast: `dtype` is a small vocabulary that
@@ -22,6 +22,37 @@ import pyarrow.compute as pc
 
 Dtype = Literal["int64", "float64", "string", "unix_timestamp", "bool", "string_list", "float_list"]
 Entity = Literal["customer", "product"]
+
+# Who answers for what: the pipelines team for sources and their views, the platform team for
+# entities, on-demand views and feature services. Written here once; Feast objects read them.
+PIPELINES_OWNER = "feature-pipelines@shopfeast"
+PLATFORM_OWNER = "feature-platform@shopfeast"
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """What features are about, keyed as in the raw contract (the Feast entity is built from it)."""
+
+    name: str
+    join_key: str
+    description: str
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+ENTITIES: dict[str, EntitySpec] = {
+    "customer": EntitySpec(
+        "customer",
+        "customer_id",
+        "A shop customer, keyed by the raw contract's customer_id.",
+        (("domain", "customer"), ("pii", "false")),
+    ),
+    "product": EntitySpec(
+        "product",
+        "product_id",
+        "A catalog product, keyed by the raw contract's product_id.",
+        (("domain", "product"), ("pii", "false")),
+    ),
+}
 
 TIMESTAMP_FIELD = "event_timestamp"
 CREATED_FIELD = "created_timestamp"
@@ -92,15 +123,22 @@ class FeatureSource:
 
     name: str
     entity: Entity
-    join_key: str
     features: tuple[Feature, ...]
     description: str
-    owner: str = "feature-pipelines@shopfeast"
+    owner: str = PIPELINES_OWNER
     tags: tuple[tuple[str, str], ...] = ()
     timestamp_field: str = TIMESTAMP_FIELD
     created_timestamp_column: str = CREATED_FIELD
 
+    @property
+    def join_key(self) -> str:
+        return ENTITIES[self.entity].join_key
+
     def __post_init__(self) -> None:
+        if self.entity not in ENTITIES:
+            raise ValueError(
+                f"{self.name}: unknown entity {self.entity!r}; one of {sorted(ENTITIES)}"
+            )
         names = [f.name for f in self.features]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:

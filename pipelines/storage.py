@@ -39,10 +39,6 @@ def state_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "state"
 
 
-def features_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "features"
-
-
 def models_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "models"
 

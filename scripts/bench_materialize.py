@@ -31,13 +31,13 @@ from pathlib import Path
 import duckdb
 import redis
 
-from pipelines.registry import sources
-from shopfeast.feast_ops import DEFAULT_REDIS_URL, redis_connection_string
+from pipelines.sources import sources
+from shopconfig.settings import DEFAULT_REDIS_URL, redis_connection_string
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ENGINE = "shopfeast.materialize.engine.ChunkedRedisEngine"
+ENGINE = "featurestore.materialize.engine.ChunkedRedisEngine"
 KEY_TTL = 259_200  # as in feature_repo/profiles/redis.yaml
-LOCK_PREFIX = "shopfeast:test-db-lock:"  # shared with tests/feast_support.py
+LOCK_PREFIX = "shopfeast:test-db-lock:"  # shared with tests/support/feast_support.py
 TARGETS = {"full_s": 60.0, "full_rss_gib": 2.0, "daily_s": 10.0}
 
 
@@ -48,8 +48,8 @@ def build_store(engine: str, redis_url: str, registry: Path, data_dir: Path, sta
     from feast import Entity, FeatureStore, RepoConfig
     from feast.value_type import ValueType
 
-    from shopfeast import feast_schema
-    from shopfeast.paths import FEATURE_REPO
+    from featurestore import schema as feast_schema
+    from shopconfig.settings import FEATURE_REPO
 
     batch_engine = (
         "local"

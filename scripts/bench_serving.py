@@ -253,10 +253,9 @@ def _quantiles(before: dict, after: dict, qs) -> tuple[float, ...]:
 
 async def _ids() -> dict[str, list[str]]:
     """Real ids, read off the online store the server uses (same settings, same profile)."""
-    from serving.catalog import entity_ids
-    from serving.feast_store import open_store
-    from serving.online import OnlineFeatures
-    from serving.settings import Settings
+    from featurestore.online import OnlineFeatures, entity_ids
+    from featurestore.store import open_serving_store as open_store
+    from shopconfig.settings import Settings
 
     online = OnlineFeatures(open_store(Settings()))
     customers = await entity_ids(online, "customer_id", limit=5000)

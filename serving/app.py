@@ -13,17 +13,18 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import Depends, FastAPI
 
-from serving import errors, metrics
+from featurestore.online import OnlineFeatures
+from featurestore.store import StoreConfigError, open_serving_store
+from serving import errors, prometheus
 from serving.catalog import CatalogKeeper
 from serving.deps import Resources, require_api_key
-from serving.feast_store import open_store
 from serving.limits import BodyLimitMiddleware
-from serving.models import load
-from serving.online import OnlineFeatures
 from serving.routes import features, health, predict, recommendations
 from serving.routes import metrics as metrics_route
-from serving.scoring import CANDIDATE_SERVICE, Scorer
-from serving.settings import Settings, get_settings
+from serving.scoring import Scorer
+from shopconfig.settings import Settings, get_settings
+from training.artifacts import ArtifactError, load
+from training.candidates import CUSTOMER_SERVICE, PRODUCT_SERVICE
 
 log = logging.getLogger("serving")
 
@@ -33,19 +34,25 @@ def build_resources(settings: Settings) -> Resources:
     if problems := settings.problems():
         raise errors.StartupError("; ".join(problems))
     models_dir = settings.resolved_models_dir()
-    churn = load(models_dir, settings.churn_model)
-    ranking = load(models_dir, settings.ranking_model)
-    store = open_store(settings)
+    try:
+        churn = load(models_dir, settings.churn_model)
+        ranking = load(models_dir, settings.ranking_model)
+        store = open_serving_store(settings)
+    except (ArtifactError, StoreConfigError) as exc:
+        raise errors.StartupError(str(exc)) from exc
     online = OnlineFeatures(
         store,
         cached_entities=("product",),
         max_stale_s=settings.product_max_stale_s,
         deadline_s=settings.store_deadline_s,
+        unavailable=errors.StoreUnavailable,
+        timer=prometheus.time_store,
     )
     services = [
         churn.feature_service,
         ranking.feature_service,
-        CANDIDATE_SERVICE,
+        CUSTOMER_SERVICE,
+        PRODUCT_SERVICE,
         settings.customer_service,
         settings.product_service,
     ]
@@ -60,7 +67,7 @@ def build_resources(settings: Settings) -> Resources:
             ) from exc
     catalog = CatalogKeeper(
         online,
-        [CANDIDATE_SERVICE, ranking.feature_service, settings.product_service],
+        [PRODUCT_SERVICE, ranking.feature_service, settings.product_service],
         refresh_s=settings.catalog_refresh_s,
     )
     scorer = Scorer(online, churn, ranking, catalog, candidate_pool=settings.candidate_pool)
@@ -80,14 +87,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     res = build_resources(settings)
     warm_up(res)
     for m in (res.churn_model, res.ranking_model):
-        metrics.MODEL_INFO.labels(m.name, m.version, m.feature_service).set(1)
+        prometheus.MODEL_INFO.labels(m.name, m.version, m.feature_service).set(1)
     try:
         await res.catalog.refresh()
     except Exception as exc:  # Redis may be down at start: serve 503s and keep trying
-        log.warning("catalogue not loaded at start-up (%s); retrying in the background", exc)
+        log.warning("catalog not loaded at start-up (%s); retrying in the background", exc)
     res.catalog.start()
     app.state.resources = res
-    # What start-up loaded (Feast, the registry, models, the catalogue: ~300k objects) lives as
+    # What start-up loaded (Feast, the registry, models, the catalog: ~300k objects) lives as
     # long as the process; a full collection scanning it costs ~165 ms, a stall in the middle of
     # requests. Freezing moves it out of the collector's sight (measured after: 0.3 ms).
     gc.collect()
@@ -114,5 +121,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (features.router, predict.router, recommendations.router, metrics_route.router):
         app.include_router(router, dependencies=protected)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(metrics.MetricsMiddleware)
+    app.add_middleware(prometheus.MetricsMiddleware)
     return app

@@ -1,11 +1,11 @@
-"""The product catalogue the candidate generator needs, kept from the online store.
+"""The product catalog the candidate generator needs, kept from the online store.
 
 Popular-in-category candidates need every product's category and popularity, and Redis is a
 key-value store: it can't be asked "the top products of category c". So the service lists the
 product keys Feast wrote (a SCAN over the project's product entity keys, decoded with Feast's own
 key encoding), reads their product views in chunks into the decoded-row cache, and builds
 `training.candidates.Catalog` from them. A background task repeats this every `refresh_s`
-(materialization rewrites products once a day); a failed round keeps the previous catalogue.
+(materialization rewrites products once a day); a failed round keeps the previous catalog.
 """
 
 from __future__ import annotations
@@ -13,19 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 from dataclasses import dataclass
 
 import pandas as pd
-from feast.infra.key_encoding_utils import (
-    deserialize_entity_key,
-    serialize_entity_key,
-    serialize_entity_key_prefix,
-)
-from feast.type_map import feast_value_type_to_python_type
 
-from serving.online import OnlineFeatures
+from featurestore.online import OnlineFeatures, entity_ids
 from training.candidates import Catalog
 
 log = logging.getLogger("serving.catalog")
@@ -42,7 +35,7 @@ class CatalogState:
 
 
 class CatalogKeeper:
-    """Lists the products online, keeps their views cached and the catalogue current."""
+    """Lists the products online, keeps their views cached and the catalog current."""
 
     def __init__(
         self,
@@ -65,7 +58,7 @@ class CatalogKeeper:
         return await entity_ids(self.online, self.join_key)
 
     async def refresh(self, deadline_s: float | None = None) -> CatalogState:
-        """One round: list products, re-read their cached views, rebuild the catalogue.
+        """One round: list products, re-read their cached views, rebuild the catalog.
 
         Each Redis step is bounded by `deadline_s` (default: the background deadline)."""
         start = time.perf_counter()
@@ -74,11 +67,11 @@ class CatalogKeeper:
         views = self.online.cached_views(self.services)
         await self.online.refresh_cached(views, [(p,) for p in ids], deadline_s=deadline_s)
         self.state = CatalogState(catalog=self._build(), products=len(ids), loaded_at=time.time())
-        log.info("catalogue: %d products in %.2fs", len(ids), time.perf_counter() - start)
+        log.info("catalog: %d products in %.2fs", len(ids), time.perf_counter() - start)
         return self.state
 
     async def ensure_loaded(self) -> Catalog:
-        """The catalogue; when none is loaded yet (Redis was down at start), load it now, once
+        """The catalog; when none is loaded yet (Redis was down at start), load it now, once
         for all the requests waiting, rather than failing until the next background round."""
         if self.state.catalog is None:
             async with self._lock:
@@ -117,9 +110,9 @@ class CatalogKeeper:
             try:
                 await self.refresh()
                 delay = self.refresh_s
-            except Exception as exc:  # keep serving the previous catalogue
+            except Exception as exc:  # keep serving the previous catalog
                 self.state.error = f"{type(exc).__name__}: {exc}"
-                log.warning("catalogue refresh failed: %s", self.state.error)
+                log.warning("catalog refresh failed: %s", self.state.error)
                 delay = min(2.0, self.refresh_s)
 
     def start(self) -> None:
@@ -130,42 +123,3 @@ class CatalogKeeper:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-
-
-async def entity_ids(online: OnlineFeatures, join_key: str, limit: int | None = None) -> list[str]:
-    """Ids of one entity with a row in the online store, read off Feast's Redis key layout
-    (`serialize_entity_key(key) + project`), sorted; at most `limit` of them."""
-    store = online.provider.online_store
-    config = online.store.config
-    client = await store._get_client_async(config.online_store)
-    version = config.entity_key_serialization_version
-    project = config.project.encode()
-    prefix = serialize_entity_key_prefix([join_key], version)
-    pattern = _glob_escape(prefix) + b"*" + _glob_escape(project)
-    ids = []
-    async for key in client.scan_iter(match=pattern, count=2000):
-        if not key.endswith(project):
-            continue
-        try:
-            entity = deserialize_entity_key(key[: -len(project)], version)
-        except (ValueError, UnicodeDecodeError, struct.error):
-            continue
-        # Another project whose name ends like ours would decode too: the bytes must round-trip.
-        if (
-            list(entity.join_keys) == [join_key]
-            and serialize_entity_key(entity, version) + project == key
-        ):
-            ids.append(str(feast_value_type_to_python_type(entity.entity_values[0])))
-            if limit and len(ids) >= limit:
-                break
-    return sorted(ids)
-
-
-def _glob_escape(raw: bytes) -> bytes:
-    """Escape Redis glob characters in a binary key prefix."""
-    out = bytearray()
-    for b in raw:
-        if b in b"*?[]\\":
-            out.append(ord("\\"))
-        out.append(b)
-    return bytes(out)

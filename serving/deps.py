@@ -15,12 +15,12 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from feast import FeatureStore
 
+from featurestore.online import OnlineFeatures
 from serving.catalog import CatalogKeeper
 from serving.errors import Unauthorized
-from serving.models import LoadedModel
-from serving.online import OnlineFeatures
 from serving.scoring import Scorer
-from serving.settings import Settings
+from shopconfig.settings import Settings
+from training.artifacts import LoadedModel
 
 
 @dataclass

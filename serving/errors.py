@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from featurestore.online import StoreUnavailable as OnlineStoreUnavailable
+
 log = logging.getLogger("serving")
 
 
@@ -37,7 +39,7 @@ class InvalidRequest(ServingError):
     status, code = 422, "invalid_request"
 
 
-class StoreUnavailable(ServingError):
+class StoreUnavailable(ServingError, OnlineStoreUnavailable):
     """The online store (Redis) or the registry did not answer in time."""
 
     status, code = 503, "store_unavailable"

@@ -13,26 +13,28 @@ from typing import Any
 
 import numpy as np
 
-from serving import metrics
+from featurestore.odfv import CANDIDATE_COPURCHASE
+from featurestore.online import OnlineFeatures, OnlineResult
+from serving import prometheus
 from serving.catalog import CatalogKeeper
 from serving.errors import NotFound
-from serving.matrix import to_matrix
-from serving.models import LoadedModel
-from serving.online import OnlineFeatures, OnlineResult
-from shopfeast.odfv import CANDIDATE_COPURCHASE
+from training.artifacts import LoadedModel
 from training.candidates import (
     API_CONFIG,
+    CUSTOMER_SERVICE,
+    FAVOURITE,
+    NEIGHBOUR_IDS,
+    NEIGHBOUR_SCORES,
+    PRODUCT_SERVICE,
+    PURCHASED,
+    RECENT,
+    category_or_none,
     copurchase_scores,
     generate_rows,
+    id_list,
     neighbours_from_arrays,
 )
-
-CANDIDATE_SERVICE = "recommendation_candidates_v1"
-RECENT = "recent_product_ids"
-FAVOURITE = "favourite_category_90d"
-PURCHASED = "purchased_product_ids"  # optional: every product the customer bought
-NEIGHBOUR_IDS = "copurchase_product_ids"
-NEIGHBOUR_SCORES = "copurchase_scores"
+from training.matrix import to_matrix
 
 
 @dataclass
@@ -78,19 +80,19 @@ class Scorer:
         catalog = await self.catalog.ensure_loaded()
         memo: dict = {}  # the customer's rows, read once for candidates and ranking alike
         cust = await self.online.read(
-            CANDIDATE_SERVICE,
+            CUSTOMER_SERVICE,
             {"customer_id": [customer_id]},
             operation="candidates_customer",
             memo=memo,
         )
         known = cust.any_found(0)
-        recent = _strings(cust.columns.get(RECENT, [None])[0])
-        favourite = cust.columns.get(FAVOURITE, [None])[0]
+        recent = id_list(cust.columns.get(RECENT, [None])[0])
+        favourite = category_or_none(cust.columns.get(FAVOURITE, [None])[0])
         exclude: set[str] = set()
         if exclude_purchased:
-            exclude = set(recent) | set(_strings(cust.columns.get(PURCHASED, [None])[0]))
+            exclude = set(recent) | set(id_list(cust.columns.get(PURCHASED, [None])[0]))
         if not known:
-            metrics.COLD_STARTS.inc()
+            prometheus.COLD_STARTS.inc()
             items = [
                 {"product_id": pid, "score": None, "source": "popular"}
                 for pid in catalog.popular(k)
@@ -99,7 +101,7 @@ class Scorer:
         neighbours = {}
         if recent:
             near = await self.online.read(
-                CANDIDATE_SERVICE, {"product_id": recent}, operation="candidates_products"
+                PRODUCT_SERVICE, {"product_id": recent}, operation="candidates_products"
             )
             neighbours = neighbours_from_arrays(
                 near.columns["product_id"],
@@ -112,7 +114,7 @@ class Scorer:
         cands = generate_rows(
             recent,
             neighbours,
-            favourite if isinstance(favourite, str) else None,
+            favourite,
             catalog,
             rng=None,
             config=config,
@@ -171,9 +173,3 @@ def feature_ages(res: OnlineResult, i: int, now: datetime) -> dict[str, Any]:
         "feature_age_seconds": max(per_view.values()) if per_view else None,
         "feature_age_by_view": per_view,
     }
-
-
-def _strings(value: Any) -> list[str]:
-    if value is None or isinstance(value, (str, bytes)):
-        return []
-    return [str(v) for v in value if v is not None]

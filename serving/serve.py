@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from serving.errors import StartupError
-from serving.models import check
-from serving.settings import Settings
+from shopconfig.settings import Settings
+from training.artifacts import ArtifactError, check
 
 
 def run(
@@ -24,7 +24,7 @@ def run(
             raise StartupError("; ".join(problems))
         for name in (settings.churn_model, settings.ranking_model):
             check(settings.resolved_models_dir(), name)
-    except StartupError as exc:
+    except (StartupError, ArtifactError) as exc:
         print(f"shopfeast serve: cannot start: {exc}", file=sys.stderr)
         return 1
     bind = host or settings.host

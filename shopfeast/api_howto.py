@@ -11,13 +11,12 @@ import os
 import shlex
 from pathlib import Path
 
-from shopfeast.paths import REPO_ROOT
+from pipelines.storage import read_clean
+from shopconfig.settings import REPO_ROOT
 
 
 def example_ids(data_dir: Path) -> tuple[list[str], str]:
     """(two customers with the most orders, the product sold most), from the clean tables."""
-    from pipelines.storage import read_clean
-
     orders = read_clean(data_dir, "orders", ["customer_id", "status"])
     orders = orders[orders["customer_id"].notna() & (orders["status"] != "cancelled")]
     customers = orders["customer_id"].astype(str).value_counts()

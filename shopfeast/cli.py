@@ -2,6 +2,10 @@
 
 Exit codes: 0 done (quarantined rows included), 2 fatal input problem (unreadable file, missing
 required table or column), 1 anything else.
+
+Each command imports its module when it runs (the shell is the top layer, so these imports cross
+no layer): `shopfeast --help` and `shopfeast ingest` start without loading Feast, xgboost or
+FastAPI.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def ingest(
 ) -> None:
     """Validate raw files and append clean rows; quarantine the rest with their rule."""
     from pipelines.ingest import run
-    from shopfeast.paths import data_dir as resolve
+    from shopconfig.settings import resolve_data_dir as resolve
 
     raise typer.Exit(run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now))
 
@@ -93,7 +97,7 @@ def features(
 ) -> None:
     """Build the feature sources from the clean tables."""
     from pipelines.run import run
-    from shopfeast.paths import data_dir as resolve
+    from shopconfig.settings import resolve_data_dir as resolve
 
     run(data_dir=resolve(data_dir), mode=mode)
 
@@ -110,8 +114,8 @@ def apply(
     plan: Annotated[bool, typer.Option(help="Show `feast plan` first.")] = True,
 ) -> None:
     """Register the feature definitions (feast plan, then feast apply) for a profile."""
-    from shopfeast.feast_ops import apply as run
-    from shopfeast.paths import data_dir as resolve
+    from featurestore.store import apply as run
+    from shopconfig.settings import resolve_data_dir as resolve
 
     raise typer.Exit(run(profile=profile, data_dir=resolve(data_dir), plan=plan))
 
@@ -126,8 +130,8 @@ def materialize(
     """Load the online store: a first run from the epoch, then incremental from the last end."""
     from datetime import datetime
 
-    from shopfeast.feast_ops import materialize as run
-    from shopfeast.paths import data_dir as resolve
+    from featurestore.store import materialize as run
+    from shopconfig.settings import resolve_data_dir as resolve
 
     result = run(
         profile=profile,
@@ -156,7 +160,7 @@ def train_churn(
     ] = "customer-time",
 ) -> None:
     """Churn models on monthly cutoffs through the churn_model_v1 feature service."""
-    from shopfeast.paths import data_dir as resolve
+    from shopconfig.settings import resolve_data_dir as resolve
     from training.churn import run
 
     run(
@@ -171,7 +175,7 @@ def train_churn(
 @train_app.command("ranking")
 def train_ranking(data_dir: DataDirOpt = None, seed: int = 7) -> None:
     """The recommendation ranker through the ranking_model_v2 feature service."""
-    from shopfeast.paths import data_dir as resolve
+    from shopconfig.settings import resolve_data_dir as resolve
     from training.ranking import run
 
     run(data_dir=resolve(data_dir), seed=seed)
@@ -186,7 +190,7 @@ def serve(
 ) -> None:
     """Serve the churn, recommendation and feature APIs (settings: SHOPFEAST_* env, .env)."""
     from serving.serve import run
-    from shopfeast.paths import data_dir as resolve
+    from shopconfig.settings import resolve_data_dir as resolve
 
     raise typer.Exit(
         run(host=host, port=port, workers=workers, data_dir=resolve(data_dir) if data_dir else None)
@@ -202,8 +206,8 @@ def demo(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Generate a demo shop and run the whole job on it, printing a summary."""
+    from shopconfig.settings import resolve_data_dir as resolve
     from shopfeast.demo import run
-    from shopfeast.paths import data_dir as resolve
 
     raise typer.Exit(
         run(

@@ -7,6 +7,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from featurestore import store as feast_store
+from pipelines import ingest
+from pipelines import run as features
+from shopfeast import generator
+from shopfeast.api_howto import lines
+from training import churn, ranking
+
 console = Console()
 
 
@@ -16,8 +23,6 @@ def _stage(name: str):
 
 
 def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> int:
-    from pipelines import ingest
-    from shopfeast import generator
 
     raw = data_dir / "raw"
     t = _stage(f"generate a demo shop into {raw}")
@@ -39,8 +44,6 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
         return code
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
 
-    from pipelines import run as features
-
     t = _stage(f"build feature sources into {data_dir / 'features'}")
     outcomes = features.run(data_dir=data_dir, mode="incremental", echo=False)
     for o in outcomes:
@@ -61,15 +64,13 @@ def _register(data_dir: Path) -> int:
     import contextlib
     import io
 
-    from shopfeast import feast_ops
-
     t = _stage("register and materialize (embedded profile: file registry, SQLite)")
-    result = feast_ops.feast_cli("embedded", ["apply"], data_dir, capture=True)
+    result = feast_store.feast_cli("embedded", ["apply"], data_dir, capture=True)
     if result.returncode:
         console.print(result.stdout + result.stderr, markup=False, highlight=False)
         console.print(f"feast apply failed (exit {result.returncode})")
         return result.returncode
-    store = feast_ops.open_store("embedded", data_dir)
+    store = feast_store.open_store("embedded", data_dir)
     console.print(
         f"    registry {data_dir / 'feast' / 'registry.db'}: "
         f"{len(store.list_feature_views())} feature views, "
@@ -79,7 +80,7 @@ def _register(data_dir: Path) -> int:
     progress = io.StringIO()  # Feast's per-view progress bars
     try:
         with contextlib.redirect_stdout(progress), contextlib.redirect_stderr(progress):
-            done = feast_ops.materialize("embedded", data_dir)
+            done = feast_store.materialize("embedded", data_dir)
     except Exception:
         console.print(progress.getvalue(), markup=False, highlight=False)
         raise
@@ -93,7 +94,6 @@ def _register(data_dir: Path) -> int:
 
 def _train(data_dir: Path, seed: int) -> None:
     """Train both models on the store and print their test figures next to the baselines."""
-    from training import churn, ranking
 
     t = _stage(f"train the churn model ({churn.SERVICE})")
     card = churn.run(data_dir=data_dir, seed=seed, echo=False)
@@ -109,7 +109,6 @@ def _train(data_dir: Path, seed: int) -> None:
 
 def _api_howto(data_dir: Path) -> None:
     """How to start the API on what the demo built, and one call of each endpoint."""
-    from shopfeast.api_howto import lines
 
     _stage("the API")
     for line in lines(data_dir):

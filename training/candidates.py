@@ -24,7 +24,30 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SOURCES = ("copurchase", "category_popular", "popular", "random")
+# What the generator reads, through two feature services (one per entity, so neither side needs
+# a made-up key for the other): the customer's side and each product's side.
+CUSTOMER_SERVICE = "candidate_customer_v1"
+PRODUCT_SERVICE = "candidate_product_v1"
+RECENT = "recent_product_ids"  # customer_activity, most recent first
+FAVOURITE = "favourite_category_90d"  # customer_activity
+PURCHASED = "purchased_product_ids"  # optional: every product the customer bought
+CATEGORY = "category"  # product_stats
+POPULARITY = "product_popularity_30d"  # product_stats
+NEIGHBOUR_IDS = "copurchase_product_ids"  # product_copurchase
+NEIGHBOUR_SCORES = "copurchase_scores"  # product_copurchase
+
+
+def id_list(value: object) -> list[str]:
+    """A served list of ids as strings: missing (None, NaN, a bare string) is empty, and null
+    items are dropped. Training (offline frames) and serving (online columns) both read lists
+    through this one function."""
+    if value is None or isinstance(value, (str, bytes, float)):
+        return []
+    return [str(v) for v in value if v is not None and v == v]
+
+
+def category_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)

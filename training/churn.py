@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
+from featurestore.store import open_store
 from pipelines.storage import read_clean
 from training import artifacts, churn_models, plots, store
+from training.evaluation import best_f1_threshold, calibration, classification_metrics
 from training.labels import ENTITY_KEY, LABEL, TIMESTAMP, churn_labels, cutoffs, data_end
 from training.matrix import model_matrix, usable_columns
-from training.metrics import best_f1_threshold, calibration, classification_metrics
 from training.split import customer_time_split, time_split
 
 SERVICE = "churn_model_v1"
@@ -72,7 +73,7 @@ def build_dataset(
             f"no labellable cutoffs: the data ends {end:%Y-%m-%d}, a {horizon_days}-day horizon "
             "needs more history"
         )
-    fs = feature_store or store.open_store(data_dir)
+    fs = feature_store or open_store("embedded", data_dir)
     frame = store.historical(fs, labels, SERVICE)
     frame["time_split"] = time_split(frame[TIMESTAMP]).to_numpy()
     if split == "time":

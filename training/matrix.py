@@ -1,13 +1,21 @@
 """From a frame of feature values (what Feast returns, offline or online) to a model's input matrix.
 
-Training and serving both call `model_matrix` with the input columns stored on the model card, so
-the columns, their order and their types cannot drift apart between the two. Which columns a model
+Training (`model_matrix`, a DataFrame) and serving (`to_matrix`, columns of one request) build the
+same numbers from the input columns stored on the model card, so the columns, their order and their
+types cannot drift apart between the two. `model_matrix` converts column by column through pandas,
+about 50 us per column: fine for a training set, most of a request's budget for 80 columns, so
+`to_matrix` converts a column of plain numbers in one numpy call and only odd columns per value.
+Which columns a model
 may use is decided from the feature service's result, never from a hand-written list: numbers and
 flags are used as they are; timestamps (their ages come from on-demand views), arrays and ids are
 not model inputs.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,3 +54,31 @@ def _all_scalar_numbers(s: pd.Series) -> bool:
     return len(sample) > 0 and all(
         isinstance(v, (int, float, np.number, bool, np.bool_)) for v in sample
     )
+
+
+def to_matrix(columns: Mapping[str, Sequence[Any]], names: Sequence[str], n: int) -> np.ndarray:
+    nan_column = [math.nan] * n
+    try:  # every column plain numbers, flags or None: one numpy call for the whole matrix
+        return np.array([columns.get(name, nan_column) for name in names], dtype=float).T
+    except (TypeError, ValueError):
+        pass
+    X = np.full((n, len(names)), np.nan)
+    for j, name in enumerate(names):
+        col = columns.get(name)
+        if col is None:
+            continue
+        try:
+            X[:, j] = np.asarray(col, dtype=float)
+        except (TypeError, ValueError):
+            X[:, j] = [_number(v) for v in col]
+    return X
+
+
+def _number(v: Any) -> float:
+    """One value as `pd.to_numeric(errors="coerce")` would read it; NaN when it is no number."""
+    if v is None or isinstance(v, (list, tuple, dict, np.ndarray)):
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan

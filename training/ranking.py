@@ -12,7 +12,7 @@ The way of the data:
 4. an XGBoost ranker (LambdaMART, rank:ndcg) is trained on the oldest queries, early-stopped on the
    next ones, and evaluated on the newest against popularity and co-purchase-only rankings.
 
-The baselines rank the whole catalogue (popularity) or the co-purchase neighbours topped up with
+The baselines rank the whole catalog (popularity) or the co-purchase neighbours topped up with
 popularity; the ranker ranks the API's candidates, so a relevant item the generator missed counts
 against it: the comparison is the one a shopper would see.
 """
@@ -28,40 +28,40 @@ import pandas as pd
 from rich.console import Console
 from xgboost import XGBRanker
 
+from featurestore.odfv import CANDIDATE_COPURCHASE
+from featurestore.store import open_store
 from pipelines.storage import read_clean
-from shopfeast.odfv import CANDIDATE_COPURCHASE
 from training import artifacts, plots, store
 from training.candidates import (
     API_CONFIG,
+    CATEGORY,
+    CUSTOMER_SERVICE,
+    FAVOURITE,
+    NEIGHBOUR_IDS,
+    NEIGHBOUR_SCORES,
+    POPULARITY,
+    PRODUCT_SERVICE,
+    RECENT,
     CandidateConfig,
     Catalog,
+    category_or_none,
     copurchase_ranking,
     copurchase_scores,
     generate,
+    id_list,
     neighbours_from_arrays,
 )
+from training.evaluation import paired_difference, ranking_metrics
 from training.matrix import model_matrix, usable_columns
-from training.metrics import paired_difference, ranking_metrics
 from training.split import time_split
 
 SERVICE = "ranking_model_v2"
-CANDIDATE_SERVICE = "recommendation_candidates_v1"
 MODEL = "ranking"
 K = 10
 QUERY = "query_id"
 LABEL = "purchased"
 DAYS_PER_READ = 7  # snapshot days of the product grid per point-in-time read (bounds its memory)
-NO_ENTITY = (
-    "__none__"  # fills the other entity's key when reading one side of the candidate service
-)
 
-# Candidate inputs: the feature names the generator reads (served by CANDIDATE_SERVICE).
-RECENT = "recent_product_ids"
-FAVOURITE = "favourite_category_90d"
-CATEGORY = "category"
-POPULARITY = "product_popularity_30d"
-NEIGHBOUR_IDS = "copurchase_product_ids"
-NEIGHBOUR_SCORES = "copurchase_scores"
 NOT_INPUTS = {
     CANDIDATE_COPURCHASE,  # the request field; the model reads the on-demand view's output
     "customer_id",
@@ -140,7 +140,7 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
     day = q["event_timestamp"].dt.floor("D")
     keep = []
     for split, cap in caps.items():
-        # Days first: the catalogue is read once per query day, so fewer days cost less.
+        # Days first: the catalog is read once per query day, so fewer days cost less.
         days = np.sort(day[q["split"] == split].unique())
         n_days = max(1, int(np.ceil(len(days) * config.query_day_share)))
         if len(days) > n_days:
@@ -168,21 +168,19 @@ class CandidateInputs:
 def candidate_inputs(
     fs, queries: pd.DataFrame, product_ids: list[str], days_per_read: int = DAYS_PER_READ
 ) -> CandidateInputs:
-    """Customer, catalogue and co-purchase values as of each query, through the candidate service.
+    """Customer, catalog and co-purchase values as of each query, through the candidate service.
 
-    The catalogue and co-purchase lists are read once per snapshot day: every query of a day sees
+    The catalog and co-purchase lists are read once per snapshot day: every query of a day sees
     the same daily snapshot (an entity timestamp t reads the snapshot of floor(t)). The grid of
     days x products is read `days_per_read` days at a time, and of each day's co-purchase lists
     only those of the products in that day's customers' recent lists are kept (the only ones the
     generator and the baseline look up): on a 10,000-product shop the whole grid with every list
     held 21 GiB.
     """
-    cust = queries[["customer_id", "event_timestamp"]].assign(product_id=NO_ENTITY)
-    cust = store.historical(fs, cust, CANDIDATE_SERVICE)
-    recent = {q: _strings(v) for q, v in zip(queries[QUERY], cust[RECENT], strict=True)}
+    cust = store.historical(fs, queries[["customer_id", "event_timestamp"]], CUSTOMER_SERVICE)
+    recent = {q: id_list(v) for q, v in zip(queries[QUERY], cust[RECENT], strict=True)}
     favourite = {
-        q: (v if isinstance(v, str) else None)
-        for q, v in zip(queries[QUERY], cust[FAVOURITE], strict=True)
+        q: category_or_none(v) for q, v in zip(queries[QUERY], cust[FAVOURITE], strict=True)
     }
     query_days = queries["event_timestamp"].dt.floor("D")
     looked_up: dict[pd.Timestamp, set[str]] = {}
@@ -194,8 +192,8 @@ def candidate_inputs(
         grid = pd.DataFrame(
             [(p, d) for d in days[lo : lo + days_per_read] for p in product_ids],
             columns=["product_id", "event_timestamp"],
-        ).assign(customer_id=NO_ENTITY)
-        prod = store.historical(fs, grid, CANDIDATE_SERVICE)
+        )
+        prod = store.historical(fs, grid, PRODUCT_SERVICE)
         for day, g in prod.groupby("event_timestamp", sort=True):
             live = g[g[POPULARITY].notna()]  # products that exist at the snapshot
             catalogs[day] = Catalog.from_frame(live, popularity=POPULARITY, category=CATEGORY)
@@ -357,7 +355,7 @@ def run(
     config = config or RankingConfig()
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
-    fs = feature_store or store.open_store(data_dir)
+    fs = feature_store or open_store("embedded", data_dir)
     d = build_datasets(data_dir, fs, config, seed, say)
     queries, inputs, train, valid, test_rows, columns = (
         d.queries,
@@ -421,7 +419,7 @@ def _card(
             "name": SERVICE,
             "version": store.service_version(SERVICE),
             "features": store.service_features(store.service(fs, SERVICE)),
-            "candidates_from": CANDIDATE_SERVICE,
+            "candidates_from": [CUSTOMER_SERVICE, PRODUCT_SERVICE],
         },
         "input_columns": columns,
         "training_window": window,
@@ -483,9 +481,3 @@ def summary(card: dict) -> str:
             f"(95% interval {d['low']:+.3f} to {d['high']:+.3f}, paired bootstrap over queries)"
         )
     return "\n".join(lines)
-
-
-def _strings(v) -> list[str]:
-    if v is None or isinstance(v, (str, bytes, float)):
-        return []
-    return [str(x) for x in v if x is not None]

@@ -7,49 +7,13 @@ frame's order (Feast may reorder them; we restore it), one per entity row.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
-from pathlib import Path
 
 import pandas as pd
 from feast import FeatureService, FeatureStore
 
 ROW_ID = "_row"
-
-
-def open_store(data_dir: Path, repo_path: Path | None = None) -> FeatureStore:
-    """The embedded store over `data_dir`, applied first if this data directory has no registry.
-
-    `repo_path` is for a copy of the definitions (experiments); by default the project's profile.
-    """
-    from shopfeast import feast_ops
-
-    data_dir = Path(data_dir).resolve()
-    if repo_path is not None:
-        os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
-        feast_ops.bound_duckdb(data_dir)
-        return FeatureStore(repo_path=str(repo_path))
-    registry = data_dir / "feast" / "registry.db"
-    if not registry.exists() or _definitions_changed_since(registry):
-        code = feast_ops.apply("embedded", data_dir, plan=False)
-        if code:
-            raise RuntimeError(f"feast apply failed (exit {code}) for {data_dir}")
-    return feast_ops.open_store("embedded", data_dir)
-
-
-def _definitions_changed_since(registry: Path) -> bool:
-    """A definition in feature_repo/ newer than the embedded registry (a new service version after
-    an upgrade): the registry is re-applied, as `make` rebuilds a target older than its inputs."""
-    from shopfeast.paths import FEATURE_REPO
-
-    built = registry.stat().st_mtime
-    return any(
-        f.stat().st_mtime > built
-        for pattern in ("*.py", "*.yaml")
-        for f in FEATURE_REPO.rglob(pattern)
-        if "__pycache__" not in f.parts
-    )
 
 
 def service(store: FeatureStore, name: str) -> FeatureService:

@@ -5,13 +5,13 @@ from data_sources import (
     customer_profile_source,
     customer_reviews_source,
 )
-from entities import customer
+from entities import ENTITIES
 
-from pipelines.registry import sources
-from shopfeast.feast_schema import feature_view
+from featurestore.schema import feature_view
+from pipelines.sources import sources
 
 _declared = sources(strict=True)
 
-customer_activity = feature_view(_declared["customer_activity"], customer, customer_activity_source)
-customer_profile = feature_view(_declared["customer_profile"], customer, customer_profile_source)
-customer_reviews = feature_view(_declared["customer_reviews"], customer, customer_reviews_source)
+customer_activity = feature_view(_declared["customer_activity"], ENTITIES, customer_activity_source)
+customer_profile = feature_view(_declared["customer_profile"], ENTITIES, customer_profile_source)
+customer_reviews = feature_view(_declared["customer_reviews"], ENTITIES, customer_reviews_source)

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.entities import customer_first_day
+from pipelines.existence import customer_first_day
 from pipelines.family import Input
 from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
 from pipelines.windows import (
@@ -41,7 +41,6 @@ RECENT_PRODUCTS = 10
 SOURCE = FeatureSource(
     name="customer_activity",
     entity="customer",
-    join_key="customer_id",
     description="Orders, spend, sessions and browsing of a customer: 7/30/90 days and lifetime.",
     tags=(("domain", "customer"), ("family", "activity")),
     features=(

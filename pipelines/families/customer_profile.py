@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.entities import customer_first_day
+from pipelines.existence import customer_first_day
 from pipelines.family import Input
 from pipelines.specs import Feature, FeatureSource
 from pipelines.storage import state_dir
@@ -70,7 +70,6 @@ def _one_hot_features() -> tuple[Feature, ...]:
 SOURCE = FeatureSource(
     name="customer_profile",
     entity="customer",
-    join_key="customer_id",
     description="The customer's profile as of T (change log), categorical fields one-hot encoded.",
     tags=(("domain", "customer"), ("family", "profile"), ("vocabulary", VOCABULARY_VERSION)),
     features=(

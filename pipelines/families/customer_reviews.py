@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import review_nlp
-from pipelines.entities import customer_first_day
+from pipelines.existence import customer_first_day
 from pipelines.family import Input
 from pipelines.specs import Feature, FeatureSource
 from pipelines.topics import TOPIC_COLUMNS
@@ -47,7 +47,6 @@ TOPIC_SCALE = (
 SOURCE = FeatureSource(
     name="customer_reviews",
     entity="customer",
-    join_key="customer_id",
     description="Reviews a customer wrote: counts, stars, VADER sentiment and LDA topics.",
     tags=(("domain", "customer"), ("family", "reviews")),
     features=(

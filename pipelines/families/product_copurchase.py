@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.entities import product_first_day
+from pipelines.existence import product_first_day
 from pipelines.family import Input
 from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
 from pipelines.storage import state_dir
@@ -61,7 +61,6 @@ ANCHOR_DAY = 4  # day index of Monday 1970-01-05: weekly snapshots fall on Monda
 SOURCE = FeatureSource(
     name="product_copurchase",
     entity="product",
-    join_key="product_id",
     description="The 20 products most often bought together with this one (same buyer, within "
     "30 days), with scores; weekly snapshots on Mondays 00:00 UTC.",
     tags=(("domain", "product"), ("family", "copurchase"), ("grain", "weekly")),

@@ -1,7 +1,7 @@
 """product_stats: what a product is (as of T), how it sells and is seen, and where it sits in its
 category: the product side of the ranking model and the shop's collections.
 
-A product exists from the first snapshot after its first change-log row (pipelines.entities);
+A product exists from the first snapshot after its first change-log row (pipelines.existence);
 its attributes (price, category, brand, ...) are those of the row with the latest `updated_at < T`.
 Windows are `[T - W, T)` as everywhere (pipelines.windows). Orders count when `status !=
 cancelled`, guest orders included (a product sells to guests too); an order that lists a product
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import review_nlp
-from pipelines.entities import product_first_day
+from pipelines.existence import product_first_day
 from pipelines.family import Input
 from pipelines.specs import Feature, FeatureSource
 from pipelines.windows import (
@@ -60,8 +60,7 @@ CHUNK_DAYS = 64  # days of the dense grid held in memory at once
 SOURCE = FeatureSource(
     name="product_stats",
     entity="product",
-    join_key="product_id",
-    description="A product as of T: price, catalogue fields, views, carts and sales over 7/30 "
+    description="A product as of T: price, catalog fields, views, carts and sales over 7/30 "
     "days, reviews, refunds, trend, popularity and its category's figures.",
     tags=(("domain", "product"), ("family", "stats")),
     features=(
@@ -325,7 +324,7 @@ def _changed(entity: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
     return keep
 
 
-# --- the grid and the catalogue -----------------------------------------------------------------
+# --- the grid and the catalog -----------------------------------------------------------------
 
 
 def _grid(first_day: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:

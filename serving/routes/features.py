@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from featurestore.online import OnlineFeatures
 from serving.deps import OnlineDep, SettingsDep
 from serving.errors import InvalidRequest, NotFound
-from serving.online import OnlineFeatures
 from serving.schemas import BatchItem, BatchRequest, BatchResponse, EntityId, FeaturesResponse
 
 router = APIRouter(prefix="/features", tags=["features"])

@@ -21,7 +21,7 @@ async def health() -> dict:
 
 @router.get("/ready")
 async def ready(res: ResourcesDep) -> JSONResponse:
-    """Redis answers, the registry answers, the models and the catalogue are loaded."""
+    """Redis answers, the registry answers, the models and the catalog are loaded."""
     timeout = res.settings.ready_timeout_s
     checks = {
         "redis": await _check(_ping_redis(res), timeout),
@@ -52,9 +52,7 @@ async def _check(coro, timeout: float) -> dict:
 
 
 async def _ping_redis(res) -> None:
-    store = res.online.provider.online_store
-    client = await store._get_client_async(res.store.config.online_store)
-    await client.ping()
+    await res.online.ping()
 
 
 def _registry_ok(res) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from serving import metrics
+from serving import prometheus
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics")
 async def scrape() -> Response:
-    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+    return Response(prometheus.render(), media_type=prometheus.CONTENT_TYPE)

@@ -1,7 +1,7 @@
 """A synthetic shop in the raw data contract, deterministic per seed, with learnable dynamics.
 
 `generate` builds the tables in memory (Arrow), `run` writes them; docs/generator.md describes
-what is modelled and the knobs. Stages, in order: catalogue -> customers -> sessions (calendar,
+what is modelled and the knobs. Stages, in order: catalog -> customers -> sessions (calendar,
 visits, funnel) -> baskets (products, complements, follow-ups) -> events -> orders -> reviews ->
 profile change log -> render to the contract -> corruption (optional) -> write.
 """
@@ -20,7 +20,7 @@ import pyarrow as pa
 from pipelines.contract import CONTRACT_VERSION, INGEST_ORDER
 from shopfeast.generator import (
     baskets,
-    catalogue,
+    catalog,
     corruption,
     events,
     orders,
@@ -72,10 +72,10 @@ def generate(
         if on_stage:
             on_stage(name, seconds[name])
 
-    cat = catalogue.make_catalogue(products, span, knobs, rng["catalogue"])
-    picker = catalogue.ProductPicker(cat)
+    cat = catalog.make_catalog(products, span, knobs, rng["catalog"])
+    picker = catalog.ProductPicker(cat)
     crowd = crowds.make_customers(customers, span, knobs, cat, rng["customers"])
-    stage("catalogue and customers")
+    stage("catalog and customers")
 
     cal = sessions.make_calendar(span, cat.category_weights, rng["sessions"])
     visits = pd.concat(
@@ -126,7 +126,7 @@ def generate(
     return Shop(tables=tables, manifest=manifest, truth=truth, info=info, seconds=seconds)
 
 
-def _truth(crowd: crowds.Customers, cat: catalogue.Catalogue, span: Span) -> dict:
+def _truth(crowd: crowds.Customers, cat: catalog.Catalog, span: Span) -> dict:
     f = crowd.frame
     w = render.id_width(crowd.n)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shopfeast.generator.catalogue import Catalogue, ProductPicker
+from shopfeast.generator.catalog import Catalog, ProductPicker
 from shopfeast.generator.config import Knobs, Span
 from shopfeast.generator.customers import Customers
 from shopfeast.generator.sessions import LAST_START
@@ -37,33 +37,33 @@ class Baskets:
 def build(
     sessions: pd.DataFrame,
     customers: Customers,
-    catalogue: Catalogue,
+    catalog: Catalog,
     picker: ProductPicker,
     span: Span,
     knobs: Knobs,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, Baskets]:
     """Choose products; returns the sessions (follow-ups added, sorted by start) and baskets."""
-    sessions = _first_items(sessions, customers, catalogue, picker, knobs, rng)
+    sessions = _first_items(sessions, customers, catalog, picker, knobs, rng)
     sessions = pd.concat(
-        [sessions, _follow_ups(sessions, customers, catalogue, picker, span, knobs, rng)],
+        [sessions, _follow_ups(sessions, customers, catalog, picker, span, knobs, rng)],
         ignore_index=True,
     )
     sessions = sessions.sort_values("t", kind="stable").reset_index(drop=True)
     return sessions, Baskets(
-        items=_basket_items(sessions, customers, catalogue, picker, knobs, rng),
+        items=_basket_items(sessions, customers, catalog, picker, knobs, rng),
         carted=_carted(sessions, customers, picker, knobs, rng),
         removed=_removed(sessions, customers, picker, knobs, rng),
         views=_views(sessions, customers, picker, knobs, rng),
-        searches=_searches(sessions, customers, catalogue, picker, knobs, rng)[0],
-        queries=_query_vocab(catalogue),
+        searches=_searches(sessions, customers, catalog, picker, knobs, rng)[0],
+        queries=_query_vocab(catalog),
     )
 
 
 def _first_items(
     sessions: pd.DataFrame,
     customers: Customers,
-    catalogue: Catalogue,
+    catalog: Catalog,
     picker: ProductPicker,
     knobs: Knobs,
     rng: np.random.Generator,
@@ -77,7 +77,7 @@ def _first_items(
     same = np.r_[False, (w[1:] == w[:-1]) & (w[1:] >= 0) & (tt[1:] - tt[:-1] < 45)][: len(w)]
     prev = np.r_[-1, p[:-1]][: len(w)]
     u = rng.random(len(order))
-    comp = catalogue.complements[np.maximum(prev, 0), rng.integers(0, 2, len(order))]
+    comp = catalog.complements[np.maximum(prev, 0), rng.integers(0, 2, len(order))]
     take_comp = same & (u < knobs.complement_next_order) & picker.available(comp, tt)
     repeat = same & (u >= 1 - knobs.repeat_purchase) & picker.available(np.maximum(prev, 0), tt)
     p = np.where(take_comp, comp, np.where(repeat, prev, p))
@@ -90,7 +90,7 @@ def _first_items(
 def _follow_ups(
     sessions: pd.DataFrame,
     customers: Customers,
-    catalogue: Catalogue,
+    catalog: Catalog,
     picker: ProductPicker,
     span: Span,
     knobs: Knobs,
@@ -101,7 +101,7 @@ def _follow_ups(
     cand = cand[rng.random(len(cand)) < knobs.follow_up]
     who = cand["who"].to_numpy()
     t = cand["t"].to_numpy() + 0.3 + rng.exponential(knobs.follow_up_days, len(cand))
-    product = catalogue.complements[cand["primary"].to_numpy(), rng.integers(0, 2, len(cand))]
+    product = catalog.complements[cand["primary"].to_numpy(), rng.integers(0, 2, len(cand))]
     ok = (t < span.days - LAST_START) & ~customers.churned(who, t) & picker.available(product, t)
     n = int(ok.sum())
     return pd.DataFrame(
@@ -133,7 +133,7 @@ def _per_session(
 def _basket_items(
     sessions: pd.DataFrame,
     customers: Customers,
-    catalogue: Catalogue,
+    catalog: Catalog,
     picker: ProductPicker,
     knobs: Knobs,
     rng: np.random.Generator,
@@ -142,7 +142,7 @@ def _basket_items(
     n_extra = np.minimum(rng.poisson(knobs.extra_items, len(sessions)), MAX_EXTRA_ITEMS)
     rows, who, t = _per_session(sessions, buy, n_extra)
     primary = sessions["primary"].to_numpy()
-    comp = catalogue.complements[primary[rows], rng.integers(0, 2, len(rows))]
+    comp = catalog.complements[primary[rows], rng.integers(0, 2, len(rows))]
     use_comp = (rng.random(len(rows)) < knobs.complement_in_basket) & picker.available(comp, t)
     extra = np.where(use_comp, comp, picker.pick_for(customers.prefs, who, t, rng, knobs))
     first_rows = np.flatnonzero(buy)
@@ -209,16 +209,16 @@ def _views(
     )
 
 
-def _query_vocab(catalogue: Catalogue) -> np.ndarray:
-    subs = np.array(catalogue.subcategory_names, dtype=object)
-    brands = np.char.lower(catalogue.brand_names.astype(str)).astype(object)
+def _query_vocab(catalog: Catalog) -> np.ndarray:
+    subs = np.array(catalog.subcategory_names, dtype=object)
+    brands = np.char.lower(catalog.brand_names.astype(str)).astype(object)
     return np.concatenate([subs, brands, "cheap " + subs])
 
 
 def _searches(
     sessions: pd.DataFrame,
     customers: Customers,
-    catalogue: Catalogue,
+    catalog: Catalog,
     picker: ProductPicker,
     knobs: Knobs,
     rng: np.random.Generator,
@@ -227,10 +227,10 @@ def _searches(
     counts = 1 + np.minimum(rng.poisson(0.3, len(sessions)), 2)
     rows, who, t = _per_session(sessions, sessions["search"].to_numpy(), counts)
     product = picker.pick_for(customers.prefs, who, t, rng, knobs)
-    p = catalogue.products
-    n_sub, n_brand = len(catalogue.subcategory_names), len(catalogue.brand_names)
+    p = catalog.products
+    n_sub, n_brand = len(catalog.subcategory_names), len(catalog.brand_names)
     sub = p["sub_row"].to_numpy()[product]
     brand = p["brand"].to_numpy()[product]
     u = rng.random(len(rows))
     query = np.where(u < 0.6, sub, np.where(u < 0.85, n_sub + brand, n_sub + n_brand + sub))
-    return pd.DataFrame({"session": rows, "query": query}), _query_vocab(catalogue)
+    return pd.DataFrame({"session": rows, "query": query}), _query_vocab(catalog)

@@ -16,7 +16,7 @@ import pandas as pd
 US_PER_DAY = 86_400_000_000
 # Independent random streams, one per concern: adding a draw to one module never shifts another's.
 STREAMS = (
-    "catalogue",
+    "catalog",
     "customers",
     "sessions",
     "baskets",

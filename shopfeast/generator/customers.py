@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from shopfeast.generator import vocab
-from shopfeast.generator.catalogue import N_BUCKETS, NEVER, Catalogue, CustomerPrefs
+from shopfeast.generator.catalog import N_BUCKETS, NEVER, Catalog, CustomerPrefs
 from shopfeast.generator.config import Knobs, Span
 
 
@@ -72,7 +72,7 @@ class Customers:
 
 
 def make_customers(
-    n: int, span: Span, knobs: Knobs, catalogue: Catalogue, rng: np.random.Generator
+    n: int, span: Span, knobs: Knobs, catalog: Catalog, rng: np.random.Generator
 ) -> Customers:
     d = span.days
     pre = rng.random(n) < knobs.preexisting_share
@@ -135,19 +135,17 @@ def make_customers(
             "tier": tier,
         }
     )
-    return Customers(frame=frame, prefs=_prefs(n, catalogue, tier, rng))
+    return Customers(frame=frame, prefs=_prefs(n, catalog, tier, rng))
 
 
-def _prefs(
-    n: int, catalogue: Catalogue, tier: np.ndarray, rng: np.random.Generator
-) -> CustomerPrefs:
+def _prefs(n: int, catalog: Catalog, tier: np.ndarray, rng: np.random.Generator) -> CustomerPrefs:
     """Three favourite categories (Gumbel top-k by traffic share) and their weights."""
-    w = catalogue.category_weights
+    w = catalog.category_weights
     present = np.flatnonzero(w > 0)
     k = min(3, len(present))
     keys = np.log(w[present])[None, :] + rng.gumbel(size=(n, len(present)))
     top = present[np.argsort(-keys, axis=1)[:, :k]]
-    if k < 3:  # a tiny catalogue: repeat the favourite
+    if k < 3:  # a tiny catalog: repeat the favourite
         top = np.concatenate([top, np.repeat(top[:, :1], 3 - k, axis=1)], axis=1)
     weights = -np.sort(-rng.dirichlet([4.0, 2.0, 1.0], n), axis=1)
     bucket = np.minimum((tier * N_BUCKETS).astype(np.int64), N_BUCKETS - 1)

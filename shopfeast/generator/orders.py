@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shopfeast.generator.catalogue import Catalogue
+from shopfeast.generator.catalog import Catalog
 from shopfeast.generator.config import Knobs, Span
 from shopfeast.generator.sessions import Calendar
 from shopfeast.generator.vocab import EVENT_CODE
@@ -23,7 +23,7 @@ def build(
     sessions: pd.DataFrame,
     items: pd.DataFrame,
     events: pd.DataFrame,
-    catalogue: Catalogue,
+    catalog: Catalog,
     cal: Calendar,
     span: Span,
     knobs: Knobs,
@@ -41,19 +41,19 @@ def build(
     lines = items.assign(order=order_of_session.reindex(items["session"].to_numpy()).to_numpy())
     lines = lines.dropna(subset=["order"]).astype({"order": np.int64})
     lines["t"] = orders["t"].to_numpy()[lines["order"].to_numpy()]
-    lines = _prices(lines, catalogue)
-    lines = _discounts(lines, orders, catalogue, cal, knobs, rng)
+    lines = _prices(lines, catalog)
+    lines = _discounts(lines, orders, catalog, cal, knobs, rng)
     lines = lines.sort_values(["order", "session"], kind="stable").reset_index(drop=True)
     orders = _totals(orders, lines)
-    orders, lines = _outcomes(orders, lines, catalogue, span, knobs, rng)
+    orders, lines = _outcomes(orders, lines, catalog, span, knobs, rng)
     channel = np.where((orders["device"].to_numpy() == 0) & (rng.random(len(orders)) < 0.7), 1, 0)
     orders["channel"] = channel.astype(np.int8)
     return orders, lines
 
 
-def _prices(lines: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
+def _prices(lines: pd.DataFrame, catalog: Catalog) -> pd.DataFrame:
     """unit_price = the product's price in its latest change-log row at or before the order."""
-    log = catalogue.changes[["product", "day", "price"]].sort_values("day", kind="stable")
+    log = catalog.changes[["product", "day", "price"]].sort_values("day", kind="stable")
     left = (
         lines.reset_index(drop=True)
         .assign(_i=np.arange(len(lines)))
@@ -69,13 +69,13 @@ def _prices(lines: pd.DataFrame, catalogue: Catalogue) -> pd.DataFrame:
 def _discounts(
     lines: pd.DataFrame,
     orders: pd.DataFrame,
-    catalogue: Catalogue,
+    catalog: Catalog,
     cal: Calendar,
     knobs: Knobs,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
     day = lines["t"].to_numpy().astype(np.int64)
-    cat = catalogue.products["cat"].to_numpy()[lines["product"].to_numpy()]
+    cat = catalog.products["cat"].to_numpy()[lines["product"].to_numpy()]
     promo_cat = cal.promo_cat[day]
     sale = np.where((promo_cat == -1) | (promo_cat == cat), cal.promo_rate[day], 0.0)
     coupon = rng.random(len(orders)) < knobs.coupon_share
@@ -95,14 +95,14 @@ def _totals(orders: pd.DataFrame, lines: pd.DataFrame) -> pd.DataFrame:
 def _outcomes(
     orders: pd.DataFrame,
     lines: pd.DataFrame,
-    catalogue: Catalogue,
+    catalog: Catalog,
     span: Span,
     knobs: Knobs,
     rng: np.random.Generator,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     n = len(orders)
     o = lines["order"].to_numpy()
-    lemon_line = catalogue.products["lemon"].to_numpy()[lines["product"].to_numpy()]
+    lemon_line = catalog.products["lemon"].to_numpy()[lines["product"].to_numpy()]
     lemon = np.bincount(o, weights=lemon_line, minlength=n) > 0
     prog = orders["alarm"].to_numpy()
     p_cancel = knobs.cancel_rate + knobs.decline_cancel * prog

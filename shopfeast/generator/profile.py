@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shopfeast.generator.catalogue import _strictly_increasing
+from shopfeast.generator.catalog import _strictly_increasing
 from shopfeast.generator.config import Knobs, Span
 from shopfeast.generator.customers import Customers
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from pipelines.contract import ARROW_TYPES, EVENT_TYPES, TABLES
 from shopfeast.generator import vocab
-from shopfeast.generator.catalogue import Catalogue
+from shopfeast.generator.catalog import Catalog
 from shopfeast.generator.config import Span
 from shopfeast.generator.orders import CHANNELS, STATUS
 
@@ -114,7 +114,7 @@ def customers(log: pd.DataFrame, n_customers: int, span: Span) -> pa.Table:
     )
 
 
-def products(cat: Catalogue, span: Span) -> pa.Table:
+def products(cat: Catalog, span: Span) -> pa.Table:
     p = cat.products
     log = cat.changes.sort_values(["day", "product"], kind="stable")
     i = log["product"].to_numpy()

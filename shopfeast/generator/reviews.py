@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shopfeast.generator.catalogue import Catalogue
+from shopfeast.generator.catalog import Catalog
 from shopfeast.generator.config import Knobs, Span
 
 RATING_CUTS = (-0.9, -0.3, 0.4, 1.1)  # latent satisfaction -> 1..5 stars
@@ -83,7 +83,7 @@ QUIRKS = {"empty": 0.03, "missing": 0.01, "emoji": 0.02, "html": 0.02, "foreign"
 def build(
     orders: pd.DataFrame,
     lines: pd.DataFrame,
-    catalogue: Catalogue,
+    catalog: Catalog,
     span: Span,
     knobs: Knobs,
     rng: np.random.Generator,
@@ -116,8 +116,8 @@ def build(
         + rng.normal(0.0, 1.0, len(r))
     ).to_numpy()
     r["rating"] = (1 + np.searchsorted(RATING_CUTS, x)).astype(np.float64)
-    nouns = np.array(catalogue.subcategory_nouns, dtype=object)[
-        catalogue.products["sub_row"].to_numpy()[r["product"].to_numpy()]
+    nouns = np.array(catalog.subcategory_nouns, dtype=object)[
+        catalog.products["sub_row"].to_numpy()[r["product"].to_numpy()]
     ]
     r["title"], r["body"] = _texts(r["rating"].to_numpy().astype(int), nouns, rng)
     return r.drop(columns=["lemon", "returned", "alarm"])

@@ -1,4 +1,4 @@
-"""Words the generator builds its shop from: catalogue taxonomy, profile vocabularies, search terms.
+"""Words the generator builds its shop from: catalog taxonomy, profile vocabularies, search terms.
 
 Kept apart from the logic so the shop's flavour can change without touching the dynamics.
 """

@@ -8,7 +8,7 @@ of 2,469 households over 2017, 801 household demographics and 92k products. Mapp
   data has no sign-up date, and a household demonstrably existed from then on); `birth_year` from
   the age band's midpoint as of 2017; `country` = US. Income, home ownership, marital status and
   household size/composition/kids have no contract column and are left out.
-- products: one per catalogue product that sold; `category` = department, `subcategory` =
+- products: one per catalog product that sold; `category` = department, `subcategory` =
   product_category, `name` = product_type (else category, else department) plus package size,
   `brand` = the data's brand field (National / Private: a brand type, not a brand name),
   `price` = median observed unit price, `created_at` = first sale.
@@ -18,7 +18,7 @@ of 2,469 households over 2017, 801 household demographics and 92k products. Mapp
   quantity is 0: such lines are kept and quarantined by ingest as `negative_value`).
 
 Timestamps carry no zone in the data; the contract reads them as UTC. Lines whose product is not in
-the catalogue are kept too (ingest quarantines them as `unknown_product`).
+the catalog are kept too (ingest quarantines them as `unknown_product`).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def load(households: int | None = None) -> dict[str, pd.DataFrame]:
 
 
 def convert(
-    tx: pd.DataFrame, demographics: pd.DataFrame, catalogue: pd.DataFrame
+    tx: pd.DataFrame, demographics: pd.DataFrame, catalog: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
     """Pure mapping of the three source frames to the four contract tables."""
     tx = tx.assign(
@@ -82,7 +82,7 @@ def convert(
     )
     return {
         "customers": _customers(tx, demographics),
-        "products": _products(tx, catalogue),
+        "products": _products(tx, catalog),
         "orders": _orders(tx),
         "order_items": pd.DataFrame(
             {
@@ -106,10 +106,10 @@ def _customers(tx: pd.DataFrame, demographics: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _products(tx: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+def _products(tx: pd.DataFrame, catalog: pd.DataFrame) -> pd.DataFrame:
     sold = tx[tx["quantity"] > 0].groupby("product_id")["unit_price"].median().rename("price")
     first = tx.groupby("product_id")["ts"].min().rename("created_at")
-    cat = catalogue.assign(product_id=catalogue["product_id"].astype(str))
+    cat = catalog.assign(product_id=catalog["product_id"].astype(str))
     cat = cat[cat["product_id"].isin(first.index)]
     label = cat["product_type"].fillna(cat["product_category"]).fillna(cat["department"])
     size = cat["package_size"]

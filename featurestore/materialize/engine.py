@@ -1,0 +1,266 @@
+"""`ChunkedRedisEngine`: Feast's batch materialization plug-in for parquet sources into Redis.
+
+Feast's default (`local`) engine loads the whole window into memory, deduplicates it with pandas
+and serialises value by value in Python. This engine, selected in a profile with
+
+    batch_engine:
+      type: featurestore.materialize.engine.ChunkedRedisEngine
+      chunk_rows: 50000
+
+reads only the latest row per entity of the window (DuckDB, out of core, ordered by join key),
+encodes it column-wise into the exact bytes Feast's Redis store writes, and pipelines the writes.
+Each acknowledged part of a chunk is checkpointed, so an interrupted run resumes where it
+stopped. After a window it re-arms the key expiry of every entity the source knows and rewrites
+the latest values of any that are missing online (a Redis restart, a key that expired during an
+outage).
+
+Anything it does not handle (another online store, a non-parquet source, field mappings,
+`disable_event_timestamp`) goes to Feast's own local engine unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from feast import FeatureView
+from feast.infra.common.materialization_job import (
+    MaterializationJobStatus,
+    MaterializationTask,
+)
+from feast.infra.compute_engines.base import ComputeEngine
+from feast.infra.compute_engines.local.compute import LocalComputeEngine
+from feast.infra.compute_engines.local.job import LocalMaterializationJob
+from feast.infra.offline_stores.file_source import FileSource
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.repo_config import FeastConfigBaseModel
+from pydantic import StrictStr
+
+from featurestore.materialize.checkpoint import Checkpoint, CheckpointStore
+from featurestore.materialize.source import ParquetSource, Resume, connect, known_keys, latest_rows
+from featurestore.materialize.writer import RedisViewWriter, ViewLayout
+from shopconfig.settings import resolve_data_dir
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ChunkedRedisEngineConfig(FeastConfigBaseModel):
+    type: Literal["featurestore.materialize.engine.ChunkedRedisEngine"] = (
+        "featurestore.materialize.engine.ChunkedRedisEngine"
+    )
+    chunk_rows: int = 50_000
+    """Rows per chunk read from DuckDB."""
+    write_rows: int = 10_000
+    """Rows encoded, sent and checkpointed together (a chunk is cut into parts of this size):
+    Redis writes one part while the next is encoded, so it starts after one small part instead
+    of a whole chunk (on 1 January, 94,000 profile rows: 2.3 s with 50,000, 1.8 s with 10,000)."""
+    pipeline_commands: int = 2_000
+    """Redis commands per pipeline round trip."""
+    duckdb_memory_limit: StrictStr = "1GB"
+    duckdb_threads: int = 2
+    state_dir: StrictStr | None = None
+    """Checkpoints of unfinished windows (default $SHOPFEAST_DATA_DIR/state/materialize)."""
+    heal_missing: bool = True
+    """After a window, rewrite entities the source knows but Redis lacks; re-arm key expiry."""
+    progress: bool = True
+
+
+@dataclass
+class ViewRun:
+    view: str
+    rows_read: int = 0
+    rows_written: int = 0
+    healed: int = 0
+    resumed: bool = False
+    seconds: float = 0.0
+
+
+class ChunkedRedisEngine(ComputeEngine):
+    def __init__(self, *, repo_config, offline_store, online_store, **kwargs) -> None:
+        super().__init__(
+            repo_config=repo_config, offline_store=offline_store, online_store=online_store
+        )
+        self.config: ChunkedRedisEngineConfig = repo_config.batch_engine
+        self._local = LocalComputeEngine(
+            repo_config=repo_config, offline_store=offline_store, online_store=online_store
+        )
+        self.runs: list[ViewRun] = []
+
+    # Nothing to provision: Redis needs no tables, the checkpoints are plain files.
+    def update(
+        self, project, views_to_delete, views_to_keep, entities_to_delete, entities_to_keep
+    ) -> None:
+        return None
+
+    def teardown_infra(self, project, fvs, entities) -> None:
+        return None
+
+    def _materialize_one(self, registry: BaseRegistry, task: MaterializationTask, **kwargs):
+        view = task.feature_view
+        if not self._handles(view, task):
+            return self._local._materialize_one(registry, task, **kwargs)
+        job_id = f"{view.name}-{task.start_time}-{task.end_time}"
+        try:
+            self.runs.append(self.materialize_view(view, task.start_time, task.end_time))
+            return LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
+        except Exception as exc:  # Feast re-raises the job's error
+            return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, exc)
+
+    def _handles(self, view, task: MaterializationTask) -> bool:
+        source = getattr(view, "batch_source", None)
+        return (
+            type(view) is FeatureView
+            and view.online
+            and isinstance(self.online_store, RedisOnlineStore)
+            and isinstance(source, FileSource)
+            and not source.field_mapping
+            and not task.disable_event_timestamp
+            and len(view.entity_columns) == 1
+        )
+
+    def _source(self, view: FeatureView, layout: ViewLayout) -> ParquetSource:
+        source = view.batch_source
+        path = Path(source.path)
+        if not path.is_absolute() and self.repo_config.repo_path:
+            path = Path(self.repo_config.repo_path) / path
+        return ParquetSource(
+            path=str(path),
+            join_key=layout.join_key,
+            features=layout.features,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+        )
+
+    def materialize_view(self, view: FeatureView, start: datetime, end: datetime) -> ViewRun:
+        """Write the latest row per entity of `[start, end]`, resuming an interrupted run."""
+        began = time.perf_counter()
+        online: RedisOnlineStoreConfig = self.repo_config.online_store
+        layout = ViewLayout.of(self.repo_config, view)
+        src = self._source(view, layout)
+        writer = RedisViewWriter(
+            client=self.online_store._get_client(online),
+            layout=layout,
+            timestamp_column=src.timestamp_field,
+            key_ttl_seconds=online.key_ttl_seconds,
+            skip_dedup=online.skip_dedup,
+            pipeline_commands=self.config.pipeline_commands,
+        )
+        checkpoints = CheckpointStore(self._state_dir(), self.repo_config.project)
+        run = ViewRun(view.name)
+        resume = self._resume(checkpoints, view.name, start)
+        run.resumed = resume is not None
+        con = connect(self.config.duckdb_memory_limit, self.config.duckdb_threads)
+        try:
+            last_report = time.perf_counter()
+            written: set[bytes] = set()
+
+            def save(last_key: str, rows: int) -> None:
+                checkpoints.save(
+                    view.name, Checkpoint(start.isoformat(), end.isoformat(), last_key, rows)
+                )
+
+            # Redis works on part i while this thread reads and encodes part i + 1; a part's
+            # checkpoint is saved once every reply of it has come back.
+            with ThreadPoolExecutor(max_workers=1) as sender:
+                in_flight = None
+                for batch in _parts(
+                    latest_rows(con, src, start, end, self.config.chunk_rows, resume),
+                    self.config.write_rows,
+                ):
+                    prepared = writer.prepare(batch)
+                    last_key = str(batch.column(layout.join_key)[batch.num_rows - 1].as_py())
+                    if in_flight is not None:
+                        in_flight[0].result()
+                        save(*in_flight[1:])
+                    run.rows_read += batch.num_rows
+                    in_flight = (sender.submit(writer.send, prepared), last_key, run.rows_read)
+                    written.update(prepared.keys)
+                    run.rows_written += len(prepared.keys)
+                    if time.perf_counter() - last_report > 5:
+                        self._say(
+                            f"{view.name}: {run.rows_read:,} rows so far "
+                            f"({time.perf_counter() - began:.1f}s)"
+                        )
+                        last_report = time.perf_counter()
+                # The entities to check afterwards are found (DuckDB, key encoding) while Redis
+                # writes the last part.
+                unwritten = (
+                    self._unwritten(con, src, layout, end, written)
+                    if self.config.heal_missing
+                    else []
+                )
+                if in_flight is not None:
+                    in_flight[0].result()
+                    save(*in_flight[1:])
+            if unwritten:
+                run.healed = self._heal(con, src, writer, end, unwritten)
+        finally:
+            con.close()
+        checkpoints.clear(view.name)
+        run.seconds = time.perf_counter() - began
+        rate = run.rows_read / run.seconds if run.seconds else 0.0
+        self._say(
+            f"{view.name}: {run.rows_read:,} latest rows read, {run.rows_written:,} "
+            f"written, {run.healed:,} healed in {run.seconds:.1f}s ({rate:,.0f} rows/s)"
+            + (" [resumed]" if run.resumed else "")
+        )
+        return run
+
+    def _resume(self, checkpoints: CheckpointStore, view: str, start: datetime) -> Resume | None:
+        ckpt = checkpoints.load(view)
+        if ckpt is None:
+            return None
+        if ckpt.start_time != start:
+            checkpoints.clear(view)  # a different window: start over
+            return None
+        self._say(f"{view}: resuming after key {ckpt.last_key!r} ({ckpt.rows:,} rows done)")
+        return Resume(after_key=ckpt.last_key, written_end=ckpt.end_time)
+
+    def _unwritten(
+        self, con, src: ParquetSource, layout: ViewLayout, end: datetime, written: set[bytes]
+    ) -> list[tuple[str, bytes]]:
+        """(id, key) of every entity known to the source at `end` that this window did not write."""
+        ids = known_keys(con, src, end)
+        return [(i, k) for i, k in zip(ids, layout.keys(ids), strict=True) if k not in written]
+
+    def _heal(
+        self,
+        con,
+        src: ParquetSource,
+        writer: RedisViewWriter,
+        end: datetime,
+        unwritten: list[tuple[str, bytes]],
+    ) -> int:
+        """Re-arm expiry of the entities this window did not touch; rewrite any Redis lacks."""
+        present = writer.present([k for _, k in unwritten])
+        missing = [i for (i, _), ok in zip(unwritten, present, strict=True) if not ok]
+        healed = 0
+        if missing:
+            for batch in latest_rows(
+                con, src, EPOCH, end, self.config.chunk_rows, only_keys=missing
+            ):
+                healed += len(writer.write(batch))
+        return healed
+
+    def _state_dir(self) -> Path:
+        if self.config.state_dir:
+            return Path(self.config.state_dir)
+        return resolve_data_dir() / "state" / "materialize"
+
+    def _say(self, message: str) -> None:
+        if self.config.progress:
+            print(f"[materialize] {message}", file=sys.stderr, flush=True)
+
+
+def _parts(batches, rows: int):
+    """The batches cut into consecutive slices of at most `rows` rows (zero-copy)."""
+    step = max(int(rows), 1)
+    for batch in batches:
+        for lo in range(0, batch.num_rows, step):
+            yield batch.slice(lo, step)

@@ -1,0 +1,373 @@
+"""The on-demand features' logic: pure functions from Feast's python-mode inputs to outputs.
+
+Feast calls these (through the thin UDFs in feature_repo/on_demand.py) with a dict of columns,
+each a list with one value per row: offline from `get_historical_features`, online from
+`get_online_features`. Both paths must give the same number for the same inputs, so:
+
+- timestamps are read at whole seconds: Feast's online path carries `unix_timestamp_val` in
+  seconds (stored values and the request time alike), the offline path microseconds; flooring
+  both makes training equal serving, exact at any instant to the second;
+- anything may be missing (None, NaN, an absent optional column) and gives a defined value; an
+  unknown float is NaN (Feast serves it as null online, pandas holds NaN offline, and Feast infers
+  the output types from a sample run, which a None would defeat).
+
+Columns each function reads are named below; `OPTIONAL_*` ones are used when the pipelines
+provide them and have documented fallbacks otherwise (docs/feast.md lists them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+SECONDS_PER_DAY = 86_400.0
+
+# --- customer_recency --------------------------------------------------------------------------
+REQUEST_TIME = "event_timestamp"
+LAST_ORDER = "last_order_ts"  # customer_activity
+SIGNUP = "signup_ts"  # customer_profile
+OPTIONAL_LAST_ACTIVITY = "last_event_ts"  # customer_activity: latest event of any type before T
+
+# Each on-demand view's outputs, name: dtype (pipelines.specs vocabulary), declared once here;
+# feature_repo/on_demand.py builds the views' schemas from them.
+RECENCY_OUTPUTS = {
+    "days_since_last_order": "float64",
+    "days_since_last_activity": "float64",
+    "tenure_days": "float64",
+}
+AGE_OUTPUTS = {"days_since_created": "float64"}
+
+# --- product_age -------------------------------------------------------------------------------
+PRODUCT_CREATED = "product_created_at"  # product_stats
+
+# --- customer_product_match --------------------------------------------------------------------
+RECENT_PRODUCTS = "recent_product_ids"  # customer_activity, most recent first
+FAVOURITE_CATEGORY = "favourite_category_90d"  # customer_activity
+PRODUCT_PRICE = "product_price"  # product_stats
+PRODUCT_CATEGORY = "category"  # product_stats
+PRODUCT_BRAND = "brand"  # product_stats
+COPURCHASE_IDS = "copurchase_product_ids"  # product_copurchase
+COPURCHASE_SCORES = "copurchase_scores"  # product_copurchase
+OPTIONAL_PURCHASED = "purchased_product_ids"  # customer_activity: distinct products ever bought
+OPTIONAL_ITEM_PRICE = "avg_item_price_90d"  # customer_activity: mean unit price bought, 90d
+OPTIONAL_CATEGORIES = "top_categories_90d"  # customer_activity: categories by units, 90d
+OPTIONAL_CATEGORY_SHARES = "top_category_shares_90d"  # their shares of units (same order)
+OPTIONAL_BRANDS = "top_brands_90d"  # customer_activity: brands by units, 90d
+OPTIONAL_BRAND_SHARES = "top_brand_shares_90d"
+
+# What each on-demand view reads, per source view (feature_repo/on_demand.py projects its sources
+# to these, so inputs never collide by name across views; optional ones only when declared).
+RECENCY_INPUTS = {
+    "customer_activity": (LAST_ORDER, OPTIONAL_LAST_ACTIVITY),
+    "customer_profile": (SIGNUP,),
+}
+AGE_INPUTS = {"product_stats": (PRODUCT_CREATED,)}
+MATCH_INPUTS = {
+    "customer_activity": (
+        RECENT_PRODUCTS,
+        FAVOURITE_CATEGORY,
+        OPTIONAL_PURCHASED,
+        OPTIONAL_ITEM_PRICE,
+        OPTIONAL_CATEGORIES,
+        OPTIONAL_CATEGORY_SHARES,
+        OPTIONAL_BRANDS,
+        OPTIONAL_BRAND_SHARES,
+    ),
+    "product_stats": (PRODUCT_PRICE, PRODUCT_CATEGORY, PRODUCT_BRAND),
+    "product_copurchase": (COPURCHASE_IDS, COPURCHASE_SCORES),
+}
+
+# --- retrieval_match ---------------------------------------------------------------------------
+# A request field, not a stored feature: the candidate generator's summed co-purchase score of
+# the customer's recent products toward the candidate (training.candidates.copurchase_scores),
+# which training computes as of each query and serving as of the request, with the same code.
+CANDIDATE_COPURCHASE = "candidate_copurchase_score"
+RETRIEVAL_OUTPUTS = {"recent_copurchase_score": "float64"}
+
+MATCH_OUTPUTS = {
+    "price_ratio": "float64",
+    "price_distance": "float64",
+    "category_affinity": "float64",
+    "is_favourite_category": "int64",
+    "brand_affinity": "float64",
+    "already_purchased": "int64",
+    "copurchase_score": "float64",
+    "copurchase_hits": "int64",
+}
+
+
+def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Days since the last order / last activity and tenure, at the request time, as floats."""
+    n = _rows(inputs)
+    now = _seconds_column(_column(inputs, REQUEST_TIME, n))
+    last_order = _seconds_column(_column(inputs, LAST_ORDER, n))
+    signup = _seconds_column(_column(inputs, SIGNUP, n))
+    last_event = _seconds_column(_column(inputs, OPTIONAL_LAST_ACTIVITY, n))
+    last_activity = [_latest(a, b) for a, b in zip(last_order, last_event, strict=True)]
+    columns = (
+        [_days(t, s) for t, s in zip(now, last_order, strict=True)],
+        [_days(t, s) for t, s in zip(now, last_activity, strict=True)],
+        [_days(t, s) for t, s in zip(now, signup, strict=True)],
+    )
+    return dict(zip(RECENCY_OUTPUTS, columns, strict=True))
+
+
+def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Days since the product was created, at the request time."""
+    n = _rows(inputs)
+    now = _seconds_column(_column(inputs, REQUEST_TIME, n))
+    created = _seconds_column(_column(inputs, PRODUCT_CREATED, n))
+    (name,) = AGE_OUTPUTS
+    return {name: [_days(t, c) for t, c in zip(now, created, strict=True)]}
+
+
+def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The retrieval score as a float (NaN when the caller gave none)."""
+    n = _rows(inputs)
+    values = [_number(v) for v in _column(inputs, CANDIDATE_COPURCHASE, n)]
+    (name,) = RETRIEVAL_OUTPUTS
+    return {name: [math.nan if v is None else v for v in values]}
+
+
+def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """How a candidate fits a customer: price, category, brand, history, co-purchase.
+
+    Rows come in runs of one customer (serving scores a customer's candidates in one call, and
+    hands the same customer values to every row): the customer's side (sets and share tables)
+    is built once per run, and each row only looks its candidate up in it.
+    """
+    n = _rows(inputs)
+    has_shares = OPTIONAL_CATEGORIES in inputs
+    customer = [_column(inputs, name, n) for name in _CUSTOMER_SIDE]
+    price = _column(inputs, PRODUCT_PRICE, n)
+    category = _column(inputs, PRODUCT_CATEGORY, n)
+    brand = _column(inputs, PRODUCT_BRAND, n)
+    ids = _column(inputs, COPURCHASE_IDS, n)
+    scores = _column(inputs, COPURCHASE_SCORES, n)
+    product = _column(inputs, "product_id", n)
+    products = zip(price, category, brand, product, ids, scores, strict=True)
+    if all(_constant(c, n) for c in customer):  # serving: one customer, many candidates
+        side = _Customer(*(c[0] for c in customer), has_shares=has_shares)
+        rows = [side.match(*p) for p in products]
+    else:
+        rows, last, side = [], None, None
+        for values, p in zip(zip(*customer, strict=True), products, strict=True):
+            if side is None or any(a is not b for a, b in zip(values, last, strict=True)):
+                side, last = _Customer(*values, has_shares=has_shares), values
+            rows.append(side.match(*p))
+    columns = zip(*rows, strict=True) if rows else ([] for _ in MATCH_OUTPUTS)
+    return {name: list(values) for name, values in zip(MATCH_OUTPUTS, columns, strict=True)}
+
+
+# the customer's inputs of customer_product_match, in _Customer's argument order
+_CUSTOMER_SIDE = (
+    RECENT_PRODUCTS,
+    OPTIONAL_PURCHASED,
+    FAVOURITE_CATEGORY,
+    OPTIONAL_ITEM_PRICE,
+    OPTIONAL_CATEGORIES,
+    OPTIONAL_CATEGORY_SHARES,
+    OPTIONAL_BRANDS,
+    OPTIONAL_BRAND_SHARES,
+)
+
+
+class _Customer:
+    """One customer's side of customer_product_match, ready for many candidates."""
+
+    __slots__ = ("recent", "purchased", "favourite", "usual", "categories", "brands", "shares")
+
+    def __init__(
+        self,
+        recent: Any,
+        purchased: Any,
+        favourite: Any,
+        usual_price: Any,
+        categories: Any,
+        category_shares: Any,
+        brands: Any,
+        brand_shares: Any,
+        has_shares: bool,
+    ) -> None:
+        self.recent = frozenset(_strings(recent))
+        self.purchased = self.recent | frozenset(_strings(purchased))
+        self.favourite = _text(favourite)
+        usual = _number(usual_price)
+        self.usual = usual if usual and usual > 0 else None
+        self.shares = has_shares
+        self.categories = _share_table(categories, category_shares)
+        self.brands = _share_table(brands, brand_shares)
+
+    def match(
+        self, price: Any, category: Any, brand: Any, product: Any, ids: Any, scores: Any
+    ) -> tuple:
+        """The MATCH_OUTPUTS of one candidate, in that order."""
+        price = _number(price)
+        ratio = price / self.usual if price is not None and self.usual else math.nan
+        distance = abs(math.log(ratio)) if ratio > 0 else math.nan  # NaN > 0 is False
+        category = _text(category)
+        is_favourite = int(category is not None and category == self.favourite)
+        if self.shares:
+            category_affinity = _lookup(self.categories, category)
+        else:
+            category_affinity = float(is_favourite)
+        product = _text(product)
+        score, hits = _copurchase(self.recent, ids, scores) if self.recent else (0.0, 0)
+        return (
+            ratio,
+            distance,
+            category_affinity,
+            is_favourite,
+            _lookup(self.brands, _text(brand)),
+            int(product is not None and product in self.purchased),
+            score,
+            hits,
+        )
+
+
+def _copurchase(recent: frozenset[str], ids: Any, scores: Any) -> tuple[float, int]:
+    """Sum of the candidate's co-purchase scores with the customer's recent products.
+
+    `ids[j]` goes with `scores[j]`; a pair with a missing id or score counts for nothing."""
+    if type(ids) is not list:
+        ids = _iterable(ids)
+    if type(scores) is not list:
+        scores = _iterable(scores)
+    total, hits = 0.0, 0
+    for pid, s in zip(ids, scores, strict=False):
+        if type(pid) is not str:
+            pid = _text(pid)
+        if pid in recent and s is not None and s == s:  # NaN != NaN
+            total += float(s)
+            hits += 1
+    return total, hits
+
+
+def _share_table(keys: Any, shares: Any) -> dict[str, float] | None:
+    """The customer's share of units per key (the first of a repeated key); None when unknown."""
+    if _missing_list(keys):
+        return None
+    table: dict[str, float] = {}
+    for name, s in zip(_strings(keys), _numbers(shares), strict=False):
+        table.setdefault(name, s if s is not None else 0.0)
+    return table
+
+
+def _lookup(table: dict[str, float] | None, key: str | None) -> float:
+    """The share of `key`; 0 when not among the customer's, NaN when either is unknown."""
+    if table is None or key is None:
+        return math.nan
+    return table.get(key, 0.0)
+
+
+# --- value coercion (Feast hands python values, numpy values or pandas values) -----------------
+
+
+def _rows(inputs: dict[str, list[Any]]) -> int:
+    return max((len(v) for v in inputs.values()), default=0)
+
+
+def _column(inputs: dict[str, list[Any]], name: str, n: int) -> list[Any]:
+    values = inputs.get(name)
+    return list(values) if values is not None else [None] * n
+
+
+def _missing(v: Any) -> bool:
+    if v is None:
+        return True
+    try:
+        return bool(v != v)  # NaN, NaT
+    except (TypeError, ValueError):
+        return False
+
+
+def _instant(v: Any) -> float | None:
+    """Epoch seconds (float) of a datetime-like, ISO string or epoch number; None when missing."""
+    if type(v) is datetime and v.tzinfo is not None:  # the common case, first
+        return v.timestamp()
+    if _missing(v):
+        return None
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=UTC)
+        return v.timestamp()
+    if isinstance(v, str):
+        return _instant(datetime.fromisoformat(v.replace("Z", "+00:00")))
+    if hasattr(v, "to_pydatetime"):  # pandas Timestamp
+        return _instant(v.to_pydatetime())
+    if hasattr(v, "astype") and "datetime64" in str(getattr(v, "dtype", "")):
+        return int(v.astype("datetime64[us]").astype("int64")) / 1e6
+    return float(v)
+
+
+def _seconds_column(values: list[Any]) -> list[float | None]:
+    """_stored_seconds of each value; a value repeated (the request time on every row) once."""
+    out: list[float | None] = []
+    previous: Any = out  # a sentinel no value is
+    seconds = None
+    for v in values:
+        if v is not previous:
+            previous, seconds = v, _stored_seconds(v)
+        out.append(seconds)
+    return out
+
+
+def _stored_seconds(v: Any) -> float | None:
+    t = _instant(v)
+    return None if t is None else float(math.floor(t))
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
+
+
+def _days(now: float | None, then: float | None) -> float:
+    if now is None or then is None:
+        return math.nan
+    return (now - then) / SECONDS_PER_DAY
+
+
+def _constant(column: list[Any], n: int) -> bool:
+    """Every value of the column equal to the first (the same object, as serving repeats one
+    customer's values, costs one C-level pass)."""
+    try:
+        return n > 0 and column.count(column[0]) == n
+    except (TypeError, ValueError):  # arrays compare element-wise
+        return False
+
+
+def _missing_list(v: Any) -> bool:
+    return v is None or (not hasattr(v, "__len__") and _missing(v))
+
+
+def _number(v: Any) -> float | None:
+    if type(v) is float:  # the common case, first
+        return None if v != v else v
+    return None if _missing(v) else float(v)
+
+
+def _numbers(values: Any) -> list[float | None]:
+    return [_number(v) for v in _iterable(values)]
+
+
+def _text(v: Any) -> str | None:
+    if type(v) is str:  # the common case, first
+        return v
+    return None if _missing(v) else str(v)
+
+
+def _strings(values: Any) -> list[str]:
+    return [str(v) for v in _iterable(values) if not _missing(v)]
+
+
+def _iterable(values: Any) -> Iterable[Any]:
+    if values is None or isinstance(values, (str, bytes)):
+        return ()
+    try:
+        return list(values)
+    except TypeError:
+        return ()

@@ -1,0 +1,236 @@
+"""The on-demand logic on small inputs, as Feast hands them offline and online."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from featurestore import odfv
+
+T = datetime(2025, 3, 10, 12, 0, 30, 700_000, tzinfo=UTC)
+
+
+def nan_or(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+@pytest.mark.parametrize(
+    "request_time",
+    [T, pd.Timestamp(T), T.isoformat(), np.datetime64(T.replace(tzinfo=None), "us")],
+)
+def test_recency_from_any_request_time_at_whole_seconds(request_time) -> None:
+    last = datetime(2025, 3, 1, 6, 0, 0, 900_000, tzinfo=UTC)
+    out = odfv.customer_recency(
+        {
+            "event_timestamp": [request_time],
+            "last_order_ts": [last],
+            "signup_ts": [pd.Timestamp("2024-03-10 12:00:30", tz="UTC")],
+        }
+    )
+    whole = (T.replace(microsecond=0) - last.replace(microsecond=0)).total_seconds() / 86400
+    assert out["days_since_last_order"] == [pytest.approx(whole, abs=1e-12)]
+    assert out["days_since_last_activity"] == out["days_since_last_order"]
+    assert out["tenure_days"] == [pytest.approx(365.0)]
+
+
+def test_recency_unknowns_are_nan_and_activity_takes_the_latest() -> None:
+    out = odfv.customer_recency(
+        {
+            "event_timestamp": [T, T, None],
+            "last_order_ts": [None, T - timedelta(days=3), T],
+            "last_event_ts": [T - timedelta(days=1), T - timedelta(days=2), None],
+            "signup_ts": [None, pd.NaT, T],
+        }
+    )
+    assert [nan_or(v) for v in out["days_since_last_order"]] == [None, 3.0, None]
+    assert [nan_or(v) for v in out["days_since_last_activity"]] == [1.0, 2.0, None]
+    assert all(math.isnan(v) for v in out["tenure_days"])
+
+
+def test_product_age() -> None:
+    out = odfv.product_age(
+        {"event_timestamp": [T, T], "product_created_at": [T - timedelta(days=10), None]}
+    )
+    assert out["days_since_created"][0] == pytest.approx(10.0)
+    assert math.isnan(out["days_since_created"][1])
+
+
+def match_inputs(**overrides):
+    row = {
+        "product_id": ["p9"],
+        "recent_product_ids": [["p1", "p2", "p3"]],
+        "favourite_category_90d": ["shoes"],
+        "product_price": [30.0],
+        "category": ["shoes"],
+        "brand": ["acme"],
+        "copurchase_product_ids": [["p2", "p7", "p3"]],
+        "copurchase_scores": [[0.5, 0.9, 0.25]],
+    }
+    row.update({k: [v] for k, v in overrides.items()})
+    return row
+
+
+def test_match_with_the_guaranteed_inputs() -> None:
+    out = odfv.customer_product_match(match_inputs())
+    assert out["copurchase_score"] == [0.75] and out["copurchase_hits"] == [2]
+    assert out["is_favourite_category"] == [1] and out["category_affinity"] == [1.0]
+    assert out["already_purchased"] == [0]
+    for name in ("price_ratio", "price_distance", "brand_affinity"):  # inputs not declared
+        assert math.isnan(out[name][0])
+    assert set(out) == set(odfv.MATCH_OUTPUTS)
+
+
+def test_match_with_the_optional_inputs() -> None:
+    out = odfv.customer_product_match(
+        match_inputs(
+            avg_item_price_90d=15.0,
+            purchased_product_ids=["p9", "p1"],
+            top_categories_90d=["bags", "shoes"],
+            top_category_shares_90d=[0.7, 0.3],
+            top_brands_90d=["other"],
+            top_brand_shares_90d=[1.0],
+        )
+    )
+    assert out["price_ratio"] == [2.0]
+    assert out["price_distance"] == [pytest.approx(math.log(2.0))]
+    assert out["category_affinity"] == [0.3] and out["brand_affinity"] == [0.0]
+    assert out["already_purchased"] == [1]
+
+
+def test_match_for_an_unknown_customer_and_product() -> None:
+    """Online, an entity missing from the store arrives as None everywhere."""
+    row = {k: [None] for k in match_inputs()}
+    out = odfv.customer_product_match(row)
+    assert out["copurchase_score"] == [0.0] and out["copurchase_hits"] == [0]
+    assert out["already_purchased"] == [0] and out["is_favourite_category"] == [0]
+    assert math.isnan(out["price_ratio"][0])
+
+
+def test_match_accepts_numpy_arrays_as_offline_lists() -> None:
+    out = odfv.customer_product_match(
+        match_inputs(
+            recent_product_ids=np.array(["p7"], dtype=object),
+            copurchase_scores=np.array([0.5, 0.9, 0.25]),
+        )
+    )
+    assert out["copurchase_score"] == [0.9]
+
+
+def _reference_match(row: dict) -> dict:
+    """customer_product_match of one row, from the definitions in docs/features.md, naively."""
+
+    def missing(v):
+        return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+
+    def strings(values):
+        return [] if values is None else [str(v) for v in values if not missing(v)]
+
+    def share(key, keys, shares):
+        if keys is None or missing(key):
+            return math.nan
+        for name, s in zip(keys, shares if shares is not None else [], strict=False):
+            if not missing(name) and str(name) == key:
+                return 0.0 if missing(s) else float(s)
+        return 0.0
+
+    price, usual = row.get("product_price"), row.get("avg_item_price_90d")
+    ok = not missing(price) and not missing(usual) and usual > 0
+    ratio = price / usual if ok else math.nan
+    category = None if missing(row.get("category")) else row["category"]
+    favourite = row.get("favourite_category_90d")
+    is_favourite = int(category is not None and category == favourite)
+    recent = set(strings(row.get("recent_product_ids")))
+    bought = recent | set(strings(row.get("purchased_product_ids")))
+    score, hits = 0.0, 0
+    ids, scores = row.get("copurchase_product_ids"), row.get("copurchase_scores")
+    pairs = zip(ids if ids is not None else [], scores if scores is not None else [], strict=False)
+    for pid, s in pairs:
+        if not missing(pid) and str(pid) in recent and not missing(s):
+            score, hits = score + float(s), hits + 1
+    brand = None if missing(row.get("brand")) else row["brand"]
+    return {
+        "price_ratio": ratio,
+        "price_distance": abs(math.log(ratio)) if ratio > 0 else math.nan,
+        "category_affinity": share(
+            category, row.get("top_categories_90d"), row.get("top_category_shares_90d")
+        ),
+        "is_favourite_category": is_favourite,
+        "brand_affinity": share(brand, row.get("top_brands_90d"), row.get("top_brand_shares_90d")),
+        "already_purchased": int(row.get("product_id") in bought),
+        "copurchase_score": score,
+        "copurchase_hits": hits,
+    }
+
+
+def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
+    """Runs of one customer (as serving sends them: the same objects on every row), customers
+    interleaved, numpy lists, missing values everywhere, nulls inside lists."""
+    rng = np.random.default_rng(11)
+    products = [f"p{i}" for i in range(40)]
+    cats, brands = ["a", "b", "c", "d"], ["x", "y", "z"]
+
+    def maybe(value, p=0.15):
+        return None if rng.random() < p else value
+
+    def some(pool, k):
+        return list(rng.choice(pool, size=k, replace=False))
+
+    def customer():
+        top_c = maybe(some(cats, int(rng.integers(0, 4))))
+        top_b = maybe(some(brands, int(rng.integers(0, 3))))
+        return {
+            "recent_product_ids": maybe(some(products, int(rng.integers(0, 6)))),
+            "purchased_product_ids": maybe(np.array(some(products, 8), dtype=object)),
+            "favourite_category_90d": maybe(str(rng.choice(cats))),
+            "avg_item_price_90d": maybe(float(rng.choice([0.0, 12.5, 40.0]))),
+            "top_categories_90d": top_c,
+            "top_category_shares_90d": None
+            if top_c is None
+            else [maybe(float(x), 0.1) for x in rng.random(len(top_c))],
+            "top_brands_90d": top_b,
+            "top_brand_shares_90d": None if top_b is None else list(rng.random(len(top_b))),
+        }
+
+    def candidate():
+        ids = some(products, int(rng.integers(0, 12)))
+        ids = [maybe(i, 0.05) for i in ids]
+        scores = [maybe(float(s), 0.05) for s in rng.random(len(ids))]
+        if rng.random() < 0.3:
+            scores[:0] = [math.nan] if ids else []
+            scores = np.array(scores[: len(ids)], dtype=np.float32)
+        return {
+            "product_id": maybe(str(rng.choice(products)), 0.02),
+            "product_price": maybe(float(rng.uniform(1, 80)), 0.1),
+            "category": maybe(str(rng.choice(cats)), 0.1),
+            "brand": maybe(str(rng.choice(brands)), 0.1),
+            "copurchase_product_ids": maybe(ids, 0.05),
+            "copurchase_scores": maybe(scores, 0.05),
+        }
+
+    people = [customer() for _ in range(6)]
+    rows = []
+    for _ in range(30):  # runs of one customer, the same customer coming back later
+        who = people[int(rng.integers(len(people)))]
+        rows += [{**who, **candidate()} for _ in range(int(rng.integers(1, 15)))]
+    batches = [rows]  # customers interleaved
+    for who in people:  # one customer per call, as serving calls it
+        batches.append([r for r in rows if r["recent_product_ids"] is who["recent_product_ids"]])
+    for batch in filter(None, batches):
+        got = odfv.customer_product_match({name: [r[name] for r in batch] for name in batch[0]})
+        for i, row in enumerate(batch):
+            want = _reference_match(row)
+            for name in odfv.MATCH_OUTPUTS:
+                a, b = got[name][i], want[name]
+                same = (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6)
+                assert same, (i, name, a, b)
+
+
+def test_retrieval_match_passes_the_score_and_marks_the_unknown() -> None:
+    out = odfv.retrieval_match({odfv.CANDIDATE_COPURCHASE: [0.75, 0, None, np.float32(0.5)]})
+    got = out["recent_copurchase_score"]
+    assert got[:2] == [0.75, 0.0] and math.isnan(got[2]) and got[3] == 0.5
+    assert set(out) == set(odfv.RETRIEVAL_OUTPUTS)

@@ -1,0 +1,114 @@
+"""The feature repo with the embedded profile, nothing running: definitions agree with the
+declarations, every object carries its metadata, and the DuckDB offline store returns one row per
+entity row (nulls or zeros where due) where Feast's `file` store would drop rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from featurestore import schema as feast_schema
+from featurestore import store as feast_store
+from pipelines.sources import sources
+from pipelines.specs import FEAST_TYPE_NAMES
+from shopconfig.settings import profile_env
+from tests.support.feast_support import generate_store, purge_repo_modules, run_feast_cli
+
+END = datetime(2025, 6, 30, tzinfo=UTC)  # an old store: far outside Feast's 1-year default
+PROFILE = feast_store.PROFILES["embedded"]
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("embedded")
+    frames = generate_store(sources(strict=True), data_dir, END, customers=30, products=20)
+    env = profile_env("embedded", data_dir)
+    code, out = run_feast_cli(PROFILE, ["apply"], env)
+    assert code == 0, out
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHOPFEAST_DATA_DIR", str(data_dir))
+        result = feast_store.materialize("embedded", data_dir, end=END + timedelta(days=1))
+        store = feast_store.open_store("embedded", data_dir)
+        yield {"store": store, "frames": frames, "data_dir": data_dir, "materialized": result}
+    purge_repo_modules()
+
+
+def test_feast_types_cover_every_declared_dtype() -> None:
+    assert set(FEAST_TYPE_NAMES.values()) == set(feast_schema.FEAST_TYPES)
+
+
+def test_view_schemas_are_the_declarations(embedded) -> None:
+    store = embedded["store"]
+    declared = sources(strict=True)
+    views = {v.name: v for v in store.list_feature_views()}
+    assert set(views) == set(declared)
+    for name, source in declared.items():
+        view = views[name]
+        assert [(f.name, f.dtype) for f in view.features] == [
+            (f.name, feast_schema.feast_type(f.dtype)) for f in source.features
+        ]
+        assert view.entity_columns[0].name == source.join_key
+        assert view.batch_source.path == feast_schema.source_glob(source, embedded["data_dir"])
+        assert not view.ttl  # change-point rows: a TTL would hide current values
+
+
+def test_every_object_has_description_owner_and_tags(embedded) -> None:
+    store = embedded["store"]
+    objects = [
+        *store.list_entities(),
+        *store.list_data_sources(),
+        *store.list_feature_views(),
+        *store.list_on_demand_feature_views(),
+        *store.list_feature_services(),
+    ]
+    assert len(objects) >= 2 + 6 + 5 + 3 + 5
+    for o in objects:
+        assert o.description and o.owner and o.tags, f"{type(o).__name__} {o.name}"
+
+
+def test_one_row_per_entity_row_with_nulls_and_zeros_where_due(embedded) -> None:
+    """A known customer asked for before its first row, an unknown one and duplicates all
+    come back; counts are zeros once a customer exists, nulls before."""
+    store = embedded["store"]
+    activity = embedded["frames"]["customer_activity"]
+    first = activity.groupby("customer_id")["event_timestamp"].min()
+    known = first.index[1]
+    before, after = first[known] - timedelta(days=1), first[known] + timedelta(hours=5)
+    entities = pd.DataFrame(
+        {
+            "customer_id": [known, known, "never-seen", known, known],
+            "event_timestamp": [before, after, after, after, END],
+        }
+    )
+    service = store.get_feature_service("churn_model_v1")
+    out = store.get_historical_features(entity_df=entities, features=service).to_df()
+    assert len(out) == len(entities)
+    out = out.sort_values(["customer_id", "event_timestamp"]).reset_index(drop=True)
+    early = out[(out.customer_id == known) & (out.event_timestamp == before)].iloc[0]
+    assert pd.isna(early["orders_30d"]) and pd.isna(early["days_since_last_order"])
+    stranger = out[out.customer_id == "never-seen"].iloc[0]
+    assert pd.isna(stranger["orders_30d"]) and pd.isna(stranger["signup_ts"])
+    rows = out[(out.customer_id == known) & (out.event_timestamp == after)]
+    assert len(rows) == 2  # the duplicate entity row is kept
+    expected = activity[(activity.customer_id == known) & (activity.event_timestamp <= after)]
+    expected = expected.sort_values("event_timestamp").iloc[-1]
+    assert (rows["orders_30d"] == expected["orders_30d"]).all()  # a count: never null here
+
+
+def test_embedded_materialize_from_epoch_then_online(embedded) -> None:
+    """The first materialize loads every view from the epoch (Feast's incremental default
+    would start one year back and miss this old store); the SQLite store serves it."""
+    result = embedded["materialized"]
+    assert sorted(result.full) == sorted(sources(strict=True)) and not result.incremental
+    store = embedded["store"]
+    activity = embedded["frames"]["customer_activity"]
+    latest = activity.sort_values("event_timestamp").groupby("customer_id").tail(1)
+    sample = latest.head(5)
+    out = store.get_online_features(
+        features=["customer_activity:orders_30d", "customer_activity:spend_90d"],
+        entity_rows=[{"customer_id": c} for c in sample["customer_id"]],
+    ).to_dict()
+    assert out["orders_30d"] == sample["orders_30d"].tolist()
+    assert out["spend_90d"] == pytest.approx(sample["spend_90d"].tolist())

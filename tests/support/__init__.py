@@ -1,0 +1,1 @@
+"""Test helpers shared across packages: shops to build, services to claim, the oracle."""

@@ -1,0 +1,120 @@
+"""Churn and ranking training end to end on a small built store (embedded Feast profile).
+
+Checks what the unit tests cannot: the labels of the real dataset against a recomputation from the
+clean orders, the split by time on real cutoffs, one feature row per entity row, the artifacts
+(model, card, plots, latest pointer) and that the same seed gives the same model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.storage import read_clean
+from tests.support.training_shop import SMALL_HORIZON_DAYS, small_store
+from training import artifacts, churn, ranking
+from training.candidates import CandidateConfig
+from training.labels import LABEL, TIMESTAMP
+
+pytestmark = pytest.mark.slow  # builds a small store once (shared with the notebook test)
+
+SMALL_RANKING = ranking.RankingConfig(
+    warmup_days=14,
+    train_queries=150,
+    validation_queries=40,
+    test_queries=60,
+    train_negatives=15,
+    train_candidates=CandidateConfig(
+        copurchase=20, category_popular=10, popular=20, random=10, max_candidates=60
+    ),
+    test_candidates=CandidateConfig(
+        copurchase=20, category_popular=10, popular=50, random=0, max_candidates=50
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return small_store(tmp_path_factory.mktemp)
+
+
+def test_churn_dataset_labels_split_and_rows(data) -> None:
+    ds = churn.build_dataset(data, horizon_days=SMALL_HORIZON_DAYS, split="time")
+    f = ds.frame
+    orders = read_clean(data, "orders", ["customer_id", "order_ts", "status"])
+    live = orders[(orders["status"] != "cancelled") & orders["customer_id"].notna()]
+    h = pd.Timedelta(days=SMALL_HORIZON_DAYS)
+    for row in f.sample(min(150, len(f)), random_state=0).itertuples():
+        mine = live.loc[live["customer_id"] == row.customer_id, "order_ts"]
+        t = row.event_timestamp
+        assert (mine < t).any()
+        assert row.churned == int(not ((mine >= t) & (mine < t + h)).any())
+        # features are as of t: the last order the store knows is before t
+        assert row.last_order_ts == mine[mine < t].max()
+    assert not f.duplicated(["customer_id", TIMESTAMP]).any()
+    by = f.groupby("split")[TIMESTAMP]
+    assert by.max()["train"] < by.min()["validation"] <= by.max()["validation"] < by.min()["test"]
+    assert {"days_since_last_order", "orders_90d", "spend_90d"} <= set(ds.columns)
+    assert LABEL not in ds.columns and "customer_id" not in ds.columns
+
+
+def test_customer_time_split_keeps_customers_apart(data) -> None:
+    ds = churn.build_dataset(data, horizon_days=SMALL_HORIZON_DAYS, split="customer-time")
+    f = ds.frame.dropna(subset=["split"])
+    assert (f.groupby("customer_id")["split"].nunique() == 1).all()
+    assert (f["split"] == f["time_split"]).all()
+
+
+def test_churn_run_writes_artifacts_and_is_reproducible(data) -> None:
+    a = churn.run(data, horizon_days=SMALL_HORIZON_DAYS, seed=11, echo=False)
+    model = artifacts.load(data / "models", "churn")
+    card = model.card
+    est = model.estimator
+    b = churn.run(data, horizon_days=SMALL_HORIZON_DAYS, seed=11, echo=False)
+    assert a["version"] != b["version"]
+    assert a["metrics"] == b["metrics"] and a["chosen"] == b["chosen"]
+    folder = data / "models" / "churn" / a["version"]
+    for name in (
+        "model.joblib",
+        "model_card.json",
+        "roc.png",
+        "pr.png",
+        "calibration.png",
+        "feature_importance.png",
+    ):
+        assert (folder / name).stat().st_size > 0, name
+    assert card["feature_service"]["name"] == "churn_model_v1"
+    assert card["feature_service"]["version"] == 1
+    assert card["feature_service"]["features"]
+    assert card["code_version"] != "unknown"
+    assert {"logistic_regression", "random_forest", "xgboost", "rfm_baseline"} <= set(
+        card["metrics"]["test"]
+    )
+    assert 0 <= card["threshold"] <= 1
+    pointer = json.loads((data / "models" / "churn" / "latest.json").read_text())
+    assert pointer["version"] == b["version"]
+    assert pointer["input_columns"] == b["input_columns"]
+    ds = churn.build_dataset(data, horizon_days=SMALL_HORIZON_DAYS)
+    from training.matrix import model_matrix
+
+    p = est.predict_proba(model_matrix(ds.frame.head(20), card["input_columns"]))[:, 1]
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_ranking_run_beats_popularity_and_writes_artifacts(data) -> None:
+    card = ranking.run(data, seed=5, config=SMALL_RANKING, echo=False)
+    m = card["metrics"]["test"]
+    assert m["ranker"]["queries"] > 20
+    assert m["ranker"]["ndcg@10"] > m["popularity"]["ndcg@10"]
+    assert 0 < m["candidates"]["recall_of_candidates"] <= 1
+    folder = data / "models" / "ranking" / card["version"]
+    assert (folder / "metrics.png").exists() and (folder / "feature_importance.png").exists()
+    loaded = artifacts.load(data / "models", "ranking").card
+    assert loaded["feature_service"]["name"] == "ranking_model_v2"
+    assert {"copurchase_score", "already_purchased", "recent_copurchase_score"} <= set(
+        loaded["input_columns"]
+    )
+    assert "candidate_copurchase_score" not in loaded["input_columns"]  # the request field
