@@ -37,6 +37,13 @@ def generate(
     corrupt_fraction: Annotated[float, typer.Option(help="Share of rows to corrupt.")] = 0.0,
     start: Annotated[str, typer.Option(help="First day of the shop (UTC).")] = "2025-01-01",
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl")] = "parquet",
+    drift_from: Annotated[
+        int | None,
+        typer.Option(
+            help="Shift the shop from this day on: prices up, fewer sessions, a "
+            "category collapsing (docs/generator.md)."
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic shop in the raw data contract, deterministic per seed."""
     from shopfeast.generator import run
@@ -50,6 +57,7 @@ def generate(
         corrupt_fraction=corrupt_fraction,
         start=start,
         fmt=fmt,
+        drift_from=drift_from,
     )
 
 

@@ -22,6 +22,7 @@ from shopfeast.generator import (
     baskets,
     catalog,
     corruption,
+    drift,
     events,
     orders,
     profile,
@@ -54,6 +55,7 @@ def generate(
     start: str = "2025-01-01",
     knobs: Knobs | None = None,
     on_stage: Callable[[str, float], None] | None = None,
+    drift_from: int | None = None,
 ) -> Shop:
     if customers < 1 or products < 1 or days < 1:
         raise ValueError("customers, products and days must be at least 1")
@@ -106,6 +108,7 @@ def generate(
     }
     del ev
     truth = _truth(crowd, cat, span)
+    shift = None if drift_from is None else drift.apply(tables, span, drift_from, rng["drift"])
     stage("render")
     tables, manifest = corruption.inject(tables, corrupt_fraction, span, rng["corruption"])
     stage("corruption")
@@ -123,6 +126,8 @@ def generate(
         "bad_rows": {name: int((manifest["table"] == name).sum()) for name in INGEST_ORDER},
         "sessions": len(visits),
     }
+    if shift is not None:
+        info["drift"] = shift
     return Shop(tables=tables, manifest=manifest, truth=truth, info=info, seconds=seconds)
 
 
@@ -176,6 +181,7 @@ def run(
     start: str = "2025-01-01",
     fmt: str = "parquet",
     quiet: bool = False,
+    drift_from: int | None = None,
 ) -> Shop:
     """Generate a shop and write it to `out` as `fmt`; prints a line per stage unless quiet."""
     if fmt not in writer.FORMATS:
@@ -186,7 +192,16 @@ def run(
         if not quiet:
             print(f"  {name:<28} {secs:7.1f}s", flush=True)
 
-    shop = generate(customers, products, days, seed, corrupt_fraction, start, on_stage=say)
+    shop = generate(
+        customers,
+        products,
+        days,
+        seed,
+        corrupt_fraction,
+        start,
+        on_stage=say,
+        drift_from=drift_from,
+    )
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     writer.clear(out)

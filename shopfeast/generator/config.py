@@ -25,6 +25,7 @@ STREAMS = (
     "reviews",
     "profile",
     "corruption",
+    "drift",
 )
 
 
