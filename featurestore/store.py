@@ -30,6 +30,7 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
 from featurestore import quiet
+from pipelines.lock import data_dir_lock
 from shopconfig.settings import (
     FEATURE_REPO,
     PROFILE_FILES,
@@ -197,13 +198,14 @@ def feast_cli(
     )
 
 
-def apply(profile: Profile, data_dir: Path, plan: bool = True) -> int:
+def apply(profile: Profile, data_dir: Path, plan: bool = True, wait: float = 0.0) -> int:
     """`feast plan` (what would change), then `feast apply`; returns the exit code."""
-    if plan:
-        code = feast_cli(profile, ["plan"], data_dir).returncode
-        if code:
-            return code
-    return feast_cli(profile, ["apply"], data_dir).returncode
+    with data_dir_lock(data_dir, f"apply --profile {profile}", wait):
+        if plan:
+            code = feast_cli(profile, ["plan"], data_dir).returncode
+            if code:
+                return code
+        return feast_cli(profile, ["apply"], data_dir).returncode
 
 
 @dataclass
@@ -219,14 +221,26 @@ def materialize(
     end: datetime | None = None,
     full: bool = False,
     views: Sequence[str] | None = None,
+    wait: float = 0.0,
 ) -> MaterializeResult:
-    """Bring the online store up to `end` (default now).
+    """Bring the online store up to `end` (default now), holding the data directory's lock.
 
     A view never materialized before (or every view with `full`) is loaded from the epoch:
     Feast's `materialize-incremental` would start a view without a TTL one year back, and a
     change-point row older than that is still the current value. Afterwards runs are
     incremental from the last end.
     """
+    with data_dir_lock(data_dir, f"materialize --profile {profile}", wait):
+        return _materialize(profile, data_dir, end, full, views)
+
+
+def _materialize(
+    profile: Profile,
+    data_dir: Path,
+    end: datetime | None,
+    full: bool,
+    views: Sequence[str] | None,
+) -> MaterializeResult:
     end = (end or datetime.now(UTC)).astimezone(UTC)
     store = open_store(profile, data_dir)
     names = set(views) if views else None

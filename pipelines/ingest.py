@@ -39,6 +39,7 @@ from pipelines.ingest_state import (
     ingest_state_dir,
     outcome_state,
 )
+from pipelines.lock import BUSY_EXIT, DataDirBusy, data_dir_lock
 from pipelines.readers import (
     FORMATS,
     IngestError,
@@ -54,14 +55,20 @@ from pipelines.validate import RULE_NAMES, Known, Outcome, validate
 STAGING = ".staging"
 
 
-def run(raw_dir: Path, data_dir: Path, now: str | None = None) -> int:
-    """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem."""
+def run(raw_dir: Path, data_dir: Path, now: str | None = None, wait: float = 0.0) -> int:
+    """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem,
+    BUSY_EXIT when another writer held the data directory for longer than `wait` seconds."""
     console = Console(highlight=False)
     try:
-        report = ingest(Path(raw_dir), Path(data_dir), parse_now(now), console)
+        clock = parse_now(now)
+        with data_dir_lock(data_dir, f"ingest {raw_dir}", wait):
+            report = ingest(Path(raw_dir), Path(data_dir), clock, console)
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except DataDirBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BUSY_EXIT
     if report is not None:
         print_summary(report, console, Path(data_dir))
     return 0

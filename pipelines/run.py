@@ -44,6 +44,7 @@ import pyarrow.parquet as pq
 from pipelines import sources
 from pipelines.contract import TABLES
 from pipelines.family import Input
+from pipelines.lock import data_dir_lock
 from pipelines.specs import FeatureSource, conform, from_arrow, to_arrow
 from pipelines.specs import _types_mapper as specs_types_mapper
 from pipelines.storage import (
@@ -79,9 +80,19 @@ class Outcome:
 
 
 def run(
-    data_dir: Path, mode: str = "incremental", only: list[str] | None = None, echo: bool = True
+    data_dir: Path,
+    mode: str = "incremental",
+    only: list[str] | None = None,
+    echo: bool = True,
+    wait: float = 0.0,
 ) -> list[Outcome]:
-    """Build (historical) or bring up to date (incremental) every registered source."""
+    """Build (historical) or bring up to date (incremental) every registered source, holding the
+    data directory's lock (waiting up to `wait` seconds for it; else DataDirBusy)."""
+    with data_dir_lock(data_dir, f"features --mode {mode}", wait):
+        return _run(Path(data_dir), mode, only, echo)
+
+
+def _run(data_dir: Path, mode: str, only: list[str] | None, echo: bool) -> list[Outcome]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     data_dir = Path(data_dir)

@@ -1,7 +1,8 @@
 """The `shopfeast` command line. Each command is a thin shell over one module's `run`.
 
 Exit codes: 0 done (quarantined rows included), 2 fatal input problem (unreadable file, missing
-required table or column), 1 anything else.
+required table or column), 75 the data directory is busy (another command is writing it: retry,
+or pass --wait), 1 anything else.
 
 Each command imports its module when it runs (the shell is the top layer, so these imports cross
 no layer): `shopfeast --help` and `shopfeast ingest` start without loading Feast, xgboost or
@@ -10,6 +11,8 @@ FastAPI.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +28,35 @@ DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Data directory (default $SHOPFEAST_DATA_DIR, else ./data)."),
 ]
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="Wait this long for another command writing the data directory (default: stop).",
+    ),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    """One line on stderr and an exit code: what an operator reads instead of a traceback."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def one_line_errors(*failures: type[BaseException]) -> Iterator[None]:
+    """Failures an operator can act on, as one line each: a busy data directory (exit 75), and
+    the command's own `failures` (exit 1). Anything else is a bug and keeps its traceback."""
+    from pipelines.lock import BUSY_EXIT, DataDirBusy
+
+    try:
+        yield
+    except DataDirBusy as exc:
+        raise _fail(str(exc), BUSY_EXIT) from None
+    except failures as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise _fail(first) from None
 
 
 @app.command()
@@ -66,12 +98,13 @@ def ingest(
     raw_dir: Annotated[Path, typer.Argument(help="Directory of raw files, one per table.")],
     data_dir: DataDirOpt = None,
     now: Annotated[str | None, typer.Option(help="Clock for the future-timestamp rule.")] = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Validate raw files and append clean rows; quarantine the rest with their rule."""
     from pipelines.ingest import run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    raise typer.Exit(run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now))
+    raise typer.Exit(run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now, wait=wait))
 
 
 @import_app.command("completejourney")
@@ -102,12 +135,14 @@ def import_amazon_reviews(
 def features(
     data_dir: DataDirOpt = None,
     mode: Annotated[str, typer.Option(help="historical or incremental")] = "incremental",
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Build the feature sources from the clean tables."""
     from pipelines.run import run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    run(data_dir=resolve(data_dir), mode=mode)
+    with one_line_errors():
+        run(data_dir=resolve(data_dir), mode=mode, wait=wait)
 
 
 ProfileOpt = Annotated[
@@ -120,12 +155,15 @@ def apply(
     profile: ProfileOpt = "embedded",
     data_dir: DataDirOpt = None,
     plan: Annotated[bool, typer.Option(help="Show `feast plan` first.")] = True,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Register the feature definitions (feast plan, then feast apply) for a profile."""
     from featurestore.store import apply as run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    raise typer.Exit(run(profile=profile, data_dir=resolve(data_dir), plan=plan))
+    with one_line_errors():
+        code = run(profile=profile, data_dir=resolve(data_dir), plan=plan, wait=wait)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -134,6 +172,7 @@ def materialize(
     data_dir: DataDirOpt = None,
     full: Annotated[bool, typer.Option(help="Reload every view from the epoch.")] = False,
     end: Annotated[str | None, typer.Option(help="End instant (ISO, UTC); default now.")] = None,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Load the online store: a first run from the epoch, then incremental from the last end."""
     from datetime import datetime
@@ -141,12 +180,14 @@ def materialize(
     from featurestore.store import materialize as run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    result = run(
-        profile=profile,
-        data_dir=resolve(data_dir),
-        full=full,
-        end=datetime.fromisoformat(end) if end else None,
-    )
+    with one_line_errors():
+        result = run(
+            profile=profile,
+            data_dir=resolve(data_dir),
+            full=full,
+            end=datetime.fromisoformat(end) if end else None,
+            wait=wait,
+        )
     typer.echo(
         f"materialized up to {result.end.isoformat()}: full {result.full or '-'}, "
         f"incremental {result.incremental or '-'}"
@@ -166,27 +207,31 @@ def train_churn(
     split: Annotated[
         str, typer.Option(help="customer-time (each customer in one split) or time.")
     ] = "customer-time",
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Churn models on monthly cutoffs through the churn_model_v1 feature service."""
     from shopconfig.settings import resolve_data_dir as resolve
     from training.churn import run
 
-    run(
-        data_dir=resolve(data_dir),
-        horizon_days=horizon_days,
-        seed=seed,
-        cutoff_freq=cutoff_freq,
-        split=split,
-    )
+    with one_line_errors():
+        run(
+            data_dir=resolve(data_dir),
+            horizon_days=horizon_days,
+            seed=seed,
+            cutoff_freq=cutoff_freq,
+            split=split,
+            wait=wait,
+        )
 
 
 @train_app.command("ranking")
-def train_ranking(data_dir: DataDirOpt = None, seed: int = 7) -> None:
+def train_ranking(data_dir: DataDirOpt = None, seed: int = 7, wait: WaitOpt = 0.0) -> None:
     """The recommendation ranker through the ranking_model_v2 feature service."""
     from shopconfig.settings import resolve_data_dir as resolve
     from training.ranking import run
 
-    run(data_dir=resolve(data_dir), seed=seed)
+    with one_line_errors():
+        run(data_dir=resolve(data_dir), seed=seed, wait=wait)
 
 
 @app.command()
@@ -214,14 +259,14 @@ def demo(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Generate a demo shop and run the whole job on it, printing a summary."""
+    from pipelines.lock import data_dir_lock
     from shopconfig.settings import resolve_data_dir as resolve
     from shopfeast.demo import run
 
-    raise typer.Exit(
-        run(
-            data_dir=resolve(data_dir), customers=customers, products=products, days=days, seed=seed
-        )
-    )
+    root = resolve(data_dir)
+    with one_line_errors(), data_dir_lock(root, "demo"):  # one lock for every stage
+        code = run(data_dir=root, customers=customers, products=products, days=days, seed=seed)
+    raise typer.Exit(code)
 
 
 if __name__ == "__main__":

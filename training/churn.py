@@ -16,6 +16,7 @@ import pandas as pd
 from rich.console import Console
 
 from featurestore.store import open_store
+from pipelines.lock import data_dir_lock
 from pipelines.storage import read_clean
 from training import artifacts, churn_models, plots, store
 from training.evaluation import best_f1_threshold, calibration, classification_metrics
@@ -132,8 +133,14 @@ def run(
     split: str = "customer-time",
     feature_store=None,
     echo: bool = True,
+    wait: float = 0.0,
 ) -> dict:
-    """Train, evaluate, save; returns the model card."""
+    """Train, evaluate, save (holding the data directory's lock); returns the model card."""
+    with data_dir_lock(data_dir, "train churn", wait):
+        return _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo)
+
+
+def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo) -> dict:
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
     ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store, split, seed)

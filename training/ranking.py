@@ -30,6 +30,7 @@ from xgboost import XGBRanker
 
 from featurestore.odfv import CANDIDATE_COPURCHASE
 from featurestore.store import open_store
+from pipelines.lock import data_dir_lock
 from pipelines.storage import read_clean
 from training import artifacts, plots, store
 from training.candidates import (
@@ -350,8 +351,15 @@ def run(
     config: RankingConfig | None = None,
     feature_store=None,
     echo: bool = True,
+    wait: float = 0.0,
 ) -> dict:
-    """Build the datasets, train, evaluate, save; returns the model card."""
+    """Build the datasets, train, evaluate, save (holding the data directory's lock); returns
+    the model card."""
+    with data_dir_lock(data_dir, "train ranking", wait):
+        return _train(data_dir, seed, config, feature_store, echo)
+
+
+def _train(data_dir, seed, config, feature_store, echo) -> dict:
     config = config or RankingConfig()
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
