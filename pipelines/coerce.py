@@ -155,8 +155,13 @@ def _result(values: pa.Array, missing: np.ndarray, kind: Kind) -> Coerced:
 def _string_from_text(text: pa.Array, column: str) -> Coerced:
     missing = _np(pc.or_kleene(pc.is_null(text), pc.equal(text, "")))
     values = _where(~missing, text) if missing.any() else text
-    if column.endswith("_id") and pc.any(pc.match_substring(values, ".")).as_py():
-        values = pc.replace_substring_regex(values, _ID_FLOAT_RE, r"\1")
+    if column.endswith("_id"):
+        if pc.any(pc.match_substring(values, ".")).as_py():
+            values = pc.replace_substring_regex(values, _ID_FLOAT_RE, r"\1")
+        # One spelling per id: `é` typed as one code point or as `e` + a combining accent is the
+        # same customer (NFC). Pure ASCII, the usual case, is already normal.
+        if not pc.all(pc.string_is_ascii(values)).as_py():
+            values = pc.utf8_normalize(values, "NFC")
     return Coerced(values, missing, np.zeros(len(text), bool))
 
 

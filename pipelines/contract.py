@@ -214,8 +214,10 @@ EVENTS_NEEDING_PRODUCT = ("product_view", "add_to_cart", "remove_from_cart", "pu
 RULES: dict[str, str] = {
     "missing_required": "a required value is missing",
     "unparseable": "a value cannot be read as its column's type (timestamp, number, bool)",
-    "invalid_value": "a value outside its column's vocabulary (order status, event type)",
+    "invalid_value": "a value outside its column's vocabulary (order status, event type), or an "
+    "id longer than shopconfig's ID_MAX_LENGTH or holding control or invisible characters",
     "negative_value": "a negative price, amount or quantity, or a zero quantity",
+    "out_of_range": "a number above its column's upper bound (UPPER_BOUNDS, configurable)",
     "rating_out_of_range": "rating outside 1..5",
     "refund_exceeds_total": "refunded_amount greater than total_amount",
     "future_timestamp": "a timestamp later than the ingest time plus the tolerance",
@@ -229,3 +231,19 @@ RULES: dict[str, str] = {
 }
 
 FUTURE_TOLERANCE_HOURS = 24
+
+# Upper bounds (inclusive) of numeric columns; a value above one is quarantined as `out_of_range`.
+# Features sum money in integer micro-units, exact up to about 9e9 per entity
+# (pipelines/windows.py): no single value may come near that. The defaults fit any shop's
+# currency (a 100-million order in rupiah is 6,000 US dollars); SHOPFEAST_VALUE_BOUNDS overrides
+# them per column, e.g. '{"orders.total_amount": 1e6}'.
+UPPER_BOUNDS: dict[str, float] = {
+    "products.price": 1e8,
+    "products.inventory_quantity": 1e9,
+    "orders.total_amount": 1e8,
+    "orders.discount_amount": 1e8,
+    "orders.refunded_amount": 1e8,
+    "order_items.quantity": 1e6,
+    "order_items.unit_price": 1e8,
+    "order_items.discount": 1e8,
+}

@@ -50,19 +50,28 @@ from pipelines.readers import (
     header,
     read,
 )
-from pipelines.validate import RULE_NAMES, Known, Outcome, validate
+from pipelines.validate import RULE_NAMES, Known, Outcome, upper_bounds, validate
+from shopconfig.settings import get_settings
 
 STAGING = ".staging"
 
 
-def run(raw_dir: Path, data_dir: Path, now: str | None = None, wait: float = 0.0) -> int:
+def run(
+    raw_dir: Path,
+    data_dir: Path,
+    now: str | None = None,
+    wait: float = 0.0,
+    bounds: dict[str, float] | None = None,
+) -> int:
     """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem,
-    BUSY_EXIT when another writer held the data directory for longer than `wait` seconds."""
+    BUSY_EXIT when another writer held the data directory for longer than `wait` seconds.
+    `bounds` override the contract's upper bounds (default: SHOPFEAST_VALUE_BOUNDS)."""
     console = Console(highlight=False)
     try:
         clock = parse_now(now)
+        limits = _bounds(get_settings().value_bounds if bounds is None else bounds)
         with data_dir_lock(data_dir, f"ingest {raw_dir}", wait):
-            report = ingest(Path(raw_dir), Path(data_dir), clock, console)
+            report = ingest(Path(raw_dir), Path(data_dir), clock, console, limits)
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -72,6 +81,13 @@ def run(raw_dir: Path, data_dir: Path, now: str | None = None, wait: float = 0.0
     if report is not None:
         print_summary(report, console, Path(data_dir))
     return 0
+
+
+def _bounds(overrides: dict[str, float]) -> dict[str, float]:
+    try:
+        return upper_bounds(overrides)
+    except ValueError as exc:
+        raise IngestError(f"SHOPFEAST_VALUE_BOUNDS: {exc}") from exc
 
 
 def parse_now(now: str | None) -> pd.Timestamp:
@@ -86,10 +102,17 @@ def parse_now(now: str | None) -> pd.Timestamp:
 
 
 def ingest(
-    raw_dir: Path, data_dir: Path, now: pd.Timestamp, console: Console | None = None
+    raw_dir: Path,
+    data_dir: Path,
+    now: pd.Timestamp,
+    console: Console | None = None,
+    bounds: dict[str, float] | None = None,
 ) -> dict | None:
-    """Ingest the batch in raw_dir into data_dir; the report, or None if it was ingested before."""
+    """Ingest the batch in raw_dir into data_dir; the report, or None if it was ingested before.
+
+    `bounds` override the contract's upper bounds ("table.column" -> bound)."""
     console = console or Console(quiet=True)
+    bounds = upper_bounds(bounds)
     started = time.perf_counter()
     files, notes = discover(raw_dir)
     state = State.load(data_dir)
@@ -132,7 +155,7 @@ def ingest(
     stage = data_dir / STAGING / batch
     shutil.rmtree(stage, ignore_errors=True)
     try:
-        tables = _ingest_tables(todo, state, data_dir, stage, batch, now, console, notes)
+        tables = _ingest_tables(todo, state, data_dir, stage, batch, now, console, notes, bounds)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -144,6 +167,7 @@ def ingest(
         "raw_dir": str(Path(raw_dir).resolve()),
         "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "now": now.isoformat(),
+        "upper_bounds": bounds,
         "source_files": {
             n: {"file": f.name, "format": f.format, "sha256": sha, "bytes": f.path.stat().st_size}
             for n, (f, sha) in todo.items()
@@ -185,6 +209,7 @@ def _ingest_tables(
     now: pd.Timestamp,
     console: Console,
     notes: list[str],
+    bounds: dict[str, float],
 ) -> dict[str, dict]:
     known = state.known()
     tables: dict[str, dict] = {}
@@ -200,7 +225,7 @@ def _ingest_tables(
                 f"{file.name}: ignored columns not in the contract: "
                 + ", ".join(raw.ignored_columns)
             )
-        outcome = validate(raw, now, known, state.seen(name))
+        outcome = validate(raw, now, known, state.seen(name), bounds)
         clean = outcome.clean_rows()
         if name in REFERENCE_COLUMNS:
             add_known(known, name, clean)

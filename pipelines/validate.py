@@ -36,9 +36,11 @@ from pipelines.contract import (
     ORDER_STATUSES,
     RULES,
     TABLES,
+    UPPER_BOUNDS,
     Table,
 )
 from pipelines.readers import RawTable
+from shopconfig.settings import ID_MAX_LENGTH
 
 RULE_NAMES: tuple[str, ...] = tuple(RULES)
 RULE_CODE: dict[str, int] = {r: i for i, r in enumerate(RULE_NAMES)}
@@ -117,6 +119,44 @@ VALUE_CHECKS: tuple[ValueCheck, ...] = (
 )
 
 
+# Control (Cc), format (Cf: zero-width space and joiners, BOM, bidi marks), line and paragraph
+# separators, private-use code points: invisible, or different on every screen.
+_BAD_ID_CHARS = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"
+ID_EXPECT = f"an id of at most {ID_MAX_LENGTH} characters without control or invisible characters"
+
+
+def valid_id(s: pd.Series) -> pd.Series:
+    """Ids the API can look up and a person can tell apart (NFC normalisation is coercion's)."""
+    arr = pa.array(s.array).cast(pa.string())
+    bad = pc.or_(
+        pc.greater(pc.utf8_length(arr), ID_MAX_LENGTH), pc.match_substring_regex(arr, _BAD_ID_CHARS)
+    )
+    return pd.Series(~_np_bool(bad), index=s.index)
+
+
+def _np_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Arrow boolean -> numpy bool, null meaning False."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def id_columns(spec: Table) -> list[str]:
+    return [c.name for c in spec.columns if c.kind == "string" and c.name.endswith("_id")]
+
+
+def upper_bounds(overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """The contract's upper bounds with `overrides` ("table.column" -> bound) applied."""
+    bounds = dict(UPPER_BOUNDS)
+    for name, bound in (overrides or {}).items():
+        table, _, column = name.partition(".")
+        spec = TABLES.get(table)
+        if spec is None or column not in spec.column_names:
+            raise ValueError(f"value bound for unknown column {name!r} (table.column)")
+        if next(c for c in spec.columns if c.name == column).kind not in ("int", "float"):
+            raise ValueError(f"value bound for {name!r}: not a number column")
+        bounds[name] = float(bound)
+    return bounds
+
+
 def _refund_ok(df: pd.DataFrame) -> pd.Series:
     return ~(df["refunded_amount"] > df["total_amount"]).fillna(False).astype(bool)
 
@@ -127,9 +167,13 @@ FRAME_CHECKS: tuple[tuple[str, str, Callable[[pd.DataFrame], pd.Series], tuple[s
 )
 
 
-def schema(spec: Table, now: pd.Timestamp) -> pa_schema.DataFrameSchema:
+def schema(
+    spec: Table, now: pd.Timestamp, bounds: dict[str, float] | None = None
+) -> pa_schema.DataFrameSchema:
     """The pandera schema of a table's typed rows: dtypes, vocabularies, ranges, the clock."""
     limit = now + pd.Timedelta(hours=FUTURE_TOLERANCE_HOURS)
+    bounds = UPPER_BOUNDS if bounds is None else bounds
+    ids = id_columns(spec)
     columns = {}
     for col in spec.columns:
         # Each check is named after its rule: pandera's failure cases then say which rule broke.
@@ -138,6 +182,11 @@ def schema(spec: Table, now: pd.Timestamp) -> pa_schema.DataFrameSchema:
             for c in VALUE_CHECKS
             if c.table == spec.name and c.column == col.name
         ]
+        if col.name in ids:
+            checks.append(pa_schema.Check(valid_id, name="invalid_value"))
+        bound = bounds.get(f"{spec.name}.{col.name}")
+        if bound is not None:
+            checks.append(pa_schema.Check(lambda s, b=bound: s <= b, name="out_of_range"))
         if col.kind == "timestamp":
             checks.append(pa_schema.Check(lambda s, lim=limit: s <= lim, name="future_timestamp"))
         columns[col.name] = pa_schema.Column(PANDAS_DTYPES[col.kind], checks, nullable=True)
@@ -261,8 +310,14 @@ class Verdicts:
         return pd.Series(np.concatenate([p[1] for p in self._parts]), index=idx).sort_index()
 
 
-def validate(raw: RawTable, now: pd.Timestamp, known: Known, seen: Seen) -> Outcome:
-    """Coerce, normalise and judge every row of one raw table."""
+def validate(
+    raw: RawTable,
+    now: pd.Timestamp,
+    known: Known,
+    seen: Seen,
+    bounds: dict[str, float] | None = None,
+) -> Outcome:
+    """Coerce, normalise and judge every row of one raw table (`bounds`: upper_bounds())."""
     spec = TABLES[raw.file.table]
     n = raw.num_rows
     coerced = {
@@ -295,7 +350,7 @@ def validate(raw: RawTable, now: pd.Timestamp, known: Known, seen: Seen) -> Outc
             coerced[c.name].unparseable,
             lambda idx, c=c: [f"{c.name}={t!r}: not a {c.kind}" for t in orig(c.name, idx)],
         )
-    _schema_rules(spec, df, now, v)
+    _schema_rules(spec, df, now, v, UPPER_BOUNDS if bounds is None else bounds)
     typed = to_arrow(spec, df)
     row_hash, key_hash = hashes(spec, typed)
     _duplicate_rules(spec, df, v, row_hash, key_hash, seen)
@@ -370,10 +425,12 @@ class _Original:
         return to_text(self.data[column].take(pa.array(idx))).to_pylist()
 
 
-def _schema_rules(spec: Table, df: pd.DataFrame, now: pd.Timestamp, v: Verdicts) -> None:
+def _schema_rules(
+    spec: Table, df: pd.DataFrame, now: pd.Timestamp, v: Verdicts, bounds: dict[str, float]
+) -> None:
     """Rules invalid_value .. future_timestamp, from pandera's failure cases."""
     try:
-        schema(spec, now).validate(df, lazy=True, inplace=True)
+        schema(spec, now, bounds).validate(df, lazy=True, inplace=True)
         return
     except pa_schema.errors.SchemaErrors as err:
         cases = err.failure_cases
@@ -404,7 +461,7 @@ def _schema_rules(spec: Table, df: pd.DataFrame, now: pd.Timestamp, v: Verdicts)
             if at.empty:
                 continue
             rows = at["index"].astype(np.int64).to_numpy()
-            expect = _expectation(spec, col, rule, now)
+            expect = _expectation(spec, col, rule, now, bounds)
             text = dict(zip(rows, at["failure_case"], strict=True))
             mask = np.zeros(len(df), bool)
             mask[rows] = True
@@ -417,9 +474,15 @@ def _schema_rules(spec: Table, df: pd.DataFrame, now: pd.Timestamp, v: Verdicts)
             )
 
 
-def _expectation(spec: Table, col: str, rule: str, now: pd.Timestamp) -> str:
+def _expectation(
+    spec: Table, col: str, rule: str, now: pd.Timestamp, bounds: dict[str, float]
+) -> str:
     if rule == "future_timestamp":
         return f"<= {now + pd.Timedelta(hours=FUTURE_TOLERANCE_HOURS)}"
+    if rule == "out_of_range":
+        return f"<= {bounds[f'{spec.name}.{col}']:g}"
+    if rule == "invalid_value" and col in id_columns(spec):
+        return ID_EXPECT
     return next(
         c.expect
         for c in VALUE_CHECKS

@@ -31,6 +31,9 @@ import pyarrow.compute as pc
 
 DAY = pd.Timedelta(days=1)
 MICRO = 1_000_000  # money and other decimals are accumulated as integer micro-units
+# Deltas are summed per grid point in float64 (np.bincount), then run in int64: both exact while
+# every partial sum of an entity stays below 2**53. Beyond that a value is refused, never wrapped.
+EXACT_LIMIT = 2**53
 # (entity code, day) is packed into one int64 key; days since 1970 stay far below 2**20.
 _STRIDE = np.int64(1 << 20)
 
@@ -62,10 +65,39 @@ def to_day(ts: pd.Timestamp) -> int:
     return int(day_of(pd.DatetimeIndex([pd.Timestamp(ts)]))[0])
 
 
+class FeatureOverflow(ArithmeticError):
+    """A value or a running sum beyond the exact range of the windowed arithmetic."""
+
+
 def fixed(values: pd.Series | np.ndarray, scale: int = MICRO) -> np.ndarray:
-    """Decimals as exact integers (`scale` units per 1); nulls become 0."""
+    """Decimals as exact integers (`scale` units per 1); nulls become 0. A value whose scaled
+    magnitude reaches EXACT_LIMIT (or is not finite) raises FeatureOverflow instead of wrapping."""
     arr = pd.Series(values).astype("float64").fillna(0.0).to_numpy()
-    return np.rint(arr * scale).astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = arr * scale
+        bad = ~(np.abs(scaled) < EXACT_LIMIT)
+    if bad.any():
+        name = getattr(values, "name", None) or "a value"
+        raise FeatureOverflow(
+            f"{name} = {arr[bad][0]:.6g} is beyond the exact range of the feature arithmetic "
+            f"(|x| < {EXACT_LIMIT / scale:.4g}); the raw data contract's upper bounds quarantine "
+            "such values at ingest (docs/data_contract.md)"
+        )
+    return np.rint(scaled).astype(np.int64)
+
+
+def _check_exact(name: str, magnitude: np.ndarray, starts: np.ndarray | None = None) -> None:
+    """Refuse when a stream's absolute deltas could add up past EXACT_LIMIT for one entity."""
+    if not len(magnitude):
+        return
+    per_entity = np.add.reduceat(magnitude, starts) if starts is not None else magnitude
+    worst = float(per_entity.max())
+    if not worst < EXACT_LIMIT:
+        raise FeatureOverflow(
+            f"'{name}': one entity's deltas add up to {worst:.4g} units, beyond the exact range "
+            f"of the feature arithmetic ({EXACT_LIMIT:.4g}); values this large are quarantined "
+            "by the raw data contract's upper bounds at ingest (docs/data_contract.md)"
+        )
 
 
 def duration_us(ts: pd.Series) -> np.ndarray:
@@ -266,11 +298,13 @@ class Streams:
         for name in self._names:
             # bincount sums in float64: exact while partial sums stay below 2**53.
             acc = np.zeros(len(grid), np.float64)
+            mag = np.zeros(len(grid), np.float64)  # sum of |delta|: bounds every partial sum
             for (_, vals), lo, hi in zip(chunks, bounds[:-1], bounds[1:], strict=True):
                 if name in vals:
-                    acc += np.bincount(
-                        inverse[lo:hi], weights=vals[name].astype(np.float64), minlength=len(grid)
-                    )
+                    w = vals[name].astype(np.float64)
+                    acc += np.bincount(inverse[lo:hi], weights=w, minlength=len(grid))
+                    mag += np.bincount(inverse[lo:hi], weights=np.abs(w), minlength=len(grid))
+            _check_exact(name, mag, starts)
             run = np.cumsum(np.rint(acc).astype(np.int64))
             before = np.r_[np.int64(0), run[starts[1:] - 1]]
             values[name] = run - np.repeat(before, lengths)
@@ -307,11 +341,16 @@ def _fold(
         size = int(max(e.max() for e, _ in past)) + 1  # dense entity codes: count, no sort
         seen = np.zeros(size, bool)
         sums = {n: np.zeros(size, np.float64) for n in names}
+        mags = {n: np.zeros(size, np.float64) for n in names}
         for e, vals in past:
             seen[e] = True
             for n, v in vals.items():
-                sums[n] += np.bincount(e, weights=v.astype(np.float64), minlength=size)
+                w = v.astype(np.float64)
+                sums[n] += np.bincount(e, weights=w, minlength=size)
+                mags[n] += np.bincount(e, weights=np.abs(w), minlength=size)
         seeds = np.flatnonzero(seen)
+        for n, a in mags.items():
+            _check_exact(n, a[seeds])
         out.append(
             (
                 seeds * _STRIDE + (first_day - 1),

@@ -35,6 +35,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 MIN_API_KEY_LENGTH = 16
+# The longest id, anywhere: ingest quarantines longer ones (invalid_value), the API refuses them.
+ID_MAX_LENGTH = 128
 
 
 class Settings(BaseSettings):
@@ -87,6 +89,12 @@ class Settings(BaseSettings):
     # wall time of one request's reads, queueing included, so it must not cut off requests that
     # merely wait their turn under load.
     store_deadline_s: float = Field(5.0, gt=0, le=60, description="Cap on one request's reads.")
+
+    # Upper bounds of raw numeric columns over the contract's defaults (pipelines/contract.py
+    # UPPER_BOUNDS), "table.column" -> bound, e.g. '{"orders.total_amount": 1e6}'.
+    value_bounds: dict[str, float] = Field(
+        {}, description="Upper bounds of raw numeric columns (quarantined above: out_of_range)."
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)

@@ -139,9 +139,10 @@ def features(
 ) -> None:
     """Build the feature sources from the clean tables."""
     from pipelines.run import run
+    from pipelines.windows import FeatureOverflow
     from shopconfig.settings import resolve_data_dir as resolve
 
-    with one_line_errors():
+    with one_line_errors(FeatureOverflow):
         run(data_dir=resolve(data_dir), mode=mode, wait=wait)
 
 

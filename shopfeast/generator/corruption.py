@@ -48,6 +48,7 @@ TABLE_RULES: dict[str, tuple[str, ...]] = {
         "unparseable",
         "invalid_value",
         "negative_value",
+        "out_of_range",
         "refund_exceeds_total",
         "future_timestamp",
         "duplicate_row",
@@ -59,6 +60,7 @@ TABLE_RULES: dict[str, tuple[str, ...]] = {
         "missing_required",
         "unparseable",
         "negative_value",
+        "out_of_range",
         "duplicate_row",
         "unknown_order",
         "unknown_product",
@@ -90,6 +92,8 @@ BOT_GAP_S = 0.2
 FUTURE_YEARS = 80  # far beyond any ingest clock, yet independent of the wall clock (determinism)
 NOT_A_DATE = "not a date"
 NOT_A_NUMBER = "twelve"
+HUGE_AMOUNT = 1.7e308  # finite: what overflowed the feature arithmetic before upper bounds
+HUGE_QUANTITY = 2**63 - 1
 
 MANIFEST_SCHEMA = pa.schema(
     [("table", pa.string()), ("row", pa.int64()), ("rule", pa.string()), ("detail", pa.string())]
@@ -281,6 +285,9 @@ def _orders(inj: Injector, rule: str, k: int) -> Bad:
     if rule == "negative_value":
         rows["total_amount"] = -rows["total_amount"].abs() - 1.0
         return inj.fresh(rows, rule, ["negative total_amount"] * k)
+    if rule == "out_of_range":  # finite, non-negative, beyond the contract's upper bound
+        rows["total_amount"] = HUGE_AMOUNT
+        return inj.fresh(rows, rule, [f"total_amount = {HUGE_AMOUNT:g}"] * k)
     if rule == "refund_exceeds_total":
         rows["status"] = "refunded"
         rows["refunded_amount"] = rows["total_amount"] + 10.0
@@ -331,6 +338,17 @@ def _order_items(inj: Injector, rule: str, k: int) -> Bad:
         rows["unit_price"] = np.where(v == 1, -rows["unit_price"].abs() - 1.0, rows["unit_price"])
         return inj.fresh(
             rows, rule, ["quantity = 0" if x == 0 else "negative unit_price" for x in v]
+        )
+    if rule == "out_of_range":
+        rows["quantity"] = np.where(v == 0, HUGE_QUANTITY, rows["quantity"])
+        rows["unit_price"] = np.where(v == 1, HUGE_AMOUNT, rows["unit_price"])
+        return inj.fresh(
+            rows,
+            rule,
+            [
+                f"quantity = {HUGE_QUANTITY}" if x == 0 else f"unit_price = {HUGE_AMOUNT:g}"
+                for x in v
+            ],
         )
     if rule == "unknown_order":
         rows = _set(rows, "order_id", inj.new_ids("OU", k))

@@ -99,6 +99,8 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
     ),
     ("negative_value", "order_items", _item(quantity="0"), "quantity=0"),
     ("negative_value", "orders", _order("o-neg", discount_amount="-2"), "discount_amount"),
+    ("out_of_range", "orders", _order("o-big", total_amount="1.7e308"), "total_amount=1.7e+308"),
+    ("out_of_range", "order_items", _item(quantity=str(2**63 - 1)), "must be <= 1e+06"),
     ("rating_out_of_range", "reviews", _review("r-six", rating="6"), "rating=6.0"),
     ("rating_out_of_range", "reviews", _review("r-half", rating="0.5"), "rating=0.5"),
     (
