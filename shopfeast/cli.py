@@ -178,10 +178,14 @@ def materialize(
     """Load the online store: a first run from the epoch, then incremental from the last end."""
     from datetime import datetime
 
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from featurestore.materialize.engine import RedisUnavailable
     from featurestore.store import materialize as run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    with one_line_errors():
+    with one_line_errors(RedisUnavailable, RedisConnectionError, RedisTimeoutError):
         result = run(
             profile=profile,
             data_dir=resolve(data_dir),

@@ -14,6 +14,12 @@ stopped. After a window it re-arms the key expiry of every entity the source kno
 the latest values of any that are missing online (a Redis restart, a key that expired during an
 outage).
 
+Redis gets bounded time: socket timeouts (`socket_timeout_s`, `connect_timeout_s`, unless the
+connection string sets them) and no hidden client retries; a view that fails on the way (a frozen,
+stopped or restarting Redis) is tried again from its checkpoint `retries` times with backoff, then
+stops with `RedisUnavailable`: one line naming the Redis (host:port/db, never the password) and the
+view. The next run resumes from the checkpoint.
+
 Anything it does not handle (another online store, a non-parquet source, field mappings,
 `disable_event_timestamp`) goes to Feast's own local engine unchanged.
 """
@@ -37,10 +43,13 @@ from feast.infra.compute_engines.base import ComputeEngine
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.offline_stores.file_source import FileSource
-from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 from pydantic import StrictStr
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from featurestore.materialize.checkpoint import Checkpoint, CheckpointStore
 from featurestore.materialize.source import ParquetSource, Resume, connect, known_keys, latest_rows
@@ -69,6 +78,24 @@ class ChunkedRedisEngineConfig(FeastConfigBaseModel):
     heal_missing: bool = True
     """After a window, rewrite entities the source knows but Redis lacks; re-arm key expiry."""
     progress: bool = True
+    socket_timeout_s: float = 10.0
+    """A reply Redis has not sent after this long (frozen, swapping) counts as a failure; a
+    `socket_timeout` in the connection string wins. A pipelined part of 10,000 rows takes about
+    0.1 s on a healthy Redis."""
+    connect_timeout_s: float = 5.0
+    retries: int = 2
+    """Tries again, from the checkpoint, after a timeout or a lost connection; then gives up
+    with one line naming the Redis and the view (a later run resumes from the checkpoint)."""
+    retry_backoff_s: float = 1.0
+    """Wait before the first retry; doubled before each next one."""
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis did not answer within the timeouts and retries; the message is the one line to show."""
+
+
+# What a frozen, stopped or restarted Redis raises on the way (redis-py's and the socket's own).
+REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError, TimeoutError, ConnectionError)
 
 
 @dataclass
@@ -91,6 +118,7 @@ class ChunkedRedisEngine(ComputeEngine):
             repo_config=repo_config, offline_store=offline_store, online_store=online_store
         )
         self.runs: list[ViewRun] = []
+        self._client: Redis | None = None
 
     # Nothing to provision: Redis needs no tables, the checkpoints are plain files.
     def update(
@@ -107,10 +135,56 @@ class ChunkedRedisEngine(ComputeEngine):
             return self._local._materialize_one(registry, task, **kwargs)
         job_id = f"{view.name}-{task.start_time}-{task.end_time}"
         try:
-            self.runs.append(self.materialize_view(view, task.start_time, task.end_time))
+            self.runs.append(self._with_retries(view, task.start_time, task.end_time))
             return LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
         except Exception as exc:  # Feast re-raises the job's error
             return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, exc)
+
+    def _with_retries(self, view: FeatureView, start: datetime, end: datetime) -> ViewRun:
+        """`materialize_view`, tried again from its checkpoint when Redis fails on the way."""
+        tries = max(self.config.retries, 0) + 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self.materialize_view(view, start, end)
+            except REDIS_FAILURES as exc:
+                reason = _reason(exc)
+                if attempt == tries:
+                    raise RedisUnavailable(
+                        f"Redis at {self._where()} failed while materializing view "
+                        f"'{view.name}' ({reason}; {tries} tries, {self._timeouts()}); what was "
+                        "written is checkpointed: run materialize again to resume"
+                    ) from exc
+                pause = self.config.retry_backoff_s * 2 ** (attempt - 1)
+                self._say(f"{view.name}: Redis at {self._where()}: {reason}; retry in {pause:g}s")
+                self._client = None  # a fresh connection pool
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _redis(self, online: RedisOnlineStoreConfig) -> Redis:
+        """A client with bounded socket timeouts and no hidden retries (this engine retries from
+        its checkpoint instead). Cluster and sentinel setups keep Feast's own client."""
+        if online.redis_type != RedisType.redis:
+            return self.online_store._get_client(online)
+        if self._client is None:
+            nodes, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
+            kwargs.setdefault("socket_timeout", self.config.socket_timeout_s)
+            kwargs.setdefault("socket_connect_timeout", self.config.connect_timeout_s)
+            kwargs.setdefault("retry", None)
+            self._client = Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+        return self._client
+
+    def _where(self) -> str:
+        """host:port/db of the online store, never its password."""
+        online: RedisOnlineStoreConfig = self.repo_config.online_store
+        nodes, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
+        hosts = ",".join(f"{n.get('host')}:{n.get('port')}" for n in nodes)
+        return f"{hosts}/{kwargs.get('db', 0)}"
+
+    def _timeouts(self) -> str:
+        online: RedisOnlineStoreConfig = self.repo_config.online_store
+        _, kwargs = RedisOnlineStore._parse_connection_string(online.connection_string)
+        timeout = kwargs.get("socket_timeout", self.config.socket_timeout_s)
+        return f"socket timeout {timeout}s"
 
     def _handles(self, view, task: MaterializationTask) -> bool:
         source = getattr(view, "batch_source", None)
@@ -144,7 +218,7 @@ class ChunkedRedisEngine(ComputeEngine):
         layout = ViewLayout.of(self.repo_config, view)
         src = self._source(view, layout)
         writer = RedisViewWriter(
-            client=self.online_store._get_client(online),
+            client=self._redis(online),
             layout=layout,
             timestamp_column=src.timestamp_field,
             key_ttl_seconds=online.key_ttl_seconds,
@@ -256,6 +330,12 @@ class ChunkedRedisEngine(ComputeEngine):
     def _say(self, message: str) -> None:
         if self.config.progress:
             print(f"[materialize] {message}", file=sys.stderr, flush=True)
+
+
+def _reason(exc: BaseException) -> str:
+    """`timed out` / `connection refused`: the first line of a Redis or socket error, short."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _parts(batches, rows: int):

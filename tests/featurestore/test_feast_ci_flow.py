@@ -34,6 +34,7 @@ from tests.support.feast_support import (
     scratch_postgres_db,
     write_source,
 )
+from tests.support.serving_support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -371,3 +372,20 @@ def test_incremental_day_brings_new_values_online(ci) -> None:
         features=["customer_activity:orders_30d"], entity_rows=[{"customer_id": "c00001"}]
     ).to_dict()
     assert served["orders_30d"] == [int(row["orders_30d"].iloc[0])]
+
+
+def test_materialize_on_a_dead_redis_says_one_line(ci, monkeypatch) -> None:
+    """`shopfeast materialize` with Redis gone: one line naming it and the view, exit 1."""
+    from typer.testing import CliRunner
+
+    from shopfeast.cli import app
+
+    for key, value in ci["env"].items():
+        if key.startswith(("SHOPFEAST_", "REDIS_")):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", f"127.0.0.1:{free_port()},db=0")
+    result = CliRunner().invoke(app, ["materialize", "--profile", "redis", "--full"])
+    assert result.exit_code == 1, result.output
+    lines = [x for x in result.stderr.splitlines() if not x.startswith("[materialize]")]
+    assert "Traceback" not in result.output and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: Redis at 127.0.0.1:") and "materializing view" in lines[0]

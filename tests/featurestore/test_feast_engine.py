@@ -12,7 +12,7 @@ from feast import FeatureStore, RepoConfig
 
 from featurestore import schema as feast_schema
 from featurestore.materialize import writer as writer_module
-from featurestore.materialize.engine import ChunkedRedisEngine
+from featurestore.materialize.engine import ChunkedRedisEngine, RedisUnavailable
 from pipelines.specs import Feature, FeatureSource
 from shopconfig.settings import redis_connection_string
 from tests.support.feast_support import (
@@ -20,6 +20,7 @@ from tests.support.feast_support import (
     generate_source,
 )
 from tests.support.feast_support import write_source as write_parquet
+from tests.support.serving_support import PrivateRedis
 
 pytestmark = pytest.mark.integration
 
@@ -156,10 +157,12 @@ def test_interrupted_run_resumes(feast_written, data_dir, tmp_path, redis_url, m
         return real_send(self, prepared)
 
     with claimed_redis_db(redis_url) as url:
-        store = make_store(tmp_path, url, engine_config(state, chunk_rows=50, write_rows=25))
+        # No retries inside the run: it stops, and the next run resumes.
+        config = {**engine_config(state, chunk_rows=50, write_rows=25), "retries": 0}
+        store = make_store(tmp_path, url, config)
         apply_view(store, data_dir)
         monkeypatch.setattr(writer_module.RedisViewWriter, "send", failing_send)
-        with pytest.raises(ConnectionError):
+        with pytest.raises(RedisUnavailable, match="simulated crash"):
             store.materialize(START, END)
         checkpoint = list(state.glob("*.json"))
         assert len(checkpoint) == 1
@@ -192,3 +195,43 @@ def test_missing_keys_are_healed_and_expiry_rearmed(
         store.materialize(END, END + timedelta(hours=1))
         assert dump(url) == reference
         assert all(3500 < client.ttl(k) <= 3600 for k in reference)
+
+
+# --- a Redis that stops answering: a private redis-server on a free port, never the shared one --
+
+FAST = {"socket_timeout_s": 0.3, "connect_timeout_s": 0.3, "retries": 1, "retry_backoff_s": 0.05}
+
+
+def test_frozen_redis_fails_in_bounded_time_then_resumes(
+    feast_written, data_dir, tmp_path, redis_url
+) -> None:
+    """SIGSTOP: connections are accepted and nothing answers. Before, materialize hung forever."""
+    _, reference = feast_written
+    with claimed_redis_db(redis_url) as empty, PrivateRedis(tmp_path, empty) as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        config = {**engine_config(tmp_path / "state"), **FAST}
+        store = make_store(tmp_path / "repo", url, config)
+        apply_view(store, data_dir)
+        server.freeze()
+        try:
+            with pytest.raises(RedisUnavailable) as err:
+                store.materialize(START, END)
+        finally:
+            server.thaw()
+        message = str(err.value)
+        assert "\n" not in message and "resume" in message
+        assert f"Redis at 127.0.0.1:{server.port}/0" in message and "'all_types'" in message
+        store = make_store(tmp_path / "repo", url, config)
+        store.materialize(START, END)  # thawed: the next run completes
+        assert dump(url) == reference
+
+
+def test_stopped_redis_is_one_line(feast_written, data_dir, tmp_path, redis_url) -> None:
+    with claimed_redis_db(redis_url) as empty, PrivateRedis(tmp_path, empty) as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        store = make_store(tmp_path / "repo", url, {**engine_config(tmp_path / "state"), **FAST})
+        apply_view(store, data_dir)
+        server.stop()
+        with pytest.raises(RedisUnavailable) as err:
+            store.materialize(START, END)
+    assert "\n" not in str(err.value) and "refused" in str(err.value)
