@@ -198,14 +198,34 @@ def feast_cli(
     )
 
 
+def feast_plan(profile: Profile, data_dir: Path, check: bool = False) -> int:
+    """What `feast apply` would change (featurestore/plan.py: Feast's plan without its false
+    "Updated" after a materialization); with `check`, exit code 1 when anything would."""
+    _prepare(profile, data_dir)
+    cmd = [sys.executable, "-m", "featurestore.plan", "-f", str(PROFILES[profile])]
+    return subprocess.run(
+        [*cmd, *(["--check"] if check else [])],
+        cwd=FEATURE_REPO,
+        env=profile_env(profile, data_dir),
+        check=False,
+    ).returncode
+
+
 def apply(profile: Profile, data_dir: Path, plan: bool = True, wait: float = 0.0) -> int:
-    """`feast plan` (what would change), then `feast apply`; returns the exit code."""
+    """The plan (what would change), then `feast apply`; returns the exit code."""
     with data_dir_lock(data_dir, f"apply --profile {profile}", wait):
         if plan:
-            code = feast_cli(profile, ["plan"], data_dir).returncode
+            code = feast_plan(profile, data_dir)
             if code:
                 return code
         return feast_cli(profile, ["apply"], data_dir).returncode
+
+
+def serve_registry(profile: Profile, data_dir: Path, host: str, port: int) -> None:
+    """Feast's REST registry server (featurestore/registry_api.py) over a profile's registry."""
+    from featurestore.registry_api import serve  # same layer; imported here for grpc's cost
+
+    serve(open_store(profile, data_dir), host=host, port=port)
 
 
 @dataclass

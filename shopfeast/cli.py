@@ -155,16 +155,60 @@ ProfileOpt = Annotated[
 def apply(
     profile: ProfileOpt = "embedded",
     data_dir: DataDirOpt = None,
-    plan: Annotated[bool, typer.Option(help="Show `feast plan` first.")] = True,
+    plan: Annotated[bool, typer.Option(help="Show the plan first (`shopfeast plan`).")] = True,
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Register the feature definitions (feast plan, then feast apply) for a profile."""
+    """Register the feature definitions (the plan, then feast apply) for a profile."""
     from featurestore.store import apply as run
     from shopconfig.settings import resolve_data_dir as resolve
 
     with one_line_errors():
         code = run(profile=profile, data_dir=resolve(data_dir), plan=plan, wait=wait)
     raise typer.Exit(code)
+
+
+@app.command()
+def plan(
+    profile: ProfileOpt = "embedded",
+    data_dir: DataDirOpt = None,
+    check: Annotated[
+        bool, typer.Option(help="Exit 1 when anything would change, 0 when nothing (CI).")
+    ] = False,
+) -> None:
+    """What `feast apply` would change (without Feast's false "Updated" after materialize)."""
+    from featurestore.store import feast_plan
+    from shopconfig.settings import resolve_data_dir as resolve
+
+    raise typer.Exit(feast_plan(profile=profile, data_dir=resolve(data_dir), check=check))
+
+
+@app.command()
+def registry(
+    profile: ProfileOpt = "embedded",
+    data_dir: DataDirOpt = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 6572,
+) -> None:
+    """Serve Feast's registry REST API (/api/v1: entities, views, features, services)."""
+    from featurestore.store import serve_registry
+    from shopconfig.settings import resolve_data_dir as resolve
+
+    serve_registry(profile=profile, data_dir=resolve(data_dir), host=host, port=port)
+
+
+@app.command()
+def ui(
+    profile: ProfileOpt = "embedded",
+    data_dir: DataDirOpt = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8888,
+) -> None:
+    """Feast's web UI over the registry (`feast ui`, with the profile's environment)."""
+    from featurestore.store import feast_cli
+    from shopconfig.settings import resolve_data_dir as resolve
+
+    args = ["ui", "--host", host, "--port", str(port)]
+    raise typer.Exit(feast_cli(profile, args, resolve(data_dir)).returncode)
 
 
 @app.command()

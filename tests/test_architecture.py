@@ -29,6 +29,8 @@ FEAST_PRIVATE_NAMES = {
     "_get_client",  # RedisOnlineStore: the sync client (the engine's writes)
     "_get_client_async",  # RedisOnlineStore: the async client (serving's reads, key scans)
     "_get_online_request_context",  # feast.utils: a service's views, features, request fields
+    "_get_repo_contents",  # feast.repo_operations: the repo's objects, as `feast plan` reads them
+    "_get_store_and_registry",  # feast.repo_operations: the store `feast plan` diffs against
     "_mmh3",  # feast.infra.online_stores.helpers: the hash of hash-field names
     "_parse_connection_string",  # RedisOnlineStore: the engine's own client, with timeouts
     "_versioned_fv_name",  # feast.infra.online_stores.redis: a view's name in its hash fields
