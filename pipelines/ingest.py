@@ -62,6 +62,7 @@ def run(
     now: str | None = None,
     wait: float = 0.0,
     bounds: dict[str, float] | None = None,
+    encoding: str = "utf-8",
 ) -> int:
     """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem,
     BUSY_EXIT when another writer held the data directory for longer than `wait` seconds.
@@ -71,7 +72,9 @@ def run(
         clock = parse_now(now)
         limits = _bounds(get_settings().value_bounds if bounds is None else bounds)
         with data_dir_lock(data_dir, f"ingest {raw_dir}", wait):
-            report = ingest(Path(raw_dir), Path(data_dir), clock, console, limits)
+            report = ingest(
+                Path(raw_dir), Path(data_dir), clock, console, limits, encoding=encoding
+            )
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -107,14 +110,16 @@ def ingest(
     now: pd.Timestamp,
     console: Console | None = None,
     bounds: dict[str, float] | None = None,
+    encoding: str = "utf-8",
 ) -> dict | None:
     """Ingest the batch in raw_dir into data_dir; the report, or None if it was ingested before.
 
-    `bounds` override the contract's upper bounds ("table.column" -> bound)."""
+    `bounds` override the contract's upper bounds ("table.column" -> bound); `encoding` is that of
+    CSV files."""
     console = console or Console(quiet=True)
     bounds = upper_bounds(bounds)
     started = time.perf_counter()
-    files, notes = discover(raw_dir)
+    files, notes = discover(raw_dir, encoding)
     state = State.load(data_dir)
     if state.first:
         for name in INGEST_ORDER:
@@ -220,6 +225,8 @@ def _ingest_tables(
         t0, cpu0 = time.perf_counter(), time.process_time()
         raw = read(file)
         t1 = time.perf_counter()
+        if not raw.num_rows:
+            notes.append(f"{file.name}: no data rows (a header only, or empty)")
         if raw.ignored_columns:
             notes.append(
                 f"{file.name}: ignored columns not in the contract: "
@@ -256,7 +263,29 @@ def _ingest_tables(
             soft_wrap=True,
         )
         del raw, outcome, clean
+    notes.extend(_cascade_notes(tables))
     return tables
+
+
+# A table whose rows all failed to arrive makes every row pointing at it a cascade.
+_CASCADES = (
+    ("order_items", "unknown_order", "orders"),
+    ("order_items", "unknown_product", "products"),
+    ("orders", "unknown_customer", "customers"),
+)
+
+
+def _cascade_notes(tables: dict[str, dict]) -> list[str]:
+    """Say why a rule took rows when the table it points at came without clean rows."""
+    notes = []
+    for table, rule, parent in _CASCADES:
+        hit = tables.get(table, {}).get("by_rule", {}).get(rule, 0)
+        if hit and parent in tables and tables[parent]["clean"] == 0:
+            notes.append(
+                f"{tables[table]['file']}: {hit:,} rows quarantined as {rule}: "
+                f"{tables[parent]['file']} of this batch has no clean rows"
+            )
+    return notes
 
 
 def _write_outcome(

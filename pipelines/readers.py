@@ -10,11 +10,13 @@ the others are reported, never their values (they may hold PII).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,7 @@ class RawFile:
     table: str
     path: Path
     format: str
+    encoding: str = "utf-8"  # of CSV text (JSON lines are UTF-8 by definition)
 
     @property
     def name(self) -> str:
@@ -78,11 +81,15 @@ def split_name(name: str) -> tuple[str, str] | None:
     return None
 
 
-def discover(raw_dir: Path) -> tuple[dict[str, RawFile], list[str]]:
+def discover(raw_dir: Path, encoding: str = "utf-8") -> tuple[dict[str, RawFile], list[str]]:
     """The table files of a raw directory, and notes on everything ignored there."""
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise IngestError(f"{raw_dir}: not a directory")
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise IngestError(f"--encoding: unknown encoding {encoding!r}") from exc
     found: dict[str, list[RawFile]] = {}
     notes: list[str] = []
     for path in sorted(raw_dir.iterdir()):
@@ -96,7 +103,9 @@ def discover(raw_dir: Path) -> tuple[dict[str, RawFile], list[str]]:
             notes.append(f"ignored file {path.name} (not a contract table file)")
             continue
         table, fmt = parsed
-        found.setdefault(table, []).append(RawFile(table, path, fmt))
+        if not path.is_file():  # a FIFO or a device would block the read, or never end
+            raise IngestError(f"{path.name}: not a regular file; ingest reads regular files only")
+        found.setdefault(table, []).append(RawFile(table, path, fmt, encoding))
     for table, files in found.items():
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
@@ -123,16 +132,31 @@ def header(file: RawFile) -> list[str] | None:
             return pq.read_schema(file.path).names
         if file.format == "csv":
             opener = gzip.open if file.compressed else open
-            with opener(file.path, "rt", encoding="utf-8-sig", newline="") as fh:
+            # Undecodable bytes further down are the full read's to report, with their line.
+            with opener(
+                file.path, "rt", encoding=_text_encoding(file), errors="replace", newline=""
+            ) as fh:
                 first = next(csv.reader(fh), None)
             if first is None:
                 raise IngestError(f"{file.name}: cannot read: the file is empty (no header)")
+            if any("\ufffd" in c for c in first):
+                raise IngestError(f"{file.name}: line 1 (the header): {_not_text(file)}")
             return [c.strip() for c in first]
     except IngestError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file
         raise IngestError(f"{file.name}: cannot read: {_reason(exc)}") from exc
     return None
+
+
+def _text_encoding(file: RawFile) -> str:
+    """utf-8-sig reads UTF-8 with or without a byte-order mark."""
+    return "utf-8-sig" if codecs.lookup(file.encoding).name == "utf-8" else file.encoding
+
+
+def _not_text(file: RawFile) -> str:
+    hint = "; pass --encoding (e.g. --encoding latin-1) if the file uses another one"
+    return f"not valid {file.encoding} text" + (hint if file.encoding == "utf-8" else "")
 
 
 def read(file: RawFile) -> RawTable:
@@ -148,6 +172,8 @@ def read(file: RawFile) -> RawTable:
     except IngestError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is an unreadable file
+        if file.format == "csv":  # the parser's message may quote the row: find it ourselves
+            raise IngestError(f"{file.name}: {_located(file) or _csv_reason(exc)}") from exc
         raise IngestError(f"{file.name}: cannot read: {_reason(exc)}") from exc
     if table.num_rows or file.format != "jsonl":  # JSON lines without a line name no columns
         check_required_columns(spec, file, names)
@@ -161,9 +187,12 @@ def _read_csv(file: RawFile, spec: Table) -> tuple[pa.Table, list[str]]:
     if dupes:
         raise IngestError(f"{file.name}: column '{dupes[0]}' appears more than once")
     wanted = [n for n in spec.column_names if n in names]
+    encoding = codecs.lookup(file.encoding).name
     table = pacsv.read_csv(
         pa.input_stream(str(file.path), compression="gzip" if file.compressed else None),
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        read_options=pacsv.ReadOptions(
+            column_names=names, skip_rows=1, encoding="utf8" if encoding == "utf-8" else encoding
+        ),
         # Quoted values may span lines (review bodies); everything stays text, "" stays "".
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
@@ -255,3 +284,62 @@ def _json_text(value: object) -> str | None:
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _located(file: RawFile) -> str | None:
+    try:
+        return csv_problem(file)
+    except Exception:  # noqa: BLE001 - an unreadable stream (bad gzip): the parser's reason
+        return None
+
+
+def csv_problem(file: RawFile) -> str | None:
+    """Where a CSV file stops being readable, as `line N[, column 'c']: what`, never a value.
+
+    Only called after the fast parser failed (its messages quote the offending row, and a row may
+    hold e-mail addresses): a second, plain pass finds the first physical line that is not text
+    in the file's encoding, then the first record whose field count differs from the header's.
+    """
+    opener = gzip.open if file.compressed else open
+    names: list[str] | None = None
+    with opener(file.path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                raw.decode(_text_encoding(file) if lineno == 1 else file.encoding)
+            except UnicodeDecodeError:
+                column = _column_at(file, lineno)
+                where = f", column '{column}'" if column else ""
+                return f"line {lineno}{where}: {_not_text(file)}"
+    with opener(file.path, "rt", encoding=_text_encoding(file), newline="") as fh:
+        reader = csv.reader(fh)
+        start = 1
+        try:
+            for record in reader:
+                if names is None:
+                    names = record
+                elif record and len(record) != len(names):
+                    return f"line {start}: {len(record)} fields where the header has {len(names)}"
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            return f"line {start}: not valid CSV ({str(exc).split(':')[0]})"
+    return None
+
+
+def _column_at(file: RawFile, lineno: int) -> str | None:
+    """The header name of the field holding the first undecodable byte of a physical line."""
+    opener = gzip.open if file.compressed else open
+    with opener(file.path, "rt", encoding=file.encoding, errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None) or []
+        for record in reader:
+            if reader.line_num >= lineno:
+                for i, value in enumerate(record):
+                    if "\ufffd" in value:
+                        return header[i].strip() if i < len(header) else None
+                return None
+    return None
+
+
+def _csv_reason(exc: Exception) -> str:
+    """The parser's reason without the row it may quote (`got 2: "C1","jane@..."`)."""
+    return "cannot read: " + re.sub(r"(got \d+)\b.*", r"\1", _reason(exc))

@@ -98,13 +98,17 @@ def ingest(
     raw_dir: Annotated[Path, typer.Argument(help="Directory of raw files, one per table.")],
     data_dir: DataDirOpt = None,
     now: Annotated[str | None, typer.Option(help="Clock for the future-timestamp rule.")] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of CSV files (e.g. latin-1, cp1252).")
+    ] = "utf-8",
     wait: WaitOpt = 0.0,
 ) -> None:
     """Validate raw files and append clean rows; quarantine the rest with their rule."""
     from pipelines.ingest import run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    raise typer.Exit(run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now, wait=wait))
+    code = run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now, wait=wait, encoding=encoding)
+    raise typer.Exit(code)
 
 
 @import_app.command("completejourney")
@@ -261,8 +265,9 @@ def train_churn(
     """Churn models on monthly cutoffs through the churn_model_v1 feature service."""
     from shopconfig.settings import resolve_data_dir as resolve
     from training.churn import run
+    from training.labels import NotEnoughHistory
 
-    with one_line_errors():
+    with one_line_errors(NotEnoughHistory):
         run(
             data_dir=resolve(data_dir),
             horizon_days=horizon_days,

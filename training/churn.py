@@ -20,7 +20,17 @@ from pipelines.lock import data_dir_lock
 from pipelines.storage import read_clean
 from training import artifacts, churn_models, plots, store
 from training.evaluation import best_f1_threshold, calibration, classification_metrics
-from training.labels import ENTITY_KEY, LABEL, TIMESTAMP, churn_labels, cutoffs, data_end
+from training.labels import (
+    ENTITY_KEY,
+    LABEL,
+    MIN_CUTOFFS,
+    TIMESTAMP,
+    NotEnoughHistory,
+    churn_labels,
+    cutoffs,
+    data_end,
+    required_span,
+)
 from training.matrix import model_matrix, usable_columns
 from training.split import customer_time_split, time_split
 
@@ -69,10 +79,11 @@ def build_dataset(
     end = data_end(orders)
     at = cutoffs(orders, horizon, cutoff_freq)
     labels = churn_labels(orders, customers, at, horizon, end)
-    if labels.empty:
-        raise ValueError(
-            f"no labellable cutoffs: the data ends {end:%Y-%m-%d}, a {horizon_days}-day horizon "
-            "needs more history"
+    if labels[TIMESTAMP].nunique() < MIN_CUTOFFS:
+        raise NotEnoughHistory(
+            f"too few labellable cutoffs ({labels[TIMESTAMP].nunique()} of the "
+            f"{MIN_CUTOFFS} a train/validation/test split needs): "
+            + required_span(orders, horizon, cutoff_freq)
         )
     fs = feature_store or open_store("embedded", data_dir)
     frame = store.historical(fs, labels, SERVICE)

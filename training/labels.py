@@ -26,6 +26,36 @@ def data_end(orders: pd.DataFrame) -> pd.Timestamp:
     return orders["order_ts"].max().floor("D") + pd.Timedelta(days=1)
 
 
+MIN_CUTOFFS = 3  # train, validation and test each need one cutoff of their own (split.py)
+
+
+class NotEnoughHistory(ValueError):
+    """The orders span too little time for the horizon; the message says what span it needs."""
+
+
+def required_span(
+    orders: pd.DataFrame, horizon: pd.Timedelta, freq: str = "MS", n: int = MIN_CUTOFFS
+) -> str:
+    """Why a shop has too few labellable cutoffs, and what span or horizon would do."""
+    live = _live_orders(orders)
+    if live.empty:
+        return "no completed orders: nothing to label"
+    first, end = live["order_ts"].min().floor("D"), data_end(live)
+    grid = pd.date_range(first + pd.Timedelta(days=1), periods=n, freq=freq)
+    needed_end = grid[-1] + horizon
+    have, need = (end - first).days, (needed_end - first).days
+    fits = (end - grid[-1]).days
+    advice = (
+        f"use --horizon-days {fits} or less, or" if fits > 0 else "use a shorter --cutoff-freq, or"
+    )
+    return (
+        f"the orders run {first:%Y-%m-%d}..{end - pd.Timedelta(days=1):%Y-%m-%d} ({have} days); "
+        f"{n} cutoffs ({freq}, the last {grid[-1]:%Y-%m-%d}) with a {horizon.days}-day horizon "
+        f"need orders until {needed_end:%Y-%m-%d}, a span of {need} days: {advice} "
+        f"ingest {need - have} more days of history"
+    )
+
+
 def cutoffs(orders: pd.DataFrame, horizon: pd.Timedelta, freq: str = "MS") -> list[pd.Timestamp]:
     """Calendar cutoffs (month starts by default) that have history before them and a fully
     observed horizon after them."""

@@ -79,7 +79,7 @@ def test_optional_tables_may_be_absent(raw: Path, tmp_path: Path) -> None:
             "orders.csv",
             b"order_id,customer_id,order_ts,status,total_amount\no1,c1,2025-02-01,"
             b"completed,1,EXTRA\n",
-            "orders.csv: cannot read",
+            "orders.csv: line 2: 6 fields where the header has 5",
         ),
         ("orders.csv", b"", "orders.csv: cannot read: the file is empty"),
     ],
