@@ -47,9 +47,7 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.utils import _get_online_request_context
 from feast.value_type import ValueType
 
-
-class StoreUnavailable(RuntimeError):
-    """The online store did not answer within the deadline (a caller may map it to its own)."""
+from featurestore.errors import StoreUnavailable
 
 
 @contextmanager

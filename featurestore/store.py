@@ -30,6 +30,7 @@ from feast import FeatureStore
 from feast.repo_config import RepoConfig
 
 from featurestore import quiet
+from featurestore.errors import StoreConfigError
 from pipelines.lock import data_dir_lock
 from shopconfig.settings import (
     FEATURE_REPO,
@@ -42,10 +43,6 @@ from shopconfig.settings import (
 
 PROFILES: dict[str, Path] = {name: FEATURE_REPO / rel for name, rel in PROFILE_FILES.items()}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class StoreConfigError(RuntimeError):
-    """The feature store cannot be opened (a missing or invalid profile, no registry)."""
 
 
 def _prepare(profile: Profile, data_dir: Path) -> None:

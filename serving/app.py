@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import Depends, FastAPI
 
+from featurestore.errors import StoreConfigError
 from featurestore.online import OnlineFeatures
-from featurestore.store import StoreConfigError, open_serving_store
+from featurestore.store import open_serving_store
 from serving import errors, prometheus
 from serving.catalog import CatalogKeeper
 from serving.deps import Resources, require_api_key

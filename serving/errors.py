@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from featurestore.online import StoreUnavailable as OnlineStoreUnavailable
+from featurestore.errors import StoreUnavailable as OnlineStoreUnavailable
 
 log = logging.getLogger("serving")
 

@@ -24,10 +24,6 @@ from typing import Any
 import joblib
 import numpy as np
 from scipy.special import expit
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from pipelines.storage import models_dir
 
@@ -237,7 +233,13 @@ def linear_closed_form(
     sklearn spends about 0.28 ms validating the input of each step for one row, the closed form
     5 us. It is used only after it reproduced the estimator's own `predict_proba` on random rows
     (missing values included) to 1e-12; any other estimator, or a mismatch, keeps sklearn's path.
+    (sklearn is imported here, not at the top: `shopfeast serve` checks the artifacts first.)
     """
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     if not isinstance(estimator, Pipeline) or len(estimator.steps) != 3:
         return None
     imputer, scaler, model = (step for _, step in estimator.steps)
