@@ -31,7 +31,14 @@ from rich.table import Table as RichTable
 
 from pipelines import storage
 from pipelines.coerce import to_text
-from pipelines.contract import ARROW_TYPES, CONTRACT_VERSION, INGEST_ORDER, TABLES, Table
+from pipelines.contract import (
+    ARROW_TYPES,
+    CONTRACT_VERSION,
+    FUTURE_TOLERANCE_HOURS,
+    INGEST_ORDER,
+    TABLES,
+    Table,
+)
 from pipelines.ingest_state import (
     REFERENCE_COLUMNS,
     State,
@@ -63,6 +70,7 @@ def run(
     wait: float = 0.0,
     bounds: dict[str, float] | None = None,
     encoding: str = "utf-8",
+    as_of: str | None = None,
 ) -> int:
     """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem,
     BUSY_EXIT when another writer held the data directory for longer than `wait` seconds.
@@ -73,7 +81,13 @@ def run(
         limits = _bounds(get_settings().value_bounds if bounds is None else bounds)
         with data_dir_lock(data_dir, f"ingest {raw_dir}", wait):
             report = ingest(
-                Path(raw_dir), Path(data_dir), clock, console, limits, encoding=encoding
+                Path(raw_dir),
+                Path(data_dir),
+                clock,
+                console,
+                limits,
+                encoding=encoding,
+                as_of=parse_as_of(as_of, clock),
             )
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -104,6 +118,20 @@ def parse_now(now: str | None) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def parse_as_of(as_of: str | None, now: pd.Timestamp) -> pd.Timestamp | None:
+    """--as-of: the instant the export is complete up to (not after the clock's tolerance)."""
+    if as_of is None:
+        return None
+    try:
+        ts = pd.Timestamp(as_of)
+    except ValueError as exc:
+        raise IngestError(f"--as-of: cannot read {as_of!r} as an ISO 8601 timestamp") from exc
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if ts > now + pd.Timedelta(hours=FUTURE_TOLERANCE_HOURS):
+        raise IngestError(f"--as-of {ts.isoformat()} is later than the clock ({now.isoformat()})")
+    return ts
+
+
 def ingest(
     raw_dir: Path,
     data_dir: Path,
@@ -111,11 +139,12 @@ def ingest(
     console: Console | None = None,
     bounds: dict[str, float] | None = None,
     encoding: str = "utf-8",
+    as_of: pd.Timestamp | None = None,
 ) -> dict | None:
     """Ingest the batch in raw_dir into data_dir; the report, or None if it was ingested before.
 
     `bounds` override the contract's upper bounds ("table.column" -> bound); `encoding` is that of
-    CSV files."""
+    CSV files; `as_of` the instant the export is complete up to (features run snapshots to it)."""
     console = console or Console(quiet=True)
     bounds = upper_bounds(bounds)
     started = time.perf_counter()
@@ -143,6 +172,14 @@ def ingest(
             todo[name] = (file, sha)
     if not todo:
         batches = sorted({s["ingested_in"] for s in skipped.values()})
+        if state.advance_horizon(as_of):  # no new rows, but the export says time went on
+            state.save_manifest()
+            console.print(
+                f"{raw_dir}: already ingested (batch {', '.join(batches)}); "
+                f"complete up to {as_of.isoformat()} now",
+                soft_wrap=True,
+            )
+            return None
         console.print(
             f"{raw_dir}: already ingested (batch {', '.join(batches)}); nothing to do",
             soft_wrap=True,
@@ -172,6 +209,7 @@ def ingest(
         "raw_dir": str(Path(raw_dir).resolve()),
         "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "now": now.isoformat(),
+        "as_of": as_of.isoformat() if as_of is not None else None,
         "upper_bounds": bounds,
         "source_files": {
             n: {"file": f.name, "format": f.format, "sha256": sha, "bytes": f.path.stat().st_size}
@@ -191,6 +229,7 @@ def ingest(
             "batch": batch,
             "ingested_at": report["ingested_at"],
             "raw_dir": report["raw_dir"],
+            "as_of": report["as_of"],
             "files": {
                 n: {
                     "file": f.name,
@@ -201,6 +240,7 @@ def ingest(
             },
         }
     )
+    state.advance_horizon(as_of)
     state.save_manifest()  # the commit point: from here on the batch counts as ingested
     return report
 

@@ -107,6 +107,16 @@ class State:
     def add_batch(self, entry: dict) -> None:
         self.manifest["batches"].append(entry)
 
+    def advance_horizon(self, as_of: pd.Timestamp | None) -> bool:
+        """Record that the exports are complete up to `as_of` (kept: the latest); True if later."""
+        if as_of is None:
+            return False
+        current = horizon_of(self.manifest)
+        if current is not None and as_of <= current:
+            return False
+        self.manifest["as_of"] = as_of.isoformat()
+        return True
+
     def save_manifest(self) -> None:
         path = ingest_state_dir(self.data_dir) / "manifest.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,3 +171,15 @@ def rebuild(data_dir: Path) -> None:
         if rows.num_rows:
             out.mkdir(parents=True)
             pq.write_table(state_rows(spec, rows, row, key), out / "part-rebuilt.parquet")
+
+
+def horizon_of(manifest: dict) -> pd.Timestamp | None:
+    value = manifest.get("as_of")
+    return pd.Timestamp(value).tz_convert("UTC") if value else None
+
+
+def horizon(data_dir: Path) -> pd.Timestamp | None:
+    """The instant the ingested exports are declared complete up to (`ingest --as-of`), if any:
+    snapshots run to it even on days without rows, so windows empty out."""
+    path = ingest_state_dir(data_dir) / "manifest.json"
+    return horizon_of(json.loads(path.read_text())) if path.exists() else None

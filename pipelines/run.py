@@ -19,7 +19,9 @@ those seen last time and recomputes from the earliest day they touch:
 - a removed file, or a changed declaration (fingerprint): the source is rebuilt.
 
 The snapshot range is global: the first snapshot is the day after the oldest clean row, the last
-is the day after the newest one, so every source ends on the same day. `created_timestamp` equals
+is the day after the newest one, or the day of the latest `ingest --as-of` instant when that is
+later (the export is complete up to it: windows empty out on days without rows), so every source
+ends on the same day. `created_timestamp` equals
 `event_timestamp` (the instant the value became computable); it is deterministic, so a historical
 and an incremental build of the same data are identical file contents, not just equal values.
 The family interface is in pipelines/family.py.
@@ -44,6 +46,7 @@ import pyarrow.parquet as pq
 from pipelines import sources
 from pipelines.contract import TABLES
 from pipelines.family import Input
+from pipelines.ingest_state import horizon
 from pipelines.lock import data_dir_lock
 from pipelines.specs import FeatureSource, conform, from_arrow, to_arrow
 from pipelines.specs import _types_mapper as specs_types_mapper
@@ -319,7 +322,11 @@ def _data_span(data_dir: Path, files: dict[str, dict[str, list[int]]]) -> tuple[
                 days += [int(d.min()), int(d.max())]
     if not days:
         return None
-    return min(days) + 1, max(days) + 1
+    last = max(days) + 1
+    as_of = horizon(data_dir)  # exports complete up to: snapshots run on through empty days
+    if as_of is not None:
+        last = max(last, int(day_of(pd.DatetimeIndex([as_of]))[0]))
+    return min(days) + 1, last
 
 
 # --- stored rows ------------------------------------------------------------------------------

@@ -98,6 +98,14 @@ def ingest(
     raw_dir: Annotated[Path, typer.Argument(help="Directory of raw files, one per table.")],
     data_dir: DataDirOpt = None,
     now: Annotated[str | None, typer.Option(help="Clock for the future-timestamp rule.")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The instant this export is complete up to (ISO, UTC): feature snapshots run "
+            "to it even through days without rows. Default: the day after the newest row.",
+        ),
+    ] = None,
     encoding: Annotated[
         str, typer.Option(help="Text encoding of CSV files (e.g. latin-1, cp1252).")
     ] = "utf-8",
@@ -107,7 +115,14 @@ def ingest(
     from pipelines.ingest import run
     from shopconfig.settings import resolve_data_dir as resolve
 
-    code = run(raw_dir=raw_dir, data_dir=resolve(data_dir), now=now, wait=wait, encoding=encoding)
+    code = run(
+        raw_dir=raw_dir,
+        data_dir=resolve(data_dir),
+        now=now,
+        wait=wait,
+        encoding=encoding,
+        as_of=as_of,
+    )
     raise typer.Exit(code)
 
 

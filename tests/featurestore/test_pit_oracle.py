@@ -22,6 +22,7 @@ from pipelines import sources
 from tests.support import oracle, oracle_shop
 
 SEED = 20240917
+AS_OF = "2025-03-15T00:00:00Z"
 
 
 def _build_handmade(root: Path) -> Path:
@@ -49,7 +50,8 @@ def _build_generated(root: Path) -> Path:
         start="2024-11-01",
         fmt="parquet",
     )
-    code = ingest.run(raw_dir=raw, data_dir=data_dir, now="2025-03-15T00:00:00Z")
+    # The export is declared complete two weeks after its last row: windows empty out online.
+    code = ingest.run(raw_dir=raw, data_dir=data_dir, now="2025-03-15T00:00:00Z", as_of=AS_OF)
     assert code == 0
     pipeline_run.run(data_dir, mode="historical", echo=False)
     return data_dir
@@ -244,3 +246,26 @@ def test_the_oracle_sees_what_it_should():
     assert oracle.product_features(shop, "p", at("2025-01-05 23:00"))["product_price"] == 10.0
     assert oracle.product_features(shop, "p", at("2025-01-06"))["product_price"] == 12.0
     assert oracle.product_features(shop, "p", at("2025-01-01 12:00")) is None
+
+
+def test_windows_empty_out_after_the_last_row(store):
+    """Up to the export's --as-of instant the store follows the oracle past the newest row:
+    windows empty out on days without rows instead of serving the last snapshot forever."""
+    data_dir, shop = store
+    if shop.as_of is None:
+        pytest.skip("the hand-made shop has no ingest manifest")
+    sources = _sources(data_dir, ["customer_activity"])
+    last_order = shop.orders["order_ts"].max()
+    assert oracle.last_snapshot(shop) == pd.Timestamp(AS_OF) > last_order
+    late = shop.orders[shop.orders["order_ts"] >= last_order - pd.Timedelta(days=10)]
+    ids = sorted(late["customer_id"].dropna().unique())[:25]
+    assert ids
+    at = pd.Timestamp(AS_OF)
+    pairs = [(c, at) for c in ids]
+    checked, problems = _check(
+        pairs, sources, "customer_id", oracle.customer_features, shop, ["customer_activity"]
+    )
+    assert not problems, "\n".join(problems[:25])
+    split = _split(sources)["customer_activity"]
+    values = [oracle.lookup(split, c, at)["orders_7d"] for c in ids]
+    assert values == [0] * len(ids)  # the last orders left the 7-day window by then

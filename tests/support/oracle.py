@@ -22,6 +22,7 @@ The pipeline side is read the way Feast reads a source: for (entity, t) the late
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -89,6 +90,8 @@ class RawShop:
     order_items: pd.DataFrame
     events: pd.DataFrame
     reviews: pd.DataFrame
+    # The instant the exports are complete up to (`ingest --as-of`): snapshots run to it.
+    as_of: pd.Timestamp | None = None
 
     def of(self, table: str, key: str, entity: str) -> list[dict]:
         """The rows of `table` whose `key` is `entity`, as plain dicts (nulls as None).
@@ -118,7 +121,9 @@ class RawShop:
             n: read_clean(data_dir, n)
             for n in ("customers", "products", "orders", "order_items", "events", "reviews")
         }
-        return cls(**tables)
+        manifest = data_dir / "state" / "ingest" / "manifest.json"
+        as_of = json.loads(manifest.read_text()).get("as_of") if manifest.exists() else None
+        return cls(**tables, as_of=pd.Timestamp(as_of) if as_of else None)
 
 
 # --- the oracle: one pair at a time, plain loops ------------------------------------------------
@@ -261,7 +266,8 @@ def same(expected, actual, name: str) -> bool:
 
 
 def last_snapshot(shop: RawShop) -> pd.Timestamp:
-    """The last snapshot a store built from these tables holds: the day after the newest row."""
+    """The last snapshot a store built from these tables holds: the day after the newest row, or
+    the day of the export's declared completeness (`ingest --as-of`) when that is later."""
     newest = max(
         df[col].max()
         for df, col in (
@@ -274,7 +280,8 @@ def last_snapshot(shop: RawShop) -> pd.Timestamp:
         )
         if len(df) and df[col].notna().any()
     )
-    return floor_day(newest) + DAY
+    last = floor_day(newest) + DAY
+    return max(last, floor_day(shop.as_of)) if shop.as_of is not None else last
 
 
 def _around(rng: np.random.Generator, snapshot: pd.Timestamp) -> list[pd.Timestamp]:
