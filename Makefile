@@ -13,12 +13,14 @@ PYTEST_ARGS ?=
 SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
-        test test-fast lint bench bench-generate bench-pipelines bench-materialize bench-serving clean
+        test test-fast lint bench bench-generate bench-pipelines bench-materialize bench-serving clean \
+        notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
 	@echo "make test   - run the test suite (reaches or starts Redis and PostgreSQL)"
 	@echo "stages: data features apply materialize train serve; benchmarks: bench-*; lint"
+	@echo "make notebooks - JupyterLab on notebooks/ (after make demo); make ui - Feast's UI"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +29,17 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 install: $(STAMP)
+
+NOTEBOOKS_STAMP := $(VENV)/.notebooks
+$(NOTEBOOKS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev,notebooks]"
+	@touch $@
+
+notebooks: $(NOTEBOOKS_STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+ui: $(STAMP)
+	$(SHOPFEAST) ui
 
 services: $(STAMP)
 	@$(PY) scripts/services.py

@@ -1,23 +1,26 @@
-"""Model-card plots as PNG (matplotlib, Agg: no screen needed)."""
+"""Model-card plots as PNG.
+
+Figures are built with matplotlib's object API (`Figure`, saved through its own Agg canvas), never
+through pyplot: no screen is needed and the process's backend is left alone, so a notebook that
+imports the trainers keeps its inline plots (a `matplotlib.use("Agg")` here switched them off).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 
 def roc_pr(y: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> list[Path]:
     """ROC and precision-recall curves of several models on the same rows."""
     paths = []
     for kind in ("roc", "pr"):
-        fig, ax = plt.subplots(figsize=(5, 4.5))
+        fig = Figure(figsize=(5, 4.5))
+        ax = fig.subplots()
         for name, p in scores.items():
             if kind == "roc":
                 x, yv, _ = roc_curve(y, p)
@@ -36,7 +39,8 @@ def roc_pr(y: np.ndarray, scores: dict[str, np.ndarray], out: Path) -> list[Path
 
 
 def calibration(curves: dict[str, dict[str, list[float]]], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
     for name, c in curves.items():
         ax.plot(c["mean_predicted"], c["observed_rate"], marker="o", label=name)
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
@@ -48,7 +52,8 @@ def calibration(curves: dict[str, dict[str, list[float]]], out: Path) -> Path:
 def importance(values: pd.Series, out: Path, title: str, top: int = 20) -> Path:
     """Horizontal bars of the largest importances."""
     v = values.sort_values(ascending=False).head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(v) + 1.2))
+    fig = Figure(figsize=(6, 0.3 * len(v) + 1.2))
+    ax = fig.subplots()
     ax.barh(v.index, v.to_numpy())
     ax.set(title=title)
     ax.tick_params(axis="y", labelsize=7)
@@ -60,7 +65,8 @@ def bars(
 ) -> Path:
     """Grouped bars: one group per metric, one bar per model (ranking comparison)."""
     frame = pd.DataFrame(values).T[metric_names]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     frame.T.plot.bar(ax=ax, rot=0)
     ax.set(title=title)
     ax.legend(fontsize=8)
@@ -70,5 +76,4 @@ def bars(
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -1,4 +1,6 @@
-"""The data scientist's notebooks run top to bottom on a small store (embedded profile)."""
+"""The data scientist's notebooks run top to bottom on a small store (embedded profile), with
+the kernel's own matplotlib backend (inline, as in JupyterLab): their plot cells show images.
+Without a store they stop at once with one line, and write nothing."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from tests.support.training_shop import SMALL_HORIZON_DAYS, small_store
 
@@ -20,7 +23,7 @@ def test_notebook_runs(name: str, repo_root: Path, tmp_path_factory, monkeypatch
     data = small_store(tmp_path_factory.mktemp)
     monkeypatch.setenv("SHOPFEAST_DATA_DIR", str(data))
     monkeypatch.setenv("SHOPFEAST_HORIZON_DAYS", str(SMALL_HORIZON_DAYS))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend
     nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo_root)}}
@@ -28,3 +31,27 @@ def test_notebook_runs(name: str, repo_root: Path, tmp_path_factory, monkeypatch
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert outputs, "the notebook produced no output"
+    plot_cells = [c for c in nb.cells if c.cell_type == "code" and "plt.subplots" in c.source]
+    for cell in plot_cells:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert images, f"a plot cell showed no image:\n{cell.source[:200]}"
+    if name == "02_churn_model.ipynb":
+        assert plot_cells, "the churn notebook's ROC/calibration cell is gone"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_without_a_store_a_notebook_stops_with_one_line(
+    name: str, repo_root: Path, tmp_path: Path, monkeypatch
+) -> None:
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    monkeypatch.setenv("SHOPFEAST_DATA_DIR", str(empty))
+    nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(repo_root)}}
+    )
+    with pytest.raises(CellExecutionError) as stopped:
+        client.execute()
+    assert stopped.value.ename == "SystemExit"
+    assert "SHOPFEAST_DATA_DIR" in stopped.value.evalue and str(empty) in stopped.value.evalue
+    assert list(empty.iterdir()) == []  # nothing opened, nothing written
