@@ -11,7 +11,7 @@ from typing import Literal
 
 import pyarrow as pa
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "1.1"
 
 Kind = Literal["string", "timestamp", "int", "float", "bool"]
 
@@ -114,6 +114,7 @@ PRODUCTS = Table(
         _c("is_active", "bool", False, "default true"),
         _c("description", "string"),
         _c("inventory_quantity", "int"),
+        _c("tags", "string", False, "comma-separated (Shopify tags)"),
     ),
     required=True,
     key=("product_id", "updated_at"),
@@ -134,9 +135,11 @@ ORDERS = Table(
         _c("refund_ts", "timestamp"),
         _c("channel", "string"),
         _c("currency", "string"),
+        _c("updated_at", "timestamp", False, "when this version took effect; default order_ts"),
     ),
     required=True,
-    key=("order_id",),
+    # Orders are a change log too (v1.1): a row per version, read as of T (pipelines.order_versions)
+    key=("order_id", "updated_at"),
     time_column="order_ts",
 )
 

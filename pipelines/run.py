@@ -314,6 +314,9 @@ def _data_span(data_dir: Path, files: dict[str, dict[str, list[int]]]) -> tuple[
             names = {Path(f).parent.name for f in fs if f.startswith(f"{DAY_PARTITION}=")}
             ds_days = [to_day(pd.Timestamp(n.split("=", 1)[1], tz="UTC")) for n in names]
             days += [min(ds_days), max(ds_days)] if ds_days else []
+            if table == "orders":  # a later version of an order changes snapshots after it
+                t = read_clean(data_dir, table, ["updated_at"])["updated_at"].dropna()
+                days += [int(day_of(t).max())] if len(t) else []
         else:
             col = spec.time_column
             t = read_clean(data_dir, table, [col])[col].dropna()

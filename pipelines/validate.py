@@ -215,22 +215,26 @@ class Known:
         ids = ids.cast(pa.string())
         if table == "products":
             self.product_ids = pc.unique(pa.concat_arrays([self.product_ids, ids]))
-        elif table == "orders":  # order ids are unique among clean rows (duplicate_id)
-            self.order_ids = pa.concat_arrays([self.order_ids, ids])
-            self.order_ts_us = np.concatenate([self.order_ts_us, times_us])
-        elif table == "customers":  # a customer's earliest signup over all profile versions
-            both = (
-                pa.table(
-                    {
-                        "id": pa.concat_arrays([self.customer_ids, ids]),
-                        "t": np.concatenate([self.signup_us, times_us]),
-                    }
-                )
-                .group_by("id", use_threads=False)
-                .aggregate([("t", "min")])
+        elif table == "orders":  # an order's first order_ts over all its versions
+            self.order_ids, self.order_ts_us = _earliest(
+                self.order_ids, self.order_ts_us, ids, times_us
             )
-            self.customer_ids = both["id"].combine_chunks()
-            self.signup_us = both["t_min"].to_numpy()
+        elif table == "customers":  # a customer's earliest signup over all profile versions
+            self.customer_ids, self.signup_us = _earliest(
+                self.customer_ids, self.signup_us, ids, times_us
+            )
+
+
+def _earliest(
+    ids: pa.Array, times: np.ndarray, new_ids: pa.Array, new_times: np.ndarray
+) -> tuple[pa.Array, np.ndarray]:
+    """Unique ids with the earliest time of each, over both sets."""
+    both = (
+        pa.table({"id": pa.concat_arrays([ids, new_ids]), "t": np.concatenate([times, new_times])})
+        .group_by("id", use_threads=False)
+        .aggregate([("t", "min")])
+    )
+    return both["id"].combine_chunks(), both["t_min"].to_numpy()
 
 
 def positions(ids: pd.Series, value_set: pa.Array) -> np.ndarray:
@@ -400,6 +404,7 @@ def normalise(spec: Table, df: pd.DataFrame, now: pd.Timestamp) -> None:
     elif spec.name == "orders":
         df["discount_amount"] = df["discount_amount"].fillna(0.0)
         df["refunded_amount"] = df["refunded_amount"].fillna(0.0)
+        df["updated_at"] = df["updated_at"].fillna(df["order_ts"])
     elif spec.name == "order_items":
         df["discount"] = df["discount"].fillna(0.0)
 

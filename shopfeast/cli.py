@@ -139,6 +139,30 @@ def import_completejourney(
     run(out=out, households=households)
 
 
+@import_app.command("shopify")
+def import_shopify(
+    src: Annotated[
+        Path, typer.Argument(help="Shopify exports: REST JSON, GraphQL bulk JSONL, admin CSV.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Raw directory to write.")],
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only what changed after this time (default: the last watermark)."),
+    ] = None,
+    exported_at: Annotated[
+        str | None, typer.Option(help="When the CSV exports were taken (default: now).")
+    ] = None,
+) -> None:
+    """A Shopify shop: orders (with refunds and cancellations), products, customers, collections."""
+    from shopfeast.importers.shopify import ShopifyError, run
+
+    try:
+        run(src=src, out=out, since=since, exported_at=exported_at)
+    except ShopifyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
 @import_app.command("amazon-reviews")
 def import_amazon_reviews(
     file: Annotated[Path, typer.Argument(help="Amazon review JSON lines (.json.gz).")],

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from featurestore.store import open_store
 from pipelines.lock import data_dir_lock
+from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
 from training import artifacts, churn_models, plots, store
 from training.evaluation import best_f1_threshold, calibration, classification_metrics
@@ -73,7 +74,11 @@ def build_dataset(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    orders = read_clean(data_dir, "orders", ["customer_id", "order_ts", "status"])
+    orders = latest_versions(
+        read_clean(
+            data_dir, "orders", ["order_id", "customer_id", "order_ts", "status", "updated_at"]
+        )
+    )
     customers = read_clean(data_dir, "customers", ["customer_id", "signup_ts"])
     horizon = pd.Timedelta(days=horizon_days)
     end = data_end(orders)

@@ -31,6 +31,7 @@ from xgboost import XGBRanker
 from featurestore.odfv import CANDIDATE_COPURCHASE
 from featurestore.store import open_store
 from pipelines.lock import data_dir_lock
+from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
 from training import artifacts, plots, store
 from training.candidates import (
@@ -116,7 +117,11 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
 
     Columns: query_id, customer_id, event_timestamp, relevant (frozenset of product ids), split.
     """
-    orders = read_clean(data_dir, "orders", ["order_id", "customer_id", "order_ts", "status"])
+    orders = latest_versions(
+        read_clean(
+            data_dir, "orders", ["order_id", "customer_id", "order_ts", "status", "updated_at"]
+        )
+    )
     items = read_clean(data_dir, "order_items", ["order_id", "product_id"])
     live = (orders["status"] != "cancelled").fillna(False) & orders["customer_id"].notna()
     orders = orders[live.astype(bool)]

@@ -1,12 +1,15 @@
 """customer_activity: what a customer bought and did, over 7/30/90-day windows and lifetime.
 
-Orders count when `status != cancelled`. A refund lowers spend from the snapshot after its
-`refund_ts` (from the order itself when `refund_ts` is missing), never earlier: using a refund
-that happens after T would leak the future. Categories are the product's as of the order
-(latest product row with `updated_at` before `order_ts`, else its first row), so a later
-re-categorisation does not rewrite what a customer bought. Sessions are (customer, session_id)
-keys: a session counts in a window when any of its events does, and its length is the span of its
-events inside the window, so a session across midnight never uses events from after T.
+Orders are read as of T (pipelines.order_versions): an order counts while the version in force
+is not cancelled, and a refund lowers spend from the snapshot after its `refund_ts` (from the
+version itself when `refund_ts` is missing), never earlier: using a refund that happens after T
+would leak the future. What was bought (products, categories, the last order, recent products)
+counts the orders that were not cancelled when placed (their first version). Categories are the
+product's as of the order (latest product row with `updated_at` before `order_ts`, else its first
+row), so a later re-categorisation does not rewrite what a customer bought. Sessions are
+(customer, session_id) keys: a session counts in a window when any of its events does, and its
+length is the span of its events inside the window, so a session across midnight never uses
+events from after T.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import order_versions
 from pipelines.existence import customer_first_day
 from pipelines.family import Input
 from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
@@ -30,7 +34,6 @@ from pipelines.windows import (
     day_ts,
     duration_us,
     entry_day,
-    fixed,
     segment_states,
     state_deltas,
     top_key,
@@ -157,6 +160,7 @@ INPUTS = (
             "discount_amount",
             "refunded_amount",
             "refund_ts",
+            "updated_at",
         ),
     ),
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
@@ -173,7 +177,7 @@ def compute(
     items = _items(tables["order_items"], orders, tables["products"])
     streams = Streams()
     streams.points(np.arange(len(index)), first_day)
-    _order_streams(streams, orders)
+    _order_streams(streams, _order_steps(tables["orders"], index))
     _item_streams(streams, items)
     _event_streams(streams, tables["events"], index)
     acc = streams.evaluate(snapshots.start_day, snapshots.end_day)
@@ -242,20 +246,18 @@ def _strings(col: pd.Series) -> pa.Array:
 
 
 def _live_orders(orders: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
-    o = orders[orders["status"] != "cancelled"]
+    """Orders not cancelled when placed (first versions), with customer code and entry day."""
+    o = order_versions.first_versions(orders)
+    o = o[o["status"] != "cancelled"]
     o = o.assign(c=index.codes(o["customer_id"]), enter=entry_day(o["order_ts"]))
-    o = o[o["c"] >= 0]
-    refund = o["refunded_amount"].fillna(0.0)
-    refund_enter = np.where(
-        o["refund_ts"].isna(), o["enter"], entry_day(o["refund_ts"].fillna(o["order_ts"]))
-    )
-    return o.assign(
-        total=fixed(o["total_amount"]),
-        refund=fixed(refund),
-        refund_enter=np.maximum(refund_enter, o["enter"].to_numpy()),
-        refunded=(refund > 0).to_numpy(),
-        discounted=(o["discount_amount"].fillna(0.0) > 0).to_numpy(),
-    )
+    return o[o["c"] >= 0]
+
+
+def _order_steps(orders: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
+    """Each order's values as of each day it changes (order_versions.steps), known customers."""
+    st = order_versions.steps(orders)
+    st = st.assign(c=index.codes(st["customer_id"]))
+    return st[st["c"] >= 0]
 
 
 def _items(items: pd.DataFrame, orders: pd.DataFrame, products: pd.DataFrame) -> pd.DataFrame:
@@ -285,26 +287,25 @@ def _items(items: pd.DataFrame, orders: pd.DataFrame, products: pd.DataFrame) ->
 # --- streams ----------------------------------------------------------------------------------
 
 
-def _order_streams(s: Streams, o: pd.DataFrame) -> None:
-    c, enter = o["c"].to_numpy(), o["enter"].to_numpy()
-    ones = np.ones(len(o), np.int64)
+def _order_streams(s: Streams, st: pd.DataFrame) -> None:
+    """Order counts, spend, refunds and discounts from the orders' steps: a change (a refund, a
+    cancellation) is known from its day and leaves with the order's window."""
+    c, enter, day = st["c"].to_numpy(), st["enter"].to_numpy(), st["day"].to_numpy()
+    live, spend = st["d_live"].to_numpy(), st["d_spend"].to_numpy()
     for w in (7, 30, 90):
-        s.window(c, enter, w, **{f"orders_{w}d": ones})
-    s.window(c, enter, None, lifetime_orders=ones)
-    s.window(c, enter, 90, discounted_90d=o["discounted"].to_numpy().astype(np.int64))
-    total, refund, r_enter = (o[k].to_numpy() for k in ("total", "refund", "refund_enter"))
-    refunded = o["refunded"].to_numpy().astype(np.int64)
+        order_versions.window(s, c, enter, day, w, **{f"orders_{w}d": live})
+    order_versions.window(s, c, enter, day, None, lifetime_orders=live, lifetime_spend=spend)
     for w in (30, 90):
-        s.window(c, enter, w, **{f"spend_{w}d": total})
-        # The refund is known from r_enter and leaves with the order (if it was known by then).
-        hit = r_enter < enter + w
-        s.window(c[hit], r_enter[hit], None, **{f"spend_{w}d": -refund[hit]})
-        s.add(c[hit], enter[hit] + w, **{f"spend_{w}d": refund[hit]})
-    hit = r_enter < enter + 90
-    s.window(c[hit], r_enter[hit], None, refunded_90d=refunded[hit])
-    s.add(c[hit], enter[hit] + 90, refunded_90d=-refunded[hit])
-    s.window(c, enter, None, lifetime_spend=total)
-    s.window(c, r_enter, None, lifetime_spend=-refund)
+        order_versions.window(s, c, enter, day, w, **{f"spend_{w}d": spend})
+    order_versions.window(
+        s,
+        c,
+        enter,
+        day,
+        90,
+        discounted_90d=st["d_discounted"].to_numpy(),
+        refunded_90d=st["d_refunded"].to_numpy(),
+    )
 
 
 def _item_streams(s: Streams, it: pd.DataFrame) -> None:

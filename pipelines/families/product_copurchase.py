@@ -1,6 +1,6 @@
 """product_copurchase: for each product, the 20 products most often bought with it, with scores.
 
-Definitions (all from non-cancelled orders placed before T):
+Definitions (all from orders placed before T and not cancelled when placed):
 - A buyer is a customer, or, for a guest order, that order alone.
 - Two products are bought together by a buyer when the buyer bought both within 30 days of each
   other (`|order_ts_a - order_ts_b| < 30 days`; the same order is 0 apart). Guests therefore only
@@ -39,6 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines import order_versions
 from pipelines.existence import product_first_day
 from pipelines.family import Input
 from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
@@ -97,7 +98,7 @@ SOURCE = FeatureSource(
 LOOKBACK_DAYS = TOGETHER_DAYS + GRAIN_DAYS
 INPUTS = (
     Input("products", ("product_id", "updated_at", "created_at")),
-    Input("orders", ("order_id", "customer_id", "order_ts", "status"), LOOKBACK_DAYS),
+    Input("orders", ("order_id", "customer_id", "order_ts", "status", "updated_at"), LOOKBACK_DAYS),
     Input("order_items", ("order_id", "product_id"), LOOKBACK_DAYS),
 )
 
@@ -287,7 +288,8 @@ def purchases(
     """One row per (buyer, product, order) of non-cancelled orders: `u`, `p`, `o`, `us` (order
     time in microseconds), sorted by buyer and time; and the sorted customer ids (`customers` and
     the new ones). A customer's `u` is their position in those ids; guests' come after."""
-    o = orders.loc[orders["status"] != "cancelled", ["order_id", "customer_id", "order_ts"]]
+    o = order_versions.first_versions(orders)  # the orders as placed
+    o = o.loc[o["status"] != "cancelled", ["order_id", "customer_id", "order_ts"]]
     it = items[["order_id", "product_id"]].merge(o, on="order_id")
     p = index.codes(it["product_id"])
     code, ids = pd.factorize(it["customer_id"])

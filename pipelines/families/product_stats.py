@@ -3,10 +3,12 @@ category: the product side of the ranking model and the shop's collections.
 
 A product exists from the first snapshot after its first change-log row (pipelines.existence);
 its attributes (price, category, brand, ...) are those of the row with the latest `updated_at < T`.
-Windows are `[T - W, T)` as everywhere (pipelines.windows). Orders count when `status !=
-cancelled`, guest orders included (a product sells to guests too); an order that lists a product
-twice counts once in the order counts and fully in the units. A refund is known from the snapshot
-after its `refund_ts` (from the order itself when `refund_ts` is missing), never earlier.
+Windows are `[T - W, T)` as everywhere (pipelines.windows). Orders are read as of T
+(pipelines.order_versions): units, order counts and refunds count an order while the version in
+force is not cancelled, guest orders included (a product sells to guests too); an order that lists
+a product twice counts once in the order counts and fully in the units. A refund is known from the
+snapshot after its `refund_ts` (from the version itself when `refund_ts` is missing), never
+earlier. Popularity counts the buyers of orders not cancelled when placed.
 
 Category-level figures are cross-sections: at each T, over every product that exists at T in the
 product's category (as of T), active or not. They change whenever any product of the category
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import review_nlp
+from pipelines import order_versions, review_nlp
 from pipelines.existence import product_first_day
 from pipelines.family import Input
 from pipelines.specs import Feature, FeatureSource
@@ -208,7 +210,17 @@ INPUTS = (
     ),
     Input(
         "orders",
-        ("order_id", "customer_id", "order_ts", "status", "refunded_amount", "refund_ts"),
+        (
+            "order_id",
+            "customer_id",
+            "order_ts",
+            "status",
+            "total_amount",
+            "discount_amount",
+            "refunded_amount",
+            "refund_ts",
+            "updated_at",
+        ),
         lookback_days=90,
     ),
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
@@ -389,37 +401,38 @@ def _event_streams(s: Streams, events: pd.DataFrame, index: EntityIndex) -> None
 def _order_streams(
     s: Streams, orders: pd.DataFrame, items: pd.DataFrame, index: EntityIndex
 ) -> None:
-    o = orders[orders["status"] != "cancelled"]
-    o = o.assign(enter=entry_day(o["order_ts"]))
-    refund = o["refunded_amount"].fillna(0.0) > 0
-    r_enter = np.where(
-        o["refund_ts"].isna(), o["enter"], entry_day(o["refund_ts"].fillna(o["order_ts"]))
-    )
-    o = o.assign(refunded=refund.to_numpy(), r_enter=np.maximum(r_enter, o["enter"].to_numpy()))
+    """Units, orders and refunds per product from the orders' steps (order_versions): an order
+    counts while the version in force is not cancelled; its refund is known from its day."""
+    st = order_versions.steps(orders)
+    st = st[(st["d_live"] != 0) | (st["d_refunded"] != 0)]
     it = items[["order_id", "product_id", "quantity"]].merge(
-        o[["order_id", "customer_id", "enter", "refunded", "r_enter"]], on="order_id"
+        st[["order_id", "enter", "day", "d_live", "d_refunded"]], on="order_id"
     )
     it = it.assign(p=index.codes(it["product_id"]))
     it = it[it["p"] >= 0]
-    p, enter = it["p"].to_numpy(), it["enter"].to_numpy()
-    units = it["quantity"].fillna(0).to_numpy(np.int64)
+    p, enter, day = it["p"].to_numpy(), it["enter"].to_numpy(), it["day"].to_numpy()
+    units = it["quantity"].fillna(0).to_numpy(np.int64) * it["d_live"].to_numpy()
     for w in (7, 30):
-        s.window(p, enter, w, **{f"units_sold_{w}d": units})
+        order_versions.window(s, p, enter, day, w, **{f"units_sold_{w}d": units})
 
-    lines = it.drop_duplicates(["order_id", "p"])  # an order counts once per product
-    p, enter = lines["p"].to_numpy(), lines["enter"].to_numpy()
-    ones = np.ones(len(lines), np.int64)
+    lines = it.drop_duplicates(["order_id", "p", "day"])  # an order counts once per product
+    p, enter, day = lines["p"].to_numpy(), lines["enter"].to_numpy(), lines["day"].to_numpy()
+    live = lines["d_live"].to_numpy()
     for w in (7, 30, 35, 90):
-        s.window(p, enter, w, **{f"orders_{w}d": ones})
-    r_enter = lines["r_enter"].to_numpy()
-    hit = lines["refunded"].to_numpy() & (r_enter < enter + 90)
-    s.window(p[hit], r_enter[hit], None, refunded_90d=ones[hit])
-    s.add(p[hit], enter[hit] + 90, refunded_90d=-ones[hit])
+        order_versions.window(s, p, enter, day, w, **{f"orders_{w}d": live})
+    order_versions.window(s, p, enter, day, 90, refunded_90d=lines["d_refunded"].to_numpy())
 
-    customers = pd.factorize(lines["customer_id"])[0]  # -1 for guests
-    guests = pd.factorize(lines["order_id"])[0]
+    placed = order_versions.first_versions(orders)
+    placed = placed[placed["status"] != "cancelled"]
+    bought = items[["order_id", "product_id"]].merge(
+        placed[["order_id", "customer_id", "order_ts"]], on="order_id"
+    )
+    bought = bought.assign(p=index.codes(bought["product_id"]), enter=entry_day(bought["order_ts"]))
+    bought = bought[bought["p"] >= 0].drop_duplicates(["order_id", "p"])
+    customers = pd.factorize(bought["customer_id"])[0]  # -1 for guests
+    guests = pd.factorize(bought["order_id"])[0]
     buyer = np.where(customers >= 0, customers, customers.max(initial=0) + 1 + guests)
-    s.distinct("popularity_30d", p, buyer, enter, 30)
+    s.distinct("popularity_30d", bought["p"].to_numpy(), buyer, bought["enter"].to_numpy(), 30)
 
 
 def _review_streams(s: Streams, reviews: pd.DataFrame, index: EntityIndex) -> None:

@@ -122,7 +122,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "duplicate_id",
         "orders",
         {**BASE["orders"][1], "total_amount": "99"},
-        "order_id='o2' already used by row 1",
+        "order_id='o2', updated_at=2025-02-02T11:00:00+00:00 already used by row 1",
     ),
     ("duplicate_id", "customers", {**BASE["customers"][0], "gender": "other"}, "customer_id='c1'"),
     ("unknown_order", "order_items", _item(order_id="o-nope"), "order_id='o-nope'"),

@@ -202,7 +202,16 @@ def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
     if me is None:
         return None
     ev = raw.of("events", "product_id", product)
-    lines = [i for i in raw.of("order_items", "product_id", product) if i["status"] != "cancelled"]
+    # an order counts while its version in force at T is not cancelled (contract v1.1)
+    at_t = {}
+    for i in raw.of("order_items", "product_id", product):
+        if i["order_id"] not in at_t:
+            at_t[i["order_id"]] = oracle._order_at(raw.order_versions(i["order_id"]), T)
+    lines = [
+        i
+        for i in raw.of("order_items", "product_id", product)
+        if at_t[i["order_id"]][0]["status"] != "cancelled"
+    ]
     orders = {o["order_id"]: o for o in raw.orders.to_dict("records")}
 
     def n_orders(days: int, lag: int = 0) -> int:
@@ -239,12 +248,7 @@ def naive(raw: oracle.RawShop, product: str, T: pd.Timestamp) -> dict | None:
     out["product_popularity_30d"] = popularity(product)
     out["product_trending_score"] = (n_orders(7) + 1) / (n_orders(35, 7) / 4 + 1)
     recent = {i["order_id"] for i in lines if inside(i["order_ts"], 90)}
-    refunded = {
-        o
-        for o in recent
-        if (orders[o]["refunded_amount"] or 0) > 0
-        and (pd.isna(orders[o]["refund_ts"]) or orders[o]["refund_ts"] < T)
-    }
+    refunded = {o for o in recent if at_t[o][1] > 0}
     out["product_refund_rate_90d"] = len(refunded) / len(recent) if recent else None
     reviews = [r for r in raw.of("reviews", "product_id", product) if r["review_ts"] < T]
     felt = [r["sentiment"] for r in reviews if r["sentiment"] is not None]

@@ -12,9 +12,13 @@ Reading the contract literally, at an entity timestamp t:
 - change logs are read as of T: the latest row with `updated_at < T`;
 - a customer exists at T when its profile as of T exists and its `signup_ts < T`; a product
   exists at T when its row as of T exists. Before that every feature is null;
-- orders count when `status != "cancelled"`; an order's refund counts towards spend only once it is
-  known: `refund_ts < T` (or, without a `refund_ts`, from the order itself). Before its refund an
-  order is worth its full `total_amount`: using a refund that happens after T would leak the future.
+- orders are change logs too (contract v1.1): the order at T is its newest version in force, the
+  first version (smallest `updated_at`) from `order_ts` on, a later one once `updated_at < T`;
+- an order counts when the version in force is not cancelled; its refund counts towards spend only
+  once it is known: the refund of the newest version in force whose `refund_ts < T` (or that has no
+  `refund_ts`). Before its refund an order is worth its full `total_amount`: using a refund that
+  happens after T would leak the future;
+- the last order counts orders not cancelled when placed (their first version).
 
 The pipeline side is read the way Feast reads a source: for (entity, t) the latest source row with
 `event_timestamp <= t` (ties broken by the latest `created_timestamp`), nothing when there is none.
@@ -103,9 +107,11 @@ class RawShop:
         if (table, key) not in cache:
             frame = getattr(self, table)
             if table == "order_items" and key == "product_id":
-                # the order's own timestamp and status, from the orders table
+                # the order's own timestamp and status as placed, from the orders table
                 frame = frame.drop(columns=["order_ts"], errors="ignore").merge(
-                    self.orders[["order_id", "order_ts", "status"]], on="order_id", how="left"
+                    self.first_versions()[["order_id", "order_ts", "status"]],
+                    on="order_id",
+                    how="left",
                 )
             split: dict[str, list[dict]] = {}
             for row in frame.to_dict("records"):
@@ -114,6 +120,29 @@ class RawShop:
                     split.setdefault(row[key], []).append(row)
             cache[(table, key)] = split
         return cache[(table, key)].get(entity, [])
+
+    def first_versions(self) -> pd.DataFrame:
+        """One row per order: the order as placed."""
+        return self._by_version().drop_duplicates("order_id")
+
+    def _by_version(self) -> pd.DataFrame:
+        """Orders oldest version first (`updated_at` missing: the order as placed)."""
+        o = self.orders
+        if "updated_at" not in o:
+            return o
+        when = o["updated_at"].fillna(o["order_ts"])
+        return o.assign(_when=when).sort_values("_when", kind="stable").drop(columns="_when")
+
+    def later_versions(self) -> pd.DataFrame:
+        """Order rows that are not the order as placed (customer and order_ts as placed)."""
+        if "updated_at" not in self.orders:
+            return self.orders.iloc[:0].assign(updated_at=pd.NaT)
+        o = self._by_version()
+        return o[o["order_id"].duplicated()]
+
+    def order_versions(self, order_id: str) -> list[dict]:
+        """An order's versions, oldest first."""
+        return _versions(self.of("orders", "order_id", order_id))[order_id]
 
     @classmethod
     def load(cls, data_dir: Path) -> RawShop:
@@ -142,6 +171,26 @@ def _as_of(rows: list[dict], T: pd.Timestamp) -> dict | None:
     return max(before, key=lambda r: r["updated_at"]) if before else None
 
 
+def _versions(rows: list[dict]) -> dict[str, list[dict]]:
+    """An order's versions, oldest first (`updated_at` missing: the order as placed)."""
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["order_id"], []).append(r)
+    for vs in out.values():
+        vs.sort(key=lambda r: r.get("updated_at") or r["order_ts"])
+    return out
+
+
+def _order_at(versions: list[dict], T: pd.Timestamp) -> tuple[dict, float]:
+    """The version in force at T (the first one stands from order_ts on) and the refund known at
+    T: that of the newest version in force whose refund_ts has passed (or that has none)."""
+    in_force = [versions[0]] + [v for v in versions[1:] if v["updated_at"] < T]
+    known = [v for v in in_force if v["refund_ts"] is None or v["refund_ts"] < T]
+    refund = (known[-1]["refunded_amount"] or 0.0) if known else 0.0
+    # a version's order_ts, customer and placement are the first version's
+    return {**in_force[-1], "order_ts": versions[0]["order_ts"]}, refund
+
+
 def _in(ts, T: pd.Timestamp, days: int) -> bool:
     """ts lies in the window [T - days, T)."""
     return ts is not None and T - timedelta(days=days) <= ts < T
@@ -155,20 +204,21 @@ def customer_features(shop: RawShop, customer_id: str, t: pd.Timestamp) -> dict 
         return None
     out: dict = {}
 
-    orders = [
-        o for o in shop.of("orders", "customer_id", customer_id) if o["status"] != "cancelled"
-    ]
+    versions = _versions(shop.of("orders", "customer_id", customer_id))
+    # (version in force, refund known) per order placed before T whose version in force is live
+    at_t = {oid: _order_at(vs, T) for oid, vs in versions.items() if vs[0]["order_ts"] < T}
+    live = {oid: vr for oid, vr in at_t.items() if vr[0]["status"] != "cancelled"}
     for w in (7, 30, 90):
-        out[f"orders_{w}d"] = len({o["order_id"] for o in orders if _in(o["order_ts"], T, w)})
+        out[f"orders_{w}d"] = sum(_in(v["order_ts"], T, w) for v, _ in live.values())
     for w in (30, 90):
         spend = 0.0
-        for o in orders:
-            if _in(o["order_ts"], T, w):
-                known = o["refund_ts"] is None or o["refund_ts"] < T
-                spend += o["total_amount"] - ((o["refunded_amount"] or 0.0) if known else 0.0)
+        for v, refund in live.values():
+            if _in(v["order_ts"], T, w):
+                spend += v["total_amount"] - refund
         out[f"spend_{w}d"] = spend
     out["avg_order_value_90d"] = out["spend_90d"] / out["orders_90d"] if out["orders_90d"] else None
-    before = [o["order_ts"] for o in orders if o["order_ts"] < T]
+    placed = [vs[0] for vs in versions.values() if vs[0]["status"] != "cancelled"]
+    before = [o["order_ts"] for o in placed if o["order_ts"] < T]
     out["last_order_ts"] = max(before) if before else None
 
     ev = [e for e in shop.of("events", "customer_id", customer_id) if _in(e["event_ts"], T, 30)]
@@ -203,12 +253,15 @@ def product_features(shop: RawShop, product_id: str, t: pd.Timestamp) -> dict | 
         for e in shop.of("events", "product_id", product_id)
         if e["event_type"] == "product_view" and _in(e["event_ts"], T, 7)
     ]
-    # order_ts and status come from the orders table (not the copy the clean items carry)
-    units = sum(
-        i["quantity"]
-        for i in shop.of("order_items", "product_id", product_id)
-        if i["status"] != "cancelled" and _in(i["order_ts"], T, 30)
-    )
+    # order_ts and status come from the orders table (not the copy the clean items carry): the
+    # order's version in force at T
+    units = 0
+    for i in shop.of("order_items", "product_id", product_id):
+        if not _in(i["order_ts"], T, 30):
+            continue
+        version, _ = _order_at(shop.order_versions(i["order_id"]), T)
+        if version["status"] != "cancelled":
+            units += i["quantity"]
     return {
         "product_views_7d": len(views),
         "product_units_sold_30d": int(units),
@@ -330,6 +383,11 @@ def customer_pairs(
         new_year = pd.Timestamp(f"{year}-01-01", tz="UTC")
         for c in rng.choice(ids, n_edges // 2):
             pairs += [(str(c), t) for t in _around(rng, new_year)]
+    later = shop.later_versions()
+    for _, o in pick(later, 2 * n_edges).iterrows():  # a later version takes force
+        pairs += [(o["customer_id"], t) for t in _around(rng, floor_day(o["updated_at"]) + DAY)]
+    for _, o in pick(later[later["refund_ts"].notna()], n_edges).iterrows():
+        pairs += [(o["customer_id"], t) for t in _around(rng, floor_day(o["refund_ts"]) + DAY)]
     return [(c, t) for c, t in pairs if t < hi]
 
 
@@ -349,7 +407,7 @@ def product_pairs(
     for _, e in pick(views).iterrows():
         pairs += [(e["product_id"], t) for t in _around(rng, _exit(e["event_ts"], 7))]
     items = shop.order_items.merge(
-        shop.orders[["order_id", "customer_id", "status"]], on="order_id"
+        shop.first_versions()[["order_id", "customer_id", "status"]], on="order_id"
     )
     for frame in (
         items,
@@ -361,6 +419,9 @@ def product_pairs(
     for _, p in pick(shop.products, 2 * n_edges).iterrows():
         pairs += [(p["product_id"], t) for t in _around(rng, floor_day(p["updated_at"]) + DAY)]
         pairs.append((p["product_id"], p["created_at"] - rng.uniform(0, 3) * DAY))
+    changed = items.merge(shop.later_versions()[["order_id", "updated_at"]], on="order_id")
+    for _, i in pick(changed, 2 * n_edges).iterrows():  # an order changes: refund, cancellation
+        pairs += [(i["product_id"], t) for t in _around(rng, floor_day(i["updated_at"]) + DAY)]
     return [(p, t) for p, t in pairs if t < hi]
 
 

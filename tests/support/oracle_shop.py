@@ -3,6 +3,7 @@
 It does not need the generator or the ingest: the oracle tests can run while those are elsewhere,
 and the shop is shaped to hit the contract's edges on purpose: timestamps exactly at 00:00 UTC and
 one microsecond before, cancelled orders, refunds known later (and refunds without a timestamp),
+orders that change after they are placed (refunds and cancellations as later versions),
 guest orders, anonymous events, customers who never do anything, customers who sign up late, profile
 and price changes at midnight, missing birth years, a year boundary (ages change on 1 January).
 """
@@ -173,6 +174,7 @@ def build(
             "review_ts": _ts(rng, reviews, START, end),
         }
     )
+    ords = pd.concat([ords, later_versions(ords, seed)], ignore_index=True)
     return {
         "customers": cust,
         "products": prod,
@@ -183,12 +185,54 @@ def build(
     }
 
 
+def later_versions(ords: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Orders that change after they are placed (contract v1.1): a third of the completed ones get
+    a refund a few days later, some of those a second, larger one; some are cancelled later; some
+    edited (another total). Versions land at midnight, one microsecond before it, or in between;
+    a few say their refund happened after the version itself."""
+    rng = np.random.default_rng(seed + 1)  # its own stream: the rest of the shop stays as it was
+    base = ords[ords["status"] == "completed"].sample(frac=0.4, random_state=seed).copy()
+    base["updated_at"] = base["order_ts"]
+    n = len(base)
+    kind = rng.choice(["refund", "refund2", "cancel", "edit"], n, p=[0.4, 0.25, 0.2, 0.15])
+    gap = pd.to_timedelta(rng.integers(3600, 50 * 24 * 3600, n), unit="s")
+    at = base["order_ts"] + gap
+    shape = rng.random(n)
+    at = at.where(shape >= 0.2, at.dt.floor("D") + pd.Timedelta(days=1))
+    at = at.where((shape < 0.2) | (shape >= 0.3), at.dt.floor("D") - pd.Timedelta(microseconds=1))
+    at = at.where(at > base["order_ts"], base["order_ts"] + pd.Timedelta(seconds=1))
+    at = at.astype("datetime64[us, UTC]")
+    v1 = base.copy()
+    v1["updated_at"] = at
+    part = (v1["total_amount"] * 0.25).round(2)
+    refund = np.isin(kind, ["refund", "refund2"])
+    v1.loc[refund, "status"] = "partially_refunded"
+    v1.loc[refund, "refunded_amount"] = part[refund]
+    v1.loc[refund, "refund_ts"] = at[refund]
+    odd = refund & (rng.random(n) < 0.15)  # the version says the refund comes later still
+    v1.loc[odd, "refund_ts"] = at[odd] + pd.Timedelta(days=2)
+    v1.loc[kind == "cancel", "status"] = "cancelled"
+    v1.loc[kind == "edit", "total_amount"] = (v1["total_amount"] * 0.8).round(2)[kind == "edit"]
+    v2 = v1[kind == "refund2"].copy()
+    v2["updated_at"] = v2["updated_at"] + pd.to_timedelta(
+        rng.integers(3600, 20 * 24 * 3600, len(v2)), unit="s"
+    )
+    v2["status"] = "refunded"
+    v2["refunded_amount"] = v2["total_amount"]
+    v2["refund_ts"] = v2["updated_at"]
+    out = pd.concat([v1, v2], ignore_index=True)
+    out["refund_ts"] = out["refund_ts"].astype("datetime64[us, UTC]")
+    return out
+
+
 def write_clean(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Write tables in the clean layout (contract columns and types; day partitions)."""
     for name, df in tables.items():
         spec = TABLES[name]
         schema = spec.arrow_schema()
         full = df.reindex(columns=schema.names)
+        if name == "orders":  # what ingest does: a version without updated_at is the order placed
+            full["updated_at"] = full["updated_at"].fillna(full["order_ts"])
         arrow = pa.Table.from_pandas(full, schema=schema, preserve_index=False)
         out = clean_dir(data_dir, name)
         if spec.change_log:
