@@ -109,6 +109,23 @@ def time_store(operation: str) -> Iterator[None]:
         STORE_LATENCY.labels(operation).observe(time.perf_counter() - start)
 
 
+def endpoint_label(scope: Scope) -> str:
+    """The route template a request matched, or `unmatched` (a 404: never the raw path).
+
+    FastAPI routes leave themselves in `scope["route"]`; Starlette's plain routes (`/docs`,
+    `/openapi.json`, `/docs/oauth2-redirect`) leave only their endpoint, found among the app's
+    routes.
+    """
+    if path := getattr(scope.get("route"), "path", None):
+        return path
+    endpoint, app = scope.get("endpoint"), scope.get("app")
+    if endpoint is not None and app is not None:
+        for route in getattr(app, "routes", ()):
+            if getattr(route, "endpoint", None) is endpoint:
+                return getattr(route, "path", None) or "unmatched"
+    return "unmatched"
+
+
 class MetricsMiddleware:
     """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): counts and times every request."""
 
@@ -131,8 +148,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = endpoint_label(scope)
             LATENCY.labels(endpoint).observe(time.perf_counter() - start)
             REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
             if status >= 400:
