@@ -20,7 +20,7 @@ from serving import errors, prometheus
 from serving.catalog import CatalogKeeper
 from serving.deps import Resources, require_api_key
 from serving.limits import BodyLimitMiddleware
-from serving.routes import features, health, predict, recommendations
+from serving.routes import features, health, historical, predict, recommendations
 from serving.routes import metrics as metrics_route
 from serving.scoring import Scorer
 from shopconfig.settings import Settings, get_settings
@@ -119,7 +119,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    for router in (features.router, predict.router, recommendations.router, metrics_route.router):
+    routers = (
+        features.router,
+        historical.router,
+        predict.router,
+        recommendations.router,
+        metrics_route.router,
+    )
+    for router in routers:
         app.include_router(router, dependencies=protected)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(prometheus.MetricsMiddleware)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -77,3 +78,35 @@ class BatchResponse(BaseModel):
     entity: str
     feature_service: str
     results: list[BatchItem]
+
+
+FeatureRef = Annotated[
+    str, StringConstraints(min_length=3, max_length=256, pattern=r"^[^:]+:[^:]+$")
+]
+
+
+class HistoricalRequest(Strict):
+    entity: Literal["customer", "product"]
+    ids: list[EntityId] = Field(min_length=1, description="Bounded like /features/batch.")
+    start: datetime = Field(description="First instant of the range (ISO 8601; naive is UTC).")
+    end: datetime = Field(description="Last instant of the range, inclusive.")
+    feature_service: str | None = Field(
+        None, max_length=128, description="A feature service of this entity (or `features`)."
+    )
+    features: list[FeatureRef] | None = Field(
+        None, min_length=1, max_length=500, description="`view:feature` references."
+    )
+
+
+class HistoricalRow(BaseModel):
+    id: str
+    snapshot: datetime
+    features: dict[str, Any]
+
+
+class HistoricalResponse(BaseModel):
+    entity: str
+    feature_service: str | None
+    features: list[str]
+    snapshots: list[datetime]
+    rows: list[HistoricalRow]

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024, gt=0)
     max_batch_entities: int = Field(100, gt=0, le=10_000)
     max_k: int = Field(100, gt=0, le=1_000)
+    max_historical_rows: int = Field(
+        10_000, gt=0, le=1_000_000, description="ids x snapshots of one /features/historical call."
+    )
     candidate_pool: int = Field(200, gt=0, le=2_000, description="Candidates scored per request.")
 
     # Product rows are shared by every request and change once a day: kept decoded in memory,
