@@ -32,6 +32,7 @@ from feast.repo_config import RepoConfig
 from featurestore import quiet
 from featurestore.errors import StoreConfigError
 from pipelines.lock import data_dir_lock
+from shopconfig.progress import progress
 from shopconfig.settings import (
     FEATURE_REPO,
     PROFILE_FILES,
@@ -210,12 +211,18 @@ def feast_plan(profile: Profile, data_dir: Path, check: bool = False) -> int:
 
 def apply(profile: Profile, data_dir: Path, plan: bool = True, wait: float = 0.0) -> int:
     """The plan (what would change), then `feast apply`; returns the exit code."""
-    with data_dir_lock(data_dir, f"apply --profile {profile}", wait):
+    with (
+        data_dir_lock(data_dir, f"apply --profile {profile}", wait),
+        progress(f"apply {profile}", total=2 if plan else 1, unit="steps") as bar,
+    ):
         if plan:
             code = feast_plan(profile, data_dir)
             if code:
                 return code
-        return feast_cli(profile, ["apply"], data_dir).returncode
+            bar.step("plan")
+        code = feast_cli(profile, ["apply"], data_dir).returncode
+        bar.step("feast apply")
+        return code
 
 
 def serve_registry(profile: Profile, data_dir: Path, host: str, port: int) -> None:
@@ -264,8 +271,12 @@ def _materialize(
     chosen = [v for v in store.list_feature_views() if names is None or v.name in names]
     first = [v.name for v in chosen if full or v.most_recent_end_time is None]
     rest = [v.name for v in chosen if v.name not in first]
-    if first:
-        store.materialize(EPOCH, end, feature_views=first)
-    if rest:
-        store.materialize_incremental(end, feature_views=rest)
+    # one view at a time, so progress counts views (the chunked engine loads one at a time too)
+    with progress(f"materialize {profile}", total=len(chosen), unit="views") as bar:
+        for name in first:
+            store.materialize(EPOCH, end, feature_views=[name])
+            bar.step(f"{name} (from the epoch)")
+        for name in rest:
+            store.materialize_incremental(end, feature_views=[name])
+            bar.step(name)
     return MaterializeResult(full=first, incremental=rest, end=end)

@@ -58,6 +58,8 @@ from pipelines.readers import (
     read,
 )
 from pipelines.validate import RULE_NAMES, Known, Outcome, upper_bounds, validate
+from shopconfig.progress import console as results_console
+from shopconfig.progress import progress
 from shopconfig.settings import get_settings
 
 STAGING = ".staging"
@@ -75,7 +77,7 @@ def run(
     """Ingest one batch; 0 when done (quarantined rows included), 2 on a fatal input problem,
     BUSY_EXIT when another writer held the data directory for longer than `wait` seconds.
     `bounds` override the contract's upper bounds (default: SHOPFEAST_VALUE_BOUNDS)."""
-    console = Console(highlight=False)
+    console = results_console()
     try:
         clock = parse_now(now)
         limits = _bounds(get_settings().value_bounds if bounds is None else bounds)
@@ -258,51 +260,53 @@ def _ingest_tables(
 ) -> dict[str, dict]:
     known = state.known()
     tables: dict[str, dict] = {}
-    for name in INGEST_ORDER:
-        if name not in todo:
-            continue
-        file, _ = todo[name]
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        raw = read(file)
-        t1 = time.perf_counter()
-        if not raw.num_rows:
-            notes.append(f"{file.name}: no data rows (a header only, or empty)")
-        if raw.ignored_columns:
-            notes.append(
-                f"{file.name}: ignored columns not in the contract: "
-                + ", ".join(raw.ignored_columns)
+    with progress("ingest", total=sum(n in todo for n in INGEST_ORDER), unit="tables") as bar:
+        for name in INGEST_ORDER:
+            if name not in todo:
+                continue
+            file, _ = todo[name]
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            raw = read(file)
+            t1 = time.perf_counter()
+            if not raw.num_rows:
+                notes.append(f"{file.name}: no data rows (a header only, or empty)")
+            if raw.ignored_columns:
+                notes.append(
+                    f"{file.name}: ignored columns not in the contract: "
+                    + ", ".join(raw.ignored_columns)
+                )
+            outcome = validate(raw, now, known, state.seen(name), bounds)
+            clean = outcome.clean_rows()
+            if name in REFERENCE_COLUMNS:
+                add_known(known, name, clean)
+            t2 = time.perf_counter()
+            _write_outcome(outcome, clean, known, stage, batch)
+            t3 = time.perf_counter()
+            clean = int(outcome.clean.sum())
+            stats = {
+                "file": file.name,
+                "rows_in": raw.num_rows,
+                "clean": clean,
+                "quarantined": raw.num_rows - clean,
+                "by_rule": outcome.by_rule(),
+                "ignored_columns": raw.ignored_columns,
+                "seconds": {
+                    "read": round(t1 - t0, 3),
+                    "validate": round(t2 - t1, 3),
+                    "write": round(t3 - t2, 3),
+                    "total": round(t3 - t0, 3),
+                    "cpu": round(time.process_time() - cpu0, 3),  # all threads; wall on a busy box
+                },
+                "rows_per_second": round(raw.num_rows / max(t3 - t0, 1e-9)),
+            }
+            tables[name] = stats
+            console.print(
+                f"  {name}: {raw.num_rows:,} rows, {clean:,} clean, "
+                f"{stats['quarantined']:,} quarantined ({t3 - t0:.1f}s)",
+                soft_wrap=True,
             )
-        outcome = validate(raw, now, known, state.seen(name), bounds)
-        clean = outcome.clean_rows()
-        if name in REFERENCE_COLUMNS:
-            add_known(known, name, clean)
-        t2 = time.perf_counter()
-        _write_outcome(outcome, clean, known, stage, batch)
-        t3 = time.perf_counter()
-        clean = int(outcome.clean.sum())
-        stats = {
-            "file": file.name,
-            "rows_in": raw.num_rows,
-            "clean": clean,
-            "quarantined": raw.num_rows - clean,
-            "by_rule": outcome.by_rule(),
-            "ignored_columns": raw.ignored_columns,
-            "seconds": {
-                "read": round(t1 - t0, 3),
-                "validate": round(t2 - t1, 3),
-                "write": round(t3 - t2, 3),
-                "total": round(t3 - t0, 3),
-                "cpu": round(time.process_time() - cpu0, 3),  # all threads; wall on a busy box
-            },
-            "rows_per_second": round(raw.num_rows / max(t3 - t0, 1e-9)),
-        }
-        tables[name] = stats
-        console.print(
-            f"  {name}: {raw.num_rows:,} rows, {clean:,} clean, "
-            f"{stats['quarantined']:,} quarantined ({t3 - t0:.1f}s)",
-            soft_wrap=True,
-        )
-        del raw, outcome, clean
+            bar.step(f"{name}: {raw.num_rows:,} rows")
+            del raw, outcome, clean
     notes.extend(_cascade_notes(tables))
     return tables
 

@@ -58,6 +58,7 @@ from pipelines.storage import (
     state_dir,
 )
 from pipelines.windows import Snapshots, change_points, day_of, day_ts, to_day
+from shopconfig.progress import progress
 
 MODES = ("historical", "incremental")
 ROW_GROUP_ROWS = 128_000
@@ -105,13 +106,15 @@ def _run(data_dir: Path, mode: str, only: list[str] | None, echo: bool) -> list[
     files = {t: _clean_files(data_dir, t) for t in TABLES}
     span = _data_span(data_dir, files)
     outcomes = []
-    for module in fams.values():
-        t0 = time.perf_counter()
-        outcome = _run_family(data_dir, module, mode, files, span)
-        outcome.seconds = time.perf_counter() - t0
-        outcomes.append(outcome)
-        if echo:
-            print(outcome.line(), flush=True)
+    with progress(f"features {mode}", total=len(fams), unit="families") as bar:
+        for name, module in fams.items():
+            t0 = time.perf_counter()
+            outcome = _run_family(data_dir, module, mode, files, span)
+            outcome.seconds = time.perf_counter() - t0
+            outcomes.append(outcome)
+            if echo:
+                print(outcome.line(), flush=True)
+            bar.step(name)
     return outcomes
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 from featurestore import store as feast_store
 from pipelines import ingest
 from pipelines import run as features
+from shopconfig.progress import console as results_console
 from shopfeast import generator
 from shopfeast.api_howto import lines
 from training import churn, ranking
 
-console = Console()
+console = results_console()
 
 
 def _stage(name: str):

@@ -9,16 +9,18 @@ on validation is saved with its card and plots, and the `latest` pointer moves t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from rich.console import Console
 
 from featurestore.store import open_store
 from pipelines.lock import data_dir_lock
 from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
+from shopconfig.progress import console as results_console
+from shopconfig.progress import progress
 from training import artifacts, churn_models, plots, store
 from training.evaluation import best_f1_threshold, calibration, classification_metrics
 from training.labels import (
@@ -43,7 +45,7 @@ SELECT_BY = "roc_auc"
 SPLITS = ("customer-time", "time")
 SEEN = "test_seen_customers"
 
-console = Console()
+console = results_console()
 
 
 @dataclass
@@ -66,6 +68,7 @@ def build_dataset(
     feature_store=None,
     split: str = "customer-time",
     seed: int = 7,
+    step: Callable[[str], None] | None = None,
 ) -> Dataset:
     """Labels from the clean tables, features from the store, split by time.
 
@@ -90,8 +93,11 @@ def build_dataset(
             f"{MIN_CUTOFFS} a train/validation/test split needs): "
             + required_span(orders, horizon, cutoff_freq)
         )
+    step = step or (lambda note: None)
+    step(f"{len(labels):,} labels; reading {SERVICE}")
     fs = feature_store or open_store("embedded", data_dir)
     frame = store.historical(fs, labels, SERVICE)
+    step("features read")
     frame["time_split"] = time_split(frame[TIMESTAMP]).to_numpy()
     if split == "time":
         frame["split"] = frame["time_split"]
@@ -110,8 +116,11 @@ def rfm_columns(columns: list[str]) -> list[str]:
     return found
 
 
-def fit_all(ds: Dataset, seed: int) -> tuple[dict[str, churn_models.Fitted], dict]:
-    """Every model and the baseline, fitted on train (validation for early stopping and C)."""
+def fit_all(
+    ds: Dataset, seed: int, step: Callable[[str], None] | None = None
+) -> tuple[dict[str, churn_models.Fitted], dict]:
+    """Every model and the baseline, fitted on train (validation for early stopping and C);
+    `step` hears of each model fitted."""
     f = ds.frame
     parts = {s: f[f["split"] == s] for s in ("train", "validation", "test")}
     if ds.split == "customer-time":
@@ -121,23 +130,27 @@ def fit_all(ds: Dataset, seed: int) -> tuple[dict[str, churn_models.Fitted], dic
     X = {s: model_matrix(p, ds.columns) for s, p in parts.items()}
     y = {s: p[LABEL].to_numpy().astype(int) for s, p in parts.items()}
     rfm = rfm_columns(ds.columns)
-    fitted = {
-        "logistic_regression": churn_models.logistic(
-            X["train"], y["train"], X["validation"], y["validation"], seed
-        ),
-        "random_forest": churn_models.random_forest(X["train"], y["train"], seed),
-        "xgboost": churn_models.xgboost(
-            X["train"], y["train"], X["validation"], y["validation"], seed
-        ),
-        "rfm_baseline": churn_models.logistic(
-            X["train"][rfm],
-            y["train"],
-            X["validation"][rfm],
-            y["validation"],
-            seed,
-            name="rfm_baseline",
-        ),
-    }
+    step = step or (lambda note: None)
+    fitted = {}
+    fitted["logistic_regression"] = churn_models.logistic(
+        X["train"], y["train"], X["validation"], y["validation"], seed
+    )
+    step("fitted logistic_regression")
+    fitted["random_forest"] = churn_models.random_forest(X["train"], y["train"], seed)
+    step("fitted random_forest")
+    fitted["xgboost"] = churn_models.xgboost(
+        X["train"], y["train"], X["validation"], y["validation"], seed
+    )
+    step("fitted xgboost")
+    fitted["rfm_baseline"] = churn_models.logistic(
+        X["train"][rfm],
+        y["train"],
+        X["validation"][rfm],
+        y["validation"],
+        seed,
+        name="rfm_baseline",
+    )
+    step("fitted rfm_baseline")
     return fitted, {"X": X, "y": y}
 
 
@@ -156,10 +169,22 @@ def run(
         return _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo)
 
 
+# what progress counts: the dataset (labels, then the feature service's point-in-time read), four
+# models, the evaluation, the plots and the saved artifacts
+CHURN_STEPS = 8
+
+
 def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo) -> dict:
+    with progress("train churn", total=CHURN_STEPS, unit="steps") as bar:
+        return _train_steps(
+            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, bar.step
+        )
+
+
+def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, step):
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
-    ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store, split, seed)
+    ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store, split, seed, step)
     f = ds.frame
     counts = f["split"].value_counts().to_dict()
     say(
@@ -175,7 +200,7 @@ def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo
                 f"the {part} split has {len(labels)} rows and not both classes: too little data "
                 f"for a churn model (more customers, more days, or --split time)"
             )
-    fitted, mats = fit_all(ds, seed)
+    fitted, mats = fit_all(ds, seed, step)
     X, y = mats["X"], mats["y"]
     evaluated = [s for s in ("validation", "test", SEEN) if s in X and len(X[s])]
     scores = {s: {n: m.predict(X[s]) for n, m in fitted.items()} for s in evaluated}
@@ -186,6 +211,7 @@ def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo
     chosen = max(candidates, key=lambda n: metrics["validation"][n][SELECT_BY])
     model = fitted[chosen]
     threshold = best_f1_threshold(y["validation"], scores["validation"][chosen])
+    step(f"evaluated, chose {chosen}")
     version = artifacts.new_version()
     out = artifacts.version_dir(data_dir, MODEL, version)
     curves = {n: calibration(y["test"], scores["test"][n]) for n in (chosen, "rfm_baseline")}
@@ -200,6 +226,7 @@ def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo
     )
     card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs)
     artifacts.save(data_dir, MODEL, version, model.estimator, card)
+    step("saved")
     say(summary(card))
     say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
     return card

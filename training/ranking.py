@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 from xgboost import XGBRanker
 
 from featurestore.odfv import CANDIDATE_COPURCHASE
@@ -33,6 +32,8 @@ from featurestore.store import open_store
 from pipelines.lock import data_dir_lock
 from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
+from shopconfig.progress import Task, progress
+from shopconfig.progress import console as results_console
 from training import artifacts, plots, store
 from training.candidates import (
     API_CONFIG,
@@ -76,7 +77,7 @@ NOT_INPUTS = {
     "split",
 }
 
-console = Console()
+console = results_console()
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,11 @@ class CandidateInputs:
 
 
 def candidate_inputs(
-    fs, queries: pd.DataFrame, product_ids: list[str], days_per_read: int = DAYS_PER_READ
+    fs,
+    queries: pd.DataFrame,
+    product_ids: list[str],
+    days_per_read: int = DAYS_PER_READ,
+    bar: Task | None = None,
 ) -> CandidateInputs:
     """Customer, catalog and co-purchase values as of each query, through the candidate service.
 
@@ -183,7 +188,9 @@ def candidate_inputs(
     generator and the baseline look up): on a 10,000-product shop the whole grid with every list
     held 21 GiB.
     """
+    bar = bar or Task("candidates", None, "steps")
     cust = store.historical(fs, queries[["customer_id", "event_timestamp"]], CUSTOMER_SERVICE)
+    bar.step(f"read {CUSTOMER_SERVICE}")
     recent = {q: id_list(v) for q, v in zip(queries[QUERY], cust[RECENT], strict=True)}
     favourite = {
         q: category_or_none(v) for q, v in zip(queries[QUERY], cust[FAVOURITE], strict=True)
@@ -194,7 +201,9 @@ def candidate_inputs(
         looked_up.setdefault(day, set()).update(recent[q])
     days = sorted(query_days.unique())
     catalogs, neighbours = {}, {}
-    for lo in range(0, len(days), days_per_read):
+    reads = range(0, len(days), days_per_read)
+    bar.grow(len(reads))
+    for n, lo in enumerate(reads, 1):
         grid = pd.DataFrame(
             [(p, d) for d in days[lo : lo + days_per_read] for p in product_ids],
             columns=["product_id", "event_timestamp"],
@@ -207,6 +216,7 @@ def candidate_inputs(
             neighbours[day] = neighbours_from_arrays(
                 near["product_id"], near[NEIGHBOUR_IDS], near[NEIGHBOUR_SCORES]
             )
+        bar.step(f"read {PRODUCT_SERVICE} {n}/{len(reads)}")
     return CandidateInputs(recent, favourite, catalogs, neighbours)
 
 
@@ -321,12 +331,16 @@ class RankingData:
     columns: list[str]
 
 
-def build_datasets(data_dir: Path, fs, config: RankingConfig, seed: int, say=print) -> RankingData:
+def build_datasets(
+    data_dir: Path, fs, config: RankingConfig, seed: int, say=print, bar: Task | None = None
+) -> RankingData:
     """Queries from purchases, candidates as of each query, features from `ranking_model_v2`."""
+    bar = bar or Task("ranking datasets", None, "steps")
     t0 = time.perf_counter()
     queries = purchase_queries(data_dir, config, seed)
+    bar.step(f"{len(queries):,} queries")
     products = read_clean(data_dir, "products", ["product_id"])["product_id"].astype(str)
-    inputs = candidate_inputs(fs, queries, sorted(products.unique()))
+    inputs = candidate_inputs(fs, queries, sorted(products.unique()), bar=bar)
     say(
         f"ranking queries: {queries['split'].value_counts().to_dict()} "
         f"({time.perf_counter() - t0:.1f}s)"
@@ -337,8 +351,10 @@ def build_datasets(data_dir: Path, fs, config: RankingConfig, seed: int, say=pri
         candidate_rows(fit_q, inputs, config.train_candidates, seed), config.train_negatives, seed
     )
     fit_rows = store.historical(fs, fit_rows, SERVICE)
+    bar.step(f"read {SERVICE} for {len(fit_rows):,} training rows")
     test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
     test_rows = store.historical(fs, test_rows, SERVICE)
+    bar.step(f"read {SERVICE} for {len(test_rows):,} test rows")
     columns = usable_columns(fit_rows, exclude=NOT_INPUTS)
     split_of = queries.set_index(QUERY)["split"]
     train = fit_rows[fit_rows[QUERY].map(split_of) == "train"].reset_index(drop=True)
@@ -364,12 +380,22 @@ def run(
         return _train(data_dir, seed, config, feature_store, echo)
 
 
+# what progress counts: queries, the customer read, the training and test rows' reads, the fit,
+# the evaluation and the saved artifacts; the product grid's reads are added when known
+RANKING_STEPS = 7
+
+
 def _train(data_dir, seed, config, feature_store, echo) -> dict:
+    with progress("train ranking", total=RANKING_STEPS, unit="steps") as bar:
+        return _train_steps(data_dir, seed, config, feature_store, echo, bar)
+
+
+def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict:
     config = config or RankingConfig()
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
     fs = feature_store or open_store("embedded", data_dir)
-    d = build_datasets(data_dir, fs, config, seed, say)
+    d = build_datasets(data_dir, fs, config, seed, say, bar)
     queries, inputs, train, valid, test_rows, columns = (
         d.queries,
         d.inputs,
@@ -380,7 +406,9 @@ def _train(data_dir, seed, config, feature_store, echo) -> dict:
     )
     test_q = queries[queries["split"] == "test"]
     model = fit_ranker(train, valid, columns, config.params, seed)
+    bar.step("fitted the ranker")
     metrics, _ = evaluate(model, columns, test_rows, test_q, inputs)
+    bar.step("evaluated")
     version = artifacts.new_version()
     out = artifacts.version_dir(data_dir, MODEL, version)
     names = [f"recall@{K}", f"ndcg@{K}", f"map@{K}"]
@@ -398,6 +426,7 @@ def _train(data_dir, seed, config, feature_store, echo) -> dict:
         config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
     )
     artifacts.save(data_dir, MODEL, version, model, card)
+    bar.step("saved")
     say(summary(card))
     say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
     return card

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.contract import CONTRACT_VERSION, INGEST_ORDER
+from shopconfig.progress import progress
 from shopfeast.generator import (
     baskets,
     catalog,
@@ -67,7 +68,7 @@ def generate(
     seconds: dict[str, float] = {}
     clock = [time.perf_counter()]
 
-    def stage(name: str) -> None:
+    def stage(name: str) -> None:  # GENERATE_STAGES calls below
         now = time.perf_counter()
         seconds[name] = now - clock[0]
         clock[0] = now
@@ -171,6 +172,9 @@ def _truth(crowd: crowds.Customers, cat: catalog.Catalog, span: Span) -> dict:
     return {"truth_customers": cust, "truth_products": prod}
 
 
+GENERATE_STAGES = 6  # the stage() calls of generate()
+
+
 def run(
     out: Path,
     customers: int,
@@ -192,21 +196,28 @@ def run(
         if not quiet:
             print(f"  {name:<28} {secs:7.1f}s", flush=True)
 
-    shop = generate(
-        customers,
-        products,
-        days,
-        seed,
-        corrupt_fraction,
-        start,
-        on_stage=say,
-        drift_from=drift_from,
-    )
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    writer.clear(out)
-    for name in INGEST_ORDER:
-        writer.write_table(shop.tables[name], out, name, fmt)
+    with progress("generate", total=GENERATE_STAGES + len(INGEST_ORDER), unit="steps") as bar:
+
+        def stage_done(name: str, secs: float) -> None:
+            say(name, secs)
+            bar.step(name)
+
+        shop = generate(
+            customers,
+            products,
+            days,
+            seed,
+            corrupt_fraction,
+            start,
+            on_stage=stage_done,
+            drift_from=drift_from,
+        )
+        t0 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        writer.clear(out)
+        for name in INGEST_ORDER:
+            writer.write_table(shop.tables[name], out, name, fmt)
+            bar.step(f"wrote {name}")
     shop.info["format"] = fmt
     writer.write_meta(out, shop.manifest, shop.info, shop.truth, corruption.MANIFEST_SCHEMA)
     shop.seconds["write"] = time.perf_counter() - t0
