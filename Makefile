@@ -9,17 +9,18 @@ STAMP := $(VENV)/.installed
 export SHOPFEAST_DATA_DIR ?= $(CURDIR)/data
 RAW_DIR ?= $(SHOPFEAST_DATA_DIR)/raw
 DEMO_ARGS ?= --customers 2000 --products 300 --days 365 --seed 7
+MONITOR_ARGS ?=
 PYTEST_ARGS ?=
 SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
-        test test-fast lint bench bench-generate bench-pipelines bench-materialize bench-serving clean \
-        notebooks ui
+        monitor test test-fast lint bench bench-generate bench-pipelines bench-materialize \
+        bench-serving bench-monitor clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
 	@echo "make test   - run the test suite (reaches or starts Redis and PostgreSQL)"
-	@echo "stages: data features apply materialize train serve; benchmarks: bench-*; lint"
+	@echo "stages: data features apply materialize train serve monitor; benchmarks: bench-*; lint"
 	@echo "make notebooks - JupyterLab on notebooks/ (after make demo); make ui - Feast's UI"
 
 $(STAMP): pyproject.toml requirements.lock
@@ -67,6 +68,9 @@ materialize: $(STAMP)
 train: $(STAMP)
 	$(SHOPFEAST) train churn && $(SHOPFEAST) train ranking
 
+monitor: $(STAMP)
+	$(SHOPFEAST) monitor $(MONITOR_ARGS)
+
 serve: $(STAMP)
 	@$(SERVICES) && $(SHOPFEAST) serve
 
@@ -79,7 +83,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
-bench: bench-generate bench-pipelines bench-materialize bench-serving
+bench: bench-generate bench-pipelines bench-materialize bench-serving bench-monitor
 
 bench-generate: $(STAMP)
 	$(PY) -m scripts.bench_generate
@@ -89,6 +93,9 @@ bench-pipelines: $(STAMP)
 
 bench-materialize: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_materialize
+
+bench-monitor: $(STAMP)
+	@$(SERVICES) && $(PY) -m scripts.bench_monitor
 
 bench-serving: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_serving

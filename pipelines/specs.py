@@ -89,7 +89,9 @@ class Feature:
     `fill` is the value an entity that exists has when nothing happened (0 for counts and sums, so
     they are never null for an existing customer); None means null is the honest "no value" (a
     ratio with a zero denominator, a timestamp that never happened). `window` is one of
-    `WINDOW_DAYS`, "lifetime", or None for values read as of T (profile fields).
+    `WINDOW_DAYS`, "lifetime", or None for values read as of T (profile fields). `drift`: how the
+    monitor compares its distribution over time, when the default for its kind does not fit
+    (`drift_policy`).
     """
 
     name: str
@@ -97,6 +99,7 @@ class Feature:
     description: str
     window: str | None = None
     fill: Any = None
+    drift: Drift | None = None
 
     @property
     def window_days(self) -> int | None:
@@ -115,6 +118,44 @@ class Feature:
         if self.dtype == "bool":
             return "boolean"
         raise ValueError(f"unknown dtype {self.dtype!r}")
+
+
+DriftMode = Literal["distribution", "increment", "items", "skip"]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the monitor compares a feature's distribution over time (docs/monitoring.md).
+
+    `warn`/`alert` are PSI thresholds. `mode`: `distribution` (the values; lists by length and
+    items), `increment` (the change over the window's length: lifetime counts and sums, whose
+    level grows with the shop's age), `items` (a list's items only: a lifetime list fills up as
+    the shop ages, so its length would drift by construction), `skip` (not compared; `reason`).
+    `grain`: for a value every entity of a group shares (a category's median price), the column
+    naming the group: the distinct groups, not the entities, are the test's sample size.
+    """
+
+    mode: DriftMode = "distribution"
+    warn: float = 0.1
+    alert: float = 0.25
+    reason: str = ""
+    grain: str | None = None  # a column naming the group the value is shared by (category)
+
+
+def drift_policy(feature: Feature) -> Drift:
+    """The feature's declared policy, else the default for its kind."""
+    if feature.drift is not None:
+        return feature.drift
+    if feature.dtype == "unix_timestamp":
+        return Drift("skip", reason="a point in time: its age grows with the shop's")
+    if feature.window == "lifetime":
+        if feature.dtype in ("int64", "float64") and feature.fill == 0:
+            return Drift("increment")
+        if feature.dtype == "string_list":
+            return Drift("items")
+        if feature.dtype == "float_list":
+            return Drift("skip", reason="values of a lifetime list that fills up with age")
+    return Drift()
 
 
 @dataclass(frozen=True)

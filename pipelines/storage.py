@@ -4,6 +4,7 @@ DIR/clean/<table>/day=YYYY-MM-DD/part-<batch>.parquet   event-like tables, by UT
 DIR/clean/<table>/part-<batch>.parquet                  change logs (customers, products)
 DIR/quarantine/<table>/part-<batch>.parquet             rejected rows, raw text + _rule ...
 DIR/reports/validation_report.json                      per-table accounting
+DIR/reports/monitoring/                                 monitor runs: report.json/.html, latest.json
 DIR/state/                                              manifests and watermarks
 DIR/features/<source>/                                  feature sources Feast reads
 DIR/models/                                             trained models and their cards
@@ -33,6 +34,15 @@ def quarantine_dir(data_dir: Path, table: str) -> Path:
 
 def reports_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "reports"
+
+
+def monitoring_dir(data_dir: Path) -> Path:
+    """`shopfeast monitor`'s reports: <run-id>/report.{json,html} and latest.json."""
+    return reports_dir(data_dir) / "monitoring"
+
+
+def monitoring_latest(data_dir: Path) -> Path:
+    return monitoring_dir(data_dir) / "latest.json"
 
 
 def state_dir(data_dir: Path) -> Path:

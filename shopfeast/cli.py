@@ -344,6 +344,51 @@ def serve(
 
 
 @app.command()
+def monitor(
+    data_dir: DataDirOpt = None,
+    profile: ProfileOpt = "embedded",
+    reference: Annotated[
+        str | None, typer.Option(help="Reference period START:END (dates, UTC).")
+    ] = None,
+    reference_model: Annotated[
+        str | None,
+        typer.Option(help="Reference = the training split of this model's latest card."),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit 1 when a check of these classes alerts: quality,freshness,drift,skew."
+        ),
+    ] = None,
+    window: Annotated[int, typer.Option(help="Current window: the last N daily snapshots.")] = 7,
+    checks: Annotated[
+        str | None, typer.Option(help="Only these classes (default all four).")
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option(help="The clock (ISO 8601, UTC; default now), to replay a day.")
+    ] = None,
+    skew_entities: Annotated[int, typer.Option(help="Entities sampled for skew.")] = 1000,
+) -> None:
+    """Check data quality, freshness, drift and training/serving skew; write the report."""
+    from monitoring.run import main
+    from shopconfig.settings import resolve_data_dir as resolve
+
+    raise typer.Exit(
+        main(
+            data_dir=resolve(data_dir),
+            profile=profile,
+            reference=reference,
+            reference_model=reference_model,
+            fail_on=fail_on,
+            checks=checks,
+            window=window,
+            now=now,
+            skew_entities=skew_entities,
+        )
+    )
+
+
+@app.command()
 def demo(
     customers: int = 2000,
     products: int = 300,

@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LAYERS = ("shopfeast", "serving", "training", "featurestore", "pipelines", "shopconfig")
+LAYERS = (
+    "shopfeast",
+    "serving",
+    "monitoring",
+    "training",
+    "featurestore",
+    "pipelines",
+    "shopconfig",
+)
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 # Every private Feast name featurestore/ uses (module attributes and attributes of Feast objects).
@@ -26,9 +34,10 @@ FEAST_PRIVATE_NAMES = {
     "_convert_redis_values_to_protobuf",  # RedisOnlineStore: the hash fields -> protos
     "_generate_hset_keys_for_features",  # RedisOnlineStore: mmh3 field names of features
     "_generate_redis_keys_for_entities",  # RedisOnlineStore: entity keys -> Redis keys
-    "_get_client",  # RedisOnlineStore: the sync client (the engine's writes)
+    "_get_client",  # RedisOnlineStore: the sync client (the engine's writes, the monitor's TTLs)
     "_get_client_async",  # RedisOnlineStore: the async client (serving's reads, key scans)
     "_get_online_request_context",  # feast.utils: a service's views, features, request fields
+    "_get_provider",  # FeatureStore: its provider, whose online store holds the Redis client
     "_get_repo_contents",  # feast.repo_operations: the repo's objects, as `feast plan` reads them
     "_get_store_and_registry",  # feast.repo_operations: the store `feast plan` diffs against
     "_mmh3",  # feast.infra.online_stores.helpers: the hash of hash-field names
@@ -104,11 +113,15 @@ def _private_names(files: list[Path]) -> set[str]:
 
 def test_feast_private_names_are_listed_and_only_in_featurestore() -> None:
     assert _private_names(_python_files("featurestore")) == FEAST_PRIVATE_NAMES
-    outside = _private_names(_python_files("shopfeast", "serving", "training", "pipelines"))
+    outside = _private_names(
+        _python_files("shopfeast", "serving", "monitoring", "training", "pipelines")
+    )
     assert outside == set(), f"private names outside featurestore/: {sorted(outside)}"
 
 
-@pytest.mark.parametrize("package", ["serving", "training", "pipelines", "shopconfig"])
+@pytest.mark.parametrize(
+    "package", ["serving", "monitoring", "training", "pipelines", "shopconfig"]
+)
 def test_feast_internals_are_imported_only_by_featurestore(package: str) -> None:
     for path in _python_files(package):
         for node in ast.walk(ast.parse(path.read_text())):

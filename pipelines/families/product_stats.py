@@ -42,7 +42,7 @@ import pandas as pd
 from pipelines import order_versions, review_nlp
 from pipelines.existence import product_first_day
 from pipelines.family import Input
-from pipelines.specs import Feature, FeatureSource
+from pipelines.specs import Drift, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
     Accumulated,
@@ -58,6 +58,9 @@ from pipelines.windows import (
 )
 
 CHUNK_DAYS = 64  # days of the dense grid held in memory at once
+
+# Category figures repeat on every product of the category: the categories are the sample.
+BY_CATEGORY = Drift(grain="category")
 
 SOURCE = FeatureSource(
     name="product_stats",
@@ -180,6 +183,7 @@ SOURCE = FeatureSource(
             "products that exist at T in the product's category",
             None,
             0,
+            drift=BY_CATEGORY,
         ),
         Feature(
             "category_popularity_30d",
@@ -187,10 +191,26 @@ SOURCE = FeatureSource(
             "sum of product_popularity_30d over the category's products (as of T)",
             "30d",
             0,
+            drift=BY_CATEGORY,
         ),
-        Feature("category_price_min", "float64", "lowest price in the category as of T"),
-        Feature("category_price_max", "float64", "highest price in the category as of T"),
-        Feature("category_price_median", "float64", "median price in the category as of T"),
+        Feature(
+            "category_price_min",
+            "float64",
+            "lowest price in the category as of T",
+            drift=BY_CATEGORY,
+        ),
+        Feature(
+            "category_price_max",
+            "float64",
+            "highest price in the category as of T",
+            drift=BY_CATEGORY,
+        ),
+        Feature(
+            "category_price_median",
+            "float64",
+            "median price in the category as of T",
+            drift=BY_CATEGORY,
+        ),
     ),
 )
 

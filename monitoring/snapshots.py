@@ -1,0 +1,65 @@
+"""Feature values as of given instants, read from the offline sources (change-point parquet).
+
+A source holds a row per entity only when a value changed, so the value of an entity at T is its
+latest row at or before T. DuckDB's ASOF join does that for a grid of (sampled entity, instant) in
+one sort-merge pass; entities without a row yet at T do not exist at T and are left out. Entities
+are sampled by a hash of their key (the same ones on both sides of a comparison, and across runs).
+The pipelines write at most one row per entity and snapshot, so no tie-breaking is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipelines.specs import FeatureSource
+
+INSTANT = "_at"
+
+
+def source_glob(data_dir: Path, source: FeatureSource) -> str | None:
+    path = source.path(data_dir)
+    if not path.exists() or not any(path.glob("*.parquet")):
+        return None
+    return str(path / "*.parquet")
+
+
+def newest_row(con: duckdb.DuckDBPyConnection, glob: str, source: FeatureSource):
+    row = con.execute(
+        f"select max({source.timestamp_field}), count(*) from read_parquet('{glob}')"
+    ).fetchall()[0]
+    return (pd.Timestamp(row[0]) if row[0] is not None else None), int(row[1])
+
+
+def as_of(
+    con: duckdb.DuckDBPyConnection,
+    glob: str,
+    source: FeatureSource,
+    instants: list[pd.Timestamp],
+    columns: list[str],
+    sample: int,
+) -> pd.DataFrame:
+    """One row per (sampled entity, instant) where the entity exists: INSTANT, key, columns."""
+    key = source.join_key
+    ts = source.timestamp_field
+    cols = "".join(f', s."{c}"' for c in columns)
+    grid = pd.DataFrame({INSTANT: pd.to_datetime(list(instants), utc=True)})
+    con.register("monitor_instants", grid)
+    try:
+        return con.sql(
+            f"""
+            with keys as (
+                select k from (select distinct "{key}" as k from read_parquet('{glob}'))
+                order by hash(k), k limit {int(sample)}
+            ),
+            grid as (select k, i.{INSTANT} from keys cross join monitor_instants i)
+            select grid.{INSTANT}, grid.k as "{key}"{cols}
+            from grid asof join read_parquet('{glob}') s
+              on s."{key}" = grid.k and grid.{INSTANT} >= s."{ts}"
+            order by 1, 2
+            """
+        ).df()
+    finally:
+        con.unregister("monitor_instants")

@@ -1,0 +1,80 @@
+"""The monitor against a real (embedded) Feast store: a materialization 4 days old is a freshness
+alert, online equals offline as of the materialization, and one corrupted online value is a skew
+alert naming its feature and entity."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from featurestore import store as feast_store
+from monitoring import run
+from pipelines.sources import sources
+from tests.support import training_shop
+
+END = datetime(2025, 5, 1, tzinfo=UTC)  # the small store's last snapshot (120 days from Jan 1)
+NOW = pd.Timestamp(END) + pd.Timedelta(hours=6)
+MATERIALIZED = END - pd.Timedelta(days=4)
+CORRUPT = ("customer_activity", "orders_90d")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    shared = training_shop.small_store(tmp_path_factory.mktemp)  # applied, never materialized
+    copy = tmp_path_factory.mktemp("monitor_feast") / "data"
+    shutil.copytree(shared, copy)  # the registry still names the shared sources: read only
+    feast_store.materialize("embedded", copy, end=MATERIALIZED)
+    return copy
+
+
+def monitor(data: Path, fail_on: str, checks: str) -> tuple[int, dict]:
+    opts = run.Options(
+        data_dir=data,
+        fail_on=run.parse_classes(fail_on, "--fail-on"),
+        checks=run.parse_classes(checks, "--checks"),
+        now=NOW,
+        skew_entities=1000,
+    )
+    code, out, _ = run.monitor(opts)
+    return code, out
+
+
+def test_a_materialization_four_days_old_is_a_freshness_alert(data: Path) -> None:
+    code, out = monitor(data, "freshness", "freshness,skew")
+    assert code == 1
+    fr = {(r["check"], r["view"]): r for r in out["freshness"]["results"]}
+    for view in sources():
+        online = fr[("materialized", view)]
+        assert online["status"] == "alert"
+        assert online["age_hours"] == pytest.approx(4 * 24 + 6)
+        assert fr[("offline", view)]["status"] == "ok"  # the pipelines are not behind
+    # as of the materialization, online and offline agree on every feature of every service
+    skew = out["skew"]
+    assert skew["instant"] == MATERIALIZED.isoformat()
+    assert out["summary"]["skew"]["status"] == "ok"
+    assert {r["view"] for r in skew["results"]} >= set(sources())
+    assert sum(r["non_null_offline"] for r in skew["results"]) > 10_000
+
+
+def test_a_corrupted_online_value_is_a_skew_alert_naming_the_feature(data: Path) -> None:
+    view, feature = CORRUPT
+    store = feast_store.open_store("embedded", data)
+    rows = pd.read_parquet(data / "features" / view)
+    rows = rows[rows["event_timestamp"] <= MATERIALIZED]
+    row = rows.sort_values("event_timestamp").groupby("customer_id").tail(1).iloc[[7]].copy()
+    customer = row["customer_id"].iloc[0]
+    row[feature] = row[feature] + 5
+    store.write_to_online_store(view, row)
+
+    code, out = monitor(data, "skew", "skew")
+    assert code == 1
+    bad = [r for r in out["skew"]["results"] if r["status"] == "alert"]
+    assert [(r["view"], r["feature"]) for r in bad] == [CORRUPT]
+    assert bad[0]["mismatches"] == 1
+    assert bad[0]["examples"][0]["customer_id"] == customer
+    assert bad[0]["examples"][0]["online"] == bad[0]["examples"][0]["offline"] + 5
+    assert "churn_model_v1" in bad[0]["services"]
