@@ -45,6 +45,7 @@ def as_of(
     key = source.join_key
     ts = source.timestamp_field
     cols = "".join(f', s."{c}"' for c in columns)
+    read = ", ".join(f'"{c}"' for c in [key, ts, *columns])
     grid = pd.DataFrame({INSTANT: pd.to_datetime(list(instants), utc=True)})
     con.register("monitor_instants", grid)
     try:
@@ -54,10 +55,12 @@ def as_of(
                 select k from (select distinct "{key}" as k from read_parquet('{glob}'))
                 order by hash(k), k limit {int(sample)}
             ),
-            grid as (select k, i.{INSTANT} from keys cross join monitor_instants i)
+            grid as (select k, i.{INSTANT} from keys cross join monitor_instants i),
+            rows as (
+                select {read} from read_parquet('{glob}') where "{key}" in (select k from keys)
+            )
             select grid.{INSTANT}, grid.k as "{key}"{cols}
-            from grid asof join read_parquet('{glob}') s
-              on s."{key}" = grid.k and grid.{INSTANT} >= s."{ts}"
+            from grid asof join rows s on s."{key}" = grid.k and grid.{INSTANT} >= s."{ts}"
             order by 1, 2
             """
         ).df()

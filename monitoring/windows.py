@@ -119,7 +119,7 @@ def _default(data_start: pd.Timestamp, cur_start: pd.Timestamp):
     start = data_start.floor("D")
     span = cur_start - start
     warm = start + pd.Timedelta(days=WARM_UP_DAYS)
-    end = start + span * REFERENCE_SHARE
+    end = (start + span * REFERENCE_SHARE).floor("D")
     if end <= warm:  # short data: everything after the warm-up, before the current window
         end = cur_start
     return min(warm, cur_start), end

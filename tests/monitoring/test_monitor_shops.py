@@ -129,3 +129,4 @@ def test_exit_codes(control: Path, tmp_path: Path) -> None:
     assert run.main(control, fail_on="skew", checks="skew") == 2  # no registry here
     assert run.main(control, fail_on="latency") == 2
     assert run.main(control, reference="2025-05-01:2025-04-01") == 2
+    assert run.main(control, reference_model="churn") == 2  # no model card in this store
