@@ -9,6 +9,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import numpy as np
 from fastapi import Depends, FastAPI
@@ -16,10 +17,11 @@ from fastapi import Depends, FastAPI
 from featurestore.errors import StoreConfigError
 from featurestore.online import OnlineFeatures
 from featurestore.store import open_serving_store
-from serving import errors, prometheus
+from serving import auth, docs, errors, prometheus
+from serving.audit import AuditMiddleware, open_audit_log
 from serving.catalog import CatalogKeeper
-from serving.deps import Resources, require_api_key
-from serving.limits import BodyLimitMiddleware
+from serving.deps import Credentials, Resources, require
+from serving.limits import BodyLimitMiddleware, TrustedHostsMiddleware
 from serving.routes import features, health, historical, predict, recommendations
 from serving.routes import metrics as metrics_route
 from serving.scoring import Scorer
@@ -109,25 +111,53 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    production = settings.env == "production"
     app = FastAPI(
         title="shopfeast serving",
         version="1",
         lifespan=lifespan,
         description="Churn, recommendation and feature APIs on the Feast online store.",
+        # In production the API's own description is behind the key too (routes below).
+        docs_url=None if production else "/docs",
+        redoc_url=None,
+        openapi_url=None if production else "/openapi.json",
+        # `/metrics/` -> 307 to a URL built from the Host header, before any auth: no.
+        redirect_slashes=False,
     )
     app.state.settings = settings
+    app.state.credentials = Credentials(settings)
     errors.install(app)
-    protected = [Depends(require_api_key)]
     app.include_router(health.router)
-    routers = (
-        features.router,
-        historical.router,
-        predict.router,
-        recommendations.router,
-        metrics_route.router,
+    # Every status a group can answer is declared in the OpenAPI document (the fuzz test holds it).
+    protected = (401, 403, 413, 422, 503)
+    groups = (
+        (features.router, auth.FEATURES_READ, (*protected, 404)),
+        (historical.router, auth.FEATURES_READ, (*protected, 404)),
+        (predict.router, auth.PREDICT, (*protected, 404)),
+        (recommendations.router, auth.PREDICT, protected),
+        (metrics_route.router, auth.METRICS_READ, (401, 403)),
     )
-    for router in routers:
-        app.include_router(router, dependencies=protected)
+    for router, scope, statuses in groups:
+        app.include_router(
+            router, dependencies=[Depends(require(scope))], responses=errors.declared(*statuses)
+        )
+    if production:
+        docs.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(prometheus.MetricsMiddleware)
+    if log := audit_log_path(settings):
+        app.add_middleware(
+            AuditMiddleware,
+            audit=open_audit_log(log, settings.audit_max_bytes, settings.audit_backups),
+        )
+    if settings.trusted_hosts:  # outermost: a request for another host is refused first
+        app.add_middleware(TrustedHostsMiddleware, allowed=settings.trusted_hosts)
     return app
+
+
+def audit_log_path(settings: Settings):
+    """SHOPFEAST_AUDIT_LOG: a path, or `off`; unset: DATA_DIR/logs/audit.jsonl in production."""
+    value = (settings.audit_log or "").strip()
+    if value.lower() == "off" or (not value and settings.env != "production"):
+        return None
+    return Path(value) if value else Path(settings.data_dir) / "logs" / "audit.jsonl"

@@ -11,11 +11,38 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from featurestore.errors import StoreUnavailable as OnlineStoreUnavailable
 
 log = logging.getLogger("serving")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """What every failure answers: `{"error": {"code", "message"}}`."""
+
+    error: ErrorDetail
+
+
+_MEANING = {
+    401: "missing or invalid credentials (X-API-Key or a bearer JWT)",
+    403: "the credential lacks this endpoint group's scope",
+    404: "unknown entity",
+    413: "request body over the size limit",
+    422: "the request does not match the schema, or asks for more than the server allows",
+    503: "the online store or the registry did not answer in time (Retry-After: 1)",
+}
+
+
+def declared(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the error statuses a route group can answer."""
+    return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
 
 
 class ServingError(Exception):
@@ -24,9 +51,10 @@ class ServingError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
 
 
 class NotFound(ServingError):
@@ -49,6 +77,12 @@ class Unauthorized(ServingError):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(ServingError):
+    """Authenticated, but without the scope the endpoint group needs."""
+
+    status, code = 403, "forbidden"
+
+
 class StartupError(RuntimeError):
     """Start-up cannot go on (a missing model file, an unreadable profile); the message says why."""
 
@@ -59,7 +93,7 @@ def body(code: str, message: str, **extra: object) -> dict:
 
 def _serving_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServingError)
-    headers = {"Retry-After": "1"} if exc.status == 503 else None
+    headers = {"Retry-After": "1"} if exc.status == 503 else exc.headers
     return JSONResponse(body(exc.code, exc.message), status_code=exc.status, headers=headers)
 
 
@@ -77,6 +111,8 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8, say): a bad body
+        return JSONResponse(body("invalid_request", "request body is not valid JSON"), 422)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         body(code, str(exc.detail)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import body
@@ -63,3 +65,42 @@ async def _refuse(send: Send, max_bytes: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload.encode()})
+
+
+class TrustedHostsMiddleware:
+    """Answer only requests whose Host header names this service (SHOPFEAST_TRUSTED_HOSTS):
+    `api.shop.example`, `*.shop.example`, or `*` for any. Others get a JSON 400."""
+
+    def __init__(self, app: ASGIApp, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = [h.lower() for h in allowed]
+
+    def ok(self, host: str) -> bool:
+        host = host.lower().rsplit(":", 1)[0] if not host.endswith("]") else host.lower()
+        for pattern in self.allowed:
+            if pattern == "*" or host == pattern:
+                return True
+            if pattern.startswith("*.") and host.endswith(pattern[1:]):
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+        if self.ok(host):
+            await self.app(scope, receive, send)
+            return
+        payload = json.dumps(body("invalid_host", "unknown Host header")).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})

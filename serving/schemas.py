@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-EntityId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+from shopconfig.settings import ID_MAX_LENGTH
+
+# Ids as ingest stores them (pipelines/validate.py): NFC, no control or invisible characters,
+# at most ID_MAX_LENGTH characters.
+_VISIBLE = (
+    r"^[^\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    r"\ufeff\ue000-\uf8ff]+$"
+)
+EntityId = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=ID_MAX_LENGTH, strip_whitespace=True, pattern=_VISIBLE
+    ),
+    AfterValidator(lambda v: unicodedata.normalize("NFC", v)),
+]
 
 
 class Strict(BaseModel):

@@ -57,7 +57,7 @@ class Scorer:
             operation="churn",
         )
         if not res.any_found(0):
-            raise NotFound(f"unknown customer: {customer_id}")
+            raise NotFound("unknown customer")  # the id is the caller's: not echoed
         p = float(model.predict_proba(to_matrix(res.columns, model.input_columns, 1))[0])
         threshold = model.threshold if model.threshold is not None else 0.5
         return {

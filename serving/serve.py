@@ -28,7 +28,8 @@ def run(
         print(f"shopfeast serve: cannot start: {exc}", file=sys.stderr)
         return 1
     bind = host or settings.host
-    if settings.api_key is None and bind not in ("127.0.0.1", "localhost", "::1"):
+    open_api = settings.api_key is None and settings.jwt_jwks_file is None
+    if open_api and bind not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"shopfeast serve: warning: listening on {bind} with no SHOPFEAST_API_KEY: anyone "
             "who reaches it can read features (SHOPFEAST_ENV=production requires a key)",

@@ -67,6 +67,26 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="When set, every endpoint but /health and /ready needs X-API-Key."
     )
+    # OAuth2 / OIDC bearer tokens (serving/auth.py): the issuer's public keys as a JWKS file.
+    jwt_jwks_file: Path | None = Field(
+        None, description="The issuer's JWKS document saved to a file; enables bearer JWTs."
+    )
+    jwt_issuer: str | None = Field(None, description="Required `iss` of bearer tokens.")
+    jwt_audience: str | None = Field(None, description="Required `aud` of bearer tokens.")
+    jwt_algorithms: list[str] = Field(
+        ["RS256", "ES256", "EdDSA"], description="Signature algorithms accepted (never `none`)."
+    )
+    jwt_leeway_s: float = Field(30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf.")
+    trusted_hosts: list[str] = Field(
+        [], description='Host headers answered, e.g. ["api.shop.example", "*.shop.example"].'
+    )
+    audit_log: str | None = Field(
+        None,
+        description="Audit log path (JSON lines), or `off`; default DATA_DIR/logs/audit.jsonl "
+        "in production, off in development.",
+    )
+    audit_max_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Rotate the audit log at.")
+    audit_backups: int = Field(10, ge=1, description="Rotated audit files kept.")
 
     # Bounded time on a dead or hung Redis: added to the connection string unless it sets them.
     # asyncio measures them in wall time, waiting for the event loop included: under a full
@@ -105,16 +125,27 @@ class Settings(BaseSettings):
 
     def problems(self) -> list[str]:
         """What stops start-up in this environment (empty when nothing does)."""
+        found = []
+        if self.jwt_jwks_file and not (self.jwt_issuer and self.jwt_audience):
+            found.append(
+                "SHOPFEAST_JWT_JWKS_FILE needs SHOPFEAST_JWT_ISSUER and SHOPFEAST_JWT_AUDIENCE "
+                "(a token for another issuer or service must not pass)"
+            )
+        if bad := [a for a in self.jwt_algorithms if a.lower() == "none" or a.startswith("HS")]:
+            found.append(f"SHOPFEAST_JWT_ALGORITHMS: {bad} are not public-key signatures")
+        if self.jwt_jwks_file and not Path(self.jwt_jwks_file).is_file():
+            found.append(f"SHOPFEAST_JWT_JWKS_FILE: {self.jwt_jwks_file} is not a file")
         if self.env != "production":
-            return []
+            return found
         key = self.api_key.get_secret_value() if self.api_key else ""
-        if len(key) < MIN_API_KEY_LENGTH:
-            return [
+        short_key = bool(key) and len(key) < MIN_API_KEY_LENGTH
+        if short_key or (not key and not self.jwt_jwks_file):
+            found.append(
                 f"SHOPFEAST_ENV=production needs SHOPFEAST_API_KEY of at least "
                 f"{MIN_API_KEY_LENGTH} characters (every endpoint but /health and /ready "
-                "checks it)"
-            ]
-        return []
+                "checks it) or bearer tokens (SHOPFEAST_JWT_JWKS_FILE)"
+            )
+        return found
 
     @field_validator("data_dir", "feature_repo", mode="after")
     @classmethod

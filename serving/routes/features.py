@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from featurestore.online import OnlineFeatures
+from serving.audit import count_entities
 from serving.deps import OnlineDep, SettingsDep
 from serving.errors import InvalidRequest, NotFound
 from serving.schemas import BatchItem, BatchRequest, BatchResponse, EntityId, FeaturesResponse
@@ -38,16 +39,19 @@ PII_FIELDS = frozenset(
 
 @router.get("/customers/{customer_id}", response_model=FeaturesResponse)
 async def customer_features(customer_id: EntityId, online: OnlineDep, settings: SettingsDep):
+    count_entities(1)
     return await _one(online, settings.customer_service, "customer", customer_id)
 
 
 @router.get("/products/{product_id}", response_model=FeaturesResponse)
 async def product_features(product_id: EntityId, online: OnlineDep, settings: SettingsDep):
+    count_entities(1)
     return await _one(online, settings.product_service, "product", product_id)
 
 
 @router.post("/batch", response_model=BatchResponse)
 async def batch_features(body: BatchRequest, online: OnlineDep, settings: SettingsDep):
+    count_entities(len(body.ids))
     if len(body.ids) > settings.max_batch_entities:
         raise InvalidRequest(f"at most {settings.max_batch_entities} ids per batch")
     service = settings.customer_service if body.entity == "customer" else settings.product_service
@@ -70,7 +74,7 @@ async def _one(online: OnlineFeatures, service: str, entity: str, entity_id: str
         service, {JOIN_KEYS[entity]: [entity_id]}, {"event_timestamp": now}, operation="features"
     )
     if not res.any_found(0):
-        raise NotFound(f"unknown {entity}: {entity_id}")
+        raise NotFound(f"unknown {entity}")  # the id is the caller's: not echoed
     oldest = res.oldest(0)
     return {
         "entity": entity,

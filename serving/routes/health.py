@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from serving.deps import ResourcesDep
+from serving.deps import ApiKeyDep, BearerDep, ResourcesDep
+from serving.errors import Unauthorized
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +20,13 @@ async def health() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/ready")
-async def ready(res: ResourcesDep) -> JSONResponse:
-    """Redis answers, the registry answers, the models and the catalog are loaded."""
+@router.get("/ready", responses={503: {"description": "a check failed; the body says which"}})
+async def ready(
+    res: ResourcesDep, request: Request, x_api_key: ApiKeyDep, bearer: BearerDep
+) -> JSONResponse:
+    """Redis answers, the registry answers, the models and the catalog are loaded. In
+    production the details (model versions, catalog size, timings, errors) need a credential;
+    an orchestrator's probe gets the status and the checks' ok flags."""
     timeout = res.settings.ready_timeout_s
     checks = {
         "redis": await _check(_ping_redis(res), timeout),
@@ -37,9 +42,19 @@ async def ready(res: ResourcesDep) -> JSONResponse:
         },
     }
     ok = all(c["ok"] for c in checks.values())
+    if res.settings.env == "production" and not _authenticated(request, x_api_key, bearer):
+        checks = {name: {"ok": c["ok"]} for name, c in checks.items()}
     return JSONResponse(
         {"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503
     )
+
+
+def _authenticated(request: Request, x_api_key: str | None, bearer) -> bool:
+    try:
+        request.app.state.credentials.principal(x_api_key, bearer.credentials if bearer else None)
+    except Unauthorized:
+        return False
+    return True
 
 
 async def _check(coro, timeout: float) -> dict:

@@ -19,6 +19,7 @@ import pandas as pd
 from fastapi import APIRouter
 
 from featurestore import history
+from serving.audit import count_entities
 from serving.deps import SettingsDep, StoreDep
 from serving.errors import InvalidRequest, NotFound, StoreUnavailable
 from serving.routes.features import JOIN_KEYS, PII_FIELDS, _value
@@ -35,6 +36,7 @@ async def historical_features(body: HistoricalRequest, store: StoreDep, settings
     how many ids the offline store does not know (a row at or before `end`); 422 for a range
     without a snapshot, end before start, too many ids or rows, or features of another entity."""
     ids = list(dict.fromkeys(body.ids))
+    count_entities(len(ids))
     if len(ids) > settings.max_batch_entities:
         raise InvalidRequest(f"at most {settings.max_batch_entities} ids per call")
     if body.end < body.start:

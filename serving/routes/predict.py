@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from serving.audit import count_entities
 from serving.deps import ScorerDep
 from serving.schemas import ChurnRequest, ChurnResponse
 
@@ -13,4 +14,5 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 @router.post("/churn", response_model=ChurnResponse)
 async def predict_churn(body: ChurnRequest, scorer: ScorerDep):
     """Probability, the label at the model's chosen threshold, its version, the features' age."""
+    count_entities(1)
     return await scorer.churn(body.customer_id)

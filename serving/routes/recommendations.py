@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from serving.audit import count_entities
 from serving.deps import ScorerDep, SettingsDep
 from serving.errors import InvalidRequest
 from serving.schemas import RecommendationRequest, RecommendationResponse
@@ -15,6 +16,7 @@ router = APIRouter(tags=["recommendations"])
 async def recommend(body: RecommendationRequest, scorer: ScorerDep, settings: SettingsDep):
     """Co-purchases of recent products and popular products of the customer's categories,
     ranked with ranking_model_v1; an unknown customer gets popular products (`cold_start`)."""
+    count_entities(1)
     if body.k > settings.max_k:
         raise InvalidRequest(f"k must be at most {settings.max_k}")
     return await scorer.recommend(body.customer_id, body.k, body.exclude_purchased)
