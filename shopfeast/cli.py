@@ -389,6 +389,41 @@ def monitor(
 
 
 @app.command()
+def daily(
+    raw_batch_dir: Annotated[
+        Path, typer.Argument(help="The day's raw export, one file per table.")
+    ],
+    data_dir: DataDirOpt = None,
+    profile: ProfileOpt = "embedded",
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="The instant the export is complete up to (ISO, UTC)."),
+    ] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of CSV files.")] = "utf-8",
+    fail_on: Annotated[
+        str | None,
+        typer.Option(help="Fail when a monitor check of these classes alerts (as monitor's)."),
+    ] = None,
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Ingest a batch, update the features, materialize, monitor: one lock, one summary, one
+    exit code."""
+    from shopconfig.settings import resolve_data_dir as resolve
+    from shopfeast.daily import run
+
+    code = run(
+        raw_dir=raw_batch_dir,
+        data_dir=resolve(data_dir),
+        profile=profile,
+        as_of=as_of,
+        encoding=encoding,
+        wait=wait,
+        fail_on=fail_on,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
 def demo(
     customers: int = 2000,
     products: int = 300,
