@@ -27,7 +27,7 @@ from pathlib import Path
 import ibis
 import yaml
 from feast import FeatureStore
-from feast.repo_config import RepoConfig
+from feast.repo_config import RepoConfig, load_repo_config
 
 from featurestore import quiet
 from featurestore.errors import StoreConfigError
@@ -58,9 +58,13 @@ def open_store(
     data_dir: Path | None = None,
     *,
     ensure_applied: bool = True,
+    offline_store: str | None = None,
 ) -> FeatureStore:
     """A FeatureStore over `data_dir` (default: the settings' data directory) with a profile:
     what the command line, training, notebooks and tests open.
+
+    `offline_store` replaces the profile's offline store type (`duckdb`: Feast's own, which
+    shopfeast's ASOF store replaced; what the benchmark and the tests compare it with).
 
     On the embedded profile the registry is applied first when it is missing or older than the
     definitions in feature_repo/ (a new service version after an upgrade), as `make` rebuilds a
@@ -77,7 +81,11 @@ def open_store(
                 raise StoreConfigError(f"feast apply failed (exit {code}) for {root}")
     _prepare(profile, root)
     bound_duckdb(root)
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=PROFILES[profile])
+    if offline_store is None:
+        return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=PROFILES[profile])
+    config = load_repo_config(FEATURE_REPO, PROFILES[profile])
+    config.offline_config = {"type": offline_store}
+    return FeatureStore(repo_path=str(FEATURE_REPO), config=config)
 
 
 def open_serving_store(settings: Settings) -> FeatureStore:

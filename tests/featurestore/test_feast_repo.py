@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,3 +113,67 @@ def test_embedded_materialize_from_epoch_then_online(embedded) -> None:
     ).to_dict()
     assert out["orders_30d"] == sample["orders_30d"].tolist()
     assert out["spend_90d"] == pytest.approx(sample["spend_90d"].tolist())
+
+
+def _comparable(column: pd.Series) -> list:
+    """Values as plain comparable objects: lists as tuples, every missing value as None."""
+    out = []
+    for v in column.tolist():
+        if isinstance(v, (list, np.ndarray)):
+            v = tuple(None if pd.isna(x) else x for x in v)
+        elif v is None or pd.isna(v):
+            v = None
+        elif isinstance(v, pd.Timestamp):
+            v = v.value // 1000  # microseconds, whatever the unit
+        out.append(v)
+    return out
+
+
+def test_every_service_equals_feasts_duckdb_store(embedded) -> None:
+    """The profile's offline store (featurestore.offline: DuckDB ASOF joins, on-demand views
+    over whole columns) against Feast's own DuckDB store on every feature service, value for
+    value, in entity row order: random known and unknown keys at random instants, instants
+    exactly on change points and just before them, a missing request value."""
+    store = embedded["store"]
+    assert type(store._get_provider().offline_store).__name__ == "AsofOfflineStore"
+    feast = feast_store.open_store("embedded", embedded["data_dir"], offline_store="duckdb")
+    assert type(feast._get_provider().offline_store).__name__ == "DuckDBOfflineStore"
+    frames = embedded["frames"]
+    rng = np.random.default_rng(17)
+    customers = [*sorted(frames["customer_activity"].customer_id.unique()), "never-seen"]
+    products = [*sorted(frames["product_stats"].product_id.unique()), "never-sold"]
+    n = 300
+    start = frames["customer_activity"].event_timestamp.min() - timedelta(days=5)
+    offsets = rng.integers(0, int((END - start) / timedelta(microseconds=1)), n)
+    times = pd.Series(pd.to_datetime(start) + pd.to_timedelta(offsets, unit="us"))
+    edges = frames["customer_activity"].sample(40, random_state=1)
+    entity = pd.DataFrame(
+        {
+            "customer_id": rng.choice(customers, n),
+            "product_id": rng.choice(products, n),
+            "event_timestamp": times,
+        }
+    )
+    entity.loc[: len(edges) - 1, "customer_id"] = edges.customer_id.to_numpy()
+    at = edges.event_timestamp.reset_index(drop=True)
+    entity.loc[: len(edges) - 1, "event_timestamp"] = at.where(
+        np.arange(len(at)) % 2 == 0, at - timedelta(microseconds=1)
+    ).to_numpy()
+    score = rng.gamma(1.0, 0.3, n)
+    score[::7] = np.nan
+    entity["candidate_copurchase_score"] = score
+    entity["row"] = range(n)
+    services = store.list_feature_services()
+    assert len(services) >= 6
+    for service in services:
+        for full in (False, True) if service.name == "ranking_model_v2" else (False,):
+            kwargs = {"entity_df": entity, "features": service, "full_feature_names": full}
+            ours = store.get_historical_features(**kwargs).to_df()
+            theirs = feast.get_historical_features(**kwargs).to_df()
+            assert ours["row"].tolist() == list(range(n)), service.name
+            theirs = theirs.sort_values("row").reset_index(drop=True)
+            assert sorted(ours.columns) == sorted(theirs.columns), service.name
+            for column in ours.columns:
+                assert _comparable(ours[column]) == _comparable(theirs[column]), (
+                    f"{service.name}: {column}"
+                )

@@ -3,9 +3,11 @@
 Every named contract feature is recomputed from the clean tables at a few hundred (entity, t) pairs
 - random instants, window-exit days, cancelled orders, refunds, guests, customers who never do
 anything, customers before their signup, products before their creation, price and profile changes,
-the year boundary - and compared with the value the built store serves at t (the latest source row
-with `event_timestamp <= t`). Two shops: a hand-made one written straight into the clean layout
-(always), and a generated one that goes through the generator and the ingest (when they exist).
+the year boundary - and compared with the value shopfeast's offline store (featurestore.offline,
+what training reads) serves at t, itself checked against the source row the contract says it
+serves (the latest with `event_timestamp <= t`). Two shops: a hand-made one written straight into
+the clean layout (always), and a generated one that goes through the generator and the ingest
+(when they exist).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 
 from pipelines import run as pipeline_run
 from pipelines import sources
-from tests.support import oracle, oracle_shop
+from tests.support import feast_support, oracle, oracle_shop
 
 SEED = 20240917
 AS_OF = "2025-03-15T00:00:00Z"
@@ -65,6 +67,14 @@ def store(request, tmp_path_factory) -> tuple[Path, oracle.RawShop]:
     return data_dir, oracle.RawShop.load(data_dir)
 
 
+@pytest.fixture(scope="module")
+def offline(store, tmp_path_factory):
+    """shopfeast's offline store (featurestore.offline) over the shop's sources: what training
+    reads through `get_historical_features`."""
+    data_dir, _ = store
+    return feast_support.declared_store(data_dir, tmp_path_factory.mktemp("registry"))
+
+
 def _sources(data_dir: Path, views: list[str]) -> dict[str, pd.DataFrame]:
     present = sources.families()
     missing = [v for v in views if v not in present]
@@ -77,36 +87,58 @@ def _split(sources: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.DataFrame
     return {v: oracle.by_entity(f, oracle.ENTITY_KEY[v]) for v, f in sources.items()}
 
 
-def _check(pairs, sources, key: str, expected_fn, shop, views) -> tuple[int, list[str]]:
+def _served(offline, pairs, key: str, views: list[str]) -> list[dict]:
+    """The named features of `views` at every (entity, t) pair, in one historical retrieval."""
+    entity = pd.DataFrame({key: [e for e, _ in pairs], "event_timestamp": [t for _, t in pairs]})
+    refs = [f"{v}:{name}" for v in views for name in oracle.NAMED[v]]
+    out = offline.get_historical_features(
+        entity_df=entity, features=refs, full_feature_names=True
+    ).to_df()
+    assert len(out) == len(entity)  # one row per entity row, in order
+    assert out[key].tolist() == entity[key].tolist()
+    assert (out["event_timestamp"] == entity["event_timestamp"]).all()
+    return out.to_dict("records")
+
+
+def _check(pairs, sources, key: str, expected_fn, shop, views, offline) -> tuple[int, list[str]]:
+    """The oracle's value of every named feature at every pair against the value the offline
+    store serves, and that against the source row the contract says is served (the latest with
+    `event_timestamp <= t`), so that a failure tells which side is wrong."""
     sources = _split(sources)
+    served = _served(offline, pairs, key, views)
     checked, problems = 0, []
-    for entity, t in pairs:
+    for (entity, t), row in zip(pairs, served, strict=True):
         expected = expected_fn(shop, entity, t)
         for view in views:
-            actual = oracle.lookup(sources[view], entity, t)
+            actual = {name: row[f"{view}__{name}"] for name in oracle.NAMED[view]}
             for name, e, a in oracle.compare(expected, actual, oracle.NAMED[view]):
                 problems.append(f"{view}:{name} {key}={entity} t={t}: oracle {e!r}, store {a!r}")
+            source_row = oracle.lookup(sources[view], entity, t)
+            for name, e, a in oracle.compare(source_row, actual, oracle.NAMED[view]):
+                problems.append(f"{view}:{name} {key}={entity} t={t}: row {e!r}, served {a!r}")
             checked += len(oracle.NAMED[view])
     return checked, problems
 
 
-def test_customer_features_match_the_oracle(store):
+def test_customer_features_match_the_oracle(store, offline):
     data_dir, shop = store
     views = ["customer_activity", "customer_profile", "customer_reviews"]
     sources = _sources(data_dir, views)
     pairs = oracle.customer_pairs(shop, np.random.default_rng(SEED))
     assert len(pairs) >= 300
-    checked, problems = _check(pairs, sources, "customer_id", oracle.customer_features, shop, views)
+    checked, problems = _check(
+        pairs, sources, "customer_id", oracle.customer_features, shop, views, offline
+    )
     assert not problems, f"{len(problems)} of {checked} values differ:\n" + "\n".join(problems[:25])
 
 
-def test_product_features_match_the_oracle(store):
+def test_product_features_match_the_oracle(store, offline):
     data_dir, shop = store
     sources = _sources(data_dir, ["product_stats"])
     pairs = oracle.product_pairs(shop, np.random.default_rng(SEED + 1))
     assert len(pairs) >= 200
     checked, problems = _check(
-        pairs, sources, "product_id", oracle.product_features, shop, ["product_stats"]
+        pairs, sources, "product_id", oracle.product_features, shop, ["product_stats"], offline
     )
     assert not problems, f"{len(problems)} of {checked} values differ:\n" + "\n".join(problems[:25])
 
@@ -248,7 +280,7 @@ def test_the_oracle_sees_what_it_should():
     assert oracle.product_features(shop, "p", at("2025-01-01 12:00")) is None
 
 
-def test_windows_empty_out_after_the_last_row(store):
+def test_windows_empty_out_after_the_last_row(store, offline):
     """Up to the export's --as-of instant the store follows the oracle past the newest row:
     windows empty out on days without rows instead of serving the last snapshot forever."""
     data_dir, shop = store
@@ -263,7 +295,13 @@ def test_windows_empty_out_after_the_last_row(store):
     at = pd.Timestamp(AS_OF)
     pairs = [(c, at) for c in ids]
     checked, problems = _check(
-        pairs, sources, "customer_id", oracle.customer_features, shop, ["customer_activity"]
+        pairs,
+        sources,
+        "customer_id",
+        oracle.customer_features,
+        shop,
+        ["customer_activity"],
+        offline,
     )
     assert not problems, "\n".join(problems[:25])
     split = _split(sources)["customer_activity"]

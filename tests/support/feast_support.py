@@ -238,3 +238,39 @@ def run_feast_cli(yaml: Path, args: list[str], env: dict[str, str]) -> tuple[int
 
         out += "".join(traceback.format_exception(result.exception))
     return result.exit_code, out
+
+
+# --- a store of the declared views over any data directory ---------------------------------------
+
+ASOF_STORE = "featurestore.offline.AsofOfflineStore"
+
+
+def declared_store(data_dir: Path, work: Path, offline_store: str = ASOF_STORE):
+    """A FeatureStore of the declared feature views (no on-demand views, no services) over
+    `data_dir`'s sources, applied in this process into a file registry under `work`: the offline
+    store reads any store the pipelines built, without `feast apply` over the feature repo."""
+    from feast import FeatureStore, RepoConfig
+
+    from featurestore import schema as feast_schema
+    from pipelines.sources import sources
+
+    work.mkdir(parents=True, exist_ok=True)
+    config = RepoConfig(
+        project="shopfeast",
+        provider="local",
+        registry=str(work / "registry.db"),
+        online_store={"type": "sqlite", "path": str(work / "online.db")},
+        offline_store={"type": offline_store},
+        entity_key_serialization_version=3,
+        repo_path=work,
+    )
+    store = FeatureStore(config=config)
+    entities = {name: feast_schema.entity(name) for name in ("customer", "product")}
+    objects: list = list(entities.values())
+    for source in sources(strict=True).values():
+        if not list(source.path(data_dir).glob("*.parquet")):
+            continue
+        src = feast_schema.file_source(source, data_dir)
+        objects += [src, feast_schema.feature_view(source, entities, src)]
+    store.apply(objects)
+    return store
