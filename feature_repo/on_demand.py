@@ -3,8 +3,7 @@
 Ages change every instant, so they are computed at read time from stored timestamps: offline the
 request time is the entity frame's `event_timestamp`, online the caller passes the request time in
 the same field. The logic lives in featurestore/odfv.py (pure, unit-tested); these UDFs only call
-it,
-because Feast rebuilds a UDF from its source text in the reading process.
+it, because Feast rebuilds a UDF from its source text in the reading process.
 """
 
 from typing import Any
@@ -18,6 +17,7 @@ from views.product import product_copurchase, product_stats
 from featurestore.odfv import (
     AGE_INPUTS,
     AGE_OUTPUTS,
+    ARROW_TAG,
     CANDIDATE_COPURCHASE,
     MATCH_INPUTS,
     MATCH_OUTPUTS,
@@ -26,6 +26,10 @@ from featurestore.odfv import (
     RETRIEVAL_OUTPUTS,
 )
 from featurestore.schema import OWNER, inputs, outputs
+
+# The offline store (featurestore.offline) calls these UDFs with pyarrow columns, the whole
+# retrieval at once (featurestore/odfv.py computes them with numpy); online they get lists.
+ARROW = dict([ARROW_TAG])
 
 request_time = RequestSource(
     name="request_time",
@@ -56,7 +60,7 @@ request_time = RequestSource(
     "of last_order_ts and last_event_ts), tenure_days = (t - signup_ts); NaN/null when unknown. "
     "(Feast 0.67 compares inferred output fields with their descriptions, so they live here.)",
     owner=OWNER,
-    tags={"domain": "customer", "layer": "on_demand", "contract": "point_in_time"},
+    tags={"domain": "customer", "layer": "on_demand", "contract": "point_in_time", **ARROW},
 )
 def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import customer_recency as compute
@@ -71,7 +75,7 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     description="Product age at the request time t: days_since_created = (t - "
     "product_created_at) in days; NaN/null when unknown.",
     owner=OWNER,
-    tags={"domain": "product", "layer": "on_demand", "contract": "point_in_time"},
+    tags={"domain": "product", "layer": "on_demand", "contract": "point_in_time", **ARROW},
 )
 def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import product_age as compute
@@ -93,7 +97,7 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     "is_favourite_category, already_purchased (0/1), copurchase_score = sum of the candidate's "
     "co-purchase scores with the recent products, copurchase_hits = how many of them match.",
     owner=OWNER,
-    tags={"domain": "ranking", "layer": "on_demand"},
+    tags={"domain": "ranking", "layer": "on_demand", **ARROW},
 )
 def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import customer_product_match as compute
@@ -128,7 +132,7 @@ candidate_retrieval = RequestSource(
     "co-purchase baseline use; customer_product_match's copurchase_score reads the candidate's "
     "own list); NaN/null when not given.",
     owner=OWNER,
-    tags={"domain": "ranking", "layer": "on_demand"},
+    tags={"domain": "ranking", "layer": "on_demand", **ARROW},
 )
 def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import retrieval_match as compute

@@ -22,6 +22,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 SECONDS_PER_DAY = 86_400.0
 
 # --- customer_recency --------------------------------------------------------------------------
@@ -100,6 +104,8 @@ MATCH_OUTPUTS = {
 
 def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Days since the last order / last activity and tenure, at the request time, as floats."""
+    if _arrow(inputs):
+        return _columns_or_rows(_recency_columns, customer_recency, inputs)
     n = _rows(inputs)
     now = _seconds_column(_column(inputs, REQUEST_TIME, n))
     last_order = _seconds_column(_column(inputs, LAST_ORDER, n))
@@ -116,6 +122,8 @@ def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Days since the product was created, at the request time."""
+    if _arrow(inputs):
+        return _columns_or_rows(_age_columns, product_age, inputs)
     n = _rows(inputs)
     now = _seconds_column(_column(inputs, REQUEST_TIME, n))
     created = _seconds_column(_column(inputs, PRODUCT_CREATED, n))
@@ -125,6 +133,8 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """The retrieval score as a float (NaN when the caller gave none)."""
+    if _arrow(inputs):
+        return _columns_or_rows(_retrieval_columns, retrieval_match, inputs)
     n = _rows(inputs)
     values = [_number(v) for v in _column(inputs, CANDIDATE_COPURCHASE, n)]
     (name,) = RETRIEVAL_OUTPUTS
@@ -136,8 +146,11 @@ def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]
 
     Rows come in runs of one customer (serving scores a customer's candidates in one call, and
     hands the same customer values to every row): the customer's side (sets and share tables)
-    is built once per run, and each row only looks its candidate up in it.
+    is built once per run, and each row only looks its candidate up in it. Offline (pyarrow
+    columns) the whole frame is computed with numpy (_match_columns).
     """
+    if _arrow(inputs):
+        return _columns_or_rows(_match_columns, customer_product_match, inputs)
     n = _rows(inputs)
     has_shares = OPTIONAL_CATEGORIES in inputs
     customer = [_column(inputs, name, n) for name in _CUSTOMER_SIDE]
@@ -371,3 +384,282 @@ def _iterable(values: Any) -> Iterable[Any]:
         return list(values)
     except TypeError:
         return ()
+
+
+# --- whole columns at once (the offline store) -------------------------------------------------
+# featurestore.offline hands an on-demand view tagged ARROW_TAG a dict of pyarrow arrays, the
+# whole retrieval at once, instead of Python lists: the functions above then compute with numpy
+# over the columns and return numpy arrays, the same numbers as the row code (same IEEE
+# operations in the same order; the logarithm through math.log, as the row code). Rows the
+# column code does not model (a null inside a list of keys, where _strings shifts the pairs) and
+# input types it does not know are computed by the row code. Online, inputs are lists: unchanged.
+
+ARROW_TAG = ("udf_inputs", "arrow")  # (tag, value) on a view whose UDF accepts pyarrow columns
+
+
+class _RowCode(Exception):
+    """An input the column code does not handle: use the row code."""
+
+
+def _arrow(inputs: dict[str, Any]) -> bool:
+    return any(isinstance(v, (pa.Array, pa.ChunkedArray)) for v in inputs.values())
+
+
+def _as_lists(inputs: dict[str, Any]) -> dict[str, list[Any]]:
+    return {k: v.to_pylist() if hasattr(v, "to_pylist") else list(v) for k, v in inputs.items()}
+
+
+def _array(inputs: dict[str, Any], name: str) -> pa.Array | None:
+    v = inputs.get(name)
+    if v is None:
+        return None
+    if isinstance(v, pa.ChunkedArray):
+        v = v.combine_chunks()
+    if not isinstance(v, pa.Array):
+        raise _RowCode(name)
+    return None if pa.types.is_null(v.type) else v
+
+
+def _arrow_rows(inputs: dict[str, Any]) -> int:
+    return max((len(v) for v in inputs.values() if v is not None), default=0)
+
+
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _seconds_array(a: pa.Array | None, n: int) -> np.ndarray:
+    """_stored_seconds of every value as float64, NaN for missing."""
+    if a is None:
+        return np.full(n, np.nan)
+    if pa.types.is_timestamp(a.type):
+        ints = pc.fill_null(a.cast(pa.int64()), 0).to_numpy()
+        out = (ints // _PER_SECOND[a.type.unit]).astype(np.float64)
+    elif pa.types.is_integer(a.type) or pa.types.is_floating(a.type):
+        out = np.floor(_floats(a))
+    else:
+        raise _RowCode(str(a.type))
+    if a.null_count:
+        out[pc.is_null(a).to_numpy(zero_copy_only=False)] = np.nan
+    return out
+
+
+def _floats(a: pa.Array | None, n: int = 0) -> np.ndarray:
+    """float64 values, NaN for missing."""
+    if a is None or pa.types.is_null(a.type):
+        return np.full(len(a) if a is not None else n, np.nan)
+    if not (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)):
+        raise _RowCode(str(a.type))
+    return pc.fill_null(a.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+
+
+def _days_array(now: np.ndarray, then: np.ndarray) -> np.ndarray:
+    return (now - then) / SECONDS_PER_DAY  # NaN when either is
+
+
+def _recency_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = _arrow_rows(inputs)
+    now = _seconds_array(_array(inputs, REQUEST_TIME), n)
+    last_order = _seconds_array(_array(inputs, LAST_ORDER), n)
+    signup = _seconds_array(_array(inputs, SIGNUP), n)
+    last_event = _seconds_array(_array(inputs, OPTIONAL_LAST_ACTIVITY), n)
+    columns = (
+        _days_array(now, last_order),
+        _days_array(now, np.fmax(last_order, last_event)),  # the latest known
+        _days_array(now, signup),
+    )
+    return dict(zip(RECENCY_OUTPUTS, columns, strict=True))
+
+
+def _age_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = _arrow_rows(inputs)
+    now = _seconds_array(_array(inputs, REQUEST_TIME), n)
+    created = _seconds_array(_array(inputs, PRODUCT_CREATED), n)
+    (name,) = AGE_OUTPUTS
+    return {name: _days_array(now, created)}
+
+
+def _retrieval_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = _arrow_rows(inputs)
+    (name,) = RETRIEVAL_OUTPUTS
+    return {name: _floats(_array(inputs, CANDIDATE_COPURCHASE), n)}
+
+
+def _strings_array(a: pa.Array | None, n: int) -> pa.Array:
+    if a is None or pa.types.is_null(a.type):
+        return pa.nulls(len(a) if a is not None else n, pa.string())
+    if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
+        raise _RowCode(str(a.type))
+    return a.cast(pa.string())
+
+
+class _Lists:
+    """A list column flattened: each value's row, its position in its list, and the values."""
+
+    def __init__(self, a: pa.Array | None, n: int, strings: bool) -> None:
+        if a is None:
+            self.lengths = np.zeros(n, dtype=np.int64)
+            values = pa.array([], pa.string() if strings else pa.float64())
+        else:
+            if not (pa.types.is_list(a.type) or pa.types.is_large_list(a.type)):
+                raise _RowCode(str(a.type))
+            self.lengths = pc.fill_null(pc.list_value_length(a), 0).to_numpy().astype(np.int64)
+            values = pc.list_flatten(a)
+        self.rows = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
+        starts = np.cumsum(self.lengths) - self.lengths
+        self.position = np.arange(len(self.rows), dtype=np.int64) - starts[self.rows]
+        if strings:
+            self.values = _strings_array(values, len(values))
+        else:
+            self.values = _floats(values, len(values))
+        self.null_rows = (
+            np.unique(self.rows[pc.is_null(self.values).to_numpy(zero_copy_only=False)])
+            if strings and len(values) and self.values.null_count
+            else np.zeros(0, dtype=np.int64)
+        )
+
+
+class _Codes:
+    """One integer code per distinct string over the arrays given (-1 for null)."""
+
+    def __init__(self, *arrays: pa.Array) -> None:
+        joined = pa.chunked_array([a for a in arrays], pa.string()).combine_chunks()
+        encoded = pc.dictionary_encode(joined)
+        self.size = max(len(encoded.dictionary), 1)
+        codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy()
+        self.parts, start = [], 0
+        for a in arrays:
+            self.parts.append(codes[start : start + len(a)])
+            start += len(a)
+
+    def keys(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """(row, code) as one int64; -1 where the code is null (never a member)."""
+        return np.where(codes >= 0, rows * self.size + codes, -1)
+
+
+def _member(query: np.ndarray, members: np.ndarray) -> np.ndarray:
+    return np.isin(query, members[members >= 0]) & (query >= 0)
+
+
+def _share_lookup(
+    keys: _Lists,
+    shares: _Lists,
+    key_codes: np.ndarray,
+    query_codes: np.ndarray,
+    codes: _Codes,
+    known: np.ndarray,
+) -> np.ndarray:
+    """_lookup(_share_table(keys, shares), key) per row: the share paired with the first
+    occurrence of the key (pairs up to the shorter list; a missing share is 0), 0 when absent,
+    NaN when the row's keys or the key are unknown."""
+    n = len(query_codes)
+    paired = keys.position < shares.lengths[keys.rows]
+    rows, kc = keys.rows[paired], key_codes[paired]
+    # the share at the same (row, position): shares are flattened in the same row order
+    share_starts = np.cumsum(shares.lengths) - shares.lengths
+    values = shares.values[share_starts[rows] + keys.position[paired]]
+    values = np.where(np.isnan(values), 0.0, values)
+    pair = codes.keys(rows, kc)
+    order = np.argsort(pair, kind="stable")
+    pair, values = pair[order], values[order]
+    first = np.ones(len(pair), dtype=bool)
+    first[1:] = pair[1:] != pair[:-1]
+    pair, values = pair[first], values[first]
+    query = codes.keys(np.arange(n, dtype=np.int64), query_codes)
+    out = np.zeros(n)
+    if len(pair):
+        at = np.minimum(np.searchsorted(pair, query), len(pair) - 1)
+        found = (pair[at] == query) & (query >= 0)
+        out[found] = values[at[found]]
+    return np.where(known & (query_codes >= 0), out, np.nan)
+
+
+def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = _arrow_rows(inputs)
+    get = lambda name: _array(inputs, name)  # noqa: E731
+    recent = _Lists(get(RECENT_PRODUCTS), n, strings=True)
+    purchased = _Lists(get(OPTIONAL_PURCHASED), n, strings=True)
+    ids = _Lists(get(COPURCHASE_IDS), n, strings=True)
+    scores = _Lists(get(COPURCHASE_SCORES), n, strings=False)
+    cat_keys = _Lists(get(OPTIONAL_CATEGORIES), n, strings=True)
+    cat_shares = _Lists(get(OPTIONAL_CATEGORY_SHARES), n, strings=False)
+    brand_keys = _Lists(get(OPTIONAL_BRANDS), n, strings=True)
+    brand_shares = _Lists(get(OPTIONAL_BRAND_SHARES), n, strings=False)
+    product = _strings_array(get("product_id"), n)
+    category = _strings_array(get(PRODUCT_CATEGORY), n)
+    favourite = _strings_array(get(FAVOURITE_CATEGORY), n)
+    brand = _strings_array(get(PRODUCT_BRAND), n)
+    codes = _Codes(
+        recent.values, purchased.values, ids.values, product,
+        cat_keys.values, category, brand_keys.values, brand,
+    )  # fmt: skip
+    c_recent, c_purchased, c_ids, c_product, c_cat_keys, c_category, c_brand_keys, c_brand = (
+        codes.parts
+    )
+    rows = np.arange(n, dtype=np.int64)
+
+    price, usual = _floats(get(PRODUCT_PRICE), n), _floats(get(OPTIONAL_ITEM_PRICE), n)
+    ok = ~np.isnan(price) & (usual > 0)
+    ratio = np.full(n, np.nan)
+    ratio[ok] = price[ok] / usual[ok]
+    distance = np.full(n, np.nan)
+    positive = ratio > 0
+    distance[positive] = np.abs(np.fromiter(map(math.log, ratio[positive]), np.float64))
+
+    is_favourite = pc.fill_null(pc.equal(category, favourite), False).to_numpy(zero_copy_only=False)
+    if OPTIONAL_CATEGORIES in inputs:
+        known = ~pc.is_null(get(OPTIONAL_CATEGORIES) or pa.nulls(n)).to_numpy(zero_copy_only=False)
+        category_affinity = _share_lookup(
+            cat_keys, cat_shares, c_cat_keys, c_category, codes, known
+        )
+    else:
+        category_affinity = is_favourite.astype(np.float64)
+    brands = get(OPTIONAL_BRANDS)
+    known = (
+        ~pc.is_null(brands).to_numpy(zero_copy_only=False)
+        if brands is not None
+        else np.zeros(n, dtype=bool)
+    )
+    brand_affinity = _share_lookup(brand_keys, brand_shares, c_brand_keys, c_brand, codes, known)
+
+    recent_keys = codes.keys(recent.rows, c_recent)
+    bought = np.concatenate([recent_keys, codes.keys(purchased.rows, c_purchased)])
+    already = _member(codes.keys(rows, c_product), bought)
+
+    paired = ids.position < scores.lengths[ids.rows]
+    score_starts = np.cumsum(scores.lengths) - scores.lengths
+    pair_rows = ids.rows[paired]
+    s = scores.values[score_starts[pair_rows] + ids.position[paired]]
+    hit = _member(codes.keys(pair_rows, c_ids[paired]), recent_keys) & ~np.isnan(s)
+    score = np.bincount(pair_rows[hit], weights=s[hit], minlength=n).astype(np.float64)
+    hits = np.bincount(pair_rows[hit], minlength=n).astype(np.int64)
+
+    out = {
+        "price_ratio": ratio,
+        "price_distance": distance,
+        "category_affinity": category_affinity,
+        "is_favourite_category": is_favourite.astype(np.int64),
+        "brand_affinity": brand_affinity,
+        "already_purchased": already.astype(np.int64),
+        "copurchase_score": score,
+        "copurchase_hits": hits,
+    }
+    odd = np.unique(
+        np.concatenate([x.null_rows for x in (recent, purchased, cat_keys, brand_keys)])
+    )
+    if len(odd):  # _strings drops a null key and shifts the pairs: the row code's semantics
+        subset = {k: (v.take(pa.array(odd)) if v is not None else None) for k, v in
+                  ((k, _array(inputs, k)) for k in inputs)}  # fmt: skip
+        rows_out = customer_product_match(
+            {k: v.to_pylist() if v is not None else [None] * len(odd) for k, v in subset.items()}
+        )
+        for name, values in rows_out.items():
+            out[name][odd] = values
+    assert set(out) == set(MATCH_OUTPUTS)
+    return out
+
+
+def _columns_or_rows(columns, rows, inputs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return columns(inputs)
+    except _RowCode:
+        return rows(_as_lists(inputs))

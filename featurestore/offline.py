@@ -13,7 +13,12 @@ and several times its memory. This store answers the same call with one DuckDB s
   and source field mappings are honoured;
 - one output row per entity row, in the entity frame's order, never dropped: an entity row with no
   feature row (unknown key, before the first row, null key or timestamp) gets nulls;
-- on-demand views go through Feast's own RetrievalJob machinery, as with Feast's stores.
+- on-demand views run on a table of only the columns each reads (its source features, request
+  fields and the entity frame's columns), not on the whole result: Feast's python mode turns the
+  table it is given into Python lists (`to_pydict`), list features of every view included, once
+  per view. A view tagged ARROW_TAG (featurestore.odfv) has its UDF called once with pyarrow
+  columns, which featurestore/odfv.py computes with numpy; others go through Feast's
+  `transform_arrow`.
 
 What the ASOF plan does not cover is handed to Feast's DuckDB store unchanged: an entity frame given
 as SQL or none (a time range), `filter_by_created_timestamp`, sources that are not local parquet
@@ -49,6 +54,8 @@ from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from pydantic import StrictInt, StrictStr
+
+from featurestore.odfv import ARROW_TAG
 
 DEFAULT_MEMORY_LIMIT = "4GB"
 ROW = "__shopfeast_row"  # the entity row's position, carried through the joins
@@ -270,7 +277,9 @@ class AsofRetrievalJob(RetrievalJob):
 
     @property
     def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
-        return self._on_demand
+        """None left for Feast's to_arrow: _to_arrow_internal has applied them (on the columns
+        each reads, see _apply_on_demand)."""
+        return []
 
     @property
     def metadata(self) -> RetrievalMetadata:
@@ -290,8 +299,36 @@ class AsofRetrievalJob(RetrievalJob):
             if pa.types.is_timestamp(column.type) and column.type.tz is not None:
                 column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
             entity = entity.append_column(name, column)
-        self.timings = {"join": time.perf_counter() - began}
-        return entity
+        joined = time.perf_counter()
+        result = self._apply_on_demand(entity)
+        self.timings = {"join": joined - began, "on_demand": time.perf_counter() - joined}
+        return result
+
+    def _apply_on_demand(self, table: pa.Table) -> pa.Table:
+        """Each on-demand view's requested outputs appended, computed on the columns it reads
+        (Feast's RetrievalJob hands each view the whole table, which python mode converts to
+        Python lists, every view's list features included)."""
+        keep = set(self._entity.columns)
+        requested = {r.split(":", 1)[0]: set() for r in self._refs}
+        for r in self._refs:
+            view, name = r.split(":", 1)
+            requested[view].add(name)
+        out = table
+        for odfv in self._on_demand:
+            prefix = odfv.projection.name_to_use()
+            reads = set(keep)
+            for p in odfv.source_feature_view_projections.values():
+                for f in p.features:
+                    reads |= {f.name, f"{p.name_to_use()}__{f.name}", f"{p.name}__{f.name}"}
+            for source in odfv.source_request_sources.values():
+                reads |= {f.name for f in source.schema}
+            inputs = table.select([c for c in table.column_names if c in reads])
+            columns = _on_demand_columns(odfv, inputs, self._full)
+            order = [f.name for f in odfv.features]
+            for name in sorted(requested.get(prefix, ()), key=order.index):
+                column = f"{prefix}__{name}" if self._full else name
+                out = out.append_column(column, columns[column])
+        return out
 
     def _join(self, entity: pa.Table) -> pa.Table:
         needed = {self._timestamp} | {k for p in self._plans for k in p.join_keys.values()}
@@ -318,6 +355,28 @@ class AsofRetrievalJob(RetrievalJob):
         if os.path.exists(path) and not allow_overwrite:
             raise SavedDatasetLocationAlreadyExists(location=path)
         pq.write_table(self.to_arrow(), path)
+
+
+def _on_demand_columns(
+    odfv: OnDemandFeatureView, inputs: pa.Table, full: bool
+) -> pa.Table | dict[str, pa.Array]:
+    """One on-demand view's outputs over `inputs`: a python-mode view tagged ARROW_TAG gets its
+    UDF called once with pyarrow columns (short and full names, as Feast's transform_arrow gives
+    them); any other goes through Feast's transform_arrow."""
+    if odfv.mode != "python" or odfv.tags.get(ARROW_TAG[0]) != ARROW_TAG[1]:
+        return odfv.transform_arrow(inputs, full)
+    columns: dict[str, Any] = {name: inputs[name] for name in inputs.column_names}
+    for p in odfv.source_feature_view_projections.values():
+        for f in p.features:
+            long = f"{p.name_to_use()}__{f.name}"
+            if long in columns:
+                columns.setdefault(f.name, columns[long])
+    outputs = odfv.feature_transformation.udf(columns)
+    prefix = odfv.projection.name_to_use()
+    return {
+        (f"{prefix}__{f.name}" if full else f.name): pa.array(outputs[f.name])
+        for f in odfv.features
+    }
 
 
 def _duckdb_settings(config: RepoConfig) -> dict[str, Any]:

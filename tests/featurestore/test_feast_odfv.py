@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from featurestore import odfv
@@ -166,10 +167,11 @@ def _reference_match(row: dict) -> dict:
     }
 
 
-def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
+def _random_match_batches(seed: int, null_keys: bool = False) -> list[list[dict]]:
     """Runs of one customer (as serving sends them: the same objects on every row), customers
-    interleaved, numpy lists, missing values everywhere, nulls inside lists."""
-    rng = np.random.default_rng(11)
+    interleaved, numpy lists, missing values everywhere, nulls inside lists (`null_keys`: also
+    inside the customer's category and brand lists)."""
+    rng = np.random.default_rng(seed)
     products = [f"p{i}" for i in range(40)]
     cats, brands = ["a", "b", "c", "d"], ["x", "y", "z"]
 
@@ -179,9 +181,13 @@ def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
     def some(pool, k):
         return list(rng.choice(pool, size=k, replace=False))
 
+    def keys(pool, k):
+        picked = some(pool, k)
+        return [maybe(x, 0.2) for x in picked] if null_keys else picked
+
     def customer():
-        top_c = maybe(some(cats, int(rng.integers(0, 4))))
-        top_b = maybe(some(brands, int(rng.integers(0, 3))))
+        top_c = maybe(keys(cats, int(rng.integers(0, 4))))
+        top_b = maybe(keys(brands, int(rng.integers(0, 3))))
         return {
             "recent_product_ids": maybe(some(products, int(rng.integers(0, 6)))),
             "purchased_product_ids": maybe(np.array(some(products, 8), dtype=object)),
@@ -190,7 +196,10 @@ def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
             "top_categories_90d": top_c,
             "top_category_shares_90d": None
             if top_c is None
-            else [maybe(float(x), 0.1) for x in rng.random(len(top_c))],
+            else [
+                maybe(float(x), 0.1)
+                for x in rng.random(max(0, len(top_c) + int(rng.integers(-1, 2))))
+            ],
             "top_brands_90d": top_b,
             "top_brand_shares_90d": None if top_b is None else list(rng.random(len(top_b))),
         }
@@ -219,7 +228,11 @@ def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
     batches = [rows]  # customers interleaved
     for who in people:  # one customer per call, as serving calls it
         batches.append([r for r in rows if r["recent_product_ids"] is who["recent_product_ids"]])
-    for batch in filter(None, batches):
+    return [b for b in batches if b]
+
+
+def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
+    for batch in _random_match_batches(11):
         got = odfv.customer_product_match({name: [r[name] for r in batch] for name in batch[0]})
         for i, row in enumerate(batch):
             want = _reference_match(row)
@@ -227,6 +240,77 @@ def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
                 a, b = got[name][i], want[name]
                 same = (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6)
                 assert same, (i, name, a, b)
+
+
+def _arrow_column(values: list) -> pa.Array:
+    """A column as the offline store hands it: numpy lists as lists, NaN kept."""
+    return pa.array([v.tolist() if isinstance(v, np.ndarray) else v for v in values])
+
+
+def _same_values(a, b) -> bool:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+OPTIONAL_MATCH_INPUTS = {
+    odfv.OPTIONAL_PURCHASED,
+    odfv.OPTIONAL_ITEM_PRICE,
+    odfv.OPTIONAL_CATEGORIES,
+    odfv.OPTIONAL_CATEGORY_SHARES,
+    odfv.OPTIONAL_BRANDS,
+    odfv.OPTIONAL_BRAND_SHARES,
+}
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+@pytest.mark.parametrize("null_keys", [False, True])
+@pytest.mark.parametrize("optional", [True, False])
+def test_match_over_arrow_columns_equals_the_row_code(seed, null_keys, optional) -> None:
+    """The offline store's whole-column call gives bit for bit the row code's numbers (nulls
+    inside key lists go through the row code's own semantics; without the optional inputs the
+    category affinity is the favourite flag)."""
+    for batch in _random_match_batches(seed, null_keys):
+        names = [n for n in batch[0] if optional or n not in OPTIONAL_MATCH_INPUTS]
+        rows = odfv.customer_product_match({n: [r[n] for r in batch] for n in names})
+        columns = odfv.customer_product_match(
+            {n: _arrow_column([r[n] for r in batch]) for n in names}
+        )
+        assert set(columns) == set(odfv.MATCH_OUTPUTS)
+        for name in odfv.MATCH_OUTPUTS:
+            assert isinstance(columns[name], np.ndarray), name
+            assert _same_values(columns[name], rows[name]), name
+
+
+def test_time_features_over_arrow_columns_equal_the_row_code() -> None:
+    """Recency, age and the retrieval score over pyarrow columns (timestamps in us and ns, nulls,
+    sub-second instants) equal the row code's numbers exactly."""
+    rng = np.random.default_rng(5)
+    n = 500
+    base = np.datetime64("2025-01-01T00:00:00", "us").astype(np.int64)
+
+    def instants(p_null):
+        us = base + rng.integers(-400 * 86_400_000_000, 86_400_000_000, n)
+        values = [None if rng.random() < p_null else int(v) for v in us]
+        return pa.array(values, pa.timestamp("us", tz="UTC"))
+
+    now = instants(0.02)
+    inputs = {
+        "event_timestamp": now,
+        "last_order_ts": instants(0.2),
+        "last_event_ts": instants(0.3).cast(pa.timestamp("ns", tz="UTC")),
+        "signup_ts": instants(0.1),
+        "product_created_at": instants(0.1),
+        odfv.CANDIDATE_COPURCHASE: pa.array([None if i % 9 == 0 else i / 7 for i in range(n)]),
+    }
+    lists = {k: v.to_pylist() for k, v in inputs.items()}
+    for fn in (odfv.customer_recency, odfv.product_age, odfv.retrieval_match):
+        columns, rows = fn(inputs), fn(lists)
+        assert set(columns) == set(rows)
+        for name in rows:
+            assert _same_values(columns[name], rows[name]), name
+    without = {k: v for k, v in inputs.items() if k != "last_event_ts"}  # the optional input
+    got = odfv.customer_recency(without)["days_since_last_activity"]
+    assert _same_values(got, odfv.customer_recency(without)["days_since_last_order"])
 
 
 def test_retrieval_match_passes_the_score_and_marks_the_unknown() -> None:
