@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines.storage import monitoring_dir, monitoring_latest
+from shopconfig.progress import console as results_console
 
 STATUS_ORDER = {"alert": 0, "warn": 1, "ok": 2}
 COLOURS = {"alert": "#c62828", "warn": "#ef6c00", "ok": "#2e7d32", "not_run": "#757575"}
@@ -85,7 +86,7 @@ def write(data_dir: Path, out: dict) -> Path:
 
 
 def print_summary(out: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or results_console()
     table = Table(title=f"monitor {out['run_id']} (now {out['now'][:19]})")
     for col in ("check", "status", "checked", "alerts", "warnings"):
         table.add_column(col)

@@ -30,6 +30,7 @@ from monitoring.snapshots import as_of, newest_row, source_glob
 from monitoring.windows import MonitorInputError, Windows, resolve
 from pipelines.sources import sources as declared_sources
 from pipelines.storage import clean_dir, reports_dir
+from shopconfig.progress import console as results_console
 
 CLASSES = ("quality", "freshness", "drift", "skew")
 MEMORY_LIMIT = "1GB"
@@ -300,7 +301,7 @@ def main(
 ) -> int:
     """The command: run, print the summary, return the exit code (2 with a message on bad
     usage or missing data)."""
-    console = console or Console()
+    console = console or results_console()
     try:
         if reference and reference_model:
             raise MonitorInputError("give --reference or --reference-model, not both")

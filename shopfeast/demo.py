@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from featurestore import store as feast_store
+from monitoring import run as monitor
 from pipelines import ingest
 from pipelines import run as features
 from shopconfig.progress import console as results_console
@@ -14,6 +20,8 @@ from shopfeast.api_howto import lines
 from training import churn, ranking
 
 console = results_console()
+START = "2025-01-01"
+SHIFT_DAYS = 30  # the shifted twin shop changes this many days before its end
 
 
 def _stage(name: str):
@@ -22,8 +30,10 @@ def _stage(name: str):
 
 
 def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> int:
-
     raw = data_dir / "raw"
+    # The export arrives the morning after its last day: the clock of the ingest and of the
+    # monitor's freshness checks, whatever today's date.
+    clock = pd.Timestamp(START, tz="UTC") + pd.Timedelta(days=days, hours=6)
     t = _stage(f"generate a demo shop into {raw}")
     generator.run(
         out=raw,
@@ -32,13 +42,13 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
         days=days,
         seed=seed,
         corrupt_fraction=0.01,
-        start="2025-01-01",
+        start=START,
         fmt="parquet",
     )
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
 
     t = _stage(f"ingest into {data_dir}")
-    code = ingest.run(raw_dir=raw, data_dir=data_dir, now=None)
+    code = ingest.run(raw_dir=raw, data_dir=data_dir, now=_iso(clock))
     if code:
         return code
     console.print(f"    done in {time.perf_counter() - t:.1f}s")
@@ -54,6 +64,8 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
         return code
     _train(data_dir, seed)
     _api_howto(data_dir)
+    _monitor(data_dir, clock)
+    _monitor_shifted(data_dir / "shifted", customers, products, days, seed, clock)
     return 0
 
 
@@ -112,3 +124,50 @@ def _api_howto(data_dir: Path) -> None:
     _stage("the API")
     for line in lines(data_dir):
         console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _iso(ts: pd.Timestamp) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _report_path(data_dir: Path) -> str:
+    return json.loads(monitor.report.latest_path(data_dir).read_text())["report_html"]
+
+
+def _monitor(data_dir: Path, clock: pd.Timestamp) -> None:
+    """Every check on what the demo built (docs/monitoring.md), drift against the churn model's
+    training period: the report a data team reads every morning."""
+    t = _stage("monitor the demo store: data quality, freshness, drift, training/serving skew")
+    monitor.main(data_dir=data_dir, now=clock.isoformat(), console=console)
+    console.print(f"    done in {time.perf_counter() - t:.1f}s")
+    console.print(f"    HTML report: {_report_path(data_dir)}", markup=False, soft_wrap=True)
+
+
+def _monitor_shifted(
+    data_dir: Path, customers: int, products: int, days: int, seed: int, clock: pd.Timestamp
+) -> None:
+    """The same shop (same seed) shifted for its last SHIFT_DAYS days (prices up, fewer sessions,
+    a category collapsing: generator --drift-from), built to feature sources and monitored for
+    quality and drift: the alerts a real shift raises, next to the clean report above."""
+    day = max(days - SHIFT_DAYS, 1)
+    t = _stage(f"monitor a shifted twin (same seed, --drift-from {day}) in {data_dir}")
+    generator.run(
+        out=data_dir / "raw",
+        customers=customers,
+        products=products,
+        days=days,
+        seed=seed,
+        start=START,
+        fmt="parquet",
+        quiet=True,
+        drift_from=day,
+    )
+    with contextlib.redirect_stdout(io.StringIO()):  # the main ingest's table said it all
+        code = ingest.run(raw_dir=data_dir / "raw", data_dir=data_dir, now=_iso(clock))
+    if code:
+        console.print(f"    ingest of the shifted twin failed (exit {code})")
+        return
+    features.run(data_dir=data_dir, mode="historical", echo=False)
+    monitor.main(data_dir=data_dir, now=clock.isoformat(), checks="quality,drift", console=console)
+    console.print(f"    done in {time.perf_counter() - t:.1f}s")
+    console.print(f"    HTML report: {_report_path(data_dir)}", markup=False, soft_wrap=True)

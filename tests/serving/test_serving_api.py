@@ -465,3 +465,46 @@ def test_unexpected_errors_leave_no_trace(client, monkeypatch) -> None:
     assert r.status_code == 500
     assert r.json() == {"error": {"code": "internal_error", "message": "internal error"}}
     assert "secret" not in r.text
+
+
+def test_metrics_show_freshness_and_the_last_monitor_run(client, env) -> None:
+    from pipelines.storage import monitoring_latest
+
+    report = {
+        "now": "2025-05-01T06:00:00+00:00",
+        "summary": {
+            "quality": {"status": "ok", "alerts": 0},
+            "drift": {"status": "alert", "alerts": 1},
+            "skew": {"status": "not_run"},
+        },
+        "drift": {
+            "results": [
+                {
+                    "view": "product_stats",
+                    "feature": "product_price",
+                    "psi": 0.4,
+                    "status": "alert",
+                },
+                {"view": "customer_profile", "feature": "signup_ts", "status": "skipped"},
+            ]
+        },
+        "skew": {
+            "results": [{"view": "customer_activity", "feature": "orders_90d", "mismatches": 3}]
+        },
+    }
+    path = monitoring_latest(env.settings().data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report))
+    text = client.get("/metrics", headers=KEY).text
+    assert 'shopfeast_feature_view_freshness_seconds{view="customer_activity"}' in text
+    assert 'shopfeast_monitor_check_status{check="drift"} 2.0' in text
+    assert 'shopfeast_monitor_check_status{check="skew"} -1.0' in text
+    assert 'shopfeast_monitor_drift_alert{feature="product_price",view="product_stats"} 1.0' in text
+    assert 'shopfeast_monitor_drift_psi{feature="product_price",view="product_stats"} 0.4' in text
+    assert "signup_ts" not in text  # not judged: no gauge
+    assert (
+        'shopfeast_monitor_skew_mismatches{feature="orders_90d",view="customer_activity"} 3.0'
+        in text
+    )
+    stamp = [ln for ln in text.splitlines() if ln.startswith("shopfeast_monitor_last_run_")]
+    assert float(stamp[0].split()[-1]) == 1746079200.0  # the run's clock

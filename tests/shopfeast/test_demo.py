@@ -22,6 +22,8 @@ STAGES = (
     "==> train the churn model",
     "==> train the recommendation ranker",
     "==> the API",
+    "==> monitor the demo store",
+    "==> monitor a shifted twin",
 )
 
 
@@ -34,7 +36,7 @@ def test_demo_runs_every_stage_and_leaves_a_working_store(tmp_path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
     out = run.stdout + run.stderr
@@ -44,6 +46,17 @@ def test_demo_runs_every_stage_and_leaves_a_working_store(tmp_path) -> None:
     for noise in ("Traceback", "Could not validate FileSource", "experimental feature"):
         assert noise not in out
     assert "curl -s -X POST http://127.0.0.1:8000/recommendations" in out
+
+    # the monitor's two reports: the demo store (every check, no alert in quality, freshness and
+    # skew) and its shifted twin (drift alerts on what the shift moved)
+    clean = json.loads((tmp_path / "reports" / "monitoring" / "latest.json").read_text())
+    assert clean["report_html"] in out.replace("\n", "")
+    for check in ("quality", "freshness", "skew"):
+        assert clean["summary"][check]["status"] in ("ok", "warn"), clean["summary"]
+    twin = json.loads((tmp_path / "shifted" / "reports" / "monitoring" / "latest.json").read_text())
+    assert twin["summary"]["drift"]["status"] == "alert"
+    shifted = {"customer_activity.sessions_30d", "product_stats.product_price"}
+    assert shifted & set(twin["summary"]["drift"]["alerting"])
 
     # what it leaves behind: a quarantine report, a registry, an online store, two models
     report = json.loads((tmp_path / "reports" / "validation_report.json").read_text())
