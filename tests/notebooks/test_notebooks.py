@@ -13,7 +13,7 @@ from nbclient.exceptions import CellExecutionError
 
 from tests.support.training_shop import SMALL_HORIZON_DAYS, small_store
 
-NOTEBOOKS = ("01_training_dataset.ipynb", "02_churn_model.ipynb")
+NOTEBOOKS = ("01_training_dataset.ipynb", "02_churn_model.ipynb", "03_monitoring.ipynb")
 
 pytestmark = pytest.mark.slow  # builds a store and starts two kernels: about a minute
 
@@ -24,6 +24,7 @@ def test_notebook_runs(name: str, repo_root: Path, tmp_path_factory, monkeypatch
     monkeypatch.setenv("SHOPFEAST_DATA_DIR", str(data))
     monkeypatch.setenv("SHOPFEAST_HORIZON_DAYS", str(SMALL_HORIZON_DAYS))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own (inline) backend
+    run_id = _monitor_run(data) if name == "03_monitoring.ipynb" else None
     nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(repo_root)}}
@@ -37,6 +38,20 @@ def test_notebook_runs(name: str, repo_root: Path, tmp_path_factory, monkeypatch
         assert images, f"a plot cell showed no image:\n{cell.source[:200]}"
     if name == "02_churn_model.ipynb":
         assert plot_cells, "the churn notebook's ROC/calibration cell is gone"
+    if run_id:  # the monitoring notebook shows the last run's report, and plots its drift
+        text = "".join(o.get("text", "") for o in outputs)
+        assert run_id in text, text[:500]
+        assert plot_cells
+
+
+def _monitor_run(data: Path) -> str:
+    """A monitor run on the store (quality and drift: no online store needed) whose latest.json
+    the notebook must read rather than run the checks again."""
+    from monitoring import run
+
+    code, report, _ = run.monitor(run.Options(data_dir=data, checks=("quality", "drift")))
+    assert report["drift"].get("results"), report["summary"]
+    return report["run_id"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
