@@ -537,7 +537,12 @@ class _Codes:
 
 
 def _member(query: np.ndarray, members: np.ndarray) -> np.ndarray:
-    return np.isin(query, members[members >= 0]) & (query >= 0)
+    """query[i] among members (keys >= 0): one sort and a binary search (np.isin sorts both)."""
+    members = np.sort(members[members >= 0])
+    if not len(members):
+        return np.zeros(len(query), dtype=bool)
+    at = np.minimum(np.searchsorted(members, query), len(members) - 1)
+    return (members[at] == query) & (query >= 0)
 
 
 def _share_lookup(
