@@ -14,8 +14,8 @@ PYTEST_ARGS ?=
 SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
-        monitor test test-fast lint bench bench-generate bench-pipelines bench-materialize \
-        bench-serving bench-monitor clean notebooks ui
+        monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
+        bench-materialize bench-serving bench-monitor clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -90,6 +90,9 @@ bench-generate: $(STAMP)
 
 bench-pipelines: $(STAMP)
 	$(PY) -m scripts.bench_pipelines
+
+bench-declared: $(STAMP)
+	$(PY) -m scripts.bench_declared
 
 bench-materialize: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_materialize

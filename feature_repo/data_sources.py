@@ -6,9 +6,9 @@ data directory: `feast apply` records the directory it was run with.
 """
 
 from featurestore.schema import file_source
-from pipelines.sources import sources
+from pipelines.sources import family_sources
 
-_declared = sources(strict=True)
+_declared = family_sources(strict=True)
 
 customer_activity_source = file_source(_declared["customer_activity"])
 customer_profile_source = file_source(_declared["customer_profile"])

@@ -2,7 +2,13 @@
 ask for features (so the two cannot drift apart). A new model version gets a new service."""
 
 from feast import FeatureService
-from on_demand import customer_product_match, customer_recency, product_age, retrieval_match
+from on_demand import (
+    customer_product_affinity,
+    customer_product_match,
+    customer_recency,
+    product_age,
+    retrieval_match,
+)
 from views.customer import customer_activity, customer_profile, customer_reviews
 from views.product import product_copurchase, product_stats
 
@@ -87,4 +93,15 @@ candidate_product_v1 = FeatureService(
     "co-purchase neighbours.",
     owner=OWNER,
     tags={"api": "recommendations", "version": "1", "entity": "product"},
+)
+
+# A customer's history with candidate products (declared in feature_repo/aggregations.yaml): what
+# a ranker reads per (customer, candidate) pair, zeros for pairs that never happened.
+customer_product_history_v1 = FeatureService(
+    name="customer_product_history_v1",
+    features=[customer_product_affinity],
+    description="Candidate scoring: how often and how recently the customer bought the candidate "
+    "(90 days, lifetime, days since, share of their orders), viewed and carted it (30 days).",
+    owner=OWNER,
+    tags={"api": "recommendations", "version": "1", "entity": "customer,product"},
 )

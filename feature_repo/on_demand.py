@@ -12,9 +12,12 @@ from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from views.customer import customer_activity, customer_profile
+from views.declared import declared
 from views.product import product_copurchase, product_stats
 
 from featurestore.odfv import (
+    AFFINITY_INPUTS,
+    AFFINITY_OUTPUTS,
     AGE_INPUTS,
     AGE_OUTPUTS,
     ARROW_TAG,
@@ -136,5 +139,28 @@ candidate_retrieval = RequestSource(
 )
 def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import retrieval_match as compute
+
+    return compute(inputs)
+
+
+@on_demand_feature_view(
+    sources=[
+        inputs(declared["customer_product_history"], AFFINITY_INPUTS["customer_product_history"]),
+        inputs(customer_activity, AFFINITY_INPUTS["customer_activity"]),
+        request_time,
+    ],
+    schema=outputs(AFFINITY_OUTPUTS),
+    mode="python",
+    description="A customer's history with a candidate product (the declared view "
+    "customer_product_history, stored only for pairs that happened), zeros for a pair that never "
+    "happened: bought_orders_90d / _lifetime = the customer's orders containing it, "
+    "days_since_bought = (t - the last such order) in days (NaN if never), bought_order_share = "
+    "bought_orders_lifetime / the customer's lifetime_orders (NaN without orders), viewed_30d and "
+    "carted_30d = its product views and add-to-carts by the customer.",
+    owner=OWNER,
+    tags={"domain": "ranking", "layer": "on_demand", "contract": "point_in_time"},
+)
+def customer_product_affinity(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    from featurestore.odfv import customer_product_affinity as compute
 
     return compute(inputs)

@@ -275,6 +275,60 @@ def _lookup(table: dict[str, float] | None, key: str | None) -> float:
     return table.get(key, 0.0)
 
 
+# --- customer_product_affinity -----------------------------------------------------------------
+# Reads the declared customer x product view (feature_repo/aggregations.yaml), which is sparse: a
+# pair that never happened has no row, so Feast hands nulls; here it reads as zeros.
+PAIR_ORDERS_90D = "pair_orders_90d"  # customer_product_history
+PAIR_ORDERS = "pair_orders_lifetime"
+PAIR_LAST_ORDER = "pair_last_order_ts"
+PAIR_VIEWS = "pair_views_30d"
+PAIR_CARTS = "pair_carts_30d"
+LIFETIME_ORDERS = "lifetime_orders"  # customer_activity
+AFFINITY_INPUTS = {
+    "customer_product_history": (
+        PAIR_ORDERS_90D,
+        PAIR_ORDERS,
+        PAIR_LAST_ORDER,
+        PAIR_VIEWS,
+        PAIR_CARTS,
+    ),
+    "customer_activity": (LIFETIME_ORDERS,),
+}
+AFFINITY_OUTPUTS = {
+    "bought_orders_90d": "int64",
+    "bought_orders_lifetime": "int64",
+    "days_since_bought": "float64",
+    "bought_order_share": "float64",
+    "viewed_30d": "int64",
+    "carted_30d": "int64",
+}
+
+
+def customer_product_affinity(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The pair's history, zeros for a pair that never happened; days since the customer last
+    bought the product (NaN if never) and the share of the customer's orders containing it
+    (NaN without orders), at the request time."""
+    n = _rows(inputs)
+    now = _seconds_column(_column(inputs, REQUEST_TIME, n))
+    last = _seconds_column(_column(inputs, PAIR_LAST_ORDER, n))
+    counts = [
+        [_count(v) for v in _column(inputs, name, n)]
+        for name in (PAIR_ORDERS_90D, PAIR_ORDERS, PAIR_VIEWS, PAIR_CARTS)
+    ]
+    orders_90d, orders, views, carts = counts
+    total = [_count(v) for v in _column(inputs, LIFETIME_ORDERS, n)]
+    share = [o / t if t else math.nan for o, t in zip(orders, total, strict=True)]
+    days = [_days(t, s) for t, s in zip(now, last, strict=True)]
+    columns = (orders_90d, orders, days, share, views, carts)
+    return dict(zip(AFFINITY_OUTPUTS, columns, strict=True))
+
+
+def _count(value: Any) -> int:
+    """A stored count, 0 when there is none (a pair or customer without a row)."""
+    number = _number(value)
+    return 0 if number is None else int(number)
+
+
 # --- value coercion (Feast hands python values, numpy values or pandas values) -----------------
 
 

@@ -72,12 +72,19 @@ def file_source(source: FeatureSource, root: Path | None = None) -> FileSource:
 
 
 def schema(source: FeatureSource) -> list[Field]:
+    """The view's fields; a declared aggregation's carries its owner, tags and definition."""
     return [
         Field(
             name=f.name,
             dtype=feast_type(f.dtype),
             description=f.description,
-            tags={"window": f.window or "as_of", "dtype": f.dtype},
+            tags={
+                "window": f.window or "as_of",
+                "dtype": f.dtype,
+                **({"owner": f.owner} if f.owner else {}),
+                **dict(f.tags),
+                **({"definition": f.definition} if f.definition else {}),
+            },
         )
         for f in source.features
     ]
@@ -99,10 +106,11 @@ def entity(name: str) -> Entity:
 def feature_view(
     source: FeatureSource, entities: dict[str, Entity], batch_source: FileSource
 ) -> FeatureView:
-    """The view of a declared source, keyed by its declared entity (one of `entities`)."""
+    """The view of a declared source, keyed by its declared entity (one of `entities`), or by
+    each part of a composite one (customer x product: a view keyed by both)."""
     return FeatureView(
         name=source.name,
-        entities=[entities[source.entity]],
+        entities=[entities[e] for e in source.entities],
         ttl=NO_TTL,
         schema=schema(source),
         source=batch_source,

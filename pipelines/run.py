@@ -74,11 +74,11 @@ class Outcome:
 
     def line(self) -> str:
         if self.start_day is None:
-            return f"{self.source:<20} up to date ({self.seconds:.1f}s)"
+            return f"{self.source:<24} up to date ({self.seconds:.1f}s)"
         span = f"{day_ts(self.start_day).iloc[0]:%Y-%m-%d}..{day_ts(self.end_day).iloc[0]:%Y-%m-%d}"
         rate = self.rows / self.seconds if self.seconds else 0.0
         return (
-            f"{self.source:<20} {self.rows:>10,} rows  {self.seconds:6.1f}s  "
+            f"{self.source:<24} {self.rows:>10,} rows  {self.seconds:6.1f}s  "
             f"{rate:>10,.0f} rows/s  snapshots {span}"
         )
 
@@ -211,7 +211,7 @@ def _reduce(
     rows = conform(source, candidates)
     del candidates
     return change_points(
-        rows, source.join_key, source.feature_names, prior, time=source.timestamp_field
+        rows, source.join_keys, source.feature_names, prior, time=source.timestamp_field
     )
 
 
@@ -394,8 +394,9 @@ def _stored_as_of(
 def _last_rows(source: FeatureSource, rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return rows
-    rows = rows.sort_values([source.join_key, source.timestamp_field], kind="stable")
-    return rows.drop_duplicates(source.join_key, keep="last").reset_index(drop=True)
+    keys = list(source.join_keys)
+    rows = rows.sort_values([*keys, source.timestamp_field], kind="stable")
+    return rows.drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 
 def _latest_path(data_dir: Path, source: FeatureSource) -> Path:
@@ -436,7 +437,7 @@ def _write(data_dir: Path, source: FeatureSource, rows: pd.DataFrame, start: pd.
         if m in kept:
             part = pd.concat([kept[m], part], ignore_index=True)
         table = to_arrow(source, part.reset_index(drop=True)).sort_by(
-            [(source.timestamp_field, "ascending"), (source.join_key, "ascending")]
+            [(source.timestamp_field, "ascending")] + [(k, "ascending") for k in source.join_keys]
         )
         tmp = path / f".{m}.parquet.tmp"
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, compression="zstd")

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 Dtype = Literal["int64", "float64", "string", "unix_timestamp", "bool", "string_list", "float_list"]
-Entity = Literal["customer", "product"]
+Entity = Literal["customer", "product", "customer_product"]
 
 # Who answers for what: the pipelines team for sources and their views, the platform team for
 # entities, on-demand views and feature services. Written here once; Feast objects read them.
@@ -54,6 +54,10 @@ ENTITIES: dict[str, EntitySpec] = {
     ),
 }
 
+# Entities made of others: a view keyed by several entities at once (a Feast view with several
+# entities; each row is one combination that happened).
+COMPOSITE: dict[str, tuple[str, ...]] = {"customer_product": ("customer", "product")}
+
 TIMESTAMP_FIELD = "event_timestamp"
 CREATED_FIELD = "created_timestamp"
 
@@ -82,6 +86,13 @@ FEAST_TYPE_NAMES: dict[str, str] = {
 WINDOW_DAYS: dict[str, int] = {"7d": 7, "28d": 28, "30d": 30, "90d": 90}
 
 
+def window_days(window: str | None) -> int | None:
+    """Days of a window written "<N>d" (None for "lifetime", as of T or anything else)."""
+    if window and window.endswith("d") and window[:-1].isdigit():
+        return int(window[:-1])
+    return None
+
+
 @dataclass(frozen=True)
 class Feature:
     """One feature column.
@@ -100,10 +111,13 @@ class Feature:
     window: str | None = None
     fill: Any = None
     drift: Drift | None = None
+    owner: str | None = None  # who answers for it, when not its source's owner
+    tags: tuple[tuple[str, str], ...] = ()
+    definition: str | None = None  # a declared aggregation, in one line (declarations.py)
 
     @property
     def window_days(self) -> int | None:
-        return WINDOW_DAYS.get(self.window) if self.window else None
+        return window_days(self.window)
 
     def pandas_dtype(self) -> str | pd.api.extensions.ExtensionDtype:
         """The dtype the pipelines hand to parquet: nullable unless `fill` makes it total."""
@@ -172,19 +186,28 @@ class FeatureSource:
     created_timestamp_column: str = CREATED_FIELD
 
     @property
+    def entities(self) -> tuple[str, ...]:
+        """The entities a row is about (one, or the parts of a composite)."""
+        return COMPOSITE.get(self.entity, (self.entity,))
+
+    @property
+    def join_keys(self) -> tuple[str, ...]:
+        return tuple(ENTITIES[e].join_key for e in self.entities)
+
+    @property
     def join_key(self) -> str:
-        return ENTITIES[self.entity].join_key
+        """The join key of a single-entity source (the first of a composite's)."""
+        return self.join_keys[0]
 
     def __post_init__(self) -> None:
-        if self.entity not in ENTITIES:
-            raise ValueError(
-                f"{self.name}: unknown entity {self.entity!r}; one of {sorted(ENTITIES)}"
-            )
+        if self.entity not in ENTITIES and self.entity not in COMPOSITE:
+            known = sorted([*ENTITIES, *COMPOSITE])
+            raise ValueError(f"{self.name}: unknown entity {self.entity!r}; one of {known}")
         names = [f.name for f in self.features]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"{self.name}: features declared twice: {sorted(dupes)}")
-        reserved = {self.join_key, self.timestamp_field, self.created_timestamp_column}
+        reserved = {*self.join_keys, self.timestamp_field, self.created_timestamp_column}
         if reserved & set(names):
             raise ValueError(f"{self.name}: feature names clash with {sorted(reserved)}")
 
@@ -196,7 +219,7 @@ class FeatureSource:
     def columns(self) -> list[str]:
         """Output columns, in file order."""
         return [
-            self.join_key,
+            *self.join_keys,
             self.timestamp_field,
             self.created_timestamp_column,
             *self.feature_names,
@@ -211,8 +234,8 @@ class FeatureSource:
     def arrow_schema(self) -> pa.Schema:
         ts = pa.timestamp("us", tz="UTC")
         return pa.schema(
-            [
-                pa.field(self.join_key, pa.string(), nullable=False),
+            [pa.field(k, pa.string(), nullable=False) for k in self.join_keys]
+            + [
                 pa.field(self.timestamp_field, ts, nullable=False),
                 pa.field(self.created_timestamp_column, ts, nullable=False),
             ]
@@ -221,7 +244,11 @@ class FeatureSource:
 
     def fingerprint(self) -> str:
         """Changes whenever a column is added, removed, renamed or retyped (forces a rebuild)."""
-        body = json.dumps([self.join_key, [(f.name, f.dtype, f.window) for f in self.features]])
+        columns = [
+            (f.name, f.dtype, f.window) + ((f.definition,) if f.definition else ())
+            for f in self.features
+        ]
+        body = json.dumps([self.join_key if len(self.join_keys) == 1 else self.join_keys, columns])
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def path(self, data_dir: Path) -> Path:
@@ -259,7 +286,8 @@ def conform(source: FeatureSource, frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise KeyError(f"{source.name}: output lacks declared columns {missing}")
     out = pd.DataFrame(index=frame.index)
-    out[source.join_key] = frame[source.join_key].astype(STRING)
+    for key in source.join_keys:
+        out[key] = frame[key].astype(STRING)
     for c in (source.timestamp_field, source.created_timestamp_column):
         out[c] = _utc_us(frame[c])
     for f in source.features:

@@ -365,6 +365,11 @@ def pack(entity: np.ndarray, day: np.ndarray) -> np.ndarray:
     return np.asarray(entity, np.int64) * _STRIDE + np.asarray(day, np.int64)
 
 
+def unpack(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`pack`'s keys back to (entity code, day)."""
+    return np.divmod(np.asarray(key, np.int64), _STRIDE)
+
+
 def as_of(
     left_entity: np.ndarray, left_day: np.ndarray, right_entity: np.ndarray, right_day: np.ndarray
 ) -> np.ndarray:
@@ -454,7 +459,7 @@ def state_deltas(states: pd.DataFrame, by: list[str], columns: list[str]) -> pd.
 
 def change_points(
     frame: pd.DataFrame,
-    key: str,
+    key: str | tuple[str, ...] | list[str],
     features: list[str],
     prior: pd.DataFrame | None = None,
     time: str = "event_timestamp",
@@ -463,23 +468,25 @@ def change_points(
 
     `frame` holds candidate rows (a superset of the days where values change) in declared dtypes.
     An entity's first candidate row is kept unless `prior` (its stored row before the first
-    snapshot of this run) holds exactly the same values. Nulls compare equal to nulls.
+    snapshot of this run) holds exactly the same values. Nulls compare equal to nulls. `key` may
+    name several columns (an entity made of others, e.g. customer x product).
     """
-    if not _is_sorted(frame, key, time):
-        frame = frame.sort_values([key, time], kind="stable")
+    by = [key] if isinstance(key, str) else list(key)
+    if not _is_sorted(frame, by, time):
+        frame = frame.sort_values([*by, time], kind="stable")
     frame = frame.reset_index(drop=True)
     if frame.empty:
         return frame
-    keys = _arrow_strings(frame[key])
+    keys = _key_strings(frame, by)
     first = np.ones(len(frame), bool)
     first[1:] = pc.not_equal(keys[1:], keys[:-1]).to_numpy(zero_copy_only=False)
     differs = first.copy()
     for name in features:
         differs |= ~_same_as_previous(frame[name])
     if prior is not None and len(prior):
-        prior = prior.sort_values(time, kind="stable").drop_duplicates(key, keep="last")
+        prior = prior.sort_values(time, kind="stable").drop_duplicates(by, keep="last")
         at = np.flatnonzero(first)
-        pos = pc.index_in(keys.take(pa.array(at)), value_set=_arrow_strings(prior[key]))
+        pos = pc.index_in(keys.take(pa.array(at)), value_set=_key_strings(prior, by))
         pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False).astype(np.int64)
         at, pos = at[pos >= 0], pos[pos >= 0]
         same = np.ones(len(at), bool)
@@ -492,10 +499,21 @@ def change_points(
     return frame.loc[differs].reset_index(drop=True)
 
 
-def _is_sorted(frame: pd.DataFrame, key: str, time: str) -> bool:
+KEY_SEP = "\x1f"  # joins the columns of a several-column key (sorts below any printable id)
+
+
+def _key_strings(frame: pd.DataFrame, by: list[str]) -> pa.Array:
+    """One string per row for the key columns `by` (their values joined by KEY_SEP)."""
+    if len(by) == 1:
+        return _arrow_strings(frame[by[0]])
+    parts = [_arrow_strings(frame[k]) for k in by]
+    return pc.binary_join_element_wise(*parts, KEY_SEP, null_handling="emit_null")
+
+
+def _is_sorted(frame: pd.DataFrame, by: list[str], time: str) -> bool:
     if len(frame) < 2:
         return True
-    keys = _arrow_strings(frame[key])
+    keys = _key_strings(frame, by)
     if keys.null_count:
         return False
     k1, k0 = keys[1:], keys[:-1]

@@ -185,6 +185,14 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     return Settings().data_dir
 
 
+def resolve_feature_repo(explicit: str | Path | None = None) -> Path:
+    """The feature repo (declarations, Feast definitions): explicit, else $SHOPFEAST_FEATURE_REPO
+    (or `.env`), else the project's feature_repo/. Built fresh on each call, like the data dir."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    return Path(Settings().feature_repo)
+
+
 def redis_connection_string(url: str) -> str:
     """redis[s]://[user:password@]host:port/db -> Feast's `host:port,db=N[,password=..]`."""
     u = urlparse(url)

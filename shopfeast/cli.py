@@ -174,19 +174,41 @@ def import_amazon_reviews(
     run(file=file, out=out)
 
 
-@app.command()
+features_app = typer.Typer(help="Build the feature sources, or list every feature.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.callback(invoke_without_command=True)
 def features(
+    ctx: typer.Context,
     data_dir: DataDirOpt = None,
     mode: Annotated[str, typer.Option(help="historical or incremental")] = "incremental",
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Build the feature sources from the clean tables."""
+    """Build the feature sources from the clean tables (families and declared aggregations);
+    `shopfeast features list` lists them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from pipelines.declarations import DeclarationError
     from pipelines.run import run
     from pipelines.windows import FeatureOverflow
     from shopconfig.settings import resolve_data_dir as resolve
 
-    with one_line_errors(FeatureOverflow):
+    with one_line_errors(FeatureOverflow, DeclarationError):
         run(data_dir=resolve(data_dir), mode=mode, wait=wait)
+
+
+@features_app.command("list")
+def features_list(
+    markdown: Annotated[bool, typer.Option(help="A markdown table instead of columns.")] = False,
+) -> None:
+    """Every feature: its view, origin (declared or family), window, owner and description."""
+    from pipelines.declarations import DeclarationError
+    from pipelines.sources import format_listing, listing
+
+    with one_line_errors(DeclarationError):
+        rows = listing()
+    typer.echo(format_listing(rows, markdown))
 
 
 ProfileOpt = Annotated[

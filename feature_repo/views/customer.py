@@ -8,9 +8,9 @@ from data_sources import (
 from entities import ENTITIES
 
 from featurestore.schema import feature_view
-from pipelines.sources import sources
+from pipelines.sources import family_sources
 
-_declared = sources(strict=True)
+_declared = family_sources(strict=True)
 
 customer_activity = feature_view(_declared["customer_activity"], ENTITIES, customer_activity_source)
 customer_profile = feature_view(_declared["customer_profile"], ENTITIES, customer_profile_source)

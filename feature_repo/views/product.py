@@ -7,9 +7,9 @@ from data_sources import (
 from entities import ENTITIES
 
 from featurestore.schema import feature_view
-from pipelines.sources import sources
+from pipelines.sources import family_sources
 
-_declared = sources(strict=True)
+_declared = family_sources(strict=True)
 
 product_stats = feature_view(_declared["product_stats"], ENTITIES, product_stats_source)
 product_copurchase = feature_view(

@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from featurestore import store as feast_store
+from featurestore.odfv import AFFINITY_OUTPUTS
 from pipelines.sources import sources
 from shopconfig.settings import FEATURE_REPO, profile_env, redis_connection_string
 from tests.support.feast_support import (
@@ -51,6 +52,7 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
     "product_360_v1",
     "candidate_customer_v1",
     "candidate_product_v1",
+    "customer_product_history_v1",
 ]
 
 
@@ -152,7 +154,7 @@ def join_keys(store, view: str) -> set[str]:
     """The join keys a view (or an on-demand view, through its sources) needs."""
     declared = sources(strict=True)
     if view in declared:
-        return {declared[view].join_key}
+        return set(declared[view].join_keys)
     odfv = store.get_on_demand_feature_view(view)
     return set().union(*(join_keys(store, p) for p in odfv.source_feature_view_projections))
 
@@ -214,7 +216,12 @@ def test_every_service_is_compared(ci) -> None:
 def test_plan_showed_the_changes_and_materialize_loaded_redis(ci) -> None:
     assert "customer_activity" in ci["outputs"]["plan"]
     client = redis.Redis.from_url(ci["redis"])
-    assert client.dbsize() == 40 + 25  # every generated customer and product
+    pairs = sources()["customer_product_history"]
+    happened = pd.read_parquet(
+        pairs.path(ci["env"]["SHOPFEAST_DATA_DIR"]), columns=list(pairs.join_keys)
+    )
+    # every generated customer and product, and only the (customer, product) pairs that happened
+    assert client.dbsize() == 40 + 25 + len(happened.drop_duplicates())
 
 
 def test_second_apply_is_a_noop(ci) -> None:
@@ -346,7 +353,7 @@ def test_stale_customer_is_served_what_the_contract_says(ci) -> None:
     assert out["days_since_last_order"][0] == pytest.approx(expected_days, abs=1e-9)
     # The key is alive and its expiry re-armed by the last run, though the rows are old.
     client = redis.Redis.from_url(ci["redis"])
-    keys = [k for k in client.scan_iter() if STALE.encode() in k]
+    keys = [k for k in client.scan_iter() if STALE.encode() in k and b"product_id" not in k]
     assert len(keys) == 1
     ttl = client.ttl(keys[0])
     assert 259_200 - 600 < ttl <= 259_200
@@ -389,3 +396,58 @@ def test_materialize_on_a_dead_redis_says_one_line(ci, monkeypatch) -> None:
     lines = [x for x in result.stderr.splitlines() if not x.startswith("[materialize]")]
     assert "Traceback" not in result.output and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: Redis at 127.0.0.1:") and "materializing view" in lines[0]
+
+
+def test_a_requests_candidate_pairs_are_one_round_trip_and_unseen_pairs_read_zeros(
+    ci, monkeypatch
+) -> None:
+    """One customer and all 25 products as candidates: the batched reader asks Redis once
+    (one pipeline: a key per pair and the customer's key), the result equals Feast's
+    `get_online_features` and `get_historical_features` as of the request, and a pair that
+    never happened (no key in Redis) reads as zeros."""
+    import asyncio
+
+    from redis.asyncio.client import Pipeline
+
+    from featurestore.online import OnlineFeatures
+
+    store = ci["store"]
+    customer, products = "c00002", [f"p{i:05d}" for i in range(25)]
+    rows = [
+        {"customer_id": customer, "product_id": p, "event_timestamp": READ_AT} for p in products
+    ]
+    sent: list[int] = []
+    execute = Pipeline.execute
+
+    async def counted(self, *args, **kwargs):
+        sent.append(len(self.command_stack))
+        return await execute(self, *args, **kwargs)
+
+    async def read():
+        online = OnlineFeatures(store, cached_entities=())
+        ids = {"customer_id": [customer] * 25, "product_id": products}
+        return await online.read(
+            "customer_product_history_v1", ids, request={"event_timestamp": READ_AT}
+        )
+
+    monkeypatch.setattr(Pipeline, "execute", counted)
+    batched = asyncio.run(read()).columns
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    assert sent == [25 + 1]  # one round trip: the 25 pairs and the customer
+    service = store.get_feature_service("customer_product_history_v1")
+    online = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    offline = store.get_historical_features(entity_df=pd.DataFrame(rows), features=service).to_df()
+    offline = offline.sort_values("product_id").reset_index(drop=True)
+    outputs = list(AFFINITY_OUTPUTS)
+    for name in outputs:
+        for i in range(25):
+            assert same(batched[name][i], online[name][i]), (name, products[i])
+            assert same(online[name][i], offline[name][i]), (name, products[i])
+    pairs = sources()["customer_product_history"]
+    stored = pd.read_parquet(pairs.path(ci["env"]["SHOPFEAST_DATA_DIR"]))
+    seen = set(stored.loc[stored["customer_id"] == customer, "product_id"])
+    assert 0 < len(seen) < 25
+    for i, p in enumerate(products):
+        if p not in seen:
+            counts = ("bought_orders_90d", "bought_orders_lifetime", "viewed_30d", "carted_30d")
+            assert [online[n][i] for n in counts] == [0, 0, 0, 0], p

@@ -318,3 +318,28 @@ def test_retrieval_match_passes_the_score_and_marks_the_unknown() -> None:
     got = out["recent_copurchase_score"]
     assert got[:2] == [0.75, 0.0] and math.isnan(got[2]) and got[3] == 0.5
     assert set(out) == set(odfv.RETRIEVAL_OUTPUTS)
+
+
+def test_affinity_reads_a_pair_that_never_happened_as_zeros() -> None:
+    """Row 0: a pair with history; row 1: a pair with no stored row (Feast hands nulls, or NaN
+    offline); row 2: neither the pair nor the customer has a row."""
+    last = datetime(2025, 3, 4, 12, 0, 30, tzinfo=UTC)
+    out = odfv.customer_product_affinity(
+        {
+            "event_timestamp": [T, T, T],
+            "pair_orders_90d": [2, None, None],
+            "pair_orders_lifetime": [3, float("nan"), None],
+            "pair_last_order_ts": [last, None, pd.NaT],
+            "pair_views_30d": [np.int64(5), None, None],
+            "pair_carts_30d": [1, None, None],
+            "lifetime_orders": [12, 4, None],
+        }
+    )
+    assert out["bought_orders_90d"] == [2, 0, 0]
+    assert out["bought_orders_lifetime"] == [3, 0, 0]
+    assert out["viewed_30d"] == [5, 0, 0] and out["carted_30d"] == [1, 0, 0]
+    assert out["bought_order_share"][:2] == [0.25, 0.0]
+    assert math.isnan(out["bought_order_share"][2])  # a customer without orders
+    assert out["days_since_bought"][0] == pytest.approx(6.0)
+    assert all(math.isnan(d) for d in out["days_since_bought"][1:])
+    assert all(type(v) is int for v in out["bought_orders_lifetime"])

@@ -14,7 +14,7 @@ from featurestore import schema as feast_schema
 from featurestore import store as feast_store
 from pipelines.sources import sources
 from pipelines.specs import FEAST_TYPE_NAMES
-from shopconfig.settings import profile_env
+from shopconfig.settings import FEATURE_REPO, profile_env
 from tests.support.feast_support import generate_store, purge_repo_modules, run_feast_cli
 
 END = datetime(2025, 6, 30, tzinfo=UTC)  # an old store: far outside Feast's 1-year default
@@ -50,7 +50,7 @@ def test_view_schemas_are_the_declarations(embedded) -> None:
         assert [(f.name, f.dtype) for f in view.features] == [
             (f.name, feast_schema.feast_type(f.dtype)) for f in source.features
         ]
-        assert view.entity_columns[0].name == source.join_key
+        assert [c.name for c in view.entity_columns] == list(source.join_keys)
         assert view.batch_source.path == feast_schema.source_glob(source, embedded["data_dir"])
         assert not view.ttl  # change-point rows: a TTL would hide current values
 
@@ -177,3 +177,22 @@ def test_every_service_equals_feasts_duckdb_store(embedded) -> None:
                 assert _comparable(ours[column]) == _comparable(theirs[column]), (
                     f"{service.name}: {column}"
                 )
+
+
+def test_a_bad_declaration_stops_feast_plan_with_one_line(tmp_path, monkeypatch) -> None:
+    """`feast plan` imports the declarations (found through SHOPFEAST_FEATURE_REPO) and stops on
+    a bad one with a single line naming the file and line, the view, the feature and the field."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    text = (FEATURE_REPO / "aggregations.yaml").read_text()
+    assert "window: 90d" in text
+    (repo / "aggregations.yaml").write_text(text.replace("window: 90d", "window: fortnight", 1))
+    line = text[: text.index("window: 90d")].count("\n") - 1  # the feature's first line
+    monkeypatch.setenv("SHOPFEAST_FEATURE_REPO", str(repo))
+    code, out = run_feast_cli(PROFILE, ["plan"], profile_env("embedded", tmp_path / "data"))
+    assert code == 1 and "Traceback" not in out, out
+    errors = [x for x in out.splitlines() if x.startswith("Error")]
+    assert errors == [
+        f"Error: repo/aggregations.yaml:{line}: view customer_product_history, feature "
+        "pair_orders_90d: window: 'fortnight' is not a whole number of days ('14d') or 'lifetime'"
+    ], out

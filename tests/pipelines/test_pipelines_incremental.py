@@ -124,7 +124,7 @@ def test_layout_sorted_declared_and_range_readable(historical):
             created = table.column(source.created_timestamp_column).to_pandas()
             assert (created == ts).all()
         rows = read_source(historical, source)
-        assert not rows.duplicated([source.join_key, source.timestamp_field]).any()
+        assert not rows.duplicated([*source.join_keys, source.timestamp_field]).any()
         lo, hi = rows[source.timestamp_field].quantile([0.3, 0.6])
         part = read_source(historical, source, start=lo, end=hi)
         expected = rows[(rows[source.timestamp_field] >= lo) & (rows[source.timestamp_field] < hi)]

@@ -130,21 +130,33 @@ def generate_source(
     `stale_days` before the end and nothing since (the customer "whose data stopped long ago").
     """
     rng = np.random.default_rng(seed)
-    ids = entity_ids(source, n_entities)
     products = [f"p{i:05d}" for i in range(n_products)]
+    if len(source.join_keys) > 1:  # customer x product: pairs of even customers, every 2nd
+        # product (so a sample of both holds pairs that never happened)
+        ids = [
+            (f"c{2 * i // n_products:05d}", f"p{(2 * i) % n_products:05d}")
+            for i in range(n_entities)
+        ]
+    else:
+        ids = [(e,) for e in entity_ids(source, n_entities)]
     last_day = pd.Timestamp(end).tz_convert("UTC").floor("D")
     rows_ids, rows_days = [], []
     for i, eid in enumerate(ids):
         first = int(rng.integers(0, days))
         n_changes = int(rng.integers(1, 6))
         offsets = sorted({first, *rng.integers(first, days, n_changes).tolist()})
-        if i == 0:
+        # Entity 0 went stale long ago. Not a pair: Feast's own engine materializes the
+        # customer x product view (the chunked engine takes one join key), from a year back
+        # under `feast materialize-incremental` (`shopfeast materialize` starts at the epoch).
+        stale = i == 0 and len(ids[0]) == 1
+        if stale:
             offsets = [0, 1]
         for off in offsets:
             rows_ids.append(eid)
-            back = stale_days if i == 0 else days
+            back = stale_days if stale else days
             rows_days.append(last_day - pd.Timedelta(days=back - off))
-    frame = pd.DataFrame({source.join_key: rows_ids, source.timestamp_field: rows_days})
+    frame = pd.DataFrame(rows_ids, columns=list(source.join_keys))
+    frame[source.timestamp_field] = rows_days
     frame[source.created_timestamp_column] = frame[source.timestamp_field]
     for f in source.features:
         frame[f.name] = _values(f, rng, len(frame), products)
@@ -178,7 +190,7 @@ def generate_store(
     """A small feature store for every declared source; returns the rows written."""
     out = {}
     for k, (name, source) in enumerate(sorted(sources.items())):
-        n = customers if source.entity == "customer" else products
+        n = {"customer": customers, "product": products}.get(source.entity, 3 * customers)
         frame = generate_source(source, n, days, end, seed + k, products)
         write_source(frame, source, data_dir)
         out[name] = frame
