@@ -160,7 +160,7 @@ def window(data_dir: Path, days: int) -> tuple[list[datetime], dict[str, dict]]:
         steps = []
         for lo, hi in zip([EPOCH - timedelta(days=1), *ends[:-1]], ends, strict=True):
             q = (
-                f"SELECT count(*), count(DISTINCT {s.join_key}) "
+                f"SELECT count(*), count(DISTINCT ({', '.join(s.join_keys)})) "
                 f"FROM read_parquet('{s.path(data_dir)}/*.parquet') "
                 f"WHERE event_timestamp > $lo AND event_timestamp <= $hi"
             )

@@ -20,8 +20,12 @@ stopped or restarting Redis) is tried again from its checkpoint `retries` times 
 stops with `RedisUnavailable`: one line naming the Redis (host:port/db, never the password) and the
 view. The next run resumes from the checkpoint.
 
+A view keyed by several string entities (customer x product) is read by one string key, its ids
+joined (source.KEY_SEP), and written under Feast's key for the entity key of all of them.
+
 Anything it does not handle (another online store, a non-parquet source, field mappings,
-`disable_event_timestamp`) goes to Feast's own local engine unchanged.
+`disable_event_timestamp`, several join keys that are not all strings) goes to Feast's own local
+engine unchanged.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
+from feast.value_type import ValueType
 from pydantic import StrictStr
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -195,7 +200,10 @@ class ChunkedRedisEngine(ComputeEngine):
             and isinstance(source, FileSource)
             and not source.field_mapping
             and not task.disable_event_timestamp
-            and len(view.entity_columns) == 1
+            and (
+                len(view.entity_columns) == 1
+                or all(e.dtype.to_value_type() == ValueType.STRING for e in view.entity_columns)
+            )
         )
 
     def _source(self, view: FeatureView, layout: ViewLayout) -> ParquetSource:
@@ -205,7 +213,7 @@ class ChunkedRedisEngine(ComputeEngine):
             path = Path(self.repo_config.repo_path) / path
         return ParquetSource(
             path=str(path),
-            join_key=layout.join_key,
+            join_keys=layout.join_keys,
             features=layout.features,
             timestamp_field=source.timestamp_field,
             created_timestamp_column=source.created_timestamp_column or None,
@@ -248,7 +256,7 @@ class ChunkedRedisEngine(ComputeEngine):
                     self.config.write_rows,
                 ):
                     prepared = writer.prepare(batch)
-                    last_key = str(batch.column(layout.join_key)[batch.num_rows - 1].as_py())
+                    last_key = str(batch.column(layout.key_column)[batch.num_rows - 1].as_py())
                     if in_flight is not None:
                         in_flight[0].result()
                         save(*in_flight[1:])

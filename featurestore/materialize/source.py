@@ -16,17 +16,37 @@ from datetime import UTC, datetime
 import duckdb
 import pyarrow as pa
 
+KEY_SEP = "\x1f"  # joins the ids of a view keyed by several entities (customer x product)
+COMPOSITE_KEY = "__key"
+
 
 @dataclass(frozen=True)
 class ParquetSource:
+    """A view's parquet source. A view keyed by several entities is read by one string key, its
+    ids joined by KEY_SEP (column `__key` in the batches), so order, resume and lookups by key
+    work as for one."""
+
     path: str  # a file or a glob
-    join_key: str
+    join_keys: tuple[str, ...]
     features: tuple[str, ...]
     timestamp_field: str
     created_timestamp_column: str | None = None
 
     def exists(self) -> bool:
         return bool(glob.glob(self.path))
+
+    @property
+    def key_column(self) -> str:
+        """The batches' key column: the join key, or `__key` for several."""
+        return self.join_keys[0] if len(self.join_keys) == 1 else COMPOSITE_KEY
+
+    @property
+    def key_sql(self) -> str:
+        """The key as an expression over the file's columns."""
+        if len(self.join_keys) == 1:
+            return _q(self.join_keys[0])
+        sep = f"chr({ord(KEY_SEP)})"
+        return "(" + f" || {sep} || ".join(_q(k) for k in self.join_keys) + ")"
 
 
 @dataclass(frozen=True)
@@ -67,15 +87,18 @@ def latest_rows(
     """The latest row per entity with `start <= event time <= end`, ordered by join key."""
     if not src.exists():
         return iter(())
-    key, ts = _q(src.join_key), _q(src.timestamp_field)
-    columns = ", ".join([key, *(_q(f) for f in src.features), ts])
+    key, ts = _q(src.key_column), _q(src.timestamp_field)
+    keys = [key] if len(src.join_keys) == 1 else [key, *(_q(k) for k in src.join_keys)]
+    columns = ", ".join([*keys, *(_q(f) for f in src.features), ts])
+    expr = src.key_sql  # the key in the WHERE clause, where the alias is not yet defined
+    extra = "" if len(src.join_keys) == 1 else f", {expr} AS {key}"
     where = [f"{ts} >= $start", f"{ts} <= $end"]
     params: dict[str, object] = {"path": src.path, "start": _utc(start), "end": _utc(end)}
     if resume is not None:
-        where.append(f"({key} > $after OR {ts} > $written_end)")
+        where.append(f"({expr} > $after OR {ts} > $written_end)")
         params.update(after=resume.after_key, written_end=_utc(resume.written_end))
     if only_keys is not None:
-        where.append(f"{key} IN (SELECT unnest($keys))")
+        where.append(f"{expr} IN (SELECT unnest($keys))")
         params["keys"] = list(only_keys)
     # Two scans of the window instead of a sort of it: the latest event time per key from the key
     # and time columns alone, then the rows at those times; ties on the event time (rare) resolve
@@ -89,7 +112,7 @@ def latest_rows(
         else ""
     )
     sql = (
-        f"WITH window_rows AS NOT MATERIALIZED (SELECT * FROM read_parquet($path, "
+        f"WITH window_rows AS NOT MATERIALIZED (SELECT *{extra} FROM read_parquet($path, "
         f"union_by_name = true) WHERE {' AND '.join(where)}), "
         f"latest AS (SELECT {key}, max({ts}) AS {ts} FROM window_rows GROUP BY {key}) "
         f"SELECT {columns} FROM window_rows SEMI JOIN latest USING ({key}, {ts}) "
@@ -109,10 +132,10 @@ def known_keys(con: duckdb.DuckDBPyConnection, src: ParquetSource, end: datetime
     """Every entity with a row at or before `end` (what should be online after the window)."""
     if not src.exists():
         return []
-    key, ts = _q(src.join_key), _q(src.timestamp_field)
+    key, ts = src.key_sql, _q(src.timestamp_field)
     sql = (
-        f"SELECT DISTINCT {key} FROM read_parquet($path, union_by_name = true) "
-        f"WHERE {ts} <= $end ORDER BY {key}"
+        f"SELECT DISTINCT {key} AS k FROM read_parquet($path, union_by_name = true) "
+        f"WHERE {ts} <= $end ORDER BY k"
     )
     table = con.sql(sql, params={"path": src.path, "end": _utc(end)}).to_arrow_table()
     return table.column(0).to_pylist()

@@ -16,12 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from feast import FeatureView, RepoConfig
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import _versioned_fv_name
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
 
 from featurestore.materialize import resp
+from featurestore.materialize.source import COMPOSITE_KEY, KEY_SEP
 from featurestore.redis_encoding import (
     encode_segments,
     entity_keys,
@@ -32,30 +36,47 @@ from featurestore.redis_encoding import (
 from featurestore.segments import Segments, concat_rows, lookup
 
 
+def composite_keys(arr: pa.Array | pa.ChunkedArray, join_keys: tuple[str, ...], project: str):
+    """Redis keys of string ids of several join keys, joined by KEY_SEP (Feast's `_redis_key`:
+    the serialized entity key, v3, then the project)."""
+    suffix = project.encode()
+    out = []
+    for joined in arr.to_pylist():
+        values = [ValueProto(string_val=v) for v in str(joined).split(KEY_SEP)]
+        key = EntityKeyProto(join_keys=list(join_keys), entity_values=values)
+        out.append(serialize_entity_key(key, 3) + suffix)
+    return out
+
+
 @dataclass
 class ViewLayout:
     """Where one view's values go: join key, Redis hash fields, value types."""
 
     project: str
     view_name: str
-    join_key: str
+    join_keys: tuple[str, ...]
     key_type: ValueType
     features: tuple[str, ...]
     value_types: tuple[ValueType, ...]
 
     @classmethod
     def of(cls, config: RepoConfig, view: FeatureView) -> ViewLayout:
-        if len(view.entity_columns) != 1:
-            raise ValueError(f"{view.name}: one join key expected, got {view.entity_columns}")
-        entity = view.entity_columns[0]
+        types = {e.dtype.to_value_type() for e in view.entity_columns}
+        if len(view.entity_columns) != 1 and types != {ValueType.STRING}:
+            raise ValueError(f"{view.name}: several join keys must be strings: {types}")
         return cls(
             project=config.project,
             view_name=_versioned_fv_name(view, config),
-            join_key=entity.name,
-            key_type=entity.dtype.to_value_type(),
+            join_keys=tuple(e.name for e in view.entity_columns),
+            key_type=view.entity_columns[0].dtype.to_value_type(),
             features=tuple(f.name for f in view.features),
             value_types=tuple(f.dtype.to_value_type() for f in view.features),
         )
+
+    @property
+    def key_column(self) -> str:
+        """The batches' key column (source.ParquetSource.key_column)."""
+        return self.join_keys[0] if len(self.join_keys) == 1 else COMPOSITE_KEY
 
     @property
     def ts_field(self) -> bytes:
@@ -65,8 +86,11 @@ class ViewLayout:
         return [feature_field(self.view_name, f) for f in self.features]
 
     def keys(self, values: pa.Array | Sequence[str]) -> list[bytes]:
+        """Redis keys of the key column's values (ids joined by KEY_SEP for several keys)."""
         arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
-        return entity_keys(arr, self.join_key, self.key_type, self.project)
+        if len(self.join_keys) == 1:
+            return entity_keys(arr, self.join_keys[0], self.key_type, self.project)
+        return composite_keys(arr, self.join_keys, self.project)
 
 
 @dataclass
@@ -108,7 +132,7 @@ class RedisViewWriter:
 
     def prepare(self, batch: pa.RecordBatch) -> Prepared:
         """Encode a batch and build its commands (one round trip: the stored event times)."""
-        keys = self.layout.keys(batch.column(self.layout.join_key))
+        keys = self.layout.keys(batch.column(self.layout.key_column))
         ts_values, ts_ns = event_timestamps(batch.column(self.timestamp_column))
         values = [ts_values] + [
             encode_segments(batch.column(f), vt)

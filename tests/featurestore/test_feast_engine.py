@@ -235,3 +235,46 @@ def test_stopped_redis_is_one_line(feast_written, data_dir, tmp_path, redis_url)
         with pytest.raises(RedisUnavailable) as err:
             store.materialize(START, END)
     assert "\n" not in str(err.value) and "refused" in str(err.value)
+
+
+# A view keyed by two entities (customer x product), as declared aggregations make them.
+PAIRS = FeatureSource(
+    name="pair_types",
+    entity="customer_product",
+    description="pairs",
+    features=(
+        Feature("n", "int64", "count", "30d", 0),
+        Feature("t", "unix_timestamp", "instant"),
+    ),
+)
+
+
+def test_a_view_keyed_by_two_entities_same_bytes_and_heals(tmp_path, redis_url) -> None:
+    """Same keys and bytes as Feast's engine for a customer x product view, and a pair whose key
+    vanished (a Redis restart) is written again by the next window, as for one key."""
+    data = tmp_path / "data"
+    frame = generate_source(PAIRS, n_entities=150, days=60, end=END, seed=5, n_products=12)
+    write_parquet(frame, PAIRS, data)
+
+    def apply(store: FeatureStore) -> None:
+        entities = {e: feast_schema.entity(e) for e in ("customer", "product")}
+        source = feast_schema.file_source(PAIRS, data)
+        store.apply(
+            [*entities.values(), source, feast_schema.feature_view(PAIRS, entities, source)]
+        )
+
+    with claimed_redis_db(redis_url) as reference, claimed_redis_db(redis_url) as ours:
+        feast = make_store(tmp_path / "feast", reference, "local")
+        apply(feast)
+        feast.materialize(START, END)
+        store = make_store(tmp_path / "ours", ours, engine_config(tmp_path / "state"))
+        apply(store)
+        store.materialize(START, END)
+        expected = dump(reference)
+        assert len(expected) == len(frame[["customer_id", "product_id"]].drop_duplicates())
+        assert dump(ours) == expected
+        client = redis.Redis.from_url(ours)
+        lost = sorted(client.scan_iter())[:3]
+        client.delete(*lost)
+        store.materialize(END, END + timedelta(seconds=1))  # a window without new rows
+        assert dump(ours) == expected

@@ -145,10 +145,7 @@ def generate_source(
         first = int(rng.integers(0, days))
         n_changes = int(rng.integers(1, 6))
         offsets = sorted({first, *rng.integers(first, days, n_changes).tolist()})
-        # Entity 0 went stale long ago. Not a pair: Feast's own engine materializes the
-        # customer x product view (the chunked engine takes one join key), from a year back
-        # under `feast materialize-incremental` (`shopfeast materialize` starts at the epoch).
-        stale = i == 0 and len(ids[0]) == 1
+        stale = i == 0
         if stale:
             offsets = [0, 1]
         for off in offsets:
