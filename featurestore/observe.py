@@ -54,17 +54,20 @@ class Group:
     services: dict[str, list[str]]  # ref -> services that serve it
 
 
-def service_groups(store: FeatureStore, join_key_of: dict[str, str]) -> list[Group]:
+def service_groups(
+    store: FeatureStore, join_key_of: dict[str, str | tuple[str, ...]]
+) -> list[Group]:
     """Every feature of every feature service, grouped by the entity keys it needs.
 
-    `join_key_of`: feature view name -> its join key (the declarations'). An on-demand view needs
-    its source views' keys and its request fields.
+    `join_key_of`: feature view name -> its join key, or keys (the declarations'). An on-demand
+    view needs its source views' keys and its request fields.
     """
     odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
 
     def needs(view: str) -> tuple[set[str], set[str]]:
         if view in join_key_of:
-            return {join_key_of[view]}, set()
+            keys = join_key_of[view]
+            return ({keys} if isinstance(keys, str) else set(keys)), set()
         odfv = odfvs[view]
         keys: set[str] = set()
         fields: set[str] = set()

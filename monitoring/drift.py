@@ -49,6 +49,7 @@ def check(
         glob = source_glob(data_dir, source)
         if glob is None:
             continue
+        keys = list(source.join_keys)  # an entity made of others: all its keys
         policies = {f.name: drift_policy(f) for f in source.features}
         cols = [f.name for f in source.features if policies[f.name].mode != "skip"]
         cols += sorted({p.grain for p in policies.values() if p.grain} - set(cols))
@@ -70,13 +71,13 @@ def check(
                 out.append(base | {"status": "skipped", "reason": policy.reason})
                 continue
             if policy.mode == "increment":
-                r = _increment(ref, ref_before, source.join_key, f.name)
-                c = _increment(cur, cur_before, source.join_key, f.name)
+                r = _increment(ref, ref_before, keys, f.name)
+                c = _increment(cur, cur_before, keys, f.name)
             else:
                 r, c = ref[f.name], cur[f.name]
-            unit = policy.grain or source.join_key
-            n_ref = int(ref[unit].nunique())
-            n_cur = int(cur[unit].nunique())
+            unit = [policy.grain] if policy.grain else keys
+            n_ref = len(ref[unit].drop_duplicates())
+            n_cur = len(cur[unit].drop_duplicates())
             out.append(base | compare(f, policy, r, c, n_ref, n_cur))
     return out
 
@@ -162,10 +163,11 @@ def _read(con, glob, source, windows: Windows, cols, sample, lag):
     return ref, cur, before(ref_at), before(cur_at)
 
 
-def _increment(now: pd.DataFrame, before: pd.DataFrame, key: str, name: str) -> pd.Series:
+def _increment(now: pd.DataFrame, before: pd.DataFrame, keys: list[str], name: str) -> pd.Series:
     """value(T) - value(T - L); an entity that did not exist at T - L started from 0."""
-    merged = now[[INSTANT, key, name]].merge(
-        before[[INSTANT, key, name]], on=[INSTANT, key], how="left", suffixes=("", "_before")
+    on = [INSTANT, *keys]
+    merged = now[[*on, name]].merge(
+        before[[*on, name]], on=on, how="left", suffixes=("", "_before")
     )
     a = _floats(merged[name])
     b = np.nan_to_num(_floats(merged[f"{name}_before"]), nan=0.0)

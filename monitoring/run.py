@@ -219,7 +219,8 @@ def _online_freshness(store, sources, now, opts, con, data_dir) -> list[dict]:
     if observe.online_kind(store) == "redis":
         by_entity = {}
         for s in sources.values():
-            by_entity.setdefault(s.join_key, s)
+            if len(s.join_keys) == 1:  # keys of one entity (a pair's key is made of these)
+                by_entity.setdefault(s.join_key, s)
         for key, s in sorted(by_entity.items()):
             ids = _sample_ids(con, data_dir, s, now, opts.skew_entities)
             if ids:
@@ -235,31 +236,44 @@ def _skew(store, sources, opts, con, data_dir) -> dict:
     if not ends:
         return {"not_run": "nothing materialized yet (run shopfeast materialize)"}
     at = pd.Timestamp(max(ends)).tz_convert("UTC").floor("s")
+    # Sampled keys: ids of each entity, and pairs that happened for a view keyed by several
+    # (random pairs would mostly be ones that never happened: both paths read nothing).
     ids: dict[str, list[str]] = {}
+    pairs: dict[tuple[str, ...], pd.DataFrame] = {}
     for s in sources.values():
-        if s.join_key not in ids:
+        keys = tuple(s.join_keys)
+        if len(keys) == 1 and s.join_key not in ids:
             ids[s.join_key] = _sample_ids(con, data_dir, s, at, opts.skew_entities)
-    join_key_of = {s.name: s.join_key for s in sources.values()}
+        elif len(keys) > 1 and tuple(sorted(keys)) not in pairs:
+            pairs[tuple(sorted(keys))] = _sample_keys(con, data_dir, s, at, opts.skew_entities)
+    join_key_of = {s.name: tuple(s.join_keys) for s in sources.values()}
     results = []
     for group in observe.service_groups(store, join_key_of):
-        frame = skew.entity_frame(group, ids, opts.skew_entities)
+        frame = skew.entity_frame(group, ids, opts.skew_entities, pairs)
         if frame.empty:
             continue
         results += skew.compare_group(store, group, frame, at.to_pydatetime())
     results.sort(key=lambda r: (-r["mismatches"], r["view"], r["feature"]))
     return {
         "instant": at.isoformat(),
-        "entities": {k: len(v) for k, v in ids.items()},
+        "entities": {k: len(v) for k, v in ids.items()}
+        | {" x ".join(k): len(v) for k, v in pairs.items()},
         "results": results,
     }
 
 
 def _sample_ids(con, data_dir: Path, source, at, n: int) -> list[str]:
+    frame = _sample_keys(con, data_dir, source, at, n)
+    return [str(v) for v in frame[source.join_key].tolist()] if len(frame) else []
+
+
+def _sample_keys(con, data_dir: Path, source, at, n: int) -> pd.DataFrame:
+    """Up to `n` entities of `source` existing at `at`: its key columns, as strings."""
     glob = source_glob(data_dir, source)
     if glob is None:
-        return []
+        return pd.DataFrame(columns=list(source.join_keys))
     frame = as_of(con, glob, source, [at], [], n)
-    return [str(v) for v in frame[source.join_key].tolist()]
+    return frame[list(source.join_keys)].astype(str).reset_index(drop=True)
 
 
 def _newest(con, data_dir: Path, source):

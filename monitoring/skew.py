@@ -1,7 +1,8 @@
 """Training/serving skew: the online vector against the offline value as of the same instant.
 
 For sampled entities (customers and products that exist in the offline sources at the instant;
-(customer, product) pairs for the services that need both), every feature of every feature service
+for the services that need both, the (customer, product) pairs a view keyed by both holds, else
+the two samples zipped), every feature of every feature service
 is read online (`get_online_features`, what serving reads) and offline (`get_historical_features`,
 what training reads) at one instant: the latest materialization end, floored to whole seconds (the
 grain Feast stores online). Values are compared as served: nulls alike, timestamps at whole
@@ -21,15 +22,28 @@ from featurestore.observe import Group, read_both
 EXAMPLES = 3
 
 
-def entity_frame(group: Group, ids: dict[str, list[str]], n: int) -> pd.DataFrame:
-    """Rows of sampled ids for a group's keys (pairs zip the two samples, cycling the shorter)."""
-    pools = [ids.get(k) or [] for k in group.keys]
-    if not all(pools):
-        return pd.DataFrame()
-    rows = min(n, max(len(p) for p in pools))
-    frame = pd.DataFrame(
-        {k: [p[i % len(p)] for i in range(rows)] for k, p in zip(group.keys, pools, strict=True)}
-    )
+def entity_frame(
+    group: Group,
+    ids: dict[str, list[str]],
+    n: int,
+    pairs: dict[tuple[str, ...], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Rows of sampled ids for a group's keys: the sampled combinations that happened when a view
+    is keyed by all of them (customer x product), else the samples zipped (cycling the shorter)."""
+    known = (pairs or {}).get(tuple(sorted(group.keys)))
+    if known is not None and len(known):
+        frame = known[list(group.keys)].head(n).reset_index(drop=True)
+    else:
+        pools = [ids.get(k) or [] for k in group.keys]
+        if not all(pools):
+            return pd.DataFrame()
+        rows = min(n, max(len(p) for p in pools))
+        frame = pd.DataFrame(
+            {
+                k: [p[i % len(p)] for i in range(rows)]
+                for k, p in zip(group.keys, pools, strict=True)
+            }
+        )
     for i, name in enumerate(group.request_fields):  # any value: both paths get the same one
         frame[name] = [0.125 * ((j + i) % 7) for j in range(len(frame))]
     return frame

@@ -41,27 +41,32 @@ def as_of(
     columns: list[str],
     sample: int,
 ) -> pd.DataFrame:
-    """One row per (sampled entity, instant) where the entity exists: INSTANT, key, columns."""
-    key = source.join_key
+    """One row per (sampled entity, instant) where the entity exists: INSTANT, keys, columns.
+
+    An entity made of others (customer x product) is sampled and joined by all its keys."""
+    keys = list(source.join_keys)
     ts = source.timestamp_field
     cols = "".join(f', s."{c}"' for c in columns)
-    read = ", ".join(f'"{c}"' for c in [key, ts, *columns])
+    read = ", ".join(f'"{c}"' for c in [*keys, ts, *columns])
+    semi = " and ".join(f'r."{k}" = keys.k{i}' for i, k in enumerate(keys))
+    picked = ", ".join(f'"{k}" as k{i}' for i, k in enumerate(keys))
+    ks = ", ".join(f"k{i}" for i in range(len(keys)))
+    out = ", ".join(f'grid.k{i} as "{k}"' for i, k in enumerate(keys))
+    on = " and ".join(f's."{k}" = grid.k{i}' for i, k in enumerate(keys))
     grid = pd.DataFrame({INSTANT: pd.to_datetime(list(instants), utc=True)})
     con.register("monitor_instants", grid)
     try:
         return con.sql(
             f"""
             with keys as (
-                select k from (select distinct "{key}" as k from read_parquet('{glob}'))
-                order by hash(k), k limit {int(sample)}
+                select {ks} from (select distinct {picked} from read_parquet('{glob}'))
+                order by hash({ks}), {ks} limit {int(sample)}
             ),
-            grid as (select k, i.{INSTANT} from keys cross join monitor_instants i),
-            rows as (
-                select {read} from read_parquet('{glob}') where "{key}" in (select k from keys)
-            )
-            select grid.{INSTANT}, grid.k as "{key}"{cols}
-            from grid asof join rows s on s."{key}" = grid.k and grid.{INSTANT} >= s."{ts}"
-            order by 1, 2
+            grid as (select {ks}, i.{INSTANT} from keys cross join monitor_instants i),
+            rows as (select {read} from read_parquet('{glob}') r semi join keys on {semi})
+            select grid.{INSTANT}, {out}{cols}
+            from grid asof join rows s on {on} and grid.{INSTANT} >= s."{ts}"
+            order by 1, {", ".join(str(i + 2) for i in range(len(keys)))}
             """
         ).df()
     finally:
