@@ -16,10 +16,14 @@ is visible from `enter = floor_day(ts) + 1` to `enter + W - 1` (lifetime: for ev
   extreme per entity for lifetime;
 - last: the latest row's value (ties on the timestamp: the largest value), null once it left the
   window (every older row left before it).
-Orders are read as placed: an order's first version (contract v1.1 keeps later versions, refunds,
-cancellations and edits, as a change log). That is the rule the families use for what was bought;
-what follows an order's later versions (spend with refunds known late, orders cancelled afterwards)
-is the families' (pipelines/order_versions.py).
+Orders are a change log (contract v1.1): a snapshot at T reads each order as in force at T
+(pipelines.order_versions.in_force): its newest version as of T, with its first version's
+`order_ts` and `customer_id`, and the refund of its newest version whose refund is known (never a
+refund before its `refund_ts`). A row is then visible on the days `[max(enter, from), min(enter +
+W, until))` of each of its steps, with that step's values: a cancellation makes a filtered count
+drop on the day after it, a refund changes a sum on the day after its `refund_ts`, and an
+older version arriving late never hides a newer one. Order items carry their order's columns in
+force. A table of orders with one version each and no refund read is one step per order.
 
 Null values of the column are skipped (count counts non-null values when given a column); an entity
 that exists has 0 for counts and sums, null for means, shares, min, max and last of nothing.
@@ -44,7 +48,7 @@ from pipelines.contract import TABLES
 from pipelines.declarations import TIME_COLUMN, Aggregation, DeclaredView
 from pipelines.existence import customer_first_day, product_first_day
 from pipelines.family import Input
-from pipelines.order_versions import first_versions
+from pipelines.order_versions import NEVER, first_versions, in_force, single_versions
 from pipelines.predicate import Predicate
 from pipelines.specs import STRING, FeatureSource
 from pipelines.windows import (
@@ -52,6 +56,7 @@ from pipelines.windows import (
     EntityIndex,
     Snapshots,
     Streams,
+    check_exact,
     day_ts,
     duration_us,
     entry_day,
@@ -61,7 +66,8 @@ from pipelines.windows import (
 )
 
 PAIR_SEP = "\x1f"  # customer_id, product_id packed into one id (sorts as the pair does)
-_NEVER = np.iinfo(np.int64).max // 4
+_NEVER = NEVER
+REFUND_COLUMNS = ("refunded_amount", "refund_ts")
 
 
 class DeclaredFamily:
@@ -82,6 +88,13 @@ class DeclaredFamily:
         """Split by customer (customer and pair views) or product: entities are independent."""
         key = "product_id" if self.view.entity == "product" else "customer_id"
         codes = {name: _hash_part(t[key], n) for name, t in tables.items() if key in t.columns}
+        orders = tables.get("orders")
+        if key == "customer_id" and orders is not None and not single_versions(orders):
+            # an order's versions stay together, with its first version's customer
+            first = first_versions(orders)
+            at = pc.index_in(_arrow(orders["order_id"]), value_set=_arrow(first["order_id"]))
+            at = at.to_numpy(zero_copy_only=False).astype(np.int64)
+            codes["orders"] = _hash_part(first["customer_id"], n)[at]
         for k in range(n):
             part = {name: t[codes[name] == k] for name, t in tables.items() if name in codes}
             if "order_items" in tables and "order_items" not in part:  # items of the orders
@@ -126,8 +139,9 @@ def inputs(view: DeclaredView) -> tuple[Input, ...]:
         need("order_items", [c for c in used if c in own], days)
         order_cols = [c for c in used if c not in own or c == "order_id"]
         need("orders", ["order_id", *[c for c in order_cols if c != "order_ts"]], days)
-    if "orders" in columns:  # its versions' times, to read each order as placed
-        need("orders", ["order_id", "order_ts", "updated_at"], lookback["orders"][0])
+    if "orders" in columns:  # its versions' times, to read each order as in force at T
+        extra = ["refund_ts"] if reads_refunds(view) else []
+        need("orders", ["order_id", "order_ts", "updated_at", *extra], lookback["orders"][0])
     if view.entity == "customer":
         need("customers", ["customer_id", "signup_ts", "updated_at"], None)
     if view.entity == "product":
@@ -138,6 +152,16 @@ def inputs(view: DeclaredView) -> tuple[Input, ...]:
             days = lookback[table]
             out.append(Input(table, tuple(columns[table]), None if None in days else max(days)))
     return tuple(out)
+
+
+def reads_refunds(view: DeclaredView) -> bool:
+    """Whether a feature reads an order's refund (then a refund becoming known is a change)."""
+    return any(
+        c in REFUND_COLUMNS
+        for agg in view.features
+        if agg.source in ("orders", "order_items")
+        for c in _read_columns(agg)
+    )
 
 
 def _read_columns(agg: Aggregation) -> list[str]:
@@ -153,19 +177,39 @@ def _read_columns(agg: Aggregation) -> list[str]:
 
 @dataclass
 class Rows:
-    """A source table's rows keyed by entity: code `e`, entry day, timestamp (us), columns."""
+    """A source table's rows keyed by entity: code `e`, entry day, timestamp (us), columns, and
+    the days `[start, until)` on which a row holds these values (an order's step; other rows:
+    from their entry day for ever)."""
 
     frame: pd.DataFrame
     e: np.ndarray
     enter: np.ndarray
     ts: np.ndarray
+    start: np.ndarray
+    until: np.ndarray
     _masks: dict
     _days: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _all_plain: bool | None = None
+
+    @property
+    def all_plain(self) -> bool:
+        if self._all_plain is None:
+            self._all_plain = bool(self.plain.all())
+        return self._all_plain
+
+    @property
+    def plain(self) -> np.ndarray:
+        """Rows whose values never change (visible from their entry day on, as sent)."""
+        return (self.start == self.enter) & (self.until >= _NEVER)
+
+    def end(self, window: int | None) -> np.ndarray:
+        """The day each row stops being read by a window of `window` days (lifetime: None)."""
+        return self.until if window is None else np.minimum(self.until, self.enter + window)
 
     def days(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(entity, day) of each group of rows entering together, and each row's group."""
+        """(entity, day) of each group of rows starting together, and each row's group."""
         if self._days is None:
-            uniq, inverse = np.unique(pack(self.e, self.enter), return_inverse=True)
+            uniq, inverse = np.unique(pack(self.e, self.start), return_inverse=True)
             entity, day = unpack(uniq)
             self._days = (entity, day, inverse.ravel())
         return self._days
@@ -188,7 +232,7 @@ def _source_rows(view: DeclaredView, table: str, tables: dict[str, pd.DataFrame]
     keys = view.keys
     if table in ("events", "reviews"):
         return tables[table]
-    placed = first_versions(tables["orders"])  # each order as placed (contract v1.1)
+    placed = in_force(tables["orders"], reads_refunds(view))  # each order's steps (v1.1)
     if table == "orders" and "product_id" not in keys:
         return placed
     items = tables["order_items"]
@@ -251,7 +295,13 @@ def compute(
         keep = e >= 0
         frame = frame[keep].reset_index(drop=True)
         ts = frame[TIME_COLUMN[table]]
-        rows[table] = Rows(frame, e[keep], entry_day(ts), duration_us(ts), {})
+        enter = entry_day(ts).astype(np.int64)
+        if "_from" in frame:
+            start = np.maximum(frame["_from"].to_numpy(np.int64), enter)
+            until = frame["_until"].to_numpy(np.int64)
+        else:
+            start, until = enter, np.full(len(frame), _NEVER, np.int64)
+        rows[table] = Rows(frame, e[keep], enter, duration_us(ts), start, until, {})
 
     streams = Streams()
     alive_from = first_day
@@ -259,8 +309,8 @@ def compute(
         alive_from = np.full(len(index), _NEVER, np.int64)
         for agg in view.features:
             r = rows[agg.source]
-            m = r.mask(agg)
-            np.minimum.at(alive_from, r.e[m], r.enter[m])
+            m = r.mask(agg) & (r.start < r.end(agg.window_days))
+            np.minimum.at(alive_from, r.e[m], r.start[m])
     has = alive_from < _NEVER
     streams.points(np.flatnonzero(has), alive_from[has])
 
@@ -313,7 +363,8 @@ def _stream(agg: Aggregation, r: Rows, s: Streams) -> None:
     if agg.function == "count_distinct":
         col = r.frame[agg.column]
         m = m & col.notna().to_numpy()
-        s.distinct(agg.name, r.e[m], col[m].reset_index(drop=True), r.enter[m], w)
+        key = col[m].reset_index(drop=True)
+        _distinct(s, agg.name, r.e[m], key, r.start[m], r.end(w)[m])
         return
     if agg.function == "share":
         hit = m & r.where(agg.where)
@@ -340,18 +391,71 @@ def _ints(col: pd.Series) -> np.ndarray:
 
 
 def _daily(s: Streams, r: Rows, w: int | None, values: dict[str, np.ndarray]) -> None:
-    """Sum rows per (entity, entry day) and register them as one window of deltas."""
+    """Sum rows per (entity, day) they start and stop being read; register those as deltas.
+
+    Sums per day are taken in float64 (np.bincount): each is checked to stay below 2**53 in
+    magnitude (FeatureOverflow otherwise), so it is exact, as Streams.evaluate checks its runs."""
     entity, day, group = r.days()
-    sums = {
-        k: np.rint(
-            np.bincount(group, weights=np.asarray(v, np.float64), minlength=len(day))
-        ).astype(np.int64)
-        for k, v in values.items()
-    }
-    used = np.zeros(len(day), bool)
+    end = r.end(w)
+    ok = r.start < end
+    sums = _group_sums(group, len(day), values, ok)
+    used = _used(sums)
+    s.add(entity[used], day[used], **{k: v[used] for k, v in sums.items()})
+    if w is not None and r.all_plain:  # every row leaves `w` days after it entered
+        s.add(entity[used], day[used] + w, **{k: -v[used] for k, v in sums.items()})
+        return
+    stops = ok & (end < _NEVER)
+    if not stops.any():
+        return
+    uniq, inverse = np.unique(pack(r.e[stops], end[stops]), return_inverse=True)
+    sums = _group_sums(inverse.ravel(), len(uniq), {k: v[stops] for k, v in values.items()})
+    used = _used(sums)
+    entity, day = unpack(uniq[used])
+    s.add(entity, day, **{k: -v[used] for k, v in sums.items()})
+
+
+def _group_sums(
+    group: np.ndarray, n: int, values: dict[str, np.ndarray], keep: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    out = {}
+    for name, v in values.items():
+        w = np.asarray(v, np.float64)
+        if keep is not None:
+            w = np.where(keep, w, 0.0)
+        check_exact(name, np.bincount(group, weights=np.abs(w), minlength=n))
+        out[name] = np.rint(np.bincount(group, weights=w, minlength=n)).astype(np.int64)
+    return out
+
+
+def _used(sums: dict[str, np.ndarray]) -> np.ndarray:
+    used = np.zeros(len(next(iter(sums.values()))), bool)
     for v in sums.values():
         used |= v != 0
-    s.window(entity[used], day[used], w, **{k: v[used] for k, v in sums.items()})
+    return used
+
+
+def _distinct(
+    s: Streams, name: str, e: np.ndarray, key: pd.Series, start: np.ndarray, end: np.ndarray
+) -> None:
+    """Distinct keys per entity: each (entity, key)'s days `[start, end)` merged into intervals,
+    +1 where one begins and -1 where it ends."""
+    codes = pd.factorize(key)[0].astype(np.int64)
+    ok = (start < end) & (codes >= 0)
+    f = pd.DataFrame({"e": e[ok], "k": codes[ok], "a": start[ok], "b": end[ok]})
+    f = f.sort_values(["e", "k", "a"], kind="stable")
+    e, k, a, b = (f[c].to_numpy(np.int64) for c in ("e", "k", "a", "b"))
+    if len(a) == 0:
+        s.add(e, a, **{name: a})
+        return
+    same = np.r_[False, (e[1:] == e[:-1]) & (k[1:] == k[:-1])]
+    pair = np.cumsum(~same)
+    reach = pd.Series(b).groupby(pair).cummax().to_numpy()  # furthest end so far, per key
+    new = ~same | (a > np.r_[np.int64(0), reach[:-1]])  # touching intervals merge
+    starts = np.flatnonzero(new)
+    stop = np.maximum.reduceat(b, starts)
+    s.add(e[starts], a[starts], **{name: np.ones(len(starts), np.int64)})
+    fin = stop < _NEVER
+    s.add(e[starts][fin], stop[fin], **{name: -np.ones(int(fin.sum()), np.int64)})
 
 
 def _value(agg: Aggregation, v: dict[str, np.ndarray]) -> np.ndarray:
@@ -377,69 +481,127 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 # --- min, max, last -----------------------------------------------------------------------------
 
+_DAY_CAP = (1 << 20) - 1  # beyond every snapshot day (pack's stride)
+
 
 @dataclass
-class _Extreme:
-    """Per-(entity, day) values of one min/max/last feature, ready for range queries."""
+class _Sparse:
+    """min/max over rows that never change: per (entity, entry day) extremes, a sparse table
+    over each window (log2(W) levels), or a running extreme per entity for a lifetime."""
 
-    function: str
+    op: str
     window: int | None
     keys: np.ndarray  # packed (entity, entry day), sorted, unique
-    levels: list[np.ndarray]  # sparse table (windowed min/max) or [running/daily values]
-    decode: object  # ranks -> output values
+    levels: list[np.ndarray]
 
-    def at(self, entity: np.ndarray, day: np.ndarray):
+    @classmethod
+    def build(cls, op: str, window: int | None, e, day, values) -> _Sparse:
+        key = pack(e, day)
+        order = np.lexsort((values, key))
+        key, values = key[order], values[order]
+        uniq, first = np.unique(key, return_index=True)
+        pick = first if op == "min" else np.r_[first[1:], len(key)] - 1
+        daily = values[pick] if len(key) else values
+        if window is None:  # running extreme per entity
+            running = pd.Series(daily).groupby(unpack(uniq)[0], sort=False)
+            levels = [(running.cummax() if op == "max" else running.cummin()).to_numpy()]
+        else:
+            levels = _sparse_table(daily, window, op)
+        return cls(op, window, uniq, levels)
+
+    def at(self, entity: np.ndarray, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(entity)
         if len(self.keys) == 0:
-            return self.decode(np.zeros(n, np.int64), np.zeros(n, bool))
+            return np.zeros(n, self.levels[0].dtype), np.zeros(n, bool)
         hi = np.searchsorted(self.keys, pack(entity, day), side="right")
-        if self.window is None:  # running extreme / the latest day's value, if of this entity
-            lo = np.searchsorted(self.keys, pack(entity, np.zeros(n, np.int64)), side="left")
-        else:
-            lo = np.searchsorted(self.keys, pack(entity, day - self.window + 1), side="left")
+        first = np.zeros(n, np.int64) if self.window is None else day - self.window + 1
+        lo = np.searchsorted(self.keys, pack(entity, first), side="left")
         ok = hi > lo
-        last = np.maximum(hi - 1, 0)
-        if self.function == "last" or self.window is None:
-            return self.decode(self.levels[0][last], ok)
+        if self.window is None:  # the running extreme on the latest day of this entity
+            return self.levels[0][np.maximum(hi - 1, 0)], ok
         lo, hi = np.where(ok, lo, 0), np.where(ok, hi, 1)  # empty windows: any valid index
-        length = hi - lo
-        k = np.floor(np.log2(length)).astype(np.int64)
+        k = np.floor(np.log2(hi - lo)).astype(np.int64)
         out = np.zeros(n, self.levels[0].dtype)
-        op = np.maximum if self.function == "max" else np.minimum
+        op = np.maximum if self.op == "max" else np.minimum
         for level in np.unique(k):
             sel = k == level
             table = self.levels[level]
-            a = table[lo[sel]]
-            b = table[hi[sel] - (1 << level)]
-            out[sel] = op(a, b)
+            out[sel] = op(table[lo[sel]], table[hi[sel] - (1 << level)])
+        return out, ok
+
+
+@dataclass
+class _Extreme:
+    """One min/max/last feature: `regular` answers for rows that never change; the steps of
+    orders that change (versions, refunds: few) are each matched to the query days they cover."""
+
+    op: str
+    regular: _Sparse
+    e: np.ndarray  # the changing rows' steps: entity, days [start, end), value
+    start: np.ndarray
+    end: np.ndarray
+    values: np.ndarray
+    decode: object  # values -> output values (with a null mask)
+
+    def at(self, entity: np.ndarray, day: np.ndarray):
+        out, ok = self.regular.at(entity, day)
+        if len(self.e) and len(entity):
+            q = pack(entity, day)
+            order = None
+            if np.any(q[1:] < q[:-1]):
+                order = np.argsort(q, kind="stable")
+                q = q[order]
+            lo = np.searchsorted(q, pack(self.e, self.start), side="left")
+            hi = np.searchsorted(q, pack(self.e, np.minimum(self.end, _DAY_CAP)), side="left")
+            counts = np.maximum(hi - lo, 0)
+            total = int(counts.sum())
+            if total:
+                offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+                idx = np.repeat(lo, counts) + offsets
+                if order is not None:
+                    idx = order[idx]
+                vals = np.repeat(self.values, counts)
+                if self.values.dtype.kind == "f":
+                    fill = -np.inf if self.op == "max" else np.inf
+                else:
+                    info = np.iinfo(np.int64)
+                    fill = info.min if self.op == "max" else info.max
+                best = np.full(len(entity), fill, dtype=self.values.dtype)
+                (np.maximum if self.op == "max" else np.minimum).at(best, idx, vals)
+                hit = np.zeros(len(entity), bool)
+                hit[idx] = True
+                op = np.maximum if self.op == "max" else np.minimum
+                merged = np.where(ok, op(out.astype(best.dtype), best), best)
+                out = np.where(hit, merged, out.astype(best.dtype))
+                ok = ok | hit
         return self.decode(out, ok)
 
 
 def _extreme(agg: Aggregation, r: Rows, s: Streams) -> _Extreme:
     col = r.frame[agg.column]
-    m = r.mask(agg) & col.notna().to_numpy()
-    e, enter, ts = r.e[m], r.enter[m], r.ts[m]
+    w = agg.window_days
+    end = r.end(w)
+    m = r.mask(agg) & col.notna().to_numpy() & (r.start < end)
     values, decode = _ranks(col[m].reset_index(drop=True), agg.dtype)
-    s.points(e, enter)
-    if agg.window_days is not None:
-        s.points(e, enter + agg.window_days)
-    key = pack(e, enter)
-    # Sorted by day and value (for last: by time, then value), each day's row to keep is the
-    # group's last (max, last: the latest row, ties to the largest value) or first (min).
-    by = (values, ts, key) if agg.function == "last" else (values, key)
-    order = np.lexsort(by)
-    key, values = key[order], values[order]
-    uniq, first = np.unique(key, return_index=True)
-    pick = first if agg.function == "min" else np.r_[first[1:], len(key)] - 1
-    daily = values[pick] if len(key) else values
-    if agg.function == "last":
-        levels = [daily]
-    elif agg.window_days is None:  # running extreme per entity
-        running = pd.Series(daily).groupby(unpack(uniq)[0], sort=False)
-        levels = [(running.cummax() if agg.function == "max" else running.cummin()).to_numpy()]
-    else:
-        levels = _sparse_table(daily, agg.window_days, agg.function)
-    return _Extreme(agg.function, agg.window_days, uniq, levels, decode)
+    e, start, end, ts, plain = r.e[m], r.start[m], end[m], r.ts[m], r.plain[m]
+    op = agg.function
+    if op == "last":  # the latest row (ties: the largest value): the max of (time, value) ranks
+        order = np.lexsort((values, ts))
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        by_rank = values[order]
+
+        def decode(x, ok, by_rank=by_rank, inner=decode):
+            x = np.clip(np.asarray(x, np.int64), 0, max(len(by_rank) - 1, 0))
+            return inner(by_rank[x] if len(by_rank) else np.zeros(len(x), by_rank.dtype), ok)
+
+        values, op = rank, "max"
+    s.points(e, start)
+    fin = end < _NEVER
+    s.points(e[fin], end[fin])
+    regular = _Sparse.build(op, w, e[plain], start[plain], values[plain])
+    odd = ~plain
+    return _Extreme(op, regular, e[odd], start[odd], end[odd], values[odd], decode)
 
 
 def _sparse_table(values: np.ndarray, span: int, function: str) -> list[np.ndarray]:

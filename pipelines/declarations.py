@@ -48,7 +48,7 @@ import yaml
 from pipelines import predicate
 from pipelines.contract import TABLES
 from pipelines.predicate import Kind, Predicate, PredicateError
-from pipelines.specs import Dtype, Feature, FeatureSource
+from pipelines.specs import Drift, Dtype, Feature, FeatureSource
 
 ENTITIES: dict[str, tuple[str, ...]] = {
     "customer": ("customer_id",),
@@ -81,7 +81,9 @@ _FEATURE_KEYS = {
     "description",
     "owner",
     "tags",
+    "drift",
 }
+_DRIFT_KEYS = {"mode", "warn", "alert", "reason"}
 
 
 class DeclarationError(ValueError):
@@ -105,6 +107,7 @@ class Aggregation:
     dtype: Dtype
     fill: Any
     column_kind: str | None = None  # the contract kind of `column`: int, float, bool, ...
+    drift: Drift | None = None  # how the monitor compares it (None: the default for its kind)
 
     @property
     def window(self) -> str:
@@ -153,6 +156,7 @@ class DeclaredView:
                     a.fill,
                     owner=a.owner,
                     tags=a.tags,
+                    drift=a.drift,
                     definition=a.definition(),
                 )
                 for a in self.features
@@ -380,6 +384,7 @@ def _feature(
         dtype=dtype,
         fill=fill,
         column_kind=column_kind,
+        drift=_drift(entry.get("drift"), dtype, fail),
     )
 
 
@@ -426,6 +431,38 @@ def _predicate(text: Any, source: str, entity: str, fail) -> Predicate:
         return predicate.parse(text, row_columns(source, entity), source)
     except PredicateError as exc:
         raise fail(str(exc)) from None
+
+
+def _drift(entry: Any, dtype: str, fail) -> Drift | None:
+    """`drift: {mode, warn, alert, reason}`: how `shopfeast monitor` compares the feature over
+    time (docs/monitoring.md); absent, the default for its kind (pipelines.specs.drift_policy)."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise fail("drift: expected a mapping (mode, warn, alert, reason)")
+    unknown = sorted(set(entry) - _DRIFT_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_DRIFT_KEYS))
+        raise fail(f"drift: unknown field {unknown[0]!r} (fields: {known})")
+    modes = ("distribution", "increment", "skip")  # items: lists only, never declared here
+    mode = entry.get("mode", "distribution")
+    if mode not in modes:
+        raise fail(f"drift: mode {mode!r} is not one of {', '.join(modes)}")
+    if mode == "increment" and dtype not in ("int64", "float64"):
+        raise fail(f"drift: mode increment needs a number, the feature is a {dtype}")
+    default = Drift()
+    bounds = {}
+    for key in ("warn", "alert"):
+        value = entry.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise fail(f"drift: {key}: {value!r} is not a positive number (a PSI threshold)")
+        bounds[key] = float(value)
+    if bounds["warn"] > bounds["alert"]:
+        raise fail(f"drift: warn {bounds['warn']} is above alert {bounds['alert']}")
+    reason = entry.get("reason", "")
+    if not isinstance(reason, str) or (mode == "skip" and not reason.strip()):
+        raise fail("drift: reason: a skipped feature needs a reason (a non-empty text)")
+    return Drift(mode, bounds["warn"], bounds["alert"], reason.strip())
 
 
 def _name(name: Any, fail) -> None:

@@ -148,3 +148,82 @@ def window(
     hit = day < enter + days
     s.window(entity[hit], day[hit], None, **{k: v[hit] for k, v in deltas.items()})
     s.add(entity[hit], enter[hit] + days, **{k: -v[hit] for k, v in deltas.items()})
+
+
+NEVER = np.iinfo(np.int64).max // 4  # "no next step": in force for ever
+
+
+def in_force(orders: pd.DataFrame, refunds: bool = True) -> pd.DataFrame:
+    """The orders as every snapshot reads them: one row per order and step, the order's columns in
+    force on the snapshot days `[_from, _until)` (`_until` = NEVER for the last step).
+
+    A step's columns are those of the version in force (its newest version as of the day), with
+    `order_ts` and `customer_id` of the first version. With `refunds`, `refunded_amount` and
+    `refund_ts` are those of the newest version whose refund is known (0 and null before any is),
+    so no snapshot sees a refund before its `refund_ts`; a version's refund becoming known is then a
+    step of its own. Without `refunds` (nothing reads those columns) only versions make steps.
+    A table of single versions without refunds to wait for is one step per order from its
+    `order_ts` on. This is the row model the declared aggregations read (pipelines/aggregate.py).
+    """
+    if not refunds and single_versions(orders):  # the order as sent, from its order_ts on
+        out = orders.reset_index(drop=True)
+        if "updated_at" in out:
+            out = out.assign(updated_at=out["updated_at"].fillna(out["order_ts"]))
+        return out.assign(_from=entry_day(out["order_ts"]).astype(np.int64), _until=NEVER)
+    o = _sorted(orders)
+    n = len(o)
+    oid = pd.factorize(o["order_id"])[0] if n else np.zeros(0, np.int64)
+    k = o.groupby(oid, sort=False).cumcount().to_numpy() if n else np.zeros(0, np.int64)
+    first = np.flatnonzero(k == 0)
+    head = np.repeat(first, np.diff(np.append(first, n)))
+    enter = entry_day(o["order_ts"]).astype(np.int64)[head] if n else np.zeros(0, np.int64)
+    vday = enter.copy()
+    if n:
+        later = entry_day(o["updated_at"]).astype(np.int64)
+        vday = np.where(k == 0, enter, np.maximum(later, enter))
+    kinds = [np.zeros(n, np.int8)]
+    days = [vday]
+    if refunds:
+        has_rts = o["refund_ts"].notna().to_numpy()
+        rts_day = np.where(has_rts, entry_day(o["refund_ts"].fillna(o["order_ts"])), 0)
+        kinds.append(np.ones(n, np.int8))
+        days.append(np.where(has_rts, np.maximum(rts_day, vday), vday))
+    m = len(kinds)
+    ev = pd.DataFrame(
+        {
+            "o": np.tile(oid, m),
+            "day": np.concatenate(days),
+            "row": np.tile(np.arange(n), m),
+            "kind": np.concatenate(kinds),
+        }
+    ).sort_values(["o", "day", "kind", "row"], kind="stable")
+    kind = ev["kind"].to_numpy()
+    ev = ev.assign(
+        v=np.where(kind == 0, ev["row"].to_numpy(), -1),
+        r=np.where(kind == 1, ev["row"].to_numpy(), -1),
+    )
+    g = ev["o"].to_numpy()
+    ev["v"] = ev.groupby(g, sort=False)["v"].cummax()  # newest version in force
+    if refunds:
+        ev["r"] = ev.groupby(g, sort=False)["r"].cummax()  # newest version whose refund is known
+    ev = ev.drop_duplicates(["o", "day"], keep="last")
+    v = ev["v"].to_numpy()
+    out = o.iloc[v].reset_index(drop=True)
+    for col in ("order_ts", "customer_id"):
+        if col in out:
+            out[col] = o[col].iloc[head[v]].reset_index(drop=True)
+    if refunds:
+        r = ev["r"].to_numpy()
+        known = r >= 0
+        at = np.maximum(r, 0)
+        if "refunded_amount" in out:
+            amount = o["refunded_amount"].iloc[at].reset_index(drop=True)
+            out["refunded_amount"] = amount.where(known, 0.0)
+        if "refund_ts" in out:
+            out["refund_ts"] = o["refund_ts"].iloc[at].reset_index(drop=True).where(known)
+    day = ev["day"].to_numpy()
+    o_of = ev["o"].to_numpy()
+    last = np.r_[o_of[1:] != o_of[:-1], True] if len(o_of) else np.zeros(0, bool)
+    out["_from"] = day
+    out["_until"] = np.where(last, NEVER, np.r_[day[1:], NEVER][: len(day)])
+    return out

@@ -86,7 +86,7 @@ def fixed(values: pd.Series | np.ndarray, scale: int = MICRO) -> np.ndarray:
     return np.rint(scaled).astype(np.int64)
 
 
-def _check_exact(name: str, magnitude: np.ndarray, starts: np.ndarray | None = None) -> None:
+def check_exact(name: str, magnitude: np.ndarray, starts: np.ndarray | None = None) -> None:
     """Refuse when a stream's absolute deltas could add up past EXACT_LIMIT for one entity."""
     if not len(magnitude):
         return
@@ -304,7 +304,7 @@ class Streams:
                     w = vals[name].astype(np.float64)
                     acc += np.bincount(inverse[lo:hi], weights=w, minlength=len(grid))
                     mag += np.bincount(inverse[lo:hi], weights=np.abs(w), minlength=len(grid))
-            _check_exact(name, mag, starts)
+            check_exact(name, mag, starts)
             run = np.cumsum(np.rint(acc).astype(np.int64))
             before = np.r_[np.int64(0), run[starts[1:] - 1]]
             values[name] = run - np.repeat(before, lengths)
@@ -350,7 +350,7 @@ def _fold(
                 mags[n] += np.bincount(e, weights=np.abs(w), minlength=size)
         seeds = np.flatnonzero(seen)
         for n, a in mags.items():
-            _check_exact(n, a[seeds])
+            check_exact(n, a[seeds])
         out.append(
             (
                 seeds * _STRIDE + (first_day - 1),

@@ -11,6 +11,7 @@ import pytest
 
 from pipelines import declarations, predicate
 from pipelines.declarations import DeclarationError
+from pipelines.specs import Drift, drift_policy
 
 GOOD = """views:
   - name: customer_extra
@@ -93,6 +94,24 @@ def test_a_good_declaration_becomes_a_feature_source(tmp_path):
         ("entity: customer", "entity: shopper", 2, "entity: 'shopper' is not one of"),
         ("source: orders", "source: carts", 2, "source: 'carts' is not one of"),
         ("        window: 14d\n", "        windw: 14d\n", 9, "unknown field 'windw'"),
+        (
+            "        window: 14d\n",
+            "        window: 14d\n        drift: {mode: items}\n",
+            9,
+            "drift: mode 'items' is not one of distribution, increment, skip",
+        ),
+        (
+            "        window: 14d\n",
+            "        window: 14d\n        drift: {mode: skip}\n",
+            9,
+            "drift: reason: a skipped feature needs a reason",
+        ),
+        (
+            "        window: 14d\n",
+            "        window: 14d\n        drift: {warn: 0.5, alert: 0.2}\n",
+            9,
+            "drift: warn 0.5 is above alert 0.2",
+        ),
     ],
 )
 def test_a_bad_declaration_stops_with_one_line(tmp_path, old, new, line, words):
@@ -107,6 +126,19 @@ def test_a_bad_declaration_stops_with_one_line(tmp_path, old, new, line, words):
     if line == 9:
         assert "feature discounted_orders_14d" in message, message
     assert words in message, message
+
+
+def test_a_drift_policy_is_declared_next_to_the_feature(tmp_path):
+    """The monitor's policy (pipelines.specs.Drift), as families declare it; else the default."""
+    text = GOOD.replace(
+        "        window: 14d\n",
+        "        window: 14d\n        drift: {mode: increment, warn: 0.2, alert: 0.4}\n",
+    )
+    (view,) = declarations.load(_write(tmp_path, text))
+    (f,) = view.feature_source().features
+    assert drift_policy(f) == Drift("increment", 0.2, 0.4)
+    (plain,) = declarations.load(_write(tmp_path, GOOD))[0].feature_source().features
+    assert plain.drift is None and drift_policy(plain) == Drift()
 
 
 def test_names_cannot_shadow_a_family_feature(tmp_path):

@@ -5,12 +5,14 @@ share, min, max and last, 14- and 60-day windows and lifetime, a product view th
 and a customer x product view - and every value the store serves at a few hundred (entity, t)
 pairs (random instants, window exits, the instants around them, entities before they exist) is
 recomputed naively from the clean tables: plain loops over the rows, the filters written again as
-Python. Historical and incremental builds (daily batches, one day arriving two weeks late) are both
-checked, and must be identical.
+Python, each order read as of T (contract v1.1: its newest version with `updated_at < T`, the
+refund of its newest version whose `refund_ts` passed). Historical and incremental builds (daily
+batches, one day arriving two weeks late) are both checked, and must be identical.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -20,6 +22,7 @@ import pandas as pd
 import pytest
 
 from pipelines import sources
+from pipelines.ingest_state import ingest_state_dir
 from pipelines.run import read_source, run
 from shopconfig.settings import FEATURE_REPO
 from tests.support.pipelines_shop import build, daily_batches, write_batch
@@ -50,6 +53,10 @@ views:
       - {name: last_status_60d, function: last, column: status, window: 60d, description: last}
       - {name: refunds_known_lifetime, function: count, column: refund_ts, window: lifetime,
          filter: "refunded_amount > 0 and not (status in ['refunded'])", description: partial}
+      - {name: refunded_60d, function: sum, column: refunded_amount, window: 60d,
+         description: refunds known}
+      - {name: last_refund_ts_ever, function: max, column: refund_ts, window: lifetime,
+         description: latest known refund}
       - {name: products_60d, source: order_items, function: count_distinct, column: product_id,
          filter: status != 'cancelled', window: 60d, description: distinct products}
       - {name: events_14d, source: events, function: count, window: 14d,
@@ -110,6 +117,8 @@ ORACLE = {
         None,
         None,
     ),
+    "refunded_60d": ("orders", LIVE, "sum", "refunded_amount", 60, None),
+    "last_refund_ts_ever": ("orders", LIVE, "max", "refund_ts", None, None),
     "products_60d": ("order_items", LIVE, "count_distinct", "product_id", 60, None),
     "events_14d": (
         "events",
@@ -188,22 +197,67 @@ def repo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def shop() -> dict[str, pd.DataFrame]:
-    """The pipelines' test shop, with later versions of some orders (contract v1.1): cancelled
-    or discounted two days after they were placed. Declarations read orders as placed."""
+    """The pipelines' test shop, with later versions of some orders (contract v1.1): cancelled and
+    discounted two days after they were placed; partly refunded four days after (the refund known
+    then, or three days later); edited (total + 10) twenty days after, past a 14-day window's end
+    and inside 60 days; and one order refunded, then cancelled in a version naming another customer
+    (the first version's customer is the order's)."""
     tables = build(seed=11, customers=30, products=12, days=60)
     orders = tables["orders"]
-    later = orders.iloc[::7].copy()
-    later["updated_at"] = later["order_ts"] + 2 * DAY
-    later["status"] = "cancelled"
-    later["discount_amount"] = 9.0
-    tables["orders"] = pd.concat([orders, later], ignore_index=True)
+    versions = [orders]
+    cancelled = orders.iloc[::7].copy()
+    cancelled["updated_at"] = cancelled["order_ts"] + 2 * DAY
+    cancelled["status"] = "cancelled"
+    cancelled["discount_amount"] = 9.0
+    versions.append(cancelled)
+    refunded = orders.iloc[3::11].copy()
+    refunded["updated_at"] = refunded["order_ts"] + 4 * DAY + pd.Timedelta(hours=5)
+    refunded["status"] = "partially_refunded"
+    refunded["refunded_amount"] = (refunded["total_amount"] / 4).round(2)
+    later = np.arange(len(refunded)) % 2 == 1
+    refunded["refund_ts"] = refunded["updated_at"] + np.where(later, 3, 0) * DAY
+    versions.append(refunded)
+    edited = orders.iloc[5::13].copy()
+    edited["updated_at"] = edited["order_ts"] + 20 * DAY
+    edited["total_amount"] = edited["total_amount"] + 10
+    versions.append(edited)
+    both = orders.iloc[[8]].copy()  # refunded on day 1, cancelled on day 6 (newer: wins)
+    versions.append(
+        both.assign(
+            updated_at=both["order_ts"] + DAY,
+            status="partially_refunded",
+            refunded_amount=1.0,
+            refund_ts=both["order_ts"] + DAY,
+        )
+    )
+    other = "c0" if both["customer_id"].iloc[0] != "c0" else "c1"  # the first version's counts
+    versions.append(
+        both.assign(updated_at=both["order_ts"] + 6 * DAY, status="cancelled", customer_id=other)
+    )
+    merged = pd.concat(versions, ignore_index=True)
+    merged["updated_at"] = merged["updated_at"].fillna(merged["order_ts"])
+    tables["orders"] = merged.drop_duplicates(["order_id", "updated_at"], keep="last")
     return tables
+
+
+def horizon(shop: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """`ingest --as-of`: the exports declared complete 20 days past the last row, so windows
+    empty out on days without rows (checked up to it)."""
+    last = max(shop["events"]["event_ts"].max(), shop["orders"]["updated_at"].max())
+    return last.floor("D") + 20 * DAY + pd.Timedelta(hours=6)
+
+
+def declare_horizon(root: Path, shop: dict[str, pd.DataFrame]) -> None:
+    manifest = ingest_state_dir(root) / "manifest.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"as_of": horizon(shop).isoformat()}))
 
 
 @pytest.fixture(scope="module")
 def historical(shop, repo, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("declared_historical")
     write_batch(root, shop, "all")
+    declare_horizon(root, shop)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHOPFEAST_FEATURE_REPO", str(repo))
         run(root, "historical", only=list(VIEWS), echo=False)
@@ -226,6 +280,8 @@ def incremental(shop, repo, tmp_path_factory) -> Path:
             if i == 39:
                 write_batch(root, late, f"{late_day}-late")
         run(root, "incremental", only=list(VIEWS), echo=False)
+        declare_horizon(root, shop)  # the same exports, declared complete later
+        run(root, "incremental", only=list(VIEWS), echo=False)
     return root
 
 
@@ -233,35 +289,59 @@ def incremental(shop, repo, tmp_path_factory) -> Path:
 
 
 class Shop:
+    """The shop as a list of rows per table, and each order as it stands at a snapshot T."""
+
     def __init__(self, tables: dict[str, pd.DataFrame]) -> None:
         def records(df: pd.DataFrame) -> list[dict]:
             return [{k: _none(v) for k, v in r.items()} for r in df.to_dict("records")]
 
-        versions = records(tables["orders"])
-        by_order: dict[str, dict] = {}  # each order as placed: its earliest version
-        for o in versions:
-            placed = o["updated_at"] or o["order_ts"]
-            best = by_order.get(o["order_id"])
-            if best is None or placed < (best["updated_at"] or best["order_ts"]):
-                by_order[o["order_id"]] = o
-        orders = list(by_order.values())
-        items = []
-        for it in records(tables["order_items"]):
-            order = by_order[it["order_id"]]
-            items.append({**order, **{k: v for k, v in it.items() if k != "order_ts"}})
-        self.rows = {"orders": orders, "order_items": items, "events": records(tables["events"])}
-        pairs = {(i["order_id"], i["product_id"]): i for i in items}
-        self.order_products = [
-            {**by_order[o], "product_id": p}
-            for (o, p) in pairs  # orders reached through items
-        ]
+        self.versions: dict[str, list[dict]] = {}
+        for o in records(tables["orders"]):
+            self.versions.setdefault(o["order_id"], []).append(o)
+        for vs in self.versions.values():
+            vs.sort(key=lambda o: o["updated_at"] or o["order_ts"])
+        self.items = records(tables["order_items"])
+        self.events = records(tables["events"])
         self.customers = records(tables["customers"])
         self.products = records(tables["products"])
 
-    def source(self, table: str, key: tuple[str, ...]) -> list[dict]:
-        if table == "orders" and "product_id" in key:
-            return self.order_products
-        return self.rows[table]
+    def order_at(self, order_id: str, T: pd.Timestamp) -> dict | None:
+        """The order as read at snapshot T (contract v1.1), None before it was placed."""
+        vs = self.versions[order_id]
+        first = vs[0]
+        if not first["order_ts"] < T:
+            return None
+        taken = [first] + [v for v in vs[1:] if v["updated_at"] < T]  # versions in force so far
+        known = [v for v in taken if v["refund_ts"] is None or v["refund_ts"] < T]
+        refund = known[-1] if known else None
+        return {
+            **taken[-1],
+            "order_ts": first["order_ts"],
+            "customer_id": first["customer_id"],
+            "refunded_amount": refund["refunded_amount"] if refund else 0.0,
+            "refund_ts": refund["refund_ts"] if refund else None,
+        }
+
+    def source(self, table: str, key: tuple[str, ...], T: pd.Timestamp) -> list[dict]:
+        """The rows of `table` visible at T, as they read at T."""
+        if table == "events":
+            return [e for e in self.events if e["event_ts"] < T]
+        orders = {o: self.order_at(o, T) for o in self.versions}
+        if table == "orders" and "product_id" not in key:
+            return [o for o in orders.values() if o is not None]
+        out, seen = [], set()
+        for it in self.items:
+            order = orders[it["order_id"]]
+            if order is None:
+                continue
+            if table == "orders":  # orders reached through their items: each (order, product)
+                if (it["order_id"], it["product_id"]) in seen:
+                    continue
+                seen.add((it["order_id"], it["product_id"]))
+                out.append({**order, "product_id": it["product_id"]})
+            else:
+                out.append({**order, **{k: v for k, v in it.items() if k != "order_ts"}})
+        return out
 
     def exists(self, view: str, features: list[str], entity: tuple, T: pd.Timestamp) -> bool:
         if view == "test_customer_orders":
@@ -273,27 +353,40 @@ class Shop:
             return max(versions, key=lambda c: c["updated_at"])["signup_ts"] < T
         if view == "test_product_sales":
             return any(p["product_id"] == entity[0] and p["updated_at"] < T for p in self.products)
-        # a pair exists once one of its rows that a feature reads happened before T
-        return any(
-            r["customer_id"] == entity[0]
-            and r["product_id"] == entity[1]
-            and r[TIME[table]] < T
-            and keep(r)
-            for table, keep, *_ in (ORACLE[f] for f in features)
-            for r in self.source(table, VIEWS[view])
-        )
+        # a pair exists from the first snapshot at which a feature read one of its rows
+        day = T - 70 * DAY  # before the shop's first row (60 days)
+        while day <= T:
+            if any(self.reads(f, VIEWS[view], entity, day) for f in features):
+                return True
+            day += DAY
+        return False
+
+    def rows(self, name: str, key: tuple[str, ...], entity: tuple, T: pd.Timestamp) -> list[dict]:
+        """The rows feature `name` reads for `entity` at snapshot T."""
+        table, keep, _, _, days, _ = ORACLE[name]
+        lo = None if days is None else T - days * DAY
+        return [
+            r
+            for r in self.by_entity(table, key, T).get(entity, [])
+            if (lo is None or r[TIME[table]] >= lo) and keep(r)
+        ]
+
+    def reads(self, name: str, key: tuple[str, ...], entity: tuple, T: pd.Timestamp) -> bool:
+        return bool(self.rows(name, key, entity, T))
+
+    def by_entity(self, table: str, key: tuple[str, ...], T: pd.Timestamp) -> dict:
+        """`source` grouped by entity (kept per snapshot: the checks revisit the same days)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if (table, key, T) not in cache:
+            groups: dict[tuple, list[dict]] = {}
+            for r in self.source(table, key, T):
+                groups.setdefault(tuple(r[k] for k in key), []).append(r)
+            cache[(table, key, T)] = groups
+        return cache[(table, key, T)]
 
     def value(self, name: str, key: tuple[str, ...], entity: tuple, T: pd.Timestamp):
-        table, keep, function, column, days, where = ORACLE[name]
-        lo = None if days is None else T - days * DAY
-        rows = [
-            r
-            for r in self.source(table, key)
-            if tuple(r[k] for k in key) == entity
-            and r[TIME[table]] < T
-            and (lo is None or r[TIME[table]] >= lo)
-            and keep(r)
-        ]
+        table, _, function, column, _, where = ORACLE[name]
+        rows = self.rows(name, key, entity, T)
         if function == "share":
             return sum(bool(where(r)) for r in rows) / len(rows) if rows else None
         if column is None:
@@ -340,7 +433,7 @@ def _same(expected, actual) -> bool:
 def _pairs(shop: dict[str, pd.DataFrame], rng: np.random.Generator):
     """(view, entity, t): random instants, window exits and the instants around them."""
     start = shop["customers"]["signup_ts"].min().floor("D") - 2 * DAY
-    end = shop["events"]["event_ts"].max().floor("D") + 2 * DAY
+    end = horizon(shop).floor("D") + DAY  # the last snapshot is the horizon's day
     span = int((end - start) / pd.Timedelta(seconds=1))
 
     def around(T: pd.Timestamp) -> list[pd.Timestamp]:
@@ -363,6 +456,16 @@ def _pairs(shop: dict[str, pd.DataFrame], rng: np.random.Generator):
                 exit_day = ts.floor("D") + DAY + days * DAY
                 entity = tuple(row[k] for k in key)
                 out += [(view, entity, t) for t in around(exit_day) if t < end]
+        # the days a later version of an order, or its refund, takes effect
+        versions = shop["orders"][shop["orders"]["updated_at"] > shop["orders"]["order_ts"]]
+        changes = frame[frame["order_id"].isin(versions["order_id"])].dropna(subset=list(key))
+        for j in rng.integers(len(changes), size=25):
+            row = changes.iloc[int(j)]
+            mine = versions[versions["order_id"] == row["order_id"]]
+            when = [*mine["updated_at"], *mine["refund_ts"].dropna()]
+            entity = tuple(row[k] for k in key)
+            for w in when:
+                out += [(view, entity, t) for t in around(w.floor("D") + DAY) if t < end]
     # customers before and around signup
     for c in shop["customers"].sample(8, random_state=1).itertuples():
         out += [
