@@ -13,6 +13,7 @@ import pytest
 
 from featurestore.store import open_store
 from pipelines.lock import BUSY_EXIT, LOCK_FILE
+from pipelines.sources import sources
 from shopfeast import daily, generator
 
 pytestmark = [pytest.mark.integration]
@@ -45,8 +46,9 @@ def test_daily_runs_every_stage_and_is_repeatable(shop, tmp_path, monkeypatch, c
     rows = _rows(out)
     assert "exit 0" in out
     assert " ok " in rows["ingest"] and "batch b000001" in rows["ingest"]
-    assert " ok " in rows["features"] and "5 of 5 sources moved on" in rows["features"]
-    assert " ok " in rows["materialize"] and "5 views" in rows["materialize"]
+    n = len(sources())  # the families and the declared views (feature_repo/aggregations.yaml)
+    assert " ok " in rows["features"] and f"{n} of {n} sources moved on" in rows["features"]
+    assert " ok " in rows["materialize"] and f"{n} views" in rows["materialize"]
     # a 40-day shop is too short for the monitor's reference (90-day warm-up): noted, not failed
     assert "skipped" in rows["monitor"] and "could not run: reference" in rows["monitor"]
 
@@ -61,6 +63,15 @@ def test_daily_runs_every_stage_and_is_repeatable(shop, tmp_path, monkeypatch, c
     ).to_dict()
     want = latest.set_index("customer_id").loc[ids, "lifetime_orders"].astype(int).tolist()
     assert online["lifetime_orders"] == want
+    # and each (customer, product) pair that happened its latest row of the declared pair view
+    pairs = pd.read_parquet(data / "features" / "customer_product_history")
+    last = pairs.sort_values("event_timestamp").groupby(["customer_id", "product_id"]).tail(1)
+    last = last.sort_values(["customer_id", "product_id"]).head(5)
+    online = store.get_online_features(
+        features=["customer_product_history:pair_orders_lifetime"],
+        entity_rows=last[["customer_id", "product_id"]].to_dict("records"),
+    ).to_dict()
+    assert online["pair_orders_lifetime"] == last["pair_orders_lifetime"].astype(int).tolist()
 
     # the same batch again: nothing new, no error, the day still materializes
     assert daily.run(shop, data) == 0
