@@ -15,7 +15,7 @@ SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
         monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
-        bench-materialize bench-serving bench-monitor clean notebooks ui
+        bench-materialize bench-serving bench-monitor bench-models clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -99,6 +99,9 @@ bench-materialize: $(STAMP)
 
 bench-monitor: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_monitor
+
+bench-models: $(STAMP)
+	$(PY) -m scripts.bench_models
 
 bench-serving: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_serving

@@ -11,9 +11,12 @@ Inputs are plain values (no Feast, no I/O), all of them feature values a store c
 - a `Catalog` of products with category and popularity (`product_stats`).
 
 Sources, in priority order (a product offered by two sources keeps the first):
-`copurchase` (bought together with the customer's recent products, score summed over them),
-`category_popular` (most popular in the customer's categories), `popular` (most popular overall),
-`random` (exploration; also what teaches a ranker that unrelated products are unlikely).
+`history` (the customer's own recent products, most recent first: in shops where people re-buy,
+what a customer bought is the likeliest thing they buy again; the API's `exclude_purchased`
+removes them again), `copurchase` (bought together with the customer's recent products, score
+summed over them), `category_popular` (most popular in the customer's categories), `popular`
+(most popular overall), `random` (exploration; also what teaches a ranker that unrelated products
+are unlikely).
 """
 
 from __future__ import annotations
@@ -56,15 +59,16 @@ class CandidateConfig:
 
     copurchase: int = 100
     category_popular: int = 40
+    history: int = 0  # of the customer's recent products, offered first
     popular: int = 30
     random: int = 30
     max_candidates: int = 200
 
 
-# What the API offers (serving/scoring.py): co-purchases, category favourites, then popularity up
-# to 200, no random products. Training evaluates on exactly this list.
+# What the API offers (serving/scoring.py): the customer's recent products, co-purchases, category
+# favourites, then popularity up to 200, no random products. Training evaluates on this list.
 API_CONFIG = CandidateConfig(
-    copurchase=100, category_popular=40, popular=200, random=0, max_candidates=200
+    copurchase=100, category_popular=40, popular=200, random=0, max_candidates=200, history=10
 )
 
 
@@ -173,6 +177,8 @@ def generate_rows(
         if pid not in rows and pid not in excluded and len(rows) < config.max_candidates:
             rows[pid] = (source, score)
 
+    for rank, pid in enumerate(list(dict.fromkeys(recent))[: config.history]):
+        offer(pid, "history", 1.0 / (rank + 1))
     co = copurchase_scores(recent, neighbours)
     for pid, s in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))[: config.copurchase]:
         offer(pid, "copurchase", s)
@@ -201,18 +207,44 @@ def generate_rows(
     return [(pid, src, score) for pid, (src, score) in rows.items()]
 
 
+def personal_frequency_ranking(
+    counts: Mapping[str, tuple[int, float]], catalog: Catalog, k: int, exclude: Iterable[str] = ()
+) -> list[str]:
+    """The re-buy baseline: the customer's own products by how many of their orders held them
+    (`counts[product] = (orders, last order time as a number)`), more recent first among equals,
+    topped up with popularity; `exclude` is left out (the API's `exclude_purchased`)."""
+    excluded = set(exclude)
+    own = sorted(counts.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    ranked = [p for p, _ in own if p not in excluded][:k]
+    return _top_up(ranked, catalog, k, excluded)
+
+
+def _top_up(ranked: list[str], catalog: Catalog, k: int, excluded: set[str]) -> list[str]:
+    seen = set(ranked)
+    for p in catalog.popular(k + len(ranked) + len(excluded)):
+        if len(ranked) >= k:
+            break
+        if p not in seen and p not in excluded:
+            ranked.append(p)
+            seen.add(p)
+    return ranked
+
+
 def copurchase_ranking(
     recent: Sequence[str],
     neighbours: Mapping[str, Sequence[tuple[str, float]]],
     catalog: Catalog,
     k: int,
+    exclude: Iterable[str] = (),
 ) -> list[str]:
-    """The co-purchase-only baseline: by summed co-purchase score, topped up with popularity."""
+    """The co-purchase-only baseline: by summed co-purchase score, topped up with popularity;
+    `exclude` is left out."""
+    excluded = set(exclude)
     co = copurchase_scores(recent, neighbours)
-    ranked = [p for p, _ in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))][:k]
-    for p in catalog.popular(k + len(ranked)):
-        if len(ranked) >= k:
-            break
-        if p not in ranked:
-            ranked.append(p)
-    return ranked
+    ranked = [p for p, _ in sorted(co.items(), key=lambda kv: (-kv[1], kv[0])) if p not in excluded]
+    return _top_up(ranked[:k], catalog, k, excluded)
+
+
+def popularity_ranking(catalog: Catalog, k: int, exclude: Iterable[str] = ()) -> list[str]:
+    """The popularity baseline: the catalog's most popular products, `exclude` left out."""
+    return _top_up([], catalog, k, set(exclude))

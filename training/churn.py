@@ -2,8 +2,10 @@
 
 The way of the data: clean orders and customers -> labelled entity frame (customers at monthly
 cutoffs, training/labels.py) -> features as of each cutoff from the `churn_model_v1` service ->
-split by time -> logistic regression, random forest and XGBoost, plus an RFM baseline -> the best
-on validation is saved with its card and plots, and the `latest` pointer moves to it.
+split by time into train and test -> logistic regression, random forest and XGBoost, plus an RFM
+baseline, each setting scored on rolling-origin folds inside train -> the best on the folds is
+refitted on all of train, tested, and saved with its card and plots; the `latest` pointer moves
+to it. The card gives each model minus the baseline on test with a paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from featurestore.store import open_store
@@ -22,7 +25,12 @@ from pipelines.storage import read_clean
 from shopconfig.progress import console as results_console
 from shopconfig.progress import progress
 from training import artifacts, churn_models, plots, store
-from training.evaluation import best_f1_threshold, calibration, classification_metrics
+from training.evaluation import (
+    best_f1_threshold,
+    calibration,
+    classification_metrics,
+    paired_auc_difference,
+)
 from training.labels import (
     ENTITY_KEY,
     LABEL,
@@ -35,15 +43,18 @@ from training.labels import (
     required_span,
 )
 from training.matrix import model_matrix, usable_columns
-from training.split import customer_time_split, time_split
+from training.split import fit_test_split, rolling_origin_folds, time_split
 
 SERVICE = "churn_model_v1"
 MODEL = "churn"
-# The baseline's three inputs, by their contract names: recency (on demand), frequency, monetary.
-RFM = ("days_since_last_order", "orders_90d", "spend_90d")
+# The baseline's four inputs, by their contract names: recency (on demand), frequency, monetary
+# value, and orders in the last 90 days; churn_models logs them.
+RFM = ("days_since_last_order", "lifetime_orders", "lifetime_spend", "orders_90d")
 SELECT_BY = "roc_auc"
+FOLDS = 3  # rolling origins: the last three training cutoffs
 SPLITS = ("customer-time", "time")
 SEEN = "test_seen_customers"
+BASELINE = "rfm_baseline"
 
 console = results_console()
 
@@ -70,10 +81,11 @@ def build_dataset(
     seed: int = 7,
     step: Callable[[str], None] | None = None,
 ) -> Dataset:
-    """Labels from the clean tables, features from the store, split by time.
+    """Labels from the clean tables, features from the store, split by time into train and test.
 
     `split="customer-time"` also keeps each customer in one split (training/split.py says why);
     `split="time"` is the plain split by cutoff. Rows outside every split have `split` None.
+    `time_split` keeps the plain 70/10/20 reading (the seen-customer diagnostic uses its test).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
@@ -99,10 +111,8 @@ def build_dataset(
     frame = store.historical(fs, labels, SERVICE)
     step("features read")
     frame["time_split"] = time_split(frame[TIMESTAMP]).to_numpy()
-    if split == "time":
-        frame["split"] = frame["time_split"]
-    else:
-        frame["split"] = customer_time_split(frame[TIMESTAMP], frame[ENTITY_KEY], seed).to_numpy()
+    groups = frame[ENTITY_KEY] if split == "customer-time" else None
+    frame["split"] = fit_test_split(frame[TIMESTAMP], groups, seed).to_numpy()
     cols = usable_columns(frame, exclude={ENTITY_KEY, TIMESTAMP, LABEL, "split", "time_split"})
     refs = store.service_features(store.service(fs, SERVICE))
     return Dataset(frame, cols, horizon_days, end, cutoff_freq, refs, split)
@@ -116,42 +126,49 @@ def rfm_columns(columns: list[str]) -> list[str]:
     return found
 
 
+def folds_of(ds: Dataset, train: pd.DataFrame, seed: int) -> list[churn_models.Fold]:
+    """The rolling-origin folds inside the training rows (customers kept apart under
+    `customer-time`); folds whose fit or validation rows lack a class are left out."""
+    groups = train[ENTITY_KEY] if ds.split == "customer-time" else None
+    out = []
+    for origin, fit, valid in rolling_origin_folds(train[TIMESTAMP], groups, seed, FOLDS):
+        y = train[LABEL].to_numpy()
+        if len(set(y[fit])) == 2 and len(set(y[valid])) == 2:
+            out.append(churn_models.Fold(origin, fit, valid))
+    if not out:
+        raise ValueError(
+            "no rolling-origin fold has both classes in its fit and validation rows: too little "
+            "data for a churn model (more customers, more days, or --split time)"
+        )
+    return out
+
+
 def fit_all(
     ds: Dataset, seed: int, step: Callable[[str], None] | None = None
 ) -> tuple[dict[str, churn_models.Fitted], dict]:
-    """Every model and the baseline, fitted on train (validation for early stopping and C);
-    `step` hears of each model fitted."""
+    """Every model and the baseline: each setting scored on the rolling-origin folds, the best
+    refitted on every training row; `step` hears of each learner done. Returns the fitted models
+    and {"X", "y" by part, "folds", "selection" by learner}."""
     f = ds.frame
-    parts = {s: f[f["split"] == s] for s in ("train", "validation", "test")}
+    parts = {s: f[f["split"] == s] for s in ("train", "test")}
     if ds.split == "customer-time":
         # Diagnostic only: test-period rows of customers the models trained on.
         seen = f[ENTITY_KEY].isin(parts["train"][ENTITY_KEY].unique())
         parts[SEEN] = f[(f["time_split"] == "test") & seen]
     X = {s: model_matrix(p, ds.columns) for s, p in parts.items()}
     y = {s: p[LABEL].to_numpy().astype(int) for s, p in parts.items()}
+    folds = folds_of(ds, parts["train"].reset_index(drop=True), seed)
     rfm = rfm_columns(ds.columns)
     step = step or (lambda note: None)
-    fitted = {}
-    fitted["logistic_regression"] = churn_models.logistic(
-        X["train"], y["train"], X["validation"], y["validation"], seed
-    )
-    step("fitted logistic_regression")
-    fitted["random_forest"] = churn_models.random_forest(X["train"], y["train"], seed)
-    step("fitted random_forest")
-    fitted["xgboost"] = churn_models.xgboost(
-        X["train"], y["train"], X["validation"], y["validation"], seed
-    )
-    step("fitted xgboost")
-    fitted["rfm_baseline"] = churn_models.logistic(
-        X["train"][rfm],
-        y["train"],
-        X["validation"][rfm],
-        y["validation"],
-        seed,
-        name="rfm_baseline",
-    )
-    step("fitted rfm_baseline")
-    return fitted, {"X": X, "y": y}
+    fitted, selection = {}, {}
+    for learner in churn_models.LEARNERS:
+        Xtr = X["train"][rfm] if learner.rfm_only else X["train"]
+        selection[learner.name] = churn_models.select(learner, Xtr, y["train"], folds, seed)
+        fitted[learner.name] = churn_models.fit_final(
+            learner, selection[learner.name], Xtr, y["train"], seed
+        )
+        step(f"fitted {learner.name}")
+    return fitted, {"X": X, "y": y, "folds": folds, "selection": selection, "parts": parts}
 
 
 def run(
@@ -190,10 +207,11 @@ def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store
     say(
         f"churn dataset: {len(f):,} rows at {f[TIMESTAMP].nunique()} cutoffs, "
         f"{len(ds.columns)} features, churn rate {f[LABEL].mean():.1%}; split {split}: "
-        + ", ".join(f"{s} {counts.get(s, 0):,}" for s in ("train", "validation", "test"))
+        + ", ".join(f"{s} {counts.get(s, 0):,}" for s in ("train", "test"))
+        + f", unused {int(f['split'].isna().sum()):,}"
         + f" ({time.perf_counter() - t0:.1f}s)"
     )
-    for part in ("train", "validation", "test"):
+    for part in ("train", "test"):
         labels = f.loc[f["split"] == part, LABEL]
         if labels.nunique() < 2:
             raise ValueError(
@@ -201,20 +219,33 @@ def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store
                 f"for a churn model (more customers, more days, or --split time)"
             )
     fitted, mats = fit_all(ds, seed, step)
-    X, y = mats["X"], mats["y"]
-    evaluated = [s for s in ("validation", "test", SEEN) if s in X and len(X[s])]
+    X, y, sel = mats["X"], mats["y"], mats["selection"]
+    evaluated = [s for s in ("test", SEEN) if s in X and len(X[s])]
     scores = {s: {n: m.predict(X[s]) for n, m in fitted.items()} for s in evaluated}
     metrics = {
         s: {n: classification_metrics(y[s], p) for n, p in scores[s].items()} for s in evaluated
     }
-    candidates = [n for n in fitted if n != "rfm_baseline"]
-    chosen = max(candidates, key=lambda n: metrics["validation"][n][SELECT_BY])
+    metrics["cross_validation"] = {
+        n: {"roc_auc": v.mean_auc, "fold_roc_auc": v.fold_auc} for n, v in sel.items()
+    }
+    candidates = [n for n in fitted if n != BASELINE]
+    chosen = max(candidates, key=lambda n: sel[n].mean_auc)
     model = fitted[chosen]
-    threshold = best_f1_threshold(y["validation"], scores["validation"][chosen])
+    # the API's label: the cut that maximises F1 on the chosen setting's out-of-fold scores
+    oof = sel[chosen].oof
+    held = ~np.isnan(oof)
+    threshold = best_f1_threshold(y["train"][held], oof[held])
+    groups = mats["parts"]["test"][ENTITY_KEY].to_numpy()
+    metrics["test_minus_baseline"] = {
+        n: paired_auc_difference(
+            y["test"], scores["test"][n], scores["test"][BASELINE], groups=groups, seed=seed
+        )
+        for n in candidates
+    }
     step(f"evaluated, chose {chosen}")
     version = artifacts.new_version()
     out = artifacts.version_dir(data_dir, MODEL, version)
-    curves = {n: calibration(y["test"], scores["test"][n]) for n in (chosen, "rfm_baseline")}
+    curves = {n: calibration(y["test"], scores["test"][n]) for n in (chosen, BASELINE)}
     figs = plots.roc_pr(y["test"], scores["test"], out)
     figs.append(plots.calibration(curves, out))
     figs.append(
@@ -224,7 +255,7 @@ def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store
             f"{chosen}: importance ({churn_models.importance_kind(model)})",
         )
     )
-    card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs)
+    card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, mats)
     artifacts.save(data_dir, MODEL, version, model.estimator, card)
     step("saved")
     say(summary(card))
@@ -232,7 +263,7 @@ def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store
     return card
 
 
-def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -> dict:
+def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, mats) -> dict:
     f = ds.frame
     fs_name = SERVICE
     rows = {
@@ -245,8 +276,18 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -
             "rows": int((f["split"] == s).sum()),
             "positives": int(f.loc[f["split"] == s, LABEL].sum()),
         }
-        for s in ("train", "validation", "test")
+        for s in ("train", "test")
     }
+    train = mats["parts"]["train"]
+    rows["folds"] = [
+        {
+            "origin": f.origin,
+            "fit_rows": int(len(f.train)),
+            "validation_rows": int(len(f.valid)),
+            "validation_positives": int(train[LABEL].to_numpy()[f.valid].sum()),
+        }
+        for f in mats["folds"]
+    ]
     window = {
         s: {"first_cutoff": g[TIMESTAMP].min(), "last_cutoff": g[TIMESTAMP].max()}
         for s, g in f.groupby("split")
@@ -278,12 +319,14 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -
         },
         "rows": rows,
         "chosen": chosen,
-        "chosen_by": f"validation {SELECT_BY}",
-        "baseline": "rfm_baseline",
-        "baseline_columns": fitted["rfm_baseline"].columns,
+        "chosen_by": f"mean {SELECT_BY} over {len(mats['folds'])} rolling-origin folds",
+        "baseline": BASELINE,
+        "baseline_columns": fitted[BASELINE].columns,
+        "baseline_transform": "log1p of each column, then the logistic regression's pipeline",
         "hyper_parameters": {n: m.params for n, m in fitted.items()},
+        "settings_tried": {n: v.tried for n, v in mats["selection"].items()},
         "threshold": threshold,
-        "threshold_rule": "maximises F1 on validation",
+        "threshold_rule": "maximises F1 on the chosen model's out-of-fold scores",
         "metrics": metrics,
         "calibration_test": curves,
         "plots": [p.name for p in figs],
@@ -292,12 +335,22 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs) -
 
 def summary(card: dict) -> str:
     t = card["metrics"]["test"]
-    lines = [f"churn models on test ({card['rows']['test']['rows']:,} rows):"]
+    cv = card["metrics"].get("cross_validation", {})
+    lines = [
+        f"churn models on test ({card['rows']['test']['rows']:,} rows; "
+        f"chosen by {card['chosen_by']}):"
+    ]
     for n, m in t.items():
         mark = " <- chosen" if n == card["chosen"] else ""
+        folds = f"  (folds {cv[n]['roc_auc']:.3f})" if n in cv else ""
         lines.append(
             f"  {n:<20} ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  "
-            f"log loss {m['log_loss']:.3f}{mark}"
+            f"log loss {m['log_loss']:.3f}{folds}{mark}"
+        )
+    for n, d in card["metrics"].get("test_minus_baseline", {}).items():
+        lines.append(
+            f"  ROC-AUC {n} - {card['baseline']}: {d['mean']:+.3f} (95% interval "
+            f"{d['low']:+.3f} to {d['high']:+.3f}, paired bootstrap over customers)"
         )
     seen = card["metrics"].get(SEEN, {}).get(card["chosen"])
     if seen:

@@ -10,11 +10,15 @@ The way of the data:
    product and on-demand match features, and the generator's co-purchase score of the candidate,
    passed as the request field `candidate_copurchase_score`);
 4. an XGBoost ranker (LambdaMART, rank:ndcg) is trained on the oldest queries, early-stopped on the
-   next ones, and evaluated on the newest against popularity and co-purchase-only rankings.
+   next ones, and evaluated on the newest against three baselines: popularity, co-purchase only,
+   and personal frequency (the customer's own most-bought products: where people re-buy, the
+   strongest simple recommender).
 
-The baselines rank the whole catalog (popularity) or the co-purchase neighbours topped up with
-popularity; the ranker ranks the API's candidates, so a relevant item the generator missed counts
-against it: the comparison is the one a shopper would see.
+The baselines rank the whole catalog (popularity), the co-purchase neighbours or the customer's own
+products, topped up with popularity; the ranker ranks the API's candidates, so a relevant item the
+generator missed counts against it: the comparison is the one a shopper would see. Everything is
+measured twice: as is, and with `exclude_purchased` applied as the API applies it (the customer's
+recent products left out of every list, and of what counts as relevant).
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from training.candidates import (
     generate,
     id_list,
     neighbours_from_arrays,
+    personal_frequency_ranking,
+    popularity_ranking,
 )
 from training.evaluation import paired_difference, ranking_metrics
 from training.matrix import model_matrix, usable_columns
@@ -282,35 +288,94 @@ def fit_ranker(
     return model
 
 
+BASELINES = ("popularity", "copurchase", "personal_frequency")
+EXCLUDE = "exclude_purchased"
+
+
+def purchase_history(data_dir: Path, queries: pd.DataFrame) -> dict[int, dict]:
+    """Each query's customer's own purchases before t, from the clean tables (like the labels):
+    {query_id: {product_id: (orders holding it, last such order's time in seconds)}}.
+
+    What the personal-frequency baseline ranks. Strictly before t: the query's own order is at t.
+    """
+    orders = latest_versions(
+        read_clean(
+            data_dir, "orders", ["order_id", "customer_id", "order_ts", "status", "updated_at"]
+        )
+    )
+    live = (orders["status"] != "cancelled").fillna(False) & orders["customer_id"].notna()
+    orders = orders.loc[live.astype(bool), ["order_id", "customer_id", "order_ts"]]
+    items = read_clean(data_dir, "order_items", ["order_id", "product_id"])
+    lines = items.merge(orders, on="order_id").drop_duplicates(["order_id", "product_id"])
+    lines = lines[lines["customer_id"].isin(queries["customer_id"].unique())]
+    lines = lines.assign(
+        customer_id=lines["customer_id"].astype(str),
+        product_id=lines["product_id"].astype(str),
+        ts=lines["order_ts"].astype("int64") / 1e6,
+    )[["customer_id", "product_id", "order_ts", "ts"]]
+    out: dict[int, dict] = {int(q): {} for q in queries[QUERY]}
+    qs = queries[[QUERY, "customer_id", "event_timestamp"]].astype({"customer_id": str})
+    for lo in range(0, len(qs), 500):  # bounded memory: a customer's lines once per query
+        m = qs.iloc[lo : lo + 500].merge(lines, on="customer_id")
+        m = m[m["order_ts"] < m["event_timestamp"]]
+        g = m.groupby([QUERY, "product_id"])["ts"].agg(["size", "max"])
+        for (q, pid), n, last in zip(g.index, g["size"], g["max"], strict=True):
+            out[int(q)][pid] = (int(n), float(last))
+    return out
+
+
 def evaluate(
     model: XGBRanker,
     columns: list[str],
     rows: pd.DataFrame,
     queries: pd.DataFrame,
     inputs: CandidateInputs,
+    history: dict[int, dict] | None = None,
 ) -> tuple[dict[str, dict], dict[str, list]]:
-    """recall@K, NDCG@K, MAP@K of the ranker and the baselines on the same test queries."""
+    """recall@K, NDCG@K, MAP@K of the ranker and the baselines on the same test queries, as is
+    and with `exclude_purchased` applied as the API applies it (`metrics[EXCLUDE]`).
+
+    With exclusion, the API drops the customer's recent products from its candidates and fills
+    up with more popular ones; here they are dropped from the ranked 200 (the fill-up, products
+    past the 200th, would rarely reach a top 10), and from the relevant set: a re-bought product
+    cannot be recommended under that setting, so it is no one's miss.
+    """
+    history = history or {}
     rows = rows.assign(score=model.predict(model_matrix(rows, columns)))
     top = (
         rows.sort_values([QUERY, "score", "product_id"], ascending=[True, False, True])
         .groupby(QUERY)["product_id"]
         .agg(list)
     )
-    lists: dict[str, list] = {"ranker": [], "popularity": [], "copurchase": []}
+    names = ("ranker", *BASELINES)
+    lists: dict[str, list] = {n: [] for n in names}
+    excl: dict[str, list] = {n: [] for n in names}
     found = []
     for q in queries.itertuples(index=False):
         day = q.event_timestamp.floor("D")
         catalog = inputs.catalogs[day]
+        recent = inputs.recent[q.query_id]
+        own = history.get(q.query_id, {})
+        relevant = set(q.relevant)
         ranked = top.get(q.query_id, [])
-        lists["ranker"].append((ranked[:K], set(q.relevant)))
-        lists["popularity"].append((catalog.popular(K), set(q.relevant)))
-        cp = copurchase_ranking(inputs.recent[q.query_id], inputs.neighbours[day], catalog, K)
-        lists["copurchase"].append((cp, set(q.relevant)))
-        found.append(len(set(ranked) & q.relevant) / len(q.relevant))
-    metrics = {name: ranking_metrics(v, K) for name, v in lists.items()}
+        excluded = set(recent)  # serving/scoring.py: recent (and purchased_product_ids if served)
+        kept = relevant - excluded
+        found.append(len(set(ranked) & relevant) / len(relevant))
+        for out, skip, rel in ((lists, (), relevant), (excl, excluded, kept)):
+            out["ranker"].append(([p for p in ranked if p not in skip][:K], rel))
+            out["popularity"].append((popularity_ranking(catalog, K, skip), rel))
+            cp = copurchase_ranking(recent, inputs.neighbours[day], catalog, K, skip)
+            out["copurchase"].append((cp, rel))
+            out["personal_frequency"].append(
+                (personal_frequency_ranking(own, catalog, K, skip), rel)
+            )
+    metrics: dict[str, dict] = {name: ranking_metrics(v, K) for name, v in lists.items()}
     metrics["ranker_minus"] = {  # is the ranker better, or only different by chance?
-        name: paired_difference(lists["ranker"], lists[name], K)
-        for name in ("popularity", "copurchase")
+        name: paired_difference(lists["ranker"], lists[name], K) for name in BASELINES
+    }
+    metrics[EXCLUDE] = {name: ranking_metrics(v, K) for name, v in excl.items()}
+    metrics[EXCLUDE]["ranker_minus"] = {
+        name: paired_difference(excl["ranker"], excl[name], K) for name in BASELINES
     }
     metrics["candidates"] = {
         "recall_of_candidates": float(np.mean(found)),
@@ -407,14 +472,16 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     test_q = queries[queries["split"] == "test"]
     model = fit_ranker(train, valid, columns, config.params, seed)
     bar.step("fitted the ranker")
-    metrics, _ = evaluate(model, columns, test_rows, test_q, inputs)
+    metrics, _ = evaluate(
+        model, columns, test_rows, test_q, inputs, purchase_history(data_dir, test_q)
+    )
     bar.step("evaluated")
     version = artifacts.new_version()
     out = artifacts.version_dir(data_dir, MODEL, version)
     names = [f"recall@{K}", f"ndcg@{K}", f"map@{K}"]
     figs = [
         plots.bars(
-            {n: metrics[n] for n in ("ranker", "popularity", "copurchase")},
+            {n: metrics[n] for n in ("ranker", *BASELINES)},
             names,
             out,
             "metrics.png",
@@ -496,7 +563,7 @@ def _card(
         "metrics": {
             "test": metrics,
             "k": K,
-            "baselines": ["popularity", "copurchase"],
+            "baselines": list(BASELINES),
             "ndcg_lift_over_popularity": lift,
         },
         "plots": [p.name for p in figs],
@@ -509,17 +576,31 @@ def summary(card: dict) -> str:
         f"ranking on test ({m['ranker']['queries']:,} queries, "
         f"candidates hold {m['candidates']['recall_of_candidates']:.1%} of what was bought):"
     ]
-    for n in ("ranker", "popularity", "copurchase"):
-        lines.append(
-            f"  {n:<12} recall@{K} {m[n][f'recall@{K}']:.3f}  "
-            f"NDCG@{K} {m[n][f'ndcg@{K}']:.3f}  MAP@{K} {m[n][f'map@{K}']:.3f}"
-        )
+    lines += _block(m)
     lines.append(
         f"  NDCG@{K} lift over popularity: {card['metrics']['ndcg_lift_over_popularity']:+.1%}"
     )
+    ex = m.get(EXCLUDE)
+    if ex:
+        lines.append(
+            f"with exclude_purchased (the API's default; recent products left out of every list "
+            f"and of the relevant items, {ex['ranker']['queries']:,} queries keep one):"
+        )
+        lines += _block(ex)
+    return "\n".join(lines)
+
+
+def _block(m: dict) -> list[str]:
+    lines = []
+    for n in ("ranker", *BASELINES):
+        if n in m:
+            lines.append(
+                f"  {n:<18} recall@{K} {m[n][f'recall@{K}']:.3f}  "
+                f"NDCG@{K} {m[n][f'ndcg@{K}']:.3f}  MAP@{K} {m[n][f'map@{K}']:.3f}"
+            )
     for name, d in m.get("ranker_minus", {}).items():
         lines.append(
             f"  NDCG@{K} ranker - {name}: {d['mean']:+.3f} "
             f"(95% interval {d['low']:+.3f} to {d['high']:+.3f}, paired bootstrap over queries)"
         )
-    return "\n".join(lines)
+    return lines

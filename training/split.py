@@ -41,24 +41,72 @@ def time_split(
     return timestamps.map(which).rename("split")
 
 
-def customer_time_split(
+def fit_test_split(
     timestamps: pd.Series,
-    groups: pd.Series,
+    groups: pd.Series | None,
     seed: int,
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
 ) -> pd.Series:
-    """The time split, with each group (customer) also confined to one split; other rows -> None.
+    """`train` (the oldest 80% of time) or `test` (the newest 20%); with `groups`, each group
+    (customer) is also drawn (seeded) into train or test with the same 80/20 odds, and a row whose
+    time and group disagree is None.
 
-    Why: consecutive cutoffs of one customer share most of their label window (a 90-day horizon
-    at monthly cutoffs), so a model that recognises a customer from their features (age, profile,
-    lifetime figures) learns their test label from their training label. Measured on the demo
-    shop over 180 days with weekly cutoffs, that lifts test ROC-AUC from about 0.65 to 0.88.
-    Each customer is drawn into train, validation or test with the same fractions (seeded), and
-    a row is kept only where its time and its customer agree; the newest 20% of time still tests.
+    Why customers too: consecutive cutoffs of one customer share most of their label window (a
+    90-day horizon at monthly cutoffs), so a model that recognises a customer from their features
+    (age, profile, lifetime figures) learns their test label from their training label. Measured
+    on the demo shop over 180 days with weekly cutoffs, that lifts test ROC-AUC from about 0.65
+    to 0.88.
+
+    Model choice and early stopping then happen inside `train` on rolling-origin folds
+    (`rolling_origin_folds`), not on a validation slice: a 10% slice of time that, with customers
+    kept apart too, held about 1% of the rows (463 of 75,770 on one real shop).
     """
-    by_time = time_split(timestamps, fractions)
+    by_time = time_split(timestamps, fractions).replace({"validation": "train"})
+    if groups is None:
+        return by_time
     ids = pd.Index(groups.unique()).sort_values()
     rng = np.random.default_rng(seed)
-    draw = pd.Series(rng.choice(np.array(SPLITS), size=len(ids), p=list(fractions)), index=ids)
+    test = fractions[2]
+    draw = pd.Series(
+        rng.choice(np.array(["train", "test"]), size=len(ids), p=[1 - test, test]), ids
+    )
     by_group = groups.map(draw)
     return by_time.where(by_time.to_numpy() == by_group.to_numpy(), None).rename("split")
+
+
+def rolling_origin_folds(
+    timestamps: pd.Series,
+    groups: pd.Series | None,
+    seed: int,
+    folds: int = 3,
+) -> list[tuple[pd.Timestamp, np.ndarray, np.ndarray]]:
+    """Rolling-origin folds over the cutoffs of the training rows: (origin, train rows, validation
+    rows) as positions.
+
+    The origins are the last `folds` cutoffs (each with at least one older cutoff to learn from);
+    fold i fits on the rows before its origin and validates on the rows at it, so every fold asks
+    the question the test asks (fit on the past, score the next cutoff). With `groups`, the
+    customers are also dealt (seeded) into `folds` groups: fold i validates on group i only and
+    fits without group i, so no fold validates on a customer it fitted on.
+    """
+    ts = pd.Series(timestamps).reset_index(drop=True)
+    cuts = np.sort(ts.unique())
+    if len(cuts) < 2:
+        raise ValueError(f"rolling-origin folds need at least 2 training cutoffs, got {len(cuts)}")
+    origins = cuts[max(1, len(cuts) - folds) :]
+    member = None
+    if groups is not None:
+        g = pd.Series(groups).reset_index(drop=True)
+        ids = pd.Index(g.unique()).sort_values()
+        rng = np.random.default_rng(seed)
+        deal = pd.Series(rng.permutation(len(ids)) % max(folds, 2), index=ids)
+        member = g.map(deal).to_numpy()
+    out = []
+    for i, origin in enumerate(origins):
+        train = (ts < origin).to_numpy()
+        valid = (ts == origin).to_numpy()
+        if member is not None:
+            train &= member != i
+            valid &= member == i
+        out.append((pd.Timestamp(origin), np.flatnonzero(train), np.flatnonzero(valid)))
+    return out

@@ -6,11 +6,14 @@ import numpy as np
 import pandas as pd
 
 from training.candidates import (
+    API_CONFIG,
     CandidateConfig,
     Catalog,
     copurchase_ranking,
     generate,
     neighbours_from_arrays,
+    personal_frequency_ranking,
+    popularity_ranking,
 )
 
 
@@ -85,3 +88,40 @@ def test_cold_customer_gets_popular_and_no_random_without_rng() -> None:
 
 def test_copurchase_baseline_tops_up_with_popularity() -> None:
     assert copurchase_ranking(["p1"], NEIGH, _catalog(), 4) == ["p3", "p4", "p29", "p28"]
+
+
+def test_history_comes_first_and_exclusion_removes_it() -> None:
+    cfg = CandidateConfig(history=2, copurchase=10, category_popular=0, popular=2, random=0)
+    c = generate(["p2", "p1", "p2"], NEIGH, None, _catalog(), config=cfg)
+    # the recent products (most recent first, once each), then their co-purchases, then popular
+    assert c["product_id"].tolist()[:2] == ["p2", "p1"]
+    assert c["source"].tolist()[:2] == ["history", "history"]
+    assert c["source_score"].tolist()[:2] == [1.0, 0.5]
+    assert c.loc[c["source"] == "copurchase", "product_id"].tolist() == ["p4", "p3", "p5"]
+    d = generate(["p2", "p1"], NEIGH, None, _catalog(), config=cfg, exclude={"p1", "p2"})
+    assert "history" not in set(d["source"])
+    # the API offers the customer's last ten products
+    assert API_CONFIG.history == 10
+
+
+def test_personal_frequency_baseline_by_orders_then_recency_then_popularity() -> None:
+    counts = {"p1": (3, 100.0), "p2": (5, 50.0), "p3": (3, 200.0), "p29": (1, 10.0)}
+    assert personal_frequency_ranking(counts, _catalog(), 3) == ["p2", "p3", "p1"]
+    # topped up with popularity without repeating an own product
+    assert personal_frequency_ranking(counts, _catalog(), 6) == [
+        "p2",
+        "p3",
+        "p1",
+        "p29",
+        "p28",
+        "p27",
+    ]
+    # exclude_purchased as the API applies it: the excluded products leave every list
+    assert personal_frequency_ranking(counts, _catalog(), 3, exclude={"p2", "p28"}) == [
+        "p3",
+        "p1",
+        "p29",
+    ]
+    assert personal_frequency_ranking({}, _catalog(), 2) == ["p29", "p28"]
+    assert popularity_ranking(_catalog(), 3, exclude={"p28"}) == ["p29", "p27", "p26"]
+    assert copurchase_ranking(["p1"], NEIGH, _catalog(), 3, exclude={"p3"}) == ["p4", "p29", "p28"]

@@ -12,9 +12,11 @@ from training.evaluation import (
     best_f1_threshold,
     classification_metrics,
     ndcg_at_k,
+    paired_auc_difference,
     paired_difference,
     ranking_metrics,
     recall_at_k,
+    weighted_auc,
 )
 
 
@@ -56,3 +58,34 @@ def test_paired_difference_by_hand_and_its_interval() -> None:
     assert 0.0 <= d["low"] <= d["mean"] <= d["high"] <= 1.0
     same = paired_difference(better, better, k=10, resamples=100)
     assert same["mean"] == same["low"] == same["high"] == 0.0
+
+
+def test_weighted_auc_matches_sklearn_with_ties_and_weights() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p = np.round(rng.random(400) + 0.4 * y, 1)  # many ties
+    w = rng.integers(0, 4, 400).astype(float)
+    rank = np.unique(p, return_inverse=True)[1]
+    assert weighted_auc(y.astype(float), rank, w) == pytest.approx(
+        roc_auc_score(y, p, sample_weight=w)
+    )
+
+
+def test_paired_auc_difference_point_interval_and_customer_draws() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 600)
+    good = rng.random(600) + 0.8 * y
+    weak = rng.random(600) + 0.2 * y
+    customers = rng.integers(0, 150, 600)
+    d = paired_auc_difference(y, good, weak, groups=customers, resamples=400, seed=2)
+    assert d["mean"] == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, weak))
+    assert 0 < d["low"] < d["mean"] < d["high"]
+    assert d["groups"] == len(set(customers))
+    same = paired_auc_difference(y, good, good, resamples=50)
+    assert same["mean"] == same["low"] == same["high"] == 0.0
+    # a weaker model's difference is negative and its interval says so
+    assert paired_auc_difference(y, weak, good, resamples=200)["high"] < 0

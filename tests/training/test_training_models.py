@@ -90,3 +90,59 @@ def test_model_matrix_keeps_order_and_fills_missing_columns() -> None:
     m = model_matrix(f, ["a", "b", "gone"])
     assert list(m.columns) == ["a", "b", "gone"]
     assert m["a"].tolist() == [1.0, 0.0] and np.isnan(m.loc[1, "b"]) and m["gone"].isna().all()
+
+
+def test_rolling_origin_selection_refits_the_best_setting_on_all_rows() -> None:
+    X, y = _frame(2400, 5)
+    X = model_matrix(X, usable_columns(X))
+    # four "cutoffs" of 600 rows; folds validate on the last two
+    ts = np.repeat(np.arange(4), 600)
+    folds = [
+        churn_models.Fold(
+            pd.Timestamp(o, unit="D"), np.flatnonzero(ts < o), np.flatnonzero(ts == o)
+        )
+        for o in (2, 3)
+    ]
+    learners = {lr.name: lr for lr in churn_models.LEARNERS}
+    assert set(learners) == {"logistic_regression", "random_forest", "xgboost", "rfm_baseline"}
+    sel = churn_models.select(learners["logistic_regression"], X, y, folds, seed=0)
+    assert len(sel.tried) == len(churn_models.C_GRID) and len(sel.fold_auc) == 2
+    assert sel.mean_auc == max(t["mean_auc"] for t in sel.tried)
+    assert sel.params["C"] in churn_models.C_GRID
+    assert np.isnan(sel.oof[:1200]).all() and not np.isnan(sel.oof[1200:]).any()
+    final = churn_models.fit_final(learners["logistic_regression"], sel, X, y, seed=0)
+    assert sel.params["C"] == final.estimator.named_steps["model"].C
+    boost = churn_models.select(learners["xgboost"], X, y, folds, seed=0)
+    rounds = boost.params["fold_rounds"]
+    assert len(rounds) == 2 and boost.params["n_estimators"] == round(np.mean(rounds))
+    assert "early_stopping_rounds" not in boost.params
+    fitted = churn_models.fit_final(learners["xgboost"], boost, X, y, seed=0)
+    assert fitted.estimator.get_booster().num_boosted_rounds() == boost.params["n_estimators"]
+
+
+def test_rfm_baseline_logs_its_inputs_and_beats_raw_on_skewed_rfm() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(9)
+    n = 6000
+    f = pd.DataFrame(
+        {
+            "days_since_last_order": rng.lognormal(3, 1.2, n),
+            "lifetime_orders": rng.lognormal(1.5, 1.0, n).round() + 1,
+            "lifetime_spend": rng.lognormal(5, 1.5, n),
+            "orders_90d": rng.poisson(2, n).astype(float),
+        }
+    )
+    logit = 1.5 * np.log1p(f["days_since_last_order"]) - 1.2 * np.log1p(f["lifetime_orders"]) - 5
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).to_numpy().astype(int)
+    tr, va, te = slice(0, 3000), slice(3000, 4000), slice(4000, n)
+    logged = churn_models.rfm_logistic(f[tr], y[tr], f[va], y[va], seed=0)
+    raw = churn_models.logistic(f[tr], y[tr], f[va], y[va], seed=0, name="raw")
+    assert logged.params["transform"] == "log1p"
+    auc_log = roc_auc_score(y[te], logged.predict(f[te]))
+    auc_raw = roc_auc_score(y[te], raw.predict(f[te]))
+    assert auc_log > auc_raw + 0.005
+    # negatives (more refunded than spent) and gaps pass through
+    g = f[te].copy()
+    g.iloc[0, 2], g.iloc[1, 0] = -5.0, np.nan
+    assert np.isfinite(logged.predict(g)).all()
