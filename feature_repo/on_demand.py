@@ -158,7 +158,7 @@ def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     "bought_orders_lifetime / the customer's lifetime_orders (NaN without orders), viewed_30d and "
     "carted_30d = its product views and add-to-carts by the customer.",
     owner=OWNER,
-    tags={"domain": "ranking", "layer": "on_demand", "contract": "point_in_time"},
+    tags={"domain": "ranking", "layer": "on_demand", "contract": "point_in_time", **ARROW},
 )
 def customer_product_affinity(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import customer_product_affinity as compute

@@ -308,6 +308,8 @@ def customer_product_affinity(inputs: dict[str, list[Any]]) -> dict[str, list[An
     """The pair's history, zeros for a pair that never happened; days since the customer last
     bought the product (NaN if never) and the share of the customer's orders containing it
     (NaN without orders), at the request time."""
+    if _arrow(inputs):
+        return _columns_or_rows(_affinity_columns, customer_product_affinity, inputs)
     n = _rows(inputs)
     now = _seconds_column(_column(inputs, REQUEST_TIME, n))
     last = _seconds_column(_column(inputs, PAIR_LAST_ORDER, n))
@@ -715,6 +717,25 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
             out[name][odd] = values
     assert set(out) == set(MATCH_OUTPUTS)
     return out
+
+
+def _affinity_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = _arrow_rows(inputs)
+    now = _seconds_array(_array(inputs, REQUEST_TIME), n)
+    last = _seconds_array(_array(inputs, PAIR_LAST_ORDER), n)
+
+    def counts(name: str) -> np.ndarray:  # 0 where there is none, truncated as int() does
+        return np.nan_to_num(_floats(_array(inputs, name), n), nan=0.0).astype(np.int64)
+
+    orders_90d, orders, views, carts = (
+        counts(name) for name in (PAIR_ORDERS_90D, PAIR_ORDERS, PAIR_VIEWS, PAIR_CARTS)
+    )
+    total = counts(LIFETIME_ORDERS)
+    share = np.full(n, np.nan)
+    has = total != 0
+    share[has] = orders[has] / total[has]
+    columns = (orders_90d, orders, _days_array(now, last), share, views, carts)
+    return dict(zip(AFFINITY_OUTPUTS, columns, strict=True))
 
 
 def _columns_or_rows(columns, rows, inputs: dict[str, Any]) -> dict[str, Any]:

@@ -343,3 +343,48 @@ def test_affinity_reads_a_pair_that_never_happened_as_zeros() -> None:
     assert out["days_since_bought"][0] == pytest.approx(6.0)
     assert all(math.isnan(d) for d in out["days_since_bought"][1:])
     assert all(type(v) is int for v in out["bought_orders_lifetime"])
+
+
+def test_affinity_over_arrow_columns_equals_the_row_code() -> None:
+    """The offline store's whole-column call of customer_product_affinity: the row code's numbers
+    exactly (counts and stored nulls of sparse pairs, NaN offline, customers without orders)."""
+    rng = np.random.default_rng(9)
+    n = 400
+    base = np.datetime64("2025-03-01T00:00:00", "us").astype(np.int64)
+
+    def counts(p_null, high=6):
+        return pa.array(
+            [None if rng.random() < p_null else int(rng.integers(0, high)) for _ in range(n)]
+        )
+
+    inputs = {
+        "event_timestamp": pa.array(
+            [int(base + v) for v in rng.integers(0, 86_400_000_000, n)],
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "pair_orders_90d": counts(0.4),
+        "pair_orders_lifetime": counts(0.4),
+        "pair_last_order_ts": pa.array(
+            [
+                None if rng.random() < 0.4 else int(base - v)
+                for v in rng.integers(0, 300 * 86_400_000_000, n)
+            ],
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "pair_views_30d": counts(0.5),
+        "pair_carts_30d": counts(0.5),
+        "lifetime_orders": pa.array(
+            [
+                None if i % 11 == 0 else (0 if i % 7 == 0 else int(rng.integers(1, 30)))
+                for i in range(n)
+            ]
+        ).cast(pa.float64()),
+    }
+    columns = odfv.customer_product_affinity(inputs)
+    rows = odfv.customer_product_affinity({k: v.to_pylist() for k, v in inputs.items()})
+    assert set(columns) == set(odfv.AFFINITY_OUTPUTS)
+    for name in odfv.AFFINITY_OUTPUTS:
+        assert isinstance(columns[name], np.ndarray), name
+        assert _same_values(columns[name], rows[name]), name
+    share = np.asarray(rows["bought_order_share"], np.float64)
+    assert np.isnan(share).any() and (share > 0).any()  # both cases met
