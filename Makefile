@@ -15,7 +15,8 @@ SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
         monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
-        bench-materialize bench-serving bench-monitor bench-models clean notebooks ui
+        bench-materialize bench-serving bench-monitor bench-models bench-retrieval clean \
+        notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -83,7 +84,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
-bench: bench-generate bench-pipelines bench-materialize bench-serving bench-monitor
+bench: bench-generate bench-pipelines bench-materialize bench-serving bench-monitor bench-retrieval
 
 bench-generate: $(STAMP)
 	$(PY) -m scripts.bench_generate
@@ -102,6 +103,9 @@ bench-monitor: $(STAMP)
 
 bench-models: $(STAMP)
 	$(PY) -m scripts.bench_models
+
+bench-retrieval: $(STAMP)
+	$(PY) -m scripts.bench_retrieval --build
 
 bench-serving: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_serving
