@@ -458,7 +458,11 @@ class _RowCode(Exception):
 
 
 def _arrow(inputs: dict[str, Any]) -> bool:
-    return any(isinstance(v, (pa.Array, pa.ChunkedArray)) for v in inputs.values())
+    """Columns from the offline store (all pyarrow) rather than lists: the first value tells,
+    which costs the online path (lists) one type check per call."""
+    for v in inputs.values():
+        return type(v) is not list and isinstance(v, (pa.Array, pa.ChunkedArray))
+    return False
 
 
 def _as_lists(inputs: dict[str, Any]) -> dict[str, list[Any]]:
