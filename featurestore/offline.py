@@ -53,8 +53,9 @@ from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMeta
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
-from pydantic import StrictInt, StrictStr
+from pydantic import StrictInt, StrictStr, model_validator
 
+from featurestore import repo_env
 from featurestore.odfv import ARROW_TAG
 
 DEFAULT_MEMORY_LIMIT = "4GB"
@@ -71,6 +72,12 @@ class AsofOfflineStoreConfig(DuckDBOfflineStoreConfig):
     memory_limit: StrictStr | None = None
     temp_directory: StrictStr | None = None
     threads: StrictInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _variables_are_set(cls, data: Any) -> Any:
+        """`requires: ${A} ${B}`: the profile's variables, checked before Feast opens anything."""
+        return repo_env.variables_are_set(data)
 
 
 class AsofOfflineStore(DuckDBOfflineStore):

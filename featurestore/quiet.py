@@ -10,7 +10,9 @@
 
 `install()` is called where shopfeast opens a store (`feast_store.open_store`); `python -m
 featurestore.quiet <feast args>` is Feast's own CLI with the filters installed (what
-`shopfeast apply` runs). Running `feast` directly shows Feast's warnings unchanged.
+`shopfeast apply` runs). Plain `feast` gets them too: the profiles' offline store
+(featurestore/offline.py) imports featurestore/repo_env.py, which installs them when Feast reads
+the yaml.
 """
 
 from __future__ import annotations
