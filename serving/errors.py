@@ -31,6 +31,7 @@ class ErrorBody(BaseModel):
 
 
 _MEANING = {
+    400: "the Host header is not one of SHOPFEAST_TRUSTED_HOSTS",
     401: "missing or invalid credentials (X-API-Key or a bearer JWT)",
     403: "the credential lacks this endpoint group's scope",
     404: "unknown entity",

@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from featurestore.online import OnlineFeatures
 from serving.audit import count_entities
 from serving.deps import OnlineDep, SettingsDep
-from serving.errors import InvalidRequest, NotFound
+from serving.errors import InvalidRequest, NotFound, declared
 from serving.schemas import BatchItem, BatchRequest, BatchResponse, EntityId, FeaturesResponse
 
 router = APIRouter(prefix="/features", tags=["features"])
@@ -37,13 +37,13 @@ PII_FIELDS = frozenset(
 )
 
 
-@router.get("/customers/{customer_id}", response_model=FeaturesResponse)
+@router.get("/customers/{customer_id}", response_model=FeaturesResponse, responses=declared(404))
 async def customer_features(customer_id: EntityId, online: OnlineDep, settings: SettingsDep):
     count_entities(1)
     return await _one(online, settings.customer_service, "customer", customer_id)
 
 
-@router.get("/products/{product_id}", response_model=FeaturesResponse)
+@router.get("/products/{product_id}", response_model=FeaturesResponse, responses=declared(404))
 async def product_features(product_id: EntityId, online: OnlineDep, settings: SettingsDep):
     count_entities(1)
     return await _one(online, settings.product_service, "product", product_id)

@@ -21,7 +21,7 @@ from fastapi import APIRouter
 from featurestore import history
 from serving.audit import count_entities
 from serving.deps import SettingsDep, StoreDep
-from serving.errors import InvalidRequest, NotFound, StoreUnavailable
+from serving.errors import InvalidRequest, NotFound, StoreUnavailable, declared
 from serving.routes.features import JOIN_KEYS, PII_FIELDS, _value
 from serving.schemas import HistoricalRequest, HistoricalResponse
 
@@ -30,7 +30,7 @@ log = logging.getLogger("serving")
 _ONE_AT_A_TIME = threading.Lock()
 
 
-@router.post("/historical", response_model=HistoricalResponse)
+@router.post("/historical", response_model=HistoricalResponse, responses=declared(404))
 async def historical_features(body: HistoricalRequest, store: StoreDep, settings: SettingsDep):
     """Values at each daily snapshot in the range, per id, from the offline store. 404 names
     how many ids the offline store does not know (a row at or before `end`); 422 for a range

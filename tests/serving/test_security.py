@@ -14,18 +14,17 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
-from jwt.algorithms import RSAAlgorithm
 from pydantic import TypeAdapter, ValidationError
 
 from serving.app import create_app
 from serving.schemas import EntityId
 from shopconfig.settings import ID_MAX_LENGTH
+from tests.support.jwt_support import AUDIENCE, ISSUER, bearer, make_issuer, token
 from tests.support.serving_support import API_KEY, shared_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY = {"X-API-Key": API_KEY}
-ISSUER, AUDIENCE = "https://idp.test", "shopfeast-api"
 
 
 @pytest.fixture(scope="session")
@@ -102,28 +101,7 @@ def test_production_keeps_docs_and_readiness_details_behind_the_key(store) -> No
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory):
     """A local issuer: an RSA key pair, its public half as a JWKS file."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-    public.update(kid="test-1", use="sig", alg="RS256")
-    path = tmp_path_factory.mktemp("jwks") / "jwks.json"
-    path.write_text(json.dumps({"keys": [public]}))
-    return key, path
-
-
-def token(key, scope: str, **claims) -> str:
-    body = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": "svc-recs",
-        "exp": int(time.time()) + 300,
-        "scope": scope,
-        **claims,
-    }
-    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "test-1"})
-
-
-def bearer(t: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {t}"}
+    return make_issuer(tmp_path_factory.mktemp("jwks"))
 
 
 @pytest.fixture(scope="module")
