@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from pipelines.sources import sources
 from shopfeast.cli import app
 from tests.support.feast_support import claimed_redis_db, generate_store, scratch_postgres_db
+from tests.support.progress_support import assert_progress
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,10 +68,17 @@ def test_the_recipe_runs(tmp_path, redis_url, postgres_dsn, monkeypatch) -> None
         monkeypatch.setenv("REDIS_URL", db_url)
         monkeypatch.setenv("POSTGRES_DSN", pg_url)
         monkeypatch.setenv("SHOPFEAST_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("SHOPFEAST_PROGRESS", "plain")  # a CI log: a line per step
+        monkeypatch.setenv("SHOPFEAST_PROGRESS_INTERVAL_S", "0")
         try:
             for argv in steps(flow, "deploy"):
                 done = CliRunner().invoke(app, argv[1:])
                 assert done.exit_code == 0, f"{argv[1:]}:\n{done.output}"
+                if argv[1] == "apply":  # the plan, then feast apply
+                    assert assert_progress(done.stderr, "apply redis", "steps") == 2
+                if argv[1] == "materialize":  # one view at a time
+                    views = assert_progress(done.stderr, "materialize redis", "views")
+                    assert views >= len(sources(strict=True))  # + declared views
         finally:  # the commands export the profile's variables into this process
             os.environ.clear()
             os.environ.update(saved)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import sources
 from shopconfig.progress import progress
-
-LINE = re.compile(r"^\[(?P<label>[^\]]+)\] (?P<done>\d+)/(?P<total>\d+) (?P<unit>\w+) \(\d+%\) ")
+from tests.support.progress_support import LINE, assert_progress
 
 
 def test_plain_lines_count_and_estimate(monkeypatch, capsys) -> None:
@@ -49,8 +49,8 @@ def test_plain_lines_are_periodic_and_off_is_silent(monkeypatch, capsys) -> None
 
 
 def test_commands_outside_a_terminal(tmp_path: Path) -> None:
-    """generate and ingest through pipes: progress lines with an ETA on stderr, and results
-    whose long lines (a report path over 100 characters) stay whole."""
+    """generate, ingest and features through pipes: progress lines with an ETA on stderr, and
+    results whose long lines (a report path over 100 characters) stay whole."""
     data = tmp_path / ("a-data-directory-with-a-long-name-" * 3)
     env = {
         **os.environ,
@@ -80,6 +80,13 @@ def test_commands_outside_a_terminal(tmp_path: Path) -> None:
         assert any("ETA" in x for x in lines)
         assert lines[-1].startswith(f"[{label}] done: {total} ")
         assert "\x1b[" not in result.stderr + result.stdout  # no terminal codes in a log
+    feat = subprocess.run(
+        [*cli, "features"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert feat.returncode == 0, feat.stderr
+    families = assert_progress(feat.stderr, "features incremental", "families")
+    assert families == len(sources.families())
+    assert "\x1b[" not in feat.stderr + feat.stdout
     report = [x for x in ing.stdout.splitlines() if "validation_report.json" in x]
     assert len(report) == 1 and report[0].startswith("report: ") and len(report[0]) > 100
     assert re.search(r"validation_report\.json \(\d+\.\d+s\)$", report[0])

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pipelines.storage import read_clean
+from tests.support.progress_support import assert_progress
 from tests.support.training_shop import SMALL_HORIZON_DAYS, small_store
 from training import artifacts, churn, ranking
 from training.candidates import CandidateConfig
@@ -71,8 +72,11 @@ def test_customer_time_split_keeps_customers_apart(data) -> None:
     assert (f["split"] == f["time_split"].replace({"validation": "train"})).all()
 
 
-def test_churn_run_writes_artifacts_and_is_reproducible(data) -> None:
+def test_churn_run_writes_artifacts_and_is_reproducible(data, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SHOPFEAST_PROGRESS", "plain")  # as off a terminal, a line per step
+    monkeypatch.setenv("SHOPFEAST_PROGRESS_INTERVAL_S", "0")
     a = churn.run(data, horizon_days=SMALL_HORIZON_DAYS, seed=11, echo=False)
+    assert assert_progress(capsys.readouterr().err, "train churn", "steps") == churn.CHURN_STEPS
     model = artifacts.load(data / "models", "churn")
     card = model.card
     est = model.estimator
@@ -124,8 +128,12 @@ def test_churn_run_writes_artifacts_and_is_reproducible(data) -> None:
     assert np.all((p >= 0) & (p <= 1))
 
 
-def test_ranking_run_beats_popularity_and_writes_artifacts(data) -> None:
+def test_ranking_run_beats_popularity_and_writes_artifacts(data, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SHOPFEAST_PROGRESS", "plain")
+    monkeypatch.setenv("SHOPFEAST_PROGRESS_INTERVAL_S", "0")
     card = ranking.run(data, seed=5, config=SMALL_RANKING, echo=False)
+    steps = assert_progress(capsys.readouterr().err, "train ranking", "steps")
+    assert steps >= ranking.RANKING_STEPS  # queries, reads of each product grid: grown as known
     m = card["metrics"]["test"]
     assert m["ranker"]["queries"] > 20
     assert m["ranker"]["ndcg@10"] > m["popularity"]["ndcg@10"]
