@@ -33,11 +33,21 @@ def key_ttl_seconds(store: FeatureStore) -> int | None:
     return getattr(store.config.online_store, "key_ttl_seconds", None)
 
 
-def redis_ttls(store: FeatureStore, join_key: str, ids: list[str]) -> list[int]:
-    """Seconds until each entity's Redis hash expires (-1 no expiry, -2 no key)."""
+def redis_ttls(
+    store: FeatureStore, join_key: str | tuple[str, ...], ids: list[str] | list[tuple[str, ...]]
+) -> list[int]:
+    """Seconds until each entity's Redis hash expires (-1 no expiry, -2 no key). An entity of
+    several keys (customer x product) is a tuple of ids under the tuple of its join keys."""
     online = store.config.online_store
     client = store._get_provider().online_store._get_client(online)
-    keys = entity_keys(pa.array(ids, pa.string()), join_key, ValueType.STRING, store.project)
+    if isinstance(join_key, str):
+        keys = entity_keys(pa.array(ids, pa.string()), join_key, ValueType.STRING, store.project)
+    else:
+        from featurestore.materialize.source import KEY_SEP
+        from featurestore.materialize.writer import composite_keys
+
+        joined = pa.array([KEY_SEP.join(i) for i in ids], pa.string())
+        keys = composite_keys(joined, tuple(join_key), store.project)
     pipe = client.pipeline(transaction=False)
     for k in keys:
         pipe.ttl(k)

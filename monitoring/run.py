@@ -219,12 +219,15 @@ def _online_freshness(store, sources, now, opts, con, data_dir) -> list[dict]:
     if observe.online_kind(store) == "redis":
         by_entity = {}
         for s in sources.values():
-            if len(s.join_keys) == 1:  # keys of one entity (a pair's key is made of these)
-                by_entity.setdefault(s.join_key, s)
-        for key, s in sorted(by_entity.items()):
-            ids = _sample_ids(con, data_dir, s, now, opts.skew_entities)
-            if ids:
-                ttls = observe.redis_ttls(store, key, ids)
+            by_entity.setdefault(tuple(s.join_keys), s)  # customer, product, customer x product
+        for keys, s in sorted(by_entity.items()):
+            sample = _sample_keys(con, data_dir, s, now, opts.skew_entities)
+            if len(sample):
+                if len(keys) == 1:
+                    ttls = observe.redis_ttls(store, keys[0], sample[keys[0]].tolist())
+                else:
+                    ids = list(sample[list(keys)].itertuples(index=False, name=None))
+                    ttls = observe.redis_ttls(store, keys, ids)
                 out.append(
                     freshness.expiry(s.entity, ttls, opts.freshness, observe.key_ttl_seconds(store))
                 )

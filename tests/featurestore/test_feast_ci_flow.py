@@ -338,6 +338,31 @@ def test_second_process_sees_the_same_registry(ci) -> None:
     assert json.loads(json.dumps(mine, default=str)) == theirs["online"]
 
 
+def test_the_monitor_reads_the_key_expiry_of_pairs_too(ci) -> None:
+    """`shopfeast monitor`'s freshness samples customers, products and the (customer, product)
+    pairs that happened, and finds each one's Redis key alive; a pair that never happened has
+    no key (it reads as zeros through customer_product_affinity)."""
+    from pathlib import Path
+
+    from featurestore import observe
+    from monitoring import run as monitor_run
+
+    opts = monitor_run.Options(
+        data_dir=Path(ci["env"]["SHOPFEAST_DATA_DIR"]),
+        profile="redis",
+        checks=("freshness",),
+        now=pd.Timestamp(END),
+        skew_entities=50,
+    )
+    _, out, _ = monitor_run.monitor(opts)
+    expiry = {r["entity"]: r for r in out["freshness"]["results"] if r["check"] == "key_expiry"}
+    assert set(expiry) == {"customer", "product", "customer_product"}
+    pairs = expiry["customer_product"]
+    assert pairs["sampled"] == 50 and pairs["missing"] == 0 and pairs["min_ttl_hours"] > 24
+    keys = ("customer_id", "product_id")
+    assert observe.redis_ttls(ci["store"], keys, [("c00001", "unknown-product")]) == [-2]
+
+
 def test_stale_customer_is_served_what_the_contract_says(ci) -> None:
     """Last order 401 days ago: counts 0 (not null), last_order_ts kept, recency from t."""
     store = ci["store"]
