@@ -60,6 +60,16 @@ ranking_model_v2 = FeatureService(
     tags={"model": "ranking", "version": "2", "entity": "customer,product"},
 )
 
+ranking_model_v3 = FeatureService(
+    name="ranking_model_v3",
+    features=[*ranking_v1_features(), retrieval_match, customer_product_affinity],
+    description="Ranking model v3: v2 plus the customer's own history with the candidate "
+    "(customer_product_affinity over the declared customer x product view: orders holding it in "
+    "90 days and lifetime, days since bought, share of the customer's orders, views and carts).",
+    owner=OWNER,
+    tags={"model": "ranking", "version": "3", "entity": "customer,product"},
+)
+
 customer_360_v1 = FeatureService(
     name="customer_360_v1",
     features=[customer_activity, customer_profile, customer_reviews, customer_recency],

@@ -341,7 +341,7 @@ def train_churn(
 
 @train_app.command("ranking")
 def train_ranking(data_dir: DataDirOpt = None, seed: int = 7, wait: WaitOpt = 0.0) -> None:
-    """The recommendation ranker through the ranking_model_v2 feature service."""
+    """The recommendation ranker through the ranking_model_v3 feature service."""
     from shopconfig.settings import resolve_data_dir as resolve
     from training.ranking import run
 

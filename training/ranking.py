@@ -6,9 +6,10 @@ The way of the data:
 2. the candidates the API would offer at t (training/candidates.py, on feature values read as of t
    through `recommendation_candidates_v1`) are the items to rank; a candidate that was bought is a
    positive, the others negatives (training adds random candidates as extra negatives);
-3. features of every (customer, product, t) row come from the `ranking_model_v2` service (customer,
-   product and on-demand match features, and the generator's co-purchase score of the candidate,
-   passed as the request field `candidate_copurchase_score`);
+3. features of every (customer, product, t) row come from the `ranking_model_v3` service (customer,
+   product and on-demand match features, the generator's co-purchase score of the candidate,
+   passed as the request field `candidate_copurchase_score`, and the customer's own history with
+   the candidate from the declared customer x product view);
 4. an XGBoost ranker (LambdaMART, rank:ndcg) is trained on the oldest queries, early-stopped on the
    next ones, and evaluated on the newest against three baselines: popularity, co-purchase only,
    and personal frequency (the customer's own most-bought products: where people re-buy, the
@@ -64,7 +65,7 @@ from training.evaluation import paired_difference, ranking_metrics
 from training.matrix import model_matrix, usable_columns
 from training.split import time_split
 
-SERVICE = "ranking_model_v2"
+SERVICE = "ranking_model_v3"
 MODEL = "ranking"
 K = 10
 QUERY = "query_id"
@@ -399,7 +400,7 @@ class RankingData:
 def build_datasets(
     data_dir: Path, fs, config: RankingConfig, seed: int, say=print, bar: Task | None = None
 ) -> RankingData:
-    """Queries from purchases, candidates as of each query, features from `ranking_model_v2`."""
+    """Queries from purchases, candidates as of each query, features from `ranking_model_v3`."""
     bar = bar or Task("ranking datasets", None, "steps")
     t0 = time.perf_counter()
     queries = purchase_queries(data_dir, config, seed)

@@ -1,6 +1,6 @@
 """Training's only door to features: Feast's `get_historical_features` through a feature service.
 
-A model asks for its service (`churn_model_v1`, `ranking_model_v2`), never for a hand-written list
+A model asks for its service (`churn_model_v1`, `ranking_model_v3`), never for a hand-written list
 of features, so training and serving read exactly the same columns. Rows come back in the entity
 frame's order (Feast may reorder them; we restore it), one per entity row.
 """

@@ -49,6 +49,7 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
     "customer_360_v1",
     "ranking_model_v1",
     "ranking_model_v2",
+    "ranking_model_v3",
     "product_360_v1",
     "candidate_customer_v1",
     "candidate_product_v1",

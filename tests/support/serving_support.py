@@ -42,7 +42,7 @@ PROFILE = feast_store.PROFILES["redis"]
 END = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
 CUSTOMERS, PRODUCTS = 60, 40
 API_KEY = "test-key-0123456789"
-RANKING_SERVICE = "ranking_model_v2"  # the test ranker reads what `shopfeast train` uses
+RANKING_SERVICE = "ranking_model_v3"  # the test ranker reads what `shopfeast train` uses
 ENV_KEYS = ("SHOPFEAST_DATA_DIR", "REDIS_CONNECTION_STRING", "SHOPFEAST_REGISTRY_URL")
 
 

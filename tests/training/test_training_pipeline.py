@@ -146,10 +146,14 @@ def test_ranking_run_beats_popularity_and_writes_artifacts(data, monkeypatch, ca
     folder = data / "models" / "ranking" / card["version"]
     assert (folder / "metrics.png").exists() and (folder / "feature_importance.png").exists()
     loaded = artifacts.load(data / "models", "ranking").card
-    assert loaded["feature_service"]["name"] == "ranking_model_v2"
-    assert {"copurchase_score", "already_purchased", "recent_copurchase_score"} <= set(
-        loaded["input_columns"]
-    )
+    assert loaded["feature_service"]["name"] == "ranking_model_v3"
+    assert {
+        "copurchase_score",
+        "already_purchased",
+        "recent_copurchase_score",
+        "bought_orders_lifetime",
+        "days_since_bought",
+    } <= set(loaded["input_columns"])
     assert "candidate_copurchase_score" not in loaded["input_columns"]  # the request field
 
 
