@@ -24,6 +24,7 @@ from pipelines.sources import sources
 from shopfeast.cli import app
 from tests.support.feast_support import claimed_redis_db, generate_store, scratch_postgres_db
 from tests.support.progress_support import assert_progress
+from tests.support.server_support import assert_ui_lists_the_repo, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,6 +80,10 @@ def test_the_recipe_runs(tmp_path, redis_url, postgres_dsn, monkeypatch) -> None
                 if argv[1] == "materialize":  # one view at a time
                     views = assert_progress(done.stderr, "materialize redis", "views")
                     assert views >= len(sources(strict=True))  # + declared views
+            # Feast's UI over the deployed registry (PostgreSQL): the redis profile's `make ui`
+            args = ["ui", "--profile", "redis"]
+            for base in serve(args, tmp_path, "/projects-list.json", Path(__file__).parents[2]):
+                assert_ui_lists_the_repo(base)
         finally:  # the commands export the profile's variables into this process
             os.environ.clear()
             os.environ.update(saved)

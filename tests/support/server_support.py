@@ -1,0 +1,90 @@
+"""Feast's servers started as a user starts them (`shopfeast ui`, `shopfeast registry`: their own
+process) and read over HTTP; what feature_repo/ declares, to compare with what they list."""
+
+from __future__ import annotations
+
+import ast
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopconfig.settings import FEATURE_REPO
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str) -> tuple[int, dict, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, dict(r.headers), json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.load(e)
+
+
+def serve(args: list[str], data: Path, ready_path: str, repo_root: Path) -> Iterator[str]:
+    """`shopfeast <args> --data-dir DATA --port P` (this process's environment); yields its
+    base URL once `ready_path` answers, and stops it afterwards."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "shopfeast.cli", *args, "--data-dir", str(data)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        cwd=repo_root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                get_json(f"{base}{ready_path}")
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail(f"shopfeast {' '.join(args)} did not start:\n{proc.stdout.read()}")
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def declared_services() -> set[str]:
+    """The FeatureService names feature_repo/feature_services.py declares, as written."""
+    tree = ast.parse((FEATURE_REPO / "feature_services.py").read_text())
+    return {
+        k.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "FeatureService"
+        for k in node.keywords
+        if k.arg == "name"
+    }
+
+
+def assert_ui_lists_the_repo(base: str) -> None:
+    """Feast's UI at `base`: the page, the project, and the services it lists with descriptions
+    (served to the page by the UI's own /api/v1) are the repo's."""
+    with urllib.request.urlopen(f"{base}/", timeout=10) as r:
+        assert r.status == 200 and "<title>Feast" in r.read().decode()
+    _, _, projects = get_json(f"{base}/projects-list.json")
+    assert [p["id"] for p in projects["projects"]] == ["shopfeast"]
+    status, _, body = get_json(f"{base}/api/v1/feature_services?project=shopfeast")
+    assert status == 200, body
+    listed = {s["spec"]["name"]: s["spec"] for s in body["featureServices"]}
+    declared = declared_services()
+    assert len(declared) >= 7 and set(listed) == declared
+    assert all(spec.get("description") for spec in listed.values())
