@@ -17,6 +17,7 @@ from rich.table import Table
 from pipelines.storage import monitoring_dir, monitoring_latest
 from shopconfig.progress import console as results_console
 
+CLASSES = ("quality", "freshness", "drift", "skew", "served", "model")
 STATUS_ORDER = {"alert": 0, "warn": 1, "ok": 2}
 COLOURS = {"alert": "#c62828", "warn": "#ef6c00", "ok": "#2e7d32", "not_run": "#757575"}
 
@@ -40,7 +41,7 @@ def _results(out: dict, name: str) -> list[dict]:
 
 def summarise(out: dict, checks) -> dict:
     summary = {}
-    for name in ("quality", "freshness", "drift", "skew"):
+    for name in CLASSES:
         part = out.get(name)
         if name not in checks:
             summary[name] = {"status": "not_run", "reason": "not asked for"}
@@ -68,6 +69,12 @@ def _label(name: str, r: dict) -> str:
         return f"{r['check']} {r['table']}{'.' + what if what else ''}"
     if name == "freshness":
         return f"{r['check']} {r.get('view') or r.get('entity')}"
+    if name == "served":
+        return f"{r['model']}.{r['feature']}"
+    if name == "model":
+        return (
+            f"{r['model']} {r['version']} ROC-AUC {r['roc_auc']:.3f} (test {r['test_roc_auc']:.3f})"
+        )
     return f"{r['view']}.{r['feature']}"
 
 
@@ -211,6 +218,8 @@ def render_html(out: dict) -> str:
     parts += _quality_html(out)
     parts += _freshness_html(out)
     parts += _skew_html(out)
+    parts += _served_html(out)
+    parts += _model_html(out)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -375,6 +384,66 @@ def _skew_html(out: dict) -> list[str]:
                 "non_null_offline",
                 "services",
                 "examples",
+            ],
+        ),
+    ]
+
+
+def _served_html(out: dict) -> list[str]:
+    skip = _not_run(out, "served")
+    if skip:
+        return skip
+    v = out["served"]
+    parts = [
+        "<h2>served against the test set</h2>",
+        f"<p class='muted'>what the API scored in {_e(v['window']['start'][:10])} .. "
+        f"{_e(v['window']['end'][:10])} (its bounded log) against the model's test rows: each "
+        "input column as the model saw it, and the score. PSI on the test set's quantile bins, KS "
+        f"at the distinct entities. {_e('; '.join(f'{m}: {n}' for m, n in v['models'].items()))}"
+        "</p>",
+        "<div class='grid'>",
+    ]
+    for r in v["results"]:
+        if r["status"] in ("alert", "warn") or r["feature"] == "score":
+            part = r["parts"]["value"]
+            parts.append(
+                f"<div class='card'><b>{_e(r['model'])}.{_e(r['feature'])}</b> "
+                f"{_badge(r['status'])}<div class='muted'>PSI {r['psi']:.3f} · ks p "
+                f"{_e(r['p_value'])} · test {r['entities']['reference']} / served "
+                f"{r['entities']['served']}</div>"
+                + histogram_svg(part["bins"], part["ref_counts"], part["cur_counts"])
+                + "</div>"
+            )
+    parts.append("</div>")
+    cols = ["model", "feature", "status", "psi", "p_value", "ref_mean", "cur_mean"]
+    parts.append(_table(v["results"], cols))
+    return parts
+
+
+def _model_html(out: dict) -> list[str]:
+    skip = _not_run(out, "model")
+    if skip:
+        return skip
+    m = out["model"]
+    rows = [r | {"matured": r["predictions"]["labelled"]} for r in m["results"]]
+    return [
+        "<h2>model health (matured labels)</h2>",
+        f"<p class='muted'>churn predictions served at t, labelled at t + horizon from the clean "
+        f"orders (data end {_e(m['data_end'][:10])}); realised ROC-AUC against the card's test "
+        f"figure. {_e('; '.join(f'{v}: {n}' for v, n in m['versions'].items()))}</p>",
+        _table(
+            rows,
+            [
+                "model",
+                "version",
+                "status",
+                "matured",
+                "roc_auc",
+                "test_roc_auc",
+                "drop",
+                "z",
+                "positive_rate",
+                "test_positive_rate",
             ],
         ),
     ]

@@ -25,14 +25,14 @@ from rich.console import Console
 
 from featurestore import observe
 from featurestore.store import open_store
-from monitoring import drift, freshness, quality, report, skew
+from monitoring import drift, freshness, model_health, quality, report, served, skew
 from monitoring.snapshots import as_of, newest_row, source_glob
 from monitoring.windows import MonitorInputError, Windows, resolve
 from pipelines.sources import sources as declared_sources
 from pipelines.storage import clean_dir, reports_dir
 from shopconfig.progress import console as results_console
 
-CLASSES = ("quality", "freshness", "drift", "skew")
+CLASSES = report.CLASSES
 MEMORY_LIMIT = "1GB"
 FORMAT = 1
 
@@ -51,6 +51,8 @@ class Options:
     skew_entities: int = 1_000
     quality: quality.QualityThresholds = field(default_factory=quality.QualityThresholds)
     freshness: freshness.FreshnessThresholds = field(default_factory=freshness.FreshnessThresholds)
+    served: served.ServedThresholds = field(default_factory=served.ServedThresholds)
+    health: model_health.HealthThresholds = field(default_factory=model_health.HealthThresholds)
 
 
 def parse_classes(text: str | None, option: str) -> tuple[str, ...]:
@@ -150,6 +152,19 @@ def monitor(opts: Options) -> tuple[int, dict, Path]:
             out["skew"] = _skew(store, sources, opts, con, data_dir)
         seconds["skew"] = time.perf_counter() - t
         cpu["skew"] = time.process_time() - c
+
+    if "served" in opts.checks:
+        t, c = time.perf_counter(), time.process_time()
+        start = now - pd.Timedelta(days=opts.window_days)
+        out["served"] = served.check_models(data_dir, start, now, opts.served)
+        seconds["served"] = time.perf_counter() - t
+        cpu["served"] = time.process_time() - c
+
+    if "model" in opts.checks:
+        t, c = time.perf_counter(), time.process_time()
+        out["model"] = model_health.check(data_dir, opts.health)
+        seconds["model"] = time.perf_counter() - t
+        cpu["model"] = time.process_time() - c
 
     out["summary"] = report.summarise(out, opts.checks)
     code = exit_code(out["summary"], opts.fail_on, opts.checks)

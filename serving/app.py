@@ -28,6 +28,7 @@ from serving.scoring import Scorer
 from shopconfig.settings import Settings, get_settings
 from training.artifacts import ArtifactError, load
 from training.candidates import CUSTOMER_SERVICE, PRODUCT_SERVICE
+from training.served_log import Bounds, ServedLog
 
 log = logging.getLogger("serving")
 
@@ -73,7 +74,14 @@ def build_resources(settings: Settings) -> Resources:
         [PRODUCT_SERVICE, ranking.feature_service, settings.product_service],
         refresh_s=settings.catalog_refresh_s,
     )
-    scorer = Scorer(online, churn, ranking, catalog, candidate_pool=settings.candidate_pool)
+    scorer = Scorer(
+        online,
+        churn,
+        ranking,
+        catalog,
+        candidate_pool=settings.candidate_pool,
+        served=served_log(settings),
+    )
     return Resources(settings, store, online, churn, ranking, catalog, scorer)
 
 
@@ -106,6 +114,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await res.catalog.stop()
+        if res.scorer.served is not None:
+            res.scorer.served.flush()
         gc.unfreeze()
 
 
@@ -165,3 +175,16 @@ def audit_log_path(settings: Settings):
     if value.lower() == "off" or (not value and settings.env != "production"):
         return None
     return Path(value) if value else Path(settings.data_dir) / "logs" / "audit.jsonl"
+
+
+def served_log(settings: Settings) -> ServedLog | None:
+    """The bounded log of served vectors and scores (SHOPFEAST_SERVED_LOG*), or None when off."""
+    if not settings.served_log:
+        return None
+    bounds = Bounds(
+        sample_rate=settings.served_log_sample_rate,
+        max_rows_per_day=settings.served_log_max_rows_per_day,
+        rows_per_request=settings.served_log_rows_per_request,
+        retention_days=settings.served_log_retention_days,
+    )
+    return ServedLog(Path(settings.data_dir), bounds)

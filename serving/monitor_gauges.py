@@ -105,3 +105,25 @@ def _report_gauges(report: dict, reg: CollectorRegistry) -> None:
         )
         for r in skew["results"]:
             mism.labels(r["view"], r["feature"]).set(r["mismatches"])
+    served = report.get("served") or {}
+    if served.get("results"):
+        spsi = Gauge(
+            "shopfeast_monitor_served_psi",
+            "PSI of each model input and the score, served (API log) against the test set.",
+            ["model", "feature"],
+            registry=reg,
+        )
+        for r in served["results"]:
+            spsi.labels(r["model"], r["feature"]).set(r["psi"])
+    health = report.get("model") or {}
+    if health.get("results"):
+        auc = Gauge(
+            "shopfeast_monitor_model_roc_auc",
+            "Realised ROC-AUC of matured churn predictions (kind=realised) and the card's test "
+            "figure (kind=test).",
+            ["model", "version", "kind"],
+            registry=reg,
+        )
+        for r in health["results"]:
+            auc.labels(r["model"], r["version"], "realised").set(r["roc_auc"])
+            auc.labels(r["model"], r["version"], "test").set(r["test_roc_auc"])

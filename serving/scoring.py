@@ -35,6 +35,7 @@ from training.candidates import (
     neighbours_from_arrays,
 )
 from training.matrix import to_matrix
+from training.served_log import ServedLog
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Scorer:
     ranking_model: LoadedModel
     catalog: CatalogKeeper
     candidate_pool: int = 200
+    served: ServedLog | None = None  # a sample of what was scored, for the monitor
 
     # -- churn ----------------------------------------------------------------------------------
 
@@ -58,7 +60,19 @@ class Scorer:
         )
         if not res.any_found(0):
             raise NotFound("unknown customer")  # the id is the caller's: not echoed
-        p = float(model.predict_proba(to_matrix(res.columns, model.input_columns, 1))[0])
+        X = to_matrix(res.columns, model.input_columns, 1)
+        p = float(model.predict_proba(X)[0])
+        if self.served is not None:
+            self.served.append(
+                model.name,
+                model.version,
+                model.feature_service,
+                {"customer_id": [customer_id]},
+                model.input_columns,
+                X,
+                np.array([p]),
+                now=now,
+            )
         threshold = model.threshold if model.threshold is not None else 0.5
         return {
             "customer_id": customer_id,
@@ -136,8 +150,24 @@ class Scorer:
             operation="ranking",
             memo=memo,
         )
-        scores = model.score(to_matrix(feats.columns, model.input_columns, n))
-        order = np.argsort(-scores, kind="stable")[:k]
+        X = to_matrix(feats.columns, model.input_columns, n)
+        scores = model.score(X)
+        ranked = np.argsort(-scores, kind="stable")
+        order = ranked[:k]
+        if self.served is not None:
+            ranks = np.empty(n, dtype=np.int32)
+            ranks[ranked] = np.arange(1, n + 1)
+            self.served.append(
+                model.name,
+                model.version,
+                model.feature_service,
+                {"customer_id": [customer_id] * n, "product_id": ids},
+                model.input_columns,
+                X,
+                scores,
+                ranks,
+                now=now,
+            )
         sources = [source for _, source, _ in cands]
         items = [
             {"product_id": ids[i], "score": float(scores[i]), "source": sources[i]} for i in order

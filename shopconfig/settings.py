@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     audit_max_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Rotate the audit log at.")
     audit_backups: int = Field(10, ge=1, description="Rotated audit files kept.")
 
+    # What the API served, for the monitor (training/served_log.py): a sample of the model inputs
+    # and scores, entity ids as keyed digests, under DATA_DIR/logs/served. Bounded: at most
+    # max_rows_per_day rows per model and worker, rows_per_request of a ranking request, and
+    # retention_days of days (churn labels mature after 90 days).
+    served_log: bool = Field(True, description="Log a sample of served vectors and scores.")
+    served_log_sample_rate: float = Field(1.0, ge=0, le=1, description="Share of requests logged.")
+    served_log_max_rows_per_day: int = Field(20_000, ge=0)
+    served_log_rows_per_request: int = Field(20, gt=0)
+    served_log_retention_days: int = Field(120, gt=0)
+
     # Bounded time on a dead or hung Redis: added to the connection string unless it sets them.
     # asyncio measures them in wall time, waiting for the event loop included: under a full
     # load a healthy Redis's answer can wait a few hundred ms for its turn, so not much lower.

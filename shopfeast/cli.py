@@ -379,19 +379,23 @@ def monitor(
     fail_on: Annotated[
         str | None,
         typer.Option(
-            help="Exit 1 when a check of these classes alerts: quality,freshness,drift,skew."
+            help="Exit 1 when a check of these classes alerts: "
+            "quality,freshness,drift,skew,served,model."
         ),
     ] = None,
-    window: Annotated[int, typer.Option(help="Current window: the last N daily snapshots.")] = 7,
+    window: Annotated[
+        int, typer.Option(help="Current window: the last N daily snapshots (and N days served).")
+    ] = 7,
     checks: Annotated[
-        str | None, typer.Option(help="Only these classes (default all four).")
+        str | None, typer.Option(help="Only these classes (default all six).")
     ] = None,
     now: Annotated[
         str | None, typer.Option(help="The clock (ISO 8601, UTC; default now), to replay a day.")
     ] = None,
     skew_entities: Annotated[int, typer.Option(help="Entities sampled for skew.")] = 1000,
 ) -> None:
-    """Check data quality, freshness, drift and training/serving skew; write the report."""
+    """Check data quality, freshness, drift, training/serving skew, what the API served and the
+    churn model's realised ROC-AUC; write the report."""
     from monitoring.run import main
     from shopconfig.settings import resolve_data_dir as resolve
 

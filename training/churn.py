@@ -24,7 +24,7 @@ from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
 from shopconfig.progress import console as results_console
 from shopconfig.progress import progress
-from training import artifacts, churn_models, plots, store
+from training import artifacts, churn_models, plots, served_log, store
 from training.evaluation import (
     best_f1_threshold,
     calibration,
@@ -256,6 +256,17 @@ def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store
         )
     )
     card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, mats)
+    # What the monitor compares the API's served vectors and scores with (training/served_log.py):
+    # the labelled rows as the model saw them, with out-of-sample scores only: the chosen
+    # setting's out-of-fold scores on train rows (empty where a row was never held out), the final
+    # model's on test rows.
+    served_log.save_reference(
+        out,
+        model.columns,
+        pd.concat([X["train"], X["test"]], ignore_index=True),
+        np.concatenate([oof, scores["test"][chosen]]),
+        seed,
+    )
     artifacts.save(data_dir, MODEL, version, model.estimator, card)
     step("saved")
     say(summary(card))

@@ -116,3 +116,55 @@ def _live_orders(orders: pd.DataFrame) -> pd.DataFrame:
     """Orders that count: not cancelled, placed by a known customer (guests cannot churn)."""
     keep = (orders["status"] != "cancelled") & orders[ENTITY_KEY].notna()
     return orders.loc[keep.fillna(False).astype(bool), [ENTITY_KEY, "order_ts"]]
+
+
+def labels_at(
+    orders: pd.DataFrame,
+    customers: pd.DataFrame,
+    rows: pd.DataFrame,
+    horizon: pd.Timedelta,
+    end: pd.Timestamp,
+) -> pd.DataFrame:
+    """The label of each (customer_id, event_timestamp) row at its own instant, by the same
+    definition as `churn_labels` (for predictions served at any time, not at cutoffs).
+
+    Returns `rows` with `churned`, keeping only rows that can be labelled: the customer existed
+    and had a non-cancelled order before t, and `t + horizon <= end` (the future is observed).
+    """
+    ns = "datetime64[ns, UTC]"
+    live = _live_orders(orders)
+    live = live.assign(
+        **{ENTITY_KEY: live[ENTITY_KEY].astype(str), "order_ts": live["order_ts"].astype(ns)}
+    )
+    customers = customers.assign(**{ENTITY_KEY: customers[ENTITY_KEY].astype(str)})
+    r = rows.reset_index(drop=True).copy()
+    r[ENTITY_KEY] = r[ENTITY_KEY].astype(str)
+    r[TIMESTAMP] = pd.to_datetime(r[TIMESTAMP], utc=True).astype(ns)
+    r["_row"] = range(len(r))
+    t = r[TIMESTAMP]
+    first_order = live.groupby(ENTITY_KEY)["order_ts"].min()
+    signup = customers.groupby(ENTITY_KEY)["signup_ts"].min()
+    ok = (
+        (r[ENTITY_KEY].map(first_order) < t).fillna(False).astype(bool)
+        & (r[ENTITY_KEY].map(signup) < t).fillna(False).astype(bool)
+        & (t + horizon <= end)
+    )
+    r = r[ok.to_numpy()]
+    if r.empty:
+        return r.drop(columns="_row").assign(**{LABEL: pd.Series(dtype="int8")})
+    # the customer's first live order at or after t: back within the horizon -> not churned
+    nxt = pd.merge_asof(
+        r.sort_values(TIMESTAMP),
+        live.rename(columns={"order_ts": "_next"})
+        .assign(_next_key=lambda f: f["_next"])
+        .sort_values("_next_key"),
+        left_on=TIMESTAMP,
+        right_on="_next_key",
+        by=ENTITY_KEY,
+        direction="forward",
+        allow_exact_matches=True,
+    )
+    came_back = nxt["_next"].notna() & (nxt["_next"] < nxt[TIMESTAMP] + horizon)
+    nxt[LABEL] = (~came_back).astype("int8")
+    out = nxt.sort_values("_row").drop(columns=["_row", "_next", "_next_key"])
+    return out.reset_index(drop=True)

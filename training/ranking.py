@@ -39,7 +39,7 @@ from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
 from shopconfig.progress import Task, progress
 from shopconfig.progress import console as results_console
-from training import artifacts, plots, store
+from training import artifacts, plots, served_log, store
 from training.candidates import (
     API_CONFIG,
     CATEGORY,
@@ -493,6 +493,8 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     card = _card(
         config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
     )
+    test_matrix = model_matrix(test_rows, columns)
+    served_log.save_reference(out, columns, test_matrix, model.predict(test_matrix), seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
     say(summary(card))

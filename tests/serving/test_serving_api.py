@@ -498,6 +498,10 @@ def test_metrics_show_freshness_and_the_last_monitor_run(client, env) -> None:
         "skew": {
             "results": [{"view": "customer_activity", "feature": "orders_90d", "mismatches": 3}]
         },
+        "served": {"results": [{"model": "churn", "feature": "score", "psi": 0.31}]},
+        "model": {
+            "results": [{"model": "churn", "version": "v9", "roc_auc": 0.61, "test_roc_auc": 0.74}]
+        },
     }
     path = monitoring_latest(env.settings().data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -513,5 +517,61 @@ def test_metrics_show_freshness_and_the_last_monitor_run(client, env) -> None:
         'shopfeast_monitor_skew_mismatches{feature="orders_90d",view="customer_activity"} 3.0'
         in text
     )
+    assert 'shopfeast_monitor_served_psi{feature="score",model="churn"} 0.31' in text
+    assert (
+        'shopfeast_monitor_model_roc_auc{kind="realised",model="churn",version="v9"} 0.61' in text
+    )
+    assert 'shopfeast_monitor_model_roc_auc{kind="test",model="churn",version="v9"} 0.74' in text
     stamp = [ln for ln in text.splitlines() if ln.startswith("shopfeast_monitor_last_run_")]
     assert float(stamp[0].split()[-1]) == 1746079200.0  # the run's clock
+
+
+def test_the_api_logs_what_it_served_without_the_ids(client, env) -> None:
+    """The served log (training/served_log.py): each churn answer is a row whose vector, put
+    through the saved model, gives the served probability; a recommendation keeps a sample of
+    its scored candidates; ids only as keyed digests."""
+    import hashlib
+    import hmac
+
+    from training import served_log
+
+    served = client.app.state.resources.scorer.served
+    data_dir = env.settings().data_dir
+    served.flush()
+    before = {m: len(served_log.read(data_dir, m)) for m in ("churn", "ranking")}
+    customers = env.customers[:12]
+    probs = {}
+    for cid in customers:
+        r = client.post("/predict/churn", headers=KEY, json={"customer_id": cid})
+        assert r.status_code == 200
+        probs[cid] = r.json()["churn_probability"]
+    rec = client.post("/recommendations", headers=KEY, json={"customer_id": customers[0], "k": 5})
+    assert rec.status_code == 200 and not rec.json()["cold_start"]
+    served.flush()
+
+    key = bytes.fromhex((served_log.log_root(data_dir) / ".key").read_text().strip())
+    digest = {hmac.new(key, c.encode(), hashlib.sha256).hexdigest()[:32]: c for c in customers}
+    churn = served_log.read(data_dir, "churn").iloc[before["churn"] :]
+    assert len(churn) == len(customers)
+    pointer, model = latest(env, "churn")
+    cols = [f"x:{c}" for c in pointer["input_columns"]]
+    again = model.predict_proba(churn[cols].to_numpy())[:, 1]
+    for (_, row), p in zip(churn.iterrows(), again, strict=True):
+        cid = digest[row["customer_key"]]
+        assert row["score"] == pytest.approx(probs[cid], abs=1e-9) == pytest.approx(p, abs=1e-6)
+        assert row["model_version"] == pointer["version"]
+
+    ranking = served_log.read(data_dir, "ranking").iloc[before["ranking"] :]
+    scored = rec.json()["candidates_scored"]
+    assert len(ranking) == min(scored, env.settings().served_log_rows_per_request)
+    assert ranking["request_id"].nunique() == 1 and ranking["rank"].between(1, scored).all()
+    rpointer, ranker = latest(env, "ranking")
+    rcols = [f"x:{c}" for c in rpointer["input_columns"]]
+    assert np.allclose(ranker.predict(ranking[rcols].to_numpy()), ranking["score"], atol=1e-5)
+    top = {i["product_id"]: i["score"] for i in rec.json()["items"]}
+    for _, row in ranking[ranking["rank"] <= 5].iterrows():
+        assert row["score"] == pytest.approx(sorted(top.values(), reverse=True)[row["rank"] - 1])
+
+    for part in served_log.log_root(data_dir).rglob("*.parquet"):
+        raw = part.read_bytes()
+        assert not any(c.encode() in raw for c in customers)

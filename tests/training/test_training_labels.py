@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.labels import churn_labels, cutoffs, data_end
+from training.labels import churn_labels, cutoffs, data_end, labels_at
 
 H = pd.Timedelta(days=90)
 
@@ -106,3 +106,48 @@ def test_order_on_the_cutoff_counts_as_coming_back_and_at_horizon_end_does_not()
     )
     got = churn_labels(orders, customers, [t], H, t + H + pd.Timedelta(days=1))
     assert got.set_index("customer_id")["churned"].to_dict() == {"a": 0, "b": 1, "c": 1}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_labels_at_any_instant_match_recomputation(seed: int) -> None:
+    """Predictions are served at any time, not at cutoffs: each (customer, t) row gets the
+    contract's label at its own t; rows that cannot be labelled (no order before t, unknown
+    customer, horizon past the data) are left out; duplicates and order are kept."""
+    orders, customers = _shop(seed)
+    end = data_end(orders)
+    rng = np.random.default_rng(seed)
+    start = orders["order_ts"].min()
+    span = (end - start).total_seconds()
+    n = 400
+    rows = pd.DataFrame(
+        {
+            "customer_id": rng.choice([*customers["customer_id"], "nobody"], n),
+            "event_timestamp": start + pd.to_timedelta(rng.uniform(0, span, n), unit="s"),
+        }
+    )
+    rows = pd.concat([rows, rows.iloc[:5]], ignore_index=True)  # a customer served twice
+    got = labels_at(orders, customers, rows, H, end)
+    signup = customers.groupby("customer_id")["signup_ts"].min().to_dict()
+    expected = []
+    for r in rows.itertuples():  # the contract read literally, one row at a time
+        t = r.event_timestamp
+        mine = [
+            o.order_ts
+            for o in orders.itertuples()
+            if o.customer_id == r.customer_id and o.status != "cancelled"
+        ]
+        if t + H > end or not signup.get(r.customer_id, t) < t or not any(x < t for x in mine):
+            continue
+        expected.append((r.customer_id, t, int(not any(t <= x < t + H for x in mine))))
+    assert len(expected) > 50 and {e[2] for e in expected} == {0, 1}
+    assert list(zip(got["customer_id"], got["event_timestamp"], got["churned"], strict=True)) == (
+        expected
+    )
+
+
+def test_labels_at_cutoffs_equal_the_training_labels() -> None:
+    orders, customers = _shop(2)
+    end = data_end(orders)
+    labels = churn_labels(orders, customers, cutoffs(orders, H), H, end)
+    got = labels_at(orders, customers, labels[["customer_id", "event_timestamp"]], H, end)
+    assert got["churned"].tolist() == labels["churned"].tolist()
