@@ -27,7 +27,7 @@ help:
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev,spark]"
 	@touch $@
 
 install: $(STAMP)

@@ -27,6 +27,11 @@ Optionally `shard(tables, n) -> Iterable[dict[str, pd.DataFrame]]`: when entitie
 split the inputs into `n` entity shards; the runner computes and reduces each alone (bounded
 memory) and concatenates the rows.
 
+Optionally `SHARD_BY = {table: column, table: (parent_table, column)}`: how the Spark engine
+(pipelines/spark/features.py) splits the inputs by entity: a table by its own entity column, or by
+the shard of the parent row it references (order items by their order). Tables not named are read
+whole by every shard. Families without it run whole, in one Spark task (a global step).
+
 Optionally `emits(snapshots) -> bool`: False when none of `snapshots` is a snapshot day of the
 source (a coarser grain than daily), so no stored row can change; an incremental run then reads
 no input and only moves the watermark on.

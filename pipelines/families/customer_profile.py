@@ -105,6 +105,9 @@ INPUTS = (
 )
 
 
+SHARD_BY = {"customers": "customer_id"}  # the Spark engine's split (pipelines/spark/features.py)
+
+
 def normalise(field: str, values: pd.Series) -> pd.Series:
     """Raw profile values mapped into the field's vocabulary (`other`, `unknown` included)."""
     vocab = VOCABULARY[field]

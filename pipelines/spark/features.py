@@ -1,0 +1,384 @@
+"""`shopfeast features --engine spark`: the same families, run on Spark executors.
+
+The families' pandas code is not rewritten: Spark moves the data and schedules the work.
+
+The families that declare `SHARD_BY` (entities independent of each other: the customer families)
+run together in three Spark jobs:
+1. shuffle: Spark reads their clean inputs (the columns any of them reads, the time range the local
+   engine reads) and writes every table split into `n` entity shards, in one job, under
+   DIR/tmp/spark/in/_table=<t>/_shard=<k>/; a row's shard is `pmod(xxhash64(key), n)` of its
+   entity (order items take their order's shard); tables not named in `SHARD_BY` (the product
+   catalogue) are read whole by every shard;
+2. compute: one task per shard reads its shard's tables with pyarrow and runs the local engine's
+   `compute_rows` for every sharded family on them (a shard of more than SHARD_ROWS input rows is
+   cut again inside the task, as locally), writing the change-point rows and each entity's last
+   row;
+3. write: one task per (source, month) gathers that month's rows of every shard, sorts them by
+   (event_timestamp, join key) and writes DIR/features/<source>/<YYYY-MM>.parquet as the local
+   engine writes it; one task per source writes the latest-row file incremental runs start from.
+
+A family without `SHARD_BY` (a global step: the product cross-sections, co-purchase pairs, the
+review topic model) runs as one Spark task that calls the local engine for that family, alongside
+the sharded ones; the families that share the review NLP cache run in one task, in order.
+
+Executors read and write DIR directly: on a cluster DIR is a path every machine mounts. The build
+is historical (every snapshot day); daily incremental runs stay on the local engine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from pipelines import run as local
+from pipelines import sources
+from pipelines.contract import TABLES
+from pipelines.family import Input
+from pipelines.specs import FeatureSource, to_arrow
+from pipelines.storage import clean_dir, partition_time_column
+from pipelines.windows import Snapshots
+
+SHARD = "_shard"
+TABLE = "_table"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the sharded families' tasks need (pickled to the executors)."""
+
+    data_dir: str
+    families: tuple[str, ...]
+    staging: str
+    shards: int
+    start_day: int
+    end_day: int
+    shard_rows: int
+
+
+def run(
+    data_dir: Path,
+    spark,
+    only: list[str] | None = None,
+    echo: bool = True,
+    shards: int | None = None,
+    shard_rows: int = local.SHARD_ROWS,
+    stats: dict | None = None,
+) -> list[local.Outcome]:
+    """Build every registered source historically on `spark` (a SparkSession).
+
+    `shards` fixes the number of customer shards (default: Spark's parallelism, or more so that a
+    shard holds at most `shard_rows` input rows). `stats`, when given, receives the sharded
+    stages' seconds (`stages`) and one entry per (shard, family) (`shards`: input rows, seconds,
+    the Python worker's peak RSS), what docs/scaling.md sizes a cluster from."""
+    data_dir = Path(data_dir).resolve()
+    fams = sources.families()
+    if only:
+        fams = {k: v for k, v in fams.items() if k in only}
+    files = {t: local._clean_files(data_dir, t) for t in TABLES}
+    span = local._data_span(data_dir, files)
+    if span is None:
+        return [local.Outcome(name, 0, 0.0, None, None) for name in fams]
+    sharded = {k: m for k, m in fams.items() if hasattr(m, "SHARD_BY")}
+    whole = [k for k in fams if k not in sharded]
+    outcomes: dict[str, local.Outcome] = {}
+    staging = data_dir / "tmp" / "spark"
+    shutil.rmtree(staging, ignore_errors=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = []
+
+        def alongside() -> None:  # global-step families: submitted once the shuffle is done
+            if whole and not pending:
+                pending.append(pool.submit(_run_whole, spark, data_dir, whole, files, span))
+
+        if sharded:
+            done = _run_sharded(
+                spark, data_dir, staging, sharded, files, span, shards, shard_rows, stats, alongside
+            )
+            outcomes.update(done)
+        alongside()
+        outcomes.update({o.source: o for o in pending[0].result()} if pending else {})
+    shutil.rmtree(staging, ignore_errors=True)
+    if echo:
+        for name in fams:
+            print(outcomes[name].line(), flush=True)
+    return [outcomes[name] for name in fams]
+
+
+# --- global-step families: the local engine in one task ---------------------------------------
+
+
+def _groups(names: list[str]) -> list[list[str]]:
+    """Families that read reviews share the review NLP state: one task runs them in order."""
+    fams = sources.families()
+    reviews = [n for n in names if any(i.table == "reviews" for i in fams[n].INPUTS)]
+    return ([reviews] if reviews else []) + [[n] for n in names if n not in reviews]
+
+
+def _run_whole(spark, data_dir: Path, names: list[str], files, span) -> list[local.Outcome]:
+    groups = _groups(names)
+    rdd = spark.sparkContext.parallelize(
+        [(str(data_dir), g, files, span) for g in groups], len(groups)
+    )
+    rdd.setName("shopfeast: families with a global step")
+    return [o for done in rdd.map(_whole_task).collect() for o in done]
+
+
+def _whole_task(args) -> list[local.Outcome]:
+    data_dir, names, files, span = args
+    fams = sources.families()
+    out = []
+    for name in names:
+        t0 = time.perf_counter()
+        outcome = local._run_family(Path(data_dir), fams[name], "historical", files, span)
+        outcome.seconds = time.perf_counter() - t0
+        out.append(outcome)
+    return out
+
+
+# --- sharded families --------------------------------------------------------------------------
+
+
+def shard_keys(modules: dict[str, ModuleType]) -> dict[str, str | tuple[str, str]]:
+    """How every sharded table is split: the families must agree (all split by customer)."""
+    keys: dict[str, str | tuple[str, str]] = {}
+    for name, module in modules.items():
+        for table, key in module.SHARD_BY.items():
+            if keys.setdefault(table, key) != key:
+                raise ValueError(
+                    f"{name} splits {table} by {key!r}, another family by {keys[table]!r}"
+                )
+    return keys
+
+
+def _run_sharded(
+    spark,
+    data_dir: Path,
+    staging: Path,
+    modules: dict[str, ModuleType],
+    files,
+    span: tuple[int, int],
+    shards: int | None,
+    shard_rows: int,
+    stats: dict | None = None,
+    after_shuffle=lambda: None,
+) -> dict[str, local.Outcome]:
+    """Every sharded family at once: one shuffle of their inputs, one task per shard computing
+    every family on it, then the (family, month) files written by a few tasks. `after_shuffle`
+    is called when the shuffle is done (the global-step families start then: in local mode they
+    would otherwise hold every core while the shuffle waits)."""
+    t0 = time.perf_counter()
+    first_day, end_day = span
+    snapshots = Snapshots(int(first_day), int(end_day), True)
+    keys = shard_keys(modules)
+    columns: dict[str, list[str]] = {}  # the union of what the families read of each table
+    for module in modules.values():
+        local._wipe(module.SOURCE.path(data_dir))
+        for spec in module.INPUTS:
+            if spec.table in keys:
+                seen = columns.setdefault(spec.table, [])
+                seen += [c for c in spec.columns if c not in seen]
+        if hasattr(module, "persist"):  # a once-per-shop record (a vocabulary): on the driver
+            module.persist(
+                data_dir,
+                {i.table: local._read_input(data_dir, i, snapshots) for i in module.INPUTS},
+            )
+    specs = [Input(t, tuple(c)) for t, c in columns.items()]
+    n = shards or max(
+        spark.sparkContext.defaultParallelism, -(-_rows(data_dir, specs) // shard_rows)
+    )
+    frames = {s.table: _read(spark, data_dir, s, snapshots) for s in specs}
+    _shuffle(frames, keys, n, staging / "in")
+    stages = {"shuffle": time.perf_counter() - t0}
+    after_shuffle()
+    plan = Plan(str(data_dir), tuple(modules), str(staging), n, first_day, end_day, shard_rows)
+    sc = spark.sparkContext
+    t = time.perf_counter()
+    done = sc.parallelize([(plan, k) for k in range(n)], n).map(_shard_task).collect()
+    stages["compute"] = time.perf_counter() - t
+    t = time.perf_counter()
+    jobs = []
+    for name in modules:
+        months = sorted({m for d in done for m in d[name]["months"]})
+        jobs += [(plan, name, m) for m in months] + [(plan, name, None)]  # None: latest rows
+    # a few tasks, each writing several months (a task per month is mostly scheduling overhead)
+    tasks = min(len(jobs), 2 * sc.defaultParallelism)
+    batches = [jobs[i::tasks] for i in range(tasks)]
+    sc.parallelize(batches, tasks).map(lambda batch: [_write_task(j) for j in batch]).collect()
+    stages["write"] = time.perf_counter() - t
+    if stats is not None:
+        stats["stages"] = stages
+        stats["shards"] = [
+            {"family": name, "shard": k, **{x: d[name][x] for x in SHARD_STATS}}
+            for k, d in enumerate(done)
+            for name in modules
+        ]
+    seconds = time.perf_counter() - t0
+    out = {}
+    for name, module in modules.items():
+        inputs = {i.table: files[i.table] for i in module.INPUTS}
+        local._save_state(data_dir, module.SOURCE, end_day, inputs)
+        rows = sum(d[name]["rows"] for d in done)
+        out[name] = local.Outcome(name, rows, seconds, snapshots.start_day, snapshots.end_day)
+    return out
+
+
+def _rows(data_dir: Path, specs: list[Input]) -> int:
+    """Input rows from the parquet footers (no Spark job; time filters not applied)."""
+    total = 0
+    for spec in specs:
+        for f in clean_dir(data_dir, spec.table).rglob("*.parquet"):
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def _read(spark, data_dir: Path, spec: Input, snapshots: Snapshots):
+    """A clean table as the local engine reads it (pipelines.run._read_input), in Spark."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    table = TABLES[spec.table]
+    schema = table.arrow_schema()
+    wanted = from_arrow_schema(pa.schema([schema.field(c) for c in spec.columns]))
+    path = clean_dir(data_dir, spec.table)
+    if not path.exists() or not any(path.rglob("*.parquet")):
+        return spark.createDataFrame([], wanted)
+    df = spark.read.schema(from_arrow_schema(schema)).parquet(
+        *sorted(str(p) for p in path.rglob("*.parquet"))
+    )
+    start = None if table.change_log else snapshots.read_from(spec.lookback_days)
+    end = None if table.change_log else snapshots.end
+    col = F.col(partition_time_column(table))
+    if start is not None:
+        df = df.where(col >= F.lit(start.to_pydatetime()))
+    if end is not None:
+        df = df.where(col < F.lit(end.to_pydatetime()))
+    return df.select(*spec.columns)
+
+
+def _shuffle(frames: dict, keys: dict, n: int, root: Path) -> None:
+    """Every table split into `n` entity shards, in one Spark job: the tables are stacked (by
+    column name, a `_table` column saying whose row it is) and written partitioned by
+    (`_table`, `_shard`); a reader takes its table's columns back."""
+    from pyspark.sql import functions as F
+
+    keyed = {}
+    for table, key in keys.items():
+        if isinstance(key, str):
+            keyed[table] = frames[table].withColumn(SHARD, F.pmod(F.xxhash64(key), F.lit(n)))
+    for table, key in keys.items():
+        if not isinstance(key, str):  # (parent table, column): the parent row's shard
+            parent, column = key
+            shard_of = keyed[parent].select(column, SHARD).dropDuplicates([column])
+            keyed[table] = frames[table].join(shard_of, on=column, how="inner")
+    stacked = None
+    for table, df in keyed.items():
+        df = df.withColumn(TABLE, F.lit(table))
+        stacked = df if stacked is None else stacked.unionByName(df, allowMissingColumns=True)
+    (
+        stacked.repartition(n, SHARD)
+        .write.mode("overwrite")
+        .partitionBy(TABLE, SHARD)
+        .parquet(str(root))
+    )
+
+
+def _staged(root: Path, spec: Input, k: int) -> pd.DataFrame:
+    schema = TABLES[spec.table].arrow_schema()
+    schema = pa.schema([schema.field(c) for c in spec.columns])
+    folder = root / f"{TABLE}={spec.table}" / f"{SHARD}={k}"
+    files = sorted(str(p) for p in folder.glob("*.parquet")) if folder.exists() else []
+    if not files:
+        return local.from_schema(schema.empty_table())
+    table = ds.dataset(files, format="parquet").to_table(columns=list(spec.columns))
+    return local.from_schema(table.cast(schema))
+
+
+SHARD_STATS = ("input_rows", "seconds", "worker_peak_rss_mib")
+
+
+def _shard_task(args) -> dict[str, dict]:
+    """Every sharded family's change-point rows on shard k, and each entity's last row."""
+    plan, k = args
+    fams = sources.families()
+    data_dir, staging = Path(plan.data_dir), Path(plan.staging)
+    snapshots = Snapshots(plan.start_day, plan.end_day, True)
+    out = {}
+    for name in plan.families:
+        module = fams[name]
+        source: FeatureSource = module.SOURCE
+        t0 = time.perf_counter()
+        tables = {}
+        for spec in module.INPUTS:
+            if spec.table in module.SHARD_BY:
+                tables[spec.table] = _staged(staging / "in", spec, k)
+            else:
+                tables[spec.table] = local._read_input(data_dir, spec, snapshots)
+        input_rows = sum(len(t) for t in tables.values())
+        rows = local.compute_rows(module, tables, snapshots, shard_rows=plan.shard_rows)
+        del tables
+        folder = staging / name
+        (folder / "out").mkdir(parents=True, exist_ok=True)
+        (folder / "latest").mkdir(parents=True, exist_ok=True)
+        table = to_arrow(source, rows).sort_by(
+            [(source.timestamp_field, "ascending"), (source.join_key, "ascending")]
+        )
+        part = f"part-{k:05d}.parquet"
+        pq.write_table(table, folder / "out" / part, row_group_size=local.ROW_GROUP_ROWS)
+        pq.write_table(to_arrow(source, local._last_rows(source, rows)), folder / "latest" / part)
+        stamps = pd.DatetimeIndex(rows[source.timestamp_field]).tz_localize(None)
+        out[name] = {
+            "rows": len(rows),
+            "months": sorted(set(stamps.strftime("%Y-%m"))),
+            "input_rows": input_rows,
+            "seconds": time.perf_counter() - t0,
+            "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    return out
+
+
+def _write_task(args) -> int:
+    """One month's file of a source (as pipelines.run._write), or its latest-row file."""
+    plan, name, month = args
+    source: FeatureSource = sources.families()[name].SOURCE
+    data_dir, staging = Path(plan.data_dir), Path(plan.staging) / name
+    schema = source.arrow_schema()
+    if month is None:
+        parts = sorted(str(p) for p in (staging / "latest").glob("*.parquet"))
+        table = ds.dataset(parts, format="parquet", schema=schema).to_table()
+        table = table.sort_by(
+            [(source.join_key, "ascending"), (source.timestamp_field, "ascending")]
+        )
+        path = local._latest_path(data_dir, source)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+        return len(table)
+    lo = pd.Timestamp(f"{month}-01", tz="UTC")
+    hi = lo + pd.offsets.MonthBegin(1)
+    ts = ds.field(source.timestamp_field)
+    utc = pa.timestamp("us", "UTC")
+    within = (ts >= pa.scalar(lo.to_pydatetime(), utc)) & (ts < pa.scalar(hi.to_pydatetime(), utc))
+    parts = sorted(str(p) for p in (staging / "out").glob("*.parquet"))
+    table = (
+        ds.dataset(parts, format="parquet", schema=schema)
+        .to_table(filter=within)
+        .sort_by([(source.timestamp_field, "ascending"), (source.join_key, "ascending")])
+    )
+    path = source.path(data_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / f".{month}.parquet.tmp"
+    pq.write_table(table, tmp, row_group_size=local.ROW_GROUP_ROWS, compression="zstd")
+    os.replace(tmp, path / f"{month}.parquet")
+    return len(table)
