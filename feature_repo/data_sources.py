@@ -2,16 +2,18 @@
 
 Paths, timestamps and descriptions come from the declarations in pipelines/ (declared once); the
 directory comes from SHOPFEAST_DATA_DIR (default ./data), so one set of definitions serves any
-data directory: `feast apply` records the directory it was run with.
+data directory: `feast apply` records the directory it was run with. On the spark profile
+($SHOPFEAST_SOURCE_FORMAT=spark) the same files are SparkSources, which Feast's Spark offline
+store reads (featurestore.schema.batch_source).
 """
 
-from featurestore.schema import file_source
+from featurestore.schema import batch_source
 from pipelines.sources import family_sources
 
 _declared = family_sources(strict=True)
 
-customer_activity_source = file_source(_declared["customer_activity"])
-customer_profile_source = file_source(_declared["customer_profile"])
-customer_reviews_source = file_source(_declared["customer_reviews"])
-product_stats_source = file_source(_declared["product_stats"])
-product_copurchase_source = file_source(_declared["product_copurchase"])
+customer_activity_source = batch_source(_declared["customer_activity"])
+customer_profile_source = batch_source(_declared["customer_profile"])
+customer_reviews_source = batch_source(_declared["customer_reviews"])
+product_stats_source = batch_source(_declared["product_stats"])
+product_copurchase_source = batch_source(_declared["product_copurchase"])

@@ -7,17 +7,20 @@ to a family's SOURCE and the view has it after the next `feast apply`.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureView, Field, FileSource
 from feast.data_format import ParquetFormat
+from feast.data_source import DataSource
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.types import Array, Bool, FeastType, Float64, Int64, String, UnixTimestamp
 from feast.value_type import ValueType
 
 from featurestore import odfv
 from pipelines.specs import ENTITIES, FEAST_TYPE_NAMES, PLATFORM_OWNER, FeatureSource
-from shopconfig.settings import resolve_data_dir
+from shopconfig.settings import SOURCE_FORMAT_ENV, resolve_data_dir
 
 OWNER = PLATFORM_OWNER  # entities, on-demand views and feature services
 
@@ -71,6 +74,32 @@ def file_source(source: FeatureSource, root: Path | None = None) -> FileSource:
     return src
 
 
+def spark_source(source: FeatureSource, root: Path | None = None) -> SparkSource:
+    """The same parquet files as a SparkSource: what Feast's Spark offline store reads (the spark
+    profile). Spark expands the glob itself; shopfeast's chunked engine materializes from it too."""
+    src = SparkSource(
+        name=f"{source.name}_source",
+        path=source_glob(source, root),
+        file_format="parquet",
+        timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column,
+        description=f"Change-point rows of {source.name}: {source.description}",
+        owner=source.owner,
+        tags={**dict(source.tags), "layer": "source"},
+    )
+    src.created_timestamp = None
+    src.last_updated_timestamp = None
+    return src
+
+
+def batch_source(source: FeatureSource, root: Path | None = None) -> DataSource:
+    """The view's batch source for the profile being applied: a SparkSource on the spark profile
+    ($SHOPFEAST_SOURCE_FORMAT=spark, set by `profile_env`), a FileSource otherwise."""
+    if os.environ.get(SOURCE_FORMAT_ENV) == "spark":
+        return spark_source(source, root)
+    return file_source(source, root)
+
+
 def schema(source: FeatureSource) -> list[Field]:
     """The view's fields; a declared aggregation's carries its owner, tags and definition."""
     return [
@@ -104,7 +133,7 @@ def entity(name: str) -> Entity:
 
 
 def feature_view(
-    source: FeatureSource, entities: dict[str, Entity], batch_source: FileSource
+    source: FeatureSource, entities: dict[str, Entity], batch_source: DataSource
 ) -> FeatureView:
     """The view of a declared source, keyed by its declared entity (one of `entities`), or by
     each part of a composite one (customer x product: a view keyed by both)."""

@@ -9,7 +9,7 @@ import (Feast collects the views among its globals). A bad declaration stops `fe
 import click
 from entities import ENTITIES
 
-from featurestore.schema import feature_view, file_source
+from featurestore.schema import batch_source, feature_view
 from pipelines.declarations import DeclarationError
 from pipelines.sources import declared_sources
 
@@ -19,6 +19,6 @@ except DeclarationError as exc:  # Feast's CLI prints a ClickException as one li
     raise click.ClickException(str(exc)) from None
 
 declared = {
-    name: feature_view(source, ENTITIES, file_source(source)) for name, source in _sources.items()
+    name: feature_view(source, ENTITIES, batch_source(source)) for name, source in _sources.items()
 }
 globals().update(declared)

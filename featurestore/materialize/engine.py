@@ -46,6 +46,7 @@ from feast.infra.common.materialization_job import (
 from feast.infra.compute_engines.base import ComputeEngine
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.infra.offline_stores.file_source import FileSource
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, RedisType
 from feast.infra.registry.base_registry import BaseRegistry
@@ -62,6 +63,14 @@ from featurestore.materialize.writer import RedisViewWriter, ViewLayout
 from shopconfig.settings import resolve_data_dir
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parquet_files(source) -> bool:
+    """A source this engine reads itself: parquet files by path (a FileSource, or the spark
+    profile's SparkSource over the same files: Spark is not needed to read them)."""
+    if isinstance(source, FileSource):
+        return True
+    return isinstance(source, SparkSource) and bool(source.path) and source.file_format == "parquet"
 
 
 class ChunkedRedisEngineConfig(FeastConfigBaseModel):
@@ -197,7 +206,7 @@ class ChunkedRedisEngine(ComputeEngine):
             type(view) is FeatureView
             and view.online
             and isinstance(self.online_store, RedisOnlineStore)
-            and isinstance(source, FileSource)
+            and _parquet_files(source)
             and not source.field_mapping
             and not task.disable_event_timestamp
             and (
