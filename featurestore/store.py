@@ -1,11 +1,13 @@
 """The one way shopfeast opens Feast: profiles, `apply` (plan first), `materialize`, `open_store`.
 
-Two profiles share one set of definitions (feature_repo/):
+Three profiles share one set of definitions (feature_repo/):
 
 - `embedded`: feature_repo/feature_store.yaml (SQLite online, DuckDB offline, file registry under
   DATA_DIR/feast/); nothing to run;
 - `redis`: feature_repo/profiles/redis.yaml (Redis online, PostgreSQL SQL registry, DuckDB
-  offline, shopfeast's chunked materialization engine).
+  offline, shopfeast's chunked materialization engine);
+- `spark`: feature_repo/profiles/spark.yaml (the redis profile with Feast's Spark offline store
+  over the same parquet files; docs/scaling.md).
 
 The yaml files read their hosts and paths from the environment; `shopconfig.settings.profile_env`
 fills what is missing from the variables `make` exports (REDIS_URL, POSTGRES_DSN) and the data
@@ -32,6 +34,7 @@ from feast.repo_config import RepoConfig, load_repo_config
 from featurestore import quiet
 from featurestore.errors import StoreConfigError
 from pipelines.lock import data_dir_lock
+from pipelines.spark import session as spark_session
 from shopconfig.progress import progress
 from shopconfig.settings import (
     FEATURE_REPO,
@@ -50,6 +53,8 @@ def _prepare(profile: Profile, data_dir: Path) -> None:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; one of {sorted(PROFILES)}")
     os.environ.update(profile_env(profile, data_dir))
+    if profile == "spark":  # Feast starts the SparkSession: Java and Python decided before it
+        spark_session.prepare_env()
     (Path(data_dir) / "feast").mkdir(parents=True, exist_ok=True)
 
 

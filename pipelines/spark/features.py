@@ -45,6 +45,7 @@ from pipelines import run as local
 from pipelines import sources
 from pipelines.contract import TABLES
 from pipelines.family import Input
+from pipelines.lock import data_dir_lock
 from pipelines.specs import FeatureSource, to_arrow
 from pipelines.storage import clean_dir, partition_time_column
 from pipelines.windows import Snapshots
@@ -74,14 +75,21 @@ def run(
     shards: int | None = None,
     shard_rows: int = local.SHARD_ROWS,
     stats: dict | None = None,
+    wait: float = 0.0,
 ) -> list[local.Outcome]:
     """Build every registered source historically on `spark` (a SparkSession).
 
     `shards` fixes the number of customer shards (default: Spark's parallelism, or more so that a
     shard holds at most `shard_rows` input rows). `stats`, when given, receives the sharded
     stages' seconds (`stages`) and one entry per (shard, family) (`shards`: input rows, seconds,
-    the Python worker's peak RSS), what docs/scaling.md sizes a cluster from."""
+    the Python worker's peak RSS), what docs/scaling.md sizes a cluster from. Holds the data
+    directory's lock as the local engine does (waiting up to `wait` seconds)."""
     data_dir = Path(data_dir).resolve()
+    with data_dir_lock(data_dir, "features --engine spark", wait):
+        return _run(data_dir, spark, only, echo, shards, shard_rows, stats)
+
+
+def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.Outcome]:
     fams = sources.families()
     if only:
         fams = {k: v for k, v in fams.items() if k in only}
