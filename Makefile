@@ -15,8 +15,8 @@ SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
         monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
-        bench-materialize bench-serving bench-monitor bench-models bench-retrieval clean \
-        notebooks ui
+        bench-materialize bench-serving bench-monitor bench-models bench-retrieval bench-spark \
+        clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -106,6 +106,9 @@ bench-models: $(STAMP)
 
 bench-retrieval: $(STAMP)
 	$(PY) -m scripts.bench_retrieval --build
+
+bench-spark: $(STAMP)
+	$(PY) -m scripts.bench_spark
 
 bench-serving: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_serving
