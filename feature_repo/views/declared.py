@@ -1,9 +1,10 @@
 """Views declared as aggregations (feature_repo/aggregations.yaml, pipelines/declarations.py).
 
-Each declared view becomes a file source and a feature view through the same functions as the
-families' views; the names come from the declarations, so this module defines them by name at
-import (Feast collects the views among its globals). A bad declaration stops `feast plan` and
-`feast apply` with one line naming the file, the view, the feature and the field.
+Each declared view becomes a batch source (a FileSource; a SparkSource on the spark profile) and
+a feature view through the same functions as the families' views; the names come from the
+declarations, so this module defines them by name at import (Feast collects the views among its
+globals). A bad declaration stops `feast plan` and `feast apply` with one line naming the file,
+the view, the feature and the field.
 """
 
 import click

