@@ -68,7 +68,8 @@ def test_requires_lists_every_variable_the_profile_reads(profile) -> None:
     assert len(required) == len(set(required))
 
 
-def test_embedded_without_the_data_dir_says_what_to_export(tmp_path) -> None:
+def test_embedded_without_the_data_dir_says_what_to_export(monkeypatch) -> None:
+    monkeypatch.delenv("SHOPFEAST_DATA_DIR", raising=False)  # a store opened earlier sets it
     before = sorted(p.name for p in FEATURE_REPO.iterdir())
     code, out = feast(["feature-views", "list"])
     assert code == 2, out
