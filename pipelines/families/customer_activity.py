@@ -167,7 +167,8 @@ INPUTS = (
     Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),
 )
 # How the Spark engine splits the inputs by customer (pipelines/spark/features.py): a table by its
-# own column, order items by their order's customer; the products are read whole by every shard.
+# own column (an order's versions by its first version's customer), order items by their order's
+# customer; the products are read whole by every shard.
 SHARD_BY = {
     "customers": "customer_id",
     "orders": "customer_id",
@@ -232,7 +233,10 @@ def shard(tables: dict[str, pd.DataFrame], n: int) -> Iterator[dict[str, pd.Data
         return np.where(codes >= 0, codes % n, -1)
 
     customers, orders, events = tables["customers"], tables["orders"], tables["events"]
-    c_part, o_part, e_part = (part(t["customer_id"]) for t in (customers, orders, events))
+    c_part, e_part = part(customers["customer_id"]), part(events["customer_id"])
+    # an order's versions stay together, with its first version's customer (whose order it is)
+    first = order_versions.first_versions(orders)
+    o_part = part(orders["order_id"].map(first.set_index("order_id")["customer_id"]))
     items = tables["order_items"]
     for k in range(n):
         o = orders[o_part == k]

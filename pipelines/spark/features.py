@@ -7,7 +7,8 @@ run together in three Spark jobs:
 1. shuffle: Spark reads their clean inputs (the columns any of them reads, the time range the local
    engine reads) and writes every table split into `n` entity shards, in one job, under
    DIR/tmp/spark/in/_table=<t>/_shard=<k>/; a row's shard is `pmod(xxhash64(key), n)` of its
-   entity (order items take their order's shard); tables not named in `SHARD_BY` (the product
+   entity (an order's versions take its first version's customer's shard, order items their
+   order's); tables not named in `SHARD_BY` (the product
    catalogue) are read whole by every shard;
 2. compute: one task per shard reads its shard's tables with pyarrow and runs the local engine's
    `compute_rows` for every sharded family on them (a shard of more than SHARD_ROWS input rows is
@@ -54,6 +55,7 @@ from shopconfig.progress import progress
 
 SHARD = "_shard"
 TABLE = "_table"
+OWNER = "_owner"
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,16 @@ def _shuffle(frames: dict, keys: dict, n: int, root: Path) -> None:
     keyed = {}
     for table, key in keys.items():
         if isinstance(key, str):
-            keyed[table] = frames[table].withColumn(SHARD, F.pmod(F.xxhash64(key), F.lit(n)))
+            df = frames[table]
+            owner = F.col(key)
+            if table == "orders" and {"order_id", "updated_at", "order_ts"} <= set(df.columns):
+                # an order's versions stay together, with its first version's customer (whose
+                # order it is: pipelines.order_versions), whatever a later version says
+                when = F.coalesce(F.col("updated_at"), F.col("order_ts"))
+                first = df.groupBy("order_id").agg(F.min_by(key, when).alias(OWNER))
+                df, owner = df.join(first, on="order_id", how="inner"), F.col(OWNER)
+            df = df.withColumn(SHARD, F.pmod(F.xxhash64(owner), F.lit(n)))
+            keyed[table] = df.drop(OWNER) if OWNER in df.columns else df
     for table, key in keys.items():
         if not isinstance(key, str):  # (parent table, column): the parent row's shard
             parent, column = key

@@ -249,3 +249,61 @@ def test_the_oracle_reads_versions_as_worked_out_by_hand():
         assert c["spend_30d"] == spend, day
         assert c["orders_30d"] == (0 if day == "2025-03-21" else 1)
         assert c["last_order_ts"] == at("2025-03-01 10:00")  # placed, not cancelled then
+
+
+# An order is its first version's customer's (pipelines.order_versions), whatever a later version
+# says: orders o1..o6 placed by c1..c6 on 1-6 March, each re-sent on 10 March (refunded) naming
+# the next customer.
+MOVED_CUSTOMERS = [
+    {"customer_id": f"c{i}", "signup_ts": "2025-02-01T00:00:00Z"} for i in range(1, 8)
+]
+MOVED_PLACED = [
+    {**PLACED, "order_id": f"o{i}", "customer_id": f"c{i}", "order_ts": f"2025-03-0{i}T10:00:00Z"}
+    for i in range(1, 7)
+]
+MOVED_LATER = [
+    {
+        **p,
+        "customer_id": f"c{i + 2}",
+        "updated_at": "2025-03-10T00:00:00Z",
+        "status": "partially_refunded",
+        "refunded_amount": "30",
+        "refund_ts": "2025-03-10T00:00:00Z",
+    }
+    for i, p in enumerate(MOVED_PLACED)
+]
+
+
+def write_moved(root: Path) -> Path:
+    """The shop above, ingested in two batches (placed; re-sent naming the next customer)."""
+    data = root / "data"
+    items = [{**ITEMS[0], "order_id": p["order_id"]} for p in MOVED_PLACED]
+    first = _write(
+        root / "m1",
+        customers=MOVED_CUSTOMERS,
+        products=PRODUCTS,
+        orders=MOVED_PLACED,
+        order_items=items,
+    )
+    assert ingest(first, data, NOW) is not None
+    assert ingest(_write(root / "m2", orders=MOVED_LATER), data, NOW) is not None
+    return data
+
+
+def test_a_later_version_naming_another_customer_stays_the_first_ones_in_shards_too(tmp_path):
+    from pipelines.families import customer_activity as ca
+    from pipelines.windows import Snapshots
+
+    data = write_moved(tmp_path)
+    files = {t: pipeline_run._clean_files(data, t) for t in pipeline_run.TABLES}
+    snapshots = Snapshots(*pipeline_run._data_span(data, files), True)
+    tables = {i.table: pipeline_run._read_input(data, i, snapshots) for i in ca.INPUTS}
+    key = ["customer_id", "event_timestamp"]
+    whole = pipeline_run.compute_rows(ca, tables, snapshots).sort_values(key, ignore_index=True)
+    split = pipeline_run.compute_rows(ca, tables, snapshots, shard_rows=3)  # many shards
+    pd.testing.assert_frame_equal(split.sort_values(key, ignore_index=True), whole)
+    rows = oracle.by_entity(whole, "customer_id")
+    at = pd.Timestamp("2025-03-20", tz="UTC")
+    for i in range(1, 8):  # by hand: each of c1..c6 placed one order (70 after its refund)
+        row = oracle.lookup(rows, f"c{i}", at)
+        assert (row["lifetime_orders"], row["spend_30d"]) == ((1, 70.0) if i < 7 else (0, 0.0))

@@ -91,6 +91,14 @@ def _order_versions(d: Path) -> None:
         assert ingest(log._write(d.parent / f"raw{i}", **tables), d, now) is not None
 
 
+def _moved_orders(d: Path) -> None:
+    """Orders re-sent naming another customer: each stays its first version's customer's, so
+    its versions must share a shard (the shuffle keys them by the first version's customer)."""
+    from tests.pipelines import test_orders_change_log as log
+
+    shutil.copytree(log.write_moved(d.parent / "build"), d)
+
+
 def _shopify(d: Path) -> None:
     """The Shopify REST fixture imported: versions at each refund and cancellation, guest
     orders, a deleted product's placeholder."""
@@ -114,6 +122,7 @@ SHOPS: dict[str, Callable[[Path], None]] = {
     "reviews": _reviews,
     "products": _products,
     "order_versions": _order_versions,
+    "moved_orders": _moved_orders,
     "shopify": _shopify,
     "as_of": _as_of,
 }
