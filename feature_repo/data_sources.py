@@ -7,6 +7,7 @@ data directory: `feast apply` records the directory it was run with. On the spar
 store reads (featurestore.schema.batch_source).
 """
 
+from featurestore.realtime import push_source
 from featurestore.schema import batch_source
 from pipelines.sources import family_sources
 
@@ -17,3 +18,8 @@ customer_profile_source = batch_source(_declared["customer_profile"])
 customer_reviews_source = batch_source(_declared["customer_reviews"])
 product_stats_source = batch_source(_declared["product_stats"])
 product_copurchase_source = batch_source(_declared["product_copurchase"])
+
+# The real-time views' push sources (the stream worker writes their rows, `shopfeast features`
+# their parquet change points, the push sources' batch sources).
+customer_session_push = push_source(_declared["customer_session"])
+product_realtime_push = push_source(_declared["product_realtime"])

@@ -12,7 +12,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from pipelines import declarations
+from pipelines import declarations, realtime
 from pipelines.aggregate import DeclaredFamily
 from pipelines.specs import FeatureSource
 from shopconfig.settings import resolve_feature_repo
@@ -79,8 +79,10 @@ def written(strict: bool = False) -> dict[str, ModuleType]:
 
 
 def sources(strict: bool = False, repo: Path | None = None) -> dict[str, FeatureSource]:
-    """Every feature source by name (what feature_repo/ turns into Feast views)."""
-    return {name: module.SOURCE for name, module in families(strict, repo).items()}
+    """Every feature source by name (what feature_repo/ turns into Feast views): the families'
+    daily sources and the declared views, then the real-time views' (pipelines/realtime.py)."""
+    found = {name: module.SOURCE for name, module in families(strict, repo).items()}
+    return {**found, **realtime.SOURCES}
 
 
 def listing(repo: Path | None = None) -> list[dict[str, str]]:

@@ -84,6 +84,8 @@ FEAST_TYPE_NAMES: dict[str, str] = {
 }
 
 WINDOW_DAYS: dict[str, int] = {"7d": 7, "28d": 28, "30d": 30, "90d": 90}
+# Windows of the real-time views (pipelines/realtime.py), ending at the entity's latest event.
+WINDOW_HOURS: dict[str, int] = {"1h": 1, "6h": 6}
 
 
 def window_days(window: str | None) -> int | None:
@@ -100,9 +102,9 @@ class Feature:
     `fill` is the value an entity that exists has when nothing happened (0 for counts and sums, so
     they are never null for an existing customer); None means null is the honest "no value" (a
     ratio with a zero denominator, a timestamp that never happened). `window` is one of
-    `WINDOW_DAYS`, "lifetime", or None for values read as of T (profile fields). `drift`: how the
-    monitor compares its distribution over time, when the default for its kind does not fit
-    (`drift_policy`).
+    `WINDOW_DAYS`, `WINDOW_HOURS` (real-time views), "lifetime", or None for values read as of T
+    (profile fields). `drift`: how the monitor compares its distribution over time, when the
+    default for its kind does not fit (`drift_policy`).
     """
 
     name: str
@@ -118,6 +120,10 @@ class Feature:
     @property
     def window_days(self) -> int | None:
         return window_days(self.window)
+
+    @property
+    def window_hours(self) -> int | None:
+        return WINDOW_HOURS.get(self.window) if self.window else None
 
     def pandas_dtype(self) -> str | pd.api.extensions.ExtensionDtype:
         """The dtype the pipelines hand to parquet: nullable unless `fill` makes it total."""

@@ -251,10 +251,42 @@ def micros(s: pd.Series) -> np.ndarray:
 
 @dataclass
 class Seen:
-    """Hashes of the rows of one table already clean in earlier batches."""
+    """Hashes of the rows of one table already clean in earlier batches.
+
+    Kept sorted, so judging a small batch against millions of earlier rows is a binary search (the
+    stream worker judges a few hundred events at a time); `with_extra` adds a few more hashes
+    without sorting again.
+    """
 
     row_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     key_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    extra_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    extra_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+    def __post_init__(self) -> None:
+        self.row_hashes = np.sort(np.asarray(self.row_hashes, np.uint64))
+        self.key_hashes = np.sort(np.asarray(self.key_hashes, np.uint64))
+
+    def with_extra(self, rows: np.ndarray, keys: np.ndarray) -> Seen:
+        """These hashes and a few more (unsorted), sharing the sorted arrays."""
+        out = Seen.__new__(Seen)
+        out.row_hashes, out.key_hashes = self.row_hashes, self.key_hashes
+        out.extra_rows = np.concatenate([self.extra_rows, np.asarray(rows, np.uint64)])
+        out.extra_keys = np.concatenate([self.extra_keys, np.asarray(keys, np.uint64)])
+        return out
+
+    def rows_seen(self, hashes: np.ndarray) -> np.ndarray:
+        return _member(hashes, self.row_hashes) | np.isin(hashes, self.extra_rows)
+
+    def keys_seen(self, hashes: np.ndarray) -> np.ndarray:
+        return _member(hashes, self.key_hashes) | np.isin(hashes, self.extra_keys)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if not len(sorted_set):
+        return np.zeros(len(values), bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 @dataclass
@@ -320,8 +352,13 @@ def validate(
     known: Known,
     seen: Seen,
     bounds: dict[str, float] | None = None,
+    rows_only: bool = False,
 ) -> Outcome:
-    """Coerce, normalise and judge every row of one raw table (`bounds`: upper_bounds())."""
+    """Coerce, normalise and judge every row of one raw table (`bounds`: upper_bounds()).
+
+    `rows_only`: only the rules one row shows on its own (missing_required .. future_timestamp),
+    for a caller without the shop's state (the API's POST /events); no hashes are computed.
+    """
     spec = TABLES[raw.file.table]
     n = raw.num_rows
     coerced = {
@@ -356,6 +393,8 @@ def validate(
         )
     _schema_rules(spec, df, now, v, UPPER_BOUNDS if bounds is None else bounds)
     typed = to_arrow(spec, df)
+    if rows_only:
+        return Outcome(spec, raw, typed, v.code, v.details(), np.zeros(n, np.uint64), None)
     row_hash, key_hash = hashes(spec, typed)
     _duplicate_rules(spec, df, v, row_hash, key_hash, seen)
     _reference_rules(spec, df, v, known)
@@ -552,7 +591,7 @@ def _duplicate_rules(
         *_repeats(
             v.alive,
             row_hash,
-            seen.row_hashes,
+            seen.rows_seen,
             lambda i: "exact copy of row " + i,
             "exact copy of a row already clean from an earlier batch",
         ),
@@ -563,7 +602,7 @@ def _duplicate_rules(
     mask, detail = _repeats(
         v.alive & has_key,
         key_hash,
-        seen.key_hashes,
+        seen.keys_seen,
         lambda i: "already used by row " + i + " with other values",
         "already clean from an earlier batch with other values",
     )
@@ -578,14 +617,14 @@ def _duplicate_rules(
 def _repeats(
     eligible: np.ndarray,
     h: np.ndarray,
-    before: np.ndarray,
+    before: Callable[[np.ndarray], np.ndarray],
     within_text: Callable[[pd.Series], pd.Series],
     earlier_text: str,
 ) -> tuple[np.ndarray, Callable[[np.ndarray], Sequence[str]]]:
     """Rows whose hash was seen in an earlier batch or on an earlier eligible row of this one."""
     rows = np.flatnonzero(eligible)
     hs = h[rows]
-    earlier = np.isin(hs, before) if len(before) else np.zeros(len(hs), bool)
+    earlier = before(hs)
     within = pd.Series(hs).duplicated().to_numpy()
     mask = np.zeros(len(h), bool)
     mask[rows[earlier | within]] = True

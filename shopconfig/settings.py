@@ -133,9 +133,25 @@ class Settings(BaseSettings):
         {}, description="Upper bounds of raw numeric columns (quarantined above: out_of_range)."
     )
 
+    # The event stream (docs/streaming.md): where producers append and `shopfeast stream` reads.
+    stream_key: str = Field("shopfeast:events", description="Redis Stream of shop events.")
+    stream_group: str = Field("shopfeast-stream", description="Consumer group of the workers.")
+    stream_redis_url: str | None = Field(
+        None, description="Redis holding the stream (default: $REDIS_URL, else local)."
+    )
+    stream_batch_size: int = Field(500, gt=0, le=10_000, description="Entries per worker batch.")
+    stream_claim_idle_s: float = Field(
+        30.0, gt=0, description="Pending this long, an entry is claimed from its dead worker."
+    )
+    max_events_per_request: int = Field(500, gt=0, le=10_000, description="POST /events batch.")
+    max_events_body_bytes: int = Field(512 * 1024, gt=0, description="POST /events body cap.")
+
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     log_level: str = "warning"
+
+    def resolved_stream_redis_url(self) -> str:
+        return self.stream_redis_url or os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
 
     def problems(self) -> list[str]:
         """What stops start-up in this environment (empty when nothing does)."""

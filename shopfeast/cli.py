@@ -392,6 +392,28 @@ def train_ranking(data_dir: DataDirOpt = None, seed: int = 7, wait: WaitOpt = 0.
 
 
 @app.command()
+def stream(
+    data_dir: DataDirOpt = None,
+    consumers: Annotated[int, typer.Option(help="Worker processes in the consumer group.")] = 1,
+    seal: Annotated[
+        bool, typer.Option("--seal", help="Gather the landed events into a raw directory and exit.")
+    ] = False,
+) -> None:
+    """Consume the event stream into the online store and the landing zone (docs/streaming.md)."""
+    from shopconfig.settings import resolve_data_dir as resolve
+
+    if seal:
+        from streaming.landing import seal as seal_landing
+
+        out = seal_landing(resolve(data_dir))
+        typer.echo(f"sealed: {out}" if out else "nothing landed")
+        raise typer.Exit(0)
+    from streaming.run import run
+
+    raise typer.Exit(run(resolve(data_dir), consumers=consumers))
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,

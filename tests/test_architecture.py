@@ -23,6 +23,7 @@ LAYERS = (
     "serving",
     "monitoring",
     "training",
+    "streaming",
     "featurestore",
     "pipelines",
     "shopconfig",

@@ -1,0 +1,182 @@
+"""The event log: what producers append to and consumer-group workers read from.
+
+`EventProducer` and `EventLog` are the two interfaces the rest of shopfeast sees; `RedisStreamLog`
+fills both with a Redis Stream (XADD, XREADGROUP, XAUTOCLAIM, XACK). A Kafka adapter would fill the
+same methods with a topic (produce), a consumer group (poll), partition rebalancing instead of
+XAUTOCLAIM, and offset commits instead of XACK (docs/streaming.md).
+
+An entry is one event of the raw contract: its fields are the contract's columns as text, a missing
+value is an absent field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis
+import redis.asyncio
+
+DEFAULT_STREAM = "shopfeast:events"
+GROUP = "shopfeast-stream"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One log entry: its log position (a Redis Stream id) and its fields as text."""
+
+    id: str
+    fields: dict[str, str]
+
+
+class EventProducer(Protocol):
+    def send(self, events: Sequence[Mapping[str, object]]) -> list[str]:
+        """Append events (contract columns; None = missing); their log ids, in order."""
+        ...
+
+
+class EventLog(EventProducer, Protocol):
+    def read_new(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        """Entries never delivered to the group, now owned by `consumer` until acknowledged."""
+        ...
+
+    def read_pending(self, consumer: str, count: int) -> list[Entry]:
+        """Entries delivered to `consumer` and not acknowledged (after its own restart)."""
+        ...
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        """Entries another consumer took and left unacknowledged for `min_idle_ms` (it died)."""
+        ...
+
+
+def encode(event: Mapping[str, object]) -> dict[str, str]:
+    """An event's fields as the log stores them: text, missing values left out."""
+    out = {}
+    for k, v in event.items():
+        if v is None or (isinstance(v, float) and v != v):
+            continue
+        out[str(k)] = v.isoformat() if hasattr(v, "isoformat") else str(v)
+    return out
+
+
+class RedisStreamLog:
+    """A Redis Stream with one consumer group (created on first use, from the stream's start)."""
+
+    def __init__(self, client: redis.Redis, stream: str = DEFAULT_STREAM, group: str = GROUP):
+        self.client = client
+        self.stream = stream
+        self.group = group
+        self._group_ready = False
+
+    def send(self, events: Sequence[Mapping[str, object]]) -> list[str]:
+        pipe = self.client.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.stream, encode(event))
+        return [_text(i) for i in pipe.execute()]
+
+    def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def reset(self) -> None:
+        """Forget what this object knows of the server (after a reconnect: Redis may be new)."""
+        self._group_ready = False
+
+    def read_new(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        return self._read(consumer, ">", count, block_ms)
+
+    def read_pending(self, consumer: str, count: int) -> list[Entry]:
+        return self._read(consumer, "0", count, None)
+
+    def _read(self, consumer: str, start: str, count: int, block_ms: int | None) -> list[Entry]:
+        self.ensure_group()
+        try:
+            reply = self.client.xreadgroup(
+                self.group, consumer, {self.stream: start}, count=count, block=block_ms
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._group_ready = False  # the stream was deleted (or Redis came back empty)
+            return []
+        raw = [e for _, entries in reply or [] for e in entries]
+        gone = [entry_id for entry_id, fields in raw if fields is None]
+        if gone:  # trimmed from the stream while pending: nothing left to process
+            self.client.xack(self.stream, self.group, *gone)
+        return list(_entries(raw))
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        self.ensure_group()
+        reply = self.client.xautoclaim(
+            self.stream,
+            self.group,
+            consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        return list(_entries(reply[1]))
+
+    def ack_command(self, pipe: redis.client.Pipeline, ids: Iterable[str]) -> None:
+        """Queue the acknowledgement of `ids` on a pipeline (the worker's commit transaction)."""
+        ids = list(ids)
+        if ids:
+            pipe.xack(self.stream, self.group, *ids)
+
+    def backlog(self) -> dict[str, int]:
+        """Entries not yet delivered (lag) and delivered but unacknowledged (pending)."""
+        self.ensure_group()
+        for g in self.client.xinfo_groups(self.stream):
+            if _text(g["name"]) == self.group:
+                lag = g.get("lag")
+                if lag is None:  # Redis cannot tell (after a restart, or deletions): count
+                    start = "(" + _text(g["last-delivered-id"])
+                    lag = len(self.client.xrange(self.stream, start, "+", count=100_000))
+                return {"lag": int(lag), "pending": int(g["pending"])}
+        return {"lag": 0, "pending": 0}
+
+
+class AsyncRedisStreamProducer:
+    """The producer for an asyncio application (the API): XADDs in one pipelined round trip."""
+
+    def __init__(self, client: redis.asyncio.Redis, stream: str = DEFAULT_STREAM) -> None:
+        self.client = client
+        self.stream = stream
+
+    async def send(self, events: Sequence[Mapping[str, object]]) -> list[str]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.xadd(self.stream, encode(event))
+            ids = await pipe.execute()
+        return [_text(i) for i in ids]
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def async_producer(
+    url: str, stream: str, socket_timeout_s: float, connect_timeout_s: float
+) -> AsyncRedisStreamProducer:
+    """A producer on the stream's Redis with bounded waits (a dead Redis costs a request ~1 s)."""
+    client = redis.asyncio.Redis.from_url(
+        url, socket_timeout=socket_timeout_s, socket_connect_timeout=connect_timeout_s
+    )
+    return AsyncRedisStreamProducer(client, stream)
+
+
+def _entries(raw) -> Iterable[Entry]:
+    for entry_id, fields in raw:
+        if fields is None:  # deleted from the stream while pending (XTRIM): nothing to process
+            continue
+        yield Entry(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

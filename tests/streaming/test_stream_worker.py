@@ -1,0 +1,245 @@
+"""The stream worker against the real Redis: a replay equals the batch recomputation, every accepted
+event counts once online and lands once, bad events are quarantined with their rule, and neither
+a SIGKILL mid-batch nor a Redis restart loses or doubles anything."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+
+from pipelines.realtime import SOURCES
+from streaming import landing
+from streaming.log import RedisStreamLog
+from tests.support.feast_support import claimed_redis_db
+from tests.support.stream_support import (
+    RedisServer,
+    comparable,
+    drained,
+    expected_values,
+    landed_event_ids,
+    make_shop,
+    make_worker,
+    online_values,
+    quarantined,
+    repo_config,
+    send,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    return make_shop(tmp_path_factory.mktemp("stream-shop"))
+
+
+@pytest.fixture
+def db(redis_url):
+    with claimed_redis_db(redis_url) as url:
+        yield url
+
+
+def fresh_data_dir(shop, tmp_path: Path) -> Path:
+    """A copy of the shop's data directory: each test lands its own events."""
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(shop[0], data_dir)
+    return data_dir
+
+
+def check_exactly_once(config, data_dir: Path, url: str, stream: str, events: pd.DataFrame) -> None:
+    """Online values equal the recomputation over the accepted events; each landed once."""
+    landed = landed_event_ids(data_dir)
+    assert sorted(landed) == sorted(events["event_id"]), "every accepted event lands exactly once"
+    end = events["event_ts"].max()
+    for name, source in SOURCES.items():
+        want = expected_values(events, name, end)
+        got = online_values(config, data_dir, name, want[source.join_key].tolist())
+        assert comparable(got, name) == comparable(want, name), name
+
+
+def test_replay_equals_batch_recomputation(shop, db, tmp_path):
+    data_dir = fresh_data_dir(shop, tmp_path)
+    events = shop[1]
+    config = repo_config(db, tmp_path / "registry.db")
+    send(db, "t:ev", events)
+    worker = make_worker(config, db, data_dir, "t:ev", batch_size=300)
+    counters = worker.run(drained(db, "t:ev"))
+    assert counters.accepted == len(events) and counters.quarantined == 0
+    check_exactly_once(config, data_dir, db, "t:ev", events)
+
+    # The landing zone feeds the next batch ingest, which takes every event once.
+    from pipelines.ingest import ingest
+    from pipelines.storage import read_clean
+
+    raw = landing.seal(data_dir)
+    report = ingest(raw, data_dir, pd.Timestamp("2025-03-01", tz="UTC"))
+    assert report["tables"]["events"]["clean"] == len(events)
+    assert len(read_clean(data_dir, "events")) == len(events)
+
+
+def _bad_events(events: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:
+    """Broken copies of real events, each with the rule it must get (by event_id)."""
+    base = events.iloc[:40].to_dict("records")
+    bad, rules = [], {}
+
+    def add(i: int, rule: str, **change) -> None:
+        e = {**base[i], "event_id": f"bad-{i}", **change}
+        bad.append(e)
+        rules[e["event_id"]] = rule
+
+    add(0, "unknown_product", event_type="product_view", product_id="P-nope")
+    add(1, "unknown_customer", customer_id="C-nope")
+    add(2, "future_timestamp", event_ts="2031-01-01T00:00:00Z")
+    add(3, "invalid_value", event_type="hover")
+    add(4, "unparseable", event_ts="yesterday")
+    add(5, "missing_required", session_id=None)
+    add(6, "missing_required", event_type="add_to_cart", product_id=None)
+    # A second event with an id already used, other values; and an exact copy of an event.
+    dup = {**base[7], "event_id": base[8]["event_id"], "session_id": "S-other"}
+    bad.append(dup)
+    rules[f"dup:{base[8]['event_id']}"] = "duplicate_id"
+    copy = dict(base[9])
+    bad.append(copy)
+    rules[f"copy:{base[9]['event_id']}"] = "duplicate_row"
+    no_id = {**base[10]}
+    no_id.pop("event_id")
+    bad.append(no_id)
+    rules["noid"] = "missing_required"
+    # A bot: 35 product views 0.2 s apart in one session.
+    t0 = pd.Timestamp("2025-01-05T03:00:00Z")
+    product = events["product_id"].dropna().iloc[0]
+    for k in range(35):
+        e = {
+            **base[0],
+            "event_id": f"bot-{k}",
+            "session_id": "S-bot",
+            "event_type": "product_view",
+            "product_id": product,
+            "event_ts": (t0 + pd.Timedelta(milliseconds=200 * k)).isoformat(),
+        }
+        bad.append(e)
+        rules[e["event_id"]] = "bot_session"
+    return bad, rules
+
+
+def test_bad_events_are_quarantined_with_their_rule(shop, db, tmp_path):
+    data_dir = fresh_data_dir(shop, tmp_path)
+    good = shop[1].iloc[:40]
+    bad, rules = _bad_events(shop[1])
+    config = repo_config(db, tmp_path / "registry.db")
+    send(db, "t:q", good)
+    send(db, "t:q", bad)
+    worker = make_worker(config, db, data_dir, "t:q", batch_size=500)
+    counters = worker.run(drained(db, "t:q"))
+    assert counters.accepted == len(good)
+    q = quarantined(db, "t:q")
+    assert len(q) == len(bad)
+    got = {}
+    for fields in q:
+        eid = fields.get("event_id")
+        if eid is None:
+            key = "noid"
+        elif eid.startswith(("bad-", "bot-")):
+            key = eid
+        elif fields.get("session_id") == "S-other":
+            key = f"dup:{eid}"
+        else:
+            key = f"copy:{eid}"
+        got[key] = fields["_rule"]
+        assert fields["_detail"], fields
+    assert got == rules
+    check_exactly_once(config, data_dir, db, "t:q", good)
+
+
+# --- crashes ------------------------------------------------------------------------------------
+
+
+def _worker_paused_at(stage: str, config, url: str, data_dir: Path, stream: str, ready) -> None:
+    """A worker process that stops dead at `stage` of its first batch (then gets SIGKILL)."""
+    worker = make_worker(config, url, data_dir, stream, batch_size=200, consumer="doomed")
+
+    def hook(at: str) -> None:
+        if at == stage:
+            ready.set()
+            time.sleep(3600)
+
+    worker.hook = hook
+    worker.run(lambda: False)
+
+
+@pytest.mark.parametrize("stage", ["online", "landed", "committed"])
+def test_sigkill_mid_batch_loses_and_doubles_nothing(shop, db, tmp_path, stage):
+    data_dir = fresh_data_dir(shop, tmp_path)
+    events = shop[1].iloc[:500]
+    config = repo_config(db, tmp_path / "registry.db")
+    send(db, "t:k", events)
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_worker_paused_at, args=(stage, config, db, data_dir, "t:k", ready))
+    proc.start()
+    try:
+        assert ready.wait(60), "the worker never reached the stage"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+    assert proc.exitcode == -signal.SIGKILL
+    # A second worker claims what the first left pending, and finishes the stream.
+    survivor = make_worker(
+        config,
+        db,
+        data_dir,
+        "t:k",
+        batch_size=200,
+        consumer="survivor",
+        claim_idle_ms=100,
+        claim_every_s=0.1,
+    )
+    survivor.run(drained(db, "t:k", settle_s=0.5))
+    check_exactly_once(config, data_dir, db, "t:k", events)
+
+
+def test_redis_restart_loses_and_doubles_nothing(shop, tmp_path):
+    data_dir = fresh_data_dir(shop, tmp_path)
+    events = shop[1].iloc[:600]
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        config = repo_config(server.url, tmp_path / "registry.db")
+        ctx = multiprocessing.get_context("fork")
+        done = ctx.Event()
+
+        def serve() -> None:
+            worker = make_worker(
+                config, server.url, data_dir, "t:r", batch_size=100, retry_max_s=0.2
+            )
+            worker.run(done.is_set)
+
+        proc = ctx.Process(target=serve)
+        proc.start()
+        send(server.url, "t:r", events.iloc[:400])
+        time.sleep(0.2)
+        backlog = RedisStreamLog(redis.Redis.from_url(server.url), "t:r").backlog()
+        assert backlog["lag"] + backlog["pending"] > 0, "the restart must come mid-stream"
+        server.stop()
+        time.sleep(0.5)
+        server.start()
+        send(server.url, "t:r", events.iloc[400:])
+        stop = drained(server.url, "t:r", settle_s=0.5)
+        deadline = time.monotonic() + 60
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        done.set()
+        proc.join(30)
+        assert proc.exitcode == 0
+        check_exactly_once(config, data_dir, server.url, "t:r", events)
+    finally:
+        server.kill()
