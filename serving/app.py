@@ -22,10 +22,11 @@ from serving.audit import AuditMiddleware, open_audit_log
 from serving.catalog import CatalogKeeper
 from serving.deps import Credentials, Resources, require
 from serving.limits import BodyLimitMiddleware, TrustedHostsMiddleware
-from serving.routes import features, health, historical, predict, recommendations
+from serving.routes import events, features, health, historical, predict, recommendations
 from serving.routes import metrics as metrics_route
 from serving.scoring import Scorer
 from shopconfig.settings import Settings, get_settings
+from streaming.log import async_producer
 from training.artifacts import ArtifactError, load
 from training.candidates import CUSTOMER_SERVICE, PRODUCT_SERVICE
 from training.served_log import Bounds, ServedLog
@@ -82,7 +83,13 @@ def build_resources(settings: Settings) -> Resources:
         candidate_pool=settings.candidate_pool,
         served=served_log(settings),
     )
-    return Resources(settings, store, online, churn, ranking, catalog, scorer)
+    producer = async_producer(
+        settings.resolved_stream_redis_url(),
+        settings.stream_key,
+        settings.redis_socket_timeout_s,
+        settings.redis_connect_timeout_s,
+    )
+    return Resources(settings, store, online, churn, ranking, catalog, scorer, producer)
 
 
 def warm_up(res: Resources) -> None:
@@ -116,6 +123,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await res.catalog.stop()
         if res.scorer.served is not None:
             res.scorer.served.flush()
+        if res.producer is not None:
+            await res.producer.close()
         gc.unfreeze()
 
 
@@ -149,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (historical.router, auth.FEATURES_READ, protected),
         (predict.router, auth.PREDICT, protected),
         (recommendations.router, auth.PREDICT, protected),
+        (events.router, auth.EVENTS_WRITE, protected),
         (metrics_route.router, auth.METRICS_READ, (*everywhere, 401, 403)),
     )
     for router, scope, statuses in groups:
@@ -157,7 +167,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     if production:
         docs.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/events": settings.max_events_body_bytes},
+    )
     app.add_middleware(prometheus.MetricsMiddleware)
     if log := audit_log_path(settings):
         app.add_middleware(

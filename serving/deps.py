@@ -21,6 +21,7 @@ from serving.catalog import CatalogKeeper
 from serving.errors import Forbidden, Unauthorized
 from serving.scoring import Scorer
 from shopconfig.settings import Settings
+from streaming.log import AsyncRedisStreamProducer
 from training.artifacts import LoadedModel
 
 
@@ -35,6 +36,7 @@ class Resources:
     ranking_model: LoadedModel
     catalog: CatalogKeeper
     scorer: Scorer
+    producer: AsyncRedisStreamProducer | None = None  # POST /events appends here
 
 
 async def get_resources(request: Request) -> Resources:

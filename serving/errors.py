@@ -74,6 +74,12 @@ class StoreUnavailable(ServingError, OnlineStoreUnavailable):
     status, code = 503, "store_unavailable"
 
 
+class StreamUnavailable(ServingError):
+    """The event stream's Redis did not take the events."""
+
+    status, code = 503, "stream_unavailable"
+
+
 class Unauthorized(ServingError):
     status, code = 401, "unauthorized"
 

@@ -12,18 +12,20 @@ from serving.errors import body
 class BodyLimitMiddleware:
     """Refuse bodies over `max_bytes`: by Content-Length up front, else while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}  # a larger cap for a route (POST /events: 500 events)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    await _refuse(send, self.max_bytes)
+                if not value.isdigit() or int(value) > limit:
+                    await _refuse(send, limit)
                     return
                 break
         seen = 0
@@ -34,12 +36,12 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # Answer 413 here and tell the app the client left: whatever it answers to
                     # a cut-off body is dropped below.
                     if not refused:
                         refused = True
-                        await _refuse(send, self.max_bytes)
+                        await _refuse(send, limit)
                     return {"type": "http.disconnect"}
             return message
 

@@ -125,3 +125,24 @@ class HistoricalResponse(BaseModel):
     features: list[str]
     snapshots: list[datetime]
     rows: list[HistoricalRow]
+
+
+EventValue = str | int | float | bool | None
+
+
+class EventsRequest(Strict):
+    """Shop events in the raw contract's shape: one object per event, fields as its columns."""
+
+    events: list[dict[str, EventValue]] = Field(min_length=1, max_length=10_000)
+
+
+class EventRejection(BaseModel):
+    index: int = Field(description="Position of the event in the request.")
+    rule: str = Field(description="The contract rule it broke (docs/data_contract.md).")
+    column: str | None = Field(description="The column that broke it; never its value.")
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    rejected: int
+    rejections: list[EventRejection]
