@@ -126,6 +126,7 @@ class Worker:
                     pending = bool(entries)
                 elif time.monotonic() - last_claim >= self.config.claim_every_s:
                     last_claim = time.monotonic()
+                    self._recover_landing()  # parts a dead worker committed, not renamed
                     entries = self.log.claim_stale(
                         self.config.consumer, self.config.claim_idle_ms, self.config.batch_size
                     )

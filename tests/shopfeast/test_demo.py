@@ -69,6 +69,7 @@ def test_demo_runs_every_stage_and_leaves_a_working_store(tmp_path) -> None:
 
     store = feast_store.open_store("embedded", tmp_path)
     views = {v.name: v for v in store.list_feature_views()}
+    # every declared source: the daily views, the declared ones and the two real-time ones
     assert set(views) == set(sources()) and all(v.most_recent_end_time for v in views.values())
     churn = json.loads((tmp_path / "models" / "churn" / "latest.json").read_text())
     online = store.get_online_features(
