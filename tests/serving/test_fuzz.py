@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -23,6 +24,7 @@ from tests.support.serving_support import API_KEY, shared_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+FUZZ_STREAM = "test:fuzz-events"
 EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}  # per operation
 
 
@@ -32,13 +34,18 @@ def api_schema(request, tmp_path_factory, redis_url, postgres_dsn):
     mp = pytest.MonkeyPatch()
     store.apply_env(mp)  # while the app starts (schemathesis runs its lifespan)
     request.addfinalizer(mp.undo)
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(store.settings()))
+    # POST /events appends what passes its checks: to a stream of the test's own, removed after.
+    stream = redis.Redis.from_url(store.redis_url)
+    request.addfinalizer(lambda: stream.delete(FUZZ_STREAM))
+    settings = store.settings(stream_redis_url=store.redis_url, stream_key=FUZZ_STREAM)
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings))
 
 
 def test_no_server_errors_and_only_declared_statuses(api_schema) -> None:
     statuses: Counter[int] = Counter()
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) >= 7
+    assert len(operations) >= 8
+    assert "POST /events" in [o.label for o in operations]
     for operation in operations:
         for mode, examples in EXAMPLES.items():
 

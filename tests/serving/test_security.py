@@ -136,6 +136,13 @@ def test_scopes_per_endpoint_group(jwt_client, issuer, store) -> None:
     assert c.get("/metrics", headers=scp).status_code == 200
     assert c.get("/metrics", headers=reader).status_code == 403
     assert c.get(f"/features/customers/{customer}", headers=KEY).status_code == 200  # the key
+    # POST /events needs events:write (an event every row rule refuses: nothing is appended)
+    body = {"events": [{"event_id": "e1", "event_type": "hover"}]}
+    r = c.post("/events", json=body, headers=both)
+    assert r.status_code == 403 and 'scope="events:write"' in r.headers["www-authenticate"]
+    writer = bearer(token(key, "events:write"))
+    r = c.post("/events", json=body, headers=writer)
+    assert r.status_code == 202 and r.json()["accepted"] == 0, r.text
 
 
 @pytest.mark.parametrize(
