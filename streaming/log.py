@@ -1,9 +1,13 @@
 """The event log: what producers append to and consumer-group workers read from.
 
-`EventProducer` and `EventLog` are the two interfaces the rest of shopfeast sees; `RedisStreamLog`
-fills both with a Redis Stream (XADD, XREADGROUP, XAUTOCLAIM, XACK). A Kafka adapter would fill the
-same methods with a topic (produce), a consumer group (poll), partition rebalancing instead of
-XAUTOCLAIM, and offset commits instead of XACK (docs/streaming.md).
+`EventProducer` and `EventLog` are the only things the rest of shopfeast asks of the log;
+`RedisStreamLog` fills both with a Redis Stream (XADD, XREADGROUP, XAUTOCLAIM, XACK). A Kafka
+adapter fills the same methods with a topic partitioned by customer id (send = produce), a
+consumer group (read_new = poll; read_pending = the records after the offsets it stored; partition
+rebalancing instead of claim_stale), and offsets kept with the results: `acknowledge` queues the
+partitions' next offsets on the worker's commit transaction in Redis, `committed` then commits
+them to Kafka too (docs/streaming.md, "Kafka"). The worker uses nothing else
+(tests/streaming hold it to these methods).
 
 An entry is one event of the raw contract: its fields are the contract's columns as text, a missing
 value is an absent field.
@@ -47,6 +51,24 @@ class EventLog(EventProducer, Protocol):
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
         """Entries another consumer took and left unacknowledged for `min_idle_ms` (it died)."""
+        ...
+
+    def acknowledge(self, tx: redis.client.Pipeline, entries: Sequence[Entry]) -> None:
+        """Queue on the worker's commit transaction (MULTI/EXEC on the state Redis) what marks
+        `entries` done, so their effects and their acknowledgement commit together."""
+        ...
+
+    def committed(self, entries: Sequence[Entry]) -> None:
+        """The commit transaction ran (a log that keeps its own offsets commits them now; a loss
+        here only redelivers entries the log already knows are done)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget what is cached of the server (after a reconnect)."""
+        ...
+
+    def backlog(self) -> dict[str, int]:
+        """Entries not yet delivered (lag) and delivered but not acknowledged (pending)."""
         ...
 
 
@@ -124,11 +146,13 @@ class RedisStreamLog:
         )
         return list(_entries(reply[1]))
 
-    def ack_command(self, pipe: redis.client.Pipeline, ids: Iterable[str]) -> None:
-        """Queue the acknowledgement of `ids` on a pipeline (the worker's commit transaction)."""
-        ids = list(ids)
-        if ids:
-            pipe.xack(self.stream, self.group, *ids)
+    def acknowledge(self, tx: redis.client.Pipeline, entries: Sequence[Entry]) -> None:
+        """XACK in the commit transaction: the stream lives on the worker's state Redis."""
+        if entries:
+            tx.xack(self.stream, self.group, *[e.id for e in entries])
+
+    def committed(self, entries: Sequence[Entry]) -> None:
+        """Nothing left to do: the XACK ran inside the commit."""
 
     def backlog(self) -> dict[str, int]:
         """Entries not yet delivered (lag) and delivered but unacknowledged (pending)."""

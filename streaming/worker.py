@@ -36,7 +36,7 @@ import redis
 from featurestore.realtime import RowEncoder
 from pipelines.realtime import LOOKBACK_US, PRODUCT_EVENTS, SOURCES, compute, micros
 from streaming import landing
-from streaming.log import Entry, RedisStreamLog
+from streaming.log import Entry, EventLog, RedisStreamLog
 from streaming.state import (
     BUFFER_TTL_S,
     MARKER_TTL_S,
@@ -94,10 +94,17 @@ class Worker:
         stream_client: Callable[[], redis.Redis],
         online_client: Callable[[], redis.Redis],
         encoders: dict[str, RowEncoder],
+        log: Callable[[redis.Redis], EventLog] | None = None,
     ) -> None:
+        """`stream_client`: the Redis of the worker's state (markers, buffers, quarantine, landing
+        records) and, for a Redis Stream, of the log too; `log`: the log on it (default the
+        Redis Stream `config.stream`; a Kafka adapter would be another EventLog)."""
         self.config = config
         self._stream_factory = stream_client
         self._online_factory = online_client
+        self._log_factory = log or (
+            lambda client: RedisStreamLog(client, self.config.stream, self.config.group)
+        )
         self.encoders = encoders
         self.context = BatchContext(config.data_dir, config.bounds)
         self.counters = Counters()
@@ -107,7 +114,8 @@ class Worker:
     def _connect(self) -> None:
         self.client = self._stream_factory()
         self.online = self._online_factory()
-        self.log = RedisStreamLog(self.client, self.config.stream, self.config.group)
+        self.log: EventLog = self._log_factory(self.client)
+        self.log.reset()
         self.scripts = Scripts(self.client)
         self.online_scripts = Scripts(self.online)
 
@@ -315,8 +323,9 @@ class Worker:
             )
         if part is not None:
             pipe.sadd(self.config.landed_set, part)
-        self.log.ack_command(pipe, [e.id for e in verdict.entries])
+        self.log.acknowledge(pipe, verdict.entries)
         pipe.execute()
+        self.log.committed(verdict.entries)
 
     def _count(self, verdict: Verdict) -> None:
         c = self.counters

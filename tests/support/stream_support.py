@@ -21,7 +21,7 @@ from featurestore.schema import entity
 from pipelines.ingest import ingest
 from pipelines.realtime import SOURCES, as_of, compute
 from shopconfig.settings import redis_connection_string as feast_redis_connection_string
-from streaming.log import RedisStreamLog
+from streaming.log import EventLog, EventProducer, RedisStreamLog
 from streaming.worker import Worker, WorkerConfig
 
 NOW = pd.Timestamp("2025-03-01", tz="UTC")
@@ -79,7 +79,24 @@ def make_worker(config: RepoConfig, redis_url: str, data_dir: Path, stream: str,
         lambda: redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=1),
         lambda: online_client(config),
         encoders,
+        lambda client: ProtocolOnly(RedisStreamLog(client, stream)),
     )
+
+
+class ProtocolOnly:
+    """The Redis Stream log behind a door that opens only for EventLog's methods: every worker
+    test then shows the worker needs nothing else of its log, i.e. what a Kafka adapter would
+    have to fill."""
+
+    NAMES = frozenset(n for c in (EventLog, EventProducer) for n in vars(c) if n[0] != "_")
+
+    def __init__(self, log: RedisStreamLog) -> None:
+        self._log = log
+
+    def __getattr__(self, name: str):
+        if name not in ProtocolOnly.NAMES:
+            raise AttributeError(f"the worker used log.{name}, which EventLog does not declare")
+        return getattr(self._log, name)
 
 
 def send(redis_url: str, stream: str, events: pd.DataFrame | list[dict]) -> list[str]:
