@@ -1,11 +1,12 @@
 """One writer at a time per data directory: `data_dir_lock(DIR, "ingest", wait=0)`.
 
-Every command that writes a data directory (ingest, features, materialize, train, and later the
-stream worker and `daily`) holds an exclusive `flock` on `DIR/.lock` for its whole run. The kernel
-drops the lock when the holder exits, however it exits (kill -9 included), so a lock is never left
-behind; the file also holds who has it (pid, host, command, since), which a second run prints
-when it stops, and which a run that finds it still filled in (its writer died without a clean
-release) reports as recovered.
+Every command that writes a data directory (ingest, features, materialize, train, `daily` and
+`stream --seal`; not a running stream worker, which only lands parts in its own folder:
+docs/streaming.md) holds an exclusive `flock` on `DIR/.lock` for its whole run. The kernel drops
+the lock when the holder exits, however it exits (kill -9 included), so a lock is never left behind;
+the file also holds who has it (pid, host, command, since), which a second run prints when it stops,
+and which a run that finds it still filled in (its writer died without a clean release) reports as
+recovered.
 
 Nested use in one process (the demo runs ingest, then features, ...) is free: the process that
 holds a directory's lock takes it again without waiting.

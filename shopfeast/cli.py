@@ -398,6 +398,7 @@ def stream(
     seal: Annotated[
         bool, typer.Option("--seal", help="Gather the landed events into a raw directory and exit.")
     ] = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Consume the event stream into the online store and the landing zone (docs/streaming.md)."""
     from shopconfig.settings import resolve_data_dir as resolve
@@ -405,7 +406,8 @@ def stream(
     if seal:
         from streaming.landing import seal as seal_landing
 
-        out = seal_landing(resolve(data_dir))
+        with one_line_errors():
+            out = seal_landing(resolve(data_dir), wait)
         typer.echo(f"sealed: {out}" if out else "nothing landed")
         raise typer.Exit(0)
     from streaming.run import run

@@ -1,6 +1,7 @@
 """`shopfeast daily RAW_BATCH_DIR`: the day's job in one command, for cron.
 
-ingest the batch -> bring the feature sources up to date (incremental) -> materialize the online
+ingest the batch -> ingest the events `shopfeast stream` landed (sealed, then ingested: each
+exactly once) -> bring the feature sources up to date (incremental) -> materialize the online
 store -> monitor (`shopfeast monitor`: quality, freshness, drift, skew). All of it under one
 lock of the data directory (the stages take it again re-entrantly: no other writer can slip in
 between), then a one-screen summary (a line per stage: ok / failed / skipped, its time and what it
@@ -28,6 +29,7 @@ from pipelines import run as features
 from pipelines.lock import BUSY_EXIT, DataDirBusy, data_dir_lock
 from pipelines.storage import reports_dir
 from shopconfig.progress import console as results_console
+from streaming import landing
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
@@ -52,7 +54,13 @@ def run(
 ) -> int:
     """Run the day's stages; print the summary; the exit code (see the module's doc)."""
     console = results_console()
-    stages = [Stage("ingest"), Stage("features"), Stage("materialize"), Stage("monitor")]
+    stages = [
+        Stage("ingest"),
+        Stage("landed"),
+        Stage("features"),
+        Stage("materialize"),
+        Stage("monitor"),
+    ]
     started = time.perf_counter()
     try:
         with data_dir_lock(data_dir, f"daily {raw_dir}", wait):
@@ -70,6 +78,7 @@ def _run_stages(
 ) -> None:
     steps: dict[str, Callable[[], str]] = {
         "ingest": lambda: _ingest(raw_dir, data_dir, as_of, encoding),
+        "landed": lambda: _landed(data_dir),
         "features": lambda: _features(data_dir),
         "materialize": lambda: _materialize(data_dir, profile),
         "monitor": lambda: _monitor(data_dir, profile, fail_on),
@@ -122,6 +131,29 @@ def _ingest(raw_dir: Path, data_dir: Path, as_of: str | None, encoding: str) -> 
         f"batch {report['batch']}: {t['rows_in']:,} rows, {t['clean']:,} clean, "
         f"{t['quarantined']:,} quarantined"
     )
+
+
+def _landed(data_dir: Path) -> str:
+    """The stream's landing zone into the batch side (docs/streaming.md, "Reconciliation"): seal
+    the landed parts, ingest every sealed directory not yet ingested, then move it to
+    `landing/ingested/` (a run killed before the move finds the file ingested already)."""
+    landing.seal(data_dir)
+    todo = sorted(p for p in landing.sealed_dir(data_dir).glob("[!.]*") if p.is_dir())
+    if not todo:
+        raise StageSkipped("nothing landed")
+    clean = quarantined = 0
+    for raw in todo:
+        report_path = reports_dir(data_dir) / "validation_report.json"
+        before = report_path.stat().st_mtime_ns if report_path.exists() else None
+        code = ingest.run(raw_dir=raw, data_dir=data_dir)
+        if code:
+            raise StageFailed(f"{raw.name}: exit {code} (the line above says why)", code)
+        if report_path.exists() and report_path.stat().st_mtime_ns != before:
+            totals = json.loads(report_path.read_text())["totals"]
+            clean += totals["clean"]
+            quarantined += totals["quarantined"]
+        landing.mark_ingested(data_dir, raw)
+    return f"{len(todo)} sealed: {clean:,} events clean, {quarantined:,} quarantined"
 
 
 def _features(data_dir: Path) -> str:

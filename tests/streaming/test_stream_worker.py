@@ -26,6 +26,7 @@ from tests.support.stream_support import (
     landed_event_ids,
     make_shop,
     make_worker,
+    offline_values,
     online_values,
     quarantined,
     repo_config,
@@ -66,7 +67,7 @@ def check_exactly_once(config, data_dir: Path, url: str, stream: str, events: pd
         assert comparable(got, name) == comparable(want, name), name
 
 
-def test_replay_equals_batch_recomputation(shop, db, tmp_path):
+def test_replay_equals_batch_recomputation_and_reconciles(shop, db, tmp_path):
     data_dir = fresh_data_dir(shop, tmp_path)
     events = shop[1]
     config = repo_config(db, tmp_path / "registry.db")
@@ -76,14 +77,44 @@ def test_replay_equals_batch_recomputation(shop, db, tmp_path):
     assert counters.accepted == len(events) and counters.quarantined == 0
     check_exactly_once(config, data_dir, db, "t:ev", events)
 
-    # The landing zone feeds the next batch ingest, which takes every event once.
-    from pipelines.ingest import ingest
+    # Reconciliation: `daily`'s landed stage seals the landing zone and ingests it (every event
+    # once), and the batch side's offline rows of the real-time views, read through Feast at the
+    # last event, equal what the stream wrote online.
+    from pipelines.run import run as run_features
     from pipelines.storage import read_clean
+    from shopfeast.daily import _landed
 
-    raw = landing.seal(data_dir)
-    report = ingest(raw, data_dir, pd.Timestamp("2025-03-01", tz="UTC"))
-    assert report["tables"]["events"]["clean"] == len(events)
-    assert len(read_clean(data_dir, "events")) == len(events)
+    assert "1 sealed: " + f"{len(events):,} events clean, 0 quarantined" == _landed(data_dir)
+    assert sorted(read_clean(data_dir, "events")["event_id"]) == sorted(events["event_id"])
+    assert not list(landing.sealed_dir(data_dir).iterdir()), "the sealed directory moved aside"
+    run_features(data_dir, mode="historical", only=list(SOURCES), echo=False)
+    end = events["event_ts"].max()
+    for name, source in SOURCES.items():
+        ids = sorted(events[source.join_key].dropna().unique().tolist())
+        online = online_values(config, data_dir, name, ids)
+        offline = offline_values(config, data_dir, name, ids, end)
+        assert comparable(online, name) == comparable(offline, name), name
+
+
+def test_seal_killed_midway_is_finished_by_the_next(tmp_path):
+    """A seal that died after moving some parts: the next seal finishes it, each part once."""
+    data_dir = tmp_path / "data"
+    rows = [{"event_id": f"e{i}", "customer_id": "c1"} for i in range(6)]
+    for k in range(3):
+        part = landing.new_part_id()
+        landing.write_tmp(data_dir, part, landing.raw_rows(rows[2 * k : 2 * k + 2]))
+        landing.publish(data_dir, part)
+    parts = sorted(landing.landing_dir(data_dir).glob("part-*.parquet"))
+    work = landing.sealed_dir(data_dir) / ".20250101T000000000000.tmp"
+    work.mkdir(parents=True)
+    parts[0].rename(work / parts[0].name)  # killed after moving one part of three
+    first = landing.seal(data_dir)
+    assert first is not None and first.name != "20250101T000000000000"
+    sealed = sorted(p for p in landing.sealed_dir(data_dir).iterdir())
+    assert [p.name for p in sealed][0] == "20250101T000000000000" and len(sealed) == 2
+    ids = [i for p in sealed for i in pd.read_parquet(p / "events.parquet")["event_id"]]
+    assert sorted(ids) == sorted(r["event_id"] for r in rows)
+    assert landing.seal(data_dir) is None
 
 
 def _bad_events(events: pd.DataFrame) -> tuple[list[dict], dict[str, str]]:

@@ -140,6 +140,19 @@ def online_values(config: RepoConfig, data_dir: Path, name: str, ids: list[str])
     return frame
 
 
+def offline_values(
+    config: RepoConfig, data_dir: Path, name: str, ids: list[str], at: pd.Timestamp
+) -> pd.DataFrame:
+    """What plain `get_historical_features` gives for these entities at `at`, from the offline
+    rows `shopfeast features` wrote (views as `online_values` applied them)."""
+    os.environ["SHOPFEAST_DATA_DIR"] = str(data_dir)
+    store = FeatureStore(config=config)
+    source = SOURCES[name]
+    refs = [f"{name}:{f.name}" for f in source.features]
+    rows = pd.DataFrame({source.join_key: ids, "event_timestamp": at})
+    return store.get_historical_features(entity_df=rows, features=refs).to_df()
+
+
 def expected_values(events: pd.DataFrame, name: str, at: pd.Timestamp) -> pd.DataFrame:
     """The batch recomputation at `at`: every row of the events, then the latest per entity."""
     source = SOURCES[name]
