@@ -16,7 +16,7 @@ SERVICES = eval "$$($(PY) scripts/services.py)"
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
         monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
         bench-materialize bench-serving bench-monitor bench-models bench-retrieval bench-spark \
-        clean notebooks ui
+        bench-stream stream clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -84,7 +84,8 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
-bench: bench-generate bench-pipelines bench-materialize bench-serving bench-monitor bench-retrieval
+bench: bench-generate bench-pipelines bench-materialize bench-serving bench-monitor bench-retrieval \
+       bench-stream
 
 bench-generate: $(STAMP)
 	$(PY) -m scripts.bench_generate
@@ -112,6 +113,13 @@ bench-spark: $(STAMP)
 
 bench-serving: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_serving
+
+# Its own redis-server (needs the redis-server binary) and one `shopfeast stream` worker.
+bench-stream: $(STAMP)
+	$(PY) -m scripts.bench_stream $(BENCH_STREAM_ARGS)
+
+stream: $(STAMP)
+	@$(SERVICES) && $(SHOPFEAST) stream
 
 clean:
 	rm -rf $(SHOPFEAST_DATA_DIR) .pytest_cache .ruff_cache
