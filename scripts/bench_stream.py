@@ -169,7 +169,7 @@ def raw_consumer(url: str, stream: str) -> None:
             t = Timestamp()
             t.FromDatetime(pd.Timestamp(e.fields["event_ts"]).to_pydatetime())
             pipe.hset(key, field, t.SerializeToString())
-        log.acknowledge(pipe, entries)
+        pipe.xack(stream, "bench-raw", *[e.id for e in entries])
         pipe.execute()
 
 

@@ -71,6 +71,11 @@ def publish(data_dir: Path, part: str) -> None:
     _fsync_dir(dst.parent)
 
 
+def discard(data_dir: Path, part: str) -> None:
+    """A part whose commit was refused (its entries were claimed): never to be published."""
+    tmp_path(data_dir, part).unlink(missing_ok=True)
+
+
 def recover(data_dir: Path, committed: Callable[[list[str]], list[bool]]) -> list[str]:
     """Publish the temporary parts whose commit was recorded; returns their ids."""
     folder = landing_dir(data_dir)

@@ -4,10 +4,11 @@
 `RedisStreamLog` fills both with a Redis Stream (XADD, XREADGROUP, XAUTOCLAIM, XACK). A Kafka
 adapter fills the same methods with a topic partitioned by customer id (send = produce), a
 consumer group (read_new = poll; read_pending = the records after the offsets it stored; partition
-rebalancing instead of claim_stale), and offsets kept with the results: `acknowledge` queues the
-partitions' next offsets on the worker's commit transaction in Redis, `committed` then commits
-them to Kafka too (docs/streaming.md, "Kafka"). The worker uses nothing else
-(tests/streaming hold it to these methods).
+rebalancing instead of claim_stale), and offsets kept with the results: `commit` checks the
+consumer still holds the partitions (its generation, stored in Redis) and stores the next offsets
+in the same Redis transaction as the batch's effects, then commits them to Kafka too
+(docs/streaming.md, "Kafka"). The worker uses nothing else (tests/streaming hold it to these
+methods).
 
 An entry is one event of the raw contract: its fields are the contract's columns as text, a missing
 value is an absent field.
@@ -24,6 +25,43 @@ import redis.asyncio
 
 DEFAULT_STREAM = "shopfeast:events"
 GROUP = "shopfeast-stream"
+
+
+@dataclass(frozen=True)
+class Effects:
+    """What a batch's commit writes besides the acknowledgement (on the state Redis)."""
+
+    quarantine_stream: str
+    quarantine: list[dict[str, str]]  # rejected entries' fields plus _rule, _detail, _entry
+    landed_set: str
+    part: str | None  # the landing part to record as committed
+
+
+# KEYS: stream, quarantine stream, landed set. ARGV: group, consumer, part ('' for none), n, the n
+# entry ids, then per quarantined entry: its number of fields m and m field/value pairs.
+# The fence: every entry must still be pending with this consumer, else nothing is done (0).
+COMMIT = """
+local stream, qstream, landed = KEYS[1], KEYS[2], KEYS[3]
+local group, consumer, part = ARGV[1], ARGV[2], ARGV[3]
+local n = tonumber(ARGV[4])
+for i = 5, 4 + n do
+  local p = redis.call('XPENDING', stream, group, ARGV[i], ARGV[i], 1)
+  if #p == 0 or p[1][2] ~= consumer then return 0 end
+end
+local a = 5 + n
+while a <= #ARGV do
+  local m = tonumber(ARGV[a])
+  local fields = {}
+  for i = a + 1, a + 2 * m do fields[#fields + 1] = ARGV[i] end
+  redis.call('XADD', qstream, '*', unpack(fields))
+  a = a + 1 + 2 * m
+end
+if part ~= '' then redis.call('SADD', landed, part) end
+for i = 5, 4 + n, 1000 do
+  redis.call('XACK', stream, group, unpack(ARGV, i, math.min(i + 999, 4 + n)))
+end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -53,14 +91,10 @@ class EventLog(EventProducer, Protocol):
         """Entries another consumer took and left unacknowledged for `min_idle_ms` (it died)."""
         ...
 
-    def acknowledge(self, tx: redis.client.Pipeline, entries: Sequence[Entry]) -> None:
-        """Queue on the worker's commit transaction (MULTI/EXEC on the state Redis) what marks
-        `entries` done, so their effects and their acknowledgement commit together."""
-        ...
-
-    def committed(self, entries: Sequence[Entry]) -> None:
-        """The commit transaction ran (a log that keeps its own offsets commits them now; a loss
-        here only redelivers entries the log already knows are done)."""
+    def commit(self, consumer: str, entries: Sequence[Entry], effects: Effects) -> bool:
+        """Atomically, on the worker's state Redis: if `consumer` still owns every entry, apply
+        `effects` and acknowledge the entries, True; else nothing at all, False (another consumer
+        claimed some of them while this one was slow: that one commits them, exactly once)."""
         ...
 
     def reset(self) -> None:
@@ -90,6 +124,7 @@ class RedisStreamLog:
         self.stream = stream
         self.group = group
         self._group_ready = False
+        self._commit = None
 
     def send(self, events: Sequence[Mapping[str, object]]) -> list[str]:
         pipe = self.client.pipeline(transaction=False)
@@ -146,13 +181,19 @@ class RedisStreamLog:
         )
         return list(_entries(reply[1]))
 
-    def acknowledge(self, tx: redis.client.Pipeline, entries: Sequence[Entry]) -> None:
-        """XACK in the commit transaction: the stream lives on the worker's state Redis."""
-        if entries:
-            tx.xack(self.stream, self.group, *[e.id for e in entries])
-
-    def committed(self, entries: Sequence[Entry]) -> None:
-        """Nothing left to do: the XACK ran inside the commit."""
+    def commit(self, consumer: str, entries: Sequence[Entry], effects: Effects) -> bool:
+        """One Lua script (the stream lives on the worker's state Redis): ownership of every
+        entry checked with XPENDING, then the quarantine entries, the landing record and XACK."""
+        if self._commit is None:
+            self._commit = self.client.register_script(COMMIT)
+        args: list = [self.group, consumer, effects.part or "", len(entries)]
+        args += [e.id for e in entries]
+        for fields in effects.quarantine:
+            args.append(len(fields))
+            for k, v in fields.items():
+                args += [k, v]
+        keys = [self.stream, effects.quarantine_stream, effects.landed_set]
+        return bool(self._commit(keys=keys, args=args))
 
     def backlog(self) -> dict[str, int]:
         """Entries not yet delivered (lag) and delivered but unacknowledged (pending)."""

@@ -9,8 +9,10 @@ worker left pending, claimed with XAUTOCLAIM):
 3. add the accepted events to their entities' buffers and write the recomputed rows
    (pipelines.realtime.compute, the function the batch side uses) into the online store;
 4. write the accepted events as a landing part (temporary name, fsynced);
-5. commit in one Redis transaction: the rejected entries onto the quarantine stream with their
-   rule, the landing part's id, and the acknowledgement of every entry of the batch;
+5. commit atomically (one Lua script): if this consumer still owns every entry, the rejected
+   entries onto the quarantine stream with their rule, the landing part's id, and the
+   acknowledgement of every entry of the batch; else nothing (a consumer that was slow past
+   `claim_idle_ms` finds its entries claimed: it drops its part, the claimer commits them);
 6. publish the landing part (rename).
 
 Every step before the commit is idempotent by event id, so a worker killed anywhere loses nothing
@@ -36,7 +38,7 @@ import redis
 from featurestore.realtime import RowEncoder
 from pipelines.realtime import LOOKBACK_US, PRODUCT_EVENTS, SOURCES, compute, micros
 from streaming import landing
-from streaming.log import Entry, EventLog, RedisStreamLog
+from streaming.log import Effects, Entry, EventLog, RedisStreamLog
 from streaming.state import (
     BUFFER_TTL_S,
     MARKER_TTL_S,
@@ -142,8 +144,8 @@ class Worker:
                     entries = self.log.read_new(
                         self.config.consumer, self.config.batch_size, self.config.block_ms
                     )
-                if entries:
-                    self.process(entries)
+                if entries and self.process(entries) is None:
+                    pending = True  # fenced off: our own entries left are read again
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff)
@@ -173,7 +175,9 @@ class Worker:
 
     # --- one batch -------------------------------------------------------------------------------
 
-    def process(self, entries: list[Entry]) -> Verdict:
+    def process(self, entries: list[Entry]) -> Verdict | None:
+        """One batch; None when the commit was fenced off (another consumer claimed some of the
+        entries meanwhile and commits them itself; the effects so far are idempotent)."""
         self.context.refresh()
         now = pd.Timestamp.now(tz="UTC")
         earlier = self._earlier_markers(entries)
@@ -190,7 +194,11 @@ class Worker:
             self._stage("landed")
         else:
             part = None
-        self._commit(verdict, part)
+        if not self._commit(verdict, part):
+            if part is not None:
+                landing.discard(self.config.data_dir, part)
+            log.warning("batch of %d entries claimed by another consumer: left to it", len(entries))
+            return None
         self._stage("committed")
         if part is not None:
             landing.publish(self.config.data_dir, part)
@@ -305,27 +313,20 @@ class Worker:
             args += [versions[entity_id], len(row.fields) // 2, *row.fields]
         self.online_scripts.write_rows(keys=keys, args=args)
 
-    def _commit(self, verdict: Verdict, part: str | None) -> None:
-        """Quarantine, landing record and acknowledgement: one transaction."""
-        pipe = self.client.pipeline(transaction=True)
-        for i, rule in enumerate(verdict.rules):
-            if rule is None:
-                continue
-            entry = verdict.entries[i]
-            pipe.xadd(
-                self.config.quarantine_stream,
-                {
-                    **entry.fields,
-                    "_rule": rule,
-                    "_detail": verdict.details[i] or "",
-                    "_entry": entry.id,
-                },
-            )
-        if part is not None:
-            pipe.sadd(self.config.landed_set, part)
-        self.log.acknowledge(pipe, verdict.entries)
-        pipe.execute()
-        self.log.committed(verdict.entries)
+    def _commit(self, verdict: Verdict, part: str | None) -> bool:
+        """Quarantine, landing record and acknowledgement, atomically, if still ours."""
+        quarantine = [
+            {
+                **verdict.entries[i].fields,
+                "_rule": rule,
+                "_detail": verdict.details[i] or "",
+                "_entry": verdict.entries[i].id,
+            }
+            for i, rule in enumerate(verdict.rules)
+            if rule is not None
+        ]
+        effects = Effects(self.config.quarantine_stream, quarantine, self.config.landed_set, part)
+        return self.log.commit(self.config.consumer, verdict.entries, effects)
 
     def _count(self, verdict: Verdict) -> None:
         c = self.counters

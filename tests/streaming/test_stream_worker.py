@@ -238,6 +238,36 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(shop, db, tmp_path, stage):
     check_exactly_once(config, data_dir, db, "t:k", events)
 
 
+def test_a_slow_worker_whose_entries_were_claimed_commits_nothing(shop, db, tmp_path):
+    """A worker alive but slow past the claim time (a long GC pause, a loaded host): another one
+    claims its entries and commits them; the slow one's commit is then refused as a whole, so
+    nothing lands or is quarantined twice."""
+    data_dir = fresh_data_dir(shop, tmp_path)
+    events = shop[1].iloc[:150]
+    bad, _ = _bad_events(shop[1])
+    config = repo_config(db, tmp_path / "registry.db")
+    send(db, "t:z", events)
+    send(db, "t:z", bad[:5])
+    slow = make_worker(config, db, data_dir, "t:z", batch_size=500, consumer="slow")
+    fast = make_worker(
+        config, db, data_dir, "t:z", consumer="fast", claim_idle_ms=100, claim_every_s=0.0
+    )
+
+    def pause(at: str) -> None:
+        if at == "landed":  # online written, part on disk, not committed: the other one claims
+            time.sleep(0.3)
+            fast.run(drained(db, "t:z"))
+
+    slow.hook = pause
+    entries = slow.log.read_new("slow", 500, 50)
+    assert len(entries) == len(events) + 5
+    assert slow.process(entries) is None, "the slow worker's commit is fenced off"
+    assert fast.counters.accepted == len(events) and fast.counters.quarantined == 5
+    assert len(quarantined(db, "t:z")) == 5
+    assert not list(landing.landing_dir(data_dir).glob(".part-*")), "the refused part is gone"
+    check_exactly_once(config, data_dir, db, "t:z", events)
+
+
 def test_redis_restart_loses_and_doubles_nothing(shop, tmp_path):
     data_dir = fresh_data_dir(shop, tmp_path)
     events = shop[1].iloc[:600]
@@ -273,4 +303,62 @@ def test_redis_restart_loses_and_doubles_nothing(shop, tmp_path):
         assert proc.exitcode == 0
         check_exactly_once(config, data_dir, server.url, "t:r", events)
     finally:
+        server.kill()
+
+
+def test_the_command_with_two_consumers_survives_a_sigkill_and_stops_on_sigterm(shop, tmp_path):
+    """`shopfeast stream --consumers 2` as an operator runs it: one consumer process is killed
+    at whatever it was doing, the other claims its entries; SIGTERM stops the rest cleanly (exit
+    0); every accepted event once online and once landed."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from shopconfig.settings import redis_connection_string
+
+    data_dir = fresh_data_dir(shop, tmp_path)
+    events = shop[1]
+    server = RedisServer(tmp_path)
+    server.start()
+    env = {
+        **os.environ,
+        "SHOPFEAST_DATA_DIR": str(data_dir),
+        "REDIS_URL": server.url,
+        "REDIS_CONNECTION_STRING": redis_connection_string(server.url),
+        "SHOPFEAST_STREAM_REDIS_URL": server.url,
+        "SHOPFEAST_STREAM_KEY": "t:cli",
+        "SHOPFEAST_STREAM_BATCH_SIZE": "100",
+        "SHOPFEAST_STREAM_CLAIM_IDLE_S": "1",
+    }
+    cmd = [sys.executable, "-m", "shopfeast.cli", "stream", "--consumers", "2"]
+    parent = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        landed = landing.landing_dir(data_dir)
+        send(server.url, "t:cli", events.iloc[:200])  # both consumers up and writing
+        deadline = time.monotonic() + 300  # two processes importing Feast on a loaded machine
+        while not list(landed.glob("part-*.parquet")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        children = [
+            c
+            for c in psutil.Process(parent.pid).children()
+            if "resource_tracker" not in " ".join(c.cmdline())
+        ]
+        assert len(children) == 2 and list(landed.glob("part-*.parquet"))
+        send(server.url, "t:cli", events.iloc[200:])
+        time.sleep(0.3)
+        children[0].kill()  # SIGKILL, mid-stream
+        stop = drained(server.url, "t:cli", settle_s=0.5)
+        while not stop() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stop(), "the survivor claimed and finished the stream"
+        parent.send_signal(signal.SIGTERM)
+        out, _ = parent.communicate(timeout=60)
+        assert parent.returncode == 0, out
+        assert "stream worker" in out and "quarantined" in out  # the survivor's closing line
+        config = repo_config(server.url, tmp_path / "registry.db")
+        check_exactly_once(config, data_dir, server.url, "t:cli", events)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
         server.kill()
