@@ -13,6 +13,7 @@ import pytest
 
 from featurestore import store as feast_store
 from monitoring import run
+from pipelines import realtime
 from pipelines.sources import sources
 from tests.support import training_shop
 
@@ -63,7 +64,9 @@ def test_a_materialization_four_days_old_is_a_freshness_alert(data: Path) -> Non
     compared = {r["view"] for r in skew["results"]}
     for name in [v for v in compared if v in odfvs]:
         compared |= set(odfvs[name].source_feature_view_projections)
-    assert compared >= set(sources())
+    # the real-time views are in no service (the stream keeps them ahead of any materialization;
+    # their agreement with the batch side is tests/streaming's reconciliation test)
+    assert compared >= set(sources()) - set(realtime.SOURCES)
     pairs = [r for r in skew["results"] if r["view"] == "customer_product_affinity"]
     assert pairs and all(r["status"] == "ok" for r in pairs)
     assert max(r["non_null_offline"] for r in pairs) > 0
