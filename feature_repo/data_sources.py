@@ -9,6 +9,7 @@ store reads (featurestore.schema.batch_source).
 
 from featurestore.realtime import push_source
 from featurestore.schema import batch_source
+from pipelines.realtime import SOURCES as REALTIME
 from pipelines.sources import family_sources
 
 _declared = family_sources(strict=True)
@@ -21,5 +22,5 @@ product_copurchase_source = batch_source(_declared["product_copurchase"])
 
 # The real-time views' push sources (the stream worker writes their rows, `shopfeast features`
 # their parquet change points, the push sources' batch sources).
-customer_session_push = push_source(_declared["customer_session"])
-product_realtime_push = push_source(_declared["product_realtime"])
+customer_session_push = push_source(REALTIME["customer_session"])
+product_realtime_push = push_source(REALTIME["product_realtime"])

@@ -48,6 +48,10 @@ def declared(
         reserved[name] = "a family's view name"
         for f in module.SOURCE.features:
             reserved[f.name] = f"a feature of the {name} family"
+    for name, source in realtime.SOURCES.items():
+        reserved[name] = "a real-time view's name"
+        for f in source.features:
+            reserved[f.name] = f"a feature of the real-time view {name}"
     return declarations.cached(resolve_feature_repo(repo), reserved)
 
 

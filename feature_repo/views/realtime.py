@@ -6,9 +6,7 @@ from data_sources import customer_session_push, product_realtime_push
 from entities import ENTITIES
 
 from featurestore.realtime import realtime_view
-from pipelines.sources import sources
+from pipelines.realtime import SOURCES
 
-_declared = sources(strict=True)
-
-customer_session = realtime_view(_declared["customer_session"], ENTITIES, customer_session_push)
-product_realtime = realtime_view(_declared["product_realtime"], ENTITIES, product_realtime_push)
+customer_session = realtime_view(SOURCES["customer_session"], ENTITIES, customer_session_push)
+product_realtime = realtime_view(SOURCES["product_realtime"], ENTITIES, product_realtime_push)
