@@ -85,7 +85,7 @@ class RowEncoder:
         self.layout = ViewLayout(
             project=config.project,
             view_name=_versioned_fv_name(view, config),
-            join_key=self.source.join_key,
+            join_keys=(self.source.join_key,),
             key_type=ValueType.STRING,
             features=tuple(f.name for f in view.features),
             value_types=tuple(f.dtype.to_value_type() for f in view.features),
@@ -102,7 +102,7 @@ class RowEncoder:
         pipelines.realtime.compute returns them)."""
         if rows.empty:
             return []
-        keys = self.layout.keys(pa.array(rows[self.layout.join_key].astype(object).tolist()))
+        keys = self.layout.keys(pa.array(rows[self.source.join_key].astype(object).tolist()))
         ts, _ = event_timestamps(_timestamps(rows[self.source.timestamp_field]))
         columns = [ts.to_list()] + [
             encode_segments(_column(rows[f.name], f.dtype), vt).to_list()
