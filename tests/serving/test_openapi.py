@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from redis import Redis
 
 from serving import prometheus
 from serving.app import create_app
@@ -51,8 +52,10 @@ EXPECTED = {
     ("post", "/features/historical"): GUARDED | {"404"},
     ("post", "/predict/churn"): GUARDED | {"404"},
     ("post", "/recommendations"): GUARDED,  # an unknown customer gets the cold-start list
+    ("post", "/events"): GUARDED,  # 503: the stream's Redis down
     ("get", "/metrics"): {"401", "403", "413"},
 }
+SUCCESS = {("post", "/events"): "202"}  # accepted onto the stream; every other route: 200
 
 
 def operations(doc: dict) -> dict[tuple[str, str], dict]:
@@ -69,7 +72,7 @@ def test_openapi_declares_every_status_and_both_schemes(tmp_path, hosts) -> None
     host = {"400"} if hosts else set()
     for key, statuses in EXPECTED.items():
         responses = ops[key]["responses"]
-        assert set(responses) == {"200"} | statuses | host, (key, set(responses))
+        assert set(responses) == {SUCCESS.get(key, "200")} | statuses | host, (key, responses)
         for status in statuses | host:
             if key[1] == "/ready" and status == "503":
                 continue  # /ready's 503 is its own body: which check failed
@@ -94,6 +97,7 @@ def test_openapi_declares_every_status_and_both_schemes(tmp_path, hosts) -> None
 # --- each declared status, provoked -------------------------------------------------------------
 
 TRUSTED = "testserver"  # TestClient's Host
+STREAM = "test:openapi-events"
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +107,26 @@ def served(request, tmp_path_factory, redis_url, postgres_dsn):
     store = shared_store(request, tmp_path_factory, redis_url, postgres_dsn)
     key, jwks = make_issuer(tmp_path_factory.mktemp("jwks"))
     settings = store.settings(
-        jwt_jwks_file=jwks, jwt_issuer=ISSUER, jwt_audience=AUDIENCE, trusted_hosts=[TRUSTED]
+        jwt_jwks_file=jwks,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        trusted_hosts=[TRUSTED],
+        stream_redis_url=store.redis_url,
+        stream_key=STREAM,  # POST /events appends here; removed after
     )
+    dead = free_port()
     clients = []
     with pytest.MonkeyPatch.context() as mp:
-        for redis in (None, f"127.0.0.1:{free_port()},db=0"):
+        for redis in (None, f"127.0.0.1:{dead},db=0"):
             store.apply_env(mp, **({"REDIS_CONNECTION_STRING": redis} if redis else {}))
-            clients.append(TestClient(create_app(settings), raise_server_exceptions=False))
+            down = {"stream_redis_url": f"redis://127.0.0.1:{dead}/0"} if redis else {}
+            app = create_app(settings.model_copy(update=down))
+            clients.append(TestClient(app, raise_server_exceptions=False))
             clients[-1].__enter__()
     yield store, key, *clients
     for c in clients:
         c.__exit__(None, None, None)
+    Redis.from_url(store.redis_url).delete(STREAM)
 
 
 def requests(store) -> dict[tuple[str, str], dict[str, tuple[str, str, object]]]:
@@ -123,6 +136,14 @@ def requests(store) -> dict[tuple[str, str], dict[str, tuple[str, str, object]]]
     window = {"start": (END - timedelta(days=2)).isoformat(), "end": END.isoformat()}
     history = {"entity": "customer", "ids": [c], "feature_service": "customer_360_v1", **window}
     too_long = "x" * (ID_MAX_LENGTH + 1)
+    event = {
+        "event_id": "openapi-1",
+        "customer_id": c,
+        "session_id": "s-openapi",
+        "event_type": "product_view",
+        "event_ts": END.isoformat(),
+        "product_id": p,
+    }
     return {
         ("get", "/health"): {"good": ("GET", "/health", None)},
         ("get", "/ready"): {"good": ("GET", "/ready", None)},
@@ -160,6 +181,10 @@ def requests(store) -> dict[tuple[str, str], dict[str, tuple[str, str, object]]]
             "bad": ("POST", "/recommendations", {"customer_id": c, "k": 0}),
             "unknown": ("POST", "/recommendations", {"customer_id": nobody, "k": 3}),
         },
+        ("post", "/events"): {
+            "good": ("POST", "/events", {"events": [event]}),
+            "bad": ("POST", "/events", {"events": []}),
+        },
         ("get", "/metrics"): {"good": ("GET", "/metrics", None)},
     }
 
@@ -168,14 +193,17 @@ def requests(store) -> dict[tuple[str, str], dict[str, tuple[str, str, object]]]
 @pytest.mark.slow
 def test_every_declared_status_is_answered_and_no_other(served) -> None:
     store, key, up, down = served
-    everything = bearer(token(key, "features:read predict metrics:read"))
-    no_scope = bearer(token(key, "events:write"))
+    everything = bearer(token(key, "features:read predict events:write metrics:read"))
+    no_scope = {  # a scope, but not the route's
+        op: bearer(token(key, "metrics:read" if op == ("post", "/events") else "events:write"))
+        for op in requests(store)
+    }
     seen: dict[tuple[str, str], set[str]] = {}
 
     def send(client, op, method, path, body, headers, **extra) -> None:
         r = client.request(method, path, json=body, headers=headers, **extra)
         seen.setdefault(op, set()).add(str(r.status_code))
-        if r.status_code != 200 and not (path == "/ready" and r.status_code == 503):
+        if r.status_code >= 400 and not (path == "/ready" and r.status_code == 503):
             assert set(r.json()) == {"error"}, (op, r.status_code, r.text)
             assert {"code", "message"} <= set(r.json()["error"]), (op, r.text)
 
@@ -183,8 +211,9 @@ def test_every_declared_status_is_answered_and_no_other(served) -> None:
         method, path, body = reqs["good"]
         send(up, op, method, path, body, everything)  # 200
         send(up, op, method, path, body, {})  # 401 where a credential is needed
-        send(up, op, method, path, body, no_scope)  # 403 where a scope is
-        send(up, op, method, path, None, everything, content=b"x" * (70 * 1024))  # 413
+        send(up, op, method, path, body, no_scope[op])  # 403 where a scope is
+        over = (520 if path == "/events" else 70) * 1024  # /events takes 500 events: 512 KiB
+        send(up, op, method, path, None, everything, content=b"x" * over)  # 413
         send(up, op, method, path, body, {**everything, "Host": "evil.example"})  # 400
         send(down, op, method, path, body, everything)  # 503 where Redis is read
         for kind in ("bad", "unknown"):
