@@ -19,6 +19,8 @@ customer_profile_source = batch_source(_declared["customer_profile"])
 customer_reviews_source = batch_source(_declared["customer_reviews"])
 product_stats_source = batch_source(_declared["product_stats"])
 product_copurchase_source = batch_source(_declared["product_copurchase"])
+collection_stats_source = batch_source(_declared["collection_stats"])
+product_membership_source = batch_source(_declared["product_membership"])
 
 # The real-time views' push sources (the stream worker writes their rows, `shopfeast features`
 # their parquet change points, the push sources' batch sources).

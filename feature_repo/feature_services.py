@@ -9,6 +9,7 @@ from on_demand import (
     product_age,
     retrieval_match,
 )
+from views.collection import collection_stats, product_membership
 from views.customer import customer_activity, customer_profile, customer_reviews
 from views.product import product_copurchase, product_stats
 
@@ -114,4 +115,23 @@ customer_product_history_v1 = FeatureService(
     "(90 days, lifetime, days since, share of their orders), viewed and carted it (30 days).",
     owner=OWNER,
     tags={"api": "recommendations", "version": "1", "entity": "customer,product"},
+)
+
+# Collections (Shopify's custom and smart collections): a collection's figures, and a product's
+# collections (what "the candidate shares a collection with the customer's recent purchases"
+# would read). No model or endpoint reads them yet: notebooks, and the monitor's skew check.
+collection_360_v1 = FeatureService(
+    name="collection_360_v1",
+    features=[collection_stats],
+    description="Everything known about a collection: products, views, sales, prices, share.",
+    owner=OWNER,
+    tags={"api": "notebooks", "version": "1", "entity": "collection"},
+)
+
+product_collections_v1 = FeatureService(
+    name="product_collections_v1",
+    features=[product_membership],
+    description="The collections a product belongs to, as of the entity timestamp.",
+    owner=OWNER,
+    tags={"api": "notebooks", "version": "1", "entity": "product"},
 )

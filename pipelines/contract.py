@@ -122,6 +122,21 @@ PRODUCTS = Table(
     change_log=True,
 )
 
+PRODUCT_COLLECTIONS = Table(
+    "product_collections",
+    (
+        _c("product_id", "string", True),
+        _c("collection_id", "string", True),
+        _c("collection", "string", False, "the collection's title"),
+        _c("updated_at", "timestamp", True, "when this membership took effect"),
+        _c("in_collection", "bool", False, "default true; false: the product left it then"),
+    ),
+    required=False,
+    key=("product_id", "collection_id", "updated_at"),
+    time_column="updated_at",
+    change_log=True,
+)
+
 ORDERS = Table(
     "orders",
     (
@@ -195,10 +210,19 @@ REVIEWS = Table(
 )
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (CUSTOMERS, PRODUCTS, ORDERS, ORDER_ITEMS, EVENTS, REVIEWS)
+    t.name: t
+    for t in (CUSTOMERS, PRODUCTS, PRODUCT_COLLECTIONS, ORDERS, ORDER_ITEMS, EVENTS, REVIEWS)
 }
 # Ingest order: a table is validated after the tables it references.
-INGEST_ORDER = ("customers", "products", "orders", "order_items", "events", "reviews")
+INGEST_ORDER = (
+    "customers",
+    "products",
+    "product_collections",
+    "orders",
+    "order_items",
+    "events",
+    "reviews",
+)
 
 ORDER_STATUSES = ("completed", "cancelled", "refunded", "partially_refunded")
 EVENT_TYPES = (

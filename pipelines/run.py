@@ -285,10 +285,11 @@ def _oldest_day(data_dir: Path, table: str, relpaths: list[str]) -> int:
         return min(
             to_day(pd.Timestamp(Path(f).parent.name.split("=", 1)[1], tz="UTC")) for f in relpaths
         )
-    fallback = {"customers": "signup_ts", "products": "created_at"}[table]
+    fallback = {"customers": "signup_ts", "products": "created_at"}.get(table, spec.time_column)
     oldest = None
     for f in relpaths:
-        t = pq.read_table(clean_dir(data_dir, table) / f, columns=[spec.time_column, fallback])
+        cols = list(dict.fromkeys([spec.time_column, fallback]))
+        t = pq.read_table(clean_dir(data_dir, table) / f, columns=cols)
         when = pc.coalesce(t[spec.time_column], t[fallback])
         m = pc.min(when).as_py()
         if m is not None:

@@ -23,6 +23,8 @@ FAMILY_MODULES: tuple[str, ...] = (
     "customer_reviews",
     "product_stats",
     "product_copurchase",
+    "collection_stats",
+    "product_membership",
 )
 PACKAGE = "pipelines.families"
 

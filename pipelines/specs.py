@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 Dtype = Literal["int64", "float64", "string", "unix_timestamp", "bool", "string_list", "float_list"]
-Entity = Literal["customer", "product", "customer_product"]
+Entity = Literal["customer", "product", "collection", "customer_product"]
 
 # Who answers for what: the pipelines team for sources and their views, the platform team for
 # entities, on-demand views and feature services. Written here once; Feast objects read them.
@@ -51,6 +51,12 @@ ENTITIES: dict[str, EntitySpec] = {
         "product_id",
         "A catalog product, keyed by the raw contract's product_id.",
         (("domain", "product"), ("pii", "false")),
+    ),
+    "collection": EntitySpec(
+        "collection",
+        "collection_id",
+        "A merchandising collection, keyed by product_collections' collection_id.",
+        (("domain", "collection"), ("pii", "false")),
     ),
 }
 

@@ -440,6 +440,8 @@ def normalise(spec: Table, df: pd.DataFrame, now: pd.Timestamp) -> None:
         df["category"] = df["category"].fillna("unknown")
         df["updated_at"] = df["updated_at"].fillna(df["created_at"])
         df["is_active"] = df["is_active"].fillna(True)
+    elif spec.name == "product_collections":
+        df["in_collection"] = df["in_collection"].fillna(True)
     elif spec.name == "orders":
         df["discount_amount"] = df["discount_amount"].fillna(0.0)
         df["refunded_amount"] = df["refunded_amount"].fillna(0.0)

@@ -102,6 +102,7 @@ def generate(
     tables = {
         "customers": render.customers(log, crowd.n, span),
         "products": render.products(cat, span),
+        "product_collections": render.product_collections(cat, span),
         "orders": render.orders(ords, crowd.n, span),
         "order_items": render.order_items(lines, len(ords), cat.n),
         "events": render.events(ev, bask.queries, len(visits), crowd.n, cat.n, span),

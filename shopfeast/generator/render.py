@@ -97,6 +97,33 @@ def _table(name: str, columns: dict[str, pa.Array]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+BESTSELLERS = vocab.COLLECTIONS.index("Bestsellers")
+
+
+def product_collections(cat: Catalog, span: Span) -> pa.Table:
+    """Memberships from each product's creation: its own collection (two thirds of products have
+    one), and every seventh product also in Bestsellers (collections are many to many)."""
+    p = cat.products
+    own = p["collection"].to_numpy()
+    idx = np.arange(len(p))
+    extra = (idx % 7 == 0) & (own != BESTSELLERS)
+    prod = np.concatenate([idx[own >= 0], idx[extra]])
+    coll = np.concatenate([own[own >= 0], np.full(int(extra.sum()), BESTSELLERS)])
+    order = np.lexsort((coll, prod))
+    prod, coll = prod[order], coll[order]
+    slugs = np.array([c.lower().replace(" ", "-") for c in vocab.COLLECTIONS], dtype=object)
+    return _table(
+        "product_collections",
+        {
+            "product_id": ids("P", prod, id_width(len(p))),
+            "collection_id": pa.array(slugs[coll], pa.string()),
+            "collection": codes(coll, vocab.COLLECTIONS),
+            "updated_at": stamps(span, p["created"].to_numpy()[prod]),
+            "in_collection": pa.array(np.ones(len(prod), bool)),
+        },
+    )
+
+
 def customers(log: pd.DataFrame, n_customers: int, span: Span) -> pa.Table:
     w = id_width(n_customers)
     c = log["customer"].to_numpy()

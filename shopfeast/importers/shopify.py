@@ -87,7 +87,8 @@ class Shop:
     products: dict[str, dict] = field(default_factory=dict)
     customers: dict[str, dict] = field(default_factory=dict)
     collections: dict[str, dict] = field(default_factory=dict)  # id -> {title, kind}
-    collects: set[tuple[str, str]] = field(default_factory=set)  # (collection_id, product_id)
+    # (collection_id, product_id) -> when the product joined (a collect's created_at), if known
+    collects: dict[tuple[str, str], str | None] = field(default_factory=dict)
     kinds: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -102,9 +103,10 @@ class Shop:
             kind_name = resource.removesuffix("_collections")
             self.collections[_id(record["id"])] = {"title": record.get("title"), "kind": kind_name}
             for pid in record.get("product_ids", ()):  # bulk: the collection's products
-                self.collects.add((_id(record["id"]), _id(pid)))
+                self.collects[(_id(record["id"]), _id(pid))] = None
         elif resource == "collects":
-            self.collects.add((_id(record["collection_id"]), _id(record["product_id"])))
+            key = (_id(record["collection_id"]), _id(record["product_id"]))
+            self.collects[key] = record.get("created_at")
         else:  # the same record twice (overlapping pages, two dumps): the newest wins
             known = getattr(self, resource)
             rid = _id(record["id"])
@@ -688,7 +690,7 @@ def convert(shop: Shop, since: pd.Timestamp | None, exported_at: pd.Timestamp) -
         orders.extend(versions)
         for line in order.get("line_items") or []:
             pid = line.get("product_id")
-            if pid is None:
+            if pid is None or line.get("product_exists") is False:  # the product was deleted
                 pid = deleted_product_id(line)
                 deleted.setdefault(pid, (line, placed))
                 if placed is not None:
@@ -730,14 +732,23 @@ def convert(shop: Shop, since: pd.Timestamp | None, exported_at: pd.Timestamp) -
                 "is_active": False,
             }
         )
-    collections = [
-        {
-            "product_id": pid,
-            "collection_id": cid,
-            "collection": shop.collections.get(cid, {}).get("title"),
-        }
-        for cid, pid in sorted(shop.collects)
-    ]
+    # A membership takes effect when the collect was made; without a time (bulk, smart
+    # collections), from the product's first row on.
+    since_product = {r["product_id"]: r["created_at"] for r in products}
+    for p in shop.products.values():
+        since_product.setdefault(_id(p["id"]), _ts(p.get("created_at")))
+    collections = []
+    for (cid, pid), joined in sorted(shop.collects.items()):
+        when = _ts(joined) or since_product.get(pid) or exported_at
+        if _after(when, since):
+            collections.append(
+                {
+                    "product_id": pid,
+                    "collection_id": cid,
+                    "collection": shop.collections.get(cid, {}).get("title"),
+                    "updated_at": when,
+                }
+            )
     tables = {
         "customers": _frame(customers),
         "products": _frame(products),

@@ -54,6 +54,8 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
     "candidate_customer_v1",
     "candidate_product_v1",
     "customer_product_history_v1",
+    "collection_360_v1",
+    "product_collections_v1",
 ]
 
 
@@ -125,9 +127,14 @@ def sample_entities() -> tuple[list[str], list[str]]:
     return customers, products
 
 
+COLLECTIONS = ["k00000", "k00003", "k00024", "unknown-collection"]
+
+
 def entity_frame(store, service, customers: list[str], products: list[str]) -> pd.DataFrame:
     keys = set().union(*(join_keys(store, p.name) for p in service.feature_view_projections))
-    if keys == {"customer_id"}:
+    if keys == {"collection_id"}:
+        rows = [{"collection_id": k} for k in COLLECTIONS]
+    elif keys == {"customer_id"}:
         rows = [{"customer_id": c} for c in customers]
     elif keys == {"product_id"}:
         rows = [{"product_id": p} for p in products]
@@ -192,7 +199,7 @@ def test_online_equals_offline(ci, service_name: str) -> None:
     entities = entity_frame(store, service, customers, products)
     offline = store.get_historical_features(entity_df=entities, features=service).to_df()
     assert len(offline) == len(entities)  # one row per entity row
-    keys = [c for c in ("customer_id", "product_id") if c in entities.columns]
+    keys = [c for c in ("customer_id", "product_id", "collection_id") if c in entities.columns]
     offline = offline.sort_values(keys).reset_index(drop=True)
     entities = entities.sort_values(keys).reset_index(drop=True)
     rows = entities.to_dict("records")
@@ -221,8 +228,9 @@ def test_plan_showed_the_changes_and_materialize_loaded_redis(ci) -> None:
     happened = pd.read_parquet(
         pairs.path(ci["env"]["SHOPFEAST_DATA_DIR"]), columns=list(pairs.join_keys)
     )
-    # every generated customer and product, and only the (customer, product) pairs that happened
-    assert client.dbsize() == 40 + 25 + len(happened.drop_duplicates())
+    # every generated customer, product and collection, and only the (customer, product) pairs
+    # that happened
+    assert client.dbsize() == 40 + 25 + 25 + len(happened.drop_duplicates())
 
 
 def test_second_apply_is_a_noop(ci) -> None:
@@ -361,7 +369,7 @@ def test_the_monitor_reads_the_key_expiry_of_pairs_too(ci) -> None:
     )
     _, out, _ = monitor_run.monitor(opts)
     expiry = {r["entity"]: r for r in out["freshness"]["results"] if r["check"] == "key_expiry"}
-    assert set(expiry) == {"customer", "product", "customer_product"}
+    assert set(expiry) == {"customer", "product", "collection", "customer_product"}
     pairs = expiry["customer_product"]
     assert pairs["sampled"] == 50 and pairs["missing"] == 0 and pairs["min_ttl_hours"] > 24
     keys = ("customer_id", "product_id")

@@ -144,6 +144,7 @@ def test_every_service_equals_feasts_duckdb_store(embedded) -> None:
     rng = np.random.default_rng(17)
     customers = [*sorted(frames["customer_activity"].customer_id.unique()), "never-seen"]
     products = [*sorted(frames["product_stats"].product_id.unique()), "never-sold"]
+    collections = [*sorted(frames["collection_stats"].collection_id.unique()), "never-made"]
     n = 300
     start = frames["customer_activity"].event_timestamp.min() - timedelta(days=5)
     offsets = rng.integers(0, int((END - start) / timedelta(microseconds=1)), n)
@@ -153,6 +154,7 @@ def test_every_service_equals_feasts_duckdb_store(embedded) -> None:
         {
             "customer_id": rng.choice(customers, n),
             "product_id": rng.choice(products, n),
+            "collection_id": rng.choice(collections, n),
             "event_timestamp": times,
         }
     )

@@ -110,7 +110,7 @@ def test_second_batch_is_judged_against_the_first(two_days) -> None:
     data, _, _, reports, _ = two_days
     r2 = reports["r2"]
     assert r2["batch"] == "b000002"
-    for table in INGEST_ORDER:
+    for table in (t for t in INGEST_ORDER if t in DAY2_RULES):
         q = quarantine(data, table)
         got = dict(
             zip(
@@ -126,7 +126,7 @@ def test_second_batch_is_judged_against_the_first(two_days) -> None:
 
 def test_clean_tables_grow_without_duplicates(two_days) -> None:
     data, _, _, reports, _ = two_days
-    for table in INGEST_ORDER:
+    for table in (t for t in INGEST_ORDER if t in DAY2_RULES):
         total = sum(r["tables"][table]["clean"] for r in reports.values())
         assert len(clean(data, table)) == total, table
         assert len(quarantine(data, table)) == sum(

@@ -214,7 +214,7 @@ def test_rule_quarantines_its_rows(rule: str, ingested: tuple[Path, dict]) -> No
 
 def test_every_row_in_exactly_one_place(ingested: tuple[Path, dict]) -> None:
     data, report = ingested
-    for table in INGEST_ORDER:
+    for table in (t for t in INGEST_ORDER if t in SHOP):
         stats = report["tables"][table]
         q = quarantine(data, table)
         c = clean(data, table)

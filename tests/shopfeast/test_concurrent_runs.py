@@ -64,6 +64,8 @@ def test_two_ingests_at_once_ingest_once(raw, tmp_path) -> None:
     assert [b["batch"] for b in manifest["batches"]] == ["b000001"]
     report = json.loads((data / "reports" / "validation_report.json").read_text())
     for table in INGEST_ORDER:  # exact accounting: rows in = clean on disk + quarantined on disk
+        if table not in report["tables"]:  # an optional table the shop has no file for
+            continue
         t = report["tables"][table]
         clean = len(storage.read_clean(data, table))
         qdir = storage.quarantine_dir(data, table)

@@ -91,7 +91,7 @@ def test_csv_and_jsonl_hold_the_same_shop_as_iso_text(tmp_path, frames):
 
 
 def test_keys_are_unique_and_references_resolve(frames):
-    c, p, o, i, e, r = (frames[t] for t in INGEST_ORDER)
+    c, p, _, o, i, e, r = (frames[t] for t in INGEST_ORDER)
     for name, df in frames.items():
         key = TABLES[name].key
         if key:
@@ -107,7 +107,7 @@ def test_keys_are_unique_and_references_resolve(frames):
 
 
 def test_values_are_in_range_and_in_time(frames):
-    c, p, o, i, e, r = (frames[t] for t in INGEST_ORDER)
+    c, p, _, o, i, e, r = (frames[t] for t in INGEST_ORDER)
     start = pd.Timestamp("2025-01-01", tz="UTC")
     end = start + pd.Timedelta(days=SMALL["days"])
     assert set(o["status"]) == set(ORDER_STATUSES)

@@ -141,7 +141,7 @@ def test_parquet_turns_only_unparseable_columns_into_text(tmp_path):
         "events": {"event_ts"},
         "reviews": {"rating", "review_ts"},
     }
-    for table in INGEST_ORDER:
+    for table in texty:  # product_collections is never corrupted
         schema = pq.read_schema(tmp_path / f"{table}.parquet")
         text = {
             c.name

@@ -210,14 +210,17 @@ def test_rows_are_accounted_for_through_ingest(imported, tmp_path):
     assert counts["products"]["read"] + report["deleted_products"] == report["written"]["products"]
 
 
+VIEWS = {
+    "customer_activity": "customer_id",
+    "product_stats": "product_id",
+    "collection_stats": "collection_id",
+    "product_membership": "product_id",
+}
+
+
 def _features(data: Path) -> dict[str, dict]:
-    pipeline_run.run(
-        data, mode="historical", only=["customer_activity", "product_stats"], echo=False
-    )
-    return {
-        v: oracle.by_entity(oracle.read_source(data, v), key)
-        for v, key in (("customer_activity", "customer_id"), ("product_stats", "product_id"))
-    }
+    pipeline_run.run(data, mode="historical", only=list(VIEWS), echo=False)
+    return {v: oracle.by_entity(oracle.read_source(data, v), key) for v, key in VIEWS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +263,53 @@ def test_customer_features_match_hand_computed_values(
 def test_product_features_match_hand_computed_values(features, product, day, units_30d):
     row = oracle.lookup(features["product_stats"], product, at(day))
     assert row["product_units_sold_30d"] == units_30d
+
+
+@pytest.mark.parametrize(
+    ("day", "units_7d", "revenue_7d", "share_30d"),
+    [
+        # Bob's iPod (199 - 10) and two hoodies (100), the guest's hoodie (50)
+        ("2025-03-07", 4, 339.0, 1.0),
+        ("2025-03-10", 5, 538.0, 1.0),  # and Alice's iPod, not yet cancelled
+        ("2025-03-11", 4, 339.0, 1.0),  # cancelled
+        # Bob's order left the 7 days; over 30 days the mugs (36) sell outside the collection
+        ("2025-03-13", 1, 50.0, 339.0 / 375.0),
+    ],
+)
+def test_collection_features_match_hand_computed_values(
+    features, day, units_7d, revenue_7d, share_30d
+):
+    """The Summer collection (custom, via collects): the iPod and the hoodie."""
+    row = oracle.lookup(features["collection_stats"], "841564295", at(day))
+    assert row["collection_products"] == 2
+    assert (row["collection_price_min"], row["collection_price_max"]) == (50.0, 199.0)
+    assert row["collection_price_median"] == pytest.approx(124.5)
+    assert row["collection_units_7d"] == units_7d
+    assert row["collection_revenue_7d"] == pytest.approx(revenue_7d, abs=1e-9)
+    assert row["collection_sales_share_30d"] == pytest.approx(share_30d, abs=1e-12)
+    assert row["collection_views_30d"] == 0 and pd.isna(row["collection_conversion_rate_30d"])
+    assert oracle.lookup(features["collection_stats"], "841564295", at("2025-02-05")) is None
+
+
+def test_a_products_collections(features):
+    rows = features["product_membership"]
+    ipod = oracle.lookup(rows, IPOD, at("2025-03-01"))
+    assert (list(ipod["collection_ids"]), ipod["collection_count"]) == (["841564295"], 1)
+    assert list(oracle.lookup(rows, IPOD, at("2025-02-05"))["collection_ids"]) == []  # joined 5th
+    assert oracle.lookup(rows, MUG, at("2025-03-13"))["collection_count"] == 0
+
+
+def test_collections_are_many_to_many(imported):
+    raw, _ = imported["bulk"]
+    m = pd.read_parquet(raw / "product_collections.parquet")
+    got = sorted(zip(m["product_id"], m["collection"], m["updated_at"], strict=True))
+    assert got == [
+        (IPOD, "Smart iPods", at("2025-02-01 15:00")),  # no time in bulk: from the product's
+        (IPOD, "Summer", at("2025-02-01 15:00")),
+        (HOODIE, "Summer", at("2025-02-03 00:00")),
+    ]
+    rest = pd.read_parquet(imported["rest"][0] / "product_collections.parquet")
+    assert set(rest["updated_at"]) == {at("2025-02-05")}  # the collects' created_at
 
 
 # --- incremental: the daily import ------------------------------------------------------------

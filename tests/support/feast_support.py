@@ -80,7 +80,7 @@ def scratch_postgres_db(dsn: str) -> Iterator[str]:
 
 
 def entity_ids(source: FeatureSource, n: int) -> list[str]:
-    prefix = "c" if source.entity == "customer" else "p"
+    prefix = {"customer": "c", "product": "p", "collection": "k"}[source.entity]
     return [f"{prefix}{i:05d}" for i in range(n)]
 
 
@@ -187,7 +187,9 @@ def generate_store(
     """A small feature store for every declared source; returns the rows written."""
     out = {}
     for k, (name, source) in enumerate(sorted(sources.items())):
-        n = {"customer": customers, "product": products}.get(source.entity, 3 * customers)
+        n = {"customer": customers, "product": products, "collection": products}.get(
+            source.entity, 3 * customers
+        )
         frame = generate_source(source, n, days, end, seed + k, products)
         write_source(frame, source, data_dir)
         out[name] = frame
@@ -274,7 +276,7 @@ def declared_store(data_dir: Path, work: Path, offline_store: str = ASOF_STORE):
         repo_path=work,
     )
     store = FeatureStore(config=config)
-    entities = {name: feast_schema.entity(name) for name in ("customer", "product")}
+    entities = {name: feast_schema.entity(name) for name in ("customer", "product", "collection")}
     objects: list = list(entities.values())
     for source in sources(strict=True).values():
         if not list(source.path(data_dir).glob("*.parquet")):

@@ -25,6 +25,7 @@ REFERENCE = "2025-04-01:2025-05-15"  # after the 90-day windows filled, before t
 TIME_COLUMNS = {
     "customers": "updated_at",
     "products": "updated_at",
+    "product_collections": "updated_at",
     "orders": "order_ts",
     "events": "event_ts",
     "reviews": "review_ts",

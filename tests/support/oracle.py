@@ -96,6 +96,7 @@ class RawShop:
     reviews: pd.DataFrame
     # The instant the exports are complete up to (`ingest --as-of`): snapshots run to it.
     as_of: pd.Timestamp | None = None
+    product_collections: pd.DataFrame | None = None
 
     def of(self, table: str, key: str, entity: str) -> list[dict]:
         """The rows of `table` whose `key` is `entity`, as plain dicts (nulls as None).
@@ -148,7 +149,15 @@ class RawShop:
     def load(cls, data_dir: Path) -> RawShop:
         tables = {
             n: read_clean(data_dir, n)
-            for n in ("customers", "products", "orders", "order_items", "events", "reviews")
+            for n in (
+                "customers",
+                "products",
+                "orders",
+                "order_items",
+                "events",
+                "reviews",
+                "product_collections",
+            )
         }
         manifest = data_dir / "state" / "ingest" / "manifest.json"
         as_of = json.loads(manifest.read_text()).get("as_of") if manifest.exists() else None

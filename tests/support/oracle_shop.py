@@ -178,11 +178,35 @@ def build(
     return {
         "customers": cust,
         "products": prod,
+        "product_collections": collections(prod, seed),
         "orders": ords,
         "order_items": oi,
         "events": ev,
         "reviews": rv,
     }
+
+
+def collections(prod: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Three collections, many to many: products join some days after their creation (at
+    midnight or in between), a few leave again, and one joins before the product exists."""
+    rng = np.random.default_rng(seed + 2)
+    first = prod.sort_values("updated_at").drop_duplicates("product_id")
+    rows = []
+    for _, p in first.iterrows():
+        for cid in ("k1", "k2", "k3"):
+            if rng.random() < 0.45:
+                continue
+            joined = p["created_at"] + pd.Timedelta(days=int(rng.integers(-3, 40)))
+            if rng.random() < 0.3:
+                joined = joined.floor("D")
+            rows.append((p["product_id"], cid, f"Collection {cid}", joined, True))
+            if rng.random() < 0.25:
+                left = joined + pd.Timedelta(days=int(rng.integers(1, 60)), hours=5)
+                rows.append((p["product_id"], cid, f"Collection {cid}", left, False))
+    cols = ["product_id", "collection_id", "collection", "updated_at", "in_collection"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["updated_at"] = out["updated_at"].astype("datetime64[us, UTC]")
+    return out
 
 
 def later_versions(ords: pd.DataFrame, seed: int) -> pd.DataFrame:

@@ -195,9 +195,23 @@ def build(
             event_ts=ts(3, 100),
         )
     )
+    # collections: every product in k1 from the start and in k2 from day 10 + i; p2 leaves k1 on
+    # day 25
+    members = [
+        dict(product_id=f"p{i}", collection_id="k1", updated_at=START - 10 * DAY)
+        for i in range(products)
+    ]
+    members += [
+        dict(product_id=f"p{i}", collection_id="k2", updated_at=ts(10 + i, 3600))
+        for i in range(products)
+    ]
+    members.append(
+        dict(product_id="p2", collection_id="k1", updated_at=ts(25, 0), in_collection=False)
+    )
     return {
         "customers": typed("customers", cust),
         "products": typed("products", prod),
+        "product_collections": typed("product_collections", members),
         "orders": typed("orders", orders),
         "order_items": typed("order_items", items),
         "events": typed("events", events),
