@@ -150,7 +150,11 @@ def import_shopify(
         typer.Option(help="Only what changed after this time (default: the last watermark)."),
     ] = None,
     exported_at: Annotated[
-        str | None, typer.Option(help="When the CSV exports were taken (default: now).")
+        str | None,
+        typer.Option(
+            help="When the exports were taken (default: now): CSV refunds and collection "
+            "changes without a time of their own count from then on."
+        ),
     ] = None,
 ) -> None:
     """A Shopify shop: orders (with refunds and cancellations), products, customers, collections."""

@@ -27,7 +27,9 @@ Mapping (the importer does not clean: rows ingest rejects are written for ingest
   lowest variant price, inventory = the variants' sum, `status` active -> is_active.
 - customers: signup = `created_at`, country = the default address's country code, e-mail opt-in.
 - product_collections: custom collections via collects, smart collections as listed (REST: the
-  collects of a smart collection are not listed by Shopify; bulk: the collection's products).
+  collects of a smart collection are not listed by Shopify; bulk: the collection's products). A
+  change log: the importer keeps the memberships in force in its state and writes a row where one
+  began or ended (`_memberships`).
 
 Products and customers carry no history in Shopify: the first import takes each as it is now,
 from its `created_at` on; later imports add a change-log row at each newer `updated_at`.
@@ -89,6 +91,8 @@ class Shop:
     collections: dict[str, dict] = field(default_factory=dict)  # id -> {title, kind}
     # (collection_id, product_id) -> when the product joined (a collect's created_at), if known
     collects: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # collections whose whole membership this export lists (a bulk collection with its products)
+    listed: set[str] = field(default_factory=set)
     kinds: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -102,7 +106,9 @@ class Shop:
         if resource in ("custom_collections", "smart_collections"):
             kind_name = resource.removesuffix("_collections")
             self.collections[_id(record["id"])] = {"title": record.get("title"), "kind": kind_name}
-            for pid in record.get("product_ids", ()):  # bulk: the collection's products
+            if "product_ids" in record:  # bulk: the collection's products, all of them
+                self.listed.add(_id(record["id"]))
+            for pid in record.get("product_ids", ()):
                 self.collects[(_id(record["id"]), _id(pid))] = None
         elif resource == "collects":
             key = (_id(record["collection_id"]), _id(record["product_id"]))
@@ -658,10 +664,18 @@ def deleted_product_id(line: dict) -> str:
 class Imported:
     tables: dict[str, pd.DataFrame]
     report: dict
+    memberships: dict[str, str] = field(default_factory=dict)  # in force after this import
 
 
-def convert(shop: Shop, since: pd.Timestamp | None, exported_at: pd.Timestamp) -> Imported:
-    """The contract's tables from what was read; `since` keeps only what changed after it."""
+def convert(
+    shop: Shop,
+    since: pd.Timestamp | None,
+    exported_at: pd.Timestamp,
+    known: dict[str, str] | None = None,
+) -> Imported:
+    """The contract's tables from what was read; `since` keeps only what changed after it, `known`
+    (the memberships the last import left in force, from its state) only the memberships that
+    changed."""
     counts: dict[str, dict[str, int]] = {
         t: {"read": shop.read.get(t, 0)} for t in ("customers", "products", "orders", "order_items")
     }
@@ -732,23 +746,7 @@ def convert(shop: Shop, since: pd.Timestamp | None, exported_at: pd.Timestamp) -
                 "is_active": False,
             }
         )
-    # A membership takes effect when the collect was made; without a time (bulk, smart
-    # collections), from the product's first row on.
-    since_product = {r["product_id"]: r["created_at"] for r in products}
-    for p in shop.products.values():
-        since_product.setdefault(_id(p["id"]), _ts(p.get("created_at")))
-    collections = []
-    for (cid, pid), joined in sorted(shop.collects.items()):
-        when = _ts(joined) or since_product.get(pid) or exported_at
-        if _after(when, since):
-            collections.append(
-                {
-                    "product_id": pid,
-                    "collection_id": cid,
-                    "collection": shop.collections.get(cid, {}).get("title"),
-                    "updated_at": when,
-                }
-            )
+    collections, membership_counts, members = _memberships(shop, known, products, exported_at)
     tables = {
         "customers": _frame(customers),
         "products": _frame(products),
@@ -764,6 +762,7 @@ def convert(shop: Shop, since: pd.Timestamp | None, exported_at: pd.Timestamp) -
     )
     counts["customers"]["written"] = len(customers)
     counts["products"]["written"] = len(products)
+    counts["product_collections"] = membership_counts
     report = {
         "counts": counts,
         "guest_orders": guests,
@@ -771,9 +770,69 @@ def convert(shop: Shop, since: pd.Timestamp | None, exported_at: pd.Timestamp) -
         "deleted_products": len(deleted),
         "currencies": sorted(currencies),
         "collections": len(shop.collections),
-        "product_collections": len(collections),
     }
-    return Imported(tables, report)
+    return Imported(tables, report, members)
+
+
+MEMBER_SEP = " "  # "collection_id product_id" in the state file
+
+
+def _memberships(
+    shop: Shop, known: dict[str, str] | None, products: list[dict], exported_at: pd.Timestamp
+) -> tuple[list[dict], dict[str, int], dict[str, str]]:
+    """product_collections rows: a row where a membership began or ended since the last import.
+
+    Shopify keeps no history of memberships, only what holds now, so the importer keeps the
+    memberships in force (by where they came from: `collect` or a bulk `list`) in its state and
+    writes the difference. A new membership takes effect at its collect's `created_at`; without
+    one (bulk) at the product's first row on the first import, else at the export (`exported_at`:
+    never before it happened). A known membership that an export listing it in full no longer
+    holds (REST `collects`, which list every custom collection's products; a bulk collection with
+    its products) ends at the export. Returns the rows, their counts and the memberships now in
+    force."""
+    first = known is None
+    known = dict(known or {})
+    start = {r["product_id"]: r["created_at"] for r in products}
+    for p in shop.products.values():
+        start.setdefault(_id(p["id"]), _ts(p.get("created_at")))
+    rows: list[dict] = []
+    now: dict[str, str] = {}
+
+    def row(cid: str, pid: str, when, inside: bool) -> dict:
+        title = shop.collections.get(cid, {}).get("title")
+        return {
+            "product_id": pid,
+            "collection_id": cid,
+            "collection": title,
+            "updated_at": when,
+            "in_collection": inside,
+        }
+
+    for (cid, pid), joined in sorted(shop.collects.items()):
+        key = f"{cid}{MEMBER_SEP}{pid}"
+        now[key] = "list" if cid in shop.listed else "collect"
+        if key in known:
+            continue
+        when = _ts(joined) or (start.get(pid) if first else None) or exported_at
+        rows.append(row(cid, pid, when, True))
+    joined_rows = len(rows)
+    covered = "collects" in shop.kinds
+    for key, origin in sorted(known.items()):
+        cid, pid = key.split(MEMBER_SEP, 1)
+        if key in now:
+            continue
+        if (origin == "collect" and covered) or cid in shop.listed:
+            rows.append(row(cid, pid, exported_at, False))
+        else:  # not listed by this export: still in force as far as we know
+            now[key] = origin
+    counts = {
+        "read": len(shop.collects),
+        "joined": joined_rows,
+        "left": len(rows) - joined_rows,
+        "unchanged": len(shop.collects) - joined_rows,
+        "written": len(rows),
+    }
+    return rows, counts, now
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -868,15 +927,15 @@ def run(
     """Import SRC into OUT; returns the report (also written to OUT/_meta/shopify_import.json).
 
     `since` (else the watermark of the last import into OUT) keeps only what changed after it.
-    `exported_at` is when the CSV exports were taken (default: now): their refunds carry no time
-    and count from then on.
+    `exported_at` is when the exports were taken (default: now): CSV refunds, and collection
+    memberships that began or ended without a time of their own, count from then on.
     """
     out = Path(out)
     clock = _ts(exported_at) if exported_at else pd.Timestamp.now(tz="UTC")
     state = load_state(out)
     since_ts = _ts(since) if since else _ts(state.get("watermark"))
     shop = read_source(Path(src), clock)
-    imported = convert(shop, since_ts, clock)
+    imported = convert(shop, since_ts, clock, state.get("memberships"))
     written = {
         name: write_table(df if len(df.columns) else empty_frame(name), out, name)
         for name, df in imported.tables.items()
@@ -900,7 +959,8 @@ def run(
     meta = out / META_DIR
     meta.mkdir(parents=True, exist_ok=True)
     (meta / REPORT_FILE).write_text(json.dumps(report, indent=2))
-    (meta / STATE_FILE).write_text(json.dumps({"watermark": mark}, indent=2))
+    state = {"watermark": mark, "memberships": imported.memberships}
+    (meta / STATE_FILE).write_text(json.dumps(state, indent=2))
     if not quiet:
         _print(report, out)
     return report
@@ -919,6 +979,11 @@ def _print(report: dict, out: Path) -> None:
         f"({c['order_items']['test_excluded']:,} lines); guest orders: {report['guest_orders']:,}; "
         f"deleted products: {report['deleted_products']:,}; currency: "
         + (", ".join(report["currencies"]) or "-")
+    )
+    m = c["product_collections"]
+    print(
+        f"  collections: {report['collections']:,}; memberships {m['read']:,} read, "
+        f"{m['joined']:,} joined, {m['left']:,} left, {m['unchanged']:,} unchanged"
     )
     if len(report["currencies"]) > 1:
         print("  warning: more than one currency; the contract expects the shop's one currency")

@@ -62,8 +62,8 @@ def _import(src: Path, out: Path, **kw) -> dict:
     return shopify.run(src, out, exported_at=EXPORTED, quiet=True, **kw)
 
 
-def _ingest(raw: Path, data: Path) -> dict:
-    assert ingest.run(raw_dir=raw, data_dir=data, now=NOW) == 0
+def _ingest(raw: Path, data: Path, now: str = NOW) -> dict:
+    assert ingest.run(raw_dir=raw, data_dir=data, now=now) == 0
     return json.loads((data / "reports" / "validation_report.json").read_text())
 
 
@@ -195,9 +195,11 @@ def test_rows_are_accounted_for_through_ingest(imported, tmp_path):
     raw, report = imported["rest"]
     rep = _ingest(raw, tmp_path / "data")
     counts = report["counts"]
-    for table in ("customers", "products", "orders", "order_items"):
+    for table in ("customers", "products", "product_collections", "orders", "order_items"):
         t = rep["tables"][table]
         assert t["rows_in"] == report["written"][table] == t["clean"] + t["quarantined"], table
+    m = counts["product_collections"]  # every membership read is written or known unchanged
+    assert m["read"] == m["joined"] + m["unchanged"] == 2 and m["written"] == 2
     assert rep["totals"]["quarantined"] == 0
     orders = read_clean(tmp_path / "data", "orders")
     assert (
@@ -310,6 +312,99 @@ def test_collections_are_many_to_many(imported):
     ]
     rest = pd.read_parquet(imported["rest"][0] / "product_collections.parquet")
     assert set(rest["updated_at"]) == {at("2025-02-05")}  # the collects' created_at
+
+
+def _bulk_collections(dst: Path, members: dict[str, list[str]]) -> Path:
+    """The bulk fixtures with the collections' products replaced by `members` (collection gid
+    number -> product gid numbers)."""
+    shutil.copytree(FIXTURES / "bulk", dst)
+    lines = []
+    for line in (FIXTURES / "bulk" / "bulk-collections.jsonl").read_text().splitlines():
+        obj = json.loads(line)
+        if "__parentId" in obj:
+            continue
+        lines.append(line)
+        cid = obj["id"].rsplit("/", 1)[1]
+        lines += [
+            json.dumps({"id": f"gid://shopify/Product/{p}", "__parentId": obj["id"]})
+            for p in members.get(cid, [])
+        ]
+    (dst / "bulk-collections.jsonl").write_text("\n".join(lines) + "\n")
+    return dst
+
+
+SUMMER, SMART = "841564295", "482865238"
+
+
+def test_collection_changes_become_a_change_log(tmp_path):
+    """Shopify keeps only today's memberships: the daily import writes where one began or ended.
+    Day 2 (exported 14 March) moves the hoodie from Summer to Smart iPods; the change counts from
+    the export on, and the product's collections follow it."""
+    raw = tmp_path / "raw"
+    day1 = shopify.run(FIXTURES / "bulk", raw, exported_at="2025-03-10T00:00:00Z", quiet=True)
+    assert day1["counts"]["product_collections"] == {
+        "read": 3,
+        "joined": 3,
+        "left": 0,
+        "unchanged": 0,
+        "written": 3,
+    }
+    data = tmp_path / "data"
+    _ingest(raw, data)
+    moved = _bulk_collections(tmp_path / "export2", {SUMMER: [IPOD], SMART: [IPOD, HOODIE]})
+    day2 = shopify.run(moved, raw, exported_at="2025-03-14T00:00:00Z", quiet=True)
+    m = pd.read_parquet(raw / "product_collections.parquet")
+    cols = ("product_id", "collection_id", "updated_at", "in_collection")
+    got = sorted(zip(*(m[c] for c in cols), strict=True))
+    assert got == [
+        (HOODIE, SMART, at("2025-03-14"), True),
+        (HOODIE, SUMMER, at("2025-03-14"), False),
+    ]
+    assert day2["counts"]["product_collections"] == {
+        "read": 3,
+        "joined": 1,
+        "left": 1,
+        "unchanged": 2,
+        "written": 2,
+    }
+    rep = _ingest(raw, data)
+    t = rep["tables"]["product_collections"]
+    assert (t["rows_in"], t["clean"], t["quarantined"]) == (2, 2, 0)
+    feats = _features(data)
+    rows = feats["product_membership"]
+    assert list(oracle.lookup(rows, HOODIE, at("2025-03-14"))["collection_ids"]) == [SUMMER]
+    assert list(oracle.lookup(rows, HOODIE, at("2025-03-15"))["collection_ids"]) == [SMART]
+    summer = feats["collection_stats"]
+    assert oracle.lookup(summer, SUMMER, at("2025-03-14"))["collection_products"] == 2
+    assert oracle.lookup(summer, SUMMER, at("2025-03-15"))["collection_products"] == 1
+    # the same export again: nothing changed, nothing written
+    again = shopify.run(moved, raw, exported_at="2025-03-15T00:00:00Z", quiet=True)
+    assert again["written"]["product_collections"] == 0
+    assert again["counts"]["product_collections"]["unchanged"] == 3
+
+
+def test_a_deleted_collect_ends_the_membership(tmp_path):
+    """REST: `collects` list every custom collection's products; a collect gone since the last
+    import (the product was taken out) ends the membership at the export."""
+    raw = tmp_path / "raw"
+    _import(FIXTURES / "rest", raw)
+    export = tmp_path / "export2"
+    shutil.copytree(FIXTURES / "rest", export)
+    collects = json.loads((export / "collects.json").read_text())
+    collects["collects"] = [c for c in collects["collects"] if str(c["product_id"]) != HOODIE]
+    (export / "collects.json").write_text(json.dumps(collects))
+    report = shopify.run(export, raw, exported_at="2025-03-22T00:00:00Z", quiet=True)
+    m = pd.read_parquet(raw / "product_collections.parquet")
+    assert list(zip(m["product_id"], m["updated_at"], m["in_collection"], strict=True)) == [
+        (HOODIE, at("2025-03-22"), False)
+    ]
+    assert report["counts"]["product_collections"]["left"] == 1
+    # without a collects file, nothing is known to have ended
+    bare = tmp_path / "export3"
+    shutil.copytree(export, bare)
+    (bare / "collects.json").unlink()
+    report = shopify.run(bare, raw, exported_at="2025-03-23T00:00:00Z", quiet=True)
+    assert report["written"]["product_collections"] == 0
 
 
 # --- incremental: the daily import ------------------------------------------------------------
