@@ -36,6 +36,7 @@ from pipelines.contract import TABLES
 TIME_COLUMNS = {
     "customers": "updated_at",
     "products": "updated_at",
+    "product_collections": "updated_at",
     "orders": "order_ts",
     "events": "event_ts",
     "reviews": "review_ts",
@@ -83,8 +84,10 @@ def _child(stage: str, data_dir: Path, extra: list[str]) -> dict:
         *extra,
     ]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True)
     sys.stderr.write(out.stderr)
+    if out.returncode:
+        raise SystemExit(f"stage {stage} failed (exit {out.returncode}); its output is above")
     for line in out.stdout.splitlines():
         if not line.startswith("{"):
             print(f"    {line}", flush=True)

@@ -43,8 +43,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from pipelines import realtime, sources
 from pipelines import run as local
-from pipelines import sources
 from pipelines.contract import TABLES
 from pipelines.family import Input
 from pipelines.lock import data_dir_lock
@@ -90,7 +90,15 @@ def run(
     directory's lock as the local engine does (waiting up to `wait` seconds)."""
     data_dir = Path(data_dir).resolve()
     with data_dir_lock(data_dir, "features --engine spark", wait):
-        return _run(data_dir, spark, only, echo, shards, shard_rows, stats)
+        outcomes = _run(data_dir, spark, only, echo, shards, shard_rows, stats)
+        if not only or set(only) & set(realtime.SOURCES):
+            # the real-time views' offline sources, rewritten whole from the clean events on the
+            # driver as the local engine does (printed, not returned, there too)
+            files = {t: local._clean_files(data_dir, t) for t in TABLES}
+            local._run_realtime(
+                data_dir, "historical", files, local._data_span(data_dir, files), echo
+            )
+        return outcomes
 
 
 def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.Outcome]:

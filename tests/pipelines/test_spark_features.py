@@ -16,15 +16,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipelines import realtime, sources
 from pipelines import run as local
-from pipelines import sources
 from pipelines.ingest import ingest, parse_as_of, parse_now
 from pipelines.spark import features as spark_features
+from pipelines.storage import clean_dir
 from pipelines.windows import FeatureOverflow
 from tests.support.pipelines_shop import build, write_batch
 from tests.support.spark_cluster import SPARK_TEST_CONF, standalone
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+
+COLLECTION_SOURCES = {"collection_stats", "product_membership"}
 
 
 def assert_same_store(a: Path, b: Path) -> None:
@@ -33,8 +37,15 @@ def assert_same_store(a: Path, b: Path) -> None:
         files_b = sorted(p.name for p in source.path(b).glob("*.parquet"))
         assert files_a == files_b, name
         left, right = local.read_source(a, source), local.read_source(b, source)
-        assert len(left), name
+        # sources of a table the shop does not have (collections, events) are empty on both
+        needs = "product_collections" if name in COLLECTION_SOURCES else "events"
+        if name not in COLLECTION_SOURCES | set(realtime.SOURCES) or any(
+            clean_dir(a, needs).glob("**/*.parquet")
+        ):
+            assert len(left), name
         pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)
+        if name in realtime.SOURCES:
+            continue  # rewritten whole each run: no file to continue from
         latest = local._latest_path  # the file the next incremental run starts from
         pd.testing.assert_frame_equal(
             pd.read_parquet(latest(a, source)), pd.read_parquet(latest(b, source)), obj=name
@@ -135,7 +146,7 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
     a, b, built = twins(clean, tmp_path)
     stats: dict = {}
     outcomes = spark_features.run(b, spark, echo=False, shards=3, stats=stats)
-    assert [o.source for o in outcomes] == list(sources.sources())
+    assert [o.source for o in outcomes] == list(sources.families())
     # the same snapshot days (to the --as-of horizon where one is declared) and row counts
     assert [(o.start_day, o.end_day, o.rows) for o in outcomes] == [
         (o.start_day, o.end_day, o.rows) for o in built
