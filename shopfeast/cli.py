@@ -224,19 +224,26 @@ def features(
             "the spark engine rebuilds history; run daily incremental days with --engine local",
             param_hint="--mode",
         )
+    from pipelines.lock import data_dir_lock
     from pipelines.spark import features as spark_features
     from pipelines.spark.session import SparkUnavailable, session
 
-    try:
-        spark = session(spark_master, app="shopfeast-features")
-    except SparkUnavailable as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    try:
-        with one_line_errors(FeatureOverflow, DeclarationError):
-            spark_features.run(resolve(data_dir), spark, wait=wait)
-    finally:
-        spark.stop()
+    root = resolve(data_dir)
+    # The lock before the JVM: a busy directory answers with its one line at once, without
+    # paying a Spark start (seconds, and a JVM's memory); the run below takes it again (nested).
+    with (
+        one_line_errors(FeatureOverflow, DeclarationError),
+        data_dir_lock(root, "features --engine spark", wait),
+    ):
+        try:
+            spark = session(spark_master, app="shopfeast-features")
+        except SparkUnavailable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        try:
+            spark_features.run(root, spark, wait=wait)
+        finally:
+            spark.stop()
 
 
 @features_app.command("list")
