@@ -3,14 +3,14 @@
 Three learners, one baseline; `select` scores each setting on rolling-origin folds
 (training/churn.py builds them) and `fit_final` refits the chosen setting on every training row:
 - logistic regression, imputed and scaled inside one sklearn Pipeline (so serving imputes and
-  scales exactly as training did), regularisation chosen on validation;
+  scales exactly as training did), regularisation chosen on the folds;
 - random forest (imputed; trees do not need scaling);
-- XGBoost, which handles missing values itself, with early stopping on validation log loss;
-- the RFM baseline: a logistic regression on four numbers, log recency, log frequency, log
-  monetary value and log orders in 90 days (`rfm_logistic`). The logs matter: recency and spend are
-  heavy-tailed, and a linear model on their raw values is a weaker baseline than the simple model
-  a data scientist would actually write, and a weak baseline overstates any model's margin
-  (docs/training.md has both on Complete Journey).
+- XGBoost, which handles missing values itself, with early stopping on each fold's log loss;
+- the RFM baseline (`rfm_baseline` in LEARNERS): a logistic regression on four numbers, log
+  recency, log frequency, log monetary value and log orders in 90 days. The logs matter: recency
+  and spend are heavy-tailed, and a linear model on their raw values is a weaker baseline than the
+  simple model a data scientist would actually write, and a weak baseline overstates any model's
+  margin (docs/training.md has both on Complete Journey).
 """
 
 from __future__ import annotations
@@ -42,110 +42,11 @@ class Fitted:
         return self.estimator.predict_proba(frame[self.columns])[:, 1]
 
 
-def logistic(
-    X: pd.DataFrame,
-    y: np.ndarray,
-    Xv: pd.DataFrame,
-    yv: np.ndarray,
-    seed: int,
-    name: str = "logistic_regression",
-) -> Fitted:
-    """Scaled logistic regression; C picked by validation ROC-AUC from a short grid."""
-    best = None
-    for c in (0.01, 0.1, 1.0, 10.0):
-        pipe = Pipeline(
-            [
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-                ("model", LogisticRegression(C=c, max_iter=2000, random_state=seed)),
-            ]
-        ).fit(X, y)
-        auc = roc_auc_score(yv, pipe.predict_proba(Xv)[:, 1])
-        if best is None or auc > best[0]:
-            best = (auc, c, pipe)
-    return Fitted(
-        name, best[2], list(X.columns), {"C": best[1], "imputer": "median", "scaler": "standard"}
-    )
-
-
 def log1p_nonnegative(X):
     """log(1 + x) of counts, days and money, negatives (a refund larger than the spend) as 0.
 
     A module-level function, so a saved baseline pickles."""
     return np.log1p(np.clip(np.asarray(X, dtype=float), 0.0, None))
-
-
-def rfm_logistic(
-    X: pd.DataFrame,
-    y: np.ndarray,
-    Xv: pd.DataFrame,
-    yv: np.ndarray,
-    seed: int,
-    name: str = "rfm_baseline",
-) -> Fitted:
-    """The honest simple baseline: log1p of each RFM column (NaN stays NaN: no purchase yet), then
-    the same imputation, scaling and C grid as `logistic`."""
-    best = None
-    for c in (0.01, 0.1, 1.0, 10.0):
-        pipe = Pipeline(
-            [
-                ("log1p", FunctionTransformer(log1p_nonnegative, feature_names_out="one-to-one")),
-                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-                ("scale", StandardScaler()),
-                ("model", LogisticRegression(C=c, max_iter=2000, random_state=seed)),
-            ]
-        ).fit(X, y)
-        auc = roc_auc_score(yv, pipe.predict_proba(Xv)[:, 1])
-        if best is None or auc > best[0]:
-            best = (auc, c, pipe)
-    return Fitted(
-        name,
-        best[2],
-        list(X.columns),
-        {"C": best[1], "transform": "log1p", "imputer": "median", "scaler": "standard"},
-    )
-
-
-def random_forest(X: pd.DataFrame, y: np.ndarray, seed: int) -> Fitted:
-    params = {
-        "n_estimators": 300,
-        "min_samples_leaf": 5,
-        "max_features": "sqrt",
-        "class_weight": None,
-    }
-    pipe = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-            # One job: with several, the trees' votes are summed in thread order and the last bit of
-            # a probability can differ between two runs with the same seed.
-            ("model", RandomForestClassifier(**params, random_state=seed, n_jobs=1)),
-        ]
-    ).fit(X, y)
-    return Fitted("random_forest", pipe, list(X.columns), params)
-
-
-def xgboost(X: pd.DataFrame, y: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray, seed: int) -> Fitted:
-    params = {
-        "n_estimators": 2000,
-        "learning_rate": 0.03,
-        "max_depth": 4,
-        "subsample": 0.8,
-        "colsample_bytree": 0.8,
-        "min_child_weight": 5,
-        "reg_lambda": 1.0,
-        "early_stopping_rounds": 100,
-    }
-    model = XGBClassifier(
-        **params,
-        objective="binary:logistic",
-        eval_metric="logloss",
-        tree_method="hist",
-        random_state=seed,
-        n_jobs=N_JOBS,
-    )
-    model.fit(X, y, eval_set=[(Xv, yv)], verbose=False)
-    chosen = {**params, "best_iteration": int(model.best_iteration)}
-    return Fitted("xgboost", model, list(X.columns), chosen)
 
 
 def importance_kind(fitted: Fitted) -> str:
