@@ -1,4 +1,4 @@
-"""Raw data contract v1, declared once.
+"""Raw data contract v1.2, declared once.
 
 The validator, the generator, the importers and the feature pipelines all read the tables, columns,
 types and rule names from here; docs/data_contract.md is the prose version of the same contract.
@@ -11,7 +11,10 @@ from typing import Literal
 
 import pyarrow as pa
 
-CONTRACT_VERSION = "1.1"
+# 1.2 added an optional column (order_items.variant_id): every 1.1 shop is a valid 1.2 shop. The
+# version is part of the ingest state's hash name, so a data directory ingested under 1.1 has its
+# row hashes recomputed over the new column list (pipelines.ingest_state.State.load).
+CONTRACT_VERSION = "1.2"
 
 Kind = Literal["string", "timestamp", "int", "float", "bool"]
 
@@ -163,6 +166,7 @@ ORDER_ITEMS = Table(
     (
         _c("order_id", "string", True),
         _c("product_id", "string", True),
+        _c("variant_id", "string", False, "the variant sold (Shopify's line item variant), v1.2"),
         _c("quantity", "int", True, "> 0"),
         _c("unit_price", "float", True, ">= 0"),
         _c("discount", "float", False, "default 0"),

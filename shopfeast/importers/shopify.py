@@ -20,7 +20,9 @@ Mapping (the importer does not clean: rows ingest rejects are written for ingest
   `customer_id`. Test orders (`test: true`; in the CSV export, payment by Shopify's Bogus
   Gateway) are left out and counted. `total_amount` = `total_price`, `discount_amount` =
   `total_discounts`, `channel` from `source_name`, `currency` noted (one shop currency).
-- order_items: one row per line item of a new order; `discount` = the line's discount
+- order_items: one row per line item of a new order; `variant_id` = the line's variant (REST
+  `variant_id`, bulk `variant { id }`; the admin CSV export has no variant id, so it is left empty
+  there: `Lineitem sku` is a code the merchant types, not an id); `discount` = the line's discount
   allocations (else `total_discount`). A line whose product was deleted (product id null) points
   at a placeholder product `deleted:<sku or title>` (inactive, named after the line).
 - products: `title` -> name, `product_type` -> category, `vendor` -> brand, `tags`, price = the
@@ -718,6 +720,7 @@ def convert(
                     {
                         "order_id": _id(order["id"]),
                         "product_id": pid,
+                        "variant_id": None if (vid := line.get("variant_id")) is None else _id(vid),
                         "quantity": line.get("quantity"),
                         "unit_price": _money(line.get("price")),
                         "discount": _line_discount(line),

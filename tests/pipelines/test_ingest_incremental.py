@@ -206,3 +206,41 @@ def test_state_rebuilds_from_clean_tables(two_days, tmp_path: Path) -> None:
     assert sorted(rebuilt.order_ids.to_pylist()) == sorted(known.order_ids.to_pylist())
     signup = dict(zip(rebuilt.customer_ids.to_pylist(), rebuilt.signup_us, strict=True))
     assert signup["c4"] == pd.Timestamp("2025-02-10", tz="UTC").value // 1000
+
+
+def test_a_directory_ingested_under_v1_1_still_knows_its_order_lines(tmp_path: Path) -> None:
+    """v1.2 added order_items.variant_id, so a line's row hash covers one more column. A data
+    directory ingested under v1.1 (clean lines without the column, hashed over five columns) has
+    its state recomputed on the next ingest (the contract version is part of the hash function's
+    name): the same line sent again is still a duplicate_row, not a second clean line."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines import storage
+    from pipelines.ingest_state import HASH_FUNCTION, ingest_state_dir
+
+    data = tmp_path / "data"
+    run(write_raw(tmp_path / "day1", shop()), data)
+    # make the directory what v1.1 left: clean lines without variant_id, five-column hashes
+    v11 = ("order_id", "product_id", "quantity", "unit_price", "discount")
+    for f in storage.clean_dir(data, "order_items").rglob("*.parquet"):
+        pq.write_table(pq.read_table(f).drop_columns(["variant_id"]), f)
+    lines = pa.Table.from_pandas(clean(data, "order_items")[list(v11)], preserve_index=False)
+    con = duckdb.connect()
+    con.register("t", lines)
+    old = con.execute(f"SELECT hash({', '.join(v11)}) AS r FROM t").fetchnumpy()["r"]
+    state = ingest_state_dir(data) / "order_items"
+    shutil.rmtree(state)
+    state.mkdir()
+    pq.write_table(pa.table({"_row_hash": pa.array(old, pa.uint64())}), state / "part-v11.parquet")
+    manifest = ingest_state_dir(data) / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["hash_function"] = HASH_FUNCTION.replace("contract-1.2", "contract-1.1")
+    manifest.write_text(json.dumps(m))
+
+    resent = {"order_items": [dict(BASE["order_items"][0])]}
+    report = run(write_raw(tmp_path / "day2", resent), data)
+    assert report["tables"]["order_items"]["by_rule"] == {"duplicate_row": 1}
+    assert len(clean(data, "order_items")) == len(BASE["order_items"])
+    assert json.loads(manifest.read_text())["hash_function"] == HASH_FUNCTION

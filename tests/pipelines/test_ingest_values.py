@@ -1,6 +1,7 @@
 """Values the contract refuses at ingest: numbers above their column's upper bound
 (`out_of_range`, configurable), ids that differ only by Unicode normalisation (one id, NFC), ids
-with control or invisible characters or longer than the API's limit (`invalid_value`)."""
+with control or invisible characters or longer than the API's limit (`invalid_value`), the
+optional order_items.variant_id among them."""
 
 from __future__ import annotations
 
@@ -50,6 +51,37 @@ def test_ids_are_nfc_and_invisible_characters_are_refused(tmp_path) -> None:
         n + 4: "invalid_value",
     }
 
+
+
+def test_variant_ids_are_ids_like_the_others(tmp_path) -> None:
+    """order_items.variant_id (v1.2, optional): NFC, at most ID_MAX_LENGTH, no invisible
+    characters; missing is fine (the base shop's lines have none)."""
+    nfc = unicodedata.normalize("NFC", "vé")
+    nfd = unicodedata.normalize("NFD", "vé")
+    line = {"order_id": "o1", "product_id": "p1", "quantity": "2", "unit_price": "3.5"}
+    raw = write_raw(
+        tmp_path / "raw",
+        shop(
+            order_items=[
+                {**line, "variant_id": nfc},
+                {**line, "order_id": "o2", "variant_id": nfd},  # stored as NFC
+                {**line, "variant_id": "v\u200b1"},  # zero-width space
+                {**line, "variant_id": "v" * (ID_MAX_LENGTH + 1)},
+                {**line, "order_id": "o3", "variant_id": "v" * ID_MAX_LENGTH},  # at the limit
+            ]
+        ),
+    )
+    run(raw, tmp_path / "data")
+    items = clean(tmp_path / "data", "order_items")
+    n = len(BASE["order_items"])
+    assert items["variant_id"].isna().sum() == n
+    assert sorted(items["variant_id"].dropna()) == sorted([nfc, nfc, "v" * ID_MAX_LENGTH])
+    q = quarantine(tmp_path / "data", "order_items")
+    assert dict(zip(q["_row"], q["_rule"], strict=True)) == {
+        n + 2: "invalid_value",
+        n + 3: "invalid_value",
+    }
+    assert all("variant_id" in d for d in q["_detail"])
 
 def test_upper_bounds_quarantine_at_the_bound_plus_one(tmp_path) -> None:
     order = dict(BASE["orders"][0])

@@ -36,6 +36,7 @@ EXPORTED = "2025-03-20T00:00:00Z"
 NOW = "2025-03-21T00:00:00Z"
 BOB, ALICE = "207119551", "207119552"
 IPOD, HOODIE, MUG = "632910392", "921728736", "deleted:MUG-OLD"
+PINK_IPOD, HOODIE_VARIANT = "808950810", "39072856"  # the line items' variants
 PII = (
     "Norman",
     "bob.norman",
@@ -118,19 +119,29 @@ def test_orders_become_versions_with_refunds_cancellations_and_guests(imported, 
         zip(
             items["order_id"],
             items["product_id"],
+            items["variant_id"].fillna("-"),
             items["quantity"],
             items["unit_price"],
             items["discount"],
             strict=True,
         )
     )
+    # variants: the pink 8GB iPod, the one hoodie; the deleted mug's line has none (REST null,
+    # bulk `variant: null`); the test order's red iPod (49148385) is left out with its order
     assert lines == [
-        ("450789469", IPOD, 1, 199.0, 10.0),
-        ("450789469", HOODIE, 2, 50.0, 0.0),
-        ("450789470", HOODIE, 1, 50.0, 0.0),
-        ("450789472", IPOD, 1, 199.0, 0.0),
-        ("450789473", MUG, 3, 12.0, 0.0),
+        ("450789469", IPOD, PINK_IPOD, 1, 199.0, 10.0),
+        ("450789469", HOODIE, HOODIE_VARIANT, 2, 50.0, 0.0),
+        ("450789470", HOODIE, HOODIE_VARIANT, 1, 50.0, 0.0),
+        ("450789472", IPOD, PINK_IPOD, 1, 199.0, 0.0),
+        ("450789473", MUG, "-", 3, 12.0, 0.0),
     ]
+
+
+def test_the_csv_export_has_no_variant_ids(imported):
+    """Shopify's orders CSV names a line's variant only by `Lineitem sku` and `Lineitem name`
+    (text the merchant typed, not an id): variant_id stays empty rather than made up."""
+    items = pd.read_parquet(imported["csv"][0] / "order_items.parquet")
+    assert len(items) == 5 and items["variant_id"].isna().all()
 
 
 @pytest.mark.parametrize("kind", ["rest", "bulk", "csv"])
@@ -210,6 +221,10 @@ def test_rows_are_accounted_for_through_ingest(imported, tmp_path):
         == rep["tables"]["order_items"]["clean"] + counts["order_items"]["test_excluded"]
     )
     assert counts["products"]["read"] + report["deleted_products"] == report["written"]["products"]
+    items = read_clean(tmp_path / "data", "order_items")  # ingest carries the variant through
+    assert sorted(items["variant_id"].fillna("-")) == sorted(
+        [PINK_IPOD, HOODIE_VARIANT, HOODIE_VARIANT, PINK_IPOD, "-"]
+    )
 
 
 VIEWS = {
