@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,28 +40,42 @@ def serve(args: list[str], data: Path, ready_path: str, repo_root: Path) -> Iter
     base URL once `ready_path` answers, and stops it afterwards."""
     port = free_port()
     cmd = [sys.executable, "-m", "shopfeast.cli", *args, "--data-dir", str(data)]
+    # its own process group: `shopfeast ui` runs `feast ui` as a child, which a signal to the
+    # parent alone leaves running (holding the output pipe: a read of it never ended)
     proc = subprocess.Popen(
         [*cmd, "--port", str(port)],
         cwd=repo_root,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while True:
             try:
                 get_json(f"{base}{ready_path}")
                 break
             except (urllib.error.URLError, ConnectionError):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
+                    _stop_group(proc, signal.SIGKILL)
                     pytest.fail(f"shopfeast {' '.join(args)} did not start:\n{proc.stdout.read()}")
                 time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
+        _stop_group(proc, signal.SIGTERM)
+
+
+def _stop_group(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the server's whole process group and wait for the server (SIGKILL after 20 s)."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    except ProcessLookupError:  # the group is gone already
         proc.wait(timeout=20)
 
 
