@@ -40,17 +40,25 @@ def generate_raw(root: Path, customers: int, products: int, days: int, seed: int
 
 
 def build(raw: Path, data: Path) -> Path:
-    """Ingest, build features and apply the embedded Feast repo over `data`."""
+    """Ingest, build features and apply the embedded Feast repo over `data`.
+
+    `feast apply` runs in this process (tests/support/feast_support.py: Feast's own CLI command):
+    a subprocess paid ~10 s of CPU per build for Python's start and Feast's import, against ~2 s.
+    `shopfeast apply`'s own subprocess is what tests/shopfeast/test_demo.py runs."""
     from featurestore import store as feast_store
     from pipelines import ingest
     from pipelines import run as features
+    from shopconfig.settings import profile_env
+    from tests.support.feast_support import run_feast_cli
 
     with contextlib.redirect_stdout(io.StringIO()):
         code = ingest.run(raw_dir=raw, data_dir=data, now=None)
         assert code == 0, f"ingest exited {code}"
         features.run(data, mode="historical", echo=False)
-    result = feast_store.feast_cli("embedded", ["apply"], data, capture=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    code, out = run_feast_cli(
+        feast_store.PROFILES["embedded"], ["apply"], profile_env("embedded", data)
+    )
+    assert code == 0, out
     return data
 
 
