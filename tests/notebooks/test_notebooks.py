@@ -54,19 +54,42 @@ def _monitor_run(data: Path) -> str:
     return report["run_id"]
 
 
+@pytest.fixture(scope="module")
+def kernel_without_a_store(repo_root: Path, tmp_path_factory):
+    """One kernel for the three no-store runs (each notebook stops in its first cell, so a kernel
+    per notebook would mostly pay for its start and Feast's import): started with
+    SHOPFEAST_DATA_DIR on an empty directory, from the project root as JupyterLab would."""
+    empty = tmp_path_factory.mktemp("no_store") / "nothing_here"
+    empty.mkdir()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SHOPFEAST_DATA_DIR", str(empty))  # the kernel inherits it at its start
+    client = NotebookClient(
+        nbformat.v4.new_notebook(),
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(repo_root)}},
+    )
+    try:
+        with client.setup_kernel():
+            yield client, empty
+    finally:
+        mp.undo()
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_without_a_store_a_notebook_stops_with_one_line(
-    name: str, repo_root: Path, tmp_path: Path, monkeypatch
+    name: str, repo_root: Path, kernel_without_a_store
 ) -> None:
-    empty = tmp_path / "nothing_here"
-    empty.mkdir()
-    monkeypatch.setenv("SHOPFEAST_DATA_DIR", str(empty))
+    client, empty = kernel_without_a_store
     nb = nbformat.read(repo_root / "notebooks" / name, as_version=4)
-    client = NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(repo_root)}}
-    )
+    client.nb = nb
+    ran = []
     with pytest.raises(CellExecutionError) as stopped:
-        client.execute()
+        for index, cell in enumerate(nb.cells):
+            ran.append(index)
+            client.execute_cell(cell, index)
     assert stopped.value.ename == "SystemExit"
     assert "SHOPFEAST_DATA_DIR" in stopped.value.evalue and str(empty) in stopped.value.evalue
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    assert ran[-1] == first_code, "the notebook did not stop in its first code cell"
     assert list(empty.iterdir()) == []  # nothing opened, nothing written
