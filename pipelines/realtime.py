@@ -126,12 +126,8 @@ def compute(name: str, events: pd.DataFrame, latest_only: bool = False) -> pd.Da
     else:
         frame = pd.DataFrame(
             {
-                f"product_{kind}_1h": clock.count(types == etype, rows, HOUR_US)
-                for kind, etype in (
-                    ("views", "product_view"),
-                    ("carts", "add_to_cart"),
-                    ("purchases", "purchase"),
-                )
+                feature: clock.count(types == etype, rows, HOUR_US)
+                for feature, etype in PRODUCT_COUNTS.items()
             }
         )
         frame["product_last_event_ts"] = _seconds(t[rows])
@@ -141,6 +137,13 @@ def compute(name: str, events: pd.DataFrame, latest_only: bool = False) -> pd.Da
 
 
 PRODUCT_EVENTS = ("product_view", "add_to_cart", "purchase")
+# product_realtime's counts: events of one type in (T - 1h, T]; the stream worker keeps them as
+# window counters in Redis (streaming.state), the batch side counts them here.
+PRODUCT_COUNTS = {
+    "product_views_1h": "product_view",
+    "product_carts_1h": "add_to_cart",
+    "product_purchases_1h": "purchase",
+}
 
 
 def _seconds(us: np.ndarray) -> pd.DatetimeIndex:

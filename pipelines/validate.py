@@ -5,8 +5,9 @@ run in that order, each over the rows still clean, so "first occurrence kept" in
 means the first occurrence that passed every earlier rule.
 
 - missing_required, unparseable: from the coercion of each column (pipelines/coerce.py);
-- invalid_value .. future_timestamp: a pandera schema built from the contract (types, vocabularies,
-  ranges, the refund-vs-total check, the clock), declared once in `VALUE_CHECKS`;
+- invalid_value .. future_timestamp: checks built from the contract (vocabularies, ranges, ids,
+  the refund-vs-total check, the clock; `rule_checks`, from `VALUE_CHECKS`), evaluated column-wise
+  as pandera's schema of the same checks would (`schema`; a test holds the two equal);
 - duplicate_row, duplicate_id: 64-bit row and key hashes, within the batch and against the hashes of
   rows already clean from earlier batches;
 - unknown_order/product/customer, before_signup: lookups into the clean rows of the referenced
@@ -167,32 +168,59 @@ FRAME_CHECKS: tuple[tuple[str, str, Callable[[pd.DataFrame], pd.Series], tuple[s
 )
 
 
-def schema(
+@dataclass(frozen=True)
+class RuleCheck:
+    """One check of the rules invalid_value .. future_timestamp: `test` is vectorised and True
+    where a value is fine; on a column (`column`; nulls pass) or across a row (`column` None)."""
+
+    column: str | None
+    rule: str
+    test: Callable
+
+
+def rule_checks(
     spec: Table, now: pd.Timestamp, bounds: dict[str, float] | None = None
-) -> pa_schema.DataFrameSchema:
-    """The pandera schema of a table's typed rows: dtypes, vocabularies, ranges, the clock."""
+) -> list[RuleCheck]:
+    """The value checks of a table's typed rows (vocabularies, ranges, ids, the clock), declared
+    once: `validate` evaluates them, `schema` hands the same ones to pandera."""
     limit = now + pd.Timedelta(hours=FUTURE_TOLERANCE_HOURS)
     bounds = UPPER_BOUNDS if bounds is None else bounds
     ids = id_columns(spec)
-    columns = {}
+    out = []
     for col in spec.columns:
-        # Each check is named after its rule: pandera's failure cases then say which rule broke.
-        checks = [
-            pa_schema.Check(c.test, name=c.rule)
+        out += [
+            RuleCheck(col.name, c.rule, c.test)
             for c in VALUE_CHECKS
             if c.table == spec.name and c.column == col.name
         ]
         if col.name in ids:
-            checks.append(pa_schema.Check(valid_id, name="invalid_value"))
+            out.append(RuleCheck(col.name, "invalid_value", valid_id))
         bound = bounds.get(f"{spec.name}.{col.name}")
         if bound is not None:
-            checks.append(pa_schema.Check(lambda s, b=bound: s <= b, name="out_of_range"))
+            out.append(RuleCheck(col.name, "out_of_range", lambda s, b=bound: s <= b))
         if col.kind == "timestamp":
-            checks.append(pa_schema.Check(lambda s, lim=limit: s <= lim, name="future_timestamp"))
-        columns[col.name] = pa_schema.Column(PANDAS_DTYPES[col.kind], checks, nullable=True)
-    frame = [
-        pa_schema.Check(test, name=rule) for t, rule, test, _ in FRAME_CHECKS if t == spec.name
-    ]
+            out.append(RuleCheck(col.name, "future_timestamp", lambda s, lim=limit: s <= lim))
+    out += [RuleCheck(None, rule, test) for t, rule, test, _ in FRAME_CHECKS if t == spec.name]
+    return out
+
+
+def schema(
+    spec: Table, now: pd.Timestamp, bounds: dict[str, float] | None = None
+) -> pa_schema.DataFrameSchema:
+    """The pandera schema of a table's typed rows: dtypes and `rule_checks`, each check named
+    after its rule. The reference `validate`'s own evaluation is tested against (pandera costs
+    ~10 ms per call in dtype checks and failure-case frames: too much for the stream's batches
+    of a few hundred events)."""
+    checks = rule_checks(spec, now, bounds)
+    columns = {
+        col.name: pa_schema.Column(
+            PANDAS_DTYPES[col.kind],
+            [pa_schema.Check(c.test, name=c.rule) for c in checks if c.column == col.name],
+            nullable=True,
+        )
+        for col in spec.columns
+    }
+    frame = [pa_schema.Check(c.test, name=c.rule) for c in checks if c.column is None]
     return pa_schema.DataFrameSchema(columns, checks=frame, strict=True, ordered=True)
 
 
@@ -474,50 +502,72 @@ class _Original:
 def _schema_rules(
     spec: Table, df: pd.DataFrame, now: pd.Timestamp, v: Verdicts, bounds: dict[str, float]
 ) -> None:
-    """Rules invalid_value .. future_timestamp, from pandera's failure cases."""
-    try:
-        schema(spec, now, bounds).validate(df, lazy=True, inplace=True)
-        return
-    except pa_schema.errors.SchemaErrors as err:
-        cases = err.failure_cases
-    bad = cases[~cases["check"].isin(RULE_NAMES)]
-    if len(bad):  # a dtype or column mismatch is a bug in coercion, not bad input
-        raise RuntimeError(f"{spec.name}: schema mismatch after coercion:\n{bad.head()}")
-    cases = cases[cases["index"].notna()]
+    """Rules invalid_value .. future_timestamp: `rule_checks` evaluated on the typed frame as
+    pandera would (a column check sees the non-null values; the first failing column in contract
+    order names the detail), without its per-call cost."""
+    fails: dict[str, list[tuple[str | None, np.ndarray]]] = {}
+    for rule, column, rows in check_failures(spec, df, now, bounds):
+        fails.setdefault(rule, []).append((column, rows))
     frame_rules = {rule: cols for t, rule, _, cols in FRAME_CHECKS if t == spec.name}
     for rule in RULE_NAMES:
-        hits = cases[cases["check"] == rule]
-        if hits.empty:
-            continue
-        if rule in frame_rules:
-            cols = frame_rules[rule]
-            rows = np.unique(hits["index"].astype(np.int64).to_numpy())
+        for column, rows in _in_contract_order(spec, fails.get(rule, [])):
             mask = np.zeros(len(df), bool)
             mask[rows] = True
-            v.flag(
-                rule,
-                mask,
-                lambda idx, cols=cols: [
-                    " > ".join(f"{c}={_fmt(df[c].iat[i])}" for c in cols) for i in idx
-                ],
-            )
-            continue
-        for col in spec.column_names:  # first failing column, in contract order
-            at = hits[hits["column"] == col]
-            if at.empty:
+            if column is None:
+                cols = frame_rules[rule]
+                v.flag(
+                    rule,
+                    mask,
+                    lambda idx, cols=cols: [
+                        " > ".join(f"{c}={_fmt(df[c].iat[i])}" for c in cols) for i in idx
+                    ],
+                )
                 continue
-            rows = at["index"].astype(np.int64).to_numpy()
-            expect = _expectation(spec, col, rule, now, bounds)
-            text = dict(zip(rows, at["failure_case"], strict=True))
-            mask = np.zeros(len(df), bool)
-            mask[rows] = True
+            expect = _expectation(spec, column, rule, now, bounds)
             v.flag(
                 rule,
                 mask,
-                lambda idx, col=col, t=text, e=expect: [
-                    f"{col}={_fmt(t[i])}: must be {e}" for i in idx
+                lambda idx, col=column, e=expect: [
+                    f"{col}={_fmt(df[col].iat[i])}: must be {e}" for i in idx
                 ],
             )
+
+
+def check_failures(
+    spec: Table, df: pd.DataFrame, now: pd.Timestamp, bounds: dict[str, float] | None = None
+) -> list[tuple[str, str | None, np.ndarray]]:
+    """(rule, column or None, rows) of every `rule_checks` check some rows fail; what pandera's
+    lazy validation of `schema` reports as failure cases."""
+    wrong = [c.name for c in spec.columns if df[c.name].dtype != PANDAS_DTYPES[c.kind]]
+    if wrong or list(df.columns) != spec.column_names:  # a bug in coercion, not bad input
+        raise RuntimeError(f"{spec.name}: schema mismatch after coercion: {wrong or df.columns}")
+    out = []
+    for check in rule_checks(spec, now, bounds):
+        if check.column is None:
+            bad = np.flatnonzero(~np.asarray(check.test(df), dtype=bool))
+        else:
+            s = df[check.column]
+            rows = np.flatnonzero(s.notna().to_numpy(bool))
+            if not len(rows):
+                continue
+            values = s if len(rows) == len(s) else s.iloc[rows]
+            bad = rows[~np.asarray(check.test(values), dtype=bool)]
+        if len(bad):
+            out.append((check.rule, check.column, bad))
+    return out
+
+
+def _in_contract_order(
+    spec: Table, fails: list[tuple[str | None, np.ndarray]]
+) -> list[tuple[str | None, np.ndarray]]:
+    """One rule's failures: the frame checks first, then columns in contract order (a column
+    with two checks of one rule: their rows together)."""
+    order = {name: i for i, name in enumerate(spec.column_names)}
+    merged: dict[str | None, list[np.ndarray]] = {}
+    for column, rows in fails:
+        merged.setdefault(column, []).append(rows)
+    keys = sorted(merged, key=lambda c: -1 if c is None else order[c])
+    return [(c, np.unique(np.concatenate(merged[c]))) for c in keys]
 
 
 def _expectation(

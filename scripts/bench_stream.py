@@ -16,9 +16,12 @@ poller reads) and XACK; no validation, no buffers, no features, no landing. The 
 rows is what the worker's exactly-once processing costs; the raw row is what Redis Streams and this
 machine allow at all.
 
+`--consumers 1,2` runs the shopfeast path once per count (`shopfeast stream --consumers N`: N
+processes in the group), each on its own stream.
+
 Prints per path and rate: events sent, the achieved rate, latency p50 / p95 / p99 / max, the
-backlog, the consumer's CPU per event, and whether the target (p99 < 500 ms, no backlog growth)
-holds.
+backlog, the consumer's CPU per event (all its processes), the redis-server's CPU per event, and
+whether the target (p99 < 500 ms, no backlog growth) holds.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=2_000)
     ap.add_argument("--sample", type=int, default=10, help="follow one event in N")
     ap.add_argument("--paths", default="shopfeast,raw", help="shopfeast (the worker), raw")
+    ap.add_argument(
+        "--consumers",
+        default="1",
+        help="consumer processes of the shopfeast path, comma-separated: one row set each",
+    )
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data" / "bench-stream")
     ap.add_argument("--raw-consumer", nargs=2, metavar=("URL", "STREAM"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -90,15 +98,22 @@ def main() -> None:
         )
         print(
             "| path | rate (ev/s) | sent | achieved | p50 ms | p95 ms | p99 ms | max ms "
-            "| backlog 10s -> end | consumer CPU ms/event | load avg | target |"
+            "| backlog 10s -> end | consumer CPU ms/event | redis CPU ms/event "
+            "| load avg | target |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
         rng = np.random.default_rng(1)
-        for path in args.paths.split(","):
-            stream = f"bench:{path}:events"
+        runs = [
+            (f"{path} x{n}" if path == "shopfeast" and "," in args.consumers else path, path, n)
+            for path in args.paths.split(",")
+            for n in ([int(c) for c in args.consumers.split(",")] if path == "shopfeast" else [1])
+        ]
+        for label, path, n in runs:
+            stream = f"bench:{path}-{n}:events"
             group = GROUP if path == "shopfeast" else "bench-raw"
             if path == "shopfeast":
                 cmd = [sys.executable, "-m", "shopfeast.cli", "stream", "--data-dir", str(data_dir)]
+                cmd += ["--consumers", str(n)]
             elif path == "raw":
                 cmd = [sys.executable, "-m", "scripts.bench_stream", "--raw-consumer", url, stream]
             else:
@@ -108,6 +123,7 @@ def main() -> None:
                 warm_up(url, stream, group, customers[0])
                 for rate in [int(r) for r in args.rates.split(",")]:
                     cpu0 = cpu_seconds(consumer.pid)
+                    redis0 = cpu_seconds(server.pid)
                     r = run_rate(
                         url,
                         stream,
@@ -121,10 +137,12 @@ def main() -> None:
                     )
                     drain(url, stream, group)
                     cpu_ms = (cpu_seconds(consumer.pid) - cpu0) * 1000 / max(r["sent"], 1)
+                    redis_ms = (cpu_seconds(server.pid) - redis0) * 1000 / max(r["sent"], 1)
                     print(
-                        f"| {path} | {rate:,} | {r['sent']:,} | {r['achieved']:,.0f} "
+                        f"| {label} | {rate:,} | {r['sent']:,} | {r['achieved']:,.0f} "
                         f"| {r['p50']:.0f} | {r['p95']:.0f} | {r['p99']:.0f} | {r['max']:.0f} "
-                        f"| {r['backlog_start']} -> {r['backlog_end']} | {cpu_ms:.2f} "
+                        f"| {r['backlog_start']} -> {r['backlog_end']} "
+                        f"| {cpu_ms:.2f} | {redis_ms:.2f} "
                         f"| {os.getloadavg()[0]:.1f} | {'holds' if r['ok'] else 'misses'} |",
                         flush=True,
                     )
@@ -174,9 +192,16 @@ def raw_consumer(url: str, stream: str) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the worker process (it is one process, one thread of Python)."""
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    """User + system CPU of a process and its live children (`--consumers N` runs N of them)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def shop(data_dir: Path, customers: int, products: int) -> tuple[list[str], list[str]]:

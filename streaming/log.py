@@ -240,7 +240,11 @@ def _entries(raw) -> Iterable[Entry]:
     for entry_id, fields in raw:
         if fields is None:  # deleted from the stream while pending (XTRIM): nothing to process
             continue
-        yield Entry(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()})
+        try:
+            text = {k.decode(): v.decode() for k, v in fields.items()}
+        except AttributeError:  # a client with decode_responses
+            text = {_text(k): _text(v) for k, v in fields.items()}
+        yield Entry(_text(entry_id), text)
 
 
 def _text(v) -> str:

@@ -33,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import redis
 
 from featurestore.realtime import RowEncoder
-from pipelines.realtime import LOOKBACK_US, PRODUCT_EVENTS, SOURCES, compute, micros
+from pipelines.realtime import LOOKBACK_US, PRODUCT_COUNTS, SOURCES, compute, micros
+from pipelines.specs import TIMESTAMP_FIELD
 from streaming import landing
 from streaming.log import Effects, Entry, EventLog, RedisStreamLog
 from streaming.state import (
@@ -45,6 +47,7 @@ from streaming.state import (
     MEMBER_FIELDS,
     Scripts,
     buffer_keys,
+    counter_keys,
     marker_key,
     pack_event,
     unpack_events,
@@ -52,6 +55,10 @@ from streaming.state import (
 from streaming.validation import BatchContext, Verdict, judge, typed_rows
 
 log = logging.getLogger("shopfeast.stream")
+
+# product_realtime's counted event types, as 1-based indexes of the counter sets.
+COUNTED_TYPES = tuple(PRODUCT_COUNTS.values())
+COUNTED_TYPE = {t: i + 1 for i, t in enumerate(COUNTED_TYPES)}
 
 
 @dataclass
@@ -188,9 +195,8 @@ class Worker:
             self._update_online(typed_rows(verdict, accepted))
             self._stage("online")
             part = landing.new_part_id()
-            landing.write_tmp(
-                self.config.data_dir, part, landing.raw_rows([entries[i].fields for i in accepted])
-            )
+            rows = verdict.outcome.raw.data.take(pa.array(accepted, pa.int64()))
+            landing.write_tmp(self.config.data_dir, part, rows)  # the raw rows judged
             self._stage("landed")
         else:
             part = None
@@ -236,17 +242,15 @@ class Worker:
         if not accepted:
             return
         out = verdict.outcome
-        pipe = self.client.pipeline(transaction=False)
-        ids = []
         all_ids = out.typed.column("event_id").to_pylist()
-        for i in accepted:
-            event_id = all_ids[i]
-            ids.append(event_id)
-            value = f"{verdict.entries[i].id} {int(out.row_hash[i])} {int(out.key_hash[i])}"
-            pipe.set(
-                marker_key(self.config.prefix, event_id), value, nx=True, get=True, ex=MARKER_TTL_S
-            )
-        for i, event_id, old in zip(accepted, ids, pipe.execute(), strict=True):
+        ids = [all_ids[i] for i in accepted]
+        keys = [marker_key(self.config.prefix, event_id) for event_id in ids]
+        values = [
+            f"{verdict.entries[i].id} {int(out.row_hash[i])} {int(out.key_hash[i])}"
+            for i in accepted
+        ]
+        olds = self.scripts.one("reserve", keys, [MARKER_TTL_S, *values])
+        for i, event_id, old in zip(accepted, ids, olds, strict=True):
             if old is None:
                 continue
             owner, row_hash, _ = old.decode().split(" ")
@@ -260,50 +264,81 @@ class Worker:
                 )
 
     def _update_online(self, events: pd.DataFrame) -> None:
-        """Buffer the events per entity, recompute each touched entity's row, write it."""
-        us = micros(events["event_ts"])
+        """Add the events to their entities' state (customer buffers, product window counters) in
+        one round trip, then write each touched entity's row in one more."""
+        us = micros(events["event_ts"]).tolist()
+        event_ids = _objects(events["event_id"])
         customer = _objects(events["customer_id"])
         product = _objects(events["product_id"])
-        members = [
-            pack_event(v)
-            for v in zip(
-                _objects(events["event_id"]),
-                us.tolist(),
-                customer,
-                _objects(events["session_id"]),
-                _objects(events["event_type"]),
-                product,
-                strict=True,
-            )
-        ]
-        is_product_event = events["event_type"].isin(PRODUCT_EVENTS).to_numpy(bool)
-        for name, ids in (("customer_session", customer), ("product_realtime", product)):
-            take = [
-                i
-                for i, v in enumerate(ids)
-                if v is not None and (name != "product_realtime" or is_product_event[i])
-            ]
-            if take:
-                self._update_view(
-                    name, [ids[i] for i in take], [us[i] for i in take], [members[i] for i in take]
-                )
+        types = _objects(events["event_type"])
+        sessions = _objects(events["session_id"])
+        calls, touched = [], []
+        members: dict[str, list] = {}
+        for i, c in enumerate(customer):
+            if c is not None:
+                member = pack_event((event_ids[i], us[i], c, sessions[i], types[i], product[i]))
+                members.setdefault(c, []).extend((us[i], member))
+        if members:
+            calls.append(self._buffer_call("customer_session", members))
+            touched.append(("customer_session", list(members), self._session_rows))
+        counted: dict[str, list] = {}
+        for i, p in enumerate(product):
+            t = COUNTED_TYPE.get(types[i])
+            if p is not None and t is not None:
+                counted.setdefault(p, []).extend((t, us[i], event_ids[i]))
+        if counted:
+            calls.append(self._counter_call("product_realtime", counted))
+            touched.append(("product_realtime", list(counted), self._counter_rows))
+        if not calls:
+            return
+        writes = []
+        for (view, ids, rows_of), reply in zip(touched, self.scripts.run(calls), strict=True):
+            rows, versions = rows_of(ids, reply)
+            writes.append(self._write_call(view, rows, versions))
+        self.online_scripts.run(writes)
 
-    def _update_view(self, name: str, ids: list[str], scores: list, members: list[str]) -> None:
-        by_entity: dict[str, list] = {}
-        for entity_id, score, member in zip(ids, scores, members, strict=True):
-            by_entity.setdefault(entity_id, []).extend((int(score), member))
+    def _buffer_call(self, name: str, members: dict[str, list]) -> tuple[str, list, list]:
         keys: list[str] = []
         args: list = [LOOKBACK_US[name], BUFFER_TTL_S]
-        for entity_id, pairs in by_entity.items():
+        for entity_id, pairs in members.items():
             keys += buffer_keys(self.config.prefix, name, entity_id)
             args.append(len(pairs) // 2)
             args += pairs
-        replies = self.scripts.update_buffers(keys=keys, args=args)
-        versions = dict(zip(by_entity, (int(r[0]) for r in replies), strict=True))
+        return "update_buffers", keys, args
+
+    def _counter_call(self, name: str, triples: dict[str, list]) -> tuple[str, list, list]:
+        keys: list[str] = []
+        args: list = [LOOKBACK_US[name], BUFFER_TTL_S, len(COUNTED_TYPES)]
+        for entity_id, values in triples.items():
+            keys += counter_keys(self.config.prefix, name, entity_id, COUNTED_TYPES)
+            args.append(len(values) // 3)
+            args += values
+        return "update_counts", keys, args
+
+    def _session_rows(self, ids: list[str], replies: list) -> tuple[pd.DataFrame, dict]:
+        """customer_session: pipelines.realtime.compute over each customer's buffer."""
+        versions = dict(zip(ids, (int(r[0]) for r in replies), strict=True))
         rows = [row for r in replies for row in unpack_events(r[1:])]
         events = pd.DataFrame(rows, columns=list(MEMBER_FIELDS))
         events["event_ts"] = pd.to_datetime(events["event_ts"].astype("int64"), unit="us", utc=True)
-        latest = compute(name, events, latest_only=True)
+        return compute("customer_session", events, latest_only=True), versions
+
+    def _counter_rows(self, ids: list[str], replies: list) -> tuple[pd.DataFrame, dict]:
+        """product_realtime: the window counts, as compute's latest row would hold them."""
+        versions = dict(zip(ids, (int(r[0]) for r in replies), strict=True))
+        latest = np.array([int(r[1]) for r in replies], np.int64)
+        frame = pd.DataFrame({SOURCES["product_realtime"].join_key: ids})
+        frame[TIMESTAMP_FIELD] = pd.to_datetime(latest, unit="us", utc=True)
+        for j, feature in enumerate(PRODUCT_COUNTS):
+            frame[feature] = np.array([int(r[2 + j]) for r in replies], np.int64)
+        frame["product_last_event_ts"] = pd.to_datetime(
+            latest // 1_000_000 * 1_000_000, unit="us", utc=True
+        )
+        return frame, versions
+
+    def _write_call(
+        self, name: str, latest: pd.DataFrame, versions: dict
+    ) -> tuple[str, list, list]:
         encoder = self.encoders[name]
         keys, args = [], [encoder.version_field, encoder.key_ttl_seconds]
         for entity_id, row in zip(
@@ -311,7 +346,7 @@ class Worker:
         ):
             keys.append(row.key)
             args += [versions[entity_id], len(row.fields) // 2, *row.fields]
-        self.online_scripts.write_rows(keys=keys, args=args)
+        return "write_rows", keys, args
 
     def _commit(self, verdict: Verdict, part: str | None) -> bool:
         """Quarantine, landing record and acknowledgement, atomically, if still ours."""

@@ -9,10 +9,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pandera
+import pyarrow as pa
 import pytest
 
 from pipelines.contract import INGEST_ORDER, RULES, TABLES
-from pipelines.validate import BOT_MIN_EVENTS, VALUE_CHECKS, schema
+from pipelines.readers import RawFile, RawTable
+from pipelines.validate import (
+    BOT_MIN_EVENTS,
+    PANDAS_DTYPES,
+    VALUE_CHECKS,
+    Known,
+    Seen,
+    _pandas_type,
+    check_failures,
+    schema,
+    validate,
+)
 from tests.support.ingest_support import BASE, NOW, clean, quarantine, run, shop, write_raw
 
 
@@ -281,3 +294,41 @@ def test_checks_are_built_from_the_contract() -> None:
         assert list(s.columns) == spec.column_names, name
         stamps = [c.name for c in spec.columns if c.kind == "timestamp"]
         assert all(any(ch.name == "future_timestamp" for ch in s.columns[c].checks) for c in stamps)
+
+
+def _typed(table: str, rows: list[dict[str, str]], now: pd.Timestamp) -> pd.DataFrame:
+    """A table's rows typed and normalised as `validate` judges them."""
+    text = pa.Table.from_pandas(pd.DataFrame(rows, dtype="string"), preserve_index=False)
+    raw = RawTable(RawFile(table, Path(f"{table}.csv"), "test"), text)
+    typed = validate(raw, now, Known(), Seen(), rows_only=True).typed
+    return typed.to_pandas(types_mapper=_pandas_type).astype(
+        {c.name: PANDAS_DTYPES[c.kind] for c in TABLES[table].columns}
+    )
+
+
+@pytest.mark.parametrize("table", [t for t in TABLES if t in SHOP])
+def test_the_checks_fail_where_pandera_says_they_fail(table: str) -> None:
+    """`validate` evaluates `rule_checks` itself (pandera costs ~10 ms a call, too much for the
+    stream's small batches); pandera's lazy validation of the same checks is the reference."""
+    now = pd.Timestamp(NOW)
+    df = _typed(table, SHOP[table], now)
+    ours = {
+        (rule, col, int(i))
+        for rule, col, rows in check_failures(TABLES[table], df, now)
+        for i in rows
+    }
+    try:
+        schema(TABLES[table], now).validate(df, lazy=True)
+        cases = pd.DataFrame(columns=["schema_context", "check", "column", "index"])
+    except pandera.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    frame = (cases["schema_context"] == "DataFrameSchema").to_numpy(bool)
+    theirs = {
+        (check, None if f else col, int(i))
+        for check, col, i, f in zip(
+            cases["check"], cases["column"], cases["index"], frame, strict=True
+        )
+        if pd.notna(i)
+    }
+    assert ours == theirs
+    assert ours or table == "customers", f"{table}: the shop breaks no check here"
