@@ -18,6 +18,7 @@ DeprecationWarnings), so a plain `feast plan` or `feast materialize` is as quiet
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from typing import Any
@@ -26,7 +27,13 @@ import click
 
 from featurestore import quiet
 from featurestore.errors import StoreConfigError
-from shopconfig.settings import DATA_DIR_ENV, profile_env, resolve_data_dir
+from shopconfig.settings import (
+    DATA_DIR_ENV,
+    SOURCE_FORMAT_ENV,
+    SPARK_MASTER_ENV,
+    profile_env,
+    resolve_data_dir,
+)
 
 quiet.install()  # Feast's false warnings, off for a plain `feast` run too
 
@@ -36,6 +43,8 @@ _DERIVED_FROM = {
     DATA_DIR_ENV: "the project's data directory, or yours",
     "REDIS_CONNECTION_STRING": "from REDIS_URL",
     "SHOPFEAST_REGISTRY_URL": "from POSTGRES_DSN",
+    SPARK_MASTER_ENV: "local[2], or your cluster's master URL",
+    SOURCE_FORMAT_ENV: "spark: the definitions build Spark sources",
 }
 
 
@@ -43,9 +52,12 @@ class MissingVariables(StoreConfigError):
     """A profile reads variables that are not set (the message says which, and a value)."""
 
 
-def missing_message(names: list[str], profile: str, python: bool = False) -> str:
-    """One line: what to set, with the values shopfeast derives (a password as `...`)."""
-    derived = profile_env("redis", resolve_data_dir())
+def missing_message(
+    names: list[str], profile: str, python: bool = False, kind: str = "redis"
+) -> str:
+    """One line: what to set, with the values shopfeast derives for a `kind` profile (redis or
+    spark; a password as `...`)."""
+    derived = profile_env(kind, resolve_data_dir())
     values = {
         name: _SECRET.sub(
             lambda m: "..." if m[1] is None else f"{m[1]}:...", derived.get(name, "...")
@@ -61,22 +73,44 @@ def missing_message(names: list[str], profile: str, python: bool = False) -> str
     return f"{profile} reads {', '.join(names)}, not set: {todo}" + (f" ({hints})" if hints else "")
 
 
-def _stop(names: list[str]) -> None:
+def _stop(names: list[str], kind: str = "redis") -> None:
     ctx = click.get_current_context(silent=True)
     if ctx is None:  # from Python (a notebook): an exception, never an exit
-        raise MissingVariables(missing_message(names, "the Feast profile", python=True))
-    yaml_file = (ctx.find_root().obj or {}).get("FS_YAML_FILE") or "the Feast profile"
-    error = click.ClickException(missing_message(names, str(yaml_file)))
+        raise MissingVariables(missing_message(names, "the Feast profile", True, kind))
+    _raise(missing_message(names, _yaml_file(ctx), kind=kind))
+
+
+def _yaml_file(ctx: click.Context) -> str:
+    return str((ctx.find_root().obj or {}).get("FS_YAML_FILE") or "the Feast profile")
+
+
+def _raise(message: str) -> None:
+    error = click.ClickException(message)
     error.exit_code = 2  # inside Feast's CLI: one line, `Error: ...`
     raise error
 
 
-def variables_are_set(data: Any) -> Any:
+def stop_wrong_value(name: str, wanted: str, reader: str) -> None:
+    """A variable set to what this profile cannot use: one line saying the value it needs."""
+    ctx = click.get_current_context(silent=True)
+    profile = "the Feast profile" if ctx is None else _yaml_file(ctx)
+    now = os.environ.get(name)
+    message = (
+        f"{profile}: {reader} needs {name}={wanted}, not "
+        f"{'unset' if now is None else repr(now)}: export {name}={wanted}"
+    )
+    if ctx is None:
+        raise MissingVariables(message)
+    _raise(message)
+
+
+def variables_are_set(data: Any, profile: str = "redis") -> Any:
     """The offline store config's `before` validator: pop `requires` (the profile's `${VAR}`s,
-    expanded by Feast with the rest of the file) and stop if one is still unexpanded."""
+    expanded by Feast with the rest of the file) and stop if one is still unexpanded, saying what
+    shopfeast would set for a `profile` (redis, spark) profile."""
     if isinstance(data, dict) and "requires" in data:
         data = dict(data)
         found = _REFERENCE.findall(str(data.pop("requires") or ""))
         if unset := list(dict.fromkeys(a or b for a, b in found)):
-            _stop(unset)
+            _stop(unset, profile)
     return data

@@ -25,7 +25,17 @@ from featurestore.repo_env import MissingVariables
 from shopconfig.settings import FEATURE_REPO, resolve_data_dir
 from tests.support.feast_support import purge_repo_modules, scratch_postgres_db
 
-PROFILE_VARS = ("SHOPFEAST_DATA_DIR", "REDIS_CONNECTION_STRING", "SHOPFEAST_REGISTRY_URL")
+PROFILE_VARS = (
+    "SHOPFEAST_DATA_DIR",
+    "REDIS_CONNECTION_STRING",
+    "SHOPFEAST_REGISTRY_URL",
+    "SHOPFEAST_SPARK_MASTER",
+    "SHOPFEAST_SOURCE_FORMAT",
+)
+CHECKED_STORES = {  # the profiles' offline stores: each takes the `requires:` line
+    "featurestore.offline.AsofOfflineStore",
+    "featurestore.spark_offline.SparkOfflineStore",  # Feast's Spark store, with the check
+}
 REFERENCE = re.compile(r"\$\{(\w+)\}")
 
 
@@ -57,14 +67,12 @@ def exports(line: str) -> dict[str, str]:
     return dict(w.split("=", 1) for w in words)
 
 
-# The spark profile's offline store is Feast's SparkOfflineStore, which takes no `requires:`:
-# plain `feast` on it is not checked before it runs (docs/scaling.md; open in issue 13).
-@pytest.mark.parametrize("profile", sorted(set(feast_store.PROFILES) - {"spark"}))
+@pytest.mark.parametrize("profile", sorted(feast_store.PROFILES))
 def test_requires_lists_every_variable_the_profile_reads(profile) -> None:
     path = feast_store.PROFILES[profile]
     raw = yaml.safe_load(path.read_text())
     offline = raw["offline_store"]
-    assert offline["type"] == "featurestore.offline.AsofOfflineStore"
+    assert offline["type"] in CHECKED_STORES
     required = REFERENCE.findall(offline.pop("requires"))
     assert set(required) == set(REFERENCE.findall(yaml.safe_dump(raw))), path
     assert len(required) == len(set(required))
@@ -94,6 +102,39 @@ def test_redis_profile_derives_the_values_from_make_s_variables() -> None:
         "REDIS_CONNECTION_STRING": "10.1.2.3:6390,db=4,username=shop,password=...",
         "SHOPFEAST_REGISTRY_URL": "postgresql+psycopg://feast:...@db.internal:5433/registry",
     }
+
+
+def test_spark_profile_says_what_to_export() -> None:
+    """Feast's Spark offline store, behind featurestore.spark_offline's config class: the same
+    one line (with the Spark master's default) before anything is opened."""
+    code, out = feast(
+        ["-f", "profiles/spark.yaml", "feature-views", "list"],
+        REDIS_URL="redis://10.1.2.3:6390/4",
+        POSTGRES_DSN="postgresql://feast:pw0rd@db.internal:5433/registry",
+    )
+    assert code == 2, out
+    line = one_error_line(out)
+    assert "spark.yaml reads" in line and "pw0rd" not in line
+    assert exports(line) == {
+        "REDIS_CONNECTION_STRING": "10.1.2.3:6390,db=4",
+        "SHOPFEAST_REGISTRY_URL": "postgresql+psycopg://feast:...@db.internal:5433/registry",
+        "SHOPFEAST_SPARK_MASTER": "local[2]",
+    }
+
+
+def test_spark_profile_needs_spark_sources() -> None:
+    """Every variable set, but the definitions would build file sources (SOURCE_FORMAT unset, as
+    a shell set up for the redis profile has it): one line saying what to export."""
+    code, out = feast(
+        ["-f", "profiles/spark.yaml", "feature-views", "list"],
+        REDIS_CONNECTION_STRING="10.1.2.3:6390,db=4",
+        SHOPFEAST_REGISTRY_URL="postgresql+psycopg://feast@db.internal:5433/registry",
+        SHOPFEAST_SPARK_MASTER="local[2]",
+    )
+    assert code == 2, out
+    line = one_error_line(out)
+    assert "needs SHOPFEAST_SOURCE_FORMAT=spark, not unset" in line
+    assert line.endswith("export SHOPFEAST_SOURCE_FORMAT=spark")
 
 
 def test_from_python_an_exception_not_an_exit(monkeypatch) -> None:
