@@ -1,6 +1,10 @@
-"""A bounded fuzz of the API from its own OpenAPI document (schemathesis): a few hundred generated
-requests, valid and invalid, against the real app on a materialized store. No request may get a
-5xx, and every status answered must be one the document declares for that operation.
+"""A bounded fuzz of the API from its own OpenAPI document (schemathesis): generated requests,
+valid and invalid, against the real app on a materialized store. No request may get a 5xx, and
+every status answered must be one the document declares for that operation.
+
+`make test` sends 10 valid and 6 invalid requests per operation (145 in all);
+SHOPFEAST_FUZZ_FULL=1 sends up to 25 and 15, the counts this fuzz ran with before it was
+trimmed to keep the default suite near five minutes.
 
 The operations are driven by Hypothesis directly: schemathesis's pytest plugin (`from_fixture`)
 does not run under pytest 9.
@@ -8,6 +12,7 @@ does not run under pytest 9.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -25,7 +30,10 @@ from tests.support.serving_support import API_KEY, shared_store
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FUZZ_STREAM = "test:fuzz-events"
-EXAMPLES = {GenerationMode.POSITIVE: 25, GenerationMode.NEGATIVE: 15}  # per operation
+FULL = bool(os.environ.get("SHOPFEAST_FUZZ_FULL"))
+# per operation; Hypothesis derandomized, so each run sends the same requests
+EXAMPLES = {GenerationMode.POSITIVE: 25 if FULL else 10, GenerationMode.NEGATIVE: 15 if FULL else 6}
+MIN_REQUESTS = 200 if FULL else 120  # 145 sent; /health has no inputs: one request, none invalid
 
 
 @pytest.fixture(scope="module")
@@ -68,5 +76,5 @@ def test_no_server_errors_and_only_declared_statuses(api_schema) -> None:
                 fuzz()
             except Unsatisfiable:  # nothing to break in an operation without inputs (/health)
                 assert mode is GenerationMode.NEGATIVE, operation.label
-    assert sum(statuses.values()) >= 200, statuses
+    assert sum(statuses.values()) >= MIN_REQUESTS, statuses
     assert not [s for s in statuses if s >= 500], statuses
