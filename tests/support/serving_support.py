@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import redis
 
@@ -158,21 +157,19 @@ def train_models(data_dir: Path, store: ServingStore) -> None:
         {"feature_service": {"name": "churn_model_v1"}, "input_columns": cols, "threshold": 0.35},
     )
 
-    frames = []
-    for c in store.customers[:8]:
-        n = len(store.products)
-        rows = {
-            "customer_id": [c] * n,
-            "product_id": store.products,
-            "event_timestamp": [now] * n,
-            CANDIDATE_COPURCHASE: list(rng.random(n)),  # the request field of v2
-        }
-        frames.append(fs.get_online_features(fs.get_feature_service(RANKING_SERVICE), rows).to_df())
-    rank = pd.concat(frames, ignore_index=True)
+    # eight customers' candidate lists in one read (customer-major: one ranking group each)
+    groups, n = store.customers[:8], len(store.products)
+    rows = {
+        "customer_id": [c for c in groups for _ in range(n)],
+        "product_id": store.products * len(groups),
+        "event_timestamp": [now] * (n * len(groups)),
+        CANDIDATE_COPURCHASE: list(rng.random(n * len(groups))),  # the request field of v2
+    }
+    rank = fs.get_online_features(fs.get_feature_service(RANKING_SERVICE), rows).to_df()
     cols = usable_columns(rank, exclude={"customer_id", "product_id", CANDIDATE_COPURCHASE})
     y = (rng.random(len(rank)) < 0.15).astype(int)
     ranker = XGBRanker(n_estimators=30, max_depth=3, objective="rank:ndcg", random_state=0)
-    ranker.fit(model_matrix(rank, cols), y, group=[len(store.products)] * len(frames))
+    ranker.fit(model_matrix(rank, cols), y, group=[n] * len(groups))
     artifacts.save(
         data_dir,
         "ranking",
