@@ -16,7 +16,7 @@ SERVICES = eval "$$($(PY) scripts/services.py)"
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
         monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
         bench-materialize bench-serving bench-monitor bench-models bench-retrieval bench-spark \
-        bench-stream stream clean notebooks ui
+        bench-stream bench-session stream clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -117,6 +117,10 @@ bench-serving: $(STAMP)
 # Its own redis-server (needs the redis-server binary) and one `shopfeast stream` worker.
 bench-stream: $(STAMP)
 	$(PY) -m scripts.bench_stream $(BENCH_STREAM_ARGS)
+
+# NDCG@10 and candidate recall with and without the live session's candidates (embedded store).
+bench-session: $(STAMP)
+	$(PY) -m scripts.bench_session_recs $(BENCH_SESSION_ARGS)
 
 stream: $(STAMP)
 	@$(SERVICES) && $(SHOPFEAST) stream

@@ -12,6 +12,7 @@ from on_demand import (
 from views.collection import collection_stats, product_membership
 from views.customer import customer_activity, customer_profile, customer_reviews
 from views.product import product_copurchase, product_stats
+from views.realtime import customer_session
 
 from featurestore.schema import OWNER
 
@@ -104,6 +105,17 @@ candidate_product_v1 = FeatureService(
     "co-purchase neighbours.",
     owner=OWNER,
     tags={"api": "recommendations", "version": "1", "entity": "product"},
+)
+
+# The live session (customer_session, pushed by `shopfeast stream`): what /recommendations seeds
+# candidates from besides the batch features (training.candidates, source `session`).
+candidate_session_v1 = FeatureService(
+    name="candidate_session_v1",
+    features=[customer_session[["recent_carted_product_ids", "recent_viewed_product_ids"]]],
+    description="Candidate generation, live session: products the customer carted and viewed in "
+    "the last hours (the event stream), most recent first.",
+    owner=OWNER,
+    tags={"api": "recommendations", "version": "1", "entity": "customer"},
 )
 
 # A customer's history with candidate products (declared in feature_repo/aggregations.yaml): what

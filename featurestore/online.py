@@ -34,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 from feast import FeatureService, FeatureStore, FeatureView, OnDemandFeatureView
+from feast.errors import FeatureServiceNotFoundException
 from feast.infra.key_encoding_utils import (
     deserialize_entity_key,
     serialize_entity_key,
@@ -172,6 +173,14 @@ class OnlineFeatures:
             )
             self._plans[name] = self._make_plan(fs)
         return self._plans[name]
+
+    def has_service(self, name: str) -> bool:
+        """Whether the registry defines the service (one applied before it existed does not)."""
+        try:
+            self.plan(name)
+        except FeatureServiceNotFoundException:
+            return False
+        return True
 
     def _make_plan(self, service: FeatureService) -> ServicePlan:
         (

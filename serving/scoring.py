@@ -28,11 +28,15 @@ from training.candidates import (
     PRODUCT_SERVICE,
     PURCHASED,
     RECENT,
+    SESSION_CARTED,
+    SESSION_SERVICE,
+    SESSION_VIEWED,
     category_or_none,
     copurchase_scores,
     generate_rows,
     id_list,
     neighbours_from_arrays,
+    session_products,
 )
 from training.matrix import to_matrix
 from training.served_log import ServedLog
@@ -112,15 +116,17 @@ class Scorer:
                 for pid in catalog.popular(k)
             ]
             return self._answer(customer_id, items, cold_start=True, candidates=len(items))
+        session = await self._session(customer_id)
         neighbours = {}
-        if recent:
+        looked_up = list(dict.fromkeys([*recent, *session]))
+        if looked_up:
             near = await self.online.read(
-                PRODUCT_SERVICE, {"product_id": recent}, operation="candidates_products"
+                PRODUCT_SERVICE, {"product_id": looked_up}, operation="candidates_products"
             )
             neighbours = neighbours_from_arrays(
                 near.columns["product_id"],
-                near.columns.get(NEIGHBOUR_IDS, [None] * len(recent)),
-                near.columns.get(NEIGHBOUR_SCORES, [None] * len(recent)),
+                near.columns.get(NEIGHBOUR_IDS, [None] * len(looked_up)),
+                near.columns.get(NEIGHBOUR_SCORES, [None] * len(looked_up)),
             )
         # what the ranker's test set was drawn with, up to the configured pool
         pool = self.candidate_pool
@@ -133,6 +139,7 @@ class Scorer:
             rng=None,
             config=config,
             exclude=exclude,
+            session=session,
         )
         ids = [pid for pid, _, _ in cands]
         if not ids:
@@ -173,6 +180,18 @@ class Scorer:
             {"product_id": ids[i], "score": float(scores[i]), "source": sources[i]} for i in order
         ]
         return self._answer(customer_id, items, cold_start=False, candidates=n)
+
+    async def _session(self, customer_id: str) -> list[str]:
+        """The live session's products (customer_session, written by `shopfeast stream`): carted,
+        then viewed. None without the service (a registry applied before it existed)."""
+        if not self.online.has_service(SESSION_SERVICE):
+            return []
+        res = await self.online.read(
+            SESSION_SERVICE, {"customer_id": [customer_id]}, operation="candidates_session"
+        )
+        return session_products(
+            res.columns.get(SESSION_CARTED, [None])[0], res.columns.get(SESSION_VIEWED, [None])[0]
+        )
 
     def _answer(
         self, customer_id: str, items: list[dict], cold_start: bool, candidates: int

@@ -11,12 +11,14 @@ Inputs are plain values (no Feast, no I/O), all of them feature values a store c
 - a `Catalog` of products with category and popularity (`product_stats`).
 
 Sources, in priority order (a product offered by two sources keeps the first):
-`history` (the customer's own recent products, most recent first: in shops where people re-buy,
-what a customer bought is the likeliest thing they buy again; the API's `exclude_purchased`
-removes them again), `copurchase` (bought together with the customer's recent products, score
-summed over them), `category_popular` (most popular in the customer's categories), `popular`
-(most popular overall), `random` (exploration; also what teaches a ranker that unrelated products
-are unlikely).
+`session` (the live session, `customer_session` from the event stream: what the customer carted,
+then viewed, in the last hours, most recent first, then what is bought together with those; empty
+unless the config asks for it and the caller has a session), `history` (the customer's own recent
+products, most recent first: in shops where people re-buy, what a customer bought is the likeliest
+thing they buy again; the API's `exclude_purchased` removes them again), `copurchase` (bought
+together with the customer's recent products, score summed over them), `category_popular` (most
+popular in the customer's categories), `popular` (most popular overall), `random` (exploration;
+also what teaches a ranker that unrelated products are unlikely).
 """
 
 from __future__ import annotations
@@ -38,6 +40,15 @@ CATEGORY = "category"  # product_stats
 POPULARITY = "product_popularity_30d"  # product_stats
 NEIGHBOUR_IDS = "copurchase_product_ids"  # product_copurchase
 NEIGHBOUR_SCORES = "copurchase_scores"  # product_copurchase
+# The live session, through its own service (customer_session is written by the stream worker).
+SESSION_SERVICE = "candidate_session_v1"
+SESSION_CARTED = "recent_carted_product_ids"  # customer_session, most recent first
+SESSION_VIEWED = "recent_viewed_product_ids"  # customer_session, most recent first
+
+
+def session_products(carted: object, viewed: object) -> list[str]:
+    """The session's products, carted ones first (the stronger intent), each once."""
+    return list(dict.fromkeys([*id_list(carted), *id_list(viewed)]))
 
 
 def id_list(value: object) -> list[str]:
@@ -60,6 +71,7 @@ class CandidateConfig:
     copurchase: int = 100
     category_popular: int = 40
     history: int = 0  # of the customer's recent products, offered first
+    session: int = 0  # of the live session's products and their co-purchases, before history
     popular: int = 30
     random: int = 30
     max_candidates: int = 200
@@ -68,7 +80,13 @@ class CandidateConfig:
 # What the API offers (serving/scoring.py): the customer's recent products, co-purchases, category
 # favourites, then popularity up to 200, no random products. Training evaluates on this list.
 API_CONFIG = CandidateConfig(
-    copurchase=100, category_popular=40, popular=200, random=0, max_candidates=200, history=10
+    copurchase=100,
+    category_popular=40,
+    popular=200,
+    random=0,
+    max_candidates=200,
+    history=10,
+    session=20,
 )
 
 
@@ -149,13 +167,17 @@ def generate(
     rng: np.random.Generator | None = None,
     config: CandidateConfig = CandidateConfig(),
     exclude: Iterable[str] = (),
+    session: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Candidates for one customer: `product_id, source, source_score`, best-first within source.
 
     `recent` may be empty (a customer with no purchases gets category and global popularity);
-    `rng` None means no random candidates (what a deterministic API call would use).
+    `rng` None means no random candidates (what a deterministic API call would use); `session`:
+    `session_products` of the customer's live session (`neighbours` should hold theirs too).
     """
-    rows = generate_rows(recent, neighbours, favourite_category, catalog, rng, config, exclude)
+    rows = generate_rows(
+        recent, neighbours, favourite_category, catalog, rng, config, exclude, session
+    )
     return pd.DataFrame(rows, columns=["product_id", "source", "source_score"])
 
 
@@ -167,6 +189,7 @@ def generate_rows(
     rng: np.random.Generator | None = None,
     config: CandidateConfig = CandidateConfig(),
     exclude: Iterable[str] = (),
+    session: Sequence[str] = (),
 ) -> list[tuple[str, str, float]]:
     """`generate` as (product_id, source, source_score) tuples, without the frame (for serving,
     where a DataFrame of 200 rows costs more than finding them)."""
@@ -176,6 +199,16 @@ def generate_rows(
     def offer(pid: str, source: str, score: float) -> None:
         if pid not in rows and pid not in excluded and len(rows) < config.max_candidates:
             rows[pid] = (source, score)
+
+    if config.session > 0 and session:
+        live = list(dict.fromkeys(session))
+        near = copurchase_scores(live, neighbours)
+        ranked = [(p, 1.0 / (r + 1)) for r, p in enumerate(live)]
+        ranked += sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))
+        for pid, score in ranked:
+            if len(rows) >= config.session:  # the session comes first: rows are all its own
+                break
+            offer(pid, "session", score)
 
     for rank, pid in enumerate(list(dict.fromkeys(recent))[: config.history]):
         offer(pid, "history", 1.0 / (rank + 1))

@@ -187,6 +187,7 @@ def candidate_inputs(
     product_ids: list[str],
     days_per_read: int = DAYS_PER_READ,
     bar: Task | None = None,
+    also_look_up: dict[pd.Timestamp, set[str]] | None = None,
 ) -> CandidateInputs:
     """Customer, catalog and co-purchase values as of each query, through the candidate service.
 
@@ -195,7 +196,7 @@ def candidate_inputs(
     days x products is read `days_per_read` days at a time, and of each day's co-purchase lists
     only those of the products in that day's customers' recent lists are kept (the only ones the
     generator and the baseline look up): on a 10,000-product shop the whole grid with every list
-    held 21 GiB.
+    held 21 GiB. `also_look_up`: more products per day whose lists to keep (a live session's).
     """
     bar = bar or Task("candidates", None, "steps")
     cust = store.historical(fs, queries[["customer_id", "event_timestamp"]], CUSTOMER_SERVICE)
@@ -208,6 +209,8 @@ def candidate_inputs(
     looked_up: dict[pd.Timestamp, set[str]] = {}
     for q, day in zip(queries[QUERY], query_days, strict=True):
         looked_up.setdefault(day, set()).update(recent[q])
+    for day, more in (also_look_up or {}).items():
+        looked_up.setdefault(day, set()).update(more)
     days = sorted(query_days.unique())
     catalogs, neighbours = {}, {}
     reads = range(0, len(days), days_per_read)

@@ -53,6 +53,7 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
     "product_360_v1",
     "candidate_customer_v1",
     "candidate_product_v1",
+    "candidate_session_v1",
     "customer_product_history_v1",
     "collection_360_v1",
     "product_collections_v1",

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from featurestore.online import OnlineFeatures
 from featurestore.store import open_store
+from pipelines.realtime import SOURCES
 from serving.app import create_app
 from tests.support.serving_support import API_KEY, shared_store
 from training.matrix import model_matrix, to_matrix, usable_columns
@@ -36,6 +37,7 @@ SERVICES = [
     "product_360_v1",
     "candidate_customer_v1",
     "candidate_product_v1",
+    "candidate_session_v1",
 ]
 
 
@@ -358,7 +360,7 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store, monk
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
     assert len({i["product_id"] for i in items}) == 5
-    assert {i["source"] for i in items} <= {"copurchase", "category_popular", "popular"}
+    assert {i["source"] for i in items} <= {"session", "copurchase", "category_popular", "popular"}
     recent = (
         feast_store.get_online_features(
             ["customer_activity:recent_product_ids"], [{"customer_id": cid}]
@@ -416,6 +418,49 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store, monk
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
     assert body["model"]["version"] == pointer["version"]
     assert body["candidates_scored"] >= 5
+
+
+def test_the_live_session_seeds_candidates(client, env, feast_store) -> None:
+    """What the stream wrote to customer_session (carted, then viewed) is offered first, with
+    what is bought together with it, as source `session`."""
+    cid = env.customers[-3]
+    carted, viewed = env.products[7], env.products[9]
+    now = pd.Timestamp.now(tz="UTC")
+    row = {f.name: None for f in SOURCES["customer_session"].features}
+    row.update(
+        customer_id=cid,
+        event_timestamp=now,
+        created_timestamp=now,
+        session_id="s-live",
+        session_events=3,
+        session_views=2,
+        session_carts=1,
+        last_event_ts=now.floor("s"),
+        recent_carted_product_ids=[carted],
+        recent_viewed_product_ids=[viewed, carted],
+    )
+    feast_store.write_to_online_store("customer_session", pd.DataFrame([row]))
+    body = client.post(
+        "/recommendations",
+        headers=KEY,
+        json={"customer_id": cid, "k": 100, "exclude_purchased": False},
+    ).json()
+    source = {i["product_id"]: i["source"] for i in body["items"]}
+    assert source[carted] == source[viewed] == "session"
+    lists = feast_store.get_online_features(
+        ["product_copurchase:copurchase_product_ids", "product_copurchase:copurchase_scores"],
+        [{"product_id": carted}, {"product_id": viewed}],
+    ).to_dict()
+    near = {  # as the generator pairs them (the synthetic store's lists differ in length)
+        q
+        for ids, scores in zip(
+            lists["copurchase_product_ids"], lists["copurchase_scores"], strict=True
+        )
+        for q, _ in zip(ids or [], scores or [], strict=False)
+    }
+    session = {p for p, s in source.items() if s == "session"}
+    assert session <= {carted, viewed} | near
+    assert len(session) == min(20, len({carted, viewed} | near))  # API_CONFIG.session
 
 
 def test_unknown_customer_gets_popular_products(client) -> None:

@@ -14,6 +14,7 @@ from training.candidates import (
     neighbours_from_arrays,
     personal_frequency_ranking,
     popularity_ranking,
+    session_products,
 )
 
 
@@ -125,3 +126,20 @@ def test_personal_frequency_baseline_by_orders_then_recency_then_popularity() ->
     assert personal_frequency_ranking({}, _catalog(), 2) == ["p29", "p28"]
     assert popularity_ranking(_catalog(), 3, exclude={"p28"}) == ["p29", "p27", "p26"]
     assert copurchase_ranking(["p1"], NEIGH, _catalog(), 3, exclude={"p3"}) == ["p4", "p29", "p28"]
+
+
+def test_the_live_session_comes_first_carted_before_viewed() -> None:
+    session = session_products(["p2"], ["p9", "p2", None])
+    assert session == ["p2", "p9"]
+    config = CandidateConfig(session=3, history=5)
+    c = generate(["p1"], NEIGH, None, _catalog(), config=config, session=session)
+    # the session's products, then their co-purchases (p4: 5.0 from p2), up to `session`
+    assert c["product_id"].tolist()[:4] == ["p2", "p9", "p4", "p1"]
+    assert c["source"].tolist()[:4] == ["session", "session", "session", "history"]
+    assert "session" not in set(generate(["p1"], NEIGH, None, _catalog(), config=config)["source"])
+    off = generate(["p1"], NEIGH, None, _catalog(), config=CandidateConfig(), session=session)
+    assert "session" not in set(off["source"])  # only when the config asks for it
+    excluded = generate(
+        ["p1"], NEIGH, None, _catalog(), config=config, session=session, exclude=["p2"]
+    )
+    assert excluded["product_id"].tolist()[:3] == ["p9", "p4", "p5"]
