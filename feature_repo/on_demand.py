@@ -11,6 +11,7 @@ from typing import Any
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
+from views.collection import customer_collections, product_membership
 from views.customer import customer_activity, customer_profile
 from views.declared import declared
 from views.product import product_copurchase, product_stats
@@ -22,6 +23,8 @@ from featurestore.odfv import (
     AGE_OUTPUTS,
     ARROW_TAG,
     CANDIDATE_COPURCHASE,
+    COLLECTION_INPUTS,
+    COLLECTION_OUTPUTS,
     MATCH_INPUTS,
     MATCH_OUTPUTS,
     RECENCY_INPUTS,
@@ -162,5 +165,26 @@ def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
 )
 def customer_product_affinity(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import customer_product_affinity as compute
+
+    return compute(inputs)
+
+
+@on_demand_feature_view(
+    sources=[
+        inputs(product_membership, COLLECTION_INPUTS["product_membership"]),
+        inputs(customer_collections, COLLECTION_INPUTS["customer_collections"]),
+    ],
+    schema=outputs(COLLECTION_OUTPUTS),
+    mode="python",
+    description="Does the candidate share a collection with the customer's recent purchases? "
+    "Its collections at t (product_membership) against those that at t hold a product of the "
+    "customer's orders in the 90 days before t (customer_collections): shares_collection (0/1), "
+    "shared_collections (how many of the candidate's), shared_collection_share (that over the "
+    "candidate's collections; NaN for a candidate in none). A missing row has no collections.",
+    owner=OWNER,
+    tags={"domain": "ranking", "layer": "on_demand", "contract": "point_in_time", **ARROW},
+)
+def collection_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    from featurestore.odfv import collection_match as compute
 
     return compute(inputs)

@@ -331,6 +331,50 @@ def _count(value: Any) -> int:
     return 0 if number is None else int(number)
 
 
+# --- collection_match --------------------------------------------------------------------------
+# Does the candidate share a collection with the customer's recent purchases? The candidate's
+# collections as of t (product_membership) against those of the products the customer bought in
+# the 90 days before t, as of t (customer_collections): both stored views, read as of the same t,
+# so the match is as point-in-time correct as they are and equal offline and online.
+CANDIDATE_COLLECTIONS = "collection_ids"  # product_membership
+CUSTOMER_COLLECTIONS = "collection_ids_90d"  # customer_collections
+COLLECTION_INPUTS = {
+    "product_membership": (CANDIDATE_COLLECTIONS,),
+    "customer_collections": (CUSTOMER_COLLECTIONS,),
+}
+COLLECTION_OUTPUTS = {
+    "shares_collection": "int64",
+    "shared_collections": "int64",
+    "shared_collection_share": "float64",
+}
+
+
+def collection_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """shares_collection (0/1), shared_collections (how many of the candidate's collections hold
+    one of the customer's 90-day purchases), shared_collection_share (that over the candidate's
+    collections; NaN for a candidate in none). A customer or candidate without a row has none.
+
+    Rows come in runs of one customer (serving scores one customer's candidates): the customer's
+    set is built once per run."""
+    if _arrow(inputs):
+        inputs = _as_lists(inputs)
+    n = _rows(inputs)
+    candidate = _column(inputs, CANDIDATE_COLLECTIONS, n)
+    customer = _column(inputs, CUSTOMER_COLLECTIONS, n)
+    shares, shared, share = [], [], []
+    last: Any = object()
+    held: frozenset[str] = frozenset()
+    for mine, theirs in zip(candidate, customer, strict=True):
+        if theirs is not last:
+            held, last = frozenset(_strings(theirs)), theirs
+        own = set(_strings(mine))
+        k = len(own & held)
+        shares.append(int(k > 0))
+        shared.append(k)
+        share.append(k / len(own) if own else math.nan)
+    return dict(zip(COLLECTION_OUTPUTS, (shares, shared, share), strict=True))
+
+
 # --- value coercion (Feast hands python values, numpy values or pandas values) -----------------
 
 

@@ -25,6 +25,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "product_copurchase",
     "collection_stats",
     "product_membership",
+    "customer_collections",
 )
 PACKAGE = "pipelines.families"
 

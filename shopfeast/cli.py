@@ -393,13 +393,27 @@ def train_churn(
 
 
 @train_app.command("ranking")
-def train_ranking(data_dir: DataDirOpt = None, seed: int = 7, wait: WaitOpt = 0.0) -> None:
-    """The recommendation ranker through the ranking_model_v3 feature service."""
+def train_ranking(
+    data_dir: DataDirOpt = None,
+    seed: int = 7,
+    wait: WaitOpt = 0.0,
+    service: Annotated[
+        str,
+        typer.Option(
+            help="The feature service: ranking_model_v3, or ranking_model_v4 (v3 + whether the "
+            "candidate shares a collection with the customer's recent purchases)."
+        ),
+    ] = "ranking_model_v3",
+) -> None:
+    """The recommendation ranker through the ranking_model_v3 feature service (or --service)."""
     from shopconfig.settings import resolve_data_dir as resolve
-    from training.ranking import run
+    from training.ranking import SERVICES, RankingConfig, run
 
+    if service not in SERVICES:
+        typer.echo(f"error: --service {service}: choose one of {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(2)
     with one_line_errors():
-        run(data_dir=resolve(data_dir), seed=seed, wait=wait)
+        run(data_dir=resolve(data_dir), seed=seed, config=RankingConfig(service=service), wait=wait)
 
 
 @app.command()

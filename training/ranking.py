@@ -65,7 +65,8 @@ from training.evaluation import paired_difference, ranking_metrics
 from training.matrix import model_matrix, usable_columns
 from training.split import time_split
 
-SERVICE = "ranking_model_v3"
+SERVICE = "ranking_model_v3"  # the default (RankingConfig.service)
+SERVICES = ("ranking_model_v3", "ranking_model_v4")
 MODEL = "ranking"
 K = 10
 QUERY = "query_id"
@@ -98,6 +99,9 @@ class RankingConfig:
     frequency (+0.064) became significant; 300 test queries could not tell +0.022 from zero.
     """
 
+    # the feature service the ranker reads; ranking_model_v4 (v3 + collection_match) is an option
+    # (`shopfeast train ranking --service ranking_model_v4`; docs/training.md has its measurement)
+    service: str = SERVICE
     warmup_days: int = 28  # queries this early have too little history behind them
     train_queries: int = 5000
     validation_queries: int = 1000
@@ -405,7 +409,7 @@ class RankingData:
 def build_datasets(
     data_dir: Path, fs, config: RankingConfig, seed: int, say=print, bar: Task | None = None
 ) -> RankingData:
-    """Queries from purchases, candidates as of each query, features from `ranking_model_v3`."""
+    """Queries from purchases, candidates as of each query, features from `config.service`."""
     bar = bar or Task("ranking datasets", None, "steps")
     t0 = time.perf_counter()
     queries = purchase_queries(data_dir, config, seed)
@@ -421,11 +425,12 @@ def build_datasets(
     fit_rows = sample_training_rows(
         candidate_rows(fit_q, inputs, config.train_candidates, seed), config.train_negatives, seed
     )
-    fit_rows = store.historical(fs, fit_rows, SERVICE)
-    bar.step(f"read {SERVICE} for {len(fit_rows):,} training rows")
+    service = config.service
+    fit_rows = store.historical(fs, fit_rows, service)
+    bar.step(f"read {service} for {len(fit_rows):,} training rows")
     test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
-    test_rows = store.historical(fs, test_rows, SERVICE)
-    bar.step(f"read {SERVICE} for {len(test_rows):,} test rows")
+    test_rows = store.historical(fs, test_rows, service)
+    bar.step(f"read {service} for {len(test_rows):,} test rows")
     columns = usable_columns(fit_rows, exclude=NOT_INPUTS)
     split_of = queries.set_index(QUERY)["split"]
     train = fit_rows[fit_rows[QUERY].map(split_of) == "train"].reset_index(drop=True)
@@ -533,9 +538,9 @@ def _card(
         "task": "learning to rank: candidates of one (customer, t) query",
         "label": "1 when the customer bought the candidate in the order placed at t",
         "feature_service": {
-            "name": SERVICE,
-            "version": store.service_version(SERVICE),
-            "features": store.service_features(store.service(fs, SERVICE)),
+            "name": config.service,
+            "version": store.service_version(config.service),
+            "features": store.service_features(store.service(fs, config.service)),
             "candidates_from": [CUSTOMER_SERVICE, PRODUCT_SERVICE],
         },
         "input_columns": columns,

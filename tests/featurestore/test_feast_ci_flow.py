@@ -50,6 +50,7 @@ SERVICES = [  # every service the repo defines (a test checks none is missing)
     "ranking_model_v1",
     "ranking_model_v2",
     "ranking_model_v3",
+    "ranking_model_v4",
     "product_360_v1",
     "candidate_customer_v1",
     "candidate_product_v1",
@@ -216,6 +217,24 @@ def test_online_equals_offline(ci, service_name: str) -> None:
             )
             compared += _norm(offline[name][i]) is not None
     assert compared > len(features)  # real values were compared, not only nulls
+
+
+def test_collection_match_is_compared_on_shared_and_unshared_pairs(ci) -> None:
+    """test_online_equals_offline's sample for ranking_model_v4 holds candidates that share a
+    collection with the customer's recent purchases and candidates that do not, so the equality
+    it checks covers both answers of collection_match (its values are the same both ways)."""
+    store = ci["store"]
+    service = store.get_feature_service("ranking_model_v4")
+    customers, products = sample_entities()
+    entities = entity_frame(store, service, customers, products)
+    offline = store.get_historical_features(entity_df=entities, features=service).to_df()
+    online = store.get_online_features(
+        features=service, entity_rows=offline[list(entities.columns)].to_dict("records")
+    ).to_dict()
+    assert set(offline["shares_collection"]) == {0, 1}
+    for name in ("shares_collection", "shared_collections", "shared_collection_share"):
+        for i in range(len(offline)):
+            assert same(online[name][i], offline[name].iloc[i]), (name, i)
 
 
 def test_every_service_is_compared(ci) -> None:

@@ -52,7 +52,6 @@ def test_ids_are_nfc_and_invisible_characters_are_refused(tmp_path) -> None:
     }
 
 
-
 def test_variant_ids_are_ids_like_the_others(tmp_path) -> None:
     """order_items.variant_id (v1.2, optional): NFC, at most ID_MAX_LENGTH, no invisible
     characters; missing is fine (the base shop's lines have none)."""
@@ -82,6 +81,7 @@ def test_variant_ids_are_ids_like_the_others(tmp_path) -> None:
         n + 3: "invalid_value",
     }
     assert all("variant_id" in d for d in q["_detail"])
+
 
 def test_upper_bounds_quarantine_at_the_bound_plus_one(tmp_path) -> None:
     order = dict(BASE["orders"][0])

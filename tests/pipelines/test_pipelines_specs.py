@@ -18,6 +18,7 @@ NAMES = (
     "product_copurchase",
     "collection_stats",
     "product_membership",
+    "customer_collections",
 )
 
 

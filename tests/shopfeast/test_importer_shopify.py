@@ -16,6 +16,7 @@ The shop (all times UTC, 2025):
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -232,6 +233,7 @@ VIEWS = {
     "product_stats": "product_id",
     "collection_stats": "collection_id",
     "product_membership": "product_id",
+    "customer_collections": "customer_id",
 }
 
 
@@ -314,6 +316,42 @@ def test_a_products_collections(features):
     assert (list(ipod["collection_ids"]), ipod["collection_count"]) == (["841564295"], 1)
     assert list(oracle.lookup(rows, IPOD, at("2025-02-05"))["collection_ids"]) == []  # joined 5th
     assert oracle.lookup(rows, MUG, at("2025-03-13"))["collection_count"] == 0
+
+
+def test_the_collections_of_recent_purchases_and_the_rankers_match(features):
+    """customer_collections and collection_match (ranking_model_v4) on the REST shop, whose one
+    collection with members is Summer (841564295: the iPod and the hoodie, since 5 February)."""
+    from featurestore.odfv import collection_match
+
+    rows = features["customer_collections"]
+
+    def held(customer: str, day: str) -> tuple[list[str], int]:
+        row = oracle.lookup(rows, customer, at(day))
+        return list(row["collection_ids_90d"]), row["collection_count_90d"]
+
+    assert held(BOB, "2025-03-05") == ([], 0)  # his order is at 10:00 that day
+    assert held(BOB, "2025-03-06") == (["841564295"], 1)  # the iPod and the hoodies: Summer
+    assert held(ALICE, "2025-03-09") == ([], 0)
+    assert held(ALICE, "2025-03-10") == (["841564295"], 1)  # the iPod of #1004
+    # #1004 was cancelled on the 10th but placed live (as the 90-day item features count it);
+    # the deleted mug of #1005 is in no collection
+    assert held(ALICE, "2025-03-13") == (["841564295"], 1)
+
+    def match(customer: str, product: str, day: str) -> tuple:
+        mine = oracle.lookup(features["product_membership"], product, at(day))
+        theirs = oracle.lookup(rows, customer, at(day))
+        out = collection_match(
+            {
+                "collection_ids": [list(mine["collection_ids"])],
+                "collection_ids_90d": [list(theirs["collection_ids_90d"])],
+            }
+        )
+        return tuple(out[k][0] for k in out)
+
+    assert match(ALICE, HOODIE, "2025-03-13") == (1, 1, 1.0)  # shares Summer with her iPod
+    assert match(BOB, HOODIE, "2025-03-05") == (0, 0, 0.0)  # nothing bought yet
+    shares, shared, share = match(BOB, MUG, "2025-03-13")
+    assert (shares, shared) == (0, 0) and math.isnan(share)  # the mug is in no collection
 
 
 def test_collections_are_many_to_many(imported):
