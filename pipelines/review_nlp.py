@@ -95,11 +95,10 @@ def ensure_topic_model(
     (defaults: MIN_TRAIN_REVIEWS, MIN_TRAIN_DAYS, read at call time)."""
     min_reviews = MIN_TRAIN_REVIEWS if min_reviews is None else min_reviews
     min_days = MIN_TRAIN_DAYS if min_days is None else min_days
+    in_use = model_in_use(data_dir)
+    if in_use is not None:
+        return in_use
     pointer, root = _pointer(data_dir), topics.models_root(data_dir)
-    if pointer.exists():
-        version = json.loads(pointer.read_text())["version"]
-        if (root / version).is_dir():
-            return _load(str(root), version)
     cutoff = topic_cutoff(reviews["review_ts"], min_reviews, min_days)
     if cutoff is None:
         return None
@@ -114,6 +113,16 @@ def ensure_topic_model(
     body = {"version": model.version, "cutoff": model.metadata["cutoff"], "seed": seed}
     pointer.write_text(json.dumps(body, indent=1, sort_keys=True))
     return model
+
+
+def model_in_use(data_dir: Path) -> TopicModel | None:
+    """The saved topic model the features use, or None (none trained yet); never trains one."""
+    pointer, root = _pointer(data_dir), topics.models_root(data_dir)
+    if pointer.exists():
+        version = json.loads(pointer.read_text())["version"]
+        if (root / version).is_dir():
+            return _load(str(root), version)
+    return None
 
 
 @lru_cache(maxsize=4)
@@ -157,8 +166,11 @@ def _arrow_ids(ids: pd.Series) -> pa.Array:
     return pa.array(ids.astype(pd.StringDtype("pyarrow")).array).cast(pa.string())
 
 
-def enriched(data_dir: Path, reviews: pd.DataFrame, model: TopicModel | None) -> pd.DataFrame:
-    """`reviews` with the NLP columns, scoring only reviews not yet scored under this model."""
+def enriched(
+    data_dir: Path, reviews: pd.DataFrame, model: TopicModel | None, keep: bool = True
+) -> pd.DataFrame:
+    """`reviews` with the NLP columns, scoring only reviews not yet scored under this model;
+    `keep=False` leaves the cache as it is (a Spark task: the driver scored and kept them)."""
     version = model.version if model is not None else NO_MODEL
     cache = _read_cache(data_dir)
     cache = cache[cache["topic_model"] == version]
@@ -168,7 +180,8 @@ def enriched(data_dir: Path, reviews: pd.DataFrame, model: TopicModel | None) ->
         fresh = enrich_reviews(todo, model)[["review_id", *NLP_COLUMNS]]
         fresh.insert(1, "topic_model", version)
         cache = pd.concat([cache, fresh], ignore_index=True) if len(cache) else fresh
-        _append(_cache_dir(data_dir), fresh, cache)
+        if keep:
+            _append(_cache_dir(data_dir), fresh, cache)
     cols = cache.drop(columns="topic_model").drop_duplicates("review_id", keep="last")
     out = reviews.drop(columns=[c for c in NLP_COLUMNS if c in reviews]).merge(
         cols, on="review_id", how="left"

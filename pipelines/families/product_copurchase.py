@@ -101,6 +101,17 @@ INPUTS = (
     Input("orders", ("order_id", "customer_id", "order_ts", "status", "updated_at"), LOOKBACK_DAYS),
     Input("order_items", ("order_id", "product_id"), LOOKBACK_DAYS),
 )
+# The Spark engine (pipelines/spark/features.py): the pair and buyer counts are its global step,
+# a Spark aggregation over all orders (pipelines/spark/cross_sections.py) handed to each product
+# shard as running counts by product id (PAIR_IDS, BUYER_IDS, the shard's products as `a`); the
+# shard walks the weeks for its own products. The orders reach only that aggregation.
+SHARD_BY = {
+    "products": "product_id",
+    "order_items": "product_id",
+    "orders": ("order_items", "order_id"),
+}
+GLOBAL_INPUTS = ("orders", "order_items")
+PAIR_IDS, BUYER_IDS = "copurchase_pair_ids", "copurchase_buyer_ids"
 
 
 def compute(
@@ -112,11 +123,46 @@ def compute(
     if not len(days):  # no Monday in this run: nothing to read or write
         none = np.zeros(0, np.int64)
         return _lists(index, none, none, [none] * 4, none)
+    if PAIR_IDS in tables:  # counted by Spark for this product shard
+        return _emit_given(tables, snapshots, days)
     if PAIRS in tables:  # counted by `carry`, on top of the state carried from earlier runs
         pairs, buyers = tables[PAIRS], tables[BUYERS]
     else:  # all history at hand (a test, or a caller without the runner)
         pairs, buyers = _frames(count(tables, index, None, int(days[-1])), None)
     return _emit(index, first, days, pairs, buyers)
+
+
+def _emit_given(
+    tables: dict[str, pd.DataFrame], snapshots: Snapshots, days: np.ndarray
+) -> pd.DataFrame:
+    """The weekly walk of this shard's products on counts made elsewhere (by Spark, over all
+    orders): `tables[PAIR_IDS]` holds n(a, b) (`a`, `b` product ids, `day`, `n`) for the shard's
+    products as `a`, both orders of each pair, `tables[BUYER_IDS]` n(a). The index holds the
+    shard's products and every listed `b` (ids in sorted order, as locally: ties go by id); a `b`
+    of another shard never gets a row here (it has no first day)."""
+    pairs, buyers, products = tables[PAIR_IDS], tables[BUYER_IDS], tables["products"]
+    index = EntityIndex(
+        pd.concat([products["product_id"].astype(object), pairs["b"].astype(object)])
+    )
+    first = snap_up(product_first_day(products, index))
+    day = pairs["day"].to_numpy(np.int64)
+    order = np.argsort(day, kind="stable")  # _emit reads the pairs by day
+    frame = pd.DataFrame(
+        {
+            "a": index.codes(pairs["a"])[order],
+            "b": index.codes(pairs["b"])[order],
+            "day": day[order],
+            "n": pairs["n"].to_numpy(np.int64)[order],
+        }
+    )
+    counts = pd.DataFrame(
+        {
+            "a": index.codes(buyers["a"]),
+            "day": buyers["day"].to_numpy(np.int64),
+            "n": buyers["n"].to_numpy(np.int64),
+        }
+    )
+    return _emit(index, first, days, frame, counts)
 
 
 # --- snapshots on the weekly grain --------------------------------------------------------------

@@ -34,6 +34,7 @@ Definitions that the names alone do not pin down:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,7 @@ from pipelines.windows import (
     duration_us,
     entry_day,
     fixed,
+    pack,
 )
 
 CHUNK_DAYS = 64  # days of the dense grid held in memory at once
@@ -247,6 +249,21 @@ INPUTS = (
     Input("events", ("product_id", "event_type", "event_ts"), lookback_days=30),
     Input("reviews", ("review_id", "product_id", "rating", "title", "body", "review_ts")),
 )
+# How the Spark engine splits the inputs by product (pipelines/spark/features.py): a table by its
+# product column; an order goes to every shard holding one of its items. The category figures
+# (cross-sections over every product) are the global step: each shard's `cross_section_rows`
+# are aggregated by Spark and handed back in `tables[FIGURES]` and `tables[PRICE_PCT]`.
+SHARD_BY = {
+    "products": "product_id",
+    "order_items": "product_id",
+    "events": "product_id",
+    "reviews": "product_id",
+    "orders": ("order_items", "order_id"),
+}
+PERSIST_INPUTS = ("reviews",)  # what `persist` reads (the Spark engine reads only these for it)
+FIGURES = "category_figures"  # (day, category) -> the category_* figures
+PRICE_PCT = "price_pct_in_category"  # (product_id, day) -> product_price_pct_in_category
+CROSS_SECTION = ("product_id", "day", "category", "price", "popularity")
 
 
 def persist(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -254,6 +271,13 @@ def persist(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     reviews = tables["reviews"]
     model = review_nlp.ensure_topic_model(data_dir, reviews)
     tables["reviews"] = review_nlp.enriched(data_dir, reviews, model)
+
+
+def attach(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """A shard's reviews with the sentiment `persist` scored on the driver (read from the NLP
+    cache; never trains a model or scores a review)."""
+    model = review_nlp.model_in_use(data_dir)
+    tables["reviews"] = review_nlp.enriched(data_dir, tables["reviews"], model, keep=False)
 
 
 def compute(
@@ -265,13 +289,14 @@ def compute(
     log = _versions(products, index)
     vocab = {name: pd.factorize(log[name]) for name in ("category", "subcategory", "brand")}
     acc = _streams(tables, index).evaluate(snapshots.start_day, snapshots.end_day, carry=True)
+    figures = _given_figures(tables, index, vocab) if FIGURES in tables else None
     parts = []
     # The dense (product, day) grid is built CHUNK_DAYS at a time (bounded memory); each chunk
     # starts one day early so its first rows can be compared with the day before.
     for lo in range(snapshots.start_day, snapshots.end_day + 1, CHUNK_DAYS):
         hi = min(lo + CHUNK_DAYS - 1, snapshots.end_day)
         entity, day = _grid(first_day, max(lo - 1, snapshots.start_day), hi)
-        cols = _columns(entity, day, log, vocab, acc)
+        cols = _columns(entity, day, log, vocab, acc, figures)
         keep = _changed(entity, cols) & (day >= lo)  # the source keeps change points only
         parts.append(
             _frame(index, entity[keep], day[keep], {k: v[keep] for k, v in cols.items()}, vocab)
@@ -289,8 +314,11 @@ def _columns(
     log: pd.DataFrame,
     vocab: dict[str, tuple[np.ndarray, pd.Index]],
     acc: Accumulated,
+    figures=None,
 ) -> dict[str, np.ndarray]:
-    """Every feature as a numpy array on the grid; strings as codes into the log's vocabularies."""
+    """Every feature as a numpy array on the grid; strings as codes into the log's vocabularies.
+    The category figures are computed here over the grid's products, or looked up in `figures`
+    (computed over every shard's products by the Spark engine)."""
     pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())  # always found
     at = as_of(entity, day, acc.entity, acc.day)
     v = {
@@ -321,7 +349,7 @@ def _columns(
     cols["product_refund_rate_90d"] = _ratio(v["refunded_90d"], v["orders_90d"])
     cols["product_avg_rating"] = _ratio(v["rating_sum"] / MICRO, v["review_count"])
     cols["product_avg_sentiment"] = _ratio(v["sentiment_sum"] / MICRO, v["felt"])
-    cols.update(_category_figures(cols, day))
+    cols.update(_category_figures(cols, day) if figures is None else figures(entity, day, cols))
     return cols
 
 
@@ -383,6 +411,99 @@ def _versions(products: pd.DataFrame, index: EntityIndex) -> pd.DataFrame:
     return log.drop_duplicates(["c", "valid"], keep="last").reset_index(drop=True)
 
 
+# --- the category figures of a product-sharded build ---------------------------------------------
+
+
+def cross_section_rows(
+    tables: dict[str, pd.DataFrame], snapshots: Snapshots
+) -> Iterator[pd.DataFrame]:
+    """What the category figures aggregate, for this shard's products: every (product, day) from
+    the product's first snapshot on, with its category and price as of that day and its
+    popularity_30d (CROSS_SECTION columns; `day` a day number, a missing price null), CHUNK_DAYS
+    at a time. The Spark engine aggregates every shard's rows by (day, category)."""
+    products = tables["products"]
+    index = EntityIndex(products["product_id"])
+    first_day = product_first_day(products, index)
+    log = _versions(products, index)
+    s = Streams()
+    _popularity_stream(s, tables["orders"], tables["order_items"], index)
+    acc = s.evaluate(snapshots.start_day, snapshots.end_day, carry=True)
+    category = log["category"].astype(object).to_numpy()
+    price = log["price"].to_numpy(np.float64, na_value=np.nan)
+    popularity = acc.values.get("popularity_30d", np.zeros(0, np.int64))
+    for lo in range(snapshots.start_day, snapshots.end_day + 1, CHUNK_DAYS):
+        hi = min(lo + CHUNK_DAYS - 1, snapshots.end_day)
+        entity, day = _grid(first_day, lo, hi)
+        pos = as_of(entity, day, log["c"].to_numpy(), log["valid"].to_numpy())
+        at = as_of(entity, day, acc.entity, acc.day)
+        pop = (
+            np.where(at >= 0, popularity[np.maximum(at, 0)], 0)
+            if len(popularity)
+            else np.zeros(len(entity), np.int64)
+        )
+        yield pd.DataFrame(
+            {
+                "product_id": index.lookup(entity).to_numpy(object),
+                "day": day,
+                "category": category[pos],
+                "price": pd.array(price[pos], dtype="Float64"),  # NaN -> null
+                "popularity": pop.astype(np.int64),
+            }
+        )
+
+
+FIGURE_NAMES = (
+    "category_product_count",
+    "category_popularity_30d",
+    "category_price_min",
+    "category_price_max",
+    "category_price_median",
+)
+
+
+def _given_figures(tables: dict[str, pd.DataFrame], index: EntityIndex, vocab: dict):
+    """A lookup of the figures handed in `tables` for (entity, day) grid rows: the per-(day,
+    category) figures by the row's category, its price percentile by (product, day)."""
+    figs, pct = tables[FIGURES], tables[PRICE_PCT]
+    cats = vocab["category"][1]
+    width = len(cats) + 1
+    code = cats.get_indexer(figs["category"].astype(object))
+    mine = code >= 0
+    fkey = figs["day"].to_numpy(np.int64)[mine] * width + code[mine]
+    order = np.argsort(fkey, kind="stable")
+    fkey = fkey[order]
+    fvals = {  # prices (null: NaN), counts and sums (never null)
+        n: (
+            figs[n].to_numpy(np.float64, na_value=np.nan)
+            if "price" in n
+            else figs[n].to_numpy(np.int64)
+        )[mine][order]
+        for n in FIGURE_NAMES
+    }
+    pkey = pack(index.codes(pct["product_id"]), pct["day"].to_numpy(np.int64))
+    porder = np.argsort(pkey, kind="stable")
+    pkey = pkey[porder]
+    pval = pct[PCT_FEATURE].to_numpy(np.float64, na_value=np.nan)[porder]
+
+    def lookup(entity: np.ndarray, day: np.ndarray, cols: dict) -> dict[str, np.ndarray]:
+        key = day * width + cols["category"].astype(np.int64)
+        at = np.minimum(np.searchsorted(fkey, key), max(len(fkey) - 1, 0))
+        want = pack(entity, day)
+        pat = np.minimum(np.searchsorted(pkey, want), max(len(pkey) - 1, 0))
+        if len(key) and (not len(fkey) or (fkey[at] != key).any()):
+            raise ValueError("product_stats: category figures missing for some (day, category)")
+        if len(want) and (not len(pkey) or (pkey[pat] != want).any()):
+            raise ValueError("product_stats: price percentile missing for some (product, day)")
+        out = {PCT_FEATURE: pval[pat] if len(want) else np.zeros(0)}
+        out.update({n: v[at] if len(key) else v[:0] for n, v in fvals.items()})
+        return out
+
+    return lookup
+
+
+PCT_FEATURE = "product_price_pct_in_category"
+
+
 # --- windowed and lifetime streams --------------------------------------------------------------
 
 
@@ -442,6 +563,13 @@ def _order_streams(
         order_versions.window(s, p, enter, day, w, **{f"orders_{w}d": live})
     order_versions.window(s, p, enter, day, 90, refunded_90d=lines["d_refunded"].to_numpy())
 
+    _popularity_stream(s, orders, items, index)
+
+
+def _popularity_stream(
+    s: Streams, orders: pd.DataFrame, items: pd.DataFrame, index: EntityIndex
+) -> None:
+    """Distinct buyers per product (`popularity_30d`): customers, or the order for a guest."""
     placed = order_versions.first_versions(orders)
     placed = placed[placed["status"] != "cancelled"]
     bought = items[["order_id", "product_id"]].merge(

@@ -18,9 +18,16 @@ run together in three Spark jobs:
    (event_timestamp, join key) and writes DIR/features/<source>/<YYYY-MM>.parquet as the local
    engine writes it; one task per source writes the latest-row file incremental runs start from.
 
-A family without `SHARD_BY` (a global step: the product cross-sections, co-purchase pairs, the
-review topic model) runs as one Spark task that calls the local engine for that family, alongside
-the sharded ones; the families that share the review NLP cache run in one task, in order.
+The families are sharded by their entity: the customer families by customer, then the product
+families by product (an order goes to every product shard among its items). A product family's
+global step is a Spark aggregation (pipelines/spark/cross_sections.py): product_stats' category
+figures over every shard's (product, day) rows, product_copurchase's pair counts over all orders;
+its results go back to the shards, which compute their own products' rows.
+
+A family without `SHARD_BY` (the review topic model's customer_reviews, the collections, the
+declared views) runs as one Spark task that calls the local engine for that family, alongside
+the sharded ones; the families that share the review NLP cache run in one task, in order. The
+once-per-shop state (`persist`: a vocabulary, the review NLP cache) is made on the driver first.
 
 Executors read and write DIR directly: on a cluster DIR is a path every machine mounts. The build
 is historical (every snapshot day); daily incremental runs stay on the local engine.
@@ -48,6 +55,7 @@ from pipelines import run as local
 from pipelines.contract import TABLES
 from pipelines.family import Input
 from pipelines.lock import data_dir_lock
+from pipelines.spark import cross_sections
 from pipelines.specs import FeatureSource, to_arrow
 from pipelines.storage import clean_dir, partition_time_column
 from pipelines.windows import FeatureOverflow, Snapshots
@@ -111,10 +119,31 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
         return [local.Outcome(name, 0, 0.0, None, None) for name in fams]
     sharded = {k: m for k, m in fams.items() if hasattr(m, "SHARD_BY")}
     whole = [k for k in fams if k not in sharded]
+    groups: dict[str, dict[str, ModuleType]] = {}  # by entity: customer shards, product shards
+    for name, module in sharded.items():
+        groups.setdefault(module.SOURCE.entity, {})[name] = module
     outcomes: dict[str, local.Outcome] = {}
     staging = data_dir / "tmp" / "spark"
     shutil.rmtree(staging, ignore_errors=True)
-    steps = (3 if sharded else 0) + (1 if whole else 0)  # shuffle, compute, write; global
+    # shuffle, compute, write per group (and the cross-section pass and its aggregation); global
+    steps = sum(3 + _crossing(g) for g in groups.values()) + (1 if whole else 0)
+    snapshots = Snapshots(int(span[0]), int(span[1]), True)
+    for module in sharded.values():
+        local._wipe(module.SOURCE.path(data_dir))
+        if hasattr(module, "carry_path"):  # counts carried between local incremental runs: not
+            # kept by this engine, so the next incremental run recounts from all history
+            module.carry_path(data_dir).unlink(missing_ok=True)
+        if hasattr(module, "persist"):  # once-per-shop state (a vocabulary, the review NLP
+            # cache): on the driver, before any task (a global-step family may share it)
+            wanted = getattr(module, "PERSIST_INPUTS", None)
+            module.persist(
+                data_dir,
+                {
+                    i.table: local._read_input(data_dir, i, snapshots)
+                    for i in module.INPUTS
+                    if wanted is None or i.table in wanted
+                },
+            )
     try:
         with (
             progress("features spark", total=steps, unit="stages") as bar,
@@ -127,12 +156,12 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
                     pending.append(pool.submit(_run_whole, spark, data_dir, whole, files, span))
 
             try:
-                if sharded:
+                for entity, modules in groups.items():
                     done = _run_sharded(
                         spark,
                         data_dir,
-                        staging,
-                        sharded,
+                        staging / entity,
+                        modules,
                         files,
                         span,
                         shards,
@@ -153,6 +182,16 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
         for name in fams:
             print(outcomes[name].line(), flush=True)
     return [outcomes[name] for name in fams]
+
+
+def _crossing(modules: dict[str, ModuleType]) -> int:
+    """Extra stages of `modules`' global steps: a cross-section (pass one, then a Spark
+    aggregation) counts two, an aggregation of the inputs (co-purchase pairs) one."""
+    return sum(
+        2 if hasattr(m, "cross_section_rows") else 1
+        for name, m in modules.items()
+        if name in cross_sections.GIVEN
+    )
 
 
 # --- global-step families: the local engine in one task ---------------------------------------
@@ -240,38 +279,58 @@ def _run_sharded(
     """Every sharded family at once: one shuffle of their inputs, one task per shard computing
     every family on it, then the (family, month) files written by a few tasks. `after_shuffle`
     is called when the shuffle is done (the global-step families start then: in local mode they
-    would otherwise hold every core while the shuffle waits); `step(note)` after each stage."""
+    would otherwise hold every core while the shuffle waits); `step(note)` after each stage.
+
+    A family with `cross_section_rows` (product_stats: figures over every product of a category)
+    takes two passes: each shard writes its cross-section rows, Spark aggregates them
+    (pipelines/spark/cross_sections.py), and the compute pass reads the result back in its
+    tables. Stage names in `stats` start with the entity ("product shuffle")."""
     t0 = time.perf_counter()
+    entity = staging.name
     first_day, end_day = span
     snapshots = Snapshots(int(first_day), int(end_day), True)
     keys = shard_keys(modules)
     columns: dict[str, list[str]] = {}  # the union of what the families read of each table
     for module in modules.values():
-        local._wipe(module.SOURCE.path(data_dir))
         for spec in module.INPUTS:
             if spec.table in keys:
                 seen = columns.setdefault(spec.table, [])
                 seen += [c for c in spec.columns if c not in seen]
-        if hasattr(module, "persist"):  # a once-per-shop record (a vocabulary): on the driver
-            module.persist(
-                data_dir,
-                {i.table: local._read_input(data_dir, i, snapshots) for i in module.INPUTS},
-            )
     specs = [Input(t, tuple(c)) for t, c in columns.items()]
     n = shards or max(
         spark.sparkContext.defaultParallelism, -(-_rows(data_dir, specs) // shard_rows)
     )
     frames = {s.table: _read(spark, data_dir, s, snapshots) for s in specs}
     _shuffle(frames, keys, n, staging / "in")
-    stages = {"shuffle": time.perf_counter() - t0}
-    step(f"shuffle into {n} shards")
+    stages = {f"{entity} shuffle": time.perf_counter() - t0}
+    step(f"{entity} shuffle into {n} shards")
     after_shuffle()
     plan = Plan(str(data_dir), tuple(modules), str(staging), n, first_day, end_day, shard_rows)
     sc = spark.sparkContext
+    for name in modules:
+        if name in cross_sections.GIVEN and not hasattr(modules[name], "cross_section_rows"):
+            # a global step over the inputs themselves (co-purchase pair counts)
+            t = time.perf_counter()
+            days = grain_days_of(modules[name], first_day, end_day)
+            through = int(days[-1]) if len(days) else None
+            cross_sections.copurchase_counts(frames, n, through, staging / name / "given")
+            stages[f"{name} aggregation"] = time.perf_counter() - t
+            step(f"{name} aggregation")
+    for name, module in modules.items():
+        if not hasattr(module, "cross_section_rows"):
+            continue
+        t = time.perf_counter()
+        sc.parallelize([(plan, name, k) for k in range(n)], n).map(_cross_task).collect()
+        stages[f"{name} cross-section rows"] = time.perf_counter() - t
+        step(f"{name} cross-section rows")
+        t = time.perf_counter()
+        cross_sections.aggregate(spark, name, staging / name / "cross", staging / name / "given")
+        stages[f"{name} cross-section aggregation"] = time.perf_counter() - t
+        step(f"{name} cross-section aggregation")
     t = time.perf_counter()
     done = _raised(sc.parallelize([(plan, k) for k in range(n)], n).map(_shard_task).collect())
-    stages["compute"] = time.perf_counter() - t
-    step("compute")
+    stages[f"{entity} compute"] = time.perf_counter() - t
+    step(f"{entity} compute")
     t = time.perf_counter()
     jobs = []
     for name in modules:
@@ -281,15 +340,15 @@ def _run_sharded(
     tasks = min(len(jobs), 2 * sc.defaultParallelism)
     batches = [jobs[i::tasks] for i in range(tasks)]
     sc.parallelize(batches, tasks).map(lambda batch: [_write_task(j) for j in batch]).collect()
-    stages["write"] = time.perf_counter() - t
-    step("write")
+    stages[f"{entity} write"] = time.perf_counter() - t
+    step(f"{entity} write")
     if stats is not None:
-        stats["stages"] = stages
-        stats["shards"] = [
+        stats.setdefault("stages", {}).update(stages)
+        stats.setdefault("shards", []).extend(
             {"family": name, "shard": k, **{x: d[name][x] for x in SHARD_STATS}}
             for k, d in enumerate(done)
             for name in modules
-        ]
+        )
     seconds = time.perf_counter() - t0
     out = {}
     for name, module in modules.items():
@@ -355,7 +414,9 @@ def _shuffle(frames: dict, keys: dict, n: int, root: Path) -> None:
     for table, key in keys.items():
         if not isinstance(key, str):  # (parent table, column): the parent row's shard
             parent, column = key
-            shard_of = keyed[parent].select(column, SHARD).dropDuplicates([column])
+            # every shard a parent row of it is in: an order goes to each product shard among
+            # its items (to its one customer shard when split by customer)
+            shard_of = keyed[parent].select(column, SHARD).dropDuplicates([column, SHARD])
             keyed[table] = frames[table].join(shard_of, on=column, how="inner")
     stacked = None
     for table, df in keyed.items():
@@ -395,13 +456,12 @@ def _shard_task(args) -> dict[str, dict]:
         module = fams[name]
         source: FeatureSource = module.SOURCE
         t0 = time.perf_counter()
-        tables = {}
-        for spec in module.INPUTS:
-            if spec.table in module.SHARD_BY:
-                tables[spec.table] = _staged(staging / "in", spec, k)
-            else:
-                tables[spec.table] = local._read_input(data_dir, spec, snapshots)
+        tables = _shard_tables(plan, module, k)
         input_rows = sum(len(t) for t in tables.values())
+        if hasattr(module, "attach"):  # state `persist` recorded on the driver (review scores)
+            module.attach(data_dir, tables)
+        if name in cross_sections.GIVEN:  # the Spark aggregation's results
+            tables.update(cross_sections.given(staging / name / "given", name, k))
         rows = local.compute_rows(module, tables, snapshots, shard_rows=plan.shard_rows)
         del tables
         folder = staging / name
@@ -422,6 +482,45 @@ def _shard_task(args) -> dict[str, dict]:
             "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
     return out
+
+
+def grain_days_of(module: ModuleType, start_day: int, end_day: int):
+    """The snapshot days of a family on a coarser grain (product_copurchase's Mondays)."""
+    return module.grain_days(start_day, end_day)
+
+
+def _shard_tables(plan: Plan, module: ModuleType, k: int) -> dict[str, pd.DataFrame]:
+    """A family's input tables on shard k: its sharded tables from the shuffle, the rest whole."""
+    snapshots = Snapshots(plan.start_day, plan.end_day, True)
+    tables = {}
+    for spec in module.INPUTS:
+        if spec.table in getattr(module, "GLOBAL_INPUTS", ()):
+            continue  # read by the family's Spark aggregation only
+        if spec.table in module.SHARD_BY:
+            tables[spec.table] = _staged(Path(plan.staging) / "in", spec, k)
+        else:
+            tables[spec.table] = local._read_input(Path(plan.data_dir), spec, snapshots)
+    return tables
+
+
+def _cross_task(args) -> int:
+    """A family's cross-section rows on shard k, written chunk by chunk under
+    <staging>/<family>/cross/_shard=k/ for the Spark aggregation."""
+    plan, name, k = args
+    module = sources.families()[name]
+    tables = _shard_tables(plan, module, k)
+    snapshots = Snapshots(plan.start_day, plan.end_day, True)
+    folder = Path(plan.staging) / name / "cross" / f"{SHARD}={k}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    for i, chunk in enumerate(module.cross_section_rows(tables, snapshots)):
+        if len(chunk):
+            table = pa.Table.from_pandas(
+                chunk, schema=cross_sections.schema(name), preserve_index=False
+            )
+            pq.write_table(table, folder / f"chunk-{i:05d}.parquet")
+            rows += len(chunk)
+    return rows
 
 
 def _write_task(args) -> int:

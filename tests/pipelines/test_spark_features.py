@@ -22,7 +22,7 @@ from pipelines.ingest import ingest, parse_as_of, parse_now
 from pipelines.spark import features as spark_features
 from pipelines.storage import clean_dir
 from pipelines.windows import FeatureOverflow
-from tests.support.pipelines_shop import build, write_batch
+from tests.support.pipelines_shop import build, typed, write_batch
 from tests.support.spark_cluster import SPARK_TEST_CONF, standalone
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -71,6 +71,16 @@ def _reviews(d: Path) -> None:
     from tests.pipelines.test_pipelines_reviews import with_reviews
 
     tables = with_reviews(build(seed=5, customers=30, products=12, days=80), seed=5, days=80)
+    # category figures over a tie (p8 priced as p4, both books) and a missing price (p4 later):
+    # Spark's aggregation must rank, take medians and skip nulls as pandas does
+    products = tables["products"]
+    first = {p: products[products["product_id"] == p].iloc[0] for p in ("p4", "p8")}
+    day = pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(days=1)
+    later = [
+        {**first["p8"].to_dict(), "price": 9.0, "updated_at": day + pd.Timedelta(days=14)},
+        {**first["p4"].to_dict(), "price": None, "updated_at": day + pd.Timedelta(days=39)},
+    ]
+    tables["products"] = typed("products", [*products.to_dict("records"), *later])
     write_batch(d, tables, "all")
 
 
@@ -154,12 +164,28 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
     assert_same_store(a, b)
     assert not (b / "tmp" / "spark").exists()  # the staging area is cleaned up
     sharded = {s["family"] for s in stats["shards"]}
-    assert sharded == {"customer_activity", "customer_profile"}
+    assert sharded == {
+        "customer_activity",
+        "customer_profile",
+        "product_stats",
+        "product_copurchase",
+    }
+    # the product families ran in product shards, their global steps (category figures,
+    # co-purchase pair counts) as Spark aggregations
+    assert {
+        "product shuffle",
+        "product_stats cross-section aggregation",
+        "product_copurchase aggregation",
+    } <= set(stats["stages"])
+    per_product_shard = [s for s in stats["shards"] if s["family"] == "product_stats"]
+    assert len(per_product_shard) == 3
     per_shard = [s["input_rows"] for s in stats["shards"] if s["family"] == "customer_profile"]
     customers = len(pd.read_parquet(b / "clean" / "customers"))
     assert len(per_shard) == 3 and sum(per_shard) == customers  # each profile row in one shard
     if name == "reviews":
         assert min(per_shard) > 0  # three non-empty customer shards
+    if name == "products":  # 30 products: every product shard computed some
+        assert min(s["input_rows"] for s in per_product_shard) > 0
     if name == "as_of":  # 2025-04-01T06:00: the last snapshot is that day's 00:00
         horizon = int(pd.Timestamp("2025-04-01").value // 86_400_000_000_000)
         assert {o.end_day for o in outcomes} == {horizon}
