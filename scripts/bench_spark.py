@@ -42,7 +42,12 @@ def _kind(p: psutil.Process, root: int) -> str:
     return "python_workers" if "python" in exe else "other"
 
 
-def _sample(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Event) -> None:
+def _sample(
+    proc: subprocess.Popen, peaks: dict[str, float], cpu: dict[int, tuple], stop: threading.Event
+) -> None:
+    """Every SAMPLE_S: the RSS of each kind of process in the tree (peaks of the sums), and each
+    process's CPU seconds so far (`cpu[pid] = (kind, seconds)`, the last value seen: a process
+    that exits loses at most one interval)."""
     root = psutil.Process(proc.pid)
     while not stop.is_set():
         try:
@@ -53,14 +58,24 @@ def _sample(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Eve
         for p in tree:
             try:
                 rss = p.memory_info().rss / 2**20
+                t = p.cpu_times()
             except psutil.Error:
                 continue
             kind = _kind(p, root.pid)
             now[kind] = now.get(kind, 0.0) + rss
+            cpu[p.pid] = (kind, t.user + t.system)
         now["total"] = sum(now.values())
         for k, v in now.items():
             peaks[k] = max(peaks.get(k, 0.0), v)
         stop.wait(SAMPLE_S)
+
+
+def _cpu_by_kind(cpu: dict[int, tuple]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind, seconds in cpu.values():
+        out[kind] = out.get(kind, 0.0) + seconds
+    out["total"] = sum(out.values())
+    return out
 
 
 def _child(engine: str, data_dir: Path, args: argparse.Namespace) -> dict:
@@ -70,10 +85,11 @@ def _child(engine: str, data_dir: Path, args: argparse.Namespace) -> dict:
         "--executor-memory", args.executor_memory, "--shard-rows", str(args.shard_rows),
     ]  # fmt: skip
     peaks: dict[str, float] = {}
+    cpu: dict[int, tuple] = {}
     stop = threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    sampler = threading.Thread(target=_sample, args=(proc, peaks, stop), daemon=True)
+    sampler = threading.Thread(target=_sample, args=(proc, peaks, cpu, stop), daemon=True)
     sampler.start()
     out, _ = proc.communicate()
     wall = time.perf_counter() - t0
@@ -85,8 +101,15 @@ def _child(engine: str, data_dir: Path, args: argparse.Namespace) -> dict:
     for line in lines[:-1]:
         print(f"    {line}", flush=True)
     body = json.loads(lines[-1])
-    body.update(wall=wall, peaks=peaks)
+    body.update(wall=wall, peaks=peaks, cpu=_cpu_by_kind(cpu), processes=_processes(cpu))
     return body
+
+
+def _processes(cpu: dict[int, tuple]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for kind, _ in cpu.values():
+        out[kind] = out.get(kind, 0) + 1
+    return out
 
 
 def _stage(engine: str, data_dir: Path, args: argparse.Namespace) -> None:
@@ -148,9 +171,14 @@ def _report(engine: str, r: dict) -> None:
     p = r["peaks"]
     parts = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(p.items()) if k != "total")
     print(f"\n{engine}: wall {r['wall']:.1f}s, peak RSS {p.get('total', 0):,.0f} MiB ({parts})")
+    c, n = r.get("cpu", {}), r.get("processes", {})
+    kinds = ", ".join(
+        f"{k} {v:,.1f}s ({n.get(k, 0)} processes)" for k, v in sorted(c.items()) if k != "total"
+    )
+    print(f"  CPU {c.get('total', 0):,.1f}s ({kinds})")
     if "session_s" in r:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in r.get("stages", {}).items())
-        print(f"  Spark session start {r['session_s']:.1f}s; customer shards: {stages}")
+        print(f"  Spark session start {r['session_s']:.1f}s; stages: {stages}")
     for f in r["families"]:
         print(f"  {f['source']:<20} {f['rows']:>11,} rows {f['seconds']:8.1f}s")
     shards = r.get("shards") or []
@@ -158,9 +186,8 @@ def _report(engine: str, r: dict) -> None:
         rows = [s["input_rows"] for s in shards]
         secs = [s["seconds"] for s in shards]
         rss = [s["worker_peak_rss_mib"] for s in shards]
-        n = len({s["shard"] for s in shards})
         print(
-            f"  {n} customer shards x {len(shards) // n} families: input rows per (shard, family) "
+            f"  {len(shards)} (shard, family) tasks: input rows "
             f"{min(rows):,}..{max(rows):,}, compute {min(secs):.1f}..{max(secs):.1f}s "
             f"(sum {sum(secs):.1f}s), Python worker peak RSS up to {max(rss):,.0f} MiB"
         )
