@@ -15,8 +15,8 @@ SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
         monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
-        bench-materialize bench-serving bench-monitor bench-models bench-retrieval bench-spark \
-        bench-stream bench-session stream clean notebooks ui
+        bench-materialize bench-serving bench-online bench-monitor bench-models bench-retrieval \
+        bench-spark bench-stream bench-session stream clean notebooks ui
 
 help:
 	@echo "make demo   - generate a demo shop and run the whole job end to end (embedded, nothing to run)"
@@ -110,6 +110,9 @@ bench-retrieval: $(STAMP)
 
 bench-spark: $(STAMP)
 	$(PY) -m scripts.bench_spark
+
+bench-online: $(STAMP)
+	@$(SERVICES) && $(PY) -m scripts.bench_online
 
 bench-serving: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_serving

@@ -32,7 +32,6 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 # Every private Feast name featurestore/ uses (module attributes and attributes of Feast objects).
 FEAST_PRIVATE_NAMES = {
-    "_convert_redis_values_to_protobuf",  # RedisOnlineStore: the hash fields -> protos
     "_generate_hset_keys_for_features",  # RedisOnlineStore: mmh3 field names of features
     "_generate_redis_keys_for_entities",  # RedisOnlineStore: entity keys -> Redis keys
     "_get_client",  # RedisOnlineStore: the sync client (the engine's writes, the monitor's TTLs)

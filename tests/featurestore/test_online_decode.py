@@ -1,0 +1,127 @@
+"""The online read path's own decoding of Feast's Redis format equals Feast's, value and type.
+
+featurestore/online.py reads Redis hashes without Feast's per-row protos: keys serialized
+directly, values decoded by `_Decoder` (remembering immutable values by their bytes). Each is
+checked here against the Feast function it stands in for, on every value kind, nulls, repeats
+(the remembered path) and a full cache.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from featurestore.online import _decode_rows, _Decoder, string_redis_keys
+
+NULL_TS = -(2**63)
+
+
+def _protos() -> list[tuple[ValueType | None, Value]]:
+    v = Value
+    out: list[tuple[ValueType | None, Value]] = [
+        (ValueType.DOUBLE, v(double_val=1.5)),
+        (ValueType.DOUBLE, v(double_val=math.nan)),
+        (ValueType.DOUBLE, v(double_val=-0.0)),
+        (ValueType.FLOAT, v(float_val=0.1)),
+        (ValueType.INT64, v(int64_val=2**40)),
+        (ValueType.INT64, v(int64_val=0)),
+        (ValueType.INT32, v(int32_val=-7)),
+        (ValueType.BOOL, v(bool_val=True)),
+        (ValueType.BOOL, v(bool_val=False)),
+        (ValueType.STRING, v(string_val="électronique")),
+        (ValueType.STRING, v(string_val="")),
+        (ValueType.BYTES, v(bytes_val=b"\x00\x01")),
+        (ValueType.UNIX_TIMESTAMP, v(unix_timestamp_val=1_700_000_000)),
+        (ValueType.UNIX_TIMESTAMP, v(unix_timestamp_val=NULL_TS)),
+        (ValueType.STRING_LIST, v(string_list_val={"val": ["P1", "P2"]})),
+        (ValueType.DOUBLE_LIST, v(double_list_val={"val": [0.5, math.inf]})),
+        (ValueType.INT64_LIST, v(int64_list_val={"val": []})),
+        (ValueType.UNIX_TIMESTAMP_LIST, v(unix_timestamp_list_val={"val": [1, NULL_TS]})),
+        (ValueType.STRING_SET, v(string_set_val={"val": ["a", "b"]})),
+        (ValueType.UUID, v(string_val=str(uuid.UUID(int=5)))),
+        (None, v(json_val='{"a": 1}')),
+        (ValueType.DOUBLE, v()),
+    ]
+    out += [(ValueType.DOUBLE, p) for p in python_values_to_proto_values([2.25, None])]
+    return out
+
+
+@pytest.mark.parametrize("case", range(len(_protos())))
+def test_decoder_equals_feast(case: int) -> None:
+    vtype, proto = _protos()[case]
+    raw = proto.SerializeToString()
+    expected = feast_value_type_to_python_type(Value.FromString(raw), vtype)
+    decoder = _Decoder(vtype)
+    for got in (decoder(raw), decoder(raw), decoder.decode_column([raw, raw])[1]):
+        assert type(got) is type(expected)
+        assert got == expected or (got != got and expected != expected)  # NaN = NaN
+
+
+def test_missing_and_empty_fields_read_as_none() -> None:
+    decoder = _Decoder(ValueType.DOUBLE)
+    assert decoder.decode_column([None, b"", Value(double_val=3.0).SerializeToString()]) == [
+        None,
+        None,
+        3.0,
+    ]
+
+
+def test_a_full_cache_starts_again_and_stays_right() -> None:
+    decoder = _Decoder(ValueType.INT64, limit=3)
+    raws = [Value(int64_val=i).SerializeToString() for i in range(10)] * 2
+    assert decoder.decode_column(raws) == list(range(10)) * 2
+    assert len(decoder.seen) <= 3 + 2  # the two null entries are always there
+
+
+def test_lists_are_new_objects_each_time() -> None:
+    decoder = _Decoder(ValueType.STRING_LIST)
+    raw = Value(string_list_val={"val": ["x"]}).SerializeToString()
+    first = decoder(raw)
+    first.append("mutated by a caller")
+    assert decoder(raw) == ["x"]
+
+
+def test_rows_as_feast_reads_them() -> None:
+    """No `_ts` or the epoch: no row; otherwise the time (microseconds kept) and the values."""
+    stamp = Timestamp(seconds=1_700_000_000, nanos=123_456_000).SerializeToString()
+    epoch = Timestamp().SerializeToString()
+    one = Value(int64_val=1).SerializeToString()
+    rows = _decode_rows(
+        [[one, stamp], [one, None], [None, epoch]], ("n",), (_Decoder(ValueType.INT64),)
+    )
+    assert rows[0] == (datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC), {"n": 1})
+    assert rows[1] == (None, None)
+    assert rows[2] == (None, None)
+
+
+@pytest.mark.parametrize(
+    "join_keys, keys",
+    [
+        (("customer_id",), [("C0000001",), ("ü-ñ",), ("",)]),
+        (("product_id", "customer_id"), [("P1", "C1"), ("P22", "C333")]),
+        (("customer_id", "product_id"), [("C1", "P1")]),
+    ],
+)
+def test_string_redis_keys_equal_feasts(join_keys, keys) -> None:
+    expected = [
+        serialize_entity_key(
+            EntityKey(join_keys=list(join_keys), entity_values=[Value(string_val=v) for v in key]),
+            3,
+        )
+        + b"shopfeast"
+        for key in keys
+    ]
+    assert string_redis_keys(join_keys, keys, "shopfeast") == expected
+
+
+def test_non_string_ids_are_left_to_feast() -> None:
+    assert string_redis_keys(("customer_id",), [("C1",), (7,)], "shopfeast") is None
