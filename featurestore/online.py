@@ -598,11 +598,12 @@ class _Decoder:
     Immutable results (scalars, timestamps, nulls) are remembered by their bytes in `seen`, up
     to `limit` distinct values: counts, flags and categories repeat across entities, and an
     entity's row reads the same bytes until the next materialization, so most values of a read
-    are found by one C-level `map` over the column (`decode_column`)."""
+    are found by one C-level `map` over the column (`decode_column`). A full memory starts
+    again: at most `limit` values per feature and view (~0.4 MB), whatever the shop's size."""
 
     __slots__ = ("vtype", "seen", "limit")
 
-    def __init__(self, vtype: ValueType | None, limit: int = 20_000) -> None:
+    def __init__(self, vtype: ValueType | None, limit: int = 4096) -> None:
         self.vtype = vtype
         self.seen: dict[bytes | None, Any] = {None: None, b"": None}
         self.limit = 0 if vtype in _FEAST_DECODED_TYPES else limit
