@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 SERVICES = eval "$$($(PY) scripts/services.py)"
 
 .PHONY: help install services demo data generate ingest features apply materialize train serve \
-        monitor test test-fast lint bench bench-generate bench-pipelines bench-declared \
+        monitor test test-heavy test-fast lint bench bench-generate bench-pipelines bench-declared \
         bench-materialize bench-serving bench-online bench-monitor bench-models bench-retrieval \
         bench-spark bench-stream bench-session stream clean notebooks ui
 
@@ -75,8 +75,13 @@ monitor: $(STAMP)
 serve: $(STAMP)
 	@$(SERVICES) && $(SHOPFEAST) serve
 
+# `make test` leaves out the tests marked `heavy` (a whole run end to end, a minute or more each);
+# `make test-heavy` runs them, and .ci/run runs both.
 test: $(STAMP)
-	@$(SERVICES) && $(PY) -m pytest $(PYTEST_ARGS)
+	@$(SERVICES) && $(PY) -m pytest -m "not heavy" $(PYTEST_ARGS)
+
+test-heavy: $(STAMP)
+	@$(SERVICES) && $(PY) -m pytest -m heavy $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)

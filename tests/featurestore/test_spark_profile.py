@@ -18,7 +18,8 @@ from shopconfig.settings import redis_connection_string
 from tests.support import oracle, oracle_shop
 from tests.support.feast_support import claimed_redis_db, scratch_postgres_db
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.spark]
+# heavy: make test-heavy runs it (a Spark JVM, Feast's Spark offline store, about a minute)
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.spark, pytest.mark.heavy]
 
 SEED = 20240917
 VIEWS = {

@@ -212,6 +212,7 @@ def test_spark_engine_refuses_what_the_local_engine_refuses(spark, tmp_path):
     assert not (b / "tmp" / "spark").exists()
 
 
+@pytest.mark.heavy  # make test-heavy: three more JVMs (a master, two workers)
 def test_standalone_cluster_two_workers(tmp_path, monkeypatch):
     """Last in this file: it stops the shared local[2] session (one SparkContext per process)."""
     from pipelines.spark.session import JAVA_ENV, session

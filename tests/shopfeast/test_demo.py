@@ -28,6 +28,7 @@ STAGES = (
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # make test-heavy
 def test_demo_runs_every_stage_and_leaves_a_working_store(tmp_path) -> None:
     env = {**os.environ, "SHOPFEAST_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
     args = ["demo", "--customers", "300", "--products", "60", "--days", "365", "--seed", "3"]
