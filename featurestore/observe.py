@@ -13,6 +13,7 @@ from datetime import datetime
 import pandas as pd
 import pyarrow as pa
 from feast import FeatureService, FeatureStore
+from feast.online_response import TIMESTAMP_POSTFIX
 from feast.value_type import ValueType
 
 from featurestore.redis_encoding import entity_keys
@@ -113,6 +114,9 @@ def service_groups(
     return keyed
 
 
+ONLINE_TS = "__online_ts"  # read_both: the online row time of a ref (epoch seconds)
+
+
 def read_both(
     store: FeatureStore, refs: list[str], entities: pd.DataFrame, at: datetime
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -121,6 +125,7 @@ def read_both(
 
     Read with short feature names: Feast 0.67's `get_online_features(full_feature_names=True)`
     drops on-demand views' outputs. Refs whose short names collide are read in separate calls.
+    The online frame also holds `<ref>__online_ts`: the stored row's event time in seconds.
     """
     online, offline = {}, {}
     for part in _without_collisions(refs):
@@ -128,6 +133,9 @@ def read_both(
         for ref in part:
             name = ref.split(":", 1)[1]
             online[ref], offline[ref] = on[name].tolist(), off[name].tolist()
+            stamp = on.get(name + TIMESTAMP_POSTFIX)
+            if stamp is not None:
+                online[ref + ONLINE_TS] = stamp.tolist()
     return pd.DataFrame(online), pd.DataFrame(offline)
 
 
@@ -151,5 +159,9 @@ def _read(store: FeatureStore, refs: list[str], entities: pd.DataFrame, at: date
     offline = store.get_historical_features(entity_df=frame, features=refs).to_df()
     offline = offline.sort_values("_row").reset_index(drop=True)
     rows = frame.drop(columns=["_row"]).to_dict("records")
-    online = pd.DataFrame(store.get_online_features(features=refs, entity_rows=rows).to_dict())
+    values = store.get_online_features(features=refs, entity_rows=rows).to_dict(
+        include_event_timestamps=True
+    )
+    # an on-demand view's outputs may come without times: keep only columns of the full length
+    online = pd.DataFrame({k: v for k, v in values.items() if len(v) == len(rows)})
     return online, offline
