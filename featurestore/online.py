@@ -157,6 +157,7 @@ class OnlineFeatures:
         self.timer = timer
         self._plans: dict[str, ServicePlan] = {}
         self._fields: dict[tuple, tuple] = {}
+        self._missing: dict[str, float] = {}  # service -> when the registry lacked it
 
     async def ping(self) -> None:
         """One round trip to the online store (readiness checks)."""
@@ -177,12 +178,20 @@ class OnlineFeatures:
             self._plans[name] = self._make_plan(fs)
         return self._plans[name]
 
-    def has_service(self, name: str) -> bool:
-        """Whether the registry defines the service (one applied before it existed does not)."""
+    def has_service(self, name: str, recheck_s: float = 60.0) -> bool:
+        """Whether the registry defines the service (one applied before it existed does not).
+
+        A missing service is asked for again only after `recheck_s` (the registry's own cache
+        time): each registry miss costs milliseconds, and a request path asks on every call."""
+        missing_since = self._missing.get(name)
+        if missing_since is not None and time.monotonic() - missing_since < recheck_s:
+            return False
         try:
             self.plan(name)
         except FeatureServiceNotFoundException:
+            self._missing[name] = time.monotonic()
             return False
+        self._missing.pop(name, None)
         return True
 
     def _make_plan(self, service: FeatureService) -> ServicePlan:

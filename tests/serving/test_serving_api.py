@@ -620,3 +620,23 @@ def test_the_api_logs_what_it_served_without_the_ids(client, env) -> None:
     for part in served_log.log_root(data_dir).rglob("*.parquet"):
         raw = part.read_bytes()
         assert not any(c.encode() in raw for c in customers)
+
+
+def test_a_missing_service_is_asked_for_once_a_minute(feast_store) -> None:
+    """has_service: a service the registry lacks is remembered as missing (a request path asks
+    on every call; each registry miss costs milliseconds), and asked for again after recheck_s."""
+    online = OnlineFeatures(feast_store)
+    assert online.has_service("churn_model_v1")
+    assert not online.has_service("no_such_service_v1")
+    asked = []
+
+    def plan(name):
+        asked.append(name)
+        raise AssertionError("the registry was asked again")
+
+    online.plan = plan
+    assert not online.has_service("no_such_service_v1")
+    assert asked == []
+    with pytest.raises(AssertionError):
+        online.has_service("no_such_service_v1", recheck_s=0.0)
+    assert asked == ["no_such_service_v1"]
