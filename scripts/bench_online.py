@@ -68,9 +68,12 @@ async def bench(calls: int, warmup: int, seed: int) -> None:
             for path in ("feast", "ours") if i % 2 else ("ours", "feast"):
                 w0, c0 = time.perf_counter(), time.process_time()
                 if path == "feast":
-                    theirs = fs and store.get_online_features(
-                        fs, {"customer_id": ids, "event_timestamp": [now] * n}
-                    ).to_dict()
+                    theirs = (
+                        fs
+                        and store.get_online_features(
+                            fs, {"customer_id": ids, "event_timestamp": [now] * n}
+                        ).to_dict()
+                    )
                 else:
                     mine = await online.read(
                         service, {"customer_id": ids}, {"event_timestamp": now}
