@@ -55,7 +55,7 @@ from training.candidates import (
     category_or_none,
     copurchase_ranking,
     copurchase_scores,
-    generate,
+    generate_rows,
     id_list,
     neighbours_from_arrays,
     personal_frequency_ranking,
@@ -71,7 +71,14 @@ MODEL = "ranking"
 K = 10
 QUERY = "query_id"
 LABEL = "purchased"
-DAYS_PER_READ = 7  # snapshot days of the product grid per point-in-time read (bounds its memory)
+# (product, snapshot day) rows of the product grid per point-in-time read, which bounds its memory:
+# seven days of a 10,000-product shop (the grid whole held 21 GiB there), all of the demo shop's
+# days in two reads (seven days at a time took 49 reads of 2,100 rows, each paying the store's
+# fixed cost).
+ROWS_PER_READ = 70_000
+# One thread, as the churn models (training/churn_models.py says why): on the demo shop's 105,685
+# training rows the same ranker took 10.6 s CPU with one thread and 31.2 s with two (load 16).
+N_JOBS = 1
 
 NOT_INPUTS = {
     CANDIDATE_COPURCHASE,  # the request field; the model reads the on-demand view's output
@@ -189,7 +196,7 @@ def candidate_inputs(
     fs,
     queries: pd.DataFrame,
     product_ids: list[str],
-    days_per_read: int = DAYS_PER_READ,
+    rows_per_read: int = ROWS_PER_READ,
     bar: Task | None = None,
     also_look_up: dict[pd.Timestamp, set[str]] | None = None,
 ) -> CandidateInputs:
@@ -197,10 +204,11 @@ def candidate_inputs(
 
     The catalog and co-purchase lists are read once per snapshot day: every query of a day sees
     the same daily snapshot (an entity timestamp t reads the snapshot of floor(t)). The grid of
-    days x products is read `days_per_read` days at a time, and of each day's co-purchase lists
-    only those of the products in that day's customers' recent lists are kept (the only ones the
-    generator and the baseline look up): on a 10,000-product shop the whole grid with every list
-    held 21 GiB. `also_look_up`: more products per day whose lists to keep (a live session's).
+    days x products is read as many days at a time as `rows_per_read` holds (at least one), and
+    of each day's co-purchase lists only those of the products in that day's customers' recent
+    lists are kept (the only ones the generator and the baseline look up): on a 10,000-product
+    shop the whole grid with every list held 21 GiB. `also_look_up`: more products per day whose
+    lists to keep (a live session's).
     """
     bar = bar or Task("candidates", None, "steps")
     cust = store.historical(fs, queries[["customer_id", "event_timestamp"]], CUSTOMER_SERVICE)
@@ -217,6 +225,7 @@ def candidate_inputs(
         looked_up.setdefault(day, set()).update(more)
     days = sorted(query_days.unique())
     catalogs, neighbours = {}, {}
+    days_per_read = max(1, rows_per_read // max(1, len(product_ids)))
     reads = range(0, len(days), days_per_read)
     bar.grow(len(reads))
     for n, lo in enumerate(reads, 1):
@@ -240,12 +249,15 @@ def candidate_rows(
     queries: pd.DataFrame, inputs: CandidateInputs, config: CandidateConfig, seed: int
 ) -> pd.DataFrame:
     """Every query's candidates and labels: query_id, customer_id, product_id, event_timestamp,
-    source, source_score, purchased."""
+    source, source_score, purchased.
+
+    Gathered as plain lists and framed once (a frame per query cost 2-3 ms each, most of the
+    ranker's query building on the demo shop's 7,500 queries)."""
     rng = np.random.default_rng(seed)
-    frames = []
+    pids, sources, source_scores, copurchase, bought, counts = [], [], [], [], [], []
     for q in queries.itertuples(index=False):
         day = q.event_timestamp.floor("D")
-        c = generate(
+        rows = generate_rows(
             inputs.recent[q.query_id],
             inputs.neighbours[day],
             inputs.favourite[q.query_id],
@@ -255,13 +267,27 @@ def candidate_rows(
         )
         # the retrieval score, a request field of the ranking service (serving: the same code)
         scores = copurchase_scores(inputs.recent[q.query_id], inputs.neighbours[day])
-        c[CANDIDATE_COPURCHASE] = [scores.get(p, 0.0) for p in c["product_id"]]
-        c[QUERY] = q.query_id
-        c["customer_id"] = q.customer_id
-        c["event_timestamp"] = q.event_timestamp
-        c[LABEL] = c["product_id"].isin(q.relevant).astype("int8")
-        frames.append(c)
-    return pd.concat(frames, ignore_index=True)
+        for pid, source, score in rows:
+            pids.append(pid)
+            sources.append(source)
+            source_scores.append(score)
+            copurchase.append(scores.get(pid, 0.0))
+            bought.append(pid in q.relevant)
+        counts.append(len(rows))
+    at = np.repeat(np.arange(len(queries)), counts)
+    keys = queries[[QUERY, "customer_id", "event_timestamp"]].iloc[at].reset_index(drop=True)
+    keys["customer_id"] = keys["customer_id"].astype(object)  # plain str, as before
+    out = pd.DataFrame(
+        {
+            "product_id": pd.Series(pids, dtype=object),
+            "source": pd.Series(sources, dtype=object),
+            "source_score": np.asarray(source_scores, dtype=np.float64),
+            CANDIDATE_COPURCHASE: np.asarray(copurchase, dtype=np.float64),
+        }
+    )
+    out = pd.concat([out, keys], axis=1)
+    out[LABEL] = np.asarray(bought, dtype=np.int8)
+    return out
 
 
 def sample_training_rows(rows: pd.DataFrame, negatives: int, seed: int) -> pd.DataFrame:
@@ -285,7 +311,7 @@ def fit_ranker(
         eval_metric=f"ndcg@{K}",
         tree_method="hist",
         random_state=seed,
-        n_jobs=2,
+        n_jobs=N_JOBS,
     )
     model.fit(
         model_matrix(train, columns),
