@@ -96,12 +96,31 @@ INPUTS = (
 )
 
 
+# How the Spark engine splits the inputs by customer (pipelines/spark/features.py): the topic model
+# is fitted and the reviews scored once on the driver (`persist`, reading the reviews only); each
+# customer shard attaches the scores (`attach`).
+SHARD_BY = {"customers": "customer_id", "reviews": "customer_id"}
+PERSIST_INPUTS = ("reviews",)
+
+
 def persist(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     """Load or train the topic model; add the NLP columns and the model's cutoff to `tables`."""
     reviews = tables["reviews"]
     model = review_nlp.ensure_topic_model(data_dir, reviews)
     tables["reviews"] = review_nlp.enriched(data_dir, reviews, model)
-    tables["topic_model"] = pd.DataFrame(
+    tables["topic_model"] = _model_info(model)
+
+
+def attach(data_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """A shard's reviews with the NLP columns `persist` made on the driver, and the model's
+    cutoff (read from the saved model and the NLP cache; never trains or writes)."""
+    model = review_nlp.model_in_use(data_dir)
+    tables["reviews"] = review_nlp.enriched(data_dir, tables["reviews"], model, keep=False)
+    tables["topic_model"] = _model_info(model)
+
+
+def _model_info(model) -> pd.DataFrame:
+    return pd.DataFrame(
         {"version": [model.version] if model else [], "cutoff": [model.cutoff] if model else []}
     )
 

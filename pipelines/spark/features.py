@@ -24,10 +24,10 @@ global step is a Spark aggregation (pipelines/spark/cross_sections.py): product_
 figures over every shard's (product, day) rows, product_copurchase's pair counts over all orders;
 its results go back to the shards, which compute their own products' rows.
 
-A family without `SHARD_BY` (the review topic model's customer_reviews, the collections, the
-declared views) runs as one Spark task that calls the local engine for that family, alongside
-the sharded ones; the families that share the review NLP cache run in one task, in order. The
-once-per-shop state (`persist`: a vocabulary, the review NLP cache) is made on the driver first.
+A family without `SHARD_BY` (the collections, the declared views) runs as one Spark task that
+calls the local engine for that family, alongside the sharded ones; any that read reviews run in
+one task, in order. The once-per-shop state (`persist`: a vocabulary, the review topic model and
+NLP cache) is made on the driver first.
 
 Executors read and write DIR directly: on a cluster DIR is a path every machine mounts. The build
 is historical (every snapshot day); daily incremental runs stay on the local engine.

@@ -167,6 +167,7 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
     assert sharded == {
         "customer_activity",
         "customer_profile",
+        "customer_reviews",
         "product_stats",
         "product_copurchase",
     }
