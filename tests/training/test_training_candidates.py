@@ -143,3 +143,15 @@ def test_the_live_session_comes_first_carted_before_viewed() -> None:
         ["p1"], NEIGH, None, _catalog(), config=config, session=session, exclude=["p2"]
     )
     assert excluded["product_id"].tolist()[:3] == ["p9", "p4", "p5"]
+
+
+def test_model_columns_keep_one_order_whatever_order_feast_returns() -> None:
+    from training.ranking import stable_columns
+
+    served = ["orders_90d", "already_purchased"]  # the service's order
+    want = ["orders_90d", "already_purchased", "pair_carts_30d", "pair_views_30d"]
+    for returned in (
+        ["pair_views_30d", "already_purchased", "pair_carts_30d", "orders_90d"],
+        ["pair_carts_30d", "orders_90d", "pair_views_30d", "already_purchased"],
+    ):
+        assert stable_columns(returned, served) == want
