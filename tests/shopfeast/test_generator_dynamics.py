@@ -221,7 +221,8 @@ def test_complements_are_bought_together(shop):
     share_by_chance = 2 / truth.shape[0]
     assert is_comp.mean() > 10 * share_by_chance
     # and across orders: a customer's next order often holds a complement of the last one
-    lines = i.merge(o[["order_id", "customer_id", "order_ts"]], on="order_id").dropna()
+    lines = i.merge(o[["order_id", "customer_id", "order_ts"]], on="order_id")
+    lines = lines.dropna(subset=["customer_id"])  # guests; variant_id (contract v1.2) is optional
     lines = lines.sort_values("order_ts")
     nxt = lines.merge(lines, on="customer_id")
     gap = (nxt["order_ts_y"] - nxt["order_ts_x"]) / DAY
@@ -235,7 +236,7 @@ def test_customers_buy_to_their_taste(shop):
     truth = shop.truth["truth_customers"].set_index("customer_id")
     i, o, p = (shop.frames[t] for t in ("order_items", "orders", "products"))
     category = p.drop_duplicates("product_id").set_index("product_id")["category"]
-    lines = i.merge(o[["order_id", "customer_id"]], on="order_id").dropna()
+    lines = i.merge(o[["order_id", "customer_id"]], on="order_id").dropna(subset=["customer_id"])
     fav = truth["favourite_categories"].reindex(lines["customer_id"]).str.split("|")
     cat = category.reindex(lines["product_id"]).to_numpy()
     in_fav = np.array([c in f for c, f in zip(cat, fav, strict=True)])
