@@ -287,12 +287,19 @@ def test_redis_restart_loses_and_doubles_nothing(shop, tmp_path):
         proc = ctx.Process(target=serve)
         proc.start()
         send(server.url, "t:r", events.iloc[:400])
-        time.sleep(0.2)
-        backlog = RedisStreamLog(redis.Redis.from_url(server.url), "t:r").backlog()
+        # once the worker has read its first batch, freeze it there so that Redis restarts
+        # under it mid-stream however fast it is (a fixed sleep let a quick worker drain all)
+        log = RedisStreamLog(redis.Redis.from_url(server.url), "t:r")
+        deadline = time.monotonic() + 60
+        while log.backlog()["lag"] >= 400 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGSTOP)
+        backlog = log.backlog()
         assert backlog["lag"] + backlog["pending"] > 0, "the restart must come mid-stream"
         server.stop()
         time.sleep(0.5)
         server.start()
+        os.kill(proc.pid, signal.SIGCONT)
         send(server.url, "t:r", events.iloc[400:])
         stop = drained(server.url, "t:r", settle_s=0.5)
         deadline = time.monotonic() + 60
