@@ -73,6 +73,21 @@ class Input:
     lookback_days: int | None = None  # None: all history
 
 
+# The orders columns every family that reads orders needs: an order's versions (status, refunds
+# and their time, updated_at) decide what counts at T, so they all read the same set.
+ORDER_COLUMNS = (
+    "order_id",
+    "customer_id",
+    "order_ts",
+    "status",
+    "total_amount",
+    "discount_amount",
+    "refunded_amount",
+    "refund_ts",
+    "updated_at",
+)
+
+
 class Family(Protocol):
     SOURCE: FeatureSource
     INPUTS: tuple[Input, ...]

@@ -33,14 +33,31 @@ MARKER_TTL_S = 7 * 24 * 3600
 BUFFER_TTL_S = 24 * 3600  # an entity without events for a day starts afresh
 SEP = "\x1f"
 
+# Both scripts start with this: `bump` raises an entity's version when events were added (or it
+# has none yet) to Redis TIME in µs, at least the old version + 1, so versions stay monotonic
+# across a Redis restart; it returns the version the entity now has.
+BUMP_VERSION = """
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local function bump(verkey, added, ttl)
+  local ver = tonumber(redis.call('GET', verkey) or '0')
+  if added > 0 or ver == 0 then
+    if clock <= ver then clock = ver + 1 end
+    ver = clock
+    redis.call('SET', verkey, string.format('%d', ver), 'EX', ttl)
+  end
+  return ver
+end
+"""
+
 # KEYS: buffer, version of each entity in turn. ARGV: lookback_us, ttl_s, then per entity: the
 # number of events n, then n (score, member) pairs. Per entity: add (NX), trim the buffer to
 # (max - lookback, max], raise the version if something was added. Returns per entity
 # {version, member, member, ...}: its buffer after the update.
-UPDATE_BUFFERS = """
+UPDATE_BUFFERS = (
+    BUMP_VERSION
+    + """
 local lookback, ttl = tonumber(ARGV[1]), ARGV[2]
-local now = redis.call('TIME')
-local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local out = {}
 local a = 3
 for k = 1, #KEYS, 2 do
@@ -56,12 +73,7 @@ for k = 1, #KEYS, 2 do
   if #top == 2 then
     redis.call('ZREMRANGEBYSCORE', buf, '-inf', string.format('%.0f', tonumber(top[2]) - lookback))
   end
-  local ver = tonumber(redis.call('GET', verkey) or '0')
-  if added > 0 or ver == 0 then
-    if clock <= ver then clock = ver + 1 end
-    ver = clock
-    redis.call('SET', verkey, string.format('%d', ver), 'EX', ttl)
-  end
+  local ver = bump(verkey, added, ttl)
   redis.call('EXPIRE', buf, ttl)
   local one = {string.format('%d', ver)}
   for _, m in ipairs(redis.call('ZRANGE', buf, 0, -1)) do one[#one + 1] = m end
@@ -69,16 +81,17 @@ for k = 1, #KEYS, 2 do
 end
 return out
 """
+)
 
 # KEYS: per entity, its version key then one sorted set per counted event type (`ntypes` of them).
 # ARGV: lookback_us, ttl_s, ntypes, then per entity: the number of events n, then n (type index
 # 1..ntypes, score, event id) triples. Per entity: add (NX), trim every set to
 # (latest - lookback, latest] with latest over all sets, raise the version if something was added.
 # Returns per entity {version, latest µs, count of each type}.
-UPDATE_COUNTS = """
+UPDATE_COUNTS = (
+    BUMP_VERSION
+    + """
 local lookback, ttl, ntypes = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local now = redis.call('TIME')
-local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local out = {}
 local a = 4
 for k = 1, #KEYS, ntypes + 1 do
@@ -104,12 +117,7 @@ for k = 1, #KEYS, ntypes + 1 do
     counts[j] = redis.call('ZCARD', KEYS[k + j])
     if counts[j] > 0 then redis.call('EXPIRE', KEYS[k + j], ttl) end
   end
-  local ver = tonumber(redis.call('GET', verkey) or '0')
-  if added > 0 or ver == 0 then
-    if clock <= ver then clock = ver + 1 end
-    ver = clock
-    redis.call('SET', verkey, string.format('%d', ver), 'EX', ttl)
-  end
+  local ver = bump(verkey, added, ttl)
   one[1] = string.format('%d', ver)
   one[2] = string.format('%.0f', latest or 0)
   for j = 1, ntypes do one[j + 2] = counts[j] end
@@ -117,6 +125,7 @@ for k = 1, #KEYS, ntypes + 1 do
 end
 return out
 """
+)
 
 # KEYS: event-id markers. ARGV: ttl_s, then one value per key. `SET NX GET` each: returns per key
 # the value another entry set before (false where this call took the marker).

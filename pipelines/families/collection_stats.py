@@ -21,7 +21,7 @@ import pandas as pd
 
 from pipelines import order_versions
 from pipelines.existence import product_first_day
-from pipelines.family import Input
+from pipelines.family import ORDER_COLUMNS, Input
 from pipelines.specs import Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
@@ -91,17 +91,7 @@ INPUTS = (
     Input("products", ("product_id", "price", "created_at", "updated_at")),
     Input(
         "orders",
-        (
-            "order_id",
-            "customer_id",
-            "order_ts",
-            "status",
-            "total_amount",
-            "discount_amount",
-            "refunded_amount",
-            "refund_ts",
-            "updated_at",
-        ),
+        ORDER_COLUMNS,
         lookback_days=30,
     ),
     Input(

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from pipelines import order_versions
 from pipelines.existence import customer_first_day
-from pipelines.family import Input
+from pipelines.family import ORDER_COLUMNS, Input
 from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
@@ -151,17 +151,7 @@ INPUTS = (
     Input("products", ("product_id", "category", "updated_at", "created_at")),
     Input(
         "orders",
-        (
-            "order_id",
-            "customer_id",
-            "order_ts",
-            "status",
-            "total_amount",
-            "discount_amount",
-            "refunded_amount",
-            "refund_ts",
-            "updated_at",
-        ),
+        ORDER_COLUMNS,
     ),
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
     Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),

@@ -42,7 +42,7 @@ import pandas as pd
 
 from pipelines import order_versions, review_nlp
 from pipelines.existence import product_first_day
-from pipelines.family import Input
+from pipelines.family import ORDER_COLUMNS, Input
 from pipelines.specs import Drift, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
@@ -232,17 +232,7 @@ INPUTS = (
     ),
     Input(
         "orders",
-        (
-            "order_id",
-            "customer_id",
-            "order_ts",
-            "status",
-            "total_amount",
-            "discount_amount",
-            "refunded_amount",
-            "refund_ts",
-            "updated_at",
-        ),
+        ORDER_COLUMNS,
         lookback_days=90,
     ),
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
