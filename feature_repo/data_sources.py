@@ -22,6 +22,7 @@ product_copurchase_source = batch_source(_declared["product_copurchase"])
 collection_stats_source = batch_source(_declared["collection_stats"])
 product_membership_source = batch_source(_declared["product_membership"])
 customer_collections_source = batch_source(_declared["customer_collections"])
+customer_rhythm_source = batch_source(_declared["customer_rhythm"])
 
 # The real-time views' push sources (the stream worker writes their rows, `shopfeast features`
 # their parquet change points, the push sources' batch sources).

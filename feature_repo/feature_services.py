@@ -4,6 +4,7 @@ ask for features (so the two cannot drift apart). A new model version gets a new
 from feast import FeatureService
 from on_demand import (
     collection_match,
+    customer_cycle,
     customer_product_affinity,
     customer_product_match,
     customer_recency,
@@ -11,7 +12,7 @@ from on_demand import (
     retrieval_match,
 )
 from views.collection import collection_stats, product_membership
-from views.customer import customer_activity, customer_profile, customer_reviews
+from views.customer import customer_activity, customer_profile, customer_reviews, customer_rhythm
 from views.product import product_copurchase, product_stats
 from views.realtime import customer_session
 
@@ -23,6 +24,23 @@ churn_model_v1 = FeatureService(
     description="Churn model v1: every customer feature, as of the entity timestamp.",
     owner=OWNER,
     tags={"model": "churn", "version": "1", "entity": "customer"},
+)
+
+churn_model_v2 = FeatureService(
+    name="churn_model_v2",
+    features=[
+        customer_activity,
+        customer_profile,
+        customer_reviews,
+        customer_recency,
+        customer_rhythm,
+        customer_cycle,
+    ],
+    description="Churn model v2: v1 plus the customer's buying rhythm and trends "
+    "(customer_rhythm: gaps between orders, first order, repeat orders, 30/90-day and "
+    "quarter-on-quarter trends) and their silence against that rhythm (customer_cycle).",
+    owner=OWNER,
+    tags={"model": "churn", "version": "2", "entity": "customer"},
 )
 
 

@@ -12,7 +12,7 @@ from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, UnixTimestamp
 from views.collection import customer_collections, product_membership
-from views.customer import customer_activity, customer_profile
+from views.customer import customer_activity, customer_profile, customer_rhythm
 from views.declared import declared
 from views.product import product_copurchase, product_stats
 
@@ -25,6 +25,8 @@ from featurestore.odfv import (
     CANDIDATE_COPURCHASE,
     COLLECTION_INPUTS,
     COLLECTION_OUTPUTS,
+    CYCLE_INPUTS,
+    CYCLE_OUTPUTS,
     MATCH_INPUTS,
     MATCH_OUTPUTS,
     RECENCY_INPUTS,
@@ -70,6 +72,27 @@ request_time = RequestSource(
 )
 def customer_recency(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     from featurestore.odfv import customer_recency as compute
+
+    return compute(inputs)
+
+
+@on_demand_feature_view(
+    sources=[
+        inputs(customer_activity, CYCLE_INPUTS["customer_activity"]),
+        inputs(customer_rhythm, CYCLE_INPUTS["customer_rhythm"]),
+        request_time,
+    ],
+    schema=outputs(CYCLE_OUTPUTS),
+    mode="python",
+    description="A customer's silence against their own rhythm at the request time t: "
+    "days_since_first_order = (t - first_order_ts) in days (the first order's age, BG/NBD's T); "
+    "recency_gap_ratio = days since the last order / mean_gap_days (1: an order is due about "
+    "now); NaN when unknown.",
+    owner=OWNER,
+    tags={"domain": "customer", "layer": "on_demand", "contract": "point_in_time", **ARROW},
+)
+def customer_cycle(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    from featurestore.odfv import customer_cycle as compute
 
     return compute(inputs)
 

@@ -375,6 +375,53 @@ def collection_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return dict(zip(COLLECTION_OUTPUTS, (shares, shared, share), strict=True))
 
 
+# --- customer_cycle ----------------------------------------------------------------------------
+# A customer's silence against their own rhythm, at the request time t: churn's strongest signals
+# in a non-contractual shop. From stored timestamps (customer_activity.last_order_ts,
+# customer_rhythm.first_order_ts) and the customer's mean gap between orders, all as of t.
+FIRST_ORDER = "first_order_ts"  # customer_rhythm
+MEAN_GAP = "mean_gap_days"  # customer_rhythm
+CYCLE_INPUTS = {
+    "customer_activity": (LAST_ORDER,),
+    "customer_rhythm": (FIRST_ORDER, MEAN_GAP),
+}
+CYCLE_OUTPUTS = {
+    "days_since_first_order": "float64",
+    "recency_gap_ratio": "float64",
+}
+
+
+def customer_cycle(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """days_since_first_order = (t - first_order_ts) in days; recency_gap_ratio = days since the
+    last order / mean_gap_days (1: due about now; 3: three usual gaps overdue); NaN when unknown
+    (no order, or fewer than two orders for the ratio, or a mean gap of 0)."""
+    if _arrow(inputs):
+        return _columns_or_rows(_cycle_columns, customer_cycle, inputs)
+    n = _rows(inputs)
+    now = _seconds_column(_column(inputs, REQUEST_TIME, n))
+    first = _seconds_column(_column(inputs, FIRST_ORDER, n))
+    last = _seconds_column(_column(inputs, LAST_ORDER, n))
+    gaps = [_number(v) for v in _column(inputs, MEAN_GAP, n)]
+    age = [_days(t, f) for t, f in zip(now, first, strict=True)]
+    ratio = [
+        _days(t, s) / g if g is not None and g > 0 else math.nan
+        for t, s, g in zip(now, last, gaps, strict=True)
+    ]
+    return dict(zip(CYCLE_OUTPUTS, (age, ratio), strict=True))
+
+
+def _cycle_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    n = _arrow_rows(inputs)
+    now = _seconds_array(_array(inputs, REQUEST_TIME), n)
+    first = _seconds_array(_array(inputs, FIRST_ORDER), n)
+    last = _seconds_array(_array(inputs, LAST_ORDER), n)
+    gap = _floats(_array(inputs, MEAN_GAP), n)
+    usable = np.where(gap > 0, gap, np.nan)
+    return dict(
+        zip(CYCLE_OUTPUTS, (_days_array(now, first), _days_array(now, last) / usable), strict=True)
+    )
+
+
 # --- value coercion (Feast hands python values, numpy values or pandas values) -----------------
 
 

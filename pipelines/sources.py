@@ -26,6 +26,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "collection_stats",
     "product_membership",
     "customer_collections",
+    "customer_rhythm",
 )
 PACKAGE = "pipelines.families"
 

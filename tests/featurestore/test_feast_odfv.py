@@ -52,6 +52,21 @@ def test_recency_unknowns_are_nan_and_activity_takes_the_latest() -> None:
     assert all(math.isnan(v) for v in out["tenure_days"])
 
 
+def test_cycle_is_the_first_order_age_and_the_silence_in_usual_gaps() -> None:
+    out = odfv.customer_cycle(
+        {
+            "event_timestamp": [T, T, T, T],
+            "first_order_ts": [T - timedelta(days=40), T - timedelta(days=40), None, T],
+            "last_order_ts": [T - timedelta(days=12), T - timedelta(days=12), None, T],
+            "mean_gap_days": [4.0, None, None, 0.0],
+        }
+    )
+    assert [nan_or(v) for v in out["days_since_first_order"]] == [40.0, 40.0, None, 0.0]
+    # 12 days silent, a usual gap of 4: three gaps overdue; unknown without a gap, or a gap of 0
+    assert [nan_or(v) for v in out["recency_gap_ratio"]] == [3.0, None, None, None]
+    assert set(out) == set(odfv.CYCLE_OUTPUTS)
+
+
 def test_product_age() -> None:
     out = odfv.product_age(
         {"event_timestamp": [T, T], "product_created_at": [T - timedelta(days=10), None]}
@@ -300,10 +315,12 @@ def test_time_features_over_arrow_columns_equal_the_row_code() -> None:
         "last_event_ts": instants(0.3).cast(pa.timestamp("ns", tz="UTC")),
         "signup_ts": instants(0.1),
         "product_created_at": instants(0.1),
+        "first_order_ts": instants(0.2),
+        "mean_gap_days": pa.array([None if i % 5 == 0 else (i % 4) * 3.5 for i in range(n)]),
         odfv.CANDIDATE_COPURCHASE: pa.array([None if i % 9 == 0 else i / 7 for i in range(n)]),
     }
     lists = {k: v.to_pylist() for k, v in inputs.items()}
-    for fn in (odfv.customer_recency, odfv.product_age, odfv.retrieval_match):
+    for fn in (odfv.customer_recency, odfv.product_age, odfv.retrieval_match, odfv.customer_cycle):
         columns, rows = fn(inputs), fn(lists)
         assert set(columns) == set(rows)
         for name in rows:

@@ -19,6 +19,7 @@ NAMES = (
     "collection_stats",
     "product_membership",
     "customer_collections",
+    "customer_rhythm",
 )
 
 
