@@ -46,6 +46,7 @@ STALE = "c00000"  # generated with history ~400 days old
 STALE_LAST_ORDER = END - timedelta(days=401, hours=-10, minutes=-17, seconds=-3)
 SERVICES = [  # every service the repo defines (a test checks none is missing)
     "churn_model_v1",
+    "churn_model_v2",
     "customer_360_v1",
     "ranking_model_v1",
     "ranking_model_v2",
