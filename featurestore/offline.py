@@ -63,6 +63,10 @@ ROW = "__shopfeast_row"  # the entity row's position, carried through the joins
 _SHIFT = 2**64  # ASOF order key: event_timestamp in the high 64 bits, created_timestamp below
 _CREATED_OFFSET = 2**63  # created_timestamp (signed microseconds) made non-negative
 _UTC = pa.timestamp("us", tz="UTC")
+# A source of at most max(GATHER_MIN_ROWS, GATHER_RATIO x entity rows) rows is read whole and
+# gathered from; a bigger one is streamed through the join (see AsofRetrievalJob._join).
+GATHER_MIN_ROWS = 1_000_000
+GATHER_RATIO = 1.0
 
 
 class AsofOfflineStoreConfig(DuckDBOfflineStoreConfig):
@@ -241,6 +245,35 @@ def asof_sql(plans: list[_ViewPlan], timestamp: str, latest: pd.Timestamp | None
     )
 
 
+def _created_part(p: _ViewPlan) -> str:
+    """The low 64 bits of a source row's ASOF order key: its created_timestamp in microseconds
+    made non-negative, a missing one lowest; "0" when the view has none."""
+    if not p.created:
+        return "0"
+    return f"coalesce(epoch_us({_ident(p.created)}), {-_CREATED_OFFSET}) + {_CREATED_OFFSET}"
+
+
+def _read_source(con: Any, p: _ViewPlan, scan: str) -> pa.Table:
+    """A source's rows up to the latest entity timestamp as Arrow: its join keys (`__k0`...),
+    event and created microseconds (`__ts`, `__created` when it has one), output columns and
+    `__row` (its position)."""
+    keys = [f"{_ident(k)} AS __k{j}" for j, k in enumerate(p.join_keys)]
+    outputs = [f"{_ident(src)} AS {_ident(out)}" for src, out in p.columns]
+    created = [f"epoch_us({_ident(p.created)}) AS __created"] if p.created else []
+    columns = [*keys, f"epoch_us({_ident(p.timestamp)}) AS __ts", *created, *outputs]
+    table = con.sql(f"SELECT {', '.join(columns)} FROM {scan}").to_arrow_table()
+    table = table.combine_chunks()
+    return table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+def _has_ties(con: Any, source: str, keys: int) -> bool:
+    """Whether two rows of a source share their join keys and event_timestamp (then the
+    created timestamp decides between them)."""
+    group = ", ".join([*(f"__k{j}" for j in range(keys)), "__ts"])
+    sql = f"SELECT 1 FROM {source} GROUP BY {group} HAVING count(*) > 1 LIMIT 1"
+    return bool(con.sql(sql).fetchall())
+
+
 class AsofRetrievalJob(RetrievalJob):
     """Runs the statement when asked for the result (Feast's RetrievalJob contract: to_df and
     to_arrow add the remaining on-demand features)."""
@@ -338,6 +371,16 @@ class AsofRetrievalJob(RetrievalJob):
         return out
 
     def _join(self, entity: pa.Table) -> pa.Table:
+        """The features of every plan, one row per entity row, in entity order.
+
+        One DuckDB statement. A view whose source is small next to the retrieval (at most
+        GATHER_MIN_ROWS rows, or GATHER_RATIO x the entity rows) is read once into Arrow and
+        joined by row number only: the ASOF join carries (keys, timestamp, row number), and its
+        feature columns are gathered with one `take` into entity order, so neither the join nor
+        putting its rows back in entity order moves them. A bigger source is joined with its
+        columns, as `asof_sql` does, bounded by DuckDB's memory limit. The created-timestamp
+        tie-break's 128-bit key is paid only on a read source that has two rows of one key and
+        event_timestamp; a streamed one always pays it."""
         needed = {self._timestamp} | {k for p in self._plans for k in p.join_keys.values()}
         probe = entity.select([c for c in entity.column_names if c in needed])
         i = probe.column_names.index(self._timestamp)
@@ -347,12 +390,87 @@ class AsofRetrievalJob(RetrievalJob):
         con = duckdb.connect(config=_duckdb_settings(self._config))
         try:
             con.register("entity_rows", probe)
-            result = con.sql(self.to_sql()).to_arrow_table()
+            result, gathered = self._asof(con, entity.num_rows)
         finally:
             con.close()
         if result.num_rows != entity.num_rows:  # the contract; an ASOF LEFT JOIN cannot break it
             raise RuntimeError(f"{entity.num_rows} entity rows in, {result.num_rows} out")
-        return result.drop_columns([ROW]) if ROW in result.column_names else result
+        rows = result.column(ROW).to_numpy()
+        order = np.empty_like(rows)
+        order[rows] = np.arange(len(rows), dtype=rows.dtype)
+        result = result.drop_columns([ROW]).take(pa.array(order))
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        for p in self._plans:
+            if p.alias in gathered:
+                found = result.column(p.alias)
+                taken = gathered[p.alias].take(found)
+                columns.update(zip(taken.column_names, taken.columns, strict=True))
+            else:
+                columns.update((out, result.column(out)) for _, out in p.columns)
+        names = [out for p in self._plans for _, out in p.columns]
+        return pa.table({name: columns[name] for name in names})
+
+    def _asof(self, con: Any, entity_rows: int) -> tuple[pa.Table, dict[str, pa.Table]]:
+        """The ASOF statement's result (ROW, then per view its row number in the gathered
+        source or its columns), in no particular order, and the gathered sources."""
+        latest = self._latest
+        bound = f"{_text(latest.isoformat())}::TIMESTAMPTZ" if latest is not None else None
+        gathered: dict[str, pa.Table] = {}
+        selects, joins = [f"e.{_ident(ROW)}"], []
+        for p in self._plans:
+            keys = [_ident(k) for k in p.join_keys]
+            where = f" WHERE {_ident(p.timestamp)} <= {bound}" if bound else ""
+            scan = f"read_parquet({_text(p.path)}){where}"
+            rows = con.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
+            gather = rows <= max(GATHER_MIN_ROWS, GATHER_RATIO * entity_rows)
+            created = _created_part(p)
+            if gather:
+                table = _read_source(con, p, scan)
+                gathered[p.alias] = table.select([out for _, out in p.columns])
+                con.register(f"{p.alias}_rows", table)
+                source = f"{p.alias}_rows"
+                if p.created and _has_ties(con, source, len(keys)):
+                    low = f"coalesce(__created, {-_CREATED_OFFSET}) + {_CREATED_OFFSET}"
+                    order = f"__ts::HUGEINT * {_SHIFT} + {low}"
+                else:  # one row per key and instant (or nothing to break a tie with)
+                    created, order = None, "__ts"
+                skeys = [f"__k{j}" for j in range(len(keys))]
+                inner = f"SELECT {', '.join(skeys)}, __ts, {order} AS __order, __row FROM {source}"
+                value = f"{p.alias}.__row"
+            else:
+                skeys = keys
+                outputs = "".join(f", {_ident(src)} AS {_ident(out)}" for src, out in p.columns)
+                inner = (
+                    f"SELECT {', '.join(keys)}, epoch_us({_ident(p.timestamp)}) AS __ts, "
+                    f"epoch_us({_ident(p.timestamp)})::HUGEINT * {_SHIFT} + {created} "
+                    f"AS __order{outputs} FROM {scan}"
+                )
+                value = None
+            ts = f"epoch_us(e.{_ident(self._timestamp)})"
+            probe = ts if gather and created is None else f"{ts}::HUGEINT * {_SHIFT} + {_SHIFT - 1}"
+            on = [
+                f"e.{_ident(e)} = {p.alias}.{k}"
+                for (_, e), k in zip(p.join_keys.items(), skeys, strict=True)
+            ]
+            joins.append(
+                f"ASOF LEFT JOIN ({inner}) {p.alias} ON {' AND '.join(on)} "
+                f"AND {probe} >= {p.alias}.__order"
+            )
+            fresh = None
+            if p.ttl:
+                ttl = p.ttl // timedelta(microseconds=1)
+                fresh = f"{p.alias}.__ts >= {ts} - {ttl}"
+            targets = (
+                [(value, p.alias)]
+                if value
+                else [(f"{p.alias}.{_ident(out)}", out) for _, out in p.columns]
+            )
+            for expression, name in targets:
+                if fresh:
+                    expression = f"CASE WHEN {fresh} THEN {expression} END"
+                selects.append(f"{expression} AS {_ident(name)}")
+        sql = f"SELECT {', '.join(selects)} FROM entity_rows e {' '.join(joins)}"
+        return con.sql(sql).to_arrow_table(), gathered
 
     def persist(
         self, storage: Any, allow_overwrite: bool = False, timeout: int | None = None

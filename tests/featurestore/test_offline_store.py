@@ -3,7 +3,8 @@ values and against Feast's own DuckDB store on the same registry: the latest row
 `event_timestamp <= t` (inclusive), ties on event_timestamp to the latest created_timestamp (a
 missing one losing), a view's TTL (inclusive), full feature names, aliases, join key maps, source
 field mappings, unknown and null keys, duplicate and unordered entity rows, naive and string
-timestamps; one row per entity row, in order."""
+timestamps; one row per entity row, in order. Every test runs twice: with the sources read whole
+and gathered from (a small source's plan), and streamed through the join (a big one's)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from feast.data_format import ParquetFormat
 from feast.types import Array, Float64, Int64, String
 from feast.value_type import ValueType
 
+from featurestore import offline
 from tests.support.feast_support import ASOF_STORE
 
 D = datetime(2025, 3, 1, tzinfo=UTC)
@@ -82,6 +84,8 @@ def stores(tmp_path_factory):
     )
     pq.write_table(table.slice(0, 4), root / "stats" / "a.parquet")
     pq.write_table(table.slice(4), root / "stats" / "b.parquet")
+    (root / "untied").mkdir()  # the same rows but the tie: one row per key and instant
+    pq.write_table(table.take([0, 2, 4, 5, 6, 7]), root / "untied" / "rows.parquet")
     customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.STRING)
     source = FileSource(
         name="stats_source",
@@ -98,6 +102,17 @@ def stores(tmp_path_factory):
         Field(name="score", dtype=Float64),
     ]
     stats = FeatureView(name="stats", entities=[customer], schema=schema, source=source)
+    untied_source = FileSource(
+        name="untied_source",
+        path=str(root / "untied" / "rows.parquet"),
+        file_format=ParquetFormat(),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created",
+        field_mapping={"raw_score": "score"},
+    )
+    untied = FeatureView(
+        name="untied", entities=[customer], schema=schema, source=untied_source, ttl=2 * DAY
+    )
     fresh = FeatureView(
         name="fresh", entities=[customer], schema=schema, source=source, ttl=2 * DAY
     )
@@ -123,8 +138,18 @@ def stores(tmp_path_factory):
         return FeatureStore(config=config)
 
     ours = open_with(ASOF_STORE)
-    ours.apply([customer, source, stats, fresh, aliased])
+    ours.apply([customer, source, stats, fresh, aliased, untied_source, untied])
     return ours, open_with("duckdb")
+
+
+@pytest.fixture(autouse=True, params=["gathered", "streamed"])
+def plan(request, monkeypatch) -> str:
+    """Sources read whole and gathered from, or (GATHER_* at nothing) streamed through the
+    join with their columns."""
+    if request.param == "streamed":
+        monkeypatch.setattr(offline, "GATHER_MIN_ROWS", -1)
+        monkeypatch.setattr(offline, "GATHER_RATIO", 0.0)
+    return request.param
 
 
 def _entity(rows=CASES) -> pd.DataFrame:
@@ -194,6 +219,24 @@ def test_aliases_join_key_maps_and_field_mappings_as_feast(stores) -> None:
         out = ours.get_historical_features(**kwargs).to_df()
         assert _values(out["bought__amount" if full else "amount"]) == [a for *_, a, _ in CASES]
         _assert_same(out, theirs.get_historical_features(**kwargs).to_df())
+
+
+def test_a_source_without_ties_as_feast(stores) -> None:
+    """No two rows of a key at one instant: the plan skips the created-timestamp key, and
+    serves what Feast's store does (the TTL included), at the rows' instants and around them."""
+    ours, theirs = stores
+    instants = sorted({t for _, t, *_ in ROWS})
+    rows = [
+        (c, t + d) for c in ("c1", "c2", "c3", "c9") for t in instants for d in (-US, 0 * US, US)
+    ]
+    rows += [(c, t + 2 * DAY + d) for c, t in rows[::3] for d in (0 * US, US)]
+    entity = _entity([(c, t, None, None) for c, t in rows])
+    features = [f"untied:{f}" for f in ("amount", "label", "tags", "score")]
+    kwargs = {"entity_df": entity, "features": features, "full_feature_names": True}
+    out = ours.get_historical_features(**kwargs).to_df()
+    assert out["row"].tolist() == list(range(len(entity)))
+    assert out["untied__amount"].notna().sum() > 10 and out["untied__amount"].isna().sum() > 10
+    _assert_same(out, theirs.get_historical_features(**kwargs).to_df())
 
 
 def test_unordered_naive_and_string_timestamps_as_feast(stores) -> None:
