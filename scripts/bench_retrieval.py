@@ -7,6 +7,7 @@ can get.
     python -m scripts.bench_retrieval [--data-dir data/bench_retrieval] [--build]
         [--rows 100000,500000]
         [--services churn_model_v1,ranking_model_v2] [--stores feast,shopfeast,raw]
+        [--before-tree DIR]
 
 The store is the demo shop (2,000 customers, 300 products, 365 days, seed 7); `--build` makes it
 under --data-dir first when it has no feature sources (generate, ingest, features, as
@@ -23,6 +24,8 @@ the store up on 50 rows before the clock starts; peak RSS is the process's peak 
 - `shopfeast`: the profile's store (`featurestore.offline.AsofOfflineStore`), the same call;
 - `raw`: one SQL statement, the entity frame ASOF LEFT JOINed to each feature view's parquet
   source (the same columns), no tie-break, no row order, no on-demand views: the lower bound.
+- `before` (with `--before-tree DIR`, e.g. a worktree of an older commit): shopfeast's store as
+  that tree's code has it, run from DIR on the same data, for before/after in one run.
 Values: shopfeast's rows against Feast's (every column, after putting Feast's rows back in entity
 order) and against the raw join's (its columns).
 """
@@ -263,6 +266,9 @@ def compare(ours: Path, other: Path) -> str:
 
 
 def run_child(args, store: str, service: str, rows: int, out: Path) -> dict:
+    cwd = None
+    if store == "before":  # shopfeast's store as another tree's code has it
+        cwd, store = str(args.before_tree), "shopfeast"
     cmd = [
         sys.executable,
         "-m",
@@ -282,7 +288,7 @@ def run_child(args, store: str, service: str, rows: int, out: Path) -> dict:
     ]
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=args.timeout, check=False
+            cmd, capture_output=True, text=True, timeout=args.timeout, check=False, cwd=cwd
         )
     except subprocess.TimeoutExpired:
         return {"error": f"no answer in {args.timeout:.0f} s"}
@@ -330,6 +336,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=17)
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--build", action="store_true", help="build the demo shop when missing")
+    p.add_argument(
+        "--before-tree",
+        type=Path,
+        help="a source tree (e.g. a worktree of an older commit) whose store runs as `before`",
+    )
     for hidden in ("--store", "--service", "--child-rows", "--out"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -347,7 +358,13 @@ def main() -> None:
         build_demo(args.data_dir)
 
     stores = args.stores.split(",")
+    if "before" in stores and not args.before_tree:
+        raise SystemExit("--stores before needs --before-tree DIR")
     names = {"feast": "Feast DuckDB", "shopfeast": "shopfeast ASOF", "raw": "raw DuckDB ASOF"}
+    if args.before_tree:
+        stores = [s for s in stores if s != "before"] + ["before"]
+        names["before"] = f"shopfeast ASOF, {args.before_tree.name}"
+        args.before_tree = args.before_tree.resolve()
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores, shared)", flush=True)
     lines = [
         "| service | entity rows | store | wall | CPU | peak RSS | on-demand | values |",
@@ -400,6 +417,14 @@ def main() -> None:
                             if "wall" in got.get("feast", {})
                             else ""
                         )
+                    )
+                before = got.get("before", {})
+                if "wall" in before and "wall" in raw:
+                    verdicts.append(
+                        f"{service} {rows:,}, before ({args.before_tree.name}): "
+                        f"{before['wall'] / raw['wall']:.2f}x the raw join's wall time, peak RSS "
+                        f"{before['peak_rss'] / raw['peak_rss']:.2f}x, CPU "
+                        f"{before['cpu'] / raw['cpu']:.2f}x"
                     )
                 results[f"{service}/{rows}"] = {
                     k: {kk: vv for kk, vv in v.items() if kk != "out"} for k, v in got.items()
