@@ -1,6 +1,7 @@
 """`make bench-models`: the churn model and the ranker against their strongest simple baselines.
 
     python -m scripts.bench_models [--shops demo,cj] [--root data/bench-models] [--out FILE]
+        [--churn-services churn_model_v1,churn_model_v2] [--only churn|ranking]
 
 Shops (built under ROOT/<shop> when missing; building is set-up, not measured):
 - `demo`: the generator's demo shop (`make demo`'s arguments: 2,000 customers, 300 products, 365
@@ -10,7 +11,9 @@ Shops (built under ROOT/<shop> when missing; building is set-up, not measured):
 - `bench`: the 100k-customer shop `make bench-pipelines` builds in data/bench (never built here).
 
 Measured, each in its own process (wall, CPU seconds, peak RSS): `shopfeast train churn --split
-time`, `shopfeast train churn --split customer-time` and `shopfeast train ranking`. Each card's
+time` and `--split customer-time` for each of `--churn-services` (default churn_model_v2; pass
+churn_model_v1,churn_model_v2 to compare the two side by side on the same store), and `shopfeast
+train ranking` (`--only churn|ranking` runs one). Each card's
 test figures are printed next to every baseline's, with the 95% paired-bootstrap interval of the
 difference (churn: ROC-AUC of the chosen model minus the RFM baseline, customers resampled;
 ranking: NDCG@10 of the ranker minus popularity, co-purchase and personal frequency, queries
@@ -88,13 +91,23 @@ def churn_lines(card: dict) -> list[str]:
     chosen = card["chosen"]
     d = card["metrics"]["test_minus_baseline"][chosen]
     rows = card["rows"]
+    bg = card.get("btyd")
     return [
-        f"  churn, split {rows['split']}: train {rows['train']['rows']:,} / test "
+        f"  churn {card['feature_service']['name']}, split {rows['split']}: "
+        f"train {rows['train']['rows']:,} / test "
         f"{rows['test']['rows']:,} rows; folds validate "
         f"{sum(f['validation_rows'] for f in rows['folds']):,} rows; chosen {chosen}",
         f"    test ROC-AUC {chosen} {t[chosen]['roc_auc']:.3f}, {base} {t[base]['roc_auc']:.3f}: "
         f"difference {_interval(d)}; PR-AUC {t[chosen]['pr_auc']:.3f} vs {t[base]['pr_auc']:.3f}",
         "    every model: " + ", ".join(f"{n} {m['roc_auc']:.3f}" for n, m in t.items()),
+        *(
+            [
+                f"    BG/NBD on {bg['fit_rows']:,} training rows: r {bg['r']:.3f}, alpha "
+                f"{bg['alpha']:.3f}, a {bg['a']:.3f}, b {bg['b']:.3f} (weeks)"
+            ]
+            if bg
+            else []
+        ),
     ]
 
 
@@ -124,6 +137,13 @@ def main() -> None:
     p.add_argument("--shops", default="demo,cj", help=f"comma-separated, of {', '.join(SHOPS)}")
     p.add_argument("--root", type=Path, default=Path("data/bench-models"))
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--churn-services",
+        default="churn_model_v2",
+        help="comma-separated churn services, each trained with both splits (churn_model_v1 "
+        "to compare v2 with what it adds to, side by side on the same store)",
+    )
+    p.add_argument("--only", choices=("churn", "ranking"), default=None, help="one model only")
     args = p.parse_args()
     shops = [s.strip() for s in args.shops.split(",") if s.strip()]
     unknown = set(shops) - set(SHOPS)
@@ -135,14 +155,15 @@ def main() -> None:
     for shop in shops:
         data = build(shop, root, env)
         runs = {}
-        for name, cmd in (
-            ("churn_time", _cli("train", "churn", "--data-dir", str(data), "--split", "time")),
-            (
-                "churn_customer_time",
-                _cli("train", "churn", "--data-dir", str(data), "--split", "customer-time"),
-            ),
-            ("ranking", _cli("train", "ranking", "--data-dir", str(data))),
-        ):
+        jobs = []
+        if args.only != "ranking":
+            for service in args.churn_services.split(","):
+                for split in ("time", "customer-time"):
+                    cmd = _cli("train", "churn", "--data-dir", str(data), "--split", split)
+                    jobs.append((f"churn {service} {split}", [*cmd, "--service", service]))
+        if args.only != "churn":
+            jobs.append(("ranking", _cli("train", "ranking", "--data-dir", str(data))))
+        for name, cmd in jobs:
             r = _run(cmd, env)
             card = _card(data, "ranking" if name == "ranking" else "churn")
             runs[name] = {k: v for k, v in r.items() if k != "output"} | {"card": card}

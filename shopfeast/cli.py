@@ -375,12 +375,22 @@ def train_churn(
         str, typer.Option(help="customer-time (each customer in one split) or time.")
     ] = "customer-time",
     wait: WaitOpt = 0.0,
+    service: Annotated[
+        str,
+        typer.Option(
+            help="The feature service: churn_model_v2 (v1 + buying rhythm, trends and a BG/NBD "
+            "step), or churn_model_v1."
+        ),
+    ] = "churn_model_v2",
 ) -> None:
-    """Churn models on monthly cutoffs through the churn_model_v1 feature service."""
+    """Churn models on monthly cutoffs through the churn_model_v2 feature service (or --service)."""
     from shopconfig.settings import resolve_data_dir as resolve
-    from training.churn import run
+    from training.churn import SERVICES, run
     from training.labels import NotEnoughHistory
 
+    if service not in SERVICES:
+        typer.echo(f"error: --service {service}: choose one of {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(2)
     with one_line_errors(NotEnoughHistory):
         run(
             data_dir=resolve(data_dir),
@@ -389,6 +399,7 @@ def train_churn(
             cutoff_freq=cutoff_freq,
             split=split,
             wait=wait,
+            service=service,
         )
 
 

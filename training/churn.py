@@ -1,11 +1,15 @@
 """`shopfeast train churn`: who will stop buying in the next `horizon` days.
 
 The way of the data: clean orders and customers -> labelled entity frame (customers at monthly
-cutoffs, training/labels.py) -> features as of each cutoff from the `churn_model_v1` service ->
+cutoffs, training/labels.py) -> features as of each cutoff from the `churn_model_v2` service (or
+`--service churn_model_v1`) ->
 split by time into train and test -> logistic regression, random forest and XGBoost, plus an RFM
 baseline, each setting scored on rolling-origin folds inside train -> the best on the folds is
 refitted on all of train, tested, and saved with its card and plots; the `latest` pointer moves
 to it. The card gives each model minus the baseline on test with a paired bootstrap interval.
+With a service that serves BG/NBD's inputs (v2), every learner but the baseline fits behind a
+BG/NBD step (training/btyd.py): its parameters are learnt on the rows the learner fits on, so
+they never see a validation or test row, and they are saved inside the model's Pipeline.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pipelines.order_versions import latest_versions
 from pipelines.storage import read_clean
 from shopconfig.progress import console as results_console
 from shopconfig.progress import progress
-from training import artifacts, churn_models, plots, served_log, store
+from training import artifacts, btyd, churn_models, plots, served_log, store
 from training.evaluation import (
     best_f1_threshold,
     calibration,
@@ -45,7 +49,10 @@ from training.labels import (
 from training.matrix import model_matrix, usable_columns
 from training.split import fit_test_split, rolling_origin_folds, time_split
 
-SERVICE = "churn_model_v1"
+SERVICE = "churn_model_v2"
+# v2 = v1 + the buying rhythm and trends (customer_rhythm, customer_cycle) and the BG/NBD step;
+# v1 stays trainable, to measure what v2 adds on the same data (scripts/bench_models.py).
+SERVICES = ("churn_model_v2", "churn_model_v1")
 MODEL = "churn"
 # The baseline's four inputs, by their contract names: recency (on demand), frequency, monetary
 # value, and orders in the last 90 days; churn_models logs them.
@@ -70,6 +77,7 @@ class Dataset:
     cutoff_freq: str
     service_features: list[str]
     split: str
+    service: str = SERVICE
 
 
 def build_dataset(
@@ -80,6 +88,7 @@ def build_dataset(
     split: str = "customer-time",
     seed: int = 7,
     step: Callable[[str], None] | None = None,
+    service: str = SERVICE,
 ) -> Dataset:
     """Labels from the clean tables, features from the store, split by time into train and test.
 
@@ -89,6 +98,8 @@ def build_dataset(
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    if service not in SERVICES:
+        raise ValueError(f"service must be one of {SERVICES}, not {service!r}")
     orders = latest_versions(
         read_clean(
             data_dir, "orders", ["order_id", "customer_id", "order_ts", "status", "updated_at"]
@@ -106,16 +117,16 @@ def build_dataset(
             + required_span(orders, horizon, cutoff_freq)
         )
     step = step or (lambda note: None)
-    step(f"{len(labels):,} labels; reading {SERVICE}")
+    step(f"{len(labels):,} labels; reading {service}")
     fs = feature_store or open_store("embedded", data_dir)
-    frame = store.historical(fs, labels, SERVICE)
+    frame = store.historical(fs, labels, service)
     step("features read")
     frame["time_split"] = time_split(frame[TIMESTAMP]).to_numpy()
     groups = frame[ENTITY_KEY] if split == "customer-time" else None
     frame["split"] = fit_test_split(frame[TIMESTAMP], groups, seed).to_numpy()
     cols = usable_columns(frame, exclude={ENTITY_KEY, TIMESTAMP, LABEL, "split", "time_split"})
-    refs = store.service_features(store.service(fs, SERVICE))
-    return Dataset(frame, cols, horizon_days, end, cutoff_freq, refs, split)
+    refs = store.service_features(store.service(fs, service))
+    return Dataset(frame, cols, horizon_days, end, cutoff_freq, refs, split, service)
 
 
 def rfm_columns(columns: list[str]) -> list[str]:
@@ -124,6 +135,17 @@ def rfm_columns(columns: list[str]) -> list[str]:
     if len(found) != len(RFM):
         raise KeyError(f"{SERVICE} must serve {RFM} for the RFM baseline; it serves {columns}")
     return found
+
+
+def learners(ds: Dataset) -> list[churn_models.Learner]:
+    """The model families; behind a BG/NBD step when the service serves its inputs."""
+    has_btyd = all(name in ds.columns for name in btyd.INPUTS)
+    return [
+        churn_models.with_btyd(learner, ds.horizon_days)
+        if has_btyd and not learner.rfm_only
+        else learner
+        for learner in churn_models.LEARNERS
+    ]
 
 
 def folds_of(ds: Dataset, train: pd.DataFrame, seed: int) -> list[churn_models.Fold]:
@@ -161,7 +183,7 @@ def fit_all(
     rfm = rfm_columns(ds.columns)
     step = step or (lambda note: None)
     fitted, selection = {}, {}
-    for learner in churn_models.LEARNERS:
+    for learner in learners(ds):
         Xtr = X["train"][rfm] if learner.rfm_only else X["train"]
         selection[learner.name] = churn_models.select(learner, Xtr, y["train"], folds, seed)
         fitted[learner.name] = churn_models.fit_final(
@@ -180,10 +202,13 @@ def run(
     feature_store=None,
     echo: bool = True,
     wait: float = 0.0,
+    service: str = SERVICE,
 ) -> dict:
     """Train, evaluate, save (holding the data directory's lock); returns the model card."""
     with data_dir_lock(data_dir, "train churn", wait):
-        return _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo)
+        return _train(
+            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, service
+        )
 
 
 # what progress counts: the dataset (labels, then the feature service's point-in-time read), four
@@ -191,17 +216,21 @@ def run(
 CHURN_STEPS = 8
 
 
-def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo) -> dict:
+def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, service) -> dict:
     with progress("train churn", total=CHURN_STEPS, unit="steps") as bar:
         return _train_steps(
-            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, bar.step
+            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, bar.step, service
         )
 
 
-def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, step):
+def _train_steps(
+    data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, step, service=SERVICE
+):
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
-    ds = build_dataset(data_dir, horizon_days, cutoff_freq, feature_store, split, seed, step)
+    ds = build_dataset(
+        data_dir, horizon_days, cutoff_freq, feature_store, split, seed, step, service
+    )
     f = ds.frame
     counts = f["split"].value_counts().to_dict()
     say(
@@ -276,7 +305,7 @@ def _train_steps(data_dir, horizon_days, seed, cutoff_freq, split, feature_store
 
 def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, mats) -> dict:
     f = ds.frame
-    fs_name = SERVICE
+    fs_name = ds.service
     rows = {
         "split": ds.split,
         "labelled": int(len(f)),
@@ -335,6 +364,8 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, m
         "baseline_columns": fitted[BASELINE].columns,
         "baseline_transform": "log1p of each column, then the logistic regression's pipeline",
         "hyper_parameters": {n: m.params for n, m in fitted.items()},
+        # BG/NBD's four parameters, fitted on the training rows (None without the step)
+        "btyd": churn_models.btyd_parameters(fitted[chosen]),
         "settings_tried": {n: v.tried for n, v in mats["selection"].items()},
         "threshold": threshold,
         "threshold_rule": "maximises F1 on the chosen model's out-of-fold scores",
@@ -362,6 +393,12 @@ def summary(card: dict) -> str:
         lines.append(
             f"  ROC-AUC {n} - {card['baseline']}: {d['mean']:+.3f} (95% interval "
             f"{d['low']:+.3f} to {d['high']:+.3f}, paired bootstrap over customers)"
+        )
+    bg = card.get("btyd")
+    if bg:
+        lines.append(
+            f"  BG/NBD step fitted on {bg['fit_rows']:,} training rows: r {bg['r']:.3f}, "
+            f"alpha {bg['alpha']:.3f}, a {bg['a']:.3f}, b {bg['b']:.3f} (weeks)"
         )
     seen = card["metrics"].get(SEEN, {}).get(card["chosen"])
     if seen:

@@ -6,6 +6,9 @@ Three learners, one baseline; `select` scores each setting on rolling-origin fol
   scales exactly as training did), regularisation chosen on the folds;
 - random forest (imputed; trees do not need scaling);
 - XGBoost, which handles missing values itself, with early stopping on each fold's log loss;
+- `with_btyd` puts a BG/NBD step (training/btyd.py) in front of a learner: it fits the four
+  parameters on the rows the learner fits on (each fold's, then every training row) and adds
+  P(alive) and the expected orders over the horizon as two more columns, in the saved Pipeline;
 - the RFM baseline (`rfm_baseline` in LEARNERS): a logistic regression on four numbers, log
   recency, log frequency, log monetary value and log orders in 90 days. The logs matter: recency
   and spend are heavy-tailed, and a linear model on their raw values is a weaker baseline than the
@@ -15,7 +18,7 @@ Three learners, one baseline; `select` scores each setting on rolling-origin fol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from xgboost import XGBClassifier
+
+from training.btyd import BGNBDFeatures
 
 # One thread for XGBoost: on a few thousand rows a boosting round is too short to share, and
 # OpenMP threads spin while they wait for each other. On the demo shop's churn folds (customer-
@@ -53,9 +58,36 @@ def log1p_nonnegative(X):
     return np.log1p(np.clip(np.asarray(X, dtype=float), 0.0, None))
 
 
-def importance_kind(fitted: Fitted) -> str:
+BTYD_STEP = "btyd"
+
+
+def _model_and_columns(fitted: Fitted) -> tuple[Any, list[str]]:
+    """The final model and the names of the columns it sees (the BG/NBD step adds two)."""
+    est, columns = fitted.estimator, list(fitted.columns)
+    if isinstance(est, Pipeline) and BTYD_STEP in est.named_steps:
+        columns = est.named_steps[BTYD_STEP].output_names(columns)
+        est = est.named_steps["model"]
+    return (est.named_steps["model"] if isinstance(est, Pipeline) else est), columns
+
+
+def btyd_parameters(fitted: Fitted) -> dict | None:
+    """The BG/NBD step's fitted parameters (for the card), or None without one."""
     est = fitted.estimator
-    model = est.named_steps["model"] if isinstance(est, Pipeline) else est
+    if not (isinstance(est, Pipeline) and BTYD_STEP in est.named_steps):
+        return None
+    step = est.named_steps[BTYD_STEP]
+    return {
+        **step.params_.as_dict(),
+        "mean_log_likelihood": step.mean_log_likelihood_,
+        "fit_rows": step.fit_rows_,
+        "inputs": list(step.inputs),
+        "outputs": list(step.outputs),
+        "time_unit": "week",
+    }
+
+
+def importance_kind(fitted: Fitted) -> str:
+    model, _ = _model_and_columns(fitted)
     if isinstance(model, XGBClassifier):
         return "gain"
     return (
@@ -65,13 +97,12 @@ def importance_kind(fitted: Fitted) -> str:
 
 def importances(fitted: Fitted) -> pd.Series:
     """Per-column importance: gain for XGBoost, impurity for forests, |coef| of the scaled LR."""
-    est = fitted.estimator
-    model = est.named_steps["model"] if isinstance(est, Pipeline) else est
+    model, columns = _model_and_columns(fitted)
     if hasattr(model, "feature_importances_"):
         values = model.feature_importances_
     else:
         values = np.abs(model.coef_[0])
-    return pd.Series(values, index=fitted.columns, name="importance").sort_values(ascending=False)
+    return pd.Series(values, index=columns, name="importance").sort_values(ascending=False)
 
 
 # --- selection on folds --------------------------------------------------------------------------
@@ -153,6 +184,16 @@ LEARNERS = (
 )
 
 
+def with_btyd(learner: Learner, horizon_days: int) -> Learner:
+    """`learner` behind a BG/NBD step: Pipeline([("btyd", BGNBDFeatures), ("model", ...)])."""
+    inner = learner.build
+
+    def build(params: dict, seed: int) -> Pipeline:
+        return Pipeline([(BTYD_STEP, BGNBDFeatures(horizon_days)), ("model", inner(params, seed))])
+
+    return replace(learner, build=build)
+
+
 @dataclass
 class Fold:
     """One rolling-origin fold: fit on `train`, score on `valid` (row positions in the frame)."""
@@ -187,13 +228,12 @@ def select(
         for f in folds:
             est = learner.build(params, seed)
             if learner.early_stopping:
-                est.fit(
-                    X.iloc[f.train],
-                    y[f.train],
-                    eval_set=[(X.iloc[f.valid], y[f.valid])],
-                    verbose=False,
-                )
-                rounds.append(int(est.best_iteration) + 1)
+                fit_X, valid_X, model = X.iloc[f.train], X.iloc[f.valid], est
+                if isinstance(est, Pipeline):  # the steps before the model, fitted on fit rows
+                    head = est[:-1].fit(fit_X, y[f.train])
+                    fit_X, valid_X, model = head.transform(fit_X), head.transform(valid_X), est[-1]
+                model.fit(fit_X, y[f.train], eval_set=[(valid_X, y[f.valid])], verbose=False)
+                rounds.append(int(model.best_iteration) + 1)
             else:
                 est.fit(X.iloc[f.train], y[f.train])
             p = est.predict_proba(X.iloc[f.valid])[:, 1]

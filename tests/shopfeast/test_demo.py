@@ -64,7 +64,7 @@ def test_demo_runs_every_stage_and_leaves_a_working_store(tmp_path) -> None:
     assert report
     for model in ("churn", "ranking"):
         pointer = json.loads((tmp_path / "models" / model / "latest.json").read_text())
-        assert pointer["feature_service"] in ("churn_model_v1", "ranking_model_v3")
+        assert pointer["feature_service"] in ("churn_model_v2", "ranking_model_v3")
     from featurestore import store as feast_store
     from pipelines.sources import sources
 

@@ -2,7 +2,8 @@
 
 Take a customer's order that lies after an entity timestamp t, move it to one second after t in the
 raw data, rebuild everything (ingest, features, apply) and read the row (customer, t) again through
-both model services: every feature must be unchanged. As a control, moving the same order to before
+both model services (churn_model_v2 holds every customer feature, the buying rhythm too):
+every feature must be unchanged. As a control, moving the same order to before
 t must change the row (so the comparison can fail).
 """
 
@@ -23,11 +24,11 @@ pytestmark = pytest.mark.slow  # three small stores built end to end
 def _rows(data, customer: str, product: str, t: pd.Timestamp) -> dict[str, pd.Series]:
     fs = open_store("embedded", data)
     out = {}
-    for service in ("churn_model_v1", "ranking_model_v1"):
+    for service in ("churn_model_v2", "ranking_model_v1"):
         entity = pd.DataFrame(
             {"customer_id": [customer], "product_id": [product], "event_timestamp": [t]}
         )
-        if service == "churn_model_v1":
+        if service == "churn_model_v2":
             entity = entity.drop(columns="product_id")
         out[service] = store.historical(fs, entity, service).iloc[0]
     return out
@@ -75,7 +76,7 @@ def test_an_order_just_after_t_changes_nothing_at_t(tmp_path_factory) -> None:
     base = small_store(tmp_path_factory.mktemp)
     customer, order, product, t = _pick(base)
     before = _rows(base, customer, product, t)
-    assert before["churn_model_v1"]["orders_90d"] >= 1
+    assert before["churn_model_v2"]["orders_90d"] >= 1
 
     root = tmp_path_factory.mktemp("shift_after")
     raw = generate_raw(root, **SMALL)
@@ -89,4 +90,9 @@ def test_an_order_just_after_t_changes_nothing_at_t(tmp_path_factory) -> None:
     control = _rows(build(raw, root / "data"), customer, product, t)
     changed = _diff(before, control)
     assert any(":orders_30d " in c for c in changed), changed
-    assert control["churn_model_v1"]["orders_30d"] == before["churn_model_v1"]["orders_30d"] + 1
+    assert control["churn_model_v2"]["orders_30d"] == before["churn_model_v2"]["orders_30d"] + 1
+    # the rhythm sees it too: one more repeat order before t, a new last gap
+    assert (
+        control["churn_model_v2"]["repeat_orders"] == before["churn_model_v2"]["repeat_orders"] + 1
+    )
+    assert any(":last_gap_days " in c for c in changed), changed

@@ -168,3 +168,47 @@ def test_rfm_baseline_logs_its_inputs_and_beats_raw_on_skewed_rfm() -> None:
     g = f[te].copy()
     g.iloc[0, 2], g.iloc[1, 0] = -5.0, np.nan
     assert np.isfinite(logged.predict(g)).all()
+
+
+def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path) -> None:
+    """Every learner behind the BG/NBD step: each fold's step learns its parameters from that
+    fold's fit rows (a change to validation rows leaves them alone), the boosted model stops
+    early on transformed validation rows, importances name the two added columns, and the
+    API's loader scores plain float arrays exactly as the fitted Pipeline scores the frame."""
+    from training import btyd
+
+    X, y = _frame(1600, 7)
+    rng = np.random.default_rng(7)
+    first_age = X["days_since_last_order"] + rng.exponential(200, len(X))
+    X = X.assign(repeat_orders=rng.poisson(6, len(X)), days_since_first_order=first_age)
+    X = model_matrix(X, usable_columns(X))
+    fold = churn_models.Fold(pd.Timestamp(0), np.arange(1200), np.arange(1200, 1600))
+    boosting = replace(
+        LEARNERS["xgboost"], grid=(LEARNERS["xgboost"].grid[0] | {"n_estimators": 300},)
+    )
+    learner = churn_models.with_btyd(boosting, horizon_days=90)
+    sel = churn_models.select(learner, X, y, [fold], seed=0)
+    assert sel.params["fold_rounds"][0] < 300 and not np.isnan(sel.oof[1200:]).any()
+    fitted = churn_models.fit_final(learner, sel, X.iloc[:1200], y[:1200], seed=0)
+    step = fitted.estimator.named_steps["btyd"]
+    x, t_x, T = btyd.inputs_in_weeks(
+        X["repeat_orders"][:1200],
+        X["days_since_first_order"][:1200],
+        X["days_since_last_order"][:1200],
+    )
+    assert step.params_ == btyd.fit(x, t_x, T)[0]  # the fit rows' parameters, nothing else
+    imp = churn_models.importances(fitted)
+    assert {"btyd_p_alive", "btyd_expected_orders_90d"} <= set(imp.index)
+    params = churn_models.btyd_parameters(fitted)
+    assert params["fit_rows"] == 1200 and min(params[k] for k in ("r", "alpha", "a", "b")) > 0
+    card = {"feature_service": {"name": "churn_model_v2"}, "input_columns": fitted.columns}
+    artifacts.save(tmp_path, "churn", "v2", fitted.estimator, card)
+    model = artifacts.load(tmp_path / "models", "churn")
+    rows = X.iloc[1200:]
+    np.testing.assert_allclose(
+        model.predict_proba(rows.to_numpy()), fitted.predict(rows), rtol=1e-6
+    )
+    linear = churn_models.with_btyd(LEARNERS["logistic_regression"], horizon_days=90)
+    lsel = churn_models.select(linear, X, y, [fold], seed=0)
+    lfit = churn_models.fit_final(linear, lsel, X, y, seed=0)
+    assert len(churn_models.importances(lfit)) == X.shape[1] + 2

@@ -93,8 +93,15 @@ def test_churn_run_writes_artifacts_and_is_reproducible(data, monkeypatch, capsy
         "feature_importance.png",
     ):
         assert (folder / name).stat().st_size > 0, name
-    assert card["feature_service"]["name"] == "churn_model_v1"
-    assert card["feature_service"]["version"] == 1
+    assert card["feature_service"]["name"] == "churn_model_v2"
+    assert card["feature_service"]["version"] == 2
+    # the rhythm features are model inputs; BG/NBD's parameters were fitted on training rows
+    assert {"repeat_orders", "days_since_first_order", "recency_gap_ratio"} <= set(
+        card["input_columns"]
+    )
+    bg, train_rows = card["btyd"], card["rows"]["train"]["rows"]
+    assert 0.95 * train_rows <= bg["fit_rows"] <= train_rows  # rows with a first order before t
+    assert min(bg[k] for k in ("r", "alpha", "a", "b")) > 0
     assert card["feature_service"]["features"]
     assert card["code_version"] != "unknown"
     assert {"logistic_regression", "random_forest", "xgboost", "rfm_baseline"} <= set(
@@ -124,8 +131,11 @@ def test_churn_run_writes_artifacts_and_is_reproducible(data, monkeypatch, capsy
     ds = churn.build_dataset(data, horizon_days=SMALL_HORIZON_DAYS)
     from training.matrix import model_matrix
 
-    p = est.predict_proba(model_matrix(ds.frame.head(20), card["input_columns"]))[:, 1]
+    X = model_matrix(ds.frame.head(20), card["input_columns"])
+    p = est.predict_proba(X)[:, 1]
     assert np.all((p >= 0) & (p <= 1))
+    # the API scores the same rows from plain floats (the BG/NBD step reads them by position)
+    np.testing.assert_allclose(model.predict_proba(X.to_numpy()), p, rtol=1e-9)
 
 
 def test_ranking_run_beats_popularity_and_writes_artifacts(data, monkeypatch, capsys) -> None:
