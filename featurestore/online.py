@@ -42,6 +42,7 @@ from feast.infra.key_encoding_utils import (
     serialize_entity_key,
     serialize_entity_key_prefix,
 )
+from feast.infra.online_stores.online_store import OnlineStore
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisType, _versioned_fv_name
 from feast.infra.provider import Provider, get_provider
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -350,7 +351,8 @@ class OnlineFeatures:
     ) -> list[list[Row]]:
         """Rows of several views in one round trip: with Redis, one pipeline of HMGETs built and
         decoded by Feast's RedisOnlineStore itself (what its `online_read_async` does per view,
-        and its `get_online_features` across views); other stores, `online_read_async` per view.
+        and its `get_online_features` across views); other stores, `online_read_async` per view
+        (`online_read` where the store has no asynchronous read).
         A pooled connection that died with a restarted Redis fails once: retried at once."""
         if not wanted:
             return []
@@ -358,6 +360,16 @@ class OnlineFeatures:
             try:
                 if self._plain_redis():
                     return await self._redis_pipeline(wanted)
+                elif not self._reads_async():
+                    raw = [
+                        self.provider.online_read(
+                            self.store.config,
+                            vp.view,
+                            [self._entity_key(vp.join_keys, k) for k in keys],
+                            None if whole else list(vp.features),
+                        )
+                        for vp, keys, whole in wanted
+                    ]
                 else:
                     raw = await asyncio.gather(
                         *(
@@ -378,6 +390,12 @@ class OnlineFeatures:
             [self._decode(vp, r) for r in rows]
             for (vp, _, _), rows in zip(wanted, raw, strict=True)
         ]
+
+    def _reads_async(self) -> bool:
+        """Whether the online store reads asynchronously; one that does not (the embedded
+        profile's SQLite: a local file, read in milliseconds) is read with `online_read`."""
+        store = self.provider.online_store
+        return type(store).online_read_async is not OnlineStore.online_read_async
 
     def _plain_redis(self) -> bool:
         """A Redis online store reached through one server (plain or Sentinel), not a cluster

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 import redis
-from feast import Entity, FeatureView, PushSource, RepoConfig
+from feast import Entity, FeatureStore, FeatureView, PushSource, RepoConfig
+from feast.data_source import PushMode
 from feast.infra.online_stores.redis import RedisOnlineStore, _versioned_fv_name
 from feast.value_type import ValueType
 
@@ -68,6 +69,31 @@ def realtime_views(root=None) -> dict[str, FeatureView]:
 def online_client(config: RepoConfig) -> redis.Redis:
     """A client on the online store's Redis, as Feast connects to it."""
     return RedisOnlineStore()._get_client(config.online_store)
+
+
+def is_redis(config: RepoConfig) -> bool:
+    """Whether the online store is Feast's Redis store (the worker's own write path)."""
+    kind = str(getattr(config.online_store, "type", ""))
+    return kind == "redis" or kind.endswith("RedisOnlineStore")
+
+
+class FeastPush:
+    """The stream worker's rows written with Feast's push API (`FeatureStore.push` to the view's
+    push source, online only): any online store Feast supports, e.g. the embedded profile's
+    SQLite (`make demo`). Needs the applied registry. Feast's write has no compare-and-set on the
+    worker's buffer version (the Redis path's `_sv:<view>`), so two consumers updating one
+    customer at once could leave the older row: run one consumer on such a store."""
+
+    def __init__(self, store: FeatureStore) -> None:
+        self.store = store
+
+    def write(self, view: str, rows: pd.DataFrame) -> None:
+        """Rows as pipelines.realtime.compute returns them, stamped created now."""
+        if rows.empty:
+            return
+        created = SOURCES[view].created_timestamp_column
+        rows = rows.assign(**{created: pd.Timestamp.now(tz="UTC")})
+        self.store.push(push_source_name(view), rows, to=PushMode.ONLINE)
 
 
 @dataclass

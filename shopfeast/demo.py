@@ -15,8 +15,8 @@ from monitoring import run as monitor
 from pipelines import ingest
 from pipelines import run as features
 from shopconfig.progress import console as results_console
-from shopfeast import generator
-from shopfeast.api_howto import lines
+from shopfeast import demo_stream, generator
+from shopfeast.api_howto import example_ids, lines
 from training import churn, ranking
 
 console = results_console()
@@ -70,6 +70,7 @@ def run(data_dir: Path, customers: int, products: int, days: int, seed: int) -> 
     _api_howto(data_dir)
     _monitor(data_dir, clock)
     _monitor_shifted(data_dir / "shifted", customers, products, days, seed)
+    _stream(data_dir, clock, seed)
     return 0
 
 
@@ -184,3 +185,50 @@ def _monitor_shifted(data_dir: Path, customers: int, products: int, days: int, s
         f"    done in {time.perf_counter() - t:.1f}s ({time.process_time() - cpu:.1f}s CPU)"
     )
     console.print(f"    HTML report: {_report_path(data_dir)}", markup=False, soft_wrap=True)
+
+
+def _stream(data_dir: Path, clock: pd.Timestamp, seed: int) -> None:
+    """A burst of live events for the busiest customer through a Redis Stream and the stream
+    worker into the demo's online store, and their recommendations before and after (the API's
+    Scorer on the embedded store). Skipped, with one line, where no Redis can be reached or
+    started."""
+    customer = example_ids(data_dir)[0][0]
+    t = _stage(
+        f"stream live events for customer {customer} "
+        "(Redis Stream -> stream worker -> online store)"
+    )
+    reached = demo_stream.reach_redis()
+    if isinstance(reached, str):
+        console.print(f"    skipped: {reached}", markup=False, highlight=False)
+        return
+    cpu = time.process_time()
+    try:
+        store = feast_store.open_store("embedded", data_dir)
+        before = demo_stream.recommend(store, data_dir, customer)
+        at = demo_stream.burst_clock(data_dir, customer, clock)
+        events = demo_stream.burst_events(data_dir, customer, at, seed)
+        burst = demo_stream.stream_burst(data_dir, store, events, reached.url)
+        after = demo_stream.recommend(store, data_dir, customer)
+        row = demo_stream.session_row(store, customer)
+    finally:
+        reached.close()
+    c = burst.counters
+    say = [
+        f"stream: {reached.what}",
+        f"sent {burst.sent} events of one session from {at:%Y-%m-%d %H:%M} UTC (views and "
+        f"carts of products they never bought, one naming a product the shop lacks): "
+        f"{c.accepted} accepted, {c.quarantined} quarantined ({demo_stream.rules_text(c)}); "
+        f"online and committed {burst.online_ms:.0f} ms after the first XADD",
+        f"customer_session online: {row['session_events']} events, {row['session_views']} "
+        f"views, {row['session_carts']} carts; recently viewed {row['recent_viewed_product_ids']}",
+        f"landed for the next `shopfeast daily`: {len(burst.landed)} part(s) in "
+        f"{demo_stream.landing.landing_dir(data_dir)}",
+        f"recommendations for {customer} (POST /recommendations, k={demo_stream.K}, "
+        "product (candidate source, score)):",
+        *demo_stream.side_by_side(before, after),
+    ]
+    for line in say:
+        console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"    done in {time.perf_counter() - t:.1f}s ({time.process_time() - cpu:.1f}s CPU)"
+    )

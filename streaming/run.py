@@ -15,8 +15,9 @@ import threading
 from pathlib import Path
 
 import redis
+from feast import FeatureStore
 
-from featurestore.realtime import layouts, online_client, realtime_views
+from featurestore.realtime import FeastPush, is_redis, layouts, online_client, realtime_views
 from featurestore.store import serving_config
 from pipelines.validate import upper_bounds
 from shopconfig.settings import Settings, get_settings
@@ -39,18 +40,21 @@ def worker_config(settings: Settings, data_dir: Path, **overrides) -> WorkerConf
 
 
 def build_worker(settings: Settings, config: WorkerConfig) -> Worker:
-    """A worker on the settings' stream Redis and the Feast profile's online store."""
+    """A worker on the settings' stream Redis and the Feast profile's online store: a Redis
+    store written directly (no registry needed), any other through Feast's push API."""
     repo_config = serving_config(settings)
-    encoders = layouts(repo_config, realtime_views(config.data_dir).values())
     url = settings.resolved_stream_redis_url()
-    return Worker(
-        config,
-        lambda: redis.Redis.from_url(
+
+    def stream_client() -> redis.Redis:
+        return redis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=1, health_check_interval=10
-        ),
-        lambda: online_client(repo_config),
-        encoders,
-    )
+        )
+
+    if not is_redis(repo_config):
+        push = FeastPush(FeatureStore(repo_path=str(repo_config.repo_path), config=repo_config))
+        return Worker(config, stream_client, None, {}, push=push)
+    encoders = layouts(repo_config, realtime_views(config.data_dir).values())
+    return Worker(config, stream_client, lambda: online_client(repo_config), encoders)
 
 
 def serve_one(settings: Settings, config: WorkerConfig) -> int:
@@ -77,6 +81,14 @@ def _child(settings: Settings, data_dir: Path) -> None:
 def run(data_dir: Path, consumers: int = 1) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    if consumers > 1 and not is_redis(serving_config(settings)):
+        print(
+            "shopfeast stream: --consumers > 1 needs a Redis online store (another store is "
+            "written through Feast's push API, without the version check concurrent consumers "
+            "need; docs/streaming.md)",
+            file=sys.stderr,
+        )
+        return 2
     if consumers <= 1:
         return serve_one(settings, worker_config(settings, data_dir))
     ctx = multiprocessing.get_context("spawn")

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import redis
 
-from featurestore.realtime import RowEncoder
+from featurestore.realtime import FeastPush, RowEncoder
 from pipelines.realtime import LOOKBACK_US, PRODUCT_COUNTS, SOURCES, compute, micros
 from pipelines.specs import TIMESTAMP_FIELD
 from streaming import landing
@@ -101,14 +101,21 @@ class Worker:
         self,
         config: WorkerConfig,
         stream_client: Callable[[], redis.Redis],
-        online_client: Callable[[], redis.Redis],
+        online_client: Callable[[], redis.Redis] | None,
         encoders: dict[str, RowEncoder],
         log: Callable[[redis.Redis], EventLog] | None = None,
+        push: FeastPush | None = None,
     ) -> None:
         """`stream_client`: the Redis of the worker's state (markers, buffers, quarantine, landing
         records) and, for a Redis Stream, of the log too; `log`: the log on it (default the
-        Redis Stream `config.stream`; a Kafka adapter would be another EventLog)."""
+        Redis Stream `config.stream`; a Kafka adapter would be another EventLog).
+        `online_client` and `encoders`: a Redis online store, written in Feast's layout with the
+        version compare-and-set; or `push` (any other online store, through Feast's push API:
+        one consumer only) with `online_client` None."""
+        if (online_client is None) == (push is None):
+            raise ValueError("a worker writes online through a Redis client or Feast's push")
         self.config = config
+        self.push = push
         self._stream_factory = stream_client
         self._online_factory = online_client
         self._log_factory = log or (
@@ -122,11 +129,11 @@ class Worker:
 
     def _connect(self) -> None:
         self.client = self._stream_factory()
-        self.online = self._online_factory()
+        self.online = self._online_factory() if self._online_factory else None
         self.log: EventLog = self._log_factory(self.client)
         self.log.reset()
         self.scripts = Scripts(self.client)
-        self.online_scripts = Scripts(self.online)
+        self.online_scripts = Scripts(self.online) if self.online is not None else None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -294,8 +301,12 @@ class Worker:
         writes = []
         for (view, ids, rows_of), reply in zip(touched, self.scripts.run(calls), strict=True):
             rows, versions = rows_of(ids, reply)
-            writes.append(self._write_call(view, rows, versions))
-        self.online_scripts.run(writes)
+            if self.push is not None:
+                self.push.write(view, rows)
+            else:
+                writes.append(self._write_call(view, rows, versions))
+        if writes:
+            self.online_scripts.run(writes)
 
     def _buffer_call(self, name: str, members: dict[str, list]) -> tuple[str, list, list]:
         keys: list[str] = []

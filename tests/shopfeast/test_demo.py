@@ -24,6 +24,7 @@ STAGES = (
     "==> the API",
     "==> monitor the demo store",
     "==> monitor a shifted twin",
+    "==> stream live events for customer",
 )
 
 
@@ -47,6 +48,9 @@ def test_demo_runs_every_stage_and_leaves_a_working_store(tmp_path) -> None:
     for noise in ("Traceback", "Could not validate FileSource", "experimental feature"):
         assert noise not in out
     assert "curl -s -X POST http://127.0.0.1:8000/recommendations" in out
+    # the streaming stage ran (a Redis answers or redis-server starts in the test environment)
+    assert "8 accepted, 1 quarantined (1 unknown_product)" in out, out[-3000:]
+    assert "after the burst" in out and "skipped:" not in out
 
     # the monitor's two reports: the demo store (every check, no alert in quality, freshness and
     # skew) and its shifted twin (drift alerts on what the shift moved)
