@@ -9,7 +9,7 @@ A part is written to its temporary name and fsynced; the worker's commit transac
 records its uuid (with the acknowledgement of its entries); only then is it renamed. A worker that
 dies before the commit leaves a temporary file no one renames (its entries are redelivered and
 land in another part); one that dies between the commit and the rename leaves a recorded uuid,
-and the next worker to start renames the file (`recover`). So each accepted event lands exactly
+and a worker renames the file (`recover`: when it starts, at each claim round and when it stops). So each accepted event lands exactly
 once. `seal` moves the landed parts into one raw directory that `shopfeast ingest` takes (and
 `shopfeast daily` seals and ingests them after the day's batch).
 """
@@ -61,13 +61,14 @@ def write_tmp(data_dir: Path, part: str, rows: pa.Table) -> Path:
 
 
 def publish(data_dir: Path, part: str) -> None:
-    """Rename a committed part into place (idempotent: a second caller finds it done)."""
+    """Rename a committed part into place (idempotent: a second caller finds it done). A peer's
+    `recover` may have published it first, and a `seal` may already have moved it on; a committed
+    part is only ever written once, so a missing temporary file means exactly that."""
     src, dst = tmp_path(data_dir, part), final_path(data_dir, part)
     try:
         os.replace(src, dst)
     except FileNotFoundError:
-        if not dst.exists():
-            raise
+        return
     _fsync_dir(dst.parent)
 
 

@@ -167,6 +167,12 @@ class Worker:
                 backoff = min(backoff * 2, self.config.retry_max_s)
                 self._reconnect()
                 pending = True
+        try:  # a peer killed between its commit and its rename: publish now, not at the next start
+            self._recover_landing()
+        except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            log.warning(
+                "redis unavailable at shutdown (%s): committed parts left to the next worker", exc
+            )
         return self.counters
 
     def _reconnect(self) -> None:

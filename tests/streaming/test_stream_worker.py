@@ -7,6 +7,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -236,6 +237,69 @@ def test_sigkill_mid_batch_loses_and_doubles_nothing(shop, db, tmp_path, stage):
     )
     survivor.run(drained(db, "t:k", settle_s=0.5))
     check_exactly_once(config, data_dir, db, "t:k", events)
+
+
+def _worker_committing_late(config, url: str, data_dir: Path, stream: str, landed, go, done):
+    """A worker that holds its first batch at `landed` until `go`, then commits it and stops
+    dead before renaming its part (then gets SIGKILL)."""
+    worker = make_worker(config, url, data_dir, stream, batch_size=200, consumer="late")
+
+    def hook(at: str) -> None:
+        if at == "landed":
+            landed.set()
+            go.wait(60)
+        elif at == "committed":
+            done.set()
+            time.sleep(3600)
+
+    worker.hook = hook
+    worker.run(lambda: False)
+
+
+def test_a_peer_killed_after_its_commit_is_published_by_a_running_worker(shop, db, tmp_path):
+    """A worker killed between its commit and its rename, while another one runs: the part is
+    acknowledged, so nothing is left to claim, and the running worker's start-up recovery came
+    before the commit. The running worker still publishes it before it stops (two-consumer runs
+    stopped by SIGTERM lost sight of such a part until some worker started again)."""
+    data_dir = fresh_data_dir(shop, tmp_path)
+    events = shop[1].iloc[:500]
+    config = repo_config(db, tmp_path / "registry.db")
+    send(db, "t:late", events)
+    ctx = multiprocessing.get_context("fork")
+    landed, go, done = ctx.Event(), ctx.Event(), ctx.Event()
+    proc = ctx.Process(
+        target=_worker_committing_late, args=(config, db, data_dir, "t:late", landed, go, done)
+    )
+    proc.start()
+    try:
+        assert landed.wait(60), "the late worker never landed its batch"
+        running = make_worker(
+            config,
+            db,
+            data_dir,
+            "t:late",
+            batch_size=200,
+            consumer="running",
+            claim_idle_ms=3_600_000,  # never claims: the late worker's batch stays its own
+            claim_every_s=3600,
+        )
+        result: dict[str, object] = {}
+        thread = threading.Thread(
+            target=lambda: result.update(c=running.run(drained(db, "t:late", settle_s=0.5)))
+        )
+        thread.start()
+        time.sleep(1.0)  # the running worker has started (and recovered nothing) before the commit
+        go.set()
+        assert done.wait(60), "the late worker never committed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+    thread.join(120)
+    assert not thread.is_alive() and "c" in result
+    assert not list(landing.landing_dir(data_dir).glob(".part-*.parquet.tmp")), (
+        "a part left unpublished"
+    )
+    check_exactly_once(config, data_dir, db, "t:late", events)
 
 
 def test_a_slow_worker_whose_entries_were_claimed_commits_nothing(shop, db, tmp_path):
