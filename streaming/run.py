@@ -6,6 +6,7 @@ finishes its batch in hand, acknowledges it and exits 0; the parent forwards the
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -63,6 +64,11 @@ def serve_one(settings: Settings, config: WorkerConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker = build_worker(settings, config)
+    # What start-up loaded (Feast, pandas, the ingest state: ~250k objects) lives as long as the
+    # worker; out of the collector's sight, a collection no longer scans it in the middle of a
+    # batch (as the API does after its start-up, serving/app.py).
+    gc.collect()
+    gc.freeze()
     counters = worker.run(stop.is_set)
     log.info("stopped: %s", counters)
     print(
