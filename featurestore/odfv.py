@@ -560,7 +560,8 @@ def _as_lists(inputs: dict[str, Any]) -> dict[str, list[Any]]:
     return {k: v.to_pylist() if hasattr(v, "to_pylist") else list(v) for k, v in inputs.items()}
 
 
-def _array(inputs: dict[str, Any], name: str) -> pa.Array | None:
+def _array(inputs: dict[str, Any], name: str, dictionary: bool = False) -> pa.Array | None:
+    """A column as one pyarrow array; a dictionary-encoded one decoded unless `dictionary`."""
     v = inputs.get(name)
     if v is None:
         return None
@@ -568,6 +569,8 @@ def _array(inputs: dict[str, Any], name: str) -> pa.Array | None:
         v = v.combine_chunks()
     if not isinstance(v, pa.Array):
         raise _RowCode(name)
+    if not dictionary and isinstance(v, pa.DictionaryArray):
+        v = v.dictionary_decode()
     return None if pa.types.is_null(v.type) else v
 
 
@@ -644,42 +647,71 @@ def _strings_array(a: pa.Array | None, n: int) -> pa.Array:
 
 
 class _Lists:
-    """A list column flattened: each value's row, its position in its list, and the values."""
+    """A list column flattened: each value's row, its position in its list, and the values.
+
+    A dictionary-encoded column (what the offline store hands over for a source it gathered
+    from: per row an index into the source's rows) is flattened once per source row: `values`
+    are then the dictionary's, and `take` maps each of this column's flattened values to one of
+    them (None when `values` are this column's own)."""
 
     def __init__(self, a: pa.Array | None, n: int, strings: bool) -> None:
+        self.take: np.ndarray | None = None
+        index = None
         if a is None:
             self.lengths = np.zeros(n, dtype=np.int64)
             values = pa.array([], pa.string() if strings else pa.float64())
         else:
+            if pa.types.is_dictionary(a.type):
+                index, a = a.indices, a.dictionary
             if not (pa.types.is_list(a.type) or pa.types.is_large_list(a.type)):
                 raise _RowCode(str(a.type))
             self.lengths = pc.fill_null(pc.list_value_length(a), 0).to_numpy().astype(np.int64)
             values = pc.list_flatten(a)
+        if index is not None:  # per row: the length of the dictionary row it points at
+            source_starts = np.cumsum(self.lengths) - self.lengths
+            valid = ~pc.is_null(index).to_numpy(zero_copy_only=False)
+            at = pc.fill_null(index, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            lengths = np.zeros(n, dtype=np.int64)
+            lengths[valid] = self.lengths[at[valid]]
+            self.lengths = lengths
         self.rows = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
         starts = np.cumsum(self.lengths) - self.lengths
         self.position = np.arange(len(self.rows), dtype=np.int64) - starts[self.rows]
+        if index is not None:
+            self.take = source_starts[at[self.rows]] + self.position
         if strings:
             self.values = _strings_array(values, len(values))
+            nulls = (
+                pc.is_null(self.values).to_numpy(zero_copy_only=False)
+                if len(values) and self.values.null_count
+                else None
+            )
+            if nulls is not None and self.take is not None:
+                nulls = nulls[self.take]
+            self.null_rows = (
+                np.unique(self.rows[nulls]) if nulls is not None else np.zeros(0, dtype=np.int64)
+            )
         else:
             self.values = _floats(values, len(values))
-        self.null_rows = (
-            np.unique(self.rows[pc.is_null(self.values).to_numpy(zero_copy_only=False)])
-            if strings and len(values) and self.values.null_count
-            else np.zeros(0, dtype=np.int64)
-        )
+            if self.take is not None:
+                self.values, self.take = self.values[self.take], None
+            self.null_rows = np.zeros(0, dtype=np.int64)
 
 
 class _Codes:
-    """One integer code per distinct string over the arrays given (-1 for null)."""
+    """One integer code per distinct string over the arrays given (-1 for null); `takes[i]`,
+    when given, maps the i-th part to its rows (a _Lists' `take`)."""
 
-    def __init__(self, *arrays: pa.Array) -> None:
+    def __init__(self, *arrays: pa.Array, takes: tuple[np.ndarray | None, ...] = ()) -> None:
         joined = pa.chunked_array([a for a in arrays], pa.string()).combine_chunks()
         encoded = pc.dictionary_encode(joined)
         self.size = max(len(encoded.dictionary), 1)
         codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy()
         self.parts, start = [], 0
-        for a in arrays:
-            self.parts.append(codes[start : start + len(a)])
+        for i, a in enumerate(arrays):
+            part = codes[start : start + len(a)]
+            take = takes[i] if i < len(takes) else None
+            self.parts.append(part[take] if take is not None else part)
             start += len(a)
 
     def keys(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -732,14 +764,18 @@ def _share_lookup(
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     n = _arrow_rows(inputs)
     get = lambda name: _array(inputs, name)  # noqa: E731
-    recent = _Lists(get(RECENT_PRODUCTS), n, strings=True)
-    purchased = _Lists(get(OPTIONAL_PURCHASED), n, strings=True)
-    ids = _Lists(get(COPURCHASE_IDS), n, strings=True)
-    scores = _Lists(get(COPURCHASE_SCORES), n, strings=False)
-    cat_keys = _Lists(get(OPTIONAL_CATEGORIES), n, strings=True)
-    cat_shares = _Lists(get(OPTIONAL_CATEGORY_SHARES), n, strings=False)
-    brand_keys = _Lists(get(OPTIONAL_BRANDS), n, strings=True)
-    brand_shares = _Lists(get(OPTIONAL_BRAND_SHARES), n, strings=False)
+
+    def lists(name: str, strings: bool) -> _Lists:  # dictionary-encoded lists kept so
+        return _Lists(_array(inputs, name, dictionary=True), n, strings)
+
+    recent = lists(RECENT_PRODUCTS, strings=True)
+    purchased = lists(OPTIONAL_PURCHASED, strings=True)
+    ids = lists(COPURCHASE_IDS, strings=True)
+    scores = lists(COPURCHASE_SCORES, strings=False)
+    cat_keys = lists(OPTIONAL_CATEGORIES, strings=True)
+    cat_shares = lists(OPTIONAL_CATEGORY_SHARES, strings=False)
+    brand_keys = lists(OPTIONAL_BRANDS, strings=True)
+    brand_shares = lists(OPTIONAL_BRAND_SHARES, strings=False)
     product = _strings_array(get("product_id"), n)
     category = _strings_array(get(PRODUCT_CATEGORY), n)
     favourite = _strings_array(get(FAVOURITE_CATEGORY), n)
@@ -747,6 +783,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     codes = _Codes(
         recent.values, purchased.values, ids.values, product,
         cat_keys.values, category, brand_keys.values, brand,
+        takes=(recent.take, purchased.take, ids.take, None, cat_keys.take, None, brand_keys.take),
     )  # fmt: skip
     c_recent, c_purchased, c_ids, c_product, c_cat_keys, c_category, c_brand_keys, c_brand = (
         codes.parts
@@ -781,7 +818,8 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     bought = np.concatenate([recent_keys, codes.keys(purchased.rows, c_purchased)])
     already = _member(codes.keys(rows, c_product), bought)
 
-    paired = ids.position < scores.lengths[ids.rows]
+    # pairs of customers with recent products only: the others have no hit (the row code's too)
+    paired = (ids.position < scores.lengths[ids.rows]) & (recent.lengths[ids.rows] > 0)
     score_starts = np.cumsum(scores.lengths) - scores.lengths
     pair_rows = ids.rows[paired]
     s = scores.values[score_starts[pair_rows] + ids.position[paired]]

@@ -310,6 +310,9 @@ class AsofRetrievalJob(RetrievalJob):
             max_event_timestamp=None if pd.isna(latest) else latest.to_pydatetime(warn=False),
         )
         self.timings: dict[str, float] = {}
+        # list features of gathered views as (row in the source -> the source's lists), for the
+        # on-demand views' column code to work per source row (_on_demand_columns)
+        self._lists: dict[str, pa.DictionaryArray] = {}
 
     @property
     def full_feature_names(self) -> bool:
@@ -363,7 +366,7 @@ class AsofRetrievalJob(RetrievalJob):
             for source in odfv.source_request_sources.values():
                 reads |= {f.name for f in source.schema}
             inputs = table.select([c for c in table.column_names if c in reads])
-            columns = _on_demand_columns(odfv, inputs, self._full)
+            columns = _on_demand_columns(odfv, inputs, self._full, self._lists)
             order = [f.name for f in odfv.features]
             for name in sorted(requested.get(prefix, ()), key=order.index):
                 column = f"{prefix}__{name}" if self._full else name
@@ -402,9 +405,15 @@ class AsofRetrievalJob(RetrievalJob):
         columns: dict[str, pa.Array | pa.ChunkedArray] = {}
         for p in self._plans:
             if p.alias in gathered:
-                found = result.column(p.alias)
-                taken = gathered[p.alias].take(found)
+                found = result.column(p.alias).combine_chunks()
+                source = gathered[p.alias]
+                taken = source.take(found)
                 columns.update(zip(taken.column_names, taken.columns, strict=True))
+                for name, column in zip(source.column_names, source.columns, strict=True):
+                    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+                        self._lists[name] = pa.DictionaryArray.from_arrays(
+                            found, column.combine_chunks()
+                        )
             else:
                 columns.update((out, result.column(out)) for _, out in p.columns)
         names = [out for p in self._plans for _, out in p.columns]
@@ -483,14 +492,20 @@ class AsofRetrievalJob(RetrievalJob):
 
 
 def _on_demand_columns(
-    odfv: OnDemandFeatureView, inputs: pa.Table, full: bool
+    odfv: OnDemandFeatureView,
+    inputs: pa.Table,
+    full: bool,
+    lists: dict[str, pa.DictionaryArray] | None = None,
 ) -> pa.Table | dict[str, pa.Array]:
     """One on-demand view's outputs over `inputs`: a python-mode view tagged ARROW_TAG gets its
     UDF called once with pyarrow columns (short and full names, as Feast's transform_arrow gives
-    them); any other goes through Feast's transform_arrow."""
+    them), list columns from `lists` dictionary-encoded (the same values, one list per source
+    row: featurestore.odfv decodes what it does not use that way); any other goes through
+    Feast's transform_arrow."""
     if odfv.mode != "python" or odfv.tags.get(ARROW_TAG[0]) != ARROW_TAG[1]:
         return odfv.transform_arrow(inputs, full)
-    columns: dict[str, Any] = {name: inputs[name] for name in inputs.column_names}
+    lists = lists or {}
+    columns: dict[str, Any] = {name: lists.get(name, inputs[name]) for name in inputs.column_names}
     for p in odfv.source_feature_view_projections.values():
         for f in p.features:
             long = f"{p.name_to_use()}__{f.name}"
