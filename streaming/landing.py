@@ -9,9 +9,10 @@ A part is written to its temporary name and fsynced; the worker's commit transac
 records its uuid (with the acknowledgement of its entries); only then is it renamed. A worker that
 dies before the commit leaves a temporary file no one renames (its entries are redelivered and
 land in another part); one that dies between the commit and the rename leaves a recorded uuid,
-and a worker renames the file (`recover`: when it starts, at each claim round and when it stops). So each accepted event lands exactly
-once. `seal` moves the landed parts into one raw directory that `shopfeast ingest` takes (and
-`shopfeast daily` seals and ingests them after the day's batch).
+and a worker renames the file (`recover`: when it starts, at each claim round and when it
+stops). So each accepted event lands exactly once. `seal` moves the landed parts into one raw
+directory that `shopfeast ingest` takes (and `shopfeast daily` seals and ingests them after the
+day's batch).
 """
 
 from __future__ import annotations
