@@ -741,9 +741,12 @@ def _bot_sessions(df: pd.DataFrame, v: Verdicts) -> None:
         return
     codes, _ = pd.factorize(df["session_id"].iloc[alive])
     ts = df["event_ts"].iloc[alive].astype("int64").to_numpy()
-    stats = pd.DataFrame({"s": codes, "t": ts}).groupby("s")["t"].agg(["size", "min", "max"])
-    size = stats["size"].to_numpy()
-    span = (stats["max"] - stats["min"]).to_numpy() / 1e6
+    # per session (codes 0..k-1, each present): events, first and last time (a pandas groupby
+    # cost ~1.7 ms per stream batch of 100, most of it fixed)
+    size = np.bincount(codes)
+    starts = np.r_[0, np.cumsum(size)[:-1]]
+    in_order = ts[np.argsort(codes, kind="stable")]
+    span = (np.maximum.reduceat(in_order, starts) - np.minimum.reduceat(in_order, starts)) / 1e6
     bot = (size >= BOT_MIN_EVENTS) & (size > BOT_MAX_EVENTS_PER_SECOND * span)
     if not bot.any():
         return
