@@ -761,6 +761,59 @@ def _share_lookup(
     return np.where(known & (query_codes >= 0), out, np.nan)
 
 
+def _shared_source(ids: pa.Array | None, scores: pa.Array | None) -> np.ndarray | None:
+    """Per row the source row of its candidate's co-purchase lists (-1: none), when ids and
+    scores both come dictionary-encoded with the same indices (the offline store's gathered
+    product_copurchase); else None."""
+    if not (isinstance(ids, pa.DictionaryArray) and isinstance(scores, pa.DictionaryArray)):
+        return None
+    if len(ids.dictionary) != len(scores.dictionary) or not ids.indices.equals(scores.indices):
+        return None
+    return pc.fill_null(ids.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+
+
+def _copurchase_by_source(
+    source: np.ndarray,
+    ids: _Lists,
+    scores: _Lists,
+    c_ids: np.ndarray,
+    recent: _Lists,
+    c_recent: np.ndarray,
+    codes: _Codes,
+) -> tuple[np.ndarray, np.ndarray]:
+    """copurchase_score and copurchase_hits when the candidates' lists come once per source row
+    (`ids`, `scores` over the source's rows; `source[r]` row r's, -1 for none): each distinct
+    recent product of a row is looked up among its candidate's (source row, product) pairs, and
+    the hits are summed in the candidate list's order, as the row code adds them."""
+    n = len(source)
+    valid = ids.position < scores.lengths[ids.rows]
+    score_starts = np.cumsum(scores.lengths) - scores.lengths
+    s = np.full(len(ids.rows), np.nan)
+    s[valid] = scores.values[score_starts[ids.rows[valid]] + ids.position[valid]]
+    keep = valid & (c_ids >= 0) & ~np.isnan(s)
+    pairs = ids.rows[keep] * codes.size + c_ids[keep]
+    order = np.argsort(pairs, kind="stable")
+    pairs, position, weight = pairs[order], ids.position[keep][order], s[keep][order]
+    known = (c_recent >= 0) & (source[recent.rows] >= 0)
+    wanted = np.sort(recent.rows[known] * codes.size + c_recent[known], kind="stable")
+    if len(wanted):  # each (row, product) once (np.unique is many times slower here)
+        wanted = wanted[np.r_[True, wanted[1:] != wanted[:-1]]]
+    rows, products = wanted // codes.size, wanted % codes.size
+    query = source[rows] * codes.size + products
+    low = np.searchsorted(pairs, query, "left")
+    count = np.searchsorted(pairs, query, "right") - low
+    found = count > 0
+    count, low, rows = count[found], low[found], rows[found]
+    ends = np.cumsum(count)
+    at = np.repeat(low - (ends - count), count) + np.arange(ends[-1] if len(ends) else 0)
+    hit_rows = np.repeat(rows, count)
+    in_order = np.lexsort((position[at], hit_rows))
+    hit_rows, at = hit_rows[in_order], at[in_order]
+    score = np.bincount(hit_rows, weights=weight[at], minlength=n).astype(np.float64)
+    hits = np.bincount(hit_rows, minlength=n).astype(np.int64)
+    return score, hits
+
+
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     n = _arrow_rows(inputs)
     get = lambda name: _array(inputs, name)  # noqa: E731
@@ -770,8 +823,18 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
 
     recent = lists(RECENT_PRODUCTS, strings=True)
     purchased = lists(OPTIONAL_PURCHASED, strings=True)
-    ids = lists(COPURCHASE_IDS, strings=True)
-    scores = lists(COPURCHASE_SCORES, strings=False)
+    source = _shared_source(
+        _array(inputs, COPURCHASE_IDS, dictionary=True),
+        _array(inputs, COPURCHASE_SCORES, dictionary=True),
+    )
+    if source is None:
+        ids = lists(COPURCHASE_IDS, strings=True)
+        scores = lists(COPURCHASE_SCORES, strings=False)
+    else:  # the candidates' lists once per source row
+        ids_source = _array(inputs, COPURCHASE_IDS, dictionary=True).dictionary
+        scores_source = _array(inputs, COPURCHASE_SCORES, dictionary=True).dictionary
+        ids = _Lists(ids_source, len(ids_source), strings=True)
+        scores = _Lists(scores_source, len(scores_source), strings=False)
     cat_keys = lists(OPTIONAL_CATEGORIES, strings=True)
     cat_shares = lists(OPTIONAL_CATEGORY_SHARES, strings=False)
     brand_keys = lists(OPTIONAL_BRANDS, strings=True)
@@ -818,14 +881,18 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     bought = np.concatenate([recent_keys, codes.keys(purchased.rows, c_purchased)])
     already = _member(codes.keys(rows, c_product), bought)
 
-    # pairs of customers with recent products only: the others have no hit (the row code's too)
-    paired = (ids.position < scores.lengths[ids.rows]) & (recent.lengths[ids.rows] > 0)
-    score_starts = np.cumsum(scores.lengths) - scores.lengths
-    pair_rows = ids.rows[paired]
-    s = scores.values[score_starts[pair_rows] + ids.position[paired]]
-    hit = _member(codes.keys(pair_rows, c_ids[paired]), recent_keys) & ~np.isnan(s)
-    score = np.bincount(pair_rows[hit], weights=s[hit], minlength=n).astype(np.float64)
-    hits = np.bincount(pair_rows[hit], minlength=n).astype(np.int64)
+    if source is None:
+        # pairs of customers with recent products only: the others have no hit (nor in the
+        # row code)
+        paired = (ids.position < scores.lengths[ids.rows]) & (recent.lengths[ids.rows] > 0)
+        score_starts = np.cumsum(scores.lengths) - scores.lengths
+        pair_rows = ids.rows[paired]
+        s = scores.values[score_starts[pair_rows] + ids.position[paired]]
+        hit = _member(codes.keys(pair_rows, c_ids[paired]), recent_keys) & ~np.isnan(s)
+        score = np.bincount(pair_rows[hit], weights=s[hit], minlength=n).astype(np.float64)
+        hits = np.bincount(pair_rows[hit], minlength=n).astype(np.int64)
+    else:
+        score, hits = _copurchase_by_source(source, ids, scores, c_ids, recent, c_recent, codes)
 
     out = {
         "price_ratio": ratio,

@@ -277,26 +277,43 @@ OPTIONAL_MATCH_INPUTS = {
 }
 
 
-def _dictionary_column(values: list, rng: np.random.Generator) -> pa.Array:
-    """A list column as the offline store hands a gathered view's: an index per row into the
-    source's lists (shuffled, with lists no row points at, a missing list either a null index
-    or an index to a null list); anything else as _arrow_column."""
-    plain = _arrow_column(values)
-    if not pa.types.is_list(plain.type):
-        return plain
-    lists = plain.to_pylist()
-    kind = plain.type.value_type
-    unused = ["unused"] if pa.types.is_string(kind) else [0.5] if pa.types.is_floating(kind) else []
-    source = [*lists, [*unused, None], [], None]
-    order = rng.permutation(len(source))
-    where = np.empty(len(source), dtype=np.int64)
-    where[order] = np.arange(len(source))
-    index = [None if v is None and rng.random() < 0.5 else int(where[i]) for i, v in
-             enumerate(lists)]  # fmt: skip
-    dictionary = pa.array([source[i] for i in order], plain.type)
-    column = pa.DictionaryArray.from_arrays(pa.array(index, pa.int64()), dictionary)
-    assert repr(column.to_pylist()) == repr(lists)  # NaN inside lists too
-    return column
+CANDIDATE_LISTS = (odfv.COPURCHASE_IDS, odfv.COPURCHASE_SCORES)
+
+
+def _dictionary_columns(columns: dict[str, list], rng: np.random.Generator) -> dict:
+    """List columns as the offline store hands a gathered view's: an index per row into the
+    source's lists (shuffled, with lists no row points at, a row without lists either a null
+    index or an index to null lists), the candidate's ids and scores over one source with the
+    same indices; anything else as _arrow_column."""
+    out = {name: _arrow_column(values) for name, values in columns.items()}
+    lists = [n for n, column in out.items() if pa.types.is_list(column.type)]
+    together = [n for n in CANDIDATE_LISTS if n in lists]
+    for group in [together, *([n] for n in lists if n not in together)]:
+        if not group:
+            continue
+        rows = [out[n].to_pylist() for n in group]
+        k = len(rows[0])
+        order = rng.permutation(k + 3)
+        where = np.empty(k + 3, dtype=np.int64)
+        where[order] = np.arange(k + 3)
+        index = [
+            None if all(r[i] is None for r in rows) and rng.random() < 0.5 else int(where[i])
+            for i in range(k)
+        ]
+        for name, values in zip(group, rows, strict=True):
+            kind = out[name].type.value_type
+            unused = (
+                ["unused"]
+                if pa.types.is_string(kind)
+                else [0.5]
+                if pa.types.is_floating(kind)
+                else []
+            )
+            source = [*values, [*unused, None], [], None]
+            dictionary = pa.array([source[i] for i in order], out[name].type)
+            out[name] = pa.DictionaryArray.from_arrays(pa.array(index, pa.int64()), dictionary)
+            assert repr(out[name].to_pylist()) == repr(values)  # NaN inside lists too
+    return out
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])
@@ -309,11 +326,16 @@ def test_match_over_arrow_columns_equals_the_row_code(seed, null_keys, optional,
     category affinity is the favourite flag), with list columns as lists or, as the offline
     store hands a gathered view's, dictionary-encoded over the source's lists."""
     rng = np.random.default_rng(seed)
-    column = _arrow_column if lists == "plain" else lambda v: _dictionary_column(v, rng)
     for batch in _random_match_batches(seed, null_keys):
         names = [n for n in batch[0] if optional or n not in OPTIONAL_MATCH_INPUTS]
         rows = odfv.customer_product_match({n: [r[n] for r in batch] for n in names})
-        columns = odfv.customer_product_match({n: column([r[n] for r in batch]) for n in names})
+        given = {n: [r[n] for r in batch] for n in names}
+        if lists == "plain":
+            arrow = {n: _arrow_column(v) for n, v in given.items()}
+        else:
+            arrow = _dictionary_columns(given, rng)
+            assert odfv._shared_source(*(arrow[n] for n in CANDIDATE_LISTS)) is not None
+        columns = odfv.customer_product_match(arrow)
         assert set(columns) == set(odfv.MATCH_OUTPUTS)
         for name in odfv.MATCH_OUTPUTS:
             assert isinstance(columns[name], np.ndarray), name
@@ -429,3 +451,45 @@ def test_affinity_over_arrow_columns_equals_the_row_code() -> None:
         assert _same_values(columns[name], rows[name]), name
     share = np.asarray(rows["bought_order_share"], np.float64)
     assert np.isnan(share).any() and (share > 0).any()  # both cases met
+
+
+def test_match_over_gathered_lists_with_repeats_equals_the_row_code() -> None:
+    """Repeated products in a candidate's co-purchase list and in the customer's recent ones,
+    scores of very different sizes (the sum's order shows in its last bits), lists of unequal
+    length, nulls: the column code over dictionary-encoded lists gives the row code's numbers."""
+    rng = np.random.default_rng(5)
+    products = [f"p{i}" for i in range(8)]
+
+    def maybe(value, p=0.1):
+        return None if rng.random() < p else value
+
+    rows = []
+    for _ in range(400):
+        k = int(rng.integers(0, 10))
+        recent = [str(rng.choice(products)) for _ in range(int(rng.integers(0, 5)))]
+        rows.append(
+            {
+                "product_id": str(rng.choice(products)),
+                "product_price": 1.0,
+                "category": "a",
+                "brand": "x",
+                "favourite_category_90d": "a",
+                "recent_product_ids": maybe(recent),
+                "copurchase_product_ids": maybe(
+                    [maybe(str(rng.choice(products))) for _ in range(k)], 0.05
+                ),
+                "copurchase_scores": [
+                    maybe(float(rng.random()) * 10.0 ** int(rng.integers(-8, 8)))
+                    for _ in range(int(rng.integers(0, k + 2)))
+                ],
+            }
+        )
+    given = {name: [r[name] for r in rows] for name in rows[0]}
+    want = odfv.customer_product_match(given)
+    arrow = _dictionary_columns(given, rng)
+    assert odfv._shared_source(*(arrow[n] for n in CANDIDATE_LISTS)) is not None
+    got = odfv.customer_product_match(arrow)
+    assert sum(want["copurchase_hits"]) > 100
+    for name in odfv.MATCH_OUTPUTS:
+        assert isinstance(got[name], np.ndarray), name
+        assert _same_values(got[name], want[name]), name
