@@ -214,8 +214,11 @@ def _rhythm(
     )
     o = o[o["c"] >= 0].sort_values(["c", "us"], kind="stable").reset_index(drop=True)
     c, us = o["c"].to_numpy(), o["us"].to_numpy()
-    same = np.r_[False, c[1:] == c[:-1]]
-    gap = np.where(same, np.r_[0, np.diff(us)], 0) / US_PER_DAY  # days; 0 for a first order
+    same = np.zeros(len(c), bool)  # the customer's previous order is the row before
+    same[1:] = c[1:] == c[:-1]
+    gap = np.zeros(len(us))
+    gap[1:] = np.diff(us) / US_PER_DAY
+    gap = np.where(same, gap, 0.0)  # days; 0 for a customer's first order
     rank = o.groupby("c", sort=False).cumcount().to_numpy()  # 0 for a customer's first order
     group_start = np.flatnonzero(~same)
     first_row = np.repeat(group_start, np.diff(np.r_[group_start, len(us)]))
@@ -230,6 +233,15 @@ def _rhythm(
         sum_sq=sum_sq,
     )
     state = state.drop_duplicates(["c", "enter"], keep="last").reset_index(drop=True)
+    if not len(state):  # nobody here ordered (a shard can be so)
+        none = np.full(len(entity), np.nan)
+        return {
+            "first_order_ts": pd.Series(
+                pd.NaT, index=range(len(entity)), dtype="datetime64[us, UTC]"
+            ),
+            "repeat_orders": np.zeros(len(entity), np.int64),
+            **{name: none for name in ("mean_gap_days", "gap_std_days", "last_gap_days")},
+        }
     pos = as_of(entity, day, state["c"].to_numpy(), state["enter"].to_numpy())
     hit = pos >= 0
     at = np.maximum(pos, 0)

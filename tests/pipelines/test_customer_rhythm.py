@@ -156,3 +156,13 @@ def test_an_incremental_run_gives_the_historical_rows_from_its_start():
         .sort_values(keys)
         .reset_index(drop=True),
     )
+
+
+def test_a_shard_without_orders_gives_its_customers_empty_rhythms():
+    """A shard of customers none of whom ordered (the Spark engine's shards can be so)."""
+    frames = oracle_shop.build(seed=4)
+    t = tables(frames)
+    t["orders"] = t["orders"].iloc[:0]
+    rows = _rows({**frames, "orders": frames["orders"].iloc[:0]})
+    assert len(rows) and (rows["repeat_orders"] == 0).all() and rows["first_order_ts"].isna().all()
+    assert (rows["orders_180d"] == 0).all() and rows["orders_trend_quarter"].isna().all()

@@ -166,6 +166,7 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
     sharded = {s["family"] for s in stats["shards"]}
     assert sharded == {
         "customer_activity",
+        "customer_rhythm",
         "customer_profile",
         "customer_reviews",
         "product_stats",
