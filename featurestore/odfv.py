@@ -801,7 +801,10 @@ def _copurchase_by_source(
     rows, products = wanted // codes.size, wanted % codes.size
     query = source[rows] * codes.size + products
     low = np.searchsorted(pairs, query, "left")
-    count = np.searchsorted(pairs, query, "right") - low
+    if len(pairs) and (pairs[1:] != pairs[:-1]).all():  # no product twice in a list: one search
+        count = (pairs[np.minimum(low, len(pairs) - 1)] == query).astype(np.int64)
+    else:
+        count = np.searchsorted(pairs, query, "right") - low
     found = count > 0
     count, low, rows = count[found], low[found], rows[found]
     ends = np.cumsum(count)
