@@ -13,6 +13,9 @@ and several times its memory. This store answers the same call with one DuckDB s
   and source field mappings are honoured;
 - one output row per entity row, in the entity frame's order, never dropped: an entity row with no
   feature row (unknown key, before the first row, null key or timestamp) gets nulls;
+- a source small next to the retrieval is read once and joined by row number, its columns
+  gathered into entity order afterwards (AsofRetrievalJob._join); its list features reach the
+  on-demand views' column code dictionary-encoded over its rows;
 - on-demand views run on a table of only the columns each reads (its source features, request
   fields and the entity frame's columns), not on the whole result: Feast's python mode turns the
   table it is given into Python lists (`to_pydict`), list features of every view included, once
