@@ -34,7 +34,14 @@ from training.labels import ENTITY_KEY, LABEL, TIMESTAMP
 from training.matrix import model_matrix
 from training.split import fit_test_split
 
-GAPS = ("repeat_orders", "mean_gap_days", "gap_std_days", "last_gap_days", "recency_gap_ratio")
+GAPS = (
+    "repeat_orders",
+    "mean_gap_days",
+    "gap_std_days",
+    "last_gap_days",
+    "max_gap_days",
+    "recency_gap_ratio",
+)
 AGE = ("days_since_first_order",)
 RHYTHM = {f.name for f in customer_rhythm.SOURCE.features} | set(CYCLE_OUTPUTS)
 TRENDS = tuple(sorted(RHYTHM - set(GAPS) - set(AGE) - {"first_order_ts"}))

@@ -6,8 +6,9 @@ weeks is not a quarterly one silent for three weeks) and a falling trend. So, as
 
 - the rhythm, over the orders not cancelled when placed (their first version, as customer_activity's
   `last_order_ts` counts them), before T: the first order, the repeat orders after it (BG/NBD's x),
-  the mean gap between consecutive orders, the spread of the gaps and the last gap. An order's gap
-  is known from the day it enters (the day after it was placed), like every order feature;
+  the mean gap between consecutive orders, the spread of the gaps, the last and the longest gap.
+  An order's gap is known from the day it enters (the day after it was placed), like every order
+  feature;
 - the trend, over the orders as of T (the version in force, not cancelled; spend net of refunds
   known before T, pipelines.order_versions, as customer_activity's windows): orders and spend in
   180 days and in the 90 days before the last 90 ([T - 180 d, T - 90 d)), the last 30 days against
@@ -78,6 +79,13 @@ SOURCE = FeatureSource(
             "last_gap_days",
             "float64",
             "days between the last two orders before T; null with fewer than two orders",
+            "lifetime",
+        ),
+        Feature(
+            "max_gap_days",
+            "float64",
+            "the longest gap in days between consecutive orders before T (the longest silence the "
+            "customer came back from); null with fewer than two orders",
             "lifetime",
         ),
         Feature("orders_180d", "int64", "non-cancelled orders in the window", "180d", 0),
@@ -224,6 +232,7 @@ def _rhythm(
     first_row = np.repeat(group_start, np.diff(np.r_[group_start, len(us)]))
     # per customer, in order (a running sum across customers would round by their neighbours)
     sum_sq = pd.Series(gap**2).groupby(c, sort=False).cumsum().to_numpy()
+    max_gap = pd.Series(gap).groupby(c, sort=False).cummax().to_numpy()
     # The state after each order; an (entity, day) row reads the last order entered by then.
     state = o.assign(
         rank=rank,
@@ -231,6 +240,7 @@ def _rhythm(
         first_ts=o["ts"].array.take(first_row),
         gap=gap,
         sum_sq=sum_sq,
+        max_gap=max_gap,
     )
     state = state.drop_duplicates(["c", "enter"], keep="last").reset_index(drop=True)
     if not len(state):  # nobody here ordered (a shard can be so)
@@ -240,7 +250,10 @@ def _rhythm(
                 pd.NaT, index=range(len(entity)), dtype="datetime64[us, UTC]"
             ),
             "repeat_orders": np.zeros(len(entity), np.int64),
-            **{name: none for name in ("mean_gap_days", "gap_std_days", "last_gap_days")},
+            **{
+                name: none
+                for name in ("mean_gap_days", "gap_std_days", "last_gap_days", "max_gap_days")
+            },
         }
     pos = as_of(entity, day, state["c"].to_numpy(), state["enter"].to_numpy())
     hit = pos >= 0
@@ -257,6 +270,7 @@ def _rhythm(
         "mean_gap_days": mean,
         "gap_std_days": std,
         "last_gap_days": np.where(n_gaps >= 1, state["gap"].to_numpy()[at], np.nan),
+        "max_gap_days": np.where(n_gaps >= 1, state["max_gap"].to_numpy()[at], np.nan),
     }
 
 

@@ -25,6 +25,7 @@ FLOATS = (
     "mean_gap_days",
     "gap_std_days",
     "last_gap_days",
+    "max_gap_days",
     "spend_180d",
     "spend_prev_90d",
     "orders_trend_30_90d",
@@ -60,6 +61,7 @@ def naive(versions: dict[str, list[dict]], T: pd.Timestamp) -> dict:
             math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps)) if len(gaps) >= 2 else None
         ),
         "last_gap_days": gaps[-1] if gaps else None,
+        "max_gap_days": max(gaps) if gaps else None,
     }
     orders, spend = {}, {}
     for lo, hi in ((0, 30), (0, 90), (0, 180), (90, 180)):
