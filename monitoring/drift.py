@@ -57,6 +57,7 @@ def check(
         ref, cur, ref_before, cur_before = _read(
             con, glob, source, windows, cols, sample, lag if incremental else None
         )
+        entities: dict[tuple[str, ...], tuple[int, int]] = {}  # distinct units, once per source
         for f in source.features:
             policy = policies[f.name]
             base = {
@@ -75,9 +76,13 @@ def check(
                 c = _increment(cur, cur_before, keys, f.name)
             else:
                 r, c = ref[f.name], cur[f.name]
-            unit = [policy.grain] if policy.grain else keys
-            n_ref = len(ref[unit].drop_duplicates())
-            n_cur = len(cur[unit].drop_duplicates())
+            unit = (policy.grain,) if policy.grain else tuple(keys)
+            if unit not in entities:
+                entities[unit] = (
+                    len(ref[list(unit)].drop_duplicates()),
+                    len(cur[list(unit)].drop_duplicates()),
+                )
+            n_ref, n_cur = entities[unit]
             out.append(base | compare(f, policy, r, c, n_ref, n_cur))
     return out
 

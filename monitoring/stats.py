@@ -70,7 +70,7 @@ def bin_numeric(ref: np.ndarray, cur: np.ndarray, bins: int = NUMERIC_BINS) -> B
     labels = _edge_labels(edges) + [NULL]
     rv, cv = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
     # the statistic only: its p-value comes from p_value at the entities' sample size
-    ks = float(stats.ks_2samp(rv, cv, method="asymp").statistic) if len(rv) and len(cv) else None
+    ks = ks_statistic(rv, cv) if len(rv) and len(cv) else None
     extra = {
         "ref_mean": _f(rv.mean()) if len(rv) else None,
         "cur_mean": _f(cv.mean()) if len(cv) else None,
@@ -78,6 +78,18 @@ def bin_numeric(ref: np.ndarray, cur: np.ndarray, bins: int = NUMERIC_BINS) -> B
         "cur_median": _f(np.median(cv)) if len(cv) else None,
     }
     return Binned(labels, count(ref), count(cur), "numeric", ks, extra)
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic, computed as `scipy.stats.ks_2samp` does
+    (same steps, same float), without the p-value it would also compute (half of drift's
+    statistics time on 10,000-entity samples) and then throw away."""
+    a, b = np.sort(a), np.sort(b)
+    both = np.concatenate([a, b])
+    diff = np.searchsorted(a, both, side="right") / len(a) - (
+        np.searchsorted(b, both, side="right") / len(b)
+    )
+    return float(max(np.clip(-diff.min(), 0, 1), diff.max()))
 
 
 def _counts(values: pd.Series) -> pd.Series:
