@@ -142,13 +142,18 @@ def stores(tmp_path_factory):
     return ours, open_with("duckdb")
 
 
-@pytest.fixture(autouse=True, params=["gathered", "streamed"])
+@pytest.fixture(
+    autouse=True, params=["gathered", "streamed", "gathered_by_key", "streamed_by_key"]
+)
 def plan(request, monkeypatch) -> str:
     """Sources read whole and gathered from, or (GATHER_* at nothing) streamed through the
-    join with their columns."""
-    if request.param == "streamed":
+    join with their columns; each with every source row read, or (`_by_key`, KEY_FILTER_RATIO at
+    nothing) only the rows of the entity frame's keys."""
+    if request.param.startswith("streamed"):
         monkeypatch.setattr(offline, "GATHER_MIN_ROWS", -1)
         monkeypatch.setattr(offline, "GATHER_RATIO", 0.0)
+    by_key = request.param.endswith("_by_key")
+    monkeypatch.setattr(offline, "KEY_FILTER_RATIO", 0 if by_key else float("inf"))
     return request.param
 
 
