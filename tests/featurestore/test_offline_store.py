@@ -142,9 +142,7 @@ def stores(tmp_path_factory):
     return ours, open_with("duckdb")
 
 
-@pytest.fixture(
-    autouse=True, params=["gathered", "streamed", "gathered_by_key", "streamed_by_key"]
-)
+@pytest.fixture(autouse=True, params=["gathered", "streamed", "gathered_by_key", "streamed_by_key"])
 def plan(request, monkeypatch) -> str:
     """Sources read whole and gathered from, or (GATHER_* at nothing) streamed through the
     join with their columns; each with every source row read, or (`_by_key`, KEY_FILTER_RATIO at
