@@ -97,7 +97,7 @@ def measure(ds: churn.Dataset, learner_name: str, seed: int) -> list[dict]:
         row = {
             "split": ds.split,
             "set": name,
-            "columns": len(cols) + (2 if with_step else 0),
+            "columns": len(cols) + (3 if with_step else 0),
             "folds_auc": sel.mean_auc,
             "test_auc": _auc(yt, p),
             "minus_rfm": d,

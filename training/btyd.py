@@ -4,8 +4,8 @@ Fader, Hardie & Lee (2005), "Counting Your Customers the Easy Way", Marketing Sc
 customer buys at Poisson rate lambda ~ Gamma(r, alpha) while alive and, after each purchase, dies
 with probability p ~ Beta(a, b). From a customer's history at T (x repeat orders, t_x = time from
 the first order to the last, T = time from the first order to T, in weeks) the model gives in
-closed form the likelihood (eq. 6), P(alive at T) (Fader, Hardie & Lee 2008 note) and the expected
-number of purchases in the next t weeks (eq. 10).
+closed form the likelihood (eq. 6), P(alive at T) (Fader, Hardie & Lee 2008 note), the expected
+number of purchases in the next t weeks (eq. 10) and the probability of none in them.
 
 Why our own ~60 lines on scipy rather than a library: `lifetimes` is archived and `btyd`, its
 fork, was archived in 2024; `pymc-marketing` brings PyMC and PyTensor (hundreds of MB) for a
@@ -15,8 +15,9 @@ and one `scipy.optimize.minimize`; scipy is already pinned (sklearn needs it).
 The inputs x, t_x and T are point-in-time features of the churn service (`repeat_orders` of
 customer_rhythm, `days_since_first_order` and `days_since_last_order` on demand). The four
 parameters are a model artifact: `BGNBDFeatures` learns them on the training rows only (like a
-scaler) and, inside the saved sklearn Pipeline, adds `btyd_p_alive` and
-`btyd_expected_orders_<horizon>d` to every row it scores, in training and in serving alike.
+scaler) and, inside the saved sklearn Pipeline, adds `btyd_p_alive`,
+`btyd_expected_orders_<horizon>d` and `btyd_p_no_order_<horizon>d` to every row it scores, in
+training and in serving alike.
 """
 
 from __future__ import annotations
@@ -113,6 +114,15 @@ def expected_purchases(
     return alive_part * p_alive(p, x, t_x, T)
 
 
+def p_no_purchase(p: Params, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """P(no purchase in (T, T + t] | x, t_x, T): dead, or alive and silent. Alive, the rate's
+    posterior is Gamma(r + x, alpha + T), so silence for t has probability
+    ((alpha + T) / (alpha + T + t))^(r + x). The churn label's own question, in the model's terms."""
+    alive = p_alive(p, x, t_x, T)
+    silent = np.exp((p.r + x) * (np.log(p.alpha + T) - np.log(p.alpha + T + t)))
+    return 1.0 - alive + alive * silent
+
+
 def inputs_in_weeks(
     repeat: np.ndarray, first_age_days: np.ndarray, recency_days: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,7 +134,8 @@ def inputs_in_weeks(
 
 
 class BGNBDFeatures(TransformerMixin, BaseEstimator):
-    """Appends `btyd_p_alive` and `btyd_expected_orders_<horizon>d` to a model matrix.
+    """Appends `btyd_p_alive`, `btyd_expected_orders_<horizon>d` and `btyd_p_no_order_<horizon>d`
+    (the label's question: no order in the horizon) to a model matrix.
 
     `fit` learns the four BG/NBD parameters from the rows it is given (the training rows: each
     (customer, cutoff) row is one customer history, a composite likelihood over the panel) and
@@ -140,8 +151,9 @@ class BGNBDFeatures(TransformerMixin, BaseEstimator):
         self.inputs = inputs
 
     @property
-    def outputs(self) -> tuple[str, str]:
-        return ("btyd_p_alive", f"btyd_expected_orders_{self.horizon_days}d")
+    def outputs(self) -> tuple[str, str, str]:
+        h = self.horizon_days
+        return ("btyd_p_alive", f"btyd_expected_orders_{h}d", f"btyd_p_no_order_{h}d")
 
     def fit(self, X: pd.DataFrame, y=None) -> BGNBDFeatures:
         columns = [str(c) for c in X.columns]
@@ -166,11 +178,11 @@ class BGNBDFeatures(TransformerMixin, BaseEstimator):
         values = np.asarray(X, dtype=float)
         x, t_x, T = self._inputs(values)
         ok = np.isfinite(x) & np.isfinite(T) & (T > 0) & (x >= 0)
-        alive = np.full(len(values), np.nan)
-        future = np.full(len(values), np.nan)
+        alive, future, silent = (np.full(len(values), np.nan) for _ in range(3))
         if ok.any():
-            p = self.params_
-            alive[ok] = p_alive(p, x[ok], t_x[ok], T[ok])
-            weeks = self.horizon_days / DAYS_PER_WEEK
-            future[ok] = expected_purchases(p, weeks, x[ok], t_x[ok], T[ok])
-        return np.column_stack([values, alive, future])
+            p, weeks = self.params_, self.horizon_days / DAYS_PER_WEEK
+            args = (x[ok], t_x[ok], T[ok])
+            alive[ok] = p_alive(p, *args)
+            future[ok] = expected_purchases(p, weeks, *args)
+            silent[ok] = p_no_purchase(p, weeks, *args)
+        return np.column_stack([values, alive, future, silent])

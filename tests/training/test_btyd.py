@@ -1,6 +1,6 @@
 """training/btyd.py against the published CDNOW example and against brute-force integration.
 
-The closed forms (likelihood, P(alive), conditional expectation) are checked against a direct
+The closed forms (likelihood, P(alive), conditional expectation, P(no purchase)) are checked against a direct
 numerical integration of the BG/NBD story over the rate lambda ~ Gamma(r, alpha) and the dropout
 probability p ~ Beta(a, b); the expectation also against the worked example of Fader, Hardie &
 Lee (2005) for CDNOW (r=0.243, alpha=4.414, a=0.793, b=2.426; x=2, t_x=30.43, T=38.86: 1.226
@@ -38,27 +38,30 @@ def _integrate(p: btyd.Params, x: int, t_x: float, T: float, t: float = 0.0):
             return prior * (alive + dead)
         if what == "alive":
             return prior * alive
+        if what == "none":  # dead, or alive and silent for t
+            return prior * (alive * np.exp(-lam * t) + dead)
         return prior * alive * (-np.expm1(-lam * q * t)) / q if q > 0 else prior * alive * lam * t
 
     u_max = 6.0**p.r  # lambda up to 6 a week: exp(-6 T) is nothing next to the mass below
     opts = {"epsabs": 1e-13, "epsrel": 1e-9}
     values = [
         integrate.dblquad(point, 0, u_max, 0, 1, args=(what,), **opts)[0]
-        for what in ("likelihood", "alive", "future")
+        for what in ("likelihood", "alive", "future", "none")
     ]
-    like, alive, future = values
-    return like, alive / like, future / like
+    like, alive, future, none = values
+    return like, alive / like, future / like, none / like
 
 
 @pytest.mark.parametrize(
     ("x", "t_x", "T"), [(0, 0.0, 30.0), (1, 5.0, 38.0), (2, 30.43, 38.86), (6, 12.0, 50.0)]
 )
 def test_closed_forms_equal_a_brute_force_integration(x, t_x, T):
-    like, alive, future = _integrate(CDNOW, x, t_x, T, t=39.0)
+    like, alive, future, none = _integrate(CDNOW, x, t_x, T, t=39.0)
     args = (np.array([float(x)]), np.array([t_x]), np.array([T]))
     assert btyd.log_likelihood(CDNOW, *args)[0] == pytest.approx(np.log(like), abs=1e-6)
     assert btyd.p_alive(CDNOW, *args)[0] == pytest.approx(alive, abs=1e-6)
     assert btyd.expected_purchases(CDNOW, 39.0, *args)[0] == pytest.approx(future, rel=1e-5)
+    assert btyd.p_no_purchase(CDNOW, 39.0, *args)[0] == pytest.approx(none, abs=1e-6)
 
 
 def test_the_published_cdnow_example():
@@ -110,13 +113,15 @@ def test_the_transformer_reads_frames_by_name_and_matrices_by_position():
     step = btyd.BGNBDFeatures(horizon_days=90).fit(frame)
     out = step.transform(frame)
     names = step.output_names(list(frame.columns))
-    assert names == [*frame.columns, "btyd_p_alive", "btyd_expected_orders_90d"]
+    outputs = ["btyd_p_alive", "btyd_expected_orders_90d", "btyd_p_no_order_90d"]
+    assert names == [*frame.columns, *outputs]
     np.testing.assert_array_equal(out[:, :4], frame.to_numpy())
-    assert np.isnan(out[3, 4]) and np.isnan(out[3, 5])
+    assert np.isnan(out[3, 4:]).all()
     params = step.params_
     i = 7
     args = (np.array([x[i]]), np.array([t_x[i]]), np.array([T[i]]))
     assert out[i, 4] == pytest.approx(btyd.p_alive(params, *args)[0])
     assert out[i, 5] == pytest.approx(btyd.expected_purchases(params, 90 / 7, *args)[0])
+    assert out[i, 6] == pytest.approx(btyd.p_no_purchase(params, 90 / 7, *args)[0])
     # serving: plain floats in the same order give the same numbers
     np.testing.assert_array_equal(step.transform(frame.to_numpy()), out)

@@ -198,7 +198,7 @@ def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path
     )
     assert step.params_ == btyd.fit(x, t_x, T)[0]  # the fit rows' parameters, nothing else
     imp = churn_models.importances(fitted)
-    assert {"btyd_p_alive", "btyd_expected_orders_90d"} <= set(imp.index)
+    assert {"btyd_p_alive", "btyd_expected_orders_90d", "btyd_p_no_order_90d"} <= set(imp.index)
     params = churn_models.btyd_parameters(fitted)
     assert params["fit_rows"] == 1200 and min(params[k] for k in ("r", "alpha", "a", "b")) > 0
     card = {"feature_service": {"name": "churn_model_v2"}, "input_columns": fitted.columns}
@@ -211,4 +211,4 @@ def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path
     linear = churn_models.with_btyd(LEARNERS["logistic_regression"], horizon_days=90)
     lsel = churn_models.select(linear, X, y, [fold], seed=0)
     lfit = churn_models.fit_final(linear, lsel, X, y, seed=0)
-    assert len(churn_models.importances(lfit)) == X.shape[1] + 2
+    assert len(churn_models.importances(lfit)) == X.shape[1] + 3
