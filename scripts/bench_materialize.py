@@ -45,8 +45,7 @@ TARGETS = {"full_s": 60.0, "full_rss_gib": 2.0, "daily_s": 10.0}
 
 
 def build_store(engine: str, redis_url: str, registry: Path, data_dir: Path, state: Path):
-    from feast import Entity, FeatureStore, RepoConfig
-    from feast.value_type import ValueType
+    from feast import FeatureStore, RepoConfig
 
     from featurestore import schema as feast_schema
     from shopconfig.settings import FEATURE_REPO
@@ -78,14 +77,13 @@ def build_store(engine: str, redis_url: str, registry: Path, data_dir: Path, sta
         repo_path=FEATURE_REPO,
     )
     store = FeatureStore(config=config)
-    entities = {
-        name: Entity(name=name, join_keys=[f"{name}_id"], value_type=ValueType.STRING)
-        for name in ("customer", "product")
-    }
+    present = present_sources(data_dir).values()
+    names = sorted({e for source in present for e in source.entities})
+    entities = {name: feast_schema.entity(name) for name in names}
     objects: list = list(entities.values())
-    for source in present_sources(data_dir).values():
+    for source in present:
         src = feast_schema.file_source(source, data_dir)
-        objects += [src, feast_schema.feature_view(source, entities[source.entity], src)]
+        objects += [src, feast_schema.feature_view(source, entities, src)]
     store.apply(objects)
     return store
 
