@@ -117,7 +117,7 @@ def expected_purchases(
 def p_no_purchase(p: Params, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """P(no purchase in (T, T + t] | x, t_x, T): dead, or alive and silent. Alive, the rate's
     posterior is Gamma(r + x, alpha + T), so silence for t has probability
-    ((alpha + T) / (alpha + T + t))^(r + x). The churn label's own question, in the model's terms."""
+    ((alpha + T) / (alpha + T + t))^(r + x). The churn label's question, in the model's terms."""
     alive = p_alive(p, x, t_x, T)
     silent = np.exp((p.r + x) * (np.log(p.alpha + T) - np.log(p.alpha + T + t)))
     return 1.0 - alive + alive * silent
