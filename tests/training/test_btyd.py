@@ -2,10 +2,10 @@
 
 The closed forms (likelihood, P(alive), conditional expectation, P(no purchase)) are checked
 against a direct numerical integration of the BG/NBD story over the rate lambda ~ Gamma(r,
-alpha) and the dropout probability p ~ Beta(a, b); the expectation also against the worked example of Fader, Hardie &
-Lee (2005) for CDNOW (r=0.243, alpha=4.414, a=0.793, b=2.426; x=2, t_x=30.43, T=38.86: 1.226
-purchases in the next 39 weeks, the figure of Hardie's spreadsheet that `lifetimes` tests
-against too). The fit recovers known parameters from simulated customers.
+alpha) and the dropout probability p ~ Beta(a, b); the expectation also against the worked
+example of Fader, Hardie & Lee (2005) for CDNOW (r=0.243, alpha=4.414, a=0.793, b=2.426; x=2,
+t_x=30.43, T=38.86: 1.226 purchases in the next 39 weeks, the figure of Hardie's spreadsheet
+that `lifetimes` tests against too). The fit recovers known parameters from simulated customers.
 """
 
 from __future__ import annotations
