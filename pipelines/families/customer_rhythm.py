@@ -28,7 +28,7 @@ import pandas as pd
 from pipelines import order_versions
 from pipelines.existence import customer_first_day
 from pipelines.family import ORDER_COLUMNS, Input
-from pipelines.specs import Feature, FeatureSource
+from pipelines.specs import Drift, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
     EntityIndex,
@@ -41,6 +41,14 @@ from pipelines.windows import (
 )
 
 US_PER_DAY = 86_400 * 1_000_000
+# How `shopfeast monitor` compares them (pipelines.specs.drift_policy): not at all, because they
+# move by construction while a shop is young, past the monitor's 90-day warm-up.
+GAPS_STRETCH = Drift(
+    "skip", reason="gaps between orders stretch as the shop ages (none is longer than the history)"
+)
+FILLS_UP = Drift(
+    "skip", reason="a 180-day window fills up over the shop's first 180 days, past the warm-up"
+)
 
 SOURCE = FeatureSource(
     name="customer_rhythm",
@@ -68,18 +76,21 @@ SOURCE = FeatureSource(
             "mean days between consecutive orders (not cancelled when placed) before T; null "
             "with fewer than two orders",
             "lifetime",
+            drift=GAPS_STRETCH,
         ),
         Feature(
             "gap_std_days",
             "float64",
             "standard deviation (population) of those gaps in days; null with fewer than two gaps",
             "lifetime",
+            drift=GAPS_STRETCH,
         ),
         Feature(
             "last_gap_days",
             "float64",
             "days between the last two orders before T; null with fewer than two orders",
             "lifetime",
+            drift=GAPS_STRETCH,
         ),
         Feature(
             "max_gap_days",
@@ -87,14 +98,23 @@ SOURCE = FeatureSource(
             "the longest gap in days between consecutive orders before T (the longest silence the "
             "customer came back from); null with fewer than two orders",
             "lifetime",
+            drift=GAPS_STRETCH,
         ),
-        Feature("orders_180d", "int64", "non-cancelled orders in the window", "180d", 0),
+        Feature(
+            "orders_180d",
+            "int64",
+            "non-cancelled orders in the window",
+            "180d",
+            0,
+            drift=FILLS_UP,
+        ),
         Feature(
             "spend_180d",
             "float64",
             "total_amount minus refunds known before T, orders in the window",
             "180d",
             0.0,
+            drift=FILLS_UP,
         ),
         Feature(
             "orders_prev_90d",
@@ -102,6 +122,7 @@ SOURCE = FeatureSource(
             "non-cancelled orders placed in [T - 180 d, T - 90 d): the quarter before the last",
             "180d",
             0,
+            drift=FILLS_UP,
         ),
         Feature(
             "spend_prev_90d",
@@ -109,6 +130,7 @@ SOURCE = FeatureSource(
             "spend (refunds known before T deducted) of the orders placed in [T - 180 d, T - 90 d)",
             "180d",
             0.0,
+            drift=FILLS_UP,
         ),
         Feature(
             "orders_trend_30_90d",
@@ -129,6 +151,7 @@ SOURCE = FeatureSource(
             "(orders in the last 90 days - in the 90 before) / their sum, in [-1, 1]; null "
             "without orders in 180 days",
             "180d",
+            drift=FILLS_UP,
         ),
         Feature(
             "spend_trend_quarter",
@@ -136,6 +159,7 @@ SOURCE = FeatureSource(
             "(spend in the last 90 days - in the 90 before) / their sum; null without positive "
             "spend in 180 days",
             "180d",
+            drift=FILLS_UP,
         ),
     ),
 )
