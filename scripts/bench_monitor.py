@@ -104,6 +104,7 @@ def main() -> None:
             u._replace(scheme="postgresql+psycopg", path=f"/{name}")
         ),
         "COLUMNS": "160",
+        "PYTHONPATH": str(ROOT),
     }
     try:
         last = _last_snapshot(data_dir)
@@ -127,7 +128,10 @@ def main() -> None:
                 ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
                 capture_output=True, text=True, check=False,
             ).stdout.strip()  # fmt: skip
-            code, wall, cpu, rss, out = _measure(cmd, env, tree)
+            # PYTHONPATH too: subprocesses started elsewhere (Feast's, from feature_repo/) would
+            # import the installed tree's packages
+            tree_env = {**env, "PYTHONPATH": str(tree)}
+            code, wall, cpu, rss, out = _measure(cmd, tree_env, tree)
             report = json.loads((data_dir / "reports" / "monitoring" / "latest.json").read_text())
             load = os.getloadavg()[0]
             print(f"== {label}: {tree} at {commit or '?'}")
