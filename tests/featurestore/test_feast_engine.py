@@ -278,3 +278,24 @@ def test_a_view_keyed_by_two_entities_same_bytes_and_heals(tmp_path, redis_url) 
         client.delete(*lost)
         store.materialize(END, END + timedelta(seconds=1))  # a window without new rows
         assert dump(ours) == expected
+
+
+@pytest.mark.parametrize("join_keys", [("customer_id", "product_id"), ("b_id", "a_id", "c_id")])
+def test_composite_keys_are_feasts_serialized_entity_keys(join_keys) -> None:
+    """The composite keys written without a proto per row equal Feast's serialize_entity_key
+    (v3: join keys sorted by name, their values in that order) + the project, for ids with
+    non-ASCII characters, empty ids, and a value that does not split into one id per key."""
+    import pyarrow as pa
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from featurestore.materialize.source import KEY_SEP
+
+    ids = [["c1", "p9", "x"], ["", "p", "y"], ["kund€", "продукт", "z"], ["c" * 300, "p2", ""]]
+    joined = [KEY_SEP.join(row[: len(join_keys)]) for row in ids] + ["no-separator"]
+    got = writer_module.composite_keys(pa.array(joined), join_keys, "shop")
+    for value, key in zip(joined, got, strict=True):
+        values = [Value(string_val=v) for v in value.split(KEY_SEP)]
+        proto = EntityKey(join_keys=list(join_keys), entity_values=values)
+        assert key == serialize_entity_key(proto, 3) + b"shop", value
