@@ -123,3 +123,29 @@ def test_a_row_the_stream_pushed_after_the_materialization_is_not_skew(data: Pat
     assert all(
         r["ahead_of_batch"] == 0 for r in out["skew"]["results"] if r["view"] != "customer_session"
     )
+
+
+def test_a_list_in_another_order_online_is_a_skew_alert_naming_the_feature(data: Path) -> None:
+    """Lists are compared item by item, in order: the same items reversed online is skew."""
+    view, feature = "customer_activity", "recent_product_ids"
+    store = feast_store.open_store("embedded", data)
+    rows = pd.read_parquet(data / "features" / view)
+    rows = rows[rows["event_timestamp"] <= MATERIALIZED]
+    latest = rows.sort_values("event_timestamp").groupby("customer_id").tail(1)
+    many = latest[latest[feature].map(lambda v: v is not None and len(set(v)) > 1)]
+    row = many.iloc[[0]].copy()
+    customer = row["customer_id"].iloc[0]
+    items = list(row[feature].iloc[0])
+    row[feature] = [items[::-1]]
+    store.write_to_online_store(view, row)
+
+    _, out = monitor(data, "skew", "skew")
+    hit = [r for r in out["skew"]["results"] if (r["view"], r["feature"]) == (view, feature)]
+    assert hit and hit[0]["status"] == "alert"
+    assert hit[0]["mismatches"] == 1
+    example = hit[0]["examples"][0]
+    assert example["customer_id"] == customer
+    assert example["offline"] == [str(i) for i in items][:5] + (["..."] if len(items) > 5 else [])
+    assert example["online"] == [str(i) for i in items[::-1]][:5] + (
+        ["..."] if len(items) > 5 else []
+    )
