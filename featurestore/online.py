@@ -53,6 +53,7 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from featurestore.errors import StoreUnavailable
+from featurestore.redis_encoding import string_redis_keys
 
 
 @contextmanager
@@ -701,29 +702,6 @@ def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], deco
         (None, None) if ts is None else (ts, dict(zip(names, values, strict=True)))
         for ts, values in zip(stamps, zip(*decoded, strict=True), strict=True)
     ]
-
-
-def string_redis_keys(
-    join_keys: tuple[str, ...], keys: Sequence[tuple], project: str
-) -> list[bytes] | None:
-    """Feast's v3 Redis keys of entities whose ids are all strings, serialized directly (what
-    `serialize_entity_key` makes of them: join keys sorted, then each id as a STRING value,
-    then the project), without an EntityKey proto per row; None when an id is not a str."""
-    if not all(type(v) is str for key in keys for v in key):
-        return None
-    order = sorted(range(len(join_keys)), key=join_keys.__getitem__)
-    prefix = serialize_entity_key_prefix([join_keys[i] for i in order], 3)
-    string = struct.pack("<I", ValueType.STRING.value)
-    suffix = project.encode()
-    out = []
-    for key in keys:
-        parts = [prefix]
-        for i in order:
-            raw = key[i].encode()
-            parts += (string, struct.pack("<I", len(raw)), raw)
-        parts.append(suffix)
-        out.append(b"".join(parts))
-    return out
 
 
 async def _send_and_read(client, commands: list[bytes]) -> list[Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -290,3 +290,26 @@ def event_timestamps(arr: pa.Array | pa.ChunkedArray) -> tuple[Segments, np.ndar
         body = (b"\x08" + varint(s) if s else b"") + (b"\x10" + varint(ns) if ns else b"")
         out.append(body)
     return Segments.from_list(out), micros * 1000
+
+
+def string_redis_keys(
+    join_keys: tuple[str, ...], keys: Sequence[tuple], project: str
+) -> list[bytes] | None:
+    """Feast's v3 Redis keys of entities whose ids are all strings, serialized directly (what
+    `serialize_entity_key` makes of them: join keys sorted, then each id as a STRING value,
+    then the project), without an EntityKey proto per row; None when an id is not a str."""
+    if not all(type(v) is str for key in keys for v in key):
+        return None
+    order = sorted(range(len(join_keys)), key=join_keys.__getitem__)
+    prefix = serialize_entity_key_prefix([join_keys[i] for i in order], 3)
+    string = struct.pack("<I", ValueType.STRING.value)
+    suffix = project.encode()
+    out = []
+    for key in keys:
+        parts = [prefix]
+        for i in order:
+            raw = key[i].encode()
+            parts += (string, struct.pack("<I", len(raw)), raw)
+        parts.append(suffix)
+        out.append(b"".join(parts))
+    return out

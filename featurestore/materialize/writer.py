@@ -10,18 +10,16 @@ time (resp.py).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 from feast import FeatureView, RepoConfig
-from feast.infra.key_encoding_utils import serialize_entity_key, serialize_entity_key_prefix
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-from feast.protos.feast.types.Value_pb2 import ValueType as ProtoValueType
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis import Redis
@@ -33,6 +31,7 @@ from featurestore.redis_encoding import (
     entity_keys,
     event_timestamps,
     feature_field,
+    string_redis_keys,
     timestamp_field,
 )
 from featurestore.segments import Segments, concat_rows, lookup
@@ -42,28 +41,22 @@ def composite_keys(arr: pa.Array | pa.ChunkedArray, join_keys: tuple[str, ...], 
     """Redis keys of string ids of several join keys, joined by KEY_SEP (Feast's `_redis_key`:
     the serialized entity key, v3, then the project).
 
-    Written as serialize_entity_key writes string values (the sorted join keys' prefix, then per
-    value in that order its type, length and UTF-8 bytes), without a proto per row; a value that
-    does not split into one id per join key goes through Feast's function."""
-    suffix = project.encode()
-    head = serialize_entity_key_prefix(list(join_keys))
-    order = sorted(range(len(join_keys)), key=join_keys.__getitem__)
-    tag = struct.pack("<I", ProtoValueType.STRING)
-    out = []
-    for joined in arr.to_pylist():
-        ids = str(joined).split(KEY_SEP)
-        if len(ids) != len(join_keys):
-            values = [ValueProto(string_val=v) for v in ids]
-            key = EntityKeyProto(join_keys=list(join_keys), entity_values=values)
-            out.append(serialize_entity_key(key, 3) + suffix)
-            continue
-        parts = [head]
-        for i in order:
-            b = ids[i].encode()
-            parts += (tag, struct.pack("<I", len(b)), b)
-        parts.append(suffix)
-        out.append(b"".join(parts))
-    return out
+    Written by `redis_encoding.string_redis_keys` (serialize_entity_key's bytes without a proto
+    per row); when a value does not split into one id per join key, Feast's function writes them."""
+    splits = [str(joined).split(KEY_SEP) for joined in arr.to_pylist()]
+    if all(len(ids) == len(join_keys) for ids in splits):
+        return string_redis_keys(join_keys, splits, project)
+    suffix = project.encode()  # the same bytes for the rows that do split (tests compare them)
+    return [
+        serialize_entity_key(
+            EntityKeyProto(
+                join_keys=list(join_keys), entity_values=[ValueProto(string_val=v) for v in ids]
+            ),
+            3,
+        )
+        + suffix
+        for ids in splits
+    ]
 
 
 @dataclass
