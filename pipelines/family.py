@@ -58,10 +58,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 
+from pipelines import order_versions
 from pipelines.specs import FeatureSource
-from pipelines.windows import Snapshots
+from pipelines.windows import EntityIndex, Snapshots
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,26 @@ ORDER_COLUMNS = (
     "refund_ts",
     "updated_at",
 )
+
+
+def customer_parts(tables: dict[str, pd.DataFrame], n: int) -> dict[str, np.ndarray]:
+    """Each row's customer shard in `0..n-1` (-1: an unknown customer) for the tables a
+    customer-sharded family reads: customers and events by their own customer, an order's versions
+    all with its first version's customer (whose order it is). Order items follow their order."""
+    index = EntityIndex(tables["customers"]["customer_id"])
+
+    def part(ids: pd.Series) -> np.ndarray:
+        codes = index.codes(ids)
+        return np.where(codes >= 0, codes % n, -1)
+
+    parts = {"customers": part(tables["customers"]["customer_id"])}
+    if "orders" in tables:
+        orders = tables["orders"]
+        first = order_versions.first_versions(orders).set_index("order_id")["customer_id"]
+        parts["orders"] = part(orders["order_id"].map(first))
+    if "events" in tables:
+        parts["events"] = part(tables["events"]["customer_id"])
+    return parts
 
 
 class Family(Protocol):

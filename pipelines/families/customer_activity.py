@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from pipelines import order_versions
 from pipelines.existence import customer_first_day
-from pipelines.family import ORDER_COLUMNS, Input
+from pipelines.family import ORDER_COLUMNS, Input, customer_parts
 from pipelines.specs import LIST_SEP, STRING, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
@@ -216,27 +216,17 @@ def compute(
 
 def shard(tables: dict[str, pd.DataFrame], n: int) -> Iterator[dict[str, pd.DataFrame]]:
     """Split by customer (every feature here is one customer's own): n disjoint input sets."""
-    index = EntityIndex(tables["customers"]["customer_id"])
-
-    def part(ids: pd.Series) -> np.ndarray:
-        codes = index.codes(ids)
-        return np.where(codes >= 0, codes % n, -1)
-
-    customers, orders, events = tables["customers"], tables["orders"], tables["events"]
-    c_part, e_part = part(customers["customer_id"]), part(events["customer_id"])
-    # an order's versions stay together, with its first version's customer (whose order it is)
-    first = order_versions.first_versions(orders)
-    o_part = part(orders["order_id"].map(first.set_index("order_id")["customer_id"]))
-    items = tables["order_items"]
+    parts = customer_parts(tables, n)
+    orders, items = tables["orders"], tables["order_items"]
     for k in range(n):
-        o = orders[o_part == k]
+        o = orders[parts["orders"] == k]
         mine = pc.is_in(_strings(items["order_id"]), value_set=_strings(o["order_id"]))
         yield {
-            "customers": customers[c_part == k],
+            "customers": tables["customers"][parts["customers"] == k],
             "products": tables["products"],
             "orders": o,
             "order_items": items[mine.to_numpy(zero_copy_only=False)],
-            "events": events[e_part == k],
+            "events": tables["events"][parts["events"] == k],
         }
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 
 from pipelines import order_versions
 from pipelines.existence import customer_first_day
-from pipelines.family import ORDER_COLUMNS, Input
+from pipelines.family import ORDER_COLUMNS, Input, customer_parts
 from pipelines.specs import Drift, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
@@ -205,18 +205,9 @@ def compute(
 
 def shard(tables: dict[str, pd.DataFrame], n: int) -> Iterator[dict[str, pd.DataFrame]]:
     """Split by customer (every feature here is one customer's own): n disjoint input sets."""
-    index = EntityIndex(tables["customers"]["customer_id"])
-
-    def part(ids: pd.Series) -> np.ndarray:
-        codes = index.codes(ids)
-        return np.where(codes >= 0, codes % n, -1)
-
-    customers, orders = tables["customers"], tables["orders"]
-    first = order_versions.first_versions(orders)
-    o_part = part(orders["order_id"].map(first.set_index("order_id")["customer_id"]))
-    c_part = part(customers["customer_id"])
+    parts = customer_parts(tables, n)
     for k in range(n):
-        yield {"customers": customers[c_part == k], "orders": orders[o_part == k]}
+        yield {t: tables[t][parts[t] == k] for t in ("customers", "orders")}
 
 
 def _window_streams(s: Streams, orders: pd.DataFrame, index: EntityIndex) -> None:

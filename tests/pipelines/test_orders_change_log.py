@@ -307,3 +307,24 @@ def test_a_later_version_naming_another_customer_stays_the_first_ones_in_shards_
     for i in range(1, 8):  # by hand: each of c1..c6 placed one order (70 after its refund)
         row = oracle.lookup(rows, f"c{i}", at)
         assert (row["lifetime_orders"], row["spend_30d"]) == ((1, 70.0) if i < 7 else (0, 0.0))
+
+
+def test_customer_rhythm_keeps_a_moved_order_with_its_first_customer_in_shards_too(tmp_path):
+    """customer_rhythm's shards (pipelines.family.customer_parts, shared with customer_activity)
+    give one run's rows on the shop whose later versions name another customer."""
+    from pipelines.families import customer_rhythm
+    from pipelines.windows import Snapshots
+
+    data = write_moved(tmp_path)
+    files = {t: pipeline_run._clean_files(data, t) for t in pipeline_run.TABLES}
+    snapshots = Snapshots(*pipeline_run._data_span(data, files), True)
+    tables = {i.table: pipeline_run._read_input(data, i, snapshots) for i in customer_rhythm.INPUTS}
+    key = ["customer_id", "event_timestamp"]
+    whole = pipeline_run.compute_rows(customer_rhythm, tables, snapshots)
+    split = pipeline_run.compute_rows(customer_rhythm, tables, snapshots, shard_rows=3)
+    pd.testing.assert_frame_equal(
+        split.sort_values(key, ignore_index=True), whole.sort_values(key, ignore_index=True)
+    )
+    at = pd.Timestamp("2025-03-20", tz="UTC")
+    rows = oracle.by_entity(whole, "customer_id")
+    assert [oracle.lookup(rows, f"c{i}", at)["orders_180d"] for i in range(1, 8)] == [1] * 6 + [0]
