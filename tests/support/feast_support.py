@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,8 +38,12 @@ def with_redis_db(url: str, db: int) -> str:
 
 
 @contextmanager
-def claimed_redis_db(url: str, ttl_seconds: int = 1800) -> Iterator[str]:
-    """A Redis URL on a database no other run holds, flushed before and after."""
+def claimed_redis_db(url: str, ttl_seconds: int = 60) -> Iterator[str]:
+    """A Redis URL on a database no other run holds, flushed before and after.
+
+    The claim is a key with a short TTL that a daemon thread renews while the run holds it, so a
+    run killed before its `finally` frees the database within `ttl_seconds`, not hours later.
+    """
     import redis
 
     admin = redis.Redis.from_url(with_redis_db(url, 0))
@@ -48,15 +53,29 @@ def claimed_redis_db(url: str, ttl_seconds: int = 1800) -> Iterator[str]:
             break
     else:
         raise RuntimeError("no free Redis database (1-15) for this test run")
+    key = f"{LOCK_PREFIX}{db}"
+    released = threading.Event()
+
+    def renew() -> None:
+        renewer = redis.Redis.from_url(with_redis_db(url, 0))
+        while not released.wait(ttl_seconds / 3):
+            try:
+                if renewer.get(key) != token.encode() or not renewer.expire(key, ttl_seconds):
+                    return  # lost (expired while Redis was stopped by a test): nothing to renew
+            except redis.ConnectionError:
+                continue  # a test restarting Redis: try again on the next round
+
+    threading.Thread(target=renew, name=f"redis-db-claim-{db}", daemon=True).start()
     db_url = with_redis_db(url, db)
     client = redis.Redis.from_url(db_url)
     client.flushdb()
     try:
         yield db_url
     finally:
+        released.set()
         client.flushdb()
-        if admin.get(f"{LOCK_PREFIX}{db}") == token.encode():
-            admin.delete(f"{LOCK_PREFIX}{db}")
+        if admin.get(key) == token.encode():
+            admin.delete(key)
 
 
 @contextmanager
