@@ -131,16 +131,15 @@ def _run_realtime(
     """The real-time views' offline sources: every row from the clean events, rewritten when the
     events' files (or the declarations) changed since the last run."""
     t0 = time.perf_counter()
-    stamp = {
-        "events": files.get("events", {}),
-        "fingerprints": {n: s.fingerprint() for n, s in realtime.SOURCES.items()},
-    }
     path = state_dir(data_dir) / "features" / "realtime.json"
-    fresh = mode == "historical" or not path.exists() or json.loads(path.read_text()) != stamp
+    fresh = (
+        mode == "historical"
+        or not path.exists()
+        or json.loads(path.read_text()) != _realtime_stamp(files)
+    )
     if fresh or not all(s.path(data_dir).exists() for s in realtime.SOURCES.values()):
         written = realtime.write_sources(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(stamp))
+        _save_realtime_stamp(data_dir, files)
     else:
         written = None
     out = []
@@ -151,6 +150,20 @@ def _run_realtime(
         if echo:
             print(out[-1].line(), flush=True)
     return out
+
+
+def _realtime_stamp(files: dict[str, dict[str, list[int]]]) -> dict:
+    """What the real-time sources were built from: the events' files, the declarations."""
+    return {
+        "events": files.get("events", {}),
+        "fingerprints": {n: s.fingerprint() for n, s in realtime.SOURCES.items()},
+    }
+
+
+def _save_realtime_stamp(data_dir: Path, files: dict[str, dict[str, list[int]]]) -> None:
+    path = state_dir(data_dir) / "features" / "realtime.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_realtime_stamp(files)))
 
 
 # --- one family -------------------------------------------------------------------------------

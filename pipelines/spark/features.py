@@ -24,10 +24,12 @@ global step is a Spark aggregation (pipelines/spark/cross_sections.py): product_
 figures over every shard's (product, day) rows, product_copurchase's pair counts over all orders;
 its results go back to the shards, which compute their own products' rows.
 
-A family without `SHARD_BY` (the collections, the declared views) runs as one Spark task that
-calls the local engine for that family, alongside the sharded ones; any that read reviews run in
-one task, in order. The once-per-shop state (`persist`: a vocabulary, the review topic model and
-NLP cache) is made on the driver first.
+A row without the entity's key (an anonymous visitor's event, a page view, a guest's order) is
+no shard's. The real-time views' sources are split by their entity on executors too
+(pipelines/spark/realtime.py). A family without `SHARD_BY` (the collections, the declared views)
+runs as one Spark task that calls the local engine for that family, alongside the sharded ones;
+any that read reviews run in one task, in order. The once-per-shop state (`persist`: a
+vocabulary, the review topic model and NLP cache) is made on the driver first.
 
 Executors read and write DIR directly: on a cluster DIR is a path every machine mounts. The build
 is historical (every snapshot day); daily incremental runs stay on the local engine.
@@ -56,6 +58,7 @@ from pipelines.contract import TABLES
 from pipelines.family import Input
 from pipelines.lock import data_dir_lock
 from pipelines.spark import cross_sections
+from pipelines.spark import realtime as spark_realtime
 from pipelines.specs import FeatureSource, to_arrow
 from pipelines.storage import clean_dir, partition_time_column
 from pipelines.windows import FeatureOverflow, Snapshots
@@ -100,13 +103,25 @@ def run(
     with data_dir_lock(data_dir, "features --engine spark", wait):
         outcomes = _run(data_dir, spark, only, echo, shards, shard_rows, stats)
         if not only or set(only) & set(realtime.SOURCES):
-            # the real-time views' offline sources, rewritten whole from the clean events on the
-            # driver as the local engine does (printed, not returned, there too)
-            files = {t: local._clean_files(data_dir, t) for t in TABLES}
-            local._run_realtime(
-                data_dir, "historical", files, local._data_span(data_dir, files), echo
-            )
+            # the real-time views' offline sources, rewritten whole from the clean events as the
+            # local engine does (printed, not returned, there too), by entity shard on executors
+            _run_realtime(data_dir, spark, shards, stats, echo)
         return outcomes
+
+
+def _run_realtime(data_dir: Path, spark, shards, stats, echo: bool) -> None:
+    t0 = time.perf_counter()
+    files = {t: local._clean_files(data_dir, t) for t in TABLES}
+    span = local._data_span(data_dir, files)
+    staging = data_dir / "tmp" / "spark-realtime"
+    with progress("real-time views spark", total=3, unit="stages") as bar:
+        written = spark_realtime.run(spark, data_dir, staging, shards, stats=stats, step=bar.step)
+    local._save_realtime_stamp(data_dir, files)
+    for name in realtime.SOURCES:
+        days = span if span else (None, None)
+        outcome = local.Outcome(name, written[name], time.perf_counter() - t0, *days)
+        if echo:
+            print(outcome.line(), flush=True)
 
 
 def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.Outcome]:
@@ -120,8 +135,8 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
     sharded = {k: m for k, m in fams.items() if hasattr(m, "SHARD_BY")}
     whole = [k for k in fams if k not in sharded]
     groups: dict[str, dict[str, ModuleType]] = {}  # by entity: customer shards, product shards
-    for name, module in sharded.items():
-        groups.setdefault(module.SOURCE.entity, {})[name] = module
+    for name, module in sharded.items():  # a declared pair view goes with the customers
+        groups.setdefault(getattr(module, "SHARD_GROUP", module.SOURCE.entity), {})[name] = module
     outcomes: dict[str, local.Outcome] = {}
     staging = data_dir / "tmp" / "spark"
     shutil.rmtree(staging, ignore_errors=True)
@@ -409,6 +424,10 @@ def _shuffle(frames: dict, keys: dict, n: int, root: Path) -> None:
                 when = F.coalesce(F.col("updated_at"), F.col("order_ts"))
                 first = df.groupBy("order_id").agg(F.min_by(key, when).alias(OWNER))
                 df, owner = df.join(first, on="order_id", how="inner"), F.col(OWNER)
+            # a row without the entity (an anonymous visitor's event, a page view for products,
+            # a guest's order) is no entity's: dropped, as the local `shard` hooks drop it
+            # (xxhash64 of a null is the seed, so they all went to one shard)
+            df = df.where(owner.isNotNull())
             df = df.withColumn(SHARD, F.pmod(F.xxhash64(owner), F.lit(n)))
             keyed[table] = df.drop(OWNER) if OWNER in df.columns else df
     for table, key in keys.items():
@@ -468,7 +487,7 @@ def _shard_task(args) -> dict[str, dict]:
         (folder / "out").mkdir(parents=True, exist_ok=True)
         (folder / "latest").mkdir(parents=True, exist_ok=True)
         table = to_arrow(source, rows).sort_by(
-            [(source.timestamp_field, "ascending"), (source.join_key, "ascending")]
+            [(source.timestamp_field, "ascending"), *((k, "ascending") for k in source.join_keys)]
         )
         part = f"part-{k:05d}.parquet"
         pq.write_table(table, folder / "out" / part, row_group_size=local.ROW_GROUP_ROWS)
@@ -533,7 +552,7 @@ def _write_task(args) -> int:
         parts = sorted(str(p) for p in (staging / "latest").glob("*.parquet"))
         table = ds.dataset(parts, format="parquet", schema=schema).to_table()
         table = table.sort_by(
-            [(source.join_key, "ascending"), (source.timestamp_field, "ascending")]
+            [*((k, "ascending") for k in source.join_keys), (source.timestamp_field, "ascending")]
         )
         path = local._latest_path(data_dir, source)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -550,7 +569,9 @@ def _write_task(args) -> int:
     table = (
         ds.dataset(parts, format="parquet", schema=schema)
         .to_table(filter=within)
-        .sort_by([(source.timestamp_field, "ascending"), (source.join_key, "ascending")])
+        .sort_by(
+            [(source.timestamp_field, "ascending"), *((k, "ascending") for k in source.join_keys)]
+        )
     )
     path = source.path(data_dir)
     path.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from pipelines import realtime, sources
 from pipelines import run as local
 from pipelines.ingest import ingest, parse_as_of, parse_now
 from pipelines.spark import features as spark_features
-from pipelines.storage import clean_dir
+from pipelines.storage import clean_dir, read_clean
 from pipelines.windows import FeatureOverflow
 from tests.support.pipelines_shop import build, typed, write_batch
 from tests.support.spark_cluster import SPARK_TEST_CONF, standalone
@@ -171,6 +171,8 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
         "customer_reviews",
         "product_stats",
         "product_copurchase",
+        # the real-time views by entity shard on executors (the driver never holds their rows)
+        *(realtime.SOURCES if any(clean_dir(b, "events").glob("**/*.parquet")) else ()),
     }
     # the product families ran in product shards, their global steps (category figures,
     # co-purchase pair counts) as Spark aggregations
@@ -179,6 +181,16 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
         "product_stats cross-section aggregation",
         "product_copurchase aggregation",
     } <= set(stats["stages"])
+    if any(clean_dir(b, "events").glob("**/*.parquet")):  # each keyed event in one shard
+        events = read_clean(b, "events", ["customer_id", "product_id", "event_type"])
+        counted = events["product_id"].notna() & events["event_type"].isin(realtime.PRODUCT_EVENTS)
+        assert {
+            v: sum(s["input_rows"] for s in stats["shards"] if s["family"] == v)
+            for v in realtime.SOURCES
+        } == {
+            "customer_session": int(events["customer_id"].notna().sum()),
+            "product_realtime": int(counted.sum()),
+        }
     per_product_shard = [s for s in stats["shards"] if s["family"] == "product_stats"]
     assert len(per_product_shard) == 3
     per_shard = [s["input_rows"] for s in stats["shards"] if s["family"] == "customer_profile"]
@@ -191,6 +203,47 @@ def test_spark_engine_equals_local(spark, tmp_path, name):
     if name == "as_of":  # 2025-04-01T06:00: the last snapshot is that day's 00:00
         horizon = int(pd.Timestamp("2025-04-01").value // 86_400_000_000_000)
         assert {o.end_day for o in outcomes} == {horizon}
+
+
+def test_shuffle_leaves_rows_without_the_entity_out(spark, tmp_path):
+    """Anonymous visitors' events, page views (no product) and guests' orders are no entity's:
+    no shard gets them (xxhash64 of a null is the seed, so before they all went to one shard:
+    the bench shop's 4.2M product-less events made one product shard 3x the others)."""
+    import pyarrow.parquet as pq
+
+    events = spark.createDataFrame(
+        [("e1", "c1", "p1"), ("e2", None, "p2"), ("e3", "c2", None), ("e4", None, None)],
+        "event_id string, customer_id string, product_id string",
+    )
+    orders = spark.createDataFrame(
+        [("o1", "c1", 1), ("o2", None, 2), ("o1", "c3", 3)],  # o1 re-sent naming c3: c1's
+        "order_id string, customer_id string, order_ts long",
+    )
+    items = spark.createDataFrame(
+        [("o1", "p1"), ("o2", "p2")], "order_id string, product_id string"
+    )
+    frames = {"events": events, "orders": orders, "order_items": items}
+
+    def staged(keys: dict, root: Path) -> dict[str, list[tuple]]:
+        spark_features._shuffle(frames, keys, 3, root)
+        out: dict[str, list[tuple]] = {}
+        for f in root.rglob("*.parquet"):  # under _table=<t>/_shard=<k>/
+            for row in pq.read_table(f).to_pylist():
+                out.setdefault(f.parent.parent.name.split("=")[1], []).append(
+                    tuple(row.get(c) for c in ("event_id", "order_id", "customer_id", "product_id"))
+                )
+        return {t: sorted(rows, key=str) for t, rows in out.items()}
+
+    by_product = staged({"events": "product_id"}, tmp_path / "product")
+    assert by_product == {"events": [("e1", None, "c1", "p1"), ("e2", None, None, "p2")]}
+    frames["orders"] = orders.withColumn("updated_at", orders["order_ts"])
+    by_customer = staged(
+        {"events": "customer_id", "orders": "customer_id", "order_items": ("orders", "order_id")},
+        tmp_path / "customer",
+    )
+    assert by_customer["events"] == [("e1", None, "c1", "p1"), ("e3", None, "c2", None)]
+    assert {r[1] for r in by_customer["orders"]} == {"o1"}  # the guest's order o2 left out
+    assert by_customer["order_items"] == [(None, "o1", None, "p1")]
 
 
 def test_spark_engine_refuses_what_the_local_engine_refuses(spark, tmp_path):
