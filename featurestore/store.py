@@ -31,7 +31,7 @@ import yaml
 from feast import FeatureStore
 from feast.repo_config import RepoConfig, load_repo_config
 
-from featurestore import quiet
+from featurestore import TYPECHECKS, quiet
 from featurestore.errors import StoreConfigError
 from pipelines.lock import data_dir_lock
 from pipelines.spark import session as spark_session
@@ -202,7 +202,7 @@ def feast_cli(
     return subprocess.run(
         cmd,
         cwd=FEATURE_REPO,
-        env=profile_env(profile, data_dir),
+        env={**profile_env(profile, data_dir), TYPECHECKS: "1"},  # declarations type-checked
         text=True,
         capture_output=capture,
         check=False,
@@ -217,7 +217,7 @@ def feast_plan(profile: Profile, data_dir: Path, check: bool = False) -> int:
     return subprocess.run(
         [*cmd, *(["--check"] if check else [])],
         cwd=FEATURE_REPO,
-        env=profile_env(profile, data_dir),
+        env={**profile_env(profile, data_dir), TYPECHECKS: "1"},
         check=False,
     ).returncode
 
