@@ -209,6 +209,18 @@ def feast_cli(
     )
 
 
+def exec_feast_cli(profile: Profile, args: Sequence[str], data_dir: Path) -> None:
+    """Become Feast's CLI (`feast -f <profile yaml> ...`, as feast_cli runs it) in this process:
+    for a long-running server (`feast ui`), so a signal to the process reaches the server itself
+    and leaves no orphaned child behind. Does not return."""
+    _prepare(profile, data_dir)
+    cmd = [sys.executable, "-m", "featurestore.quiet", "-f", str(PROFILES[profile]), *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(FEATURE_REPO)
+    os.execve(sys.executable, cmd, profile_env(profile, data_dir))
+
+
 def feast_plan(profile: Profile, data_dir: Path, check: bool = False) -> int:
     """What `feast apply` would change (featurestore/plan.py: Feast's plan without its false
     "Updated" after a materialization); with `check`, exit code 1 when anything would."""

@@ -321,12 +321,12 @@ def ui(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8888,
 ) -> None:
-    """Feast's web UI over the registry (`feast ui`, with the profile's environment)."""
-    from featurestore.store import feast_cli
+    """Feast's web UI over the registry (`feast ui`, with the profile's environment); the process
+    becomes Feast's, so stopping it (Ctrl-C, SIGTERM) stops the UI."""
+    from featurestore.store import exec_feast_cli
     from shopconfig.settings import resolve_data_dir as resolve
 
-    args = ["ui", "--host", host, "--port", str(port)]
-    raise typer.Exit(feast_cli(profile, args, resolve(data_dir)).returncode)
+    exec_feast_cli(profile, ["ui", "--host", host, "--port", str(port)], resolve(data_dir))
 
 
 @app.command()

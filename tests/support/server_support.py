@@ -64,7 +64,33 @@ def serve(args: list[str], data: Path, ready_path: str, repo_root: Path) -> Iter
                 time.sleep(0.5)
         yield base
     finally:
-        _stop_group(proc, signal.SIGTERM)
+        _stop_alone(proc, args)
+
+
+def _stop_alone(proc: subprocess.Popen, args: list[str]) -> None:
+    """SIGTERM to the server's process alone, as a service manager or a shell's kill sends it:
+    it must stop and leave nothing of its process group running (`shopfeast ui` once left its
+    `feast ui` child serving). The group is killed either way, so a failure leaves no server."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        _stop_group(proc, signal.SIGKILL)
+        pytest.fail(f"shopfeast {' '.join(args)} did not stop within 30 s of SIGTERM")
+    deadline = time.monotonic() + 10
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(proc.pid):
+        _stop_group(proc, signal.SIGKILL)
+        pytest.fail(f"shopfeast {' '.join(args)} left processes running after SIGTERM")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def _stop_group(proc: subprocess.Popen, sig: int) -> None:
