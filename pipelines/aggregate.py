@@ -78,6 +78,12 @@ class DeclaredFamily:
         self.SOURCE: FeatureSource = view.feature_source()
         self.INPUTS: tuple[Input, ...] = inputs(view)
         self.__name__ = f"declared:{view.name}"
+        # the Spark engine's split (pipelines/spark/features.py), as `shard` splits locally: a
+        # pair view with the customer families, a product view with the product families
+        self.SHARD_GROUP = "product" if view.entity == "product" else "customer"
+        split = PRODUCT_SPLIT if view.entity == "product" else CUSTOMER_SPLIT
+        read = {i.table for i in self.INPUTS}
+        self.SHARD_BY = {t: key for t, key in split.items() if t in read}
 
     def compute(
         self, tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
@@ -104,6 +110,25 @@ class DeclaredFamily:
             for name, t in tables.items():  # orders reached through a shard's items: all kept
                 part.setdefault(name, t)
             yield part
+
+
+# How the Spark engine splits a declared view's tables: by customer (customer and pair views;
+# an order's versions with its first version's customer, order items with their order) or by
+# product (an order to every shard among its items).
+CUSTOMER_SPLIT: dict[str, str | tuple[str, str]] = {
+    "customers": "customer_id",
+    "orders": "customer_id",
+    "events": "customer_id",
+    "reviews": "customer_id",
+    "order_items": ("orders", "order_id"),
+}
+PRODUCT_SPLIT: dict[str, str | tuple[str, str]] = {
+    "products": "product_id",
+    "order_items": "product_id",
+    "events": "product_id",
+    "reviews": "product_id",
+    "orders": ("order_items", "order_id"),
+}
 
 
 # --- what to read -------------------------------------------------------------------------------

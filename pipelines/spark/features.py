@@ -24,12 +24,14 @@ global step is a Spark aggregation (pipelines/spark/cross_sections.py): product_
 figures over every shard's (product, day) rows, product_copurchase's pair counts over all orders;
 its results go back to the shards, which compute their own products' rows.
 
+The declared views (pipelines/aggregate.py) declare `SHARD_BY` too: a customer or pair view is
+split with the customer families (in their shuffle), a product view with the product families.
 A row without the entity's key (an anonymous visitor's event, a page view, a guest's order) is
 no shard's. The real-time views' sources are split by their entity on executors too
-(pipelines/spark/realtime.py). A family without `SHARD_BY` (the collections, the declared views)
-runs as one Spark task that calls the local engine for that family, alongside the sharded ones;
-any that read reviews run in one task, in order. The once-per-shop state (`persist`: a
-vocabulary, the review topic model and NLP cache) is made on the driver first.
+(pipelines/spark/realtime.py). A family without `SHARD_BY` (the collections) runs as one Spark
+task that calls the local engine for that family, alongside the sharded ones; any that read
+reviews run in one task, in order. The once-per-shop state (`persist`: a vocabulary, the review
+topic model and NLP cache) is made on the driver first.
 
 Executors read and write DIR directly: on a cluster DIR is a path every machine mounts. The build
 is historical (every snapshot day); daily incremental runs stay on the local engine.
