@@ -129,7 +129,7 @@ def compute(
         pairs, buyers = tables[PAIRS], tables[BUYERS]
     else:  # all history at hand (a test, or a caller without the runner)
         pairs, buyers = _frames(count(tables, index, None, int(days[-1])), None)
-    return _emit(index, first, days, pairs, buyers)
+    return _emit_shards(index, first, days, pairs, buyers)
 
 
 def _emit_given(
@@ -236,9 +236,7 @@ def restore(data_dir: Path, snapshots: Snapshots) -> Carried | None:
     with np.load(path, allow_pickle=False) as z:
         if int(z["version"]) != CARRY_VERSION or int(z["through"]) < since:
             return None
-        arrays = {
-            g: {c: z[f"{g}.{c}"].astype(np.int64) for c in cols} for g, cols in _GROUPS.items()
-        }
+        arrays = {g: {c: z[f"{g}.{c}"] for c in cols} for g, cols in _GROUPS.items()}
         customers, products = z["customers"], z["products"]
     for group in arrays.values():  # as of `since`: forget what was counted later
         keep = group["day"] <= since
@@ -278,12 +276,25 @@ def carry(
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
-    """int32 on disk when the values fit (codes, days and counts do: half the file)."""
+    """int32 when the values fit (codes, days and counts do: half the memory and the file)."""
+    if values.dtype == np.int32:
+        return values
     fits = values.max(initial=0) < 2**31 and values.min(initial=0) >= -(2**31)
     return values.astype(np.int32) if fits else values
 
 
 # --- buyers, pairs and counts -------------------------------------------------------------------
+
+
+# Memory bounds. A buyer's pairs within 30 days grow with the square of what they buy in 30 days:
+# Complete Journey's 2,469 households make 152M of them from 1.46M lines (a household buying 250
+# lines a month pairs each with ~250), and holding them at once took the local build past 22 GB.
+# So the pairs are made and deduplicated one group of buyers at a time (a buyer's pairs are their
+# own), each group reduced to counts by (a, b, grain day) before the next; and the weekly walk
+# runs on product shards (a product's list depends only on its own pairs), as on Spark.
+CHUNK_PAIRS = 8_000_000  # within-30-day purchase pairs made at once (about 32 bytes each)
+SUM_ROWS = 40_000_000  # partial (a, b, day) counts held before they are summed together
+EMIT_ROWS = 16_000_000  # pair-count rows (both orientations) in one shard of the weekly walk
 
 
 def count(
@@ -302,19 +313,30 @@ def count(
     old = _remapped(carried, index, customers)
     n_customers = len(customers)
     since_us = -(2**62) if since is None else int(since) * 86_400_000_000
-    # Pairs: a customer's pair counted before is not counted again; a guest's always is.
-    u, a, b, day = _first(through, *together(lines, since_us))
-    mine = u < n_customers
-    seen = _find([old["together"][c] for c in ("c", "a", "b")], [u[mine], a[mine], b[mine]])[0]
-    fresh = np.ones(len(u), bool)
-    fresh[np.flatnonzero(mine)[seen]] = False
-    u, a, b, day, mine = u[fresh], a[fresh], b[fresh], day[fresh], mine[fresh]
+    # Pairs, one group of buyers at a time: a customer's pair counted before is not counted
+    # again; a guest's always is. The carried pairs of the group's customers are merged with its
+    # new ones, so the groups, in buyer order, give the carried pairs in order.
+    kept, sums = [], _Sums()
+    old_c = old["together"]["c"]
+    for lo, hi, c_lo, c_hi in _buyer_groups(lines, n_customers):
+        part = slice(*np.searchsorted(old_c, [c_lo, c_hi]))
+        before = {c: v[part] for c, v in old["together"].items()}
+        u, a, b, day = _first(through, *together(lines.iloc[lo:hi], since_us))
+        mine = u < n_customers
+        seen = _find([before[c] for c in ("c", "a", "b")], [u[mine], a[mine], b[mine]])[0]
+        fresh = np.ones(len(u), bool)
+        fresh[np.flatnonzero(mine)[seen]] = False
+        u, a, b, day, mine = u[fresh], a[fresh], b[fresh], day[fresh], mine[fresh]
+        new = {"c": u[mine], "a": a[mine], "b": b[mine], "day": day[mine]}
+        kept.append({c: _narrow(v) for c, v in _merged(before, new).items()})
+        sums.add(a, b, day)
+        del u, a, b, day, mine, new, before
+    a, b, day, k = sums.total()
     arrays = {
-        "together": _merged(
-            old["together"], {"c": u[mine], "a": a[mine], "b": b[mine], "day": day[mine]}
-        ),
-        "pairs": _merged(old["pairs"], _running(old["pairs"], {"a": a, "b": b}, day)),
+        "together": {c: np.concatenate([g[c] for g in kept]) for c in _GROUPS["together"]},
+        "pairs": _merged(old["pairs"], _running(old["pairs"], {"a": a, "b": b}, day, k)),
     }
+    del kept, a, b, day, k
     # Buyers of each product, the same way.
     late = lines["us"].to_numpy() >= since_us
     u, p, day = _first(through, *(lines[c].to_numpy()[late] for c in ("u", "p", "us")))
@@ -325,7 +347,73 @@ def count(
     u, p, day, mine = u[fresh], p[fresh], day[fresh], mine[fresh]
     arrays["bought"] = _merged(old["bought"], {"c": u[mine], "p": p[mine], "day": day[mine]})
     arrays["buyers"] = _merged(old["buyers"], _running(old["buyers"], {"a": p}, day))
+    arrays = {g: {c: _narrow(v) for c, v in group.items()} for g, group in arrays.items()}
     return Carried(through, customers, index.ids.to_numpy(dtype=str), arrays)
+
+
+def _buyer_groups(lines: pd.DataFrame, n_customers: int) -> list[tuple[int, int, int, int]]:
+    """Line ranges [lo, hi) of whole buyers, each with about CHUNK_PAIRS pairs within 30 days
+    or one buyer, and the customer codes [c_lo, c_hi) each range answers for: together they
+    cover every customer code (a carried customer without new lines included)."""
+    u = lines["u"].to_numpy()
+    if not len(u):
+        return [(0, 0, 0, n_customers)]
+    # Pairs per line, counted in whole minutes (sizing only): the later lines of the same buyer
+    # less than 30 days after it. Lines are sorted by buyer and time.
+    minute = (lines["us"].to_numpy() - lines["us"].min()) // 60_000_000
+    starts = _runs(u)
+    rank = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, len(u)]))
+    key = rank * (int(minute.max()) + TOGETHER_DAYS * 1440 + 1) + minute
+    ahead = np.searchsorted(key, key + TOGETHER_DAYS * 1440) - np.arange(len(u)) - 1
+    done = np.r_[0, np.cumsum(ahead)][starts]  # pairs before each buyer's first line
+    group = done // CHUNK_PAIRS
+    cut = starts[np.r_[True, group[1:] != group[:-1]]]
+    bounds = np.r_[cut, len(u)]
+    codes = np.minimum(u[cut], n_customers)
+    codes[0] = 0
+    c_bounds = np.r_[codes, max(n_customers, int(u[-1]) + 1)]
+    return [
+        (int(bounds[i]), int(bounds[i + 1]), int(c_bounds[i]), int(c_bounds[i + 1]))
+        for i in range(len(cut))
+    ]
+
+
+class _Sums:
+    """Counts of (a, b, day) items summed over the buyer groups, partial sums combined whenever
+    they pass SUM_ROWS rows."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, ...]] = []
+        self.rows = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, day: np.ndarray) -> None:
+        self.parts.append(_summed(a, b, day, np.ones(len(a), np.int64)))
+        self.rows += len(self.parts[-1][0])
+        if self.rows > SUM_ROWS and len(self.parts) > 1:
+            self.parts = [self.total()]
+            self.rows = len(self.parts[0][0])
+
+    def total(self) -> tuple[np.ndarray, ...]:
+        if len(self.parts) == 1:
+            return self.parts[0]
+        cols = [np.concatenate([p[i] for p in self.parts]) for i in range(4)]
+        self.parts = []
+        return _summed(*cols)
+
+
+def _summed(a: np.ndarray, b: np.ndarray, day: np.ndarray, k: np.ndarray) -> tuple:
+    """Distinct (a, b, day) in order with their summed counts k (narrowed when they fit)."""
+    if not len(a):
+        return (a, b, day, k)
+    order = _argsort(a, b, day)
+    a, b, day, k = a[order], b[order], day[order], k[order]
+    at = _runs(a, b, day)
+    return (
+        _narrow(a[at]),
+        _narrow(b[at]),
+        _narrow(day[at]),
+        _narrow(np.add.reduceat(k, at)),
+    )
 
 
 def purchases(
@@ -437,15 +525,22 @@ def _runs(*keys: np.ndarray) -> np.ndarray:
 
 
 def _running(
-    group: dict[str, np.ndarray], keys: dict[str, np.ndarray], day: np.ndarray
+    group: dict[str, np.ndarray],
+    keys: dict[str, np.ndarray],
+    day: np.ndarray,
+    weight: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """New rows (keys..., day, n) of a running count from the items first counted on `day`,
-    continuing each key's carried count (its last carried row: counts only grow)."""
+    """New rows (keys..., day, n) of a running count from the items first counted on `day`
+    (`weight` items each, else one), continuing each key's carried count (its last carried row:
+    counts only grow)."""
     names = list(keys)
     order = _argsort(*keys.values(), day)
     cols = [keys[c][order] for c in names] + [day[order]]
-    at = _runs(*cols)
-    inc = np.diff(np.r_[at, len(day)])
+    at = _runs(*cols) if len(day) else np.zeros(0, np.int64)
+    if weight is None:
+        inc = np.diff(np.r_[at, len(day)])
+    else:
+        inc = np.add.reduceat(weight[order].astype(np.int64), at) if len(at) else at
     cols = [c[at] for c in cols]
     starts = _runs(*cols[:-1]) if len(at) else at
     run = np.cumsum(inc)
@@ -471,8 +566,8 @@ def _merged(group: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[st
 
 
 def _frames(counted: Carried, since: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The running counts as `_emit` reads them: n(a, b) both ways sorted by day (as of `since`,
-    only each pair's last row), n(a)."""
+    """The running counts as `_emit_shards` reads them: n(a, b) for a < b (as of `since`, only
+    each pair's last row), n(a)."""
     pairs = counted.arrays["pairs"]
     a, b, day, n = (pairs[c] for c in ("a", "b", "day", "n"))
     if since is not None and len(day):
@@ -480,17 +575,49 @@ def _frames(counted: Carried, since: int | None) -> tuple[pd.DataFrame, pd.DataF
         last = np.r_[(a[1:] != a[:-1]) | (b[1:] != b[:-1]) | ~old[1:], True]
         keep = ~old | last
         a, b, day, n = a[keep], b[keep], day[keep], n[keep]
-    by_day = np.argsort(np.r_[day, day], kind="stable")
-    frame = pd.DataFrame(
-        {
-            "a": np.r_[a, b][by_day],
-            "b": np.r_[b, a][by_day],
-            "day": np.r_[day, day][by_day],
-            "n": np.r_[n, n][by_day],
-        }
-    )
+    frame = pd.DataFrame({"a": a, "b": b, "day": day, "n": n}, copy=False)
     buyers = pd.DataFrame({c: counted.arrays["buyers"][c] for c in ("a", "day", "n")})
     return frame, buyers
+
+
+def _emit_shards(
+    index: EntityIndex,
+    first: np.ndarray,
+    days: np.ndarray,
+    pairs: pd.DataFrame,
+    buyers: pd.DataFrame,
+) -> pd.DataFrame:
+    """`_emit` on the pair counts n(a, b) given once per pair (a < b), one shard of products
+    (consecutive codes, about EMIT_ROWS pair rows with both orientations) at a time: a product's
+    rows depend only on its own pairs, buyers and first day. Rows come out in (product, day)
+    order either way."""
+    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    day, n = pairs["day"].to_numpy(), pairs["n"].to_numpy()
+    per = np.bincount(a, minlength=len(index)) + np.bincount(b, minlength=len(index))
+    shard = np.r_[0, np.cumsum(per)][: len(index)] // EMIT_ROWS
+    cuts = np.r_[np.flatnonzero(np.r_[True, shard[1:] != shard[:-1]]), len(index)]
+    ba = buyers["a"].to_numpy()
+    out = []
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        one = np.flatnonzero((a >= lo) & (a < hi))
+        two = np.flatnonzero((b >= lo) & (b < hi))
+        by_day = np.argsort(np.r_[day[one], day[two]], kind="stable")
+        frame = pd.DataFrame(
+            {
+                "a": np.r_[a[one], b[two]][by_day],
+                "b": np.r_[b[one], a[two]][by_day],
+                "day": np.r_[day[one], day[two]][by_day],
+                "n": np.r_[n[one], n[two]][by_day],
+            }
+        )
+        mine = first.copy()
+        mine[:lo], mine[hi:] = _NEVER, _NEVER
+        out.append(_emit(index, mine, days, frame, buyers[(ba >= lo) & (ba < hi)]))
+        del one, two, by_day, frame
+    return out[0] if len(out) == 1 else pd.concat(out, ignore_index=True)
+
+
+_NEVER = np.iinfo(np.int64).max // 4  # a first day after every run: no row for such a product
 
 
 def _entry(us: np.ndarray) -> np.ndarray:

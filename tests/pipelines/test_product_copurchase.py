@@ -349,3 +349,48 @@ def test_daily_runs_across_mondays_with_a_late_day_equal_a_historical_build(tmp_
     assert files == sorted(f.name for f in cp.SOURCE.path(incremental).glob("*.parquet"))
     for name in files:
         assert (left / name).read_bytes() == (cp.SOURCE.path(incremental) / name).read_bytes(), name
+
+
+# --- memory bounds: buyer groups and product shards change nothing ------------------------------
+
+
+def _small_bounds(monkeypatch) -> None:
+    """Groups of a few buyers' pairs, partial sums combined every few rows, a shard per few
+    products: every bound is hit many times on the oracle shop."""
+    monkeypatch.setattr(cp, "CHUNK_PAIRS", 40)
+    monkeypatch.setattr(cp, "SUM_ROWS", 60)
+    monkeypatch.setattr(cp, "EMIT_ROWS", 50)
+
+
+def test_bounded_memory_gives_the_same_rows_and_carried_counts(monkeypatch):
+    """The rows, and the state carried to the next run (counted on top of an earlier one, with
+    guests and customers without new orders), are the same whether all pairs are made at once or
+    a few buyers and a few products at a time."""
+    from pipelines.windows import EntityIndex
+
+    shop = oracle_shop.build(seed=9, customers=40, products=30, orders=600)
+    tables = _tables(shop["orders"], shop["order_items"], shop["products"])
+    span = ("2024-09-01", "2025-03-10")
+    index = EntityIndex(tables["products"]["product_id"])
+    # counted up to a Monday in the middle of the orders (2024-10-02..2025-02-27), then on top
+    monday = [int(cp.snap_up(np.array([to_day(at(d))]))[0]) for d in ("2024-12-10", span[1])]
+    earlier, later = monday
+
+    def state():
+        first = cp.count(tables, index, None, earlier)
+        assert len(first.arrays["together"]["c"]) > 100
+        return cp.count(tables, index, first, later)
+
+    whole_rows, whole = _rows(tables, *span), state()
+    assert tables["orders"]["customer_id"].isna().sum() > 0  # guests
+    assert len(whole.arrays["together"]["c"]) > 1000
+    _small_bounds(monkeypatch)
+    lines = cp.purchases(tables["orders"], tables["order_items"], index, np.zeros(0, "<U1"))[0]
+    assert len(cp._buyer_groups(lines, 40)) > 20
+    parts_rows, parts = _rows(tables, *span), state()
+    pd.testing.assert_frame_equal(parts_rows, whole_rows)
+    assert parts.since == whole.since
+    assert (parts.customers == whole.customers).all()
+    for group, columns in whole.arrays.items():
+        for c, values in columns.items():
+            assert np.array_equal(parts.arrays[group][c], values), (group, c)
