@@ -65,6 +65,7 @@ from pipelines.specs import FeatureSource, to_arrow
 from pipelines.storage import clean_dir, partition_time_column
 from pipelines.windows import FeatureOverflow, Snapshots
 from shopconfig.progress import progress
+from shopconfig.settings import resolve_feature_repo
 
 SHARD = "_shard"
 TABLE = "_table"
@@ -82,6 +83,7 @@ class Plan:
     start_day: int
     end_day: int
     shard_rows: int
+    feature_repo: str  # the driver's: executors read the same declared views
 
 
 def run(
@@ -127,7 +129,9 @@ def _run_realtime(data_dir: Path, spark, shards, stats, echo: bool) -> None:
 
 
 def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.Outcome]:
-    fams = sources.families()
+    repo = str(resolve_feature_repo())  # passed to the tasks: an executor's environment may
+    # name another feature repo (or none) than the driver's
+    fams = sources.families(repo=Path(repo))
     if only:
         fams = {k: v for k, v in fams.items() if k in only}
     files = {t: local._clean_files(data_dir, t) for t in TABLES}
@@ -170,7 +174,9 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
 
             def alongside() -> None:  # global-step families: submitted once the shuffle is done
                 if whole and not pending:
-                    pending.append(pool.submit(_run_whole, spark, data_dir, whole, files, span))
+                    pending.append(
+                        pool.submit(_run_whole, spark, data_dir, whole, files, span, repo)
+                    )
 
             try:
                 for entity, modules in groups.items():
@@ -183,6 +189,7 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
                         span,
                         shards,
                         shard_rows,
+                        repo,
                         stats,
                         alongside,
                         bar.step,
@@ -214,17 +221,19 @@ def _crossing(modules: dict[str, ModuleType]) -> int:
 # --- global-step families: the local engine in one task ---------------------------------------
 
 
-def _groups(names: list[str]) -> list[list[str]]:
+def _groups(names: list[str], repo: str) -> list[list[str]]:
     """Families that read reviews share the review NLP state: one task runs them in order."""
-    fams = sources.families()
+    fams = sources.families(repo=Path(repo))
     reviews = [n for n in names if any(i.table == "reviews" for i in fams[n].INPUTS)]
     return ([reviews] if reviews else []) + [[n] for n in names if n not in reviews]
 
 
-def _run_whole(spark, data_dir: Path, names: list[str], files, span) -> list[local.Outcome]:
-    groups = _groups(names)
+def _run_whole(
+    spark, data_dir: Path, names: list[str], files, span, repo: str
+) -> list[local.Outcome]:
+    groups = _groups(names, repo)
     rdd = spark.sparkContext.parallelize(
-        [(str(data_dir), g, files, span) for g in groups], len(groups)
+        [(str(data_dir), g, files, span, repo) for g in groups], len(groups)
     )
     rdd.setName("shopfeast: families with a global step")
     return [o for done in _raised(rdd.map(_whole_task).collect()) for o in done]
@@ -254,8 +263,8 @@ def _raised(results: list) -> list:
 
 @_task
 def _whole_task(args) -> list[local.Outcome]:
-    data_dir, names, files, span = args
-    fams = sources.families()
+    data_dir, names, files, span, repo = args
+    fams = sources.families(repo=Path(repo))
     out = []
     for name in names:
         t0 = time.perf_counter()
@@ -289,6 +298,7 @@ def _run_sharded(
     span: tuple[int, int],
     shards: int | None,
     shard_rows: int,
+    repo: str,
     stats: dict | None = None,
     after_shuffle=lambda: None,
     step=lambda note: None,
@@ -322,7 +332,9 @@ def _run_sharded(
     stages = {f"{entity} shuffle": time.perf_counter() - t0}
     step(f"{entity} shuffle into {n} shards")
     after_shuffle()
-    plan = Plan(str(data_dir), tuple(modules), str(staging), n, first_day, end_day, shard_rows)
+    plan = Plan(
+        str(data_dir), tuple(modules), str(staging), n, first_day, end_day, shard_rows, repo
+    )
     sc = spark.sparkContext
     for name in modules:
         if name in cross_sections.GIVEN and not hasattr(modules[name], "cross_section_rows"):
@@ -469,7 +481,7 @@ SHARD_STATS = ("input_rows", "seconds", "worker_peak_rss_mib")
 def _shard_task(args) -> dict[str, dict]:
     """Every sharded family's change-point rows on shard k, and each entity's last row."""
     plan, k = args
-    fams = sources.families()
+    fams = sources.families(repo=Path(plan.feature_repo))
     data_dir, staging = Path(plan.data_dir), Path(plan.staging)
     snapshots = Snapshots(plan.start_day, plan.end_day, True)
     out = {}
@@ -528,7 +540,7 @@ def _cross_task(args) -> int:
     """A family's cross-section rows on shard k, written chunk by chunk under
     <staging>/<family>/cross/_shard=k/ for the Spark aggregation."""
     plan, name, k = args
-    module = sources.families()[name]
+    module = sources.families(repo=Path(plan.feature_repo))[name]
     tables = _shard_tables(plan, module, k)
     snapshots = Snapshots(plan.start_day, plan.end_day, True)
     folder = Path(plan.staging) / name / "cross" / f"{SHARD}={k}"
@@ -547,7 +559,7 @@ def _cross_task(args) -> int:
 def _write_task(args) -> int:
     """One month's file of a source (as pipelines.run._write), or its latest-row file."""
     plan, name, month = args
-    source: FeatureSource = sources.families()[name].SOURCE
+    source: FeatureSource = sources.families(repo=Path(plan.feature_repo))[name].SOURCE
     data_dir, staging = Path(plan.data_dir), Path(plan.staging) / name
     schema = source.arrow_schema()
     if month is None:

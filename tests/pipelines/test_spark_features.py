@@ -149,8 +149,25 @@ SHOPS: dict[str, Callable[[Path], None]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def declared_repo(tmp_path_factory) -> Path:
+    """A feature repo declaring a customer, a product and a pair view beside the shipped one
+    (test_declared_aggregations' declarations): the Spark engine splits each with its entity's
+    families, and its executors must read the driver's repo, not their environment's."""
+    from shopconfig.settings import FEATURE_REPO
+    from tests.pipelines.test_declared_aggregations import DECLARATIONS
+
+    root = tmp_path_factory.mktemp("repo")
+    (root / "aggregations.yaml").write_text(DECLARATIONS)
+    (root / "aggregations").mkdir()
+    shutil.copy(FEATURE_REPO / "aggregations.yaml", root / "aggregations" / "shipped.yaml")
+    return root
+
+
 @pytest.mark.parametrize("name", list(SHOPS))
-def test_spark_engine_equals_local(spark, tmp_path, name):
+def test_spark_engine_equals_local(spark, tmp_path, name, declared_repo, monkeypatch):
+    monkeypatch.setenv("SHOPFEAST_FEATURE_REPO", str(declared_repo))
+    assert {"test_customer_orders", "test_product_sales"} <= set(sources.declared_sources())
     clean = tmp_path / "clean" / "data"
     SHOPS[name](clean)
     a, b, built = twins(clean, tmp_path)
