@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines import storage
@@ -240,32 +242,86 @@ def as_of(rows: pd.DataFrame, key: str, at: pd.Timestamp) -> pd.DataFrame:
     return before.sort_values([key, TIMESTAMP_FIELD]).groupby(key, sort=True).tail(1)
 
 
-def write_sources(data_dir: Path, rows_per_part: int = 2_000_000) -> dict[str, int]:
-    """Every row of both views from the clean events, as their offline sources (rewritten whole,
-    one file per month as the families write them, `YYYY-MM.parquet` in time order).
+def write_sources(
+    data_dir: Path, rows_per_part: int = 2_000_000, since: pd.Timestamp | None = None
+) -> dict[str, int]:
+    """Both views' offline sources from the clean events, one file per month as the families write
+    them (`YYYY-MM.parquet`, rows sorted by (event_timestamp, key)).
 
     What `get_historical_features` reads for these views, and what materialization copies online
     for entities the stream has not touched since. Entities are computed in parts of about
-    `rows_per_part` events; returns the rows written per view.
+    `rows_per_part` events, each part turned into Arrow at once (a part's pandas rows and Python
+    lists are the working set, not the whole view's).
+
+    Without `since` every row is written and each view's folder is swapped in whole. With `since`
+    (the oldest new event), only rows stamped at or after it are computed, from the events after
+    `since` minus the lookback: a row depends on its entity's events in (T - lookback, T] only, so
+    these rows are exactly a whole run's. Only the months from since's on are rewritten; earlier
+    rows are kept as they are. Returns the rows written per view.
     """
-    events = storage.read_clean(data_dir, "events", list(EVENT_COLUMNS))
-    parts = max(1, -(-len(events) // rows_per_part))
     written = {}
+    read_from = None if since is None else since - pd.Timedelta(max(LOOKBACK_US.values()), "us")
+    events = storage.read_clean(data_dir, "events", list(EVENT_COLUMNS), start=read_from)
+    parts = max(1, -(-len(events) // rows_per_part))
     for name, source in SOURCES.items():
         key = events[source.join_key]
         bucket = pd.util.hash_array(key.fillna("").to_numpy(object)) % parts
-        folder = source.path(data_dir)
-        staging = folder.with_name(folder.name + ".staging")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        rows = pd.concat([compute(name, events.loc[bucket == k]) for k in range(parts)])
-        rows = rows.sort_values([TIMESTAMP_FIELD, source.join_key], kind="stable")
-        rows[source.created_timestamp_column] = rows[TIMESTAMP_FIELD]
-        table = to_arrow(source, conform(source, rows))
-        month = rows[TIMESTAMP_FIELD].dt.strftime("%Y-%m").to_numpy()
-        for m in pd.unique(month):
-            pq.write_table(table.filter(month == m), staging / f"{m}.parquet")
-        written[name] = len(rows)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(staging, folder)
+        tables = []
+        for k in range(parts):
+            rows = compute(name, events.loc[bucket == k])
+            if since is not None:
+                rows = rows.loc[rows[TIMESTAMP_FIELD] >= since]
+            rows = rows.assign(**{source.created_timestamp_column: rows[TIMESTAMP_FIELD]})
+            tables.append(to_arrow(source, conform(source, rows)))
+        table = pa.concat_tables(tables).sort_by(
+            [(TIMESTAMP_FIELD, "ascending"), (source.join_key, "ascending")]
+        )
+        del tables
+        written[name] = table.num_rows
+        if since is None:
+            _swap_in(source.path(data_dir), table)
+        else:
+            _rewrite_from(source.path(data_dir), table, since)
     return written
+
+
+def _months(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `YYYY-MM` and the distinct months in row order (rows are in time order)."""
+    month = pc.strftime(table[TIMESTAMP_FIELD], format="%Y-%m").to_numpy(zero_copy_only=False)
+    return month, pd.unique(month)
+
+
+def _swap_in(folder: Path, table: pa.Table) -> None:
+    """The view's every month, written into a staging folder that then replaces the folder."""
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    month, months = _months(table)
+    for m in months:
+        pq.write_table(table.filter(month == m), staging / f"{m}.parquet")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
+
+
+def _rewrite_from(folder: Path, table: pa.Table, since: pd.Timestamp) -> None:
+    """Months from since's on: the stored rows before `since` and `table`'s rows (all at or after
+    it), each month written to a temporary file and renamed over the old one; later stored months
+    without a new row are removed. A run that stops part-way is repeated by the next (its state
+    still says what to recompute), which gives the same files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    first = f"{since:%Y-%m}"
+    month, months = _months(table)
+    kept = {}
+    path = folder / f"{first}.parquet"
+    if path.exists():
+        old = pq.read_table(path)
+        kept[first] = old.filter(pc.less(old[TIMESTAMP_FIELD], pa.scalar(since.to_pydatetime())))
+    for m in sorted(set(months) | set(kept)):
+        new = table.filter(month == m) if m in months else table.slice(0, 0)
+        out = pa.concat_tables([kept[m], new]) if m in kept else new
+        tmp = folder / f".{m}.parquet.tmp"
+        pq.write_table(out, tmp)
+        os.replace(tmp, folder / f"{m}.parquet")
+    for stale in folder.glob("*.parquet"):
+        if stale.stem > first and stale.stem not in months:
+            stale.unlink()

@@ -116,7 +116,7 @@ def _run(data_dir: Path, mode: str, only: list[str] | None, echo: bool) -> list[
                 print(outcome.line(), flush=True)
             bar.step(name)
     if not only or set(only) & set(realtime.SOURCES):
-        # Printed, not returned: they are rewritten whole, never continued from a watermark.
+        # Printed, not returned: they are kept by their own state (realtime.json), not a watermark.
         _run_realtime(data_dir, mode, files, span, echo)
     return outcomes
 
@@ -128,28 +128,57 @@ def _run_realtime(
     span: tuple[int, int] | None,
     echo: bool,
 ) -> list[Outcome]:
-    """The real-time views' offline sources: every row from the clean events, rewritten when the
-    events' files (or the declarations) changed since the last run."""
+    """The real-time views' offline sources from the clean events. Rebuilt whole when historical,
+    on the first run, or when an events file seen before changed or went away, or a declaration
+    changed; otherwise only the rows from the oldest event of the new files on are recomputed
+    (`realtime.write_sources(since=...)`: a late day's events restart the views there, as late
+    data restarts a family)."""
     t0 = time.perf_counter()
     path = state_dir(data_dir) / "features" / "realtime.json"
-    fresh = (
-        mode == "historical"
-        or not path.exists()
-        or json.loads(path.read_text()) != _realtime_stamp(files)
-    )
-    if fresh or not all(s.path(data_dir).exists() for s in realtime.SOURCES.values()):
+    seen = json.loads(path.read_text()) if path.exists() else None
+    now = _realtime_stamp(files)
+    exist = all(s.path(data_dir).exists() for s in realtime.SOURCES.values())
+    since, written = None, None
+    if mode == "historical" or seen is None or not exist or not _only_added(seen, now):
         written = realtime.write_sources(data_dir)
+    elif seen != now:
+        added = [f for f in now["events"] if f not in seen["events"]]
+        since = _oldest_event(data_dir, added)
+        if since is not None:
+            written = realtime.write_sources(data_dir, since=since)
+    if seen != now:
         _save_realtime_stamp(data_dir, files)
-    else:
-        written = None
     out = []
     for name in realtime.SOURCES:
         rows = written[name] if written else 0
-        days = span if written and span else (None, None)
+        days = (None, None)
+        if written and span:
+            days = (span[0] if since is None else max(span[0], int(to_day(since))), span[1])
         out.append(Outcome(name, rows, time.perf_counter() - t0, *days))
         if echo:
             print(out[-1].line(), flush=True)
     return out
+
+
+def _only_added(seen: dict, now: dict) -> bool:
+    """Since the last run, events files were only added (none changed or removed), and the
+    declarations are the same: the stored rows before the new events still hold."""
+    return seen.get("fingerprints") == now["fingerprints"] and all(
+        now["events"].get(f) == v for f, v in seen.get("events", {}).items()
+    )
+
+
+def _oldest_event(data_dir: Path, added: list[str]) -> pd.Timestamp | None:
+    """The oldest `event_ts` in the given clean events files (None: they hold no row)."""
+    if not added:
+        return None
+    root = clean_dir(data_dir, "events")
+    col = ds.dataset([str(root / f) for f in added], format="parquet").to_table(["event_ts"])
+    oldest = pc.min(col["event_ts"]).as_py()
+    if oldest is None:
+        return None
+    ts = pd.Timestamp(oldest)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _realtime_stamp(files: dict[str, dict[str, list[int]]]) -> dict:

@@ -129,3 +129,82 @@ def test_layout_sorted_declared_and_range_readable(historical):
         part = read_source(historical, source, start=lo, end=hi)
         expected = rows[(rows[source.timestamp_field] >= lo) & (rows[source.timestamp_field] < hi)]
         assert len(part) == len(expected) > 0
+
+
+def _realtime_files(root: Path) -> dict[str, int]:
+    from pipelines import realtime
+
+    return {
+        f"{name}/{p.name}": p.stat().st_mtime_ns
+        for name, source in realtime.SOURCES.items()
+        for p in sorted(source.path(root).glob("*.parquet"))
+    }
+
+
+def _straddling(shop: dict[str, pd.DataFrame], days: list[pd.Timestamp]) -> dict:
+    """The shop plus, before each given midnight, one session of c1 viewing and carting p1 from
+    23:00 to 01:00: rows just after the midnight count events of the day before (their lookback)."""
+    base = shop["events"].iloc[0]
+    extra = [
+        {
+            **base.to_dict(),
+            "event_id": f"x{d:%m%d}_{i}",
+            "customer_id": "c1",
+            "session_id": f"x{d:%m%d}",
+            "event_type": kind,
+            "product_id": "p1",
+            "event_ts": d + pd.Timedelta(minutes=m),
+        }
+        for d in days
+        for i, (m, kind) in enumerate(
+            [
+                (-60, "product_view"),
+                (-30, "add_to_cart"),
+                (-5, "product_view"),
+                (20, "add_to_cart"),
+                (55, "product_view"),
+            ]
+        )
+    ]
+    events = pd.concat([shop["events"], pd.DataFrame(extra).astype(shop["events"].dtypes)])
+    return {**shop, "events": events.reset_index(drop=True)}
+
+
+def test_realtime_sources_continue_from_the_oldest_new_event(shop, tmp_path):
+    """The real-time views' sources are not rewritten whole by an incremental run: months before
+    the oldest new event keep their files (on time and with a day arriving late), and the rows
+    equal one whole computation's, also for rows just after a batch's first midnight, whose
+    windows reach into the day before."""
+    from pipelines import realtime
+
+    days = [b[0] for b in daily_batches(shop)]
+    cuts = [pd.Timestamp(days[i], tz="UTC") for i in (35, 40)]
+    shop = _straddling(shop, cuts)
+    batches = daily_batches(shop)
+    late_day, late = batches[40]
+    inc, whole = tmp_path / "inc", tmp_path / "whole"
+    for name, tables in batches[:35]:
+        write_batch(inc, tables, name)
+    run(inc, "incremental", echo=False)
+    for step in (batches[35:40] + batches[41:], [(f"{late_day}-late", late)]):
+        before = _realtime_files(inc)
+        first = min(pd.Timestamp(name[:8], tz="UTC") for name, _ in step)
+        for name, tables in step:
+            write_batch(inc, tables, name)
+        run(inc, "incremental", echo=False)
+        after = _realtime_files(inc)
+        older = {f for f in before if f.split("/")[1][:7] < f"{first:%Y-%m}"}
+        assert older, "the shop spans months before the new events"
+        assert {f: after[f] for f in older} == {f: before[f] for f in older}
+        assert any(after.get(f) != before.get(f) for f in after)  # the new events' months
+    write_batch(whole, shop, "all")
+    realtime.write_sources(whole)
+    for name, source in realtime.SOURCES.items():
+        left, right = read_source(whole, source), read_source(inc, source)
+        pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)
+        if name == "customer_session":  # after the midnights: the evening before counts too
+            mine = left[left["session_id"].isin([f"x{d:%m%d}" for d in cuts])]
+            after = mine.set_index("event_timestamp")["session_events"]
+            for d in cuts:
+                assert after[d + pd.Timedelta(minutes=20)] == 4
+                assert after[d + pd.Timedelta(minutes=55)] == 5
