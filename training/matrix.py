@@ -44,7 +44,11 @@ def model_matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         if name not in frame.columns:
             out[name] = np.full(len(frame), np.nan)
             continue
-        out[name] = pd.to_numeric(frame[name].astype("object"), errors="coerce").astype(float)
+        column = frame[name]
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+            out[name] = column.to_numpy(dtype=np.float64)  # the same numbers, no object pass
+        else:
+            out[name] = pd.to_numeric(column.astype("object"), errors="coerce").astype(float)
     return pd.DataFrame(out, index=frame.index, columns=columns)
 
 

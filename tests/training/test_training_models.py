@@ -113,6 +113,29 @@ def test_model_matrix_keeps_order_and_fills_missing_columns() -> None:
     assert m["a"].tolist() == [1.0, 0.0] and np.isnan(m.loc[1, "b"]) and m["gone"].isna().all()
 
 
+def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -> None:
+    rng = np.random.default_rng(3)
+    n = 500
+    floats = rng.normal(size=n)
+    floats[rng.random(n) < 0.2] = np.nan
+    f = pd.DataFrame(
+        {
+            "i": rng.integers(-(2**40), 2**40, n),
+            "u": rng.integers(0, 255, n).astype(np.uint8),
+            "f": floats,
+            "g": floats.astype(np.float32),
+            "b": rng.random(n) < 0.5,
+            "n": pd.array(np.where(rng.random(n) < 0.3, None, 1), dtype="Int64"),
+            "o": pd.Series([None if i % 7 == 0 else i * 0.5 for i in range(n)], dtype=object),
+        }
+    )
+    m = model_matrix(f, list(f.columns))
+    for name in f.columns:  # each value on its own: float() of a number, NaN of a missing one
+        expected = [np.nan if pd.isna(v) else float(v) for v in f[name].tolist()]
+        np.testing.assert_array_equal(m[name].to_numpy(), np.array(expected, dtype=float))
+        assert m[name].dtype == np.float64
+
+
 def test_rolling_origin_selection_refits_the_best_setting_on_all_rows() -> None:
     X, y = _frame(2400, 5)
     X = model_matrix(X, usable_columns(X))

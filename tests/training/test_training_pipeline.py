@@ -192,3 +192,26 @@ def test_purchase_history_counts_each_customers_orders_before_t(data) -> None:
             assert got[pid][0] == n and got[pid][1] == pytest.approx(last, abs=1e-3)
         checked += bool(want)
     assert checked > 10  # most sampled customers had bought before
+
+
+def test_bought_sets_are_each_customers_products_per_order_instant() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    bought = pd.DataFrame(
+        {
+            "order_id": pd.array([f"o{i}" for i in rng.integers(0, 300, n)], dtype="string"),
+            "product_id": pd.array([f"p{i}" for i in rng.integers(0, 40, n)], dtype="string"),
+            "customer_id": pd.array([f"c{i}" for i in rng.integers(0, 30, n)], dtype="string"),
+            "order_ts": pd.to_datetime(rng.integers(0, 20, n), unit="D", utc=True),
+        }
+    )
+    bought.loc[::97, "order_ts"] = pd.NaT  # no key: no query
+    expected: dict = {}
+    for row in bought.itertuples(index=False):
+        if not pd.isna(row.order_ts):
+            expected.setdefault((row.customer_id, row.order_ts), set()).add(str(row.product_id))
+    got = ranking._bought_sets(bought)
+    keys = list(zip(got["customer_id"], got["order_ts"], strict=True))
+    assert keys == sorted(expected)
+    assert [set(s) for s in got["relevant"]] == [expected[k] for k in keys]
+    assert all(type(s) is frozenset for s in got["relevant"])
