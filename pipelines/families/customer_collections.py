@@ -59,6 +59,13 @@ INPUTS = (
     Input("order_items", ("order_id", "product_id", "order_ts"), lookback_days=WINDOW),
     Input("product_collections", ("product_id", "collection_id", "updated_at", "in_collection")),
 )
+# The Spark engine's split (pipelines/spark/features.py): every row is one customer's own, from
+# their orders' lines and the memberships (read whole by every shard, a small change log).
+SHARD_BY = {
+    "customers": "customer_id",
+    "orders": "customer_id",
+    "order_items": ("orders", "order_id"),
+}
 
 
 def membership_states(log: pd.DataFrame) -> dict[str, tuple[list[int], list[frozenset[str]]]]:

@@ -186,6 +186,7 @@ def test_spark_engine_equals_local(spark, tmp_path, name, declared_repo, monkeyp
         "customer_rhythm",
         "customer_profile",
         "customer_reviews",
+        "customer_collections",
         "product_stats",
         "product_copurchase",
         *sources.declared_sources(),  # the declared views, split as the families are
