@@ -269,3 +269,45 @@ def test_what_it_does_not_plan_goes_to_feasts_duckdb_store(stores) -> None:
         out.sort_values("row").reset_index(drop=True),
         theirs.get_historical_features(**kwargs).to_df(),
     )
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pa.int64(), pa.int32(), pa.uint8(), pa.float64(), pa.float32(), pa.timestamp("us", "UTC"),
+     pa.date32(), pa.bool_(), pa.string(), pa.list_(pa.string())],
+)  # fmt: skip
+@pytest.mark.parametrize("rows", [0, 1, 40, 1000])
+def test_gathering_columns_equals_arrows_take_with_null_indices(kind, rows) -> None:
+    """_take_all (a numpy gather of the bytes for fixed-width columns, on two threads) gives
+    what Arrow's take gives: values, nulls from the column and from null indices, any offset."""
+    rng = np.random.default_rng(rows)
+    ints = [None if rng.random() < 0.2 else int(rng.integers(0, 100)) for _ in range(rows)]
+    if pa.types.is_string(kind):
+        values = pa.array([None if v is None else f"s{v}" for v in ints], kind)
+    elif pa.types.is_list(kind):
+        values = pa.array([None if v is None else [f"s{v}"] * (v % 3) for v in ints], kind)
+    elif pa.types.is_boolean(kind):
+        values = pa.array([None if v is None else v % 2 == 0 for v in ints], kind)
+    elif pa.types.is_temporal(kind):
+        width = pa.int64() if kind.bit_width == 64 else pa.int32()
+        values = pa.array(ints, width).cast(kind)
+    else:
+        values = pa.array(ints, pa.int64()).cast(kind)
+    half = rows // 2
+    column = pa.chunked_array([values[:half], values[half:]], kind)
+    shifted = column.slice(1) if rows > 1 else column  # a column with an offset
+    jobs = []
+    for i, source in enumerate((column, shifted)):
+        n = len(source)
+        at = [None if n == 0 or rng.random() < 0.3 else int(rng.integers(0, n)) for _ in range(700)]
+        jobs.append((f"c{i}", source, pa.array(at, pa.int64())))
+    for threads in (1, 2):
+        got = offline._take_all(jobs, threads)
+        for name, source, at in jobs:
+            expected = source.take(at).combine_chunks()
+            out = got[name]
+            out = out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+            out.validate(full=True)
+            assert out.type == expected.type
+            assert out.null_count == expected.null_count
+            assert out.to_pylist() == expected.to_pylist()
