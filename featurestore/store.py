@@ -296,12 +296,16 @@ def _materialize(
     chosen = [v for v in store.list_feature_views() if names is None or v.name in names]
     first = [v.name for v in chosen if full or v.most_recent_end_time is None]
     rest = [v.name for v in chosen if v.name not in first]
-    # one view at a time, so progress counts views (the chunked engine loads one at a time too)
+    # One call for the views loaded from the epoch and one for the rest: the chunked engine runs
+    # the views of a call side by side (`parallel_views`) over one DuckDB database; the bar
+    # counts views as each call returns.
     with progress(f"materialize {profile}", total=len(chosen), unit="views") as bar:
-        for name in first:
-            store.materialize(EPOCH, end, feature_views=[name])
-            bar.step(f"{name} (from the epoch)")
-        for name in rest:
-            store.materialize_incremental(end, feature_views=[name])
-            bar.step(name)
+        if first:
+            store.materialize(EPOCH, end, feature_views=first)
+            for name in first:
+                bar.step(f"{name} (from the epoch)")
+        if rest:
+            store.materialize_incremental(end, feature_views=rest)
+            for name in rest:
+                bar.step(name)
     return MaterializeResult(full=first, incremental=rest, end=end)

@@ -63,12 +63,22 @@ def _q(name: str) -> str:
 
 
 def connect(memory_limit: str, threads: int) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for one materialization run (50-150 ms to open on this machine, so
+    one per run, not one per view); views read through their own `cursor`."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")
     return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A connection of its own to `con`'s database (under a millisecond), for one view: the
+    memory limit and threads are the database's, shared by the views read at the same time."""
+    cur = con.cursor()
+    cur.execute("SET TimeZone = 'UTC'")
+    return cur
 
 
 def _utc(t: datetime) -> datetime:
@@ -128,14 +138,21 @@ def _batches(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
             yield batch
 
 
-def known_keys(con: duckdb.DuckDBPyConnection, src: ParquetSource, end: datetime) -> list[str]:
-    """Every entity with a row at or before `end` (what should be online after the window)."""
+def known_keys(con: duckdb.DuckDBPyConnection, src: ParquetSource, end: datetime) -> pa.Table:
+    """Every entity with a row at or before `end` (what should be online after the window): its
+    key column and, for several join keys, each key's column (as `latest_rows` gives them)."""
+    key = _q(src.key_column)
+    keys = [f"{src.key_sql} AS {key}"]
+    if len(src.join_keys) > 1:
+        keys += [_q(k) for k in src.join_keys]
     if not src.exists():
-        return []
-    key, ts = src.key_sql, _q(src.timestamp_field)
+        return pa.table({n: pa.array([], pa.string()) for n in _names(src)})
     sql = (
-        f"SELECT DISTINCT {key} AS k FROM read_parquet($path, union_by_name = true) "
-        f"WHERE {ts} <= $end ORDER BY k"
+        f"SELECT DISTINCT {', '.join(keys)} FROM read_parquet($path, union_by_name = true) "
+        f"WHERE {_q(src.timestamp_field)} <= $end"
     )
-    table = con.sql(sql, params={"path": src.path, "end": _utc(end)}).to_arrow_table()
-    return table.column(0).to_pylist()
+    return con.sql(sql, params={"path": src.path, "end": _utc(end)}).to_arrow_table()
+
+
+def _names(src: ParquetSource) -> list[str]:
+    return [src.key_column, *(src.join_keys if len(src.join_keys) > 1 else ())]

@@ -96,6 +96,18 @@ class ViewLayout:
     def fields(self) -> list[bytes]:
         return [feature_field(self.view_name, f) for f in self.features]
 
+    def batch_keys(self, batch: pa.RecordBatch | pa.Table) -> tuple[list[str], list[bytes]]:
+        """(ids, Redis keys) of a batch's rows: the key column's values and their keys; several
+        join keys are encoded from their own columns (no split of the joined id)."""
+        ids = batch.column(self.key_column).to_pylist()
+        if len(self.join_keys) == 1:
+            return ids, self.keys(batch.column(self.key_column))
+        columns = [batch.column(k).to_pylist() for k in self.join_keys]
+        keys = string_redis_keys(self.join_keys, list(zip(*columns, strict=True)), self.project)
+        if keys is None:
+            keys = composite_keys(batch.column(self.key_column), self.join_keys, self.project)
+        return ids, keys
+
     def keys(self, values: pa.Array | Sequence[str]) -> list[bytes]:
         """Redis keys of the key column's values (ids joined by KEY_SEP for several keys)."""
         arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values)
@@ -106,10 +118,12 @@ class ViewLayout:
 
 @dataclass
 class Prepared:
-    """A batch ready to send: the keys it writes and their commands in one buffer."""
+    """A batch ready to send: the keys it writes and their commands in one buffer; (id, key) of
+    the rows it does not write (Redis holds a newer or equal event time)."""
 
     keys: list[bytes]
     commands: Segments | None
+    dropped: list[tuple[str, bytes]]
 
 
 class RedisViewWriter:
@@ -143,19 +157,21 @@ class RedisViewWriter:
 
     def prepare(self, batch: pa.RecordBatch) -> Prepared:
         """Encode a batch and build its commands (one round trip: the stored event times)."""
-        keys = self.layout.keys(batch.column(self.layout.key_column))
+        ids, keys = self.layout.batch_keys(batch)
         ts_values, ts_ns = event_timestamps(batch.column(self.timestamp_column))
         values = [ts_values] + [
             encode_segments(batch.column(f), vt)
             for f, vt in zip(self.layout.features, self.layout.value_types, strict=True)
         ]
         keep = np.ones(len(keys), dtype=bool) if self.skip_dedup else self._newer(keys, ts_ns)
+        dropped: list[tuple[str, bytes]] = []
         if not keep.all():
+            dropped = [(ids[i], keys[i]) for i in np.flatnonzero(~keep).tolist()]
             idx = np.flatnonzero(keep)
             keys = [keys[i] for i in idx.tolist()]
             values = [v.take(idx) for v in values]
         commands = self._commands(keys, values) if keys else None
-        return Prepared(keys, commands)
+        return Prepared(keys, commands, dropped)
 
     def send(self, prepared: Prepared) -> None:
         """Pipeline a prepared batch's commands and wait for every reply."""

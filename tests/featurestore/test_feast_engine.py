@@ -299,3 +299,92 @@ def test_composite_keys_are_feasts_serialized_entity_keys(join_keys) -> None:
         values = [Value(string_val=v) for v in value.split(KEY_SEP)]
         proto = EntityKey(join_keys=list(join_keys), entity_values=values)
         assert key == serialize_entity_key(proto, 3) + b"shop", value
+
+
+# --- several views in one run: Feast hands them to the engine at once (supports_batch) ---------
+
+
+def _two_views(tmp_path: Path):
+    """ALL_TYPES (one key) and PAIRS (two keys) over their own data, and an apply for a store."""
+    data = tmp_path / "data"
+    write_parquet(
+        generate_source(ALL_TYPES, n_entities=120, days=40, end=END, seed=11, n_products=20),
+        ALL_TYPES,
+        data,
+    )
+    write_parquet(
+        generate_source(PAIRS, n_entities=90, days=40, end=END, seed=12, n_products=9),
+        PAIRS,
+        data,
+    )
+
+    def apply(store: FeatureStore) -> None:
+        entities = {e: feast_schema.entity(e) for e in ("customer", "product")}
+        objects: list = list(entities.values())
+        for spec in (ALL_TYPES, PAIRS):
+            source = feast_schema.file_source(spec, data)
+            objects += [source, feast_schema.feature_view(spec, entities, source)]
+        store.apply(objects)
+
+    return apply
+
+
+def test_views_run_side_by_side_write_feasts_bytes(tmp_path, redis_url) -> None:
+    """Two views materialized at the same time (parallel_views 2, one DuckDB database) write
+    what Feast's engine writes, key for key and byte for byte; then Redis loses everything and
+    a later window still ends with Feast's contents (the entities it reads are written, the
+    others healed from their latest rows)."""
+    apply = _two_views(tmp_path)
+    with claimed_redis_db(redis_url) as reference, claimed_redis_db(redis_url) as ours:
+        feast = make_store(tmp_path / "feast", reference, "local")
+        apply(feast)
+        store = make_store(
+            tmp_path / "ours", ours, {**engine_config(tmp_path / "state"), "parallel_views": 2}
+        )
+        apply(store)
+        middle = END - timedelta(days=10)
+        for a, b in ((START, middle), (middle, END)):
+            feast.materialize(a, b)
+            store.materialize(a, b)
+            expected = dump(reference)
+            assert {k.endswith(b"enginetest") for k in expected} == {True}
+            assert dump(ours) == expected
+            redis.Redis.from_url(ours).flushdb()
+        engine = store._get_provider().batch_engine
+        runs = {r.view: r for r in engine.runs[-2:]}
+        assert sorted(runs) == ["all_types", "pair_types"]
+        # the later window read some entities and healed the rest: both paths were taken
+        assert all(r.rows_read > 0 and r.healed > 0 for r in runs.values())
+
+
+def test_a_failing_view_does_not_stop_the_other(tmp_path, redis_url, monkeypatch) -> None:
+    """One view's Redis writes fail: the run raises for that view, the other view is written
+    whole and recorded as materialized; the failed one is not, and a next run completes it."""
+    apply = _two_views(tmp_path)
+    real_send = writer_module.RedisViewWriter.send
+
+    def send(self, prepared):
+        if self.layout.view_name == "pair_types":
+            raise ConnectionError("simulated: pair_types cannot write")
+        return real_send(self, prepared)
+
+    with claimed_redis_db(redis_url) as reference, claimed_redis_db(redis_url) as ours:
+        feast = make_store(tmp_path / "feast", reference, "local")
+        apply(feast)
+        feast.materialize(START, END)
+        expected = dump(reference)
+        config = {**engine_config(tmp_path / "state"), "parallel_views": 2, "retries": 0}
+        store = make_store(tmp_path / "ours", ours, config)
+        apply(store)
+        monkeypatch.setattr(writer_module.RedisViewWriter, "send", send)
+        with pytest.raises(RedisUnavailable, match="'pair_types'"):
+            store.materialize(START, END)
+        single = {k: v for k, v in expected.items() if b"_ts:all_types" in v}
+        written = dump(ours)
+        assert {k: written[k] for k in single} == single
+        assert not any(b"_ts:pair_types" in f for v in written.values() for f in v)
+        intervals = {v.name: v.materialization_intervals for v in store.list_feature_views()}
+        assert len(intervals["all_types"]) == 1 and intervals["pair_types"] == []
+        monkeypatch.setattr(writer_module.RedisViewWriter, "send", real_send)
+        store.materialize(START, END)
+        assert dump(ours) == expected
