@@ -382,6 +382,10 @@ def train_churn(
             "step), or churn_model_v1."
         ),
     ] = "churn_model_v2",
+    cost_fn: Annotated[
+        float, typer.Option(help="Cost of a missed churner (the label threshold's cost).")
+    ] = 5.0,
+    cost_fp: Annotated[float, typer.Option(help="Cost of an offer to a customer who stays.")] = 1.0,
 ) -> None:
     """Churn models on monthly cutoffs through the churn_model_v2 feature service (or --service)."""
     from shopconfig.settings import resolve_data_dir as resolve
@@ -400,6 +404,8 @@ def train_churn(
             split=split,
             wait=wait,
             service=service,
+            cost_fn=cost_fn,
+            cost_fp=cost_fp,
         )
 
 

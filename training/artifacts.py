@@ -161,10 +161,14 @@ def load(models_dir: Path, name: str) -> LoadedModel:
             f"model '{name}': its pointer names no input_columns or "
             "feature_service; retrain with the current `shopfeast train`"
         )
-    _use_arrays(estimator, list(columns), name)
-    _single_threaded(estimator)
+    # a calibrated churn model (training/calibration.py) wraps the fitted estimator
+    inner = getattr(estimator, "estimator", estimator)
+    _use_arrays(inner, list(columns), name)
+    _single_threaded(inner)
     threshold = pointer.get("threshold", card.get("threshold"))
-    closed_form = linear_closed_form(estimator, len(columns))
+    closed_form = linear_closed_form(inner, len(columns))
+    if closed_form is not None and inner is not estimator:
+        closed_form = _then(closed_form, estimator.calibrator)
     return LoadedModel(
         name=name,
         version=str(pointer.get("version", "unknown")),
@@ -175,6 +179,12 @@ def load(models_dir: Path, name: str) -> LoadedModel:
         card=card,
         closed_form=closed_form,
     )
+
+
+def _then(
+    first: Callable[[np.ndarray], np.ndarray], then: Callable[[np.ndarray], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda X: then(first(X))
 
 
 def _resolve(version_dir: Path, value: str) -> Path:

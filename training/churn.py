@@ -29,8 +29,8 @@ from pipelines.storage import read_clean
 from shopconfig.progress import console as results_console
 from shopconfig.progress import progress
 from training import artifacts, btyd, churn_models, plots, served_log, store
+from training import calibration as calibrate
 from training.evaluation import (
-    best_f1_threshold,
     calibration,
     classification_metrics,
     paired_auc_difference,
@@ -203,11 +203,16 @@ def run(
     echo: bool = True,
     wait: float = 0.0,
     service: str = SERVICE,
+    cost_fn: float = calibrate.COST_FN,
+    cost_fp: float = calibrate.COST_FP,
 ) -> dict:
-    """Train, evaluate, save (holding the data directory's lock); returns the model card."""
+    """Train, evaluate, save (holding the data directory's lock); returns the model card.
+    `cost_fn` and `cost_fp` price a missed churner and an offer to a customer who stays: the
+    API's label threshold minimises their total (training/calibration.py)."""
+    costs = (float(cost_fn), float(cost_fp))
     with data_dir_lock(data_dir, "train churn", wait):
         return _train(
-            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, service
+            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, service, costs
         )
 
 
@@ -216,15 +221,35 @@ def run(
 CHURN_STEPS = 8
 
 
-def _train(data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, service) -> dict:
+def _train(
+    data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, service, costs
+) -> dict:
     with progress("train churn", total=CHURN_STEPS, unit="steps") as bar:
         return _train_steps(
-            data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, bar.step, service
+            data_dir,
+            horizon_days,
+            seed,
+            cutoff_freq,
+            split,
+            feature_store,
+            echo,
+            bar.step,
+            service,
+            costs,
         )
 
 
 def _train_steps(
-    data_dir, horizon_days, seed, cutoff_freq, split, feature_store, echo, step, service=SERVICE
+    data_dir,
+    horizon_days,
+    seed,
+    cutoff_freq,
+    split,
+    feature_store,
+    echo,
+    step,
+    service=SERVICE,
+    costs=(calibrate.COST_FN, calibrate.COST_FP),
 ):
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
@@ -249,6 +274,18 @@ def _train_steps(
             )
     fitted, mats = fit_all(ds, seed, step)
     X, y, sel = mats["X"], mats["y"], mats["selection"]
+    candidates = [n for n in fitted if n != BASELINE]
+    chosen = max(candidates, key=lambda n: sel[n].mean_auc)
+    model = fitted[chosen]
+    # Calibrated on the chosen setting's out-of-fold scores (the map chosen on the rolling
+    # origins), then the API's label: the cut of least stated cost on those scores.
+    oof = sel[chosen].oof
+    held = ~np.isnan(oof)
+    valid = [f.valid for f in mats["folds"]]
+    method, tried = calibrate.choose(oof, y["train"], valid)
+    model.calibrator = calibrate.fit(method, oof[held], y["train"][held])
+    oof = np.where(held, model.calibrator(np.nan_to_num(oof)), np.nan)
+    cut = calibrate.cost_threshold(y["train"][held], oof[held], *costs)
     evaluated = [s for s in ("test", SEEN) if s in X and len(X[s])]
     scores = {s: {n: m.predict(X[s]) for n, m in fitted.items()} for s in evaluated}
     metrics = {
@@ -257,13 +294,32 @@ def _train_steps(
     metrics["cross_validation"] = {
         n: {"roc_auc": v.mean_auc, "fold_roc_auc": v.fold_auc} for n, v in sel.items()
     }
-    candidates = [n for n in fitted if n != BASELINE]
-    chosen = max(candidates, key=lambda n: sel[n].mean_auc)
-    model = fitted[chosen]
-    # the API's label: the cut that maximises F1 on the chosen setting's out-of-fold scores
-    oof = sel[chosen].oof
-    held = ~np.isnan(oof)
-    threshold = best_f1_threshold(y["train"][held], oof[held])
+    cal = {
+        "method": method,
+        "fold_log_loss": tried,
+        "fitted_rows": int(held.sum()),
+        "chosen_by": "mean log loss on each rolling origin, each map fitted on the origins "
+        "before it",
+        "test_roc_auc_before": float(
+            classification_metrics(y["test"], model.raw(X["test"]))["roc_auc"]
+        ),
+    }
+    threshold = {
+        "value": cut.threshold,
+        "cost_false_negative": cut.cost_fn,
+        "cost_false_positive": cut.cost_fp,
+        "cost_per_row_out_of_fold": cut.cost_per_row,
+        "cost_per_row_test": calibrate.cost_at(
+            y["test"], scores["test"][chosen], cut.threshold, *costs
+        ),
+        # flagging nobody and flagging everybody, on test, for scale
+        "cost_per_row_test_none": calibrate.cost_at(
+            y["test"], scores["test"][chosen], np.inf, *costs
+        ),
+        "cost_per_row_test_all": calibrate.cost_at(
+            y["test"], scores["test"][chosen], -np.inf, *costs
+        ),
+    }
     groups = mats["parts"]["test"][ENTITY_KEY].to_numpy()
     metrics["test_minus_baseline"] = {
         n: paired_auc_difference(
@@ -285,6 +341,7 @@ def _train_steps(
         )
     )
     card = _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, mats)
+    card["calibration"] = cal
     # What the monitor compares the API's served vectors and scores with (training/served_log.py):
     # the labelled rows as the model saw them, with out-of-sample scores only: the chosen
     # setting's out-of-fold scores on train rows (empty where a row was never held out), the final
@@ -296,7 +353,10 @@ def _train_steps(
         np.concatenate([oof, scores["test"][chosen]]),
         seed,
     )
-    artifacts.save(data_dir, MODEL, version, model.estimator, card)
+    saved = model.estimator
+    if model.calibrator.method != "none":
+        saved = calibrate.CalibratedModel(model.estimator, model.calibrator)
+    artifacts.save(data_dir, MODEL, version, saved, card)
     step("saved")
     say(summary(card))
     say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
@@ -367,8 +427,11 @@ def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, m
         # BG/NBD's four parameters, fitted on the training rows (None without the step)
         "btyd": churn_models.btyd_parameters(fitted[chosen]),
         "settings_tried": {n: v.tried for n, v in mats["selection"].items()},
-        "threshold": threshold,
-        "threshold_rule": "maximises F1 on the chosen model's out-of-fold scores",
+        "threshold": threshold["value"],
+        "threshold_rule": f"minimises {threshold['cost_false_negative']:g} x missed churners + "
+        f"{threshold['cost_false_positive']:g} x offers to customers who stay, on the chosen "
+        "model's out-of-fold calibrated scores",
+        "threshold_costs": threshold,
         "metrics": metrics,
         "calibration_test": curves,
         "plots": [p.name for p in figs],
@@ -393,6 +456,32 @@ def summary(card: dict) -> str:
         lines.append(
             f"  ROC-AUC {n} - {card['baseline']}: {d['mean']:+.3f} (95% interval "
             f"{d['low']:+.3f} to {d['high']:+.3f}, paired bootstrap over customers)"
+        )
+    cal = card.get("calibration")
+    if cal:
+        lines.append(
+            f"  calibration: {cal['method']} (chosen on the rolling origins by log loss: "
+            + ", ".join(f"{m} {v:.4f}" for m, v in cal["fold_log_loss"].items())
+            + f"; test ROC-AUC before it {cal['test_roc_auc_before']:.3f})"
+        )
+    tc = card.get("threshold_costs")
+    if tc:
+        lines.append(
+            f"  threshold {tc['value']:.3f}: least cost at {tc['cost_false_negative']:g} per "
+            f"missed churner, {tc['cost_false_positive']:g} per offer to a customer who stays "
+            f"(out-of-fold {tc['cost_per_row_out_of_fold']:.3f} per customer; test "
+            f"{tc['cost_per_row_test']:.3f}, against {tc['cost_per_row_test_none']:.3f} flagging "
+            f"nobody and {tc['cost_per_row_test_all']:.3f} everybody)"
+        )
+    tried = card.get("settings_tried", {}).get(card["chosen"], [])
+    ways = {
+        use: max((t["mean_auc"] for t in tried if t.get("btyd") is use), default=None)
+        for use in (True, False)
+    }
+    if None not in ways.values():
+        lines.append(
+            f"  BG/NBD step {'used' if card.get('btyd') else 'not used'}: the folds' best "
+            f"{card['chosen']} scored ROC-AUC {ways[True]:.4f} with it, {ways[False]:.4f} without"
         )
     bg = card.get("btyd")
     if bg:

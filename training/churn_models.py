@@ -46,8 +46,14 @@ class Fitted:
     estimator: Any
     columns: list[str]
     params: dict[str, Any] = field(default_factory=dict)
+    calibrator: Any = None  # training.calibration.Calibrator, set on the chosen model
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        p = self.estimator.predict_proba(frame[self.columns])[:, 1]
+        return p if self.calibrator is None else self.calibrator(p)
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The score before calibration."""
         return self.estimator.predict_proba(frame[self.columns])[:, 1]
 
 
@@ -185,13 +191,19 @@ LEARNERS = (
 
 
 def with_btyd(learner: Learner, horizon_days: int) -> Learner:
-    """`learner` behind a BG/NBD step: Pipeline([("btyd", BGNBDFeatures), ("model", ...)])."""
+    """`learner` with and without a BG/NBD step (Pipeline([("btyd", BGNBDFeatures), ("model",
+    ...)])): each setting is tried both ways (`"btyd": True/False`), so the rolling-origin folds
+    decide whether the step is used, like any other setting."""
     inner = learner.build
 
-    def build(params: dict, seed: int) -> Pipeline:
-        return Pipeline([(BTYD_STEP, BGNBDFeatures(horizon_days)), ("model", inner(params, seed))])
+    def build(params: dict, seed: int) -> Any:
+        rest = {k: v for k, v in params.items() if k != BTYD_STEP}
+        if not params.get(BTYD_STEP, True):
+            return inner(rest, seed)
+        return Pipeline([(BTYD_STEP, BGNBDFeatures(horizon_days)), ("model", inner(rest, seed))])
 
-    return replace(learner, build=build)
+    grid = tuple({**p, BTYD_STEP: use} for use in (True, False) for p in learner.grid)
+    return replace(learner, build=build, grid=grid)
 
 
 @dataclass

@@ -43,19 +43,6 @@ def calibration(y_true: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, 
     }
 
 
-def best_f1_threshold(y_true: np.ndarray, p: np.ndarray) -> float:
-    """The probability cut that maximises F1 (chosen on validation, used by the API's label)."""
-    y_true = np.asarray(y_true).astype(int)
-    order = np.argsort(-np.asarray(p))
-    ps, ys = np.asarray(p)[order], y_true[order]
-    tp = np.cumsum(ys)
-    precision = tp / np.arange(1, len(ys) + 1)
-    recall = tp / max(ys.sum(), 1)
-    total = precision + recall
-    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
-    return float(ps[int(np.argmax(f1))])
-
-
 def weighted_auc(y_true: np.ndarray, rank: np.ndarray, weight: np.ndarray) -> float:
     """ROC-AUC with row weights (ties count half), from each row's dense score rank: the chance
     that a random positive outscores a random negative, each drawn in proportion to its weight."""

@@ -9,7 +9,6 @@ import pytest
 
 from training.evaluation import (
     ap_at_k,
-    best_f1_threshold,
     classification_metrics,
     ndcg_at_k,
     paired_auc_difference,
@@ -37,14 +36,13 @@ def test_queries_without_relevant_items_are_skipped() -> None:
     assert m["queries"] == 1 and m["ndcg@10"] == pytest.approx(1.0)
 
 
-def test_classification_metrics_and_threshold() -> None:
+def test_classification_metrics() -> None:
     y = np.array([0, 0, 1, 1, 1, 0])
     p = np.array([0.1, 0.2, 0.8, 0.7, 0.3, 0.4])
     m = classification_metrics(y, p)
     assert m["roc_auc"] == pytest.approx(8 / 9)
     assert m["positive_rate"] == pytest.approx(0.5)
     assert m["log_loss"] > 0
-    assert best_f1_threshold(y, p) == pytest.approx(0.3)
 
 
 def test_paired_difference_by_hand_and_its_interval() -> None:

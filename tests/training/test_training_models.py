@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from training import artifacts, churn_models
+from training.btyd import BGNBDFeatures
 from training.matrix import model_matrix, usable_columns
 
 LEARNERS = {learner.name: learner for learner in churn_models.LEARNERS}
@@ -193,6 +194,36 @@ def test_rfm_baseline_logs_its_inputs_and_beats_raw_on_skewed_rfm() -> None:
     assert np.isfinite(logged.predict(g)).all()
 
 
+def _step_only(learner):
+    """The settings with the BG/NBD step (with_btyd also tries each without it)."""
+    return replace(learner, grid=tuple(p for p in learner.grid if p["btyd"]))
+
+
+def test_the_folds_decide_whether_the_btyd_step_is_used() -> None:
+    """with_btyd tries every setting with and without the step; the folds pick by ROC-AUC, and
+    the final model has the step exactly when the chosen setting says so."""
+    X, y = _frame(1600, 7)
+    rng = np.random.default_rng(7)
+    first_age = X["days_since_last_order"] + rng.exponential(200, len(X))
+    X = X.assign(repeat_orders=rng.poisson(6, len(X)), days_since_first_order=first_age)
+    X = model_matrix(X, usable_columns(X))
+    fold = churn_models.Fold(pd.Timestamp(0), np.arange(1200), np.arange(1200, 1600))
+    learner = churn_models.with_btyd(LEARNERS["logistic_regression"], horizon_days=90)
+    assert len(learner.grid) == 2 * len(LEARNERS["logistic_regression"].grid)
+    assert [p["btyd"] for p in learner.grid].count(False) == len(
+        LEARNERS["logistic_regression"].grid
+    )
+    sel = churn_models.select(learner, X, y, [fold], seed=0)
+    best = max(sel.tried, key=lambda t: t["mean_auc"])
+    assert sel.params["btyd"] == best["btyd"] and sel.mean_auc == best["mean_auc"]
+    fitted = churn_models.fit_final(learner, sel, X, y, seed=0)
+    assert (churn_models.btyd_parameters(fitted) is not None) == sel.params["btyd"]
+    for use in (True, False):
+        forced = replace(learner, grid=tuple(p for p in learner.grid if p["btyd"] is use))
+        one = churn_models.fit_final(forced, churn_models.select(forced, X, y, [fold], 0), X, y, 0)
+        assert isinstance(one.estimator.steps[0][1], BGNBDFeatures) is use
+
+
 def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path) -> None:
     """Every learner behind the BG/NBD step: each fold's step learns its parameters from that
     fold's fit rows (a change to validation rows leaves them alone), the boosted model stops
@@ -209,7 +240,7 @@ def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path
     boosting = replace(
         LEARNERS["xgboost"], grid=(LEARNERS["xgboost"].grid[0] | {"n_estimators": 300},)
     )
-    learner = churn_models.with_btyd(boosting, horizon_days=90)
+    learner = _step_only(churn_models.with_btyd(boosting, horizon_days=90))
     sel = churn_models.select(learner, X, y, [fold], seed=0)
     assert sel.params["fold_rounds"][0] < 300 and not np.isnan(sel.oof[1200:]).any()
     fitted = churn_models.fit_final(learner, sel, X.iloc[:1200], y[:1200], seed=0)
@@ -231,7 +262,7 @@ def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path
     np.testing.assert_allclose(
         model.predict_proba(rows.to_numpy()), fitted.predict(rows), rtol=1e-6
     )
-    linear = churn_models.with_btyd(LEARNERS["logistic_regression"], horizon_days=90)
+    linear = _step_only(churn_models.with_btyd(LEARNERS["logistic_regression"], horizon_days=90))
     lsel = churn_models.select(linear, X, y, [fold], seed=0)
     lfit = churn_models.fit_final(linear, lsel, X, y, seed=0)
     assert len(churn_models.importances(lfit)) == X.shape[1] + 3

@@ -99,9 +99,21 @@ def test_churn_run_writes_artifacts_and_is_reproducible(data, monkeypatch, capsy
     assert {"repeat_orders", "days_since_first_order", "recency_gap_ratio"} <= set(
         card["input_columns"]
     )
+    # the folds chose whether the BG/NBD step is used; when it is, fitted on training rows
     bg, train_rows = card["btyd"], card["rows"]["train"]["rows"]
-    assert 0.95 * train_rows <= bg["fit_rows"] <= train_rows  # rows with a first order before t
-    assert min(bg[k] for k in ("r", "alpha", "a", "b")) > 0
+    assert (bg is not None) == card["hyper_parameters"][card["chosen"]]["btyd"]
+    if bg is not None:
+        assert 0.95 * train_rows <= bg["fit_rows"] <= train_rows  # rows with a first order
+        assert min(bg[k] for k in ("r", "alpha", "a", "b")) > 0
+    tried = card["settings_tried"][card["chosen"]]
+    assert {True, False} == {t["btyd"] for t in tried}
+    # calibrated by the map the origins chose; the label's cut priced by the stated costs
+    cal = card["calibration"]
+    losses = cal["fold_log_loss"]  # empty with fewer than two usable origins: no map
+    assert cal["method"] == (min(losses, key=losses.get) if losses else "none")
+    costs = card["threshold_costs"]
+    assert (costs["cost_false_negative"], costs["cost_false_positive"]) == (5.0, 1.0)
+    assert costs["value"] == card["threshold"]
     assert card["feature_service"]["features"]
     assert card["code_version"] != "unknown"
     assert {"logistic_regression", "random_forest", "xgboost", "rfm_baseline"} <= set(
