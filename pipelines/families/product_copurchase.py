@@ -293,7 +293,8 @@ def _narrow(values: np.ndarray) -> np.ndarray:
 # own), each group reduced to counts by (a, b, grain day) before the next; and the weekly walk
 # runs on product shards (a product's list depends only on its own pairs), as on Spark.
 CHUNK_PAIRS = 8_000_000  # within-30-day purchase pairs made at once (about 32 bytes each)
-SUM_ROWS = 40_000_000  # partial (a, b, day) counts held before they are summed together
+SUM_ROWS = 16_000_000  # partial (a, b, day) counts held (over all ranges) before summing
+SUM_RANGES = 16  # ranges of product a the counts are summed and continued in
 EMIT_ROWS = 16_000_000  # pair-count rows (both orientations) in one shard of the weekly walk
 
 
@@ -331,12 +332,15 @@ def count(
         kept.append({c: _narrow(v) for c, v in _merged(before, new).items()})
         sums.add(a, b, day)
         del u, a, b, day, mine, new, before
-    a, b, day, k = sums.total()
-    arrays = {
-        "together": {c: np.concatenate([g[c] for g in kept]) for c in _GROUPS["together"]},
-        "pairs": _merged(old["pairs"], _running(old["pairs"], {"a": a, "b": b}, day, k)),
-    }
-    del kept, a, b, day, k
+    arrays = {"together": _joined(kept, _GROUPS["together"])}
+    # The running counts n(a, b), one range of a at a time, continuing the carried ones.
+    kept, old_a = [], old["pairs"]["a"]
+    for lo, hi, (a, b, day, k) in sums.ranges():
+        before = {c: v[slice(*np.searchsorted(old_a, [lo, hi]))] for c, v in old["pairs"].items()}
+        new = _running(before, {"a": a, "b": b}, day, k)
+        kept.append({c: _narrow(v) for c, v in _merged(before, new).items()})
+        del a, b, day, k, before, new
+    arrays["pairs"] = _joined(kept, _GROUPS["pairs"])
     # Buyers of each product, the same way.
     late = lines["us"].to_numpy() >= since_us
     u, p, day = _first(through, *(lines[c].to_numpy()[late] for c in ("u", "p", "us")))
@@ -349,6 +353,11 @@ def count(
     arrays["buyers"] = _merged(old["buyers"], _running(old["buyers"], {"a": p}, day))
     arrays = {g: {c: _narrow(v) for c, v in group.items()} for g, group in arrays.items()}
     return Carried(through, customers, index.ids.to_numpy(dtype=str), arrays)
+
+
+def _joined(parts: list[dict[str, np.ndarray]], columns: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The parts' columns end to end, each part's column let go once copied."""
+    return {c: np.concatenate([p.pop(c) for p in parts]) for c in columns}
 
 
 def _buyer_groups(lines: pd.DataFrame, n_customers: int) -> list[tuple[int, int, int, int]]:
@@ -379,26 +388,53 @@ def _buyer_groups(lines: pd.DataFrame, n_customers: int) -> list[tuple[int, int,
 
 
 class _Sums:
-    """Counts of (a, b, day) items summed over the buyer groups, partial sums combined whenever
-    they pass SUM_ROWS rows."""
+    """Counts of (a, b, day) items summed over the buyer groups, kept in SUM_RANGES ranges of `a`
+    (cut at the first group's quantiles of `a`), so that combining partial sums and continuing
+    the running counts work on one range at a time. A range's partial sums are combined when
+    they pass twice the size of its last combination (at least SUM_ROWS / SUM_RANGES rows)."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, ...]] = []
-        self.rows = 0
+        self.cuts: np.ndarray | None = None
+        self.parts: list[list[tuple[np.ndarray, ...]]] = []
+        self.rows: list[int] = []
+        self.limit: list[int] = []
 
     def add(self, a: np.ndarray, b: np.ndarray, day: np.ndarray) -> None:
-        self.parts.append(_summed(a, b, day, np.ones(len(a), np.int64)))
-        self.rows += len(self.parts[-1][0])
-        if self.rows > SUM_ROWS and len(self.parts) > 1:
-            self.parts = [self.total()]
-            self.rows = len(self.parts[0][0])
+        summed = _summed(a, b, day, np.ones(len(a), np.int32))  # sorted by a
+        if self.cuts is None:
+            edges = np.linspace(0, 1, SUM_RANGES + 1)[1:-1]
+            cuts = np.quantile(summed[0], edges) if len(a) else np.zeros(0)
+            self.cuts = np.unique(np.ceil(cuts).astype(np.int64))
+            n = len(self.cuts) + 1
+            self.parts, self.rows = [[] for _ in range(n)], [0] * n
+            self.limit = [SUM_ROWS // SUM_RANGES] * n
+        at = np.r_[0, np.searchsorted(summed[0], self.cuts), len(summed[0])]
+        for i, (lo, hi) in enumerate(zip(at[:-1], at[1:], strict=True)):
+            if hi > lo:
+                self.parts[i].append(tuple(c[lo:hi] for c in summed))
+                self.rows[i] += int(hi - lo)
+            if self.rows[i] > self.limit[i] and len(self.parts[i]) > 1:
+                self.parts[i] = [self._combined(i)]
+                self.rows[i] = len(self.parts[i][0][0])
+                self.limit[i] = max(self.limit[i], 2 * self.rows[i])
 
-    def total(self) -> tuple[np.ndarray, ...]:
-        if len(self.parts) == 1:
-            return self.parts[0]
-        cols = [np.concatenate([p[i] for p in self.parts]) for i in range(4)]
-        self.parts = []
+    def _combined(self, i: int) -> tuple[np.ndarray, ...]:
+        parts, self.parts[i] = self.parts[i], []
+        if len(parts) == 1:
+            return parts[0]
+        cols = [np.concatenate([p[j] for p in parts]) for j in range(4)]
+        del parts
         return _summed(*cols)
+
+    def ranges(self):
+        """(lowest a, a past the range, (a, b, day, k) summed) for each range of `a` in order;
+        the ranges cover every code."""
+        cuts = np.zeros(0, np.int64) if self.cuts is None else self.cuts
+        bounds = np.r_[0, cuts, 2**62]
+        empty = tuple(np.zeros(0, np.int32) for _ in range(4))
+        for i in range(len(bounds) - 1):
+            sums = self._combined(i) if self.parts and self.parts[i] else empty
+            yield int(bounds[i]), int(bounds[i + 1]), sums
 
 
 def _summed(a: np.ndarray, b: np.ndarray, day: np.ndarray, k: np.ndarray) -> tuple:

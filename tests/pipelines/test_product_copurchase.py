@@ -359,6 +359,7 @@ def _small_bounds(monkeypatch) -> None:
     products: every bound is hit many times on the oracle shop."""
     monkeypatch.setattr(cp, "CHUNK_PAIRS", 40)
     monkeypatch.setattr(cp, "SUM_ROWS", 60)
+    monkeypatch.setattr(cp, "SUM_RANGES", 4)
     monkeypatch.setattr(cp, "EMIT_ROWS", 50)
 
 
