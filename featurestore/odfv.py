@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -541,6 +542,9 @@ def _iterable(values: Any) -> Iterable[Any]:
 # column code does not model (a null inside a list of keys, where _strings shifts the pairs) and
 # input types it does not know are computed by the row code. Online, inputs are lists: unchanged.
 
+# customer_product_match over at least this many rows computes its co-purchase part on a thread
+_PARALLEL_ROWS = 50_000
+
 ARROW_TAG = ("udf_inputs", "arrow")  # (tag, value) on a view whose UDF accepts pyarrow columns
 
 
@@ -855,6 +859,13 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         codes.parts
     )
     rows = np.arange(n, dtype=np.int64)
+    pool = ThreadPoolExecutor(1) if source is not None and n >= _PARALLEL_ROWS else None
+    copurchase = (  # the biggest part, beside the others (numpy's sorts and searches let go
+        # of the GIL): on a second core
+        pool.submit(_copurchase_by_source, source, ids, scores, c_ids, recent, c_recent, codes)
+        if pool
+        else None
+    )
 
     price, usual = _floats(get(PRODUCT_PRICE), n), _floats(get(OPTIONAL_ITEM_PRICE), n)
     ok = ~np.isnan(price) & (usual > 0)
@@ -894,6 +905,9 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         hit = _member(codes.keys(pair_rows, c_ids[paired]), recent_keys) & ~np.isnan(s)
         score = np.bincount(pair_rows[hit], weights=s[hit], minlength=n).astype(np.float64)
         hits = np.bincount(pair_rows[hit], minlength=n).astype(np.int64)
+    elif copurchase is not None:
+        score, hits = copurchase.result()
+        pool.shutdown()
     else:
         score, hits = _copurchase_by_source(source, ids, scores, c_ids, recent, c_recent, codes)
 

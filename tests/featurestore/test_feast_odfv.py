@@ -319,12 +319,16 @@ def _dictionary_columns(columns: dict[str, list], rng: np.random.Generator) -> d
 @pytest.mark.parametrize("seed", [11, 12, 13])
 @pytest.mark.parametrize("null_keys", [False, True])
 @pytest.mark.parametrize("optional", [True, False])
-@pytest.mark.parametrize("lists", ["plain", "dictionary"])
-def test_match_over_arrow_columns_equals_the_row_code(seed, null_keys, optional, lists) -> None:
+@pytest.mark.parametrize("lists", ["plain", "dictionary", "dictionary_threaded"])
+def test_match_over_arrow_columns_equals_the_row_code(
+    seed, null_keys, optional, lists, monkeypatch
+) -> None:
     """The offline store's whole-column call gives bit for bit the row code's numbers (nulls
     inside key lists go through the row code's own semantics; without the optional inputs the
     category affinity is the favourite flag), with list columns as lists or, as the offline
-    store hands a gathered view's, dictionary-encoded over the source's lists."""
+    store hands a gathered view's, dictionary-encoded over the source's lists (the co-purchase
+    part on its own thread, as for big frames, with `_threaded`)."""
+    monkeypatch.setattr(odfv, "_PARALLEL_ROWS", 0 if lists.endswith("_threaded") else 10**9)
     rng = np.random.default_rng(seed)
     for batch in _random_match_batches(seed, null_keys):
         names = [n for n in batch[0] if optional or n not in OPTIONAL_MATCH_INPUTS]
