@@ -38,6 +38,8 @@ INPUTS = (
     Input("product_collections", ("product_id", "collection_id", "updated_at", "in_collection")),
     Input("products", ("product_id", "created_at", "updated_at")),
 )
+# The Spark engine's split (pipelines/spark/features.py): every row is one product's own.
+SHARD_BY = {"products": "product_id", "product_collections": "product_id"}
 
 
 def compute(

@@ -189,6 +189,7 @@ def test_spark_engine_equals_local(spark, tmp_path, name, declared_repo, monkeyp
         "customer_collections",
         "product_stats",
         "product_copurchase",
+        "product_membership",
         *sources.declared_sources(),  # the declared views, split as the families are
         # the real-time views by entity shard on executors (the driver never holds their rows)
         *(realtime.SOURCES if any(clean_dir(b, "events").glob("**/*.parquet")) else ()),
