@@ -380,6 +380,7 @@ def evaluate(
     queries: pd.DataFrame,
     inputs: CandidateInputs,
     history: dict[int, dict] | None = None,
+    scores: np.ndarray | None = None,
 ) -> tuple[dict[str, dict], dict[str, list]]:
     """recall@K, NDCG@K, MAP@K of the ranker and the baselines on the same test queries, as is
     and with `exclude_purchased` applied as the API applies it (`metrics[EXCLUDE]`).
@@ -390,7 +391,9 @@ def evaluate(
     cannot be recommended under that setting, so it is no one's miss.
     """
     history = history or {}
-    rows = rows.assign(score=model.predict(model_matrix(rows, columns)))
+    if scores is None:  # the model's scores of `rows`, when the caller has none
+        scores = model.predict(model_matrix(rows, columns))
+    rows = rows.assign(score=scores)
     top = (
         rows.sort_values([QUERY, "score", "product_id"], ascending=[True, False, True])
         .groupby(QUERY)["product_id"]
@@ -547,9 +550,10 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     test_q = queries[queries["split"] == "test"]
     model = d.model
     bar.step("fitted the ranker")
-    metrics, _ = evaluate(
-        model, columns, test_rows, test_q, inputs, purchase_history(data_dir, test_q)
-    )
+    test_matrix = model_matrix(test_rows, columns)
+    test_scores = model.predict(test_matrix)  # scored once: evaluated and saved as reference
+    history = purchase_history(data_dir, test_q)
+    metrics, _ = evaluate(model, columns, test_rows, test_q, inputs, history, test_scores)
     bar.step("evaluated")
     version = artifacts.new_version()
     out = artifacts.version_dir(data_dir, MODEL, version)
@@ -567,8 +571,7 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     card = _card(
         config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
     )
-    test_matrix = model_matrix(test_rows, columns)
-    served_log.save_reference(out, columns, test_matrix, model.predict(test_matrix), seed)
+    served_log.save_reference(out, columns, test_matrix, test_scores, seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
     say(summary(card))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import warnings
 
+import numpy as np
 import pandas as pd
 from feast import FeatureService, FeatureStore
 
@@ -48,5 +49,9 @@ def historical(store: FeatureStore, entity_df: pd.DataFrame, service_name: str) 
             f"{service_name}: {len(frame)} entity rows in, {len(out)} out (the store must "
             "return one row per entity row)"
         )
-    out = out.sort_values(ROW_ID).drop(columns=ROW_ID).reset_index(drop=True)
+    if not np.array_equal(out[ROW_ID].to_numpy(), np.arange(len(out))):
+        out = out.sort_values(ROW_ID)  # Feast's own stores return rows in their order
+    out = out.drop(columns=ROW_ID)
+    if not out.index.equals(pd.RangeIndex(len(out))):
+        out = out.reset_index(drop=True)
     return out
