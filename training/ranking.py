@@ -122,16 +122,20 @@ class RankingConfig:
     # would teach nothing; random ones teach that unrelated products are unlikely).
     train_candidates: CandidateConfig = replace(API_CONFIG, random=30, max_candidates=230)
     test_candidates: CandidateConfig = API_CONFIG
+    # learning rate 0.2 and 20 rounds of patience (0.1 and 50 before issue 17): on the demo shop
+    # the best round 64 instead of 135, the fit 3.5-3.9 s CPU instead of 7.1-7.4, validation
+    # NDCG@10 0.7025 against 0.7027, test NDCG@10 0.291 both (0.2909), with exclude_purchased
+    # 0.235 against 0.234
     params: dict = field(
         default_factory=lambda: {
             "n_estimators": 600,
-            "learning_rate": 0.1,
+            "learning_rate": 0.2,
             "max_depth": 4,
             "min_child_weight": 1.0,
             "subsample": 0.8,
             "colsample_bytree": 0.8,
             "reg_lambda": 1.0,
-            "early_stopping_rounds": 50,
+            "early_stopping_rounds": 20,
         }
     )
 
