@@ -97,6 +97,15 @@ class Scorer:
         now = datetime.now(UTC)
         catalog = await self.catalog.ensure_loaded()
         memo: dict = {}  # the customer's rows, read once for candidates and ranking alike
+        model = self.ranking_model
+        # one round trip for every view keyed by the customer alone (candidates, session,
+        # the ranker's customer views): the reads below take them from the memo
+        services = [CUSTOMER_SERVICE, model.feature_service]
+        if self.online.has_service(SESSION_SERVICE):
+            services.append(SESSION_SERVICE)
+        await self.online.prefetch(
+            services, {"customer_id": [customer_id]}, memo, operation="candidates_customer"
+        )
         cust = await self.online.read(
             CUSTOMER_SERVICE,
             {"customer_id": [customer_id]},
@@ -116,7 +125,7 @@ class Scorer:
                 for pid in catalog.popular(k)
             ]
             return self._answer(customer_id, items, cold_start=True, candidates=len(items))
-        session = await self._session(customer_id)
+        session = await self._session(customer_id, memo)
         neighbours = {}
         looked_up = list(dict.fromkeys([*recent, *session]))
         if looked_up:
@@ -144,7 +153,6 @@ class Scorer:
         ids = [pid for pid, _, _ in cands]
         if not ids:
             return self._answer(customer_id, [], cold_start=False, candidates=0)
-        model = self.ranking_model
         n = len(ids)
         request: dict[str, Any] = {"event_timestamp": now}
         if CANDIDATE_COPURCHASE in self.online.plan(model.feature_service).request_fields:
@@ -181,13 +189,16 @@ class Scorer:
         ]
         return self._answer(customer_id, items, cold_start=False, candidates=n)
 
-    async def _session(self, customer_id: str) -> list[str]:
+    async def _session(self, customer_id: str, memo: dict | None = None) -> list[str]:
         """The live session's products (customer_session, written by `shopfeast stream`): carted,
         then viewed. None without the service (a registry applied before it existed)."""
         if not self.online.has_service(SESSION_SERVICE):
             return []
         res = await self.online.read(
-            SESSION_SERVICE, {"customer_id": [customer_id]}, operation="candidates_session"
+            SESSION_SERVICE,
+            {"customer_id": [customer_id]},
+            operation="candidates_session",
+            memo=memo,
         )
         return session_products(
             res.columns.get(SESSION_CARTED, [None])[0], res.columns.get(SESSION_VIEWED, [None])[0]

@@ -58,11 +58,13 @@ async def batch_features(body: BatchRequest, online: OnlineDep, settings: Settin
     service = settings.customer_service if body.entity == "customer" else settings.product_service
     res = await online.read(service, {JOIN_KEYS[body.entity]: body.ids}, operation="features")
     names = public_names(online, service)
-    columns = [_json_column(res.columns[n]) for n in names]
-    found = [res.any_found(n) for n in range(len(body.ids))]
+    found = [any(flags) for flags in zip(*res.found.values(), strict=True)] or [False] * len(
+        body.ids
+    )
+    rows = zip(*(res.columns[n] for n in names), strict=True)
     results = [
         {"id": i, "found": f, "features": dict(zip(names, row, strict=True)) if f else None}
-        for i, f, row in zip(body.ids, found, zip(*columns, strict=True), strict=True)
+        for i, f, row in zip(body.ids, found, rows, strict=True)
     ]
     # BatchResponse's shape, written here: validating 20 x 70 values through the model and
     # FastAPI's jsonable_encoder cost more than reading them (issue 17)
@@ -71,27 +73,39 @@ async def batch_features(body: BatchRequest, online: OnlineDep, settings: Settin
 
 
 def _dumps(payload: Any) -> bytes:
-    """JSON as FastAPI's JSONResponse renders it."""
+    """JSON as FastAPI's JSONResponse renders `_jsonable` of the payload: times and dates as ISO
+    strings, sets and tuples as lists, NumPy scalars as Python ones, NaN and infinities as null.
+
+    The encoder's `default` hook converts the few values JSON has no form for as it meets them;
+    a non-finite float (rare: Feast keeps a missing value as null) makes the strict encoder
+    raise, and only then is every value walked by `_value` (one Python call per value was most
+    of a 20-customer request's CPU)."""
+    try:
+        return _encode(payload, _default)
+    except ValueError:
+        return _encode(_value(payload), None)
+
+
+def _encode(payload: Any, default) -> bytes:
     return json.dumps(
-        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        payload,
+        ensure_ascii=False,
+        allow_nan=False,
+        indent=None,
+        separators=(",", ":"),
+        default=default,
     ).encode("utf-8")
 
 
-def _json_column(values: list[Any]) -> list[Any]:
-    """`_value` over a column: a column of plain ints, strings and finite floats as it is."""
-    kinds = set(map(type, values))
-    if kinds <= _PLAIN:
-        return values
-    if kinds <= _PLAIN | {float} and all(map(math.isfinite, filter(_is_float, values))):
-        return values
-    return [_value(v) for v in values]
-
-
-_PLAIN = frozenset({int, str, bool, type(None)})
-
-
-def _is_float(v: Any) -> bool:
-    return type(v) is float
+def _default(v: Any) -> Any:
+    """What `_value` makes of a value JSON cannot write as it is (called only for those)."""
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, (set, frozenset)):
+        return list(v)
+    if hasattr(v, "item"):  # numpy scalars
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
 
 
 async def _one(online: OnlineFeatures, service: str, entity: str, entity_id: str) -> dict:
@@ -112,14 +126,23 @@ async def _one(online: OnlineFeatures, service: str, entity: str, entity_id: str
 
 
 def public_names(online: OnlineFeatures, service: str) -> list[str]:
+    """The service's features an answer may show (no PII), worked out once per plan."""
     plan = online.plan(service)
+    known = _PUBLIC.get(service)
+    if known is not None and known[0] is plan:
+        return known[1]
     tagged = {
         f.name
         for vp in plan.views
         for f in vp.view.features
         if str((f.tags or {}).get("pii", "")).lower() == "true"
     }
-    return [n for n in plan.feature_names if n not in PII_FIELDS and n not in tagged]
+    names = [n for n in plan.feature_names if n not in PII_FIELDS and n not in tagged]
+    _PUBLIC[service] = (plan, names)
+    return names
+
+
+_PUBLIC: dict[str, tuple[Any, list[str]]] = {}  # service -> (its plan, public names)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +154,9 @@ def _value(v: Any) -> Any:
         return None
     if isinstance(v, (datetime, date)):
         return v.isoformat()
-    if isinstance(v, (list, tuple, set)):
+    if isinstance(v, dict):
+        return {k: _value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
         return [_value(x) for x in v]
     if hasattr(v, "item"):  # numpy scalars
         return _value(v.item())

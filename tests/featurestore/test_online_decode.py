@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -20,7 +20,7 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from featurestore.online import _decode_rows, _Decoder, string_redis_keys
+from featurestore.online import _as_feast_sees_it, _decode_rows, _Decoder, string_redis_keys
 
 NULL_TS = -(2**63)
 
@@ -125,3 +125,35 @@ def test_string_redis_keys_equal_feasts(join_keys, keys) -> None:
 
 def test_non_string_ids_are_left_to_feast() -> None:
     assert string_redis_keys(("customer_id",), [("C1",), (7,)], "shopfeast") is None
+
+
+def test_list_values_remembered_are_still_new_lists() -> None:
+    """A list read again comes from the remembered tuple: equal to Feast's, a new list each
+    time, and a full memory starts again."""
+    decoder = _Decoder(ValueType.INT64_LIST, limit=2)
+    raws = [Value(int64_list_val={"val": [i, i + 1]}).SerializeToString() for i in range(5)]
+    for _ in range(2):
+        got = decoder.decode_column(raws + raws)
+        assert got == [[i, i + 1] for i in range(5)] * 2
+        assert len({id(v) for v in got}) == len(got)
+        got[0].append(99)
+    assert len(decoder.lists) <= 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2025, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2025, 6, 1, 12, 0, 0, 500_000),  # naive: UTC
+        datetime(2025, 6, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(1969, 12, 31, 23, 59, 58, 250_000, tzinfo=UTC),  # before the epoch
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2200, 2, 3, 4, 5, 6, 7, tzinfo=UTC),
+    ],
+)
+def test_request_times_as_feast_sees_them(value) -> None:
+    """The request time given to on-demand views equals Feast's proto round trip of it."""
+    proto = python_values_to_proto_values([value], ValueType.UNKNOWN)[0]
+    expected = feast_value_type_to_python_type(proto)
+    (got,) = _as_feast_sees_it(value)
+    assert type(got) is type(expected) and got == expected and got.tzinfo == expected.tzinfo

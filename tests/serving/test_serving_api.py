@@ -143,6 +143,45 @@ def test_batched_reads_equal_get_online_features(env, feast_store, service) -> N
             assert all(k or not f for f, k in zip(first.found[vp.view.name], known, strict=True))
 
 
+def test_prefetch_reads_several_services_in_one_round_trip(env, feast_store, monkeypatch) -> None:
+    """A recommendation's customer views (candidates, session, the ranker's) come from one
+    prefetch: the reads after it send nothing to Redis and equal reads without it."""
+    import featurestore.online as online_module
+
+    services = ["candidate_customer_v1", "candidate_session_v1", "ranking_model_v3"]
+    customers = [env.customers[3]]
+    now = datetime.now(UTC)
+    sent: list[int] = []
+    real = online_module._send_and_read
+
+    async def counting(client, commands):
+        sent.append(len(commands))
+        return await real(client, commands)
+
+    async def read(prefetch: bool):
+        online = OnlineFeatures(feast_store)
+        memo: dict = {}
+        if prefetch:
+            await online.prefetch(services, {"customer_id": customers}, memo)
+        before = len(sent)
+        out = [
+            (await online.read(s, {"customer_id": customers}, {"event_timestamp": now}, memo=memo))
+            for s in services
+        ]
+        return out, len(sent) - before
+
+    monkeypatch.setattr(online_module, "_send_and_read", counting)
+    with_prefetch, trips = asyncio.run(read(True))
+    assert sent[0] == 1  # one key: the views of one hash in one HMGET
+    assert trips == 0
+    without, trips = asyncio.run(read(False))
+    assert trips == 3
+    for a, b in zip(with_prefetch, without, strict=True):
+        assert a.columns.keys() == b.columns.keys() and a.found == b.found
+        for name, values in b.columns.items():
+            assert all(same(x, y) for x, y in zip(a.columns[name], values, strict=True)), name
+
+
 def test_fast_matrix_equals_training_matrix(env, feast_store) -> None:
     now = datetime.now(UTC)
     for service in ("churn_model_v1", "ranking_model_v1"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
@@ -215,3 +217,60 @@ def test_production_settings_name_what_is_missing(monkeypatch) -> None:
     monkeypatch.setenv("SHOPFEAST_ENV", "prod")
     with pytest.raises(ValueError):
         Settings(_env_file=None)
+
+
+def _as_served(v):
+    """What /features/batch promises for a value, written out independently of the route."""
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _as_served(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_as_served(x) for x in v]
+    if isinstance(v, np.generic):
+        return _as_served(v.item())
+    return v
+
+
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_batch_json_writes_every_kind_of_value(with_nan) -> None:
+    """The batch route's JSON equals the plain walk of the payload, byte for byte, whether the
+    strict encoder takes it at once (no NaN) or falls back (a NaN or an infinity somewhere)."""
+    from serving.routes.features import _dumps
+
+    when = datetime(2025, 12, 31, 23, 59, 59, 123456, tzinfo=UTC)
+    features = {
+        "n": 3,
+        "x": 0.1,
+        "neg_zero": -0.0,
+        "big": 1e300,
+        "s": "électronique",
+        "none": None,
+        "flag": True,
+        "t": when,
+        "d": date(2025, 1, 2),
+        "ids": ["P1", "P2"],
+        "pair": ("a", 1),
+        "one": {"only"},
+        "i64": np.int64(7),
+        "f64": np.float64(0.25),
+        "f32": np.float32(0.1),
+        "b": np.bool_(True),
+        "times": [when, None],
+    }
+    if with_nan:
+        features |= {"nan": math.nan, "inf": [1.0, -math.inf], "npnan": np.float64("nan")}
+    payload = {
+        "entity": "customer",
+        "feature_service": "customer_360_v1",
+        "results": [
+            {"id": "c1", "found": True, "features": features},
+            {"id": "nobody", "found": False, "features": None},
+        ],
+    }
+    expected = json.dumps(
+        _as_served(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+    assert _dumps(payload) == expected
