@@ -329,7 +329,12 @@ class OnlineFeatures:
         now = time.monotonic()
         out = {}
         for vp, keys, unique, missing in plans:
-            rows = dict(zip(missing, fetched.get(id(vp), []), strict=True))
+            got = fetched.get(id(vp))
+            if isinstance(got, _Decoded) and not vp.cached and memo is None and len(unique) == n:
+                # every row its own entity, fetched in row order: the decoded columns as they are
+                out[vp.view.name] = got.columns_of(vp.features)
+                continue
+            rows = dict(zip(missing, got or [], strict=True))
             if vp.cached:
                 for key, row in rows.items():
                     self.cache.put(vp.view, key, row, now)
@@ -740,21 +745,64 @@ def _event_time(raw: bytes | None) -> datetime | None:
     return ts
 
 
-def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], decoders) -> list[Row]:
+class _Decoded(Sequence):
+    """One view's rows as decoded from Redis, kept as columns: (event time, values dict) rows
+    are made only when asked for (the memo and the cache keep rows; a plain read takes the
+    columns as they are)."""
+
+    __slots__ = ("stamps", "names", "columns", "_rows")
+
+    def __init__(self, stamps: list, names: tuple[str, ...], columns: list[list]) -> None:
+        self.stamps = stamps
+        self.names = names
+        self.columns = columns
+        self._rows: list[Row] | None = None
+
+    def rows(self) -> list[Row]:
+        if self._rows is None:
+            if not self.names:
+                self._rows = [(None, None)] * len(self.stamps)
+            else:
+                self._rows = [
+                    (None, None) if ts is None else (ts, dict(zip(self.names, values, strict=True)))
+                    for ts, values in zip(self.stamps, zip(*self.columns, strict=True), strict=True)
+                ]
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.stamps)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.rows()[i]
+
+    def __iter__(self):
+        return iter(self.rows())
+
+    def columns_of(self, features: tuple[str, ...]):
+        """(found, event times, {feature: values}) as `_columns` makes them from the rows: a row
+        without an event time reads as nulls."""
+        at = {name: j for j, name in enumerate(self.names)}
+        dead = [i for i, ts in enumerate(self.stamps) if ts is None]
+        cols = {}
+        for f in features:
+            j = at.get(f)
+            values = [None] * len(self.stamps) if j is None else self.columns[j]
+            for i in dead:  # (this read's own lists: nothing else holds them)
+                values[i] = None
+            cols[f] = values
+        return [ts is not None for ts in self.stamps], list(self.stamps), cols
+
+
+def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], decoders) -> _Decoded:
     """HMGET replies (the features' values, then `_ts`) -> rows (event time, values), as
     Feast's `_get_features_for_entity` reads them; no `_ts` (the epoch) means no row. Decoded
-    column by column, then put back into one dict per row."""
-    if not replies:
-        return []
+    column by column (rows are made from the columns only when asked for)."""
     stamps = list(map(_event_time, [r[-1] for r in replies]))
-    if not names:
-        return [(None, None)] * len(replies)
+    if not replies or not names:
+        return _Decoded(stamps, names, [[] for _ in names])
     columns = list(zip(*replies, strict=True))
     decoded = [d.decode_column(col) for d, col in zip(decoders, columns, strict=False)]
-    return [
-        (None, None) if ts is None else (ts, dict(zip(names, values, strict=True)))
-        for ts, values in zip(stamps, zip(*decoded, strict=True), strict=True)
-    ]
+    return _Decoded(stamps, names, decoded)
 
 
 async def _send_and_read(client, commands: list[bytes]) -> list[Any]:
