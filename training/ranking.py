@@ -490,7 +490,7 @@ def build_datasets(
         candidate_rows(fit_q, inputs, config.train_candidates, seed), config.train_negatives, seed
     )
     service = config.service
-    fit_rows = store.historical(fs, fit_rows, service)
+    fit_rows = store.historical(fs, fit_rows, service, lists=False)  # lists are no input
     bar.step(f"read {service} for {len(fit_rows):,} training rows")
     served = [r.split(":", 1)[1] for r in store.service_features(store.service(fs, service))]
     columns = stable_columns(usable_columns(fit_rows, exclude=NOT_INPUTS), served)
@@ -502,7 +502,7 @@ def build_datasets(
         # the GIL in its C++ calls, as DuckDB does): two cores instead of one in turn
         fitted = pool.submit(fit, train, valid, columns) if fit else None
         test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
-        test_rows = store.historical(fs, test_rows, service)
+        test_rows = store.historical(fs, test_rows, service, lists=False)
         bar.step(f"read {service} for {len(test_rows):,} test rows")
         say(
             f"ranking rows: train {len(train):,}, validation {len(valid):,}, "

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from feast import FeatureService, FeatureStore
 
 ROW_ID = "_row"
@@ -32,10 +33,15 @@ def service_features(fs: FeatureService) -> list[str]:
     return [f"{p.name_to_use()}:{f.name}" for p in fs.feature_view_projections for f in p.features]
 
 
-def historical(store: FeatureStore, entity_df: pd.DataFrame, service_name: str) -> pd.DataFrame:
+def historical(
+    store: FeatureStore, entity_df: pd.DataFrame, service_name: str, lists: bool = True
+) -> pd.DataFrame:
     """Features as of each entity row's `event_timestamp`, same rows, same order as `entity_df`.
 
-    Extra columns of the entity frame (labels, split markers) ride along untouched.
+    Extra columns of the entity frame (labels, split markers) ride along untouched. With
+    `lists=False` the list-valued features are left out before the result becomes a pandas
+    frame (they are no model input; as Python objects they cost most of the conversion: 300,000
+    ranking rows 0.44 -> 0.12 s CPU, and every later copy of the frame).
     """
     frame = entity_df.reset_index(drop=True).copy()
     frame[ROW_ID] = range(len(frame))
@@ -43,7 +49,16 @@ def historical(store: FeatureStore, entity_df: pd.DataFrame, service_name: str) 
     with warnings.catch_warnings():
         # ibis calls a DuckDB method DuckDB has deprecated: noise on every read, nothing to do.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        out = store.get_historical_features(entity_df=frame, features=fs).to_df()
+        job = store.get_historical_features(entity_df=frame, features=fs)
+        if lists:
+            out = job.to_df()
+        else:
+            table = job.to_arrow()
+            table = table.drop_columns(
+                [f.name for f in table.schema if pa.types.is_list(f.type)]
+                + [f.name for f in table.schema if pa.types.is_large_list(f.type)]
+            )
+            out = table.to_pandas()
     if len(out) != len(frame):
         raise RuntimeError(
             f"{service_name}: {len(frame)} entity rows in, {len(out)} out (the store must "

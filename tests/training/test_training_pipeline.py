@@ -227,3 +227,30 @@ def test_bought_sets_are_each_customers_products_per_order_instant() -> None:
     assert keys == sorted(expected)
     assert [set(s) for s in got["relevant"]] == [expected[k] for k in keys]
     assert all(type(s) is frozenset for s in got["relevant"])
+
+
+def test_historical_without_lists_is_the_same_frame_minus_its_list_columns(data) -> None:
+    from featurestore.store import open_store
+    from training import store
+
+    fs = open_store("embedded", data)
+    orders = read_clean(data, "orders", ["customer_id", "order_ts"]).dropna().head(300)
+    products = read_clean(data, "products", ["product_id"])["product_id"].astype(str)
+    entity = pd.DataFrame(
+        {
+            "customer_id": orders["customer_id"].astype(str).to_numpy(),
+            "product_id": np.resize(products.to_numpy(), len(orders)),
+            "event_timestamp": orders["order_ts"].to_numpy(),
+            "candidate_copurchase_score": np.linspace(0, 1, len(orders)),
+        }
+    )
+    whole = store.historical(fs, entity, ranking.SERVICE)
+    lean = store.historical(fs, entity, ranking.SERVICE, lists=False)
+
+    def is_list(v) -> bool:
+        return isinstance(v, (list, np.ndarray))
+
+    listed = [c for c in whole.columns if whole[c].map(is_list).any()]
+    assert "recent_product_ids" in listed  # the service has list features to leave out
+    assert sorted(set(whole.columns) - set(lean.columns)) == sorted(listed)
+    pd.testing.assert_frame_equal(lean, whole.drop(columns=listed))
