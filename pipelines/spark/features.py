@@ -28,7 +28,7 @@ The declared views (pipelines/aggregate.py) declare `SHARD_BY` too: a customer o
 split with the customer families (in their shuffle), a product view with the product families.
 A row without the entity's key (an anonymous visitor's event, a page view, a guest's order) is
 no shard's. The real-time views' sources are split by their entity on executors too
-(pipelines/spark/realtime.py). A family without `SHARD_BY` (the collections) runs as one Spark
+(pipelines/spark/realtime.py). A family without `SHARD_BY` (collection_stats) runs as one Spark
 task that calls the local engine for that family, alongside the sharded ones; any that read
 reviews run in one task, in order. The once-per-shop state (`persist`: a vocabulary, the review
 topic model and NLP cache) is made on the driver first.
