@@ -817,7 +817,7 @@ async def _send_and_read(client, commands: list[bytes]) -> list[Any]:
         await conn.send_packed_command(commands)
         parser = getattr(conn, "_parser", None)
         if isinstance(parser, _AsyncHiredisParser) and getattr(parser, "_reader", None):
-            return await _hiredis_replies(parser, len(commands))
+            return await _hiredis_replies(parser, len(commands), conn.socket_timeout)
         return [await conn.read_response() for _ in commands]
     except BaseException:
         await conn.disconnect(nowait=True)
@@ -826,16 +826,21 @@ async def _send_and_read(client, commands: list[bytes]) -> list[Any]:
         await pool.release(conn)
 
 
-async def _hiredis_replies(parser: _AsyncHiredisParser, count: int) -> list[Any]:
+async def _hiredis_replies(
+    parser: _AsyncHiredisParser, count: int, socket_timeout: float | None
+) -> list[Any]:
     """`count` replies straight from the connection's hiredis reader, refilled from its socket
-    as needed: what `read_response` returns for each, without its per-reply timeout context and
-    coroutine (a third of a 20-customer read's CPU); the caller's deadline bounds the whole."""
+    as needed: what `read_response` returns for each, without its timeout context and coroutine
+    per reply (a third of a 20-customer read's CPU). Each wait for more bytes is bounded by the
+    connection's socket timeout, as redis-py bounds it (a frozen Redis fails in about that
+    time, not only at the read's deadline)."""
     reader = parser._reader
     replies: list[Any] = []
     while len(replies) < count:
         reply = reader.gets()
         if reply is NOT_ENOUGH_DATA:  # the reader's sentinel (redis-py sets it)
-            await parser.read_from_socket()
+            async with asyncio.timeout(socket_timeout):
+                await parser.read_from_socket()
             continue
         if isinstance(reply, Exception):  # an error reply, or a connection error
             raise reply
