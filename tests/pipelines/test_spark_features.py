@@ -164,7 +164,14 @@ def declared_repo(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("name", list(SHOPS))
+# The three biggest shops (25-60 s each on Spark local[2]) run with `make test-heavy`, which CI runs
+# too; `make test` keeps the order-version and Shopify shops, where the shards' keying is subtle.
+HEAVY_SHOPS = {"reviews", "products", "as_of"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.heavy] * (n in HEAVY_SHOPS)) for n in SHOPS]
+)
 def test_spark_engine_equals_local(spark, tmp_path, name, declared_repo, monkeypatch):
     monkeypatch.setenv("SHOPFEAST_FEATURE_REPO", str(declared_repo))
     assert {"test_customer_orders", "test_product_sales"} <= set(sources.declared_sources())
