@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import psutil
 import redis
 
 from pipelines.sources import sources
@@ -210,11 +211,42 @@ def run_child(stage: str, engine: str, url: str, work: Path, args, end: datetime
         "--end",
         end.isoformat(),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
-    sys.stderr.write(proc.stderr[-4000:] if proc.returncode else "")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        stopped = _watch(proc, args.timeout, args.max_rss_gib * 2**30)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if stopped:
+        return {"error": stopped}
+    sys.stderr.write(stderr[-4000:] if proc.returncode else "")
     if proc.returncode:
         return {"error": f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def _watch(proc: subprocess.Popen, timeout: float, max_rss: float) -> str | None:
+    """Wait for the child; kill it past `timeout` seconds or `max_rss` bytes of RSS (Feast's
+    engine on the 100k store passed 19.7 GB of this machine's 24 GB). Returns why it was
+    stopped, or None when it exited by itself."""
+    watched, start = psutil.Process(proc.pid), time.monotonic()
+    while proc.poll() is None:
+        try:
+            rss = watched.memory_info().rss
+        except psutil.NoSuchProcess:
+            break
+        why = None
+        if rss > max_rss:
+            why = f"stopped at {rss / 2**30:.1f} GiB RSS (--max-rss-gib {max_rss / 2**30:g})"
+        elif time.monotonic() - start > timeout:
+            why = f"stopped after {timeout:g} s (--timeout)"
+        if why:
+            proc.kill()
+            proc.wait()
+            return why
+        time.sleep(0.5)
+    proc.wait()
+    return None
 
 
 def compare(url_a: str, url_b: str, sample: int = 3000) -> tuple[int, int]:
@@ -250,6 +282,12 @@ def main() -> None:
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     p.add_argument("--days", type=int, default=2, help="daily incremental runs after the load")
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument(
+        "--max-rss-gib",
+        type=float,
+        default=16.0,
+        help="stop an engine's step past this RSS and report it (the machine must survive)",
+    )
     for hidden in ("--stage", "--engine", "--registry", "--state", "--end"):
         p.add_argument(hidden, help=argparse.SUPPRESS)
     args = p.parse_args()
