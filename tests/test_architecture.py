@@ -42,6 +42,9 @@ FEAST_PRIVATE_NAMES = {
     "_get_store_and_registry",  # feast.repo_operations: the store `feast plan` diffs against
     "_mmh3",  # feast.infra.online_stores.helpers: the hash of hash-field names
     "_parse_connection_string",  # RedisOnlineStore: the engine's own client, with timeouts
+    # redis-py's (pinned), not Feast's: _AsyncHiredisParser's hiredis reader, which
+    # featurestore.online reads replies from directly (without hiredis: read_response)
+    "_reader",
     "_versioned_fv_name",  # feast.infra.online_stores.redis: a view's name in its hash fields
 }
 
