@@ -117,8 +117,12 @@ bench-models: $(STAMP)
 bench-retrieval: $(STAMP)
 	$(PY) -m scripts.bench_retrieval --build
 
+# The 100k bench shop on both engines, then a 1M-customer shop (ten copies of its customers);
+# an engine past 20 GiB is stopped and reported as failed (about 3 h in all on 2 cores)
 bench-spark: $(STAMP)
 	$(PY) -m scripts.bench_spark
+	$(PY) -m scripts.bench_spark --data-dir data/bench1m --scale-from data/bench --copies 10 \
+		--engines spark,local --max-rss-gib 20
 
 bench-online: $(STAMP)
 	@$(SERVICES) && $(PY) -m scripts.bench_online

@@ -5,18 +5,26 @@ outputs are equal. Not a test: run it on a machine as quiet as you can get (unde
 
     python -m scripts.bench_spark [--data-dir data/bench] [--customers 100000 --products 10000
                                   --days 365] [--master local[2]] [--executor-memory 2g]
-                                  [--engines local,spark] [--shard-rows N]
+                                  [--engines local,spark] [--shard-rows N] [--max-rss-gib 20]
+                                  [--scale-from data/bench --copies 10]
 
 The shop is generated and ingested once by scripts.bench_pipelines (`--prepare-only`) and kept
 under --data-dir. Each engine builds into its own folder under DIR/spark-bench/<engine>/ (the
 clean tables linked, not copied), in a child process; this process samples the RSS of the child's
 whole process tree every 0.2 s: the driver (the child itself), the JVMs, and Spark's Python
-workers (where the families' pandas code runs), each peak and the peak of their sum.
+workers (where the families' pandas code runs), each peak and the peak of their sum. An engine
+whose tree passes --max-rss-gib is stopped there and reported as failed, with the last progress
+line it printed (how far it got), and the next engine runs.
+
+With --scale-from, --data-dir is built as --copies copies of that shop's customers
+(scripts.scale_shop): `make bench-spark` runs the 100k bench shop, then a 1M-customer one
+(data/bench1m, ten copies of data/bench).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -43,11 +51,16 @@ def _kind(p: psutil.Process, root: int) -> str:
 
 
 def _sample(
-    proc: subprocess.Popen, peaks: dict[str, float], cpu: dict[int, tuple], stop: threading.Event
+    proc: subprocess.Popen,
+    peaks: dict[str, float],
+    cpu: dict[int, tuple],
+    stop: threading.Event,
+    limit_mib: float = float("inf"),
 ) -> None:
     """Every SAMPLE_S: the RSS of each kind of process in the tree (peaks of the sums), and each
     process's CPU seconds so far (`cpu[pid] = (kind, seconds)`, the last value seen: a process
-    that exits loses at most one interval)."""
+    that exits loses at most one interval). Past `limit_mib` in all, the whole tree is killed and
+    `peaks["stopped_at"]` says where (the machine is kept, the run is reported as failed)."""
     root = psutil.Process(proc.pid)
     while not stop.is_set():
         try:
@@ -67,6 +80,12 @@ def _sample(
         now["total"] = sum(now.values())
         for k, v in now.items():
             peaks[k] = max(peaks.get(k, 0.0), v)
+        if now["total"] > limit_mib:
+            peaks["stopped_at"] = now["total"]
+            for p in reversed(tree):
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            break
         stop.wait(SAMPLE_S)
 
 
@@ -89,18 +108,29 @@ def _child(engine: str, data_dir: Path, args: argparse.Namespace) -> dict:
     stop = threading.Event()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    sampler = threading.Thread(target=_sample, args=(proc, peaks, cpu, stop), daemon=True)
+    limit = args.max_rss_gib * 1024
+    sampler = threading.Thread(target=_sample, args=(proc, peaks, cpu, stop, limit), daemon=True)
     sampler.start()
-    out, _ = proc.communicate()
+    lines = []
+    for line in proc.stdout:  # the build's progress as it goes; the last line is its figures
+        lines.append(line.rstrip("\n"))
+        if not line.startswith("{"):
+            print(f"    {line}", end="", flush=True)
+    proc.wait()
     wall = time.perf_counter() - t0
     stop.set()
     sampler.join()
-    if proc.returncode:
+    if "stopped_at" in peaks:
+        last = next((x.strip() for x in reversed(lines) if x.strip()), "nothing printed")
+        body = {
+            "families": [],
+            "failed": f"stopped at {peaks['stopped_at'] / 1024:,.1f} GiB RSS (--max-rss-gib "
+            f"{args.max_rss_gib:g}) after {wall:,.0f}s; last progress line: {last}",
+        }
+    elif proc.returncode:
         raise SystemExit(f"the {engine} build failed ({proc.returncode})")
-    lines = out.strip().splitlines()
-    for line in lines[:-1]:
-        print(f"    {line}", flush=True)
-    body = json.loads(lines[-1])
+    else:
+        body = json.loads(lines[-1])
     body.update(wall=wall, peaks=peaks, cpu=_cpu_by_kind(cpu), processes=_processes(cpu))
     return body
 
@@ -159,18 +189,29 @@ def _same(a: Path, b: Path) -> list[str]:
 def _prepare(args: argparse.Namespace) -> None:
     if (args.data_dir / "clean").is_dir():
         return
-    cmd = [
-        sys.executable, "-m", "scripts.bench_pipelines", "--prepare-only",
-        "--data-dir", str(args.data_dir), "--customers", str(args.customers),
-        "--products", str(args.products), "--days", str(args.days),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True)
+    base = args.scale_from.resolve() if args.scale_from else args.data_dir
+    if not (base / "clean").is_dir():
+        cmd = [
+            sys.executable, "-m", "scripts.bench_pipelines", "--prepare-only",
+            "--data-dir", str(base), "--customers", str(args.customers),
+            "--products", str(args.products), "--days", str(args.days),
+        ]  # fmt: skip
+        subprocess.run(cmd, check=True)
+    if args.scale_from:
+        from scripts.scale_shop import scale
+
+        print(f"{args.copies} copies of {base}'s customers into {args.data_dir}", flush=True)
+        scale(base, args.data_dir, args.copies)
 
 
 def _report(engine: str, r: dict) -> None:
     p = r["peaks"]
-    parts = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(p.items()) if k != "total")
+    parts = ", ".join(
+        f"{k} {v:,.0f}" for k, v in sorted(p.items()) if k not in ("total", "stopped_at")
+    )
     print(f"\n{engine}: wall {r['wall']:.1f}s, peak RSS {p.get('total', 0):,.0f} MiB ({parts})")
+    if "failed" in r:
+        print(f"  FAILED: {r['failed']}")
     c, n = r.get("cpu", {}), r.get("processes", {})
     kinds = ", ".join(
         f"{k} {v:,.1f}s ({n.get(k, 0)} processes)" for k, v in sorted(c.items()) if k != "total"
@@ -208,6 +249,19 @@ def main() -> None:
     p.add_argument("--executor-memory", default="2g")
     p.add_argument("--engines", default="local,spark")
     p.add_argument("--shard-rows", type=int, default=3_000_000)
+    p.add_argument(
+        "--scale-from",
+        type=Path,
+        help="build --data-dir as --copies copies of this prepared shop's customers "
+        "(scripts.scale_shop; the shop is prepared first with --customers etc. if needed)",
+    )
+    p.add_argument("--copies", type=int, default=10)
+    p.add_argument(
+        "--max-rss-gib",
+        type=float,
+        default=20.0,
+        help="stop an engine's build past this RSS (its whole process tree) and report where",
+    )
     p.add_argument("--stage", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.stage:
@@ -226,8 +280,9 @@ def main() -> None:
             (out / "clean").symlink_to(args.data_dir / "clean")
         print(f"{engine} engine ...", flush=True)
         results[engine] = _child(engine, out, args)
-        dirs[engine] = out
         _report(engine, results[engine])
+        if "failed" not in results[engine]:
+            dirs[engine] = out
     if len(dirs) == 2:
         differ = _same(*dirs.values())
         print(f"\noutputs equal, value for value: {'yes' if not differ else 'NO: ' + str(differ)}")
