@@ -13,9 +13,11 @@ and several times its memory. This store answers the same call with one DuckDB s
   and source field mappings are honoured;
 - one output row per entity row, in the entity frame's order, never dropped: an entity row with no
   feature row (unknown key, before the first row, null key or timestamp) gets nulls;
-- a source small next to the retrieval is read once and joined by row number, its columns
-  gathered into entity order afterwards (AsofRetrievalJob._join); its list features reach the
-  on-demand views' column code dictionary-encoded over its rows;
+- the views are joined each on its own, all at once on threads (AsofRetrievalJob._join); a
+  source small next to the retrieval is read once and matched by row number with numpy (one
+  sort of the source, one binary search per entity row: _asof_rows), its columns gathered into
+  entity order afterwards; its list features reach the on-demand views' column code
+  dictionary-encoded over its rows; a bigger source is joined by a DuckDB ASOF statement;
 - on-demand views run on a table of only the columns each reads (its source features, request
   fields and the entity frame's columns), not on the whole result: Feast's python mode turns the
   table it is given into Python lists (`to_pydict`), list features of every view included, once
@@ -264,49 +266,148 @@ def _created_part(p: _ViewPlan) -> str:
 
 def _read_source(con: Any, p: _ViewPlan, scan: str) -> pa.Table:
     """A source's rows up to the latest entity timestamp as Arrow: its join keys (`__k0`...),
-    event and created microseconds (`__ts`, `__created` when it has one), output columns and
-    `__row` (its position)."""
+    event and created microseconds (`__ts`, `__created` when it has one) and output columns."""
     keys = [f"{_ident(k)} AS __k{j}" for j, k in enumerate(p.join_keys)]
     outputs = [f"{_ident(src)} AS {_ident(out)}" for src, out in p.columns]
     created = [f"epoch_us({_ident(p.created)}) AS __created"] if p.created else []
     columns = [*keys, f"epoch_us({_ident(p.timestamp)}) AS __ts", *created, *outputs]
-    table = con.sql(f"SELECT {', '.join(columns)} FROM {scan}").to_arrow_table()
-    table = table.combine_chunks()
-    return table.append_column("__row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    return con.sql(f"SELECT {', '.join(columns)} FROM {scan}").to_arrow_table().combine_chunks()
 
 
-def _code(column: str) -> str:
-    """The probe's column of the entity column's int32 codes."""
-    return f"__shopfeast_code_{column}"
+class _Frame:
+    """The entity rows as the matches read them: `probe` (the join key columns, the timestamp
+    in microseconds UTC, ROW and _US), per join key column its distinct values and each row's
+    position among them (-1 for a null key), and the timestamps as int64 (`valid`: not null)."""
+
+    def __init__(self, probe: pa.Table, keys: list[str]) -> None:
+        self.probe = probe
+        self.rows = probe.num_rows
+        self.keys: dict[str, tuple[pa.Array, np.ndarray]] = {}
+        for name in keys:
+            encoded = pc.dictionary_encode(probe.column(name).combine_chunks())
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+            self.keys[name] = (encoded.dictionary, codes.astype(np.int64))
+        us = probe.column(_US).combine_chunks()
+        self.valid = ~pc.is_null(us).to_numpy(zero_copy_only=False)
+        self.us = pc.fill_null(us, 0).to_numpy(zero_copy_only=False)
 
 
-def _encode_keys(
-    table: pa.Table, columns: list[str], dictionaries: dict[str, pa.Array]
-) -> tuple[pa.Table, set[str]]:
-    """A read source's string keys (`__k{j}`, joined to entity column `columns[j]`) as their
-    positions in that column's dictionary, rows of a key the frame does not hold dropped; and
-    the entity columns so coded. Other keys stay as they are."""
-    coded, keep = set(), None
-    for j, column in enumerate(columns):
+def _key_codes(table: pa.Table, p: _ViewPlan, frame: _Frame) -> tuple[np.ndarray, int] | None:
+    """Per source row the position of its key tuple among the frame's (-1: a tuple the frame
+    does not hold, or a null key), and how many positions there are; the same positions for
+    the frame's rows come from _frame_codes. None when a key cannot be compared as the frame
+    holds it (another type than a string or integer of the entity column's kind)."""
+    code = np.zeros(table.num_rows, dtype=np.int64)
+    size = 1
+    for j, column in enumerate(p.join_keys.values()):
+        values = frame.keys[column][0]
         key = table.column(f"__k{j}")
-        if column not in dictionaries or key.type != dictionaries[column].type:
-            continue
-        codes = pc.index_in(key, value_set=dictionaries[column])
-        table = table.set_column(j, f"__k{j}", codes)
-        coded.add(column)
-        known = pc.is_valid(codes)
-        keep = known if keep is None else pc.and_(keep, known)
-    if keep is not None:
-        table = table.filter(keep)
-    return table, coded
+        if key.type != values.type:
+            strings = all(_is_string(t) for t in (key.type, values.type))
+            integers = all(pa.types.is_integer(t) for t in (key.type, values.type))
+            if not (strings or integers):
+                return None
+            try:
+                key = key.cast(values.type)  # safe: an integer out of range raises
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+        at = pc.fill_null(pc.index_in(key, value_set=values), -1)
+        at = at.to_numpy(zero_copy_only=False).astype(np.int64)
+        code = np.where((code < 0) | (at < 0), -1, code * len(values) + at)
+        size *= max(len(values), 1)
+    return code, size
 
 
-def _has_ties(con: Any, source: str, keys: int) -> bool:
-    """Whether two rows of a source share their join keys and event_timestamp (then the
-    created timestamp decides between them)."""
-    group = ", ".join([*(f"__k{j}" for j in range(keys)), "__ts"])
-    sql = f"SELECT 1 FROM {source} GROUP BY {group} HAVING count(*) > 1 LIMIT 1"
-    return bool(con.sql(sql).fetchall())
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _frame_codes(p: _ViewPlan, frame: _Frame) -> np.ndarray:
+    """_key_codes for the frame's rows."""
+    code = np.zeros(frame.rows, dtype=np.int64)
+    for column in p.join_keys.values():
+        values, at = frame.keys[column]
+        code = np.where((code < 0) | (at < 0), -1, code * len(values) + at)
+    return code
+
+
+def _asof_rows(table: pa.Table, p: _ViewPlan, frame: _Frame) -> np.ndarray | None:
+    """Per entity row the row of `table` (a read source, _read_source) Feast serves it, -1 for
+    none: among the rows of its keys with `event_timestamp <= t`, the latest, ties to the
+    latest created timestamp (a missing one lowest); none when that row is older than the
+    view's TTL. None when the keys cannot be coded (_key_codes): then DuckDB joins the view.
+
+    One sort of the source by (key, event_timestamp[, created]) and one binary search per entity
+    row, over one int64 per row: the key's position times (distinct source instants + 1) plus
+    how many distinct source instants are at or before the row's own (so `<=` on it is `<=` on
+    the instants)."""
+    coded = _key_codes(table, p, frame)
+    if coded is None:
+        return None
+    code, size = coded
+    ts = table.column("__ts")
+    keep = code >= 0
+    if ts.null_count:  # a row without an event_timestamp is never served
+        keep &= ~pc.is_null(ts).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(keep)
+    found = np.full(frame.rows, -1, dtype=np.int64)
+    if not len(rows):
+        return found
+    key = code[rows]
+    ts = pc.fill_null(ts, 0).to_numpy(zero_copy_only=False)[rows]
+    instants = np.sort(ts)  # distinct (np.unique is many times slower: it hashes)
+    instants = instants[np.r_[True, instants[1:] != instants[:-1]]]
+    base = len(instants) + 1
+    if size * base >= 2**62:
+        return None
+    order_key = key * base + np.searchsorted(instants, ts, "right")
+    order = np.argsort(order_key, kind="stable")
+    ordered = order_key[order]
+    if p.created and len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
+        created = table.column("__created")
+        created = pc.fill_null(created, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
+        order = np.lexsort((created[rows], order_key))  # ties: the latest created last
+        ordered = order_key[order]
+    entity_key = _frame_codes(p, frame)
+    probe = entity_key * base + np.searchsorted(instants, frame.us, "right")
+    at = np.searchsorted(ordered, probe, "right") - 1  # the last row at or before
+    hit = frame.valid & (entity_key >= 0) & (at >= 0)
+    at = order[np.maximum(at, 0)]
+    hit &= key[at] == entity_key
+    if p.ttl:
+        hit &= ts[at] >= frame.us - p.ttl // timedelta(microseconds=1)
+    found[hit] = rows[at[hit]]
+    return found
+
+
+def _asof_statement(con: Any, p: _ViewPlan, scan: str) -> pa.Table:
+    """One view joined by DuckDB with its columns (`entity_rows` registered on `con`): ROW and
+    the view's output columns, one row per entity row in no particular order. The ASOF order
+    key is `event_timestamp * 2^64 + created` (asof_sql's)."""
+    keys = [_ident(k) for k in p.join_keys]
+    outputs = "".join(f", {_ident(src)} AS {_ident(out)}" for src, out in p.columns)
+    inner = (
+        f"SELECT {', '.join(keys)}, epoch_us({_ident(p.timestamp)}) AS __ts, "
+        f"epoch_us({_ident(p.timestamp)})::HUGEINT * {_SHIFT} + {_created_part(p)} "
+        f"AS __order{outputs} FROM {scan}"
+    )
+    ts = f"e.{_US}"
+    probe = f"{ts}::HUGEINT * {_SHIFT} + {_SHIFT - 1}"
+    on = [f"e.{_ident(e)} = v.{_ident(k)}" for k, e in p.join_keys.items()]
+    fresh = None
+    if p.ttl:
+        fresh = f"v.__ts >= {ts} - {p.ttl // timedelta(microseconds=1)}"
+    selects = [f"e.{_ident(ROW)}"]
+    for _, out in p.columns:
+        value = f"v.{_ident(out)}"
+        if fresh:
+            value = f"CASE WHEN {fresh} THEN {value} END"
+        selects.append(f"{value} AS {_ident(out)}")
+    sql = (
+        f"SELECT {', '.join(selects)} FROM entity_rows e ASOF LEFT JOIN ({inner}) v "
+        f"ON {' AND '.join([*on, f'{probe} >= v.__order'])}"
+    )
+    return con.sql(sql).to_arrow_table()
 
 
 class AsofRetrievalJob(RetrievalJob):
@@ -417,14 +518,15 @@ class AsofRetrievalJob(RetrievalJob):
     def _join(self, entity: pa.Table) -> pa.Table:
         """The features of every plan, one row per entity row, in entity order.
 
-        One DuckDB statement. A view whose source is small next to the retrieval (at most
-        GATHER_MIN_ROWS rows, or GATHER_RATIO x the entity rows) is read once into Arrow and
-        joined by row number only: the ASOF join carries (keys, timestamp, row number), and its
-        feature columns are gathered with one `take` into entity order, so neither the join nor
-        putting its rows back in entity order moves them. A bigger source is joined with its
-        columns, as `asof_sql` does, bounded by DuckDB's memory limit. The created-timestamp
-        tie-break's 128-bit key is paid only on a read source that has two rows of one key and
-        event_timestamp; a streamed one always pays it."""
+        Each view is joined on its own, all at once on a pool of threads (DuckDB, Arrow and
+        numpy let go of the GIL, so one view's read overlaps another's match): reading the
+        sources one after another was half of a 100,000-row ranking retrieval (_view).
+
+        A view whose source is small next to the retrieval (at most GATHER_MIN_ROWS rows, or
+        GATHER_RATIO x the entity rows) is read once into Arrow and matched by row number
+        (_asof_rows); its feature columns are then gathered with one `take` each into entity
+        order, so nothing moves them but that take. A bigger source is joined with its columns
+        by a DuckDB ASOF statement, bounded by DuckDB's memory limit."""
         needed = {self._timestamp} | {k for p in self._plans for k in p.join_keys.values()}
         probe = entity.select([c for c in entity.column_names if c in needed])
         i = probe.column_names.index(self._timestamp)
@@ -432,68 +534,58 @@ class AsofRetrievalJob(RetrievalJob):
         probe = probe.set_column(i, self._timestamp, probe.column(i).cast(_UTC, safe=False))
         probe = probe.append_column(ROW, pa.array(np.arange(entity.num_rows, dtype=np.int64)))
         probe = probe.append_column(_US, probe.column(i).cast(pa.int64()))
-        # string join keys as int32 codes over the frame's values, for the gathered sources'
-        # joins (an ASOF join on integer keys took half the CPU of one on strings)
-        dictionaries = {}
-        for name in sorted(needed - {self._timestamp}):
-            column = probe.column(name)
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                encoded = pc.dictionary_encode(column.combine_chunks())
-                dictionaries[name] = encoded.dictionary
-                probe = probe.append_column(_code(name), encoded.indices)
+        frame = _Frame(probe, sorted(needed - {self._timestamp}))
+        began = time.perf_counter()
         con = duckdb.connect(config=_duckdb_settings(self._config))
         try:
             con.register("entity_rows", probe)
-            result, gathered = self._asof(con, entity.num_rows, dictionaries)
+            workers = max(1, len(self._plans))
+            with ThreadPoolExecutor(workers) as pool:
+                joined = list(pool.map(lambda p: self._view(con, p, frame), self._plans))
         finally:
             con.close()
         mark = time.perf_counter()
-        if result.num_rows != entity.num_rows:  # the contract; an ASOF LEFT JOIN cannot break it
-            raise RuntimeError(f"{entity.num_rows} entity rows in, {result.num_rows} out")
-        rows = result.column(ROW).to_numpy()
-        order = np.empty_like(rows)
-        order[rows] = np.arange(len(rows), dtype=rows.dtype)
-        order = pa.array(order)
+        self._steps["sources"] = mark - began
         # (output name, column, rows to take from it, in entity order)
         takes: list[tuple[str, pa.ChunkedArray, pa.Array]] = []
-        for p in self._plans:
-            if p.alias in gathered:
-                found = result.column(p.alias).take(order).combine_chunks()
-                source = gathered[p.alias]
-                for name, column in zip(source.column_names, source.columns, strict=True):
-                    takes.append((name, column, found))
+        for p, table, found in joined:
+            if found is not None:  # a gathered source: its row per entity row (-1: none)
+                at = pa.array(found, mask=found < 0)
+                for name, column in zip(table.column_names, table.columns, strict=True):
+                    takes.append((name, column, at))
                     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
                         self._lists[name] = pa.DictionaryArray.from_arrays(
-                            found, column.combine_chunks()
+                            at, column.combine_chunks()
                         )
-            else:
-                takes += [(out, result.column(out), order) for _, out in p.columns]
+            else:  # a joined statement's rows, in no particular order
+                rows = table.column(ROW).to_numpy()
+                if len(rows) != entity.num_rows:  # the contract; an ASOF LEFT JOIN keeps it
+                    raise RuntimeError(f"{entity.num_rows} entity rows in, {len(rows)} out")
+                order = np.empty_like(rows)
+                order[rows] = np.arange(len(rows), dtype=rows.dtype)
+                at = pa.array(order)
+                takes += [(out, table.column(out), at) for _, out in p.columns]
         columns = _take_all(takes, _threads(self._config))
         names = [out for p in self._plans for _, out in p.columns]
         self._steps["gather"] = time.perf_counter() - mark
         return pa.table({name: columns[name] for name in names})
 
-    def _asof(
-        self, con: Any, entity_rows: int, dictionaries: dict[str, pa.Array]
-    ) -> tuple[pa.Table, dict[str, pa.Table]]:
-        """The ASOF statement's result (ROW, then per view its row number in the gathered
-        source or its columns), in no particular order, and the gathered sources.
-
-        A gathered source's string keys are joined as codes: `dictionaries` (entity column ->
-        the frame's distinct values, whose positions the probe's _code(column) holds), its
-        rows whose key is not among the frame's dropped (they match no entity row)."""
-        began = time.perf_counter()
-        latest = self._latest
-        bound = f"{_text(latest.isoformat())}::TIMESTAMPTZ" if latest is not None else None
-        gathered: dict[str, pa.Table] = {}
-        selects, joins = [f"e.{_ident(ROW)}"], []
-        for p in self._plans:
-            keys = [_ident(k) for k in p.join_keys]
+    def _view(
+        self, con: Any, p: _ViewPlan, frame: _Frame
+    ) -> tuple[_ViewPlan, pa.Table, np.ndarray | None]:
+        """One view's features for the entity rows, on a cursor of its own: its source's
+        output columns and per entity row the source row to take (-1: none) when gathered,
+        else a statement's result (ROW and the output columns, in no particular order)."""
+        cur = con.cursor()
+        try:
+            cur.register("entity_rows", frame.probe)
+            latest = self._latest
+            bound = f"{_text(latest.isoformat())}::TIMESTAMPTZ" if latest is not None else None
             conditions = [f"{_ident(p.timestamp)} <= {bound}"] if bound else []
             where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             scan = f"read_parquet({_text(p.path)}){where}"
-            rows = con.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
-            if entity_rows * KEY_FILTER_RATIO <= rows:
+            rows = cur.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
+            if frame.rows * KEY_FILTER_RATIO <= rows:
                 # Few entity rows against a big source: only the rows of their keys can match
                 # (the ASOF join matches on them), so only those are read. One filter per key
                 # column, a superset of the rows of the key tuples the frame holds.
@@ -502,60 +594,15 @@ class AsofRetrievalJob(RetrievalJob):
                     for k, e in p.join_keys.items()
                 ]
                 scan = f"read_parquet({_text(p.path)}) WHERE {' AND '.join(conditions)}"
-                rows = con.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
-            gather = rows <= max(GATHER_MIN_ROWS, GATHER_RATIO * entity_rows)
-            created = _created_part(p)
-            if gather:
-                table = _read_source(con, p, scan)
-                gathered[p.alias] = table.select([out for _, out in p.columns])
-                table, coded = _encode_keys(table, list(p.join_keys.values()), dictionaries)
-                con.register(f"{p.alias}_rows", table)
-                source = f"{p.alias}_rows"
-                if p.created and _has_ties(con, source, len(keys)):
-                    low = f"coalesce(__created, {-_CREATED_OFFSET}) + {_CREATED_OFFSET}"
-                    order = f"__ts::HUGEINT * {_SHIFT} + {low}"
-                else:  # one row per key and instant (or nothing to break a tie with)
-                    created, order = None, "__ts"
-                skeys = [f"__k{j}" for j in range(len(keys))]
-                inner = f"SELECT {', '.join(skeys)}, __ts, {order} AS __order, __row FROM {source}"
-                value = f"{p.alias}.__row"
-                probes = [_code(e) if e in coded else e for e in p.join_keys.values()]
-            else:
-                skeys = keys
-                probes = list(p.join_keys.values())
-                outputs = "".join(f", {_ident(src)} AS {_ident(out)}" for src, out in p.columns)
-                inner = (
-                    f"SELECT {', '.join(keys)}, epoch_us({_ident(p.timestamp)}) AS __ts, "
-                    f"epoch_us({_ident(p.timestamp)})::HUGEINT * {_SHIFT} + {created} "
-                    f"AS __order{outputs} FROM {scan}"
-                )
-                value = None
-            ts = f"e.{_US}"
-            probe = ts if gather and created is None else f"{ts}::HUGEINT * {_SHIFT} + {_SHIFT - 1}"
-            on = [f"e.{_ident(e)} = {p.alias}.{k}" for e, k in zip(probes, skeys, strict=True)]
-            joins.append(
-                f"ASOF LEFT JOIN ({inner}) {p.alias} ON {' AND '.join(on)} "
-                f"AND {probe} >= {p.alias}.__order"
-            )
-            fresh = None
-            if p.ttl:
-                ttl = p.ttl // timedelta(microseconds=1)
-                fresh = f"{p.alias}.__ts >= {ts} - {ttl}"
-            targets = (
-                [(value, p.alias)]
-                if value
-                else [(f"{p.alias}.{_ident(out)}", out) for _, out in p.columns]
-            )
-            for expression, name in targets:
-                if fresh:
-                    expression = f"CASE WHEN {fresh} THEN {expression} END"
-                selects.append(f"{expression} AS {_ident(name)}")
-        sql = f"SELECT {', '.join(selects)} FROM entity_rows e {' '.join(joins)}"
-        mark = time.perf_counter()
-        self._steps["read"] = mark - began
-        result = con.sql(sql).to_arrow_table()
-        self._steps["asof"] = time.perf_counter() - mark
-        return result, gathered
+                rows = cur.sql(f"SELECT count(*) FROM {scan}").fetchall()[0][0]
+            if rows <= max(GATHER_MIN_ROWS, GATHER_RATIO * frame.rows):
+                table = _read_source(cur, p, scan)
+                found = _asof_rows(table, p, frame)
+                if found is not None:
+                    return p, table.select([out for _, out in p.columns]), found
+            return p, _asof_statement(cur, p, scan), None
+        finally:
+            cur.close()
 
     def persist(
         self, storage: Any, allow_overwrite: bool = False, timeout: int | None = None
