@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -232,7 +233,7 @@ def _run_family(
         carried = None if historical else module.restore(data_dir, snapshots)
         if carried is None:  # no state carried as of this run's start: read all history
             reading = replace(snapshots, historical=True)
-    tables = {i.table: _read_input(data_dir, i, reading) for i in inputs}
+    tables = {i.table: read_input(data_dir, module, i, reading) for i in inputs}
     if hasattr(module, "persist"):
         module.persist(data_dir, tables)
     if hasattr(module, "carry"):
@@ -340,8 +341,27 @@ def _oldest_day(data_dir: Path, table: str, relpaths: list[str]) -> int:
     return oldest if oldest is not None else 10**9
 
 
+def read_input(
+    data_dir: Path, module: ModuleType, spec: Input, snapshots: Snapshots
+) -> pd.DataFrame:
+    """A family's input table; one it names in `REDUCED` is handed to its `reduce_input(table,
+    batches)` batch by batch (the batches as `_read_input` reads them, the table never whole)."""
+    if spec.table in getattr(module, "REDUCED", ()):
+        return module.reduce_input(spec.table, _scan_input(data_dir, spec, snapshots))
+    return _read_input(data_dir, spec, snapshots)
+
+
 def _read_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> pd.DataFrame:
     """A clean table in contract dtypes, strings arrow-backed (no Python object per value)."""
+    batches = list(_scan_input(data_dir, spec, snapshots))
+    if not batches:
+        schema = TABLES[spec.table].arrow_schema()
+        return from_schema(schema.empty_table().select(list(spec.columns)))
+    return from_schema(pa.Table.from_batches(batches))
+
+
+def _scan_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> Iterator[pa.RecordBatch]:
+    """`spec`'s rows for `snapshots` as record batches in contract types (perhaps none)."""
     table = TABLES[spec.table]
     start = None if table.change_log else snapshots.read_from(spec.lookback_days)
     end = None if table.change_log else snapshots.end
@@ -349,7 +369,7 @@ def _read_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> pd.DataFra
     schema = table.arrow_schema()
     columns = list(spec.columns)
     if not path.exists() or not any(path.rglob("*.parquet")):
-        return from_schema(schema.empty_table().select(columns))
+        return
     time_col = partition_time_column(table)
     ts_type = schema.field(time_col).type
     expr = None
@@ -363,7 +383,7 @@ def _read_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> pd.DataFra
         first = f"{DAY_PARTITION}={start:%Y-%m-%d}"
         files = [f for f in files if Path(f).parent.name >= first]
     dataset = ds.dataset(files, format="parquet", schema=schema)
-    return from_schema(dataset.to_table(columns=columns, filter=expr))
+    yield from dataset.to_batches(columns=columns, filter=expr)
 
 
 def from_schema(table: pa.Table) -> pd.DataFrame:

@@ -16,8 +16,12 @@ the days (a shop of 50 collections of 200 products over a year: 3.6M rows).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines import order_versions
 from pipelines.existence import product_first_day
@@ -102,6 +106,11 @@ INPUTS = (
     Input("events", ("product_id", "event_type", "event_ts"), lookback_days=30),
 )
 
+# The events are read reduced (pipelines.run.read_input): batch by batch to one row per (product,
+# entry day) with its counts of each kind, so memory follows the products x days, not the events
+REDUCED = ("events",)
+_KINDS = {"views": "product_view", "carts": "add_to_cart", "purchases": "purchase"}
+
 _SUMS = tuple(f"{k}_{w}d" for k in ("views", "carts", "units", "revenue") for w in WINDOWS) + (
     "purchases_30d",
 )
@@ -118,18 +127,61 @@ def compute(
     empty = _frame(cindex, np.zeros(0, np.int64), np.zeros(0, np.int64), {})
     if not len(members) or not len(days):
         return empty
-    acc = _product_streams(tables, index).evaluate(snapshots.start_day, snapshots.end_day, True)
-    shop = _shop_revenue(tables, index).evaluate(snapshots.start_day, snapshots.end_day, True)
+    lines = _lines(tables, index)
+    shop = _shop_revenue(lines).evaluate(snapshots.start_day, snapshots.end_day, True)
+    lines = lines[lines["p"].to_numpy() >= 0]
+    ev = _event_counts(tables["events"])
+    ev = ev.assign(p=index.codes(ev["product_id"]))
+    ev = ev[ev["p"].to_numpy() >= 0]
+    price_log = _prices(products, index)
+    out = []
+    for chunk in _chunks(members, cindex, len(days)):  # the collections a few at a time
+        at_hand = np.unique(chunk["p"].to_numpy())
+        acc = _product_streams(
+            ev[np.isin(ev["p"].to_numpy(), at_hand)],
+            lines[np.isin(lines["p"].to_numpy(), at_hand)],
+        ).evaluate(snapshots.start_day, snapshots.end_day, True)
+        out.append(_collections(chunk, cindex, days, acc, shop, price_log))
+    return pd.concat(out, ignore_index=True)
 
+
+GRID_ROWS = 2_000_000  # (collection, member, day) rows worked on at once
+
+
+def _chunks(members: pd.DataFrame, cindex: EntityIndex, days: int) -> Iterator[pd.DataFrame]:
+    """`members` split by collection into groups of at most GRID_ROWS grid rows (a bigger
+    collection alone), so the products' streams and the grid are a group's at a time."""
+    codes = cindex.codes(members["collection_id"])
+    sizes = np.bincount(codes, minlength=len(cindex)) * days
+    group = np.zeros(len(sizes), np.int64)
+    total = 0
+    for c, size in enumerate(sizes):
+        if total and total + size > GRID_ROWS:
+            group[c], total = group[c - 1] + 1, size
+        else:
+            group[c], total = group[c - 1] if c else 0, total + size
+    for g in np.unique(group):
+        yield members[group[codes] == g]
+
+
+def _collections(
+    members: pd.DataFrame,
+    cindex: EntityIndex,
+    days: np.ndarray,
+    acc: Streams,
+    shop: Streams,
+    price_log: pd.DataFrame,
+) -> pd.DataFrame:
+    """The rows of the collections in `members`, from their products' streams `acc`."""
     # (collection, product, day) for every day of the run on which the product is a member
     c, p, d = _expand(members, days, cindex)
     at = as_of(p, d, acc.entity, acc.day)
     v = {k: np.where(at >= 0, a[np.maximum(at, 0)], 0) for k, a in acc.values.items()}
-    price_log = _prices(products, index)
     price = price_log["price"].to_numpy(np.float64)[
         as_of(p, d, price_log["c"].to_numpy(), price_log["valid"].to_numpy())
     ]
     grid = pd.DataFrame({"c": c, "d": d, "price": price, **v})
+    del c, p, d, at, v, price
     g = grid.groupby(["c", "d"], sort=True)
     # Every day from a collection's first member on: a day without members is a row of zeros
     first = members.groupby(cindex.codes(members["collection_id"]))["start"].min()
@@ -194,25 +246,57 @@ def _expand(members: pd.DataFrame, days: np.ndarray, cindex: EntityIndex) -> tup
     return codes[row], members["p"].to_numpy()[row], start[row] + offset
 
 
-def _product_streams(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Streams:
+def reduce_input(table: str, batches: Iterable[pa.RecordBatch]) -> pd.DataFrame:
+    """The events as (product_id, enter, views, carts, purchases): each (product, entry day)'s
+    count of each kind, summed over `batches` one at a time."""
+    assert table == "events", table
+    kinds = pa.array(list(_KINDS.values()))
+    parts = []
+    for b in batches:
+        b = b.filter(pc.and_(pc.is_valid(b["product_id"]), pc.is_in(b["event_type"], kinds)))
+        if b.num_rows:
+            parts.append(
+                _event_counts(b.select(["product_id", "event_type", "event_ts"]).to_pandas())
+            )
+    if not parts:
+        return _event_counts(
+            pd.DataFrame({c: [] for c in ("product_id", "event_type", "event_ts")})
+        )
+    return pd.concat(parts).groupby(["product_id", "enter"], as_index=False, sort=False).sum()
+
+
+def _event_counts(ev: pd.DataFrame) -> pd.DataFrame:
+    """Raw events (product_id, event_type, event_ts) as counts per (product, entry day); counts
+    already made pass through."""
+    if "enter" in ev.columns:
+        return ev
+    ev = ev[ev["product_id"].notna().to_numpy() & ev["event_type"].isin(_KINDS.values())]
+    counts = pd.DataFrame(
+        {
+            "product_id": ev["product_id"].astype(str).to_numpy(),
+            "enter": entry_day(ev["event_ts"]) if len(ev) else np.zeros(0, np.int64),
+            **{k: (ev["event_type"] == v).to_numpy(np.int64) for k, v in _KINDS.items()},
+        }
+    )
+    return counts.groupby(["product_id", "enter"], as_index=False, sort=False).sum()
+
+
+def _product_streams(ev: pd.DataFrame, it: pd.DataFrame) -> Streams:
+    """Each product's sums: `ev` its event counts (_event_counts), `it` its order lines
+    (_lines), both with the product's code `p`."""
     s = Streams()
-    ev = tables["events"]
-    ev = ev.assign(p=index.codes(ev["product_id"]), enter=entry_day(ev["event_ts"]))
-    ev = ev[ev["p"] >= 0]
-    kind = ev["event_type"]
-    p, enter = ev["p"].to_numpy(), ev["enter"].to_numpy()
+    p, enter = ev["p"].to_numpy(), ev["enter"].to_numpy(np.int64)
     for w in WINDOWS:
         s.window(
             p,
             enter,
             w,
             **{
-                f"views_{w}d": (kind == "product_view").to_numpy(np.int64),
-                f"carts_{w}d": (kind == "add_to_cart").to_numpy(np.int64),
+                f"views_{w}d": ev["views"].to_numpy(np.int64),
+                f"carts_{w}d": ev["carts"].to_numpy(np.int64),
             },
         )
-    s.window(p, enter, 30, purchases_30d=(kind == "purchase").to_numpy(np.int64))
-    it = _lines(tables, index)
+    s.window(p, enter, 30, purchases_30d=ev["purchases"].to_numpy(np.int64))
     p, enter, day = it["p"].to_numpy(), it["enter"].to_numpy(), it["day"].to_numpy()
     for w in WINDOWS:
         order_versions.window(
@@ -226,8 +310,8 @@ def _product_streams(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Str
     return s
 
 
-def _shop_revenue(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Streams:
-    it = _lines(tables, index, known_only=False)
+def _shop_revenue(it: pd.DataFrame) -> Streams:
+    """The shop's revenue over 30 days from all its order lines (_lines), known products or not."""
     s = Streams()
     zero = np.zeros(len(it), np.int64)
     order_versions.window(
@@ -241,16 +325,15 @@ def _shop_revenue(tables: dict[str, pd.DataFrame], index: EntityIndex) -> Stream
     return s
 
 
-def _lines(tables: dict[str, pd.DataFrame], index: EntityIndex, known_only: bool = True):
+def _lines(tables: dict[str, pd.DataFrame], index: EntityIndex) -> pd.DataFrame:
     """Order lines with the changes of their order's liveness (order_versions.steps): units and
-    revenue (fixed-point) count while the order in force is live."""
+    revenue (fixed-point) count while the order in force is live; `p` the product's code (-1 for
+    a product not in the catalogue)."""
     st = order_versions.steps(tables["orders"])
     st = st[st["d_live"] != 0]
     it = tables["order_items"][["order_id", "product_id", "quantity", "unit_price", "discount"]]
     it = it.merge(st[["order_id", "enter", "day", "d_live"]], on="order_id")
     it = it.assign(p=index.codes(it["product_id"]))
-    if known_only:
-        it = it[it["p"] >= 0]
     qty = it["quantity"].fillna(0).to_numpy(np.int64)
     net = qty * it["unit_price"].fillna(0.0).to_numpy() - it["discount"].fillna(0.0).to_numpy()
     live = it["d_live"].to_numpy()
