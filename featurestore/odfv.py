@@ -704,19 +704,25 @@ class _Lists:
 
 class _Codes:
     """One integer code per distinct string over the arrays given (-1 for null); `takes[i]`,
-    when given, maps the i-th part to its rows (a _Lists' `take`)."""
+    when given, maps the i-th part to its rows (a _Lists' `take`). A dictionary-encoded part
+    (_string_part) is encoded once per dictionary value and its codes taken by its indices (a
+    null index: -1)."""
 
     def __init__(self, *arrays: pa.Array, takes: tuple[np.ndarray | None, ...] = ()) -> None:
-        joined = pa.chunked_array([a for a in arrays], pa.string()).combine_chunks()
+        plain = [a.dictionary if isinstance(a, pa.DictionaryArray) else a for a in arrays]
+        joined = pa.chunked_array(plain, pa.string()).combine_chunks()
         encoded = pc.dictionary_encode(joined)
         self.size = max(len(encoded.dictionary), 1)
         codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy()
         self.parts, start = [], 0
         for i, a in enumerate(arrays):
-            part = codes[start : start + len(a)]
+            part = codes[start : start + len(plain[i])]
+            if isinstance(a, pa.DictionaryArray):  # index -1 (null) takes the -1 appended
+                at = pc.fill_null(a.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+                part = np.append(part, -1)[at]
             take = takes[i] if i < len(takes) else None
             self.parts.append(part[take] if take is not None else part)
-            start += len(a)
+            start += len(plain[i])
 
     def keys(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """(row, code) as one int64; -1 where the code is null (never a member)."""
@@ -739,10 +745,12 @@ def _share_lookup(
     query_codes: np.ndarray,
     codes: _Codes,
     known: np.ndarray,
+    query_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """_lookup(_share_table(keys, shares), key) per row: the share paired with the first
     occurrence of the key (pairs up to the shorter list; a missing share is 0), 0 when absent,
-    NaN when the row's keys or the key are unknown."""
+    NaN when the row's keys or the key are unknown. `query_rows`: per row the row of `keys`
+    it reads (-1: none; `known` must be False there), else the row itself."""
     n = len(query_codes)
     paired = keys.position < shares.lengths[keys.rows]
     rows, kc = keys.rows[paired], key_codes[paired]
@@ -756,7 +764,9 @@ def _share_lookup(
     first = np.ones(len(pair), dtype=bool)
     first[1:] = pair[1:] != pair[:-1]
     pair, values = pair[first], values[first]
-    query = codes.keys(np.arange(n, dtype=np.int64), query_codes)
+    if query_rows is None:
+        query_rows = np.arange(n, dtype=np.int64)
+    query = np.where(query_rows >= 0, codes.keys(query_rows, query_codes), -1)
     out = np.zeros(n)
     if len(pair):
         at = np.minimum(np.searchsorted(pair, query), len(pair) - 1)
@@ -821,6 +831,48 @@ def _copurchase_by_source(
     return score, hits
 
 
+# customer_product_match's customer lists, all from customer_activity: when the offline store
+# hands them over dictionary-encoded with one index (its gathered source's row per entity row),
+# sets and share tables are keyed by that source row, not by the entity row
+_CUSTOMER_LISTS = (
+    RECENT_PRODUCTS,
+    OPTIONAL_PURCHASED,
+    OPTIONAL_CATEGORIES,
+    OPTIONAL_CATEGORY_SHARES,
+    OPTIONAL_BRANDS,
+    OPTIONAL_BRAND_SHARES,
+)
+
+
+def _shared_rows(inputs: dict[str, Any]) -> tuple[np.ndarray, int] | None:
+    """(per entity row its customer source row, -1 for none; how many source rows) when every
+    customer list present comes dictionary-encoded with the same indices over the same rows
+    (RECENT_PRODUCTS among them); else None."""
+    first = None
+    for name in _CUSTOMER_LISTS:
+        a = _array(inputs, name, dictionary=True)
+        if a is None and name != RECENT_PRODUCTS:
+            continue
+        if not isinstance(a, pa.DictionaryArray):
+            return None
+        if first is None:
+            first = a
+        elif len(a.dictionary) != len(first.dictionary) or not a.indices.equals(first.indices):
+            return None
+    at = pc.fill_null(first.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+    return at, len(first.dictionary)
+
+
+def _string_part(a: pa.Array | None, n: int) -> pa.Array:
+    """A string column for _Codes: as _strings_array, a dictionary-encoded one kept so (its
+    dictionary as strings)."""
+    if isinstance(a, pa.DictionaryArray):
+        return pa.DictionaryArray.from_arrays(
+            a.indices, _strings_array(a.dictionary, len(a.dictionary))
+        )
+    return _strings_array(a, n)
+
+
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     n = _arrow_rows(inputs)
     get = lambda name: _array(inputs, name)  # noqa: E731
@@ -828,8 +880,21 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     def lists(name: str, strings: bool) -> _Lists:  # dictionary-encoded lists kept so
         return _Lists(_array(inputs, name, dictionary=True), n, strings)
 
-    recent = lists(RECENT_PRODUCTS, strings=True)
-    purchased = lists(OPTIONAL_PURCHASED, strings=True)
+    keys = (RECENT_PRODUCTS, OPTIONAL_PURCHASED, OPTIONAL_CATEGORIES, OPTIONAL_BRANDS)
+    shared = _shared_rows(inputs)
+    if shared is not None:  # the customer's lists once per customer source row
+        at, m = shared
+        dictionaries = {name: _array(inputs, name, dictionary=True) for name in _CUSTOMER_LISTS}
+        customer = [
+            _Lists(a.dictionary if a is not None else None, m, strings=name in keys)
+            for name, a in dictionaries.items()
+        ]
+    else:
+        at = None
+        customer = [lists(name, strings=name in keys) for name in _CUSTOMER_LISTS]
+    own_recent, purchased, cat_keys, cat_shares, brand_keys, brand_shares = customer
+    # per entity row (the co-purchase part pairs each row's recent products with its candidate)
+    recent = lists(RECENT_PRODUCTS, strings=True) if shared is not None else own_recent
     source = _shared_source(
         _array(inputs, COPURCHASE_IDS, dictionary=True),
         _array(inputs, COPURCHASE_SCORES, dictionary=True),
@@ -842,23 +907,22 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         scores_source = _array(inputs, COPURCHASE_SCORES, dictionary=True).dictionary
         ids = _Lists(ids_source, len(ids_source), strings=True)
         scores = _Lists(scores_source, len(scores_source), strings=False)
-    cat_keys = lists(OPTIONAL_CATEGORIES, strings=True)
-    cat_shares = lists(OPTIONAL_CATEGORY_SHARES, strings=False)
-    brand_keys = lists(OPTIONAL_BRANDS, strings=True)
-    brand_shares = lists(OPTIONAL_BRAND_SHARES, strings=False)
-    product = _strings_array(get("product_id"), n)
-    category = _strings_array(get(PRODUCT_CATEGORY), n)
-    favourite = _strings_array(get(FAVOURITE_CATEGORY), n)
-    brand = _strings_array(get(PRODUCT_BRAND), n)
+
+    def strings(name: str) -> pa.Array:
+        return _string_part(_array(inputs, name, dictionary=True), n)
+
     codes = _Codes(
-        recent.values, purchased.values, ids.values, product,
-        cat_keys.values, category, brand_keys.values, brand,
-        takes=(recent.take, purchased.take, ids.take, None, cat_keys.take, None, brand_keys.take),
+        own_recent.values, purchased.values, ids.values, strings("product_id"),
+        cat_keys.values, strings(PRODUCT_CATEGORY), brand_keys.values, strings(PRODUCT_BRAND),
+        strings(FAVOURITE_CATEGORY),
+        takes=(own_recent.take, purchased.take, ids.take, None, cat_keys.take, None,
+               brand_keys.take),
     )  # fmt: skip
-    c_recent, c_purchased, c_ids, c_product, c_cat_keys, c_category, c_brand_keys, c_brand = (
-        codes.parts
-    )
-    rows = np.arange(n, dtype=np.int64)
+    c_own_recent, c_purchased, c_ids, c_product, c_cat_keys, c_category = codes.parts[:6]
+    c_brand_keys, c_brand, c_favourite = codes.parts[6:]
+    # the entity rows' recent products: the same flattened values as the customer rows'
+    c_recent = c_own_recent if shared is None else c_own_recent[recent.take]
+    rows = np.arange(n, dtype=np.int64) if shared is None else at
     pool = ThreadPoolExecutor(1) if source is not None and n >= _PARALLEL_ROWS else None
     copurchase = (  # the biggest part, beside the others (numpy's sorts and searches let go
         # of the GIL): on a second core
@@ -875,29 +939,38 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     positive = ratio > 0
     distance[positive] = np.abs(np.fromiter(map(math.log, ratio[positive]), np.float64))
 
-    is_favourite = pc.fill_null(pc.equal(category, favourite), False).to_numpy(zero_copy_only=False)
+    is_favourite = (c_category >= 0) & (c_category == c_favourite)
+
+    def known(name: str) -> np.ndarray:  # per entity row: its customer's list is not null
+        a = _array(inputs, name, dictionary=True)
+        if a is None:
+            return np.zeros(n, dtype=bool)
+        if shared is None:
+            a = a.dictionary_decode() if isinstance(a, pa.DictionaryArray) else a
+            return ~pc.is_null(a).to_numpy(zero_copy_only=False)
+        valid = np.append(~pc.is_null(a.dictionary).to_numpy(zero_copy_only=False), False)
+        return valid[at]  # at -1: the False appended
+
     if OPTIONAL_CATEGORIES in inputs:
-        known = ~pc.is_null(get(OPTIONAL_CATEGORIES) or pa.nulls(n)).to_numpy(zero_copy_only=False)
         category_affinity = _share_lookup(
-            cat_keys, cat_shares, c_cat_keys, c_category, codes, known
-        )
+            cat_keys, cat_shares, c_cat_keys, c_category, codes, known(OPTIONAL_CATEGORIES),
+            rows if shared is not None else None,
+        )  # fmt: skip
     else:
         category_affinity = is_favourite.astype(np.float64)
-    brands = get(OPTIONAL_BRANDS)
-    known = (
-        ~pc.is_null(brands).to_numpy(zero_copy_only=False)
-        if brands is not None
-        else np.zeros(n, dtype=bool)
-    )
-    brand_affinity = _share_lookup(brand_keys, brand_shares, c_brand_keys, c_brand, codes, known)
+    brand_affinity = _share_lookup(
+        brand_keys, brand_shares, c_brand_keys, c_brand, codes, known(OPTIONAL_BRANDS),
+        rows if shared is not None else None,
+    )  # fmt: skip
 
-    recent_keys = codes.keys(recent.rows, c_recent)
-    bought = np.concatenate([recent_keys, codes.keys(purchased.rows, c_purchased)])
-    already = _member(codes.keys(rows, c_product), bought)
+    own_recent_keys = codes.keys(own_recent.rows, c_own_recent)
+    bought = np.concatenate([own_recent_keys, codes.keys(purchased.rows, c_purchased)])
+    already = _member(np.where(rows >= 0, codes.keys(rows, c_product), -1), bought)
 
     if source is None:
         # pairs of customers with recent products only: the others have no hit (nor in the
         # row code)
+        recent_keys = codes.keys(recent.rows, c_recent)
         paired = (ids.position < scores.lengths[ids.rows]) & (recent.lengths[ids.rows] > 0)
         score_starts = np.cumsum(scores.lengths) - scores.lengths
         pair_rows = ids.rows[paired]
@@ -921,9 +994,14 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         "copurchase_score": score,
         "copurchase_hits": hits,
     }
-    odd = np.unique(
-        np.concatenate([x.null_rows for x in (recent, purchased, cat_keys, brand_keys)])
-    )
+    if shared is None:
+        odd = np.concatenate([x.null_rows for x in (recent, purchased, cat_keys, brand_keys)])
+    else:  # the entity rows of customer rows with a null key
+        null = np.zeros(m + 1, dtype=bool)  # at -1: the False appended
+        for x in (own_recent, purchased, cat_keys, brand_keys):
+            null[x.null_rows] = True
+        odd = np.flatnonzero(null[at])
+    odd = np.unique(odd)
     if len(odd):  # _strings drops a null key and shifts the pairs: the row code's semantics
         subset = {k: (v.take(pa.array(odd)) if v is not None else None) for k, v in
                   ((k, _array(inputs, k)) for k in inputs)}  # fmt: skip

@@ -16,8 +16,10 @@ and several times its memory. This store answers the same call with one DuckDB s
 - the views are joined each on its own, all at once on threads (AsofRetrievalJob._join); a
   source small next to the retrieval is read once and matched by row number with numpy (one
   sort of the source, one binary search per entity row: _asof_rows), its columns gathered into
-  entity order afterwards; its list features reach the on-demand views' column code
-  dictionary-encoded over its rows; a bigger source is joined by a DuckDB ASOF statement;
+  entity order afterwards; its list and string features reach the on-demand views' column
+  code dictionary-encoded over its rows (and string join keys over the frame's distinct
+  values), so that code works once per source row; a bigger source is joined by a DuckDB ASOF
+  statement;
 - on-demand views run on a table of only the columns each reads (its source features, request
   fields and the entity frame's columns), not on the whole result: Feast's python mode turns the
   table it is given into Python lists (`to_pydict`), list features of every view included, once
@@ -447,9 +449,10 @@ class AsofRetrievalJob(RetrievalJob):
         )
         self.timings: dict[str, float] = {}
         self._steps: dict[str, float] = {}  # read, asof, gather: parts of "join"
-        # list features of gathered views as (row in the source -> the source's lists), for the
-        # on-demand views' column code to work per source row (_on_demand_columns)
-        self._lists: dict[str, pa.DictionaryArray] = {}
+        # list and string features of gathered views as (row in the source -> the source's
+        # values), and string join keys as (row -> the frame's distinct keys), for the on-demand
+        # views' column code to work per source row (_on_demand_columns)
+        self._encoded: dict[str, pa.DictionaryArray] = {}
 
     @property
     def full_feature_names(self) -> bool:
@@ -508,7 +511,7 @@ class AsofRetrievalJob(RetrievalJob):
             for source in odfv.source_request_sources.values():
                 reads |= {f.name for f in source.schema}
             inputs = table.select([c for c in table.column_names if c in reads])
-            columns = _on_demand_columns(odfv, inputs, self._full, self._lists)
+            columns = _on_demand_columns(odfv, inputs, self._full, self._encoded)
             order = [f.name for f in odfv.features]
             for name in sorted(requested.get(prefix, ()), key=order.index):
                 column = f"{prefix}__{name}" if self._full else name
@@ -535,6 +538,10 @@ class AsofRetrievalJob(RetrievalJob):
         probe = probe.append_column(ROW, pa.array(np.arange(entity.num_rows, dtype=np.int64)))
         probe = probe.append_column(_US, probe.column(i).cast(pa.int64()))
         frame = _Frame(probe, sorted(needed - {self._timestamp}))
+        for name, (values, codes) in frame.keys.items():
+            if _is_string(values.type):
+                at = pa.array(codes, mask=codes < 0)
+                self._encoded[name] = pa.DictionaryArray.from_arrays(at, values)
         began = time.perf_counter()
         con = duckdb.connect(config=_duckdb_settings(self._config))
         try:
@@ -553,8 +560,9 @@ class AsofRetrievalJob(RetrievalJob):
                 at = pa.array(found, mask=found < 0)
                 for name, column in zip(table.column_names, table.columns, strict=True):
                     takes.append((name, column, at))
-                    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-                        self._lists[name] = pa.DictionaryArray.from_arrays(
+                    kind = column.type
+                    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or _is_string(kind):
+                        self._encoded[name] = pa.DictionaryArray.from_arrays(
                             at, column.combine_chunks()
                         )
             else:  # a joined statement's rows, in no particular order
@@ -618,17 +626,19 @@ def _on_demand_columns(
     odfv: OnDemandFeatureView,
     inputs: pa.Table,
     full: bool,
-    lists: dict[str, pa.DictionaryArray] | None = None,
+    encoded: dict[str, pa.DictionaryArray] | None = None,
 ) -> pa.Table | dict[str, pa.Array]:
     """One on-demand view's outputs over `inputs`: a python-mode view tagged ARROW_TAG gets its
     UDF called once with pyarrow columns (short and full names, as Feast's transform_arrow gives
-    them), list columns from `lists` dictionary-encoded (the same values, one list per source
-    row: featurestore.odfv decodes what it does not use that way); any other goes through
-    Feast's transform_arrow."""
+    them), the list and string columns in `encoded` dictionary-encoded (the same values, one
+    per source row or distinct key: featurestore.odfv decodes what it does not use that way);
+    any other goes through Feast's transform_arrow."""
     if odfv.mode != "python" or odfv.tags.get(ARROW_TAG[0]) != ARROW_TAG[1]:
         return odfv.transform_arrow(inputs, full)
-    lists = lists or {}
-    columns: dict[str, Any] = {name: lists.get(name, inputs[name]) for name in inputs.column_names}
+    encoded = encoded or {}
+    columns: dict[str, Any] = {
+        name: encoded.get(name, inputs[name]) for name in inputs.column_names
+    }
     for p in odfv.source_feature_view_projections.values():
         for f in p.features:
             long = f"{p.name_to_use()}__{f.name}"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from featurestore import odfv
@@ -236,6 +237,7 @@ def _random_match_batches(seed: int, null_keys: bool = False) -> list[list[dict]
         }
 
     people = [customer() for _ in range(6)]
+    people.append(dict.fromkeys(people[0]))  # a customer without a row: every value missing
     rows = []
     for _ in range(30):  # runs of one customer, the same customer coming back later
         who = people[int(rng.integers(len(people)))]
@@ -280,15 +282,33 @@ OPTIONAL_MATCH_INPUTS = {
 CANDIDATE_LISTS = (odfv.COPURCHASE_IDS, odfv.COPURCHASE_SCORES)
 
 
-def _dictionary_columns(columns: dict[str, list], rng: np.random.Generator) -> dict:
+# customer_product_match's inputs by the view they come from, as the offline store hands a
+# gathered view's list and string columns: over one index per view
+CUSTOMER_COLUMNS = (*odfv._CUSTOMER_LISTS, odfv.FAVOURITE_CATEGORY)
+PRODUCT_STRINGS = (odfv.PRODUCT_CATEGORY, odfv.PRODUCT_BRAND)
+
+
+def _dictionary_columns(
+    columns: dict[str, list], rng: np.random.Generator, by_view: bool = False
+) -> dict:
     """List columns as the offline store hands a gathered view's: an index per row into the
     source's lists (shuffled, with lists no row points at, a row without lists either a null
     index or an index to null lists), the candidate's ids and scores over one source with the
-    same indices; anything else as _arrow_column."""
+    same indices; anything else as _arrow_column. `by_view`: as the store hands them, every
+    list and string column of one view over one index (the customer's, the product's), and
+    the product id over the frame's distinct ids."""
     out = {name: _arrow_column(values) for name, values in columns.items()}
     lists = [n for n, column in out.items() if pa.types.is_list(column.type)]
-    together = [n for n in CANDIDATE_LISTS if n in lists]
-    for group in [together, *([n] for n in lists if n not in together)]:
+    groups = [[n for n in CANDIDATE_LISTS if n in lists]]
+    if by_view:
+        for names in (CUSTOMER_COLUMNS, PRODUCT_STRINGS):
+            groups.append([n for n in names if n in out and not pa.types.is_null(out[n].type)])
+        product = out.get("product_id")
+        if product is not None and pa.types.is_string(product.type):
+            out["product_id"] = pc.dictionary_encode(product)
+    grouped = {n for g in groups for n in g}
+    groups += [[n] for n in lists if n not in grouped]
+    for group in groups:
         if not group:
             continue
         rows = [out[n].to_pylist() for n in group]
@@ -301,6 +321,12 @@ def _dictionary_columns(columns: dict[str, list], rng: np.random.Generator) -> d
             for i in range(k)
         ]
         for name, values in zip(group, rows, strict=True):
+            if not pa.types.is_list(out[name].type):  # a string column
+                source = [*values, "unused", None, None]
+                dictionary = pa.array([source[i] for i in order], out[name].type)
+                out[name] = pa.DictionaryArray.from_arrays(pa.array(index, pa.int64()), dictionary)
+                assert out[name].to_pylist() == values
+                continue
             kind = out[name].type.value_type
             unused = (
                 ["unused"]
@@ -319,7 +345,9 @@ def _dictionary_columns(columns: dict[str, list], rng: np.random.Generator) -> d
 @pytest.mark.parametrize("seed", [11, 12, 13])
 @pytest.mark.parametrize("null_keys", [False, True])
 @pytest.mark.parametrize("optional", [True, False])
-@pytest.mark.parametrize("lists", ["plain", "dictionary", "dictionary_threaded"])
+@pytest.mark.parametrize(
+    "lists", ["plain", "dictionary", "dictionary_threaded", "by_view", "by_view_threaded"]
+)
 def test_match_over_arrow_columns_equals_the_row_code(
     seed, null_keys, optional, lists, monkeypatch
 ) -> None:
@@ -327,9 +355,12 @@ def test_match_over_arrow_columns_equals_the_row_code(
     inside key lists go through the row code's own semantics; without the optional inputs the
     category affinity is the favourite flag), with list columns as lists or, as the offline
     store hands a gathered view's, dictionary-encoded over the source's lists (the co-purchase
-    part on its own thread, as for big frames, with `_threaded`)."""
+    part on its own thread, as for big frames, with `_threaded`); `by_view`: every list and
+    string column of a view over one index, as the store hands them, so the customer's sets
+    and share tables are built per customer source row."""
     monkeypatch.setattr(odfv, "_PARALLEL_ROWS", 0 if lists.endswith("_threaded") else 10**9)
     rng = np.random.default_rng(seed)
+    shared = 0
     for batch in _random_match_batches(seed, null_keys):
         names = [n for n in batch[0] if optional or n not in OPTIONAL_MATCH_INPUTS]
         rows = odfv.customer_product_match({n: [r[n] for r in batch] for n in names})
@@ -337,13 +368,17 @@ def test_match_over_arrow_columns_equals_the_row_code(
         if lists == "plain":
             arrow = {n: _arrow_column(v) for n, v in given.items()}
         else:
-            arrow = _dictionary_columns(given, rng)
+            arrow = _dictionary_columns(given, rng, by_view=lists.startswith("by_view"))
             assert odfv._shared_source(*(arrow[n] for n in CANDIDATE_LISTS)) is not None
+            if lists.startswith("by_view"):
+                shared += odfv._shared_rows(arrow) is not None
         columns = odfv.customer_product_match(arrow)
         assert set(columns) == set(odfv.MATCH_OUTPUTS)
         for name in odfv.MATCH_OUTPUTS:
             assert isinstance(columns[name], np.ndarray), name
             assert _same_values(columns[name], rows[name]), name
+    if lists.startswith("by_view"):
+        assert shared  # the customer's side per source row was taken
 
 
 def test_time_features_over_arrow_columns_equal_the_row_code() -> None:
