@@ -243,6 +243,15 @@ def _run_family(
         if historical
         else _stored_as_of(data_dir, source, snapshots.start, state)
     )
+    if hasattr(module, "compute_parts"):  # written a span of days at a time, as they come
+        count, latest = 0, prior
+        for first, rows, last in row_parts(module, tables, snapshots, prior):
+            _write(data_dir, source, rows, day_ts(first).iloc[0])
+            count, latest = count + len(rows), last
+            del rows  # not held while the next part is computed
+        _save_latest(data_dir, source, prior, latest, end_day)
+        _save_state(data_dir, source, end_day, seen)
+        return Outcome(source.name, count, 0.0, snapshots.start_day, snapshots.end_day)
     rows = compute_rows(module, tables, snapshots, prior)
     _write(data_dir, source, rows, snapshots.start)
     _save_latest(data_dir, source, prior, rows, end_day)
@@ -265,9 +274,17 @@ def compute_rows(
 
     A family with a `shard(tables, n)` hook (entities independent of each other) is computed in
     `n` entity shards of about `shard_rows` input rows each, so its working memory is a shard's.
+    A family with `compute_parts` is reduced a span of days at a time (`row_parts`).
     """
     source: FeatureSource = module.SOURCE
     prior = source.empty_frame() if prior is None else prior
+    if hasattr(module, "compute_parts"):
+        parts = [rows for _, rows, _ in row_parts(module, tables, snapshots, prior)]
+        if len(parts) == 1:
+            return parts[0]
+        rows = pd.concat(parts, ignore_index=True)  # in change_points' order, as one part is
+        by = [*source.join_keys, source.timestamp_field]
+        return rows.sort_values(by, kind="stable", ignore_index=True)
     n = 1
     if hasattr(module, "shard"):
         n = max(1, -(-sum(len(t) for t in tables.values()) // shard_rows))
@@ -276,11 +293,31 @@ def compute_rows(
     return reduced[0] if len(reduced) == 1 else pd.concat(reduced, ignore_index=True)
 
 
+def row_parts(
+    module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
+) -> Iterator[tuple[int, pd.DataFrame, pd.DataFrame]]:
+    """A family's stored rows from its `compute_parts(tables, snapshots, prior)` (candidate rows a
+    span of days at a time, in time order: (first day, rows)): each part reduced to change points
+    against every entity's last row before it (in `prior` or an earlier part). Yields (first day,
+    rows, every entity's last row so far)."""
+    source: FeatureSource = module.SOURCE
+    for first, candidates in module.compute_parts(tables, snapshots, prior):
+        rows = _reduced(source, candidates, snapshots, prior)
+        del candidates
+        prior = _last_rows(source, pd.concat([prior, rows], ignore_index=True))
+        yield first, rows, prior
+        del rows
+
+
 def _reduce(
     module: ModuleType, tables: dict[str, pd.DataFrame], snapshots: Snapshots, prior: pd.DataFrame
 ) -> pd.DataFrame:
-    source: FeatureSource = module.SOURCE
-    candidates = module.compute(tables, snapshots, prior)
+    return _reduced(module.SOURCE, module.compute(tables, snapshots, prior), snapshots, prior)
+
+
+def _reduced(
+    source: FeatureSource, candidates: pd.DataFrame, snapshots: Snapshots, prior: pd.DataFrame
+) -> pd.DataFrame:
     ts = candidates[source.timestamp_field]
     candidates = candidates[(ts >= snapshots.start) & (ts <= snapshots.end)]
     candidates = candidates.assign(

@@ -328,3 +328,27 @@ def test_chunked_grid_gives_the_same_rows(monkeypatch):
     whole = _rows(tables, "2024-09-20", "2025-03-05")
     monkeypatch.setattr(product_stats, "CHUNK_DAYS", 5)
     pd.testing.assert_frame_equal(_rows(tables, "2024-09-20", "2025-03-05"), whole)
+
+
+def test_rows_written_part_by_part_equal_one_part(tmp_path, monkeypatch):
+    """The runner reduces and writes product_stats a span of days at a time (bounded memory on a
+    big catalog): with 5-day parts (many per month file, and parts across month ends) the stored
+    rows and the latest-row file equal those of a single part."""
+    from pipelines import run
+    from tests.support.oracle_shop import write_clean
+
+    tables = oracle_shop.build(seed=6)
+    stored = {}
+    for days in (10_000, 5):
+        data = tmp_path / f"chunk{days}"
+        write_clean(data, tables)
+        monkeypatch.setattr(product_stats, "CHUNK_DAYS", days)
+        (outcome,) = run.run(data, mode="historical", only=["product_stats"], echo=False)
+        rows = run.read_source(data, product_stats.SOURCE, lists=False)
+        latest = pd.read_parquet(run._latest_path(data, product_stats.SOURCE))
+        assert outcome.rows == len(rows)
+        stored[days] = rows, latest.sort_values("product_id", ignore_index=True)
+    (whole, whole_latest), (parts, parts_latest) = stored[10_000], stored[5]
+    assert len(whole) > 1000 and whole["event_timestamp"].dt.month.nunique() >= 5
+    pd.testing.assert_frame_equal(parts, whole)
+    pd.testing.assert_frame_equal(parts_latest, whole_latest)
