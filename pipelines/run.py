@@ -384,7 +384,7 @@ def read_input(
     """A family's input table; one it names in `REDUCED` is handed to its `reduce_input(table,
     batches)` batch by batch (the batches as `_read_input` reads them, the table never whole)."""
     if spec.table in getattr(module, "REDUCED", ()):
-        return module.reduce_input(spec.table, _scan_input(data_dir, spec, snapshots))
+        return module.reduce_input(spec.table, _scan_input(data_dir, spec, snapshots, lean=True))
     return _read_input(data_dir, spec, snapshots)
 
 
@@ -397,8 +397,12 @@ def _read_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> pd.DataFra
     return from_schema(pa.Table.from_batches(batches))
 
 
-def _scan_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> Iterator[pa.RecordBatch]:
-    """`spec`'s rows for `snapshots` as record batches in contract types (perhaps none)."""
+def _scan_input(
+    data_dir: Path, spec: Input, snapshots: Snapshots, lean: bool = False
+) -> Iterator[pa.RecordBatch]:
+    """`spec`'s rows for `snapshots` as record batches in contract types (perhaps none). `lean`:
+    one file and one batch read ahead (Arrow's defaults hold several files' batches in flight,
+    which grows with the files)."""
     table = TABLES[spec.table]
     start = None if table.change_log else snapshots.read_from(spec.lookback_days)
     end = None if table.change_log else snapshots.end
@@ -420,7 +424,8 @@ def _scan_input(data_dir: Path, spec: Input, snapshots: Snapshots) -> Iterator[p
         first = f"{DAY_PARTITION}={start:%Y-%m-%d}"
         files = [f for f in files if Path(f).parent.name >= first]
     dataset = ds.dataset(files, format="parquet", schema=schema)
-    yield from dataset.to_batches(columns=columns, filter=expr)
+    ahead = {"batch_readahead": 1, "fragment_readahead": 1} if lean else {}
+    yield from dataset.to_batches(columns=columns, filter=expr, **ahead)
 
 
 def from_schema(table: pa.Table) -> pd.DataFrame:

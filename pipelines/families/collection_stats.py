@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pipelines import order_versions
 from pipelines.existence import product_first_day
 from pipelines.family import ORDER_COLUMNS, Input
-from pipelines.specs import Feature, FeatureSource
+from pipelines.specs import STRING, Feature, FeatureSource
 from pipelines.windows import (
     MICRO,
     EntityIndex,
@@ -248,21 +248,44 @@ def _expand(members: pd.DataFrame, days: np.ndarray, cindex: EntityIndex) -> tup
 
 def reduce_input(table: str, batches: Iterable[pa.RecordBatch]) -> pd.DataFrame:
     """The events as (product_id, enter, views, carts, purchases): each (product, entry day)'s
-    count of each kind, summed over `batches` one at a time."""
+    count of each kind, summed in Arrow over `batches` one at a time (the day partitions: a
+    batch's counts are mostly its own days', so the parts add up to about the result)."""
     assert table == "events", table
-    kinds = pa.array(list(_KINDS.values()))
-    parts = []
-    for b in batches:
-        b = b.filter(pc.and_(pc.is_valid(b["product_id"]), pc.is_in(b["event_type"], kinds)))
-        if b.num_rows:
-            parts.append(
-                _event_counts(b.select(["product_id", "event_type", "event_ts"]).to_pandas())
-            )
+    parts = [_arrow_counts(b) for b in batches]
+    parts = [p for p in parts if p.num_rows]
     if not parts:
         return _event_counts(
             pd.DataFrame({c: [] for c in ("product_id", "event_type", "event_ts")})
         )
-    return pd.concat(parts).groupby(["product_id", "enter"], as_index=False, sort=False).sum()
+    counts = _summed(pa.concat_tables(parts))
+    del parts
+    return counts.to_pandas(types_mapper={pa.string(): STRING}.get)
+
+
+def _arrow_counts(batch: pa.RecordBatch) -> pa.Table:
+    """A batch of raw events as counts per (product, entry day): `enter` is windows.entry_day
+    (the UTC day, floored, plus one; a null time INT64 min plus one, as there)."""
+    kind = batch["event_type"]
+    keep = pc.and_(
+        pc.is_valid(batch["product_id"]), pc.is_in(kind, pa.array(list(_KINDS.values())))
+    )
+    batch = batch.filter(keep)
+    kind = batch["event_type"]
+    day = pc.cast(pc.cast(batch["event_ts"], pa.date32()), pa.int32()).cast(pa.int64())
+    enter = pc.add(pc.fill_null(day, np.iinfo(np.int64).min), 1)
+    t = pa.table(
+        {
+            "product_id": batch["product_id"].cast(pa.string()),
+            "enter": enter,
+            **{k: pc.cast(pc.equal(kind, v), pa.int64()) for k, v in _KINDS.items()},
+        }
+    )
+    return _summed(t)
+
+
+def _summed(t: pa.Table) -> pa.Table:
+    g = t.group_by(["product_id", "enter"]).aggregate([(k, "sum") for k in _KINDS])
+    return g.rename_columns([c.removesuffix("_sum") for c in g.column_names])
 
 
 def _event_counts(ev: pd.DataFrame) -> pd.DataFrame:
