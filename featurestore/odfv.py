@@ -18,9 +18,10 @@ provide them and have documented fallbacks otherwise (docs/feast.md lists them).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -791,14 +792,14 @@ def _copurchase_by_source(
     ids: _Lists,
     scores: _Lists,
     c_ids: np.ndarray,
-    recent: _Lists,
-    c_recent: np.ndarray,
+    wanted: Callable[[], tuple[np.ndarray, np.ndarray]],
     codes: _Codes,
 ) -> tuple[np.ndarray, np.ndarray]:
     """copurchase_score and copurchase_hits when the candidates' lists come once per source row
     (`ids`, `scores` over the source's rows; `source[r]` row r's, -1 for none): each distinct
-    recent product of a row is looked up among its candidate's (source row, product) pairs, and
-    the hits are summed in the candidate list's order, as the row code adds them."""
+    recent product of a row (`wanted()`: rows and product codes, sorted by both, of rows with a
+    source row) is looked up among its candidate's (source row, product) pairs, and the hits are
+    summed in the candidate list's order, as the row code adds them."""
     n = len(source)
     valid = ids.position < scores.lengths[ids.rows]
     score_starts = np.cumsum(scores.lengths) - scores.lengths
@@ -808,11 +809,7 @@ def _copurchase_by_source(
     pairs = ids.rows[keep] * codes.size + c_ids[keep]
     order = np.argsort(pairs, kind="stable")
     pairs, position, weight = pairs[order], ids.position[keep][order], s[keep][order]
-    known = (c_recent >= 0) & (source[recent.rows] >= 0)
-    wanted = np.sort(recent.rows[known] * codes.size + c_recent[known], kind="stable")
-    if len(wanted):  # each (row, product) once (np.unique is many times slower here)
-        wanted = wanted[np.r_[True, wanted[1:] != wanted[:-1]]]
-    rows, products = wanted // codes.size, wanted % codes.size
+    rows, products = wanted()
     query = source[rows] * codes.size + products
     low = np.searchsorted(pairs, query, "left")
     if len(pairs) and (pairs[1:] != pairs[:-1]).all():  # no product twice in a list: one search
@@ -873,6 +870,42 @@ def _string_part(a: pa.Array | None, n: int) -> pa.Array:
     return _strings_array(a, n)
 
 
+def _distinct(keys: np.ndarray) -> np.ndarray:
+    """keys sorted, each once (np.unique is many times slower here: it hashes)."""
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
+def _recent_by_row(
+    recent: _Lists, c_recent: np.ndarray, source: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's distinct recent product codes, (rows, codes) sorted by both, rows whose
+    candidate has a source row (source >= 0) only."""
+    known = (c_recent >= 0) & (source[recent.rows] >= 0)
+    wanted = _distinct(recent.rows[known] * size + c_recent[known])
+    return wanted // size, wanted % size
+
+
+def _recent_by_customer(
+    recent: _Lists, c_recent: np.ndarray, at: np.ndarray, source: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """_recent_by_row when `recent` holds the customer source rows' lists (`at[r]`: row r's,
+    -1 for none): the distinct codes found once per customer row (a sort of its lists, not of
+    every entity row's), then laid out per entity row in the same order."""
+    wanted = _distinct((recent.rows * size + c_recent)[c_recent >= 0])
+    customer_rows, products = wanted // size, wanted % size
+    counts = np.bincount(customer_rows, minlength=len(recent.lengths))
+    starts = np.cumsum(counts) - counts
+    use = (at >= 0) & (source >= 0)
+    lengths = np.zeros(len(at), dtype=np.int64)
+    lengths[use] = counts[at[use]]
+    rows = np.repeat(np.arange(len(at), dtype=np.int64), lengths)
+    offsets = np.arange(len(rows), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    return rows, products[starts[at[rows]] + offsets]
+
+
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     n = _arrow_rows(inputs)
     get = lambda name: _array(inputs, name)  # noqa: E731
@@ -893,8 +926,6 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         at = None
         customer = [lists(name, strings=name in keys) for name in _CUSTOMER_LISTS]
     own_recent, purchased, cat_keys, cat_shares, brand_keys, brand_shares = customer
-    # per entity row (the co-purchase part pairs each row's recent products with its candidate)
-    recent = lists(RECENT_PRODUCTS, strings=True) if shared is not None else own_recent
     source = _shared_source(
         _array(inputs, COPURCHASE_IDS, dictionary=True),
         _array(inputs, COPURCHASE_SCORES, dictionary=True),
@@ -920,13 +951,21 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     )  # fmt: skip
     c_own_recent, c_purchased, c_ids, c_product, c_cat_keys, c_category = codes.parts[:6]
     c_brand_keys, c_brand, c_favourite = codes.parts[6:]
-    # the entity rows' recent products: the same flattened values as the customer rows'
-    c_recent = c_own_recent if shared is None else c_own_recent[recent.take]
     rows = np.arange(n, dtype=np.int64) if shared is None else at
+    recent, c_recent = own_recent, c_own_recent
+    if shared is not None and source is None:  # the co-purchase part per entity row
+        recent = lists(RECENT_PRODUCTS, strings=True)  # the customer rows' values, taken
+        c_recent = c_own_recent[recent.take]
+    if source is None:
+        wanted = None
+    elif shared is None:
+        wanted = partial(_recent_by_row, recent, c_recent, source, codes.size)
+    else:
+        wanted = partial(_recent_by_customer, own_recent, c_own_recent, at, source, codes.size)
     pool = ThreadPoolExecutor(1) if source is not None and n >= _PARALLEL_ROWS else None
     copurchase = (  # the biggest part, beside the others (numpy's sorts and searches let go
         # of the GIL): on a second core
-        pool.submit(_copurchase_by_source, source, ids, scores, c_ids, recent, c_recent, codes)
+        pool.submit(_copurchase_by_source, source, ids, scores, c_ids, wanted, codes)
         if pool
         else None
     )
@@ -982,7 +1021,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         score, hits = copurchase.result()
         pool.shutdown()
     else:
-        score, hits = _copurchase_by_source(source, ids, scores, c_ids, recent, c_recent, codes)
+        score, hits = _copurchase_by_source(source, ids, scores, c_ids, wanted, codes)
 
     out = {
         "price_ratio": ratio,
@@ -995,7 +1034,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         "copurchase_hits": hits,
     }
     if shared is None:
-        odd = np.concatenate([x.null_rows for x in (recent, purchased, cat_keys, brand_keys)])
+        odd = np.concatenate([x.null_rows for x in (own_recent, purchased, cat_keys, brand_keys)])
     else:  # the entity rows of customer rows with a null key
         null = np.zeros(m + 1, dtype=bool)  # at -1: the False appended
         for x in (own_recent, purchased, cat_keys, brand_keys):
