@@ -80,6 +80,9 @@ GATHER_RATIO = 1.0
 # A source of at least KEY_FILTER_RATIO x the entity rows is read only for the frame's keys (the
 # monitor's skew check: 1,000 customers against 5M rows of product_stats at 100k customers).
 KEY_FILTER_RATIO = 10
+# _asof_rows orders a source by key position x span + microseconds while that stays below this,
+# else by key position x distinct instants + rank
+_SPAN_LIMIT = 2**62
 
 
 class AsofOfflineStoreConfig(DuckDBOfflineStoreConfig):
@@ -340,9 +343,10 @@ def _asof_rows(table: pa.Table, p: _ViewPlan, frame: _Frame) -> np.ndarray | Non
     view's TTL. None when the keys cannot be coded (_key_codes): then DuckDB joins the view.
 
     One sort of the source by (key, event_timestamp[, created]) and one binary search per entity
-    row, over one int64 per row: the key's position times (distinct source instants + 1) plus
-    how many distinct source instants are at or before the row's own (so `<=` on it is `<=` on
-    the instants)."""
+    row, over one int64 per row: the key's position times the span of the source's instants plus
+    the instant within it (an entity row's clipped to it), or when that does not fit in 62 bits,
+    times (distinct source instants + 1) plus how many distinct source instants are at or
+    before the row's own (so `<=` on it is `<=` on the instants)."""
     coded = _key_codes(table, p, frame)
     if coded is None:
         return None
@@ -357,12 +361,20 @@ def _asof_rows(table: pa.Table, p: _ViewPlan, frame: _Frame) -> np.ndarray | Non
         return found
     key = code[rows]
     ts = pc.fill_null(ts, 0).to_numpy(zero_copy_only=False)[rows]
-    instants = np.sort(ts)  # distinct (np.unique is many times slower: it hashes)
-    instants = instants[np.r_[True, instants[1:] != instants[:-1]]]
-    base = len(instants) + 1
-    if size * base >= 2**62:
-        return None
-    order_key = key * base + np.searchsorted(instants, ts, "right")
+    first, last = int(ts.min()), int(ts.max())
+    if size * (last - first + 2) < _SPAN_LIMIT:  # microseconds since just before the first row
+        base = last - first + 2
+        order_key = key * base + (ts - (first - 1))
+        # an entity row before the first row: 0 (no row of its key is at or before it)
+        when = np.clip(frame.us, first - 1, last) - (first - 1)
+    else:  # ranks among the distinct instants (np.unique is many times slower: it hashes)
+        instants = np.sort(ts)
+        instants = instants[np.r_[True, instants[1:] != instants[:-1]]]
+        base = len(instants) + 1
+        if size * base >= 2**62:
+            return None
+        order_key = key * base + np.searchsorted(instants, ts, "right")
+        when = np.searchsorted(instants, frame.us, "right")
     order = np.argsort(order_key, kind="stable")
     ordered = order_key[order]
     if p.created and len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():
@@ -371,7 +383,7 @@ def _asof_rows(table: pa.Table, p: _ViewPlan, frame: _Frame) -> np.ndarray | Non
         order = np.lexsort((created[rows], order_key))  # ties: the latest created last
         ordered = order_key[order]
     entity_key = _frame_codes(p, frame)
-    probe = entity_key * base + np.searchsorted(instants, frame.us, "right")
+    probe = entity_key * base + when
     at = np.searchsorted(ordered, probe, "right") - 1  # the last row at or before
     hit = frame.valid & (entity_key >= 0) & (at >= 0)
     at = order[np.maximum(at, 0)]

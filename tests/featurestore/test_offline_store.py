@@ -142,11 +142,17 @@ def stores(tmp_path_factory):
     return ours, open_with("duckdb")
 
 
-@pytest.fixture(autouse=True, params=["gathered", "streamed", "gathered_by_key", "streamed_by_key"])
+@pytest.fixture(
+    autouse=True,
+    params=["gathered", "streamed", "gathered_by_key", "streamed_by_key", "gathered_by_rank"],
+)
 def plan(request, monkeypatch) -> str:
     """Sources read whole and gathered from, or (GATHER_* at nothing) streamed through the
     join with their columns; each with every source row read, or (`_by_key`, KEY_FILTER_RATIO at
-    nothing) only the rows of the entity frame's keys."""
+    nothing) only the rows of the entity frame's keys; `_by_rank`: a gathered source ordered by
+    the ranks of its instants (_SPAN_LIMIT at nothing), as when microseconds do not fit."""
+    if request.param.endswith("_by_rank"):
+        monkeypatch.setattr(offline, "_SPAN_LIMIT", 0)
     if request.param.startswith("streamed"):
         monkeypatch.setattr(offline, "GATHER_MIN_ROWS", -1)
         monkeypatch.setattr(offline, "GATHER_RATIO", 0.0)
