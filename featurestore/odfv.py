@@ -545,6 +545,9 @@ def _iterable(values: Any) -> Iterable[Any]:
 
 # customer_product_match over at least this many rows computes its co-purchase part on a thread
 _PARALLEL_ROWS = 50_000
+# ... and works once per source row on a column the offline store hands over dictionary-encoded
+# when the source has at most this many rows per entity row (else per entity row: no cheaper)
+_BY_SOURCE_ROWS = 0.5
 
 ARROW_TAG = ("udf_inputs", "arrow")  # (tag, value) on a view whose UDF accepts pyarrow columns
 
@@ -844,7 +847,7 @@ _CUSTOMER_LISTS = (
 def _shared_rows(inputs: dict[str, Any]) -> tuple[np.ndarray, int] | None:
     """(per entity row its customer source row, -1 for none; how many source rows) when every
     customer list present comes dictionary-encoded with the same indices over the same rows
-    (RECENT_PRODUCTS among them); else None."""
+    (RECENT_PRODUCTS among them), at most _BY_SOURCE_ROWS per entity row; else None."""
     first = None
     for name in _CUSTOMER_LISTS:
         a = _array(inputs, name, dictionary=True)
@@ -856,13 +859,17 @@ def _shared_rows(inputs: dict[str, Any]) -> tuple[np.ndarray, int] | None:
             first = a
         elif len(a.dictionary) != len(first.dictionary) or not a.indices.equals(first.indices):
             return None
+    if len(first.dictionary) > _BY_SOURCE_ROWS * len(first):
+        return None
     at = pc.fill_null(first.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
     return at, len(first.dictionary)
 
 
 def _string_part(a: pa.Array | None, n: int) -> pa.Array:
     """A string column for _Codes: as _strings_array, a dictionary-encoded one kept so (its
-    dictionary as strings)."""
+    dictionary as strings) when it has at most _BY_SOURCE_ROWS values per row."""
+    if isinstance(a, pa.DictionaryArray) and len(a.dictionary) > _BY_SOURCE_ROWS * len(a):
+        a = a.dictionary_decode()
     if isinstance(a, pa.DictionaryArray):
         return pa.DictionaryArray.from_arrays(
             a.indices, _strings_array(a.dictionary, len(a.dictionary))

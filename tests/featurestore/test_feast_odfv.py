@@ -359,6 +359,7 @@ def test_match_over_arrow_columns_equals_the_row_code(
     string column of a view over one index, as the store hands them, so the customer's sets
     and share tables are built per customer source row."""
     monkeypatch.setattr(odfv, "_PARALLEL_ROWS", 0 if lists.endswith("_threaded") else 10**9)
+    monkeypatch.setattr(odfv, "_BY_SOURCE_ROWS", 10.0)  # the small batches' sources per row too
     rng = np.random.default_rng(seed)
     shared = 0
     for batch in _random_match_batches(seed, null_keys):
