@@ -99,7 +99,8 @@ def naive(raw: oracle.RawShop, shop_lines: list[dict], collection: str, T: pd.Ti
 def test_every_feature_matches_a_naive_recomputation(events, monkeypatch):
     """`reduced`: the events as pipelines.run reads them for this family (REDUCED): handed to
     `reduce_input` in batches of 7 rows, so a (product, day)'s counts add up across batches; and
-    the collections computed one at a time (GRID_ROWS), as a big shop's are."""
+    the collections computed one at a time (GRID_ROWS) and the order lines 7 order versions at a
+    time (ORDER_ROWS), as a big shop's are."""
     frames = oracle_shop.build(seed=4)
     frames["order_items"] = frames["order_items"].assign(discount=0.25)
     raw = oracle.RawShop(**frames)
@@ -112,6 +113,7 @@ def test_every_feature_matches_a_naive_recomputation(events, monkeypatch):
         assert len(batches) > 100
         tables["events"] = collection_stats.reduce_input("events", iter(batches))
         monkeypatch.setattr(collection_stats, "GRID_ROWS", 1)
+        monkeypatch.setattr(collection_stats, "ORDER_ROWS", 7)
         assert len(tables["events"]) < len(frames["events"])
     rows = compute_rows(collection_stats, tables, snaps)
     served = oracle.by_entity(rows, "collection_id")
