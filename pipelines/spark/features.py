@@ -16,7 +16,9 @@ run together in three Spark jobs:
    row;
 3. write: one task per (source, month) gathers that month's rows of every shard, sorts them by
    (event_timestamp, join key) and writes DIR/features/<source>/<YYYY-MM>.parquet as the local
-   engine writes it; one task per source writes the latest-row file incremental runs start from.
+   engine writes it, a run of whole days of at most `write_rows` rows at a time
+   (pipelines/spark/months.py: the month's file is the same, the task does not grow with the
+   shop); one task per source writes the latest-row file incremental runs start from.
 
 The families are sharded by their entity: the customer families by customer, then the product
 families by product (an order goes to every product shard among its items). A product family's
@@ -59,7 +61,7 @@ from pipelines import run as local
 from pipelines.contract import TABLES
 from pipelines.family import Input
 from pipelines.lock import data_dir_lock
-from pipelines.spark import cross_sections
+from pipelines.spark import cross_sections, months
 from pipelines.spark import realtime as spark_realtime
 from pipelines.specs import FeatureSource, to_arrow
 from pipelines.storage import clean_dir, partition_time_column
@@ -84,6 +86,7 @@ class Plan:
     end_day: int
     shard_rows: int
     feature_repo: str  # the driver's: executors read the same declared views
+    write_rows: int = months.SLICE_ROWS  # rows a write task sorts at once
 
 
 def run(
@@ -95,31 +98,35 @@ def run(
     shard_rows: int = local.SHARD_ROWS,
     stats: dict | None = None,
     wait: float = 0.0,
+    write_rows: int = months.SLICE_ROWS,
 ) -> list[local.Outcome]:
     """Build every registered source historically on `spark` (a SparkSession).
 
     `shards` fixes the number of customer shards (default: Spark's parallelism, or more so that a
     shard holds at most `shard_rows` input rows). `stats`, when given, receives the sharded
     stages' seconds (`stages`) and one entry per (shard, family) (`shards`: input rows, seconds,
-    the Python worker's peak RSS), what docs/scaling.md sizes a cluster from. Holds the data
+    the Python worker's peak RSS), what docs/scaling.md sizes a cluster from. A write task sorts
+    at most about `write_rows` rows at once (pipelines/spark/months.py). Holds the data
     directory's lock as the local engine does (waiting up to `wait` seconds)."""
     data_dir = Path(data_dir).resolve()
     with data_dir_lock(data_dir, "features --engine spark", wait):
-        outcomes = _run(data_dir, spark, only, echo, shards, shard_rows, stats)
+        outcomes = _run(data_dir, spark, only, echo, shards, shard_rows, stats, write_rows)
         if not only or set(only) & set(realtime.SOURCES):
             # the real-time views' offline sources, rewritten whole from the clean events as the
             # local engine does (printed, not returned, there too), by entity shard on executors
-            _run_realtime(data_dir, spark, shards, stats, echo)
+            _run_realtime(data_dir, spark, shards, stats, echo, write_rows)
         return outcomes
 
 
-def _run_realtime(data_dir: Path, spark, shards, stats, echo: bool) -> None:
+def _run_realtime(data_dir: Path, spark, shards, stats, echo: bool, write_rows: int) -> None:
     t0 = time.perf_counter()
     files = {t: local._clean_files(data_dir, t) for t in TABLES}
     span = local._data_span(data_dir, files)
     staging = data_dir / "tmp" / "spark-realtime"
     with progress("real-time views spark", total=3, unit="stages") as bar:
-        written = spark_realtime.run(spark, data_dir, staging, shards, stats=stats, step=bar.step)
+        written = spark_realtime.run(
+            spark, data_dir, staging, shards, stats=stats, step=bar.step, write_rows=write_rows
+        )
     local._save_realtime_stamp(data_dir, files)
     for name in realtime.SOURCES:
         days = span if span else (None, None)
@@ -128,7 +135,7 @@ def _run_realtime(data_dir: Path, spark, shards, stats, echo: bool) -> None:
             print(outcome.line(), flush=True)
 
 
-def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.Outcome]:
+def _run(data_dir, spark, only, echo, shards, shard_rows, stats, write_rows) -> list[local.Outcome]:
     repo = str(resolve_feature_repo())  # passed to the tasks: an executor's environment may
     # name another feature repo (or none) than the driver's
     fams = sources.families(repo=Path(repo))
@@ -193,6 +200,7 @@ def _run(data_dir, spark, only, echo, shards, shard_rows, stats) -> list[local.O
                         stats,
                         alongside,
                         bar.step,
+                        write_rows,
                     )
                     outcomes.update(done)
             finally:
@@ -302,6 +310,7 @@ def _run_sharded(
     stats: dict | None = None,
     after_shuffle=lambda: None,
     step=lambda note: None,
+    write_rows: int = months.SLICE_ROWS,
 ) -> dict[str, local.Outcome]:
     """Every sharded family at once: one shuffle of their inputs, one task per shard computing
     every family on it, then the (family, month) files written by a few tasks. `after_shuffle`
@@ -333,7 +342,15 @@ def _run_sharded(
     step(f"{entity} shuffle into {n} shards")
     after_shuffle()
     plan = Plan(
-        str(data_dir), tuple(modules), str(staging), n, first_day, end_day, shard_rows, repo
+        str(data_dir),
+        tuple(modules),
+        str(staging),
+        n,
+        first_day,
+        end_day,
+        shard_rows,
+        repo,
+        write_rows,
     )
     sc = spark.sparkContext
     for name in modules:
@@ -574,22 +591,17 @@ def _write_task(args) -> int:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
         return len(table)
-    lo = pd.Timestamp(f"{month}-01", tz="UTC")
-    hi = lo + pd.offsets.MonthBegin(1)
-    ts = ds.field(source.timestamp_field)
-    utc = pa.timestamp("us", "UTC")
-    within = (ts >= pa.scalar(lo.to_pydatetime(), utc)) & (ts < pa.scalar(hi.to_pydatetime(), utc))
     parts = sorted(str(p) for p in (staging / "out").glob("*.parquet"))
-    table = (
-        ds.dataset(parts, format="parquet", schema=schema)
-        .to_table(filter=within)
-        .sort_by(
-            [(source.timestamp_field, "ascending"), *((k, "ascending") for k in source.join_keys)]
-        )
-    )
     path = source.path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".{month}.parquet.tmp"
-    pq.write_table(table, tmp, row_group_size=local.ROW_GROUP_ROWS, compression="zstd")
-    os.replace(tmp, path / f"{month}.parquet")
-    return len(table)
+    return months.write_month(
+        parts,
+        schema,
+        month,
+        source.timestamp_field,
+        list(source.join_keys),
+        path / f"{month}.parquet",
+        row_group_size=local.ROW_GROUP_ROWS,
+        slice_rows=plan.write_rows,
+        compression="zstd",
+    )

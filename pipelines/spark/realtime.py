@@ -25,12 +25,14 @@ import pyarrow.parquet as pq
 
 from pipelines import realtime, storage
 from pipelines.contract import TABLES
+from pipelines.spark import months
 from pipelines.specs import TIMESTAMP_FIELD, conform, to_arrow
 from pipelines.storage import clean_dir
 
 SHARD = "_shard"
 TABLE = "_table"
 ROWS_PER_SHARD = 2_000_000  # events per task: realtime.write_sources' part size
+PART_ROW_GROUP = 128_000  # a shard part's row groups: what a write task's time filter skips by
 
 
 def run(
@@ -41,6 +43,7 @@ def run(
     rows_per_shard: int = ROWS_PER_SHARD,
     stats: dict | None = None,
     step=lambda note: None,
+    write_rows: int = months.SLICE_ROWS,
 ) -> dict[str, int]:
     """Rewrite both views' sources from the clean events; returns the rows written per view.
     `stats` receives the stages' seconds and one entry per (shard, view), as the families'."""
@@ -93,8 +96,8 @@ def run(
             target = folder.with_name(folder.name + ".staging")
             shutil.rmtree(target, ignore_errors=True)
             target.mkdir(parents=True)
-            months = sorted({m for d in done if d["view"] == name for m in d["months"]})
-            jobs += [(str(staging), name, m, str(target)) for m in months]
+            done_months = sorted({m for d in done if d["view"] == name for m in d["months"]})
+            jobs += [(str(staging), name, m, str(target), write_rows) for m in done_months]
             written[name] = sum(d["rows"] for d in done if d["view"] == name)
         if jobs:
             tasks = min(len(jobs), 2 * sc.defaultParallelism)
@@ -143,10 +146,11 @@ def _shard_task(args) -> dict:
     rows = realtime.compute(name, events)
     del events
     rows[source.created_timestamp_column] = rows[TIMESTAMP_FIELD]
-    table = to_arrow(source, conform(source, rows))
+    # in time order, so that a write task's time filter reads only its own row groups
+    table = to_arrow(source, conform(source, rows)).sort_by(TIMESTAMP_FIELD)
     folder = Path(staging) / name
     folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, folder / f"part-{k:05d}.parquet")
+    pq.write_table(table, folder / f"part-{k:05d}.parquet", row_group_size=PART_ROW_GROUP)
     stamps = pd.DatetimeIndex(rows[TIMESTAMP_FIELD]).tz_localize(None)
     return {
         "view": name,
@@ -161,18 +165,15 @@ def _shard_task(args) -> dict:
 
 def _write_task(args) -> int:
     """One month of a view from every shard's part, sorted as `realtime.write_sources` sorts."""
-    staging, name, month, target = args
+    staging, name, month, target, write_rows = args
     source = realtime.SOURCES[name]
-    lo = pd.Timestamp(f"{month}-01", tz="UTC")
-    hi = lo + pd.offsets.MonthBegin(1)
-    ts = ds.field(TIMESTAMP_FIELD)
-    utc = pa.timestamp("us", "UTC")
-    within = (ts >= pa.scalar(lo.to_pydatetime(), utc)) & (ts < pa.scalar(hi.to_pydatetime(), utc))
     parts = sorted(str(p) for p in (Path(staging) / name).glob("*.parquet"))
-    table = (
-        ds.dataset(parts, format="parquet", schema=source.arrow_schema())
-        .to_table(filter=within)
-        .sort_by([(TIMESTAMP_FIELD, "ascending"), (source.join_key, "ascending")])
+    return months.write_month(
+        parts,
+        source.arrow_schema(),
+        month,
+        TIMESTAMP_FIELD,
+        [source.join_key],
+        Path(target) / f"{month}.parquet",
+        slice_rows=write_rows,
     )
-    pq.write_table(table, Path(target) / f"{month}.parquet")
-    return len(table)
