@@ -4,7 +4,9 @@ Orders are read as of T (pipelines.order_versions): an order counts while the ve
 is not cancelled, and a refund lowers spend from the snapshot after its `refund_ts` (from the
 version itself when `refund_ts` is missing), never earlier: using a refund that happens after T
 would leak the future. What was bought (products, categories, the last order, recent products)
-counts the orders that were not cancelled when placed (their first version). Categories are the
+counts the orders that were not cancelled when placed (their first version); the most-bought
+products (`frequent_product_ids`) count the orders not cancelled as of T (an order cancelled later
+leaves them from the snapshot after its cancelling version), over all history. Categories are the
 product's as of the order (latest product row with `updated_at` before `order_ts`, else its first
 row), so a later re-categorisation does not rewrite what a customer bought. Sessions are
 (customer, session_id) keys: a session counts in a window when any of its events does, and its
@@ -14,6 +16,7 @@ events from after T.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 
 import numpy as np
@@ -40,6 +43,10 @@ from pipelines.windows import (
 )
 
 RECENT_PRODUCTS = 10
+# The customer's most-bought products kept (`frequent_product_ids`; training/candidates.py's
+# `frequent` source offers up to this many). On Complete Journey a household's 50 most-bought
+# products hold 31.3% of a basket, its last 10 distinct ones 9.8% (docs/training.md).
+FREQUENT_PRODUCTS = 50
 
 SOURCE = FeatureSource(
     name="customer_activity",
@@ -143,6 +150,15 @@ SOURCE = FeatureSource(
             "lifetime",
             (),
         ),
+        Feature(
+            "frequent_product_ids",
+            "string_list",
+            "the customer's 50 most-bought products before T: by the number of their orders, not "
+            "cancelled as of T, holding the product (ties: the latest such order first, then the "
+            "product id); candidate generation; empty without purchases",
+            "lifetime",
+            (),
+        ),
     ),
 )
 
@@ -153,7 +169,10 @@ INPUTS = (
         "orders",
         ORDER_COLUMNS,
     ),
-    Input("order_items", ("order_id", "product_id", "quantity", "order_ts"), lookback_days=90),
+    # all history: frequent_product_ids counts every order (the windowed features read 90 days of
+    # it; an incremental day recomputes the most-bought lists from every line, which a prior row's
+    # top 50 cannot seed: a product outside it may enter when an order of one inside is cancelled)
+    Input("order_items", ("order_id", "product_id", "quantity", "order_ts")),
     Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),
 )
 # How the Spark engine splits the inputs by customer (pipelines/spark/features.py): a table by its
@@ -174,9 +193,12 @@ def compute(
     first_day = customer_first_day(tables["customers"], index)
     orders = _live_orders(tables["orders"], index)
     items = _items(tables["order_items"], orders, tables["products"])
+    steps = _order_steps(tables["orders"], index)
+    frequent = _frequent_lists(tables["order_items"], steps)
     streams = Streams()
     streams.points(np.arange(len(index)), first_day)
-    _order_streams(streams, _order_steps(tables["orders"], index))
+    streams.points(frequent[0], frequent[1])  # a row on every day a most-bought list changes
+    _order_streams(streams, steps)
     _item_streams(streams, items)
     _event_streams(streams, tables["events"], index)
     acc = streams.evaluate(snapshots.start_day, snapshots.end_day)
@@ -211,6 +233,7 @@ def compute(
     out["last_order_ts"] = _last_order(orders, entity, day)
     out["favourite_category_90d"] = _favourite(items, entity, day, snapshots)
     out["recent_product_ids"] = _recent(items, index, entity, day, snapshots, prior)
+    out["frequent_product_ids"] = _frequent(frequent, entity, day)
     return out
 
 
@@ -462,3 +485,78 @@ def _recent(
     pos = as_of(entity, day, table_c[order], table_d[order])
     picked = np.where(pos >= 0, order[np.maximum(pos, 0)] if len(order) else -1, -1)
     return pd.Series(table_v[picked], dtype=STRING)
+
+
+def _frequent_lists(
+    items: pd.DataFrame, steps: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each customer's FREQUENT_PRODUCTS most-bought products on every day one of its orders
+    holding a product changes liveness: (customer code, day, packed list), sorted by both.
+
+    A product's count is the number of the customer's orders live on that day (the version in
+    force not cancelled: order_versions.steps) holding it at least once; ties go to the latest
+    such order's `order_ts`, then the product id. Every order's whole history is read: a
+    cancellation lowers its products' counts from its day on, and the latest order among equals
+    falls back to the previous live one.
+    """
+    change = steps.loc[steps["d_live"] != 0, ["order_id", "c", "day", "order_ts", "d_live"]]
+    lines = items[["order_id", "product_id"]].dropna()
+    if len(change) and len(lines):
+        change = change.assign(order_id=change["order_id"].astype(str).astype(object))
+        lines = lines.assign(order_id=lines["order_id"].astype(str).astype(object))
+        lines = lines.assign(product_id=lines["product_id"].astype(str).astype(object))
+        ev = change.merge(lines.drop_duplicates(), on="order_id", how="inner")
+    else:
+        ev = pd.DataFrame(columns=["order_id", "c", "day", "order_ts", "d_live", "product_id"])
+    ev = ev.assign(us=ev["order_ts"].astype("datetime64[us, UTC]").astype("int64"))
+    ev = ev.sort_values(["c", "day"], kind="stable")
+    c = ev["c"].to_numpy(np.int64)
+    d = ev["day"].to_numpy(np.int64)
+    prod = ev["product_id"].to_numpy(object)
+    us = ev["us"].to_numpy(np.int64)
+    delta = ev["d_live"].to_numpy(np.int64)
+    bounds = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (d[1:] != d[:-1]), True])
+    bounds = bounds if len(c) else bounds[:0]
+    out_c, out_d, out_v = [], [], []
+    ranked: list[tuple[int, int, str]] = []  # (-count, -latest order, product): best first
+    # product -> [count, latest live order's time, {order time: live orders at it}]
+    state: dict[str, list] = {}
+    cust = -1
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if c[a] != cust:
+            cust, ranked, state = int(c[a]), [], {}
+        for i in range(a, b):
+            p, t, dn = prod[i], int(us[i]), int(delta[i])
+            st = state.get(p)
+            if st is None:
+                st = state[p] = [0, 0, {}]
+            was = st[0]
+            if was > 0:
+                del ranked[bisect_left(ranked, (-was, -st[1], p))]
+            times = st[2]
+            times[t] = times.get(t, 0) + dn
+            if times[t] == 0:
+                del times[t]
+            st[0] = was + dn
+            if st[0] > 0:
+                st[1] = max(st[1], t) if dn > 0 and was > 0 else max(times)
+                insort(ranked, (-st[0], -st[1], p))
+        out_c.append(cust)
+        out_d.append(int(d[a]))
+        out_v.append(LIST_SEP.join(p for _, _, p in ranked[:FREQUENT_PRODUCTS]))
+    return (
+        np.asarray(out_c, np.int64),
+        np.asarray(out_d, np.int64),
+        np.asarray(out_v, dtype=object),
+    )
+
+
+def _frequent(
+    lists: tuple[np.ndarray, np.ndarray, np.ndarray], entity: np.ndarray, day: np.ndarray
+) -> pd.Series:
+    """`_frequent_lists` as of every (entity, day): its latest list on or before the day, empty
+    before the customer's first live order."""
+    table_c, table_d, table_v = lists
+    pos = as_of(entity, day, table_c, table_d)
+    values = np.append(table_v, "")  # the last: "no purchase yet"
+    return pd.Series(values[np.where(pos >= 0, pos, len(table_v))], dtype=STRING)

@@ -328,3 +328,52 @@ def test_customer_rhythm_keeps_a_moved_order_with_its_first_customer_in_shards_t
     at = pd.Timestamp("2025-03-20", tz="UTC")
     rows = oracle.by_entity(whole, "customer_id")
     assert [oracle.lookup(rows, f"c{i}", at)["orders_180d"] for i in range(1, 8)] == [1] * 6 + [0]
+
+
+def test_most_bought_products_follow_a_later_cancellation(tmp_path):
+    """frequent_product_ids by hand: o1 (1 March) and o3 (5 March) hold p1, o2 (3 March) p2; o3
+    is cancelled on 10 March by a later batch. The incremental run after that batch equals a
+    historical one."""
+    products = PRODUCTS + [{**PRODUCTS[0], "product_id": "p2", "name": "two"}]
+    o2 = {**PLACED, "order_id": "o2", "order_ts": "2025-03-03T09:00:00Z"}
+    o3 = {**PLACED, "order_id": "o3", "order_ts": "2025-03-05T09:00:00Z"}
+    o3_cancelled = {**o3, "updated_at": "2025-03-10T08:00:00Z", "status": "cancelled"}
+    items = ITEMS + [
+        {**ITEMS[0], "order_id": "o2", "product_id": "p2"},
+        {**ITEMS[0], "order_id": "o3", "product_id": "p1"},
+    ]
+    data = tmp_path / "data"
+    raw = _write(
+        tmp_path / "b1",
+        customers=CUSTOMERS,
+        products=products,
+        orders=[PLACED, o2, o3],
+        order_items=items,
+    )
+    assert ingest(raw, data, NOW) is not None
+    pipeline_run.run(data, mode="historical", only=["customer_activity"], echo=False)
+    ingest(_write(tmp_path / "b2", orders=[o3_cancelled]), data, NOW)
+    pipeline_run.run(data, mode="incremental", only=["customer_activity"], echo=False)
+    incremental = oracle.read_source(data, "customer_activity")
+    pipeline_run.run(data, mode="historical", only=["customer_activity"], echo=False)
+    historical = oracle.read_source(data, "customer_activity")
+    key = ["customer_id", "event_timestamp"]
+    cols = [*key, "frequent_product_ids"]
+    pd.testing.assert_frame_equal(
+        incremental[cols].sort_values(key).reset_index(drop=True),
+        historical[cols].sort_values(key).reset_index(drop=True),
+    )
+    rows = oracle.by_entity(historical, "customer_id")
+    want = {
+        "2025-03-01": [],  # o1 is seen from the 2nd
+        "2025-03-02": ["p1"],
+        "2025-03-04": ["p2", "p1"],  # one order each: the latest (o2) first
+        "2025-03-06": ["p1", "p2"],  # o1 and o3 hold p1
+        "2025-03-10": ["p1", "p2"],  # cancelled on the 10th at 08:00: seen from the 11th
+        "2025-03-11": ["p2", "p1"],
+    }
+    got = {
+        d: list(oracle.lookup(rows, "c1", pd.Timestamp(d, tz="UTC"))["frequent_product_ids"])
+        for d in want
+    }
+    assert got == want

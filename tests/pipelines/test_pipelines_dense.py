@@ -38,6 +38,19 @@ def category_as_of(products: pd.DataFrame, product: str, ts: pd.Timestamp) -> st
     return "unknown" if pd.isna(row["category"]) else row["category"]
 
 
+def most_bought(items: pd.DataFrame, n: int) -> list[str]:
+    """The products of the orders in `items` by how many orders held them, then the latest such
+    order, then the id: the first n."""
+    counts: dict[str, list] = {}
+    lines = set(zip(items["order_id"], items["product_id"], items["order_ts"], strict=True))
+    for _, product, ts in lines:  # an order holding a product twice counts once
+        c = counts.setdefault(str(product), [0, ts])
+        c[0] += 1
+        c[1] = max(c[1], ts)
+    ranked = sorted(counts, key=lambda p: (-counts[p][0], -counts[p][1].value, p))
+    return ranked[:n]
+
+
 def naive(shop: dict, customer: str, T: pd.Timestamp) -> dict:
     o = shop["orders"]
     o = o[(o["customer_id"] == customer) & (o["status"] != "cancelled")]
@@ -92,6 +105,7 @@ def naive(shop: dict, customer: str, T: pd.Timestamp) -> dict:
         ),
         "cart_abandonment_rate_30d": (float((~carting["buy"]).mean()) if len(carting) else None),
         "recent_product_ids": list(dict.fromkeys(recent["product_id"]))[:10],
+        "frequent_product_ids": most_bought(items, ca.FREQUENT_PRODUCTS),
     }
 
 
@@ -113,11 +127,17 @@ def same(a, b) -> bool:
     return a == b
 
 
-def test_every_customer_every_day(shop):
+@pytest.mark.parametrize("kept", [None, 3])
+def test_every_customer_every_day(shop, kept, monkeypatch):
+    """`kept` 3: the most-bought lists cut at 3 of the shop's 8 products, so the order of
+    counts, ties and the cut itself are checked, not only which products were bought."""
+    if kept is not None:
+        monkeypatch.setattr(ca, "FREQUENT_PRODUCTS", kept)
     start, end = pd.Timestamp("2024-12-30", tz="UTC"), pd.Timestamp("2025-05-01", tz="UTC")
     tables = {i.table: shop[i.table][list(i.columns)] for i in ca.INPUTS}
     rows = compute_rows(ca, tables, Snapshots(to_day(start), to_day(end), True))
-    rows["recent_product_ids"] = [unpack_list(v) for v in rows["recent_product_ids"]]
+    for name in ("recent_product_ids", "frequent_product_ids"):
+        rows[name] = [unpack_list(v) for v in rows[name]]
     checked = 0
     days = pd.date_range(start, end, freq="D")
     for i, customer in enumerate(shop["customers"]["customer_id"].unique()):
@@ -132,4 +152,7 @@ def test_every_customer_every_day(shop):
                 assert same(value, got[name]), (customer, T, name, value, got[name])
             checked += 1
     assert checked > 150
+    lengths = [len(v) for v in rows["frequent_product_ids"]]
+    assert min(lengths) == 0  # empty before any order
+    assert max(lengths) == 3 if kept else max(lengths) > 3  # with 3 kept, the lists were cut
     assert np.isfinite(rows["avg_session_length_30d"].dropna()).all()

@@ -18,7 +18,10 @@ Reading the contract literally, at an entity timestamp t:
   once it is known: the refund of the newest version in force whose `refund_ts < T` (or that has no
   `refund_ts`). Before its refund an order is worth its full `total_amount`: using a refund that
   happens after T would leak the future;
-- the last order counts orders not cancelled when placed (their first version).
+- the last order counts orders not cancelled when placed (their first version);
+- the most-bought products count the orders live at T (version in force not cancelled) holding
+  each product, best first: more orders, then the latest such order, then the product id; the
+  first FREQUENT (50) of them.
 
 The pipeline side is read the way Feast reads a source: for (entity, t) the latest source row with
 `event_timestamp <= t` (ties broken by the latest `created_timestamp`), nothing when there is none.
@@ -38,6 +41,7 @@ import pandas as pd
 from pipelines.storage import read_clean
 
 DAY = pd.Timedelta(days=1)
+FREQUENT = 50  # most-bought products kept (customer_activity.frequent_product_ids)
 
 # The named contract features, by the Feast view that serves them.
 NAMED: dict[str, tuple[str, ...]] = {
@@ -52,6 +56,7 @@ NAMED: dict[str, tuple[str, ...]] = {
         "events_30d",
         "sessions_30d",
         "add_to_cart_30d",
+        "frequent_product_ids",
     ),
     "customer_profile": ("customer_age_years", "signup_ts"),
     "customer_reviews": ("reviews_90d", "avg_rating_90d"),
@@ -226,6 +231,12 @@ def customer_features(shop: RawShop, customer_id: str, t: pd.Timestamp) -> dict 
                 spend += v["total_amount"] - refund
         out[f"spend_{w}d"] = spend
     out["avg_order_value_90d"] = out["spend_90d"] / out["orders_90d"] if out["orders_90d"] else None
+    held: dict[str, list[int]] = {}  # product -> the order times of the live orders holding it
+    for oid, (v, _) in live.items():
+        for product in {i["product_id"] for i in shop.of("order_items", "order_id", oid)}:
+            held.setdefault(str(product), []).append(v["order_ts"].value)
+    ranked = sorted(held, key=lambda p: (-len(held[p]), -max(held[p]), p))
+    out["frequent_product_ids"] = ranked[:FREQUENT]
     placed = [vs[0] for vs in versions.values() if vs[0]["status"] != "cancelled"]
     before = [o["order_ts"] for o in placed if o["order_ts"] < T]
     out["last_order_ts"] = max(before) if before else None
@@ -317,6 +328,10 @@ def same(expected, actual, name: str) -> bool:
         return expected is None and actual is None
     if name in INT_FEATURES:
         return float(actual) == float(expected) and float(actual).is_integer()
+    if isinstance(expected, (list, tuple, np.ndarray)):  # a list feature: the items, in order
+        if not isinstance(actual, (list, tuple, np.ndarray)):
+            return False
+        return [str(a) for a in actual] == [str(e) for e in expected]
     if isinstance(expected, pd.Timestamp):
         return pd.Timestamp(actual) == expected
     if isinstance(expected, (float, int, np.floating, np.integer)):
