@@ -123,8 +123,11 @@ product_360_v1 = FeatureService(
 # side as of the request, and each product's side (the catalog and co-purchase neighbours).
 candidate_customer_v1 = FeatureService(
     name="candidate_customer_v1",
-    features=[customer_activity[["recent_product_ids", "favourite_category_90d"]]],
-    description="Candidate generation, customer side: recent products and favourite category.",
+    features=[
+        customer_activity[["recent_product_ids", "frequent_product_ids", "favourite_category_90d"]]
+    ],
+    description="Candidate generation, customer side: recent and most-bought products and "
+    "favourite category.",
     owner=OWNER,
     tags={"api": "recommendations", "version": "1", "entity": "customer"},
 )

@@ -23,6 +23,7 @@ from training.candidates import (
     API_CONFIG,
     CUSTOMER_SERVICE,
     FAVOURITE,
+    FREQUENT,
     NEIGHBOUR_IDS,
     NEIGHBOUR_SCORES,
     PRODUCT_SERVICE,
@@ -114,10 +115,12 @@ class Scorer:
         )
         known = cust.any_found(0)
         recent = id_list(cust.columns.get(RECENT, [None])[0])
+        frequent = id_list(cust.columns.get(FREQUENT, [None])[0])
         favourite = category_or_none(cust.columns.get(FAVOURITE, [None])[0])
         exclude: set[str] = set()
         if exclude_purchased:
-            exclude = set(recent) | set(id_list(cust.columns.get(PURCHASED, [None])[0]))
+            bought = id_list(cust.columns.get(PURCHASED, [None])[0])
+            exclude = set(recent) | set(frequent) | set(bought)
         if not known:
             prometheus.COLD_STARTS.inc()
             items = [
@@ -149,6 +152,7 @@ class Scorer:
             config=config,
             exclude=exclude,
             session=session,
+            frequent=frequent,
         )
         ids = [pid for pid, _, _ in cands]
         if not ids:

@@ -19,7 +19,7 @@ The baselines rank the whole catalog (popularity), the co-purchase neighbours or
 products, topped up with popularity; the ranker ranks the API's candidates, so a relevant item the
 generator missed counts against it: the comparison is the one a shopper would see. Everything is
 measured twice: as is, and with `exclude_purchased` applied as the API applies it (the customer's
-recent products left out of every list, and of what counts as relevant).
+recent and most-bought products left out of every list, and of what counts as relevant).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from training.candidates import (
     CATEGORY,
     CUSTOMER_SERVICE,
     FAVOURITE,
+    FREQUENT,
     NEIGHBOUR_IDS,
     NEIGHBOUR_SCORES,
     POPULARITY,
@@ -207,6 +208,12 @@ class CandidateInputs:
     favourite: dict[int, str | None]
     catalogs: dict[pd.Timestamp, Catalog]  # by snapshot day
     neighbours: dict[pd.Timestamp, dict]  # by snapshot day: product -> [(product, score)]
+    frequent: dict[int, list[str]] = field(default_factory=dict)  # most-bought, by query
+
+    def purchased(self, query: int) -> set[str]:
+        """What `exclude_purchased` leaves out for the query, as serving/scoring.py does: the
+        customer's recent and most-bought products."""
+        return set(self.recent[query]) | set(self.frequent.get(query, ()))
 
 
 def candidate_inputs(
@@ -234,6 +241,10 @@ def candidate_inputs(
     favourite = {
         q: category_or_none(v) for q, v in zip(queries[QUERY], cust[FAVOURITE], strict=True)
     }
+    frequent = {
+        q: id_list(v)
+        for q, v in zip(queries[QUERY], cust.get(FREQUENT, [None] * len(cust)), strict=True)
+    }
     query_days = queries["event_timestamp"].dt.floor("D")
     looked_up: dict[pd.Timestamp, set[str]] = {}
     for q, day in zip(queries[QUERY], query_days, strict=True):
@@ -259,7 +270,7 @@ def candidate_inputs(
                 near["product_id"], near[NEIGHBOUR_IDS], near[NEIGHBOUR_SCORES]
             )
         bar.step(f"read {PRODUCT_SERVICE} {n}/{len(reads)}")
-    return CandidateInputs(recent, favourite, catalogs, neighbours)
+    return CandidateInputs(recent, favourite, catalogs, neighbours, frequent)
 
 
 def candidate_rows(
@@ -281,6 +292,7 @@ def candidate_rows(
             inputs.catalogs[day],
             rng=rng if config.random else None,
             config=config,
+            frequent=inputs.frequent.get(q.query_id, ()),
         )
         # the retrieval score, a request field of the ranking service (serving: the same code)
         scores = copurchase_scores(inputs.recent[q.query_id], inputs.neighbours[day])
@@ -389,10 +401,10 @@ def evaluate(
     """recall@K, NDCG@K, MAP@K of the ranker and the baselines on the same test queries, as is
     and with `exclude_purchased` applied as the API applies it (`metrics[EXCLUDE]`).
 
-    With exclusion, the API drops the customer's recent products from its candidates and fills
-    up with more popular ones; here they are dropped from the ranked 200 (the fill-up, products
-    past the 200th, would rarely reach a top 10), and from the relevant set: a re-bought product
-    cannot be recommended under that setting, so it is no one's miss.
+    With exclusion, the API drops the customer's recent and most-bought products from its
+    candidates and fills up with more popular ones; here they are dropped from the ranked 200
+    (the fill-up, products past the 200th, would rarely reach a top 10), and from the relevant
+    set: a re-bought product cannot be recommended under that setting, so it is no one's miss.
     """
     history = history or {}
     if scores is None:  # the model's scores of `rows`, when the caller has none
@@ -414,7 +426,8 @@ def evaluate(
         own = history.get(q.query_id, {})
         relevant = set(q.relevant)
         ranked = top.get(q.query_id, [])
-        excluded = set(recent)  # serving/scoring.py: recent (and purchased_product_ids if served)
+        # serving/scoring.py: recent, most-bought (and purchased_product_ids if served)
+        excluded = inputs.purchased(q.query_id)
         kept = relevant - excluded
         found.append(len(set(ranked) & relevant) / len(relevant))
         for out, skip, rel in ((lists, (), relevant), (excl, excluded, kept)):
@@ -667,7 +680,8 @@ def summary(card: dict) -> str:
     ex = m.get(EXCLUDE)
     if ex:
         lines.append(
-            f"with exclude_purchased (the API's default; recent products left out of every list "
+            f"with exclude_purchased (the API's default; recent and most-bought products left out "
+            f"of every list "
             f"and of the relevant items, {ex['ranker']['queries']:,} queries keep one):"
         )
         lines += _block(ex)

@@ -407,6 +407,15 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store, monk
         or []
     )
     assert not {i["product_id"] for i in items} & set(recent)
+    frequent = (
+        feast_store.get_online_features(
+            ["customer_activity:frequent_product_ids"], [{"customer_id": cid}]
+        ).to_dict()["frequent_product_ids"][0]
+        or []
+    )
+    assert set(frequent) - set(recent), "the test customer should have older most-bought products"
+    # exclude_purchased leaves out the most-bought products too (the `frequent` source's)
+    assert not {i["product_id"] for i in items} & set(frequent)
     # the scores are the saved ranker's on Feast's own feature rows, with the retrieval score
     # recomputed here from the recent products' co-purchase lists as Feast serves them
     pointer, model = latest(env, "ranking")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from training.candidates import (
     API_CONFIG,
@@ -105,6 +106,28 @@ def test_history_comes_first_and_exclusion_removes_it() -> None:
     assert API_CONFIG.history == 10
 
 
+def test_most_bought_come_after_history_and_exclusion_removes_them() -> None:
+    cfg = CandidateConfig(
+        history=1, frequent=3, copurchase=10, category_popular=0, popular=2, random=0
+    )
+    frequent = ["p7", "p2", "p8", "p7", "p9"]  # most-bought first, as the feature serves them
+    c = generate(["p2", "p1"], NEIGH, None, _catalog(), config=cfg, frequent=frequent)
+    # history's one product, then the first 3 most-bought (p2 already offered, p9 past the 3)
+    assert c["product_id"].tolist()[:3] == ["p2", "p7", "p8"]
+    assert c["source"].tolist()[:3] == ["history", "frequent", "frequent"]
+    assert c["source_score"].tolist()[1:3] == [1.0, 1.0 / 3]
+    assert "p9" not in set(c.loc[c["source"] == "frequent", "product_id"])
+    # then the co-purchases of the recent products (not of the most-bought ones)
+    assert c.loc[c["source"] == "copurchase", "product_id"].tolist() == ["p4", "p3", "p5"]
+    d = generate(
+        ["p2"], NEIGH, None, _catalog(), config=cfg, frequent=frequent, exclude={"p2", "p7", "p8"}
+    )
+    assert d.loc[d["source"] == "frequent", "product_id"].tolist() == []
+    off = generate(["p2"], NEIGH, None, _catalog(), config=CandidateConfig(), frequent=frequent)
+    assert "frequent" not in set(off["source"])  # only when the config asks for it
+    assert API_CONFIG.frequent == 50
+
+
 def test_personal_frequency_baseline_by_orders_then_recency_then_popularity() -> None:
     counts = {"p1": (3, 100.0), "p2": (5, 50.0), "p3": (3, 200.0), "p29": (1, 10.0)}
     assert personal_frequency_ranking(counts, _catalog(), 3) == ["p2", "p3", "p1"]
@@ -155,3 +178,39 @@ def test_model_columns_keep_one_order_whatever_order_feast_returns() -> None:
         ["pair_carts_30d", "orders_90d", "pair_views_30d", "already_purchased"],
     ):
         assert stable_columns(returned, served) == want
+
+
+def test_evaluation_excludes_what_the_api_excludes() -> None:
+    """exclude_purchased in the ranking evaluation leaves out what serving/scoring.py leaves out:
+    the recent and the most-bought products, from every list and from the relevant items."""
+    from training import ranking
+
+    day = pd.Timestamp("2025-03-01", tz="UTC")
+    queries = pd.DataFrame(
+        {
+            ranking.QUERY: [0],
+            "customer_id": ["c1"],
+            "event_timestamp": [day + pd.Timedelta(hours=9)],
+            "relevant": [frozenset({"p2", "p3", "p29"})],
+        }
+    )
+    rows = pd.DataFrame({ranking.QUERY: [0] * 5, "product_id": ["p1", "p2", "p5", "p3", "p29"]})
+    inputs = ranking.CandidateInputs(
+        recent={0: ["p1"]},
+        favourite={0: None},
+        catalogs={day: _catalog()},
+        neighbours={day: {}},
+        frequent={0: ["p2", "p29"]},
+    )
+    assert inputs.purchased(0) == {"p1", "p2", "p29"}
+    history = {0: {"p2": (3, 10.0), "p29": (1, 20.0), "p7": (1, 5.0)}}
+    m, lists = ranking.evaluate(
+        None, [], rows, queries, inputs, history, scores=np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    )
+    assert m["ranker"]["recall@10"] == 1.0  # as is: p2, p3 and p29 among the five
+    ex = m[ranking.EXCLUDE]
+    # p5, p3 against {p3}: one hit at rank 2 (with p2 and p29 kept, NDCG@10 would be 0.906)
+    assert ex["ranker"]["queries"] == 1
+    assert ex["ranker"]["ndcg@10"] == pytest.approx(1 / np.log2(3))
+    assert lists["personal_frequency"][0][0][:3] == ["p2", "p29", "p7"]
+    assert ex["personal_frequency"]["ndcg@10"] < 1.0  # p7 first, then popularity: p3 is not there
