@@ -235,9 +235,11 @@ def _as_served(v):
 
 
 @pytest.mark.parametrize("with_nan", [False, True])
-def test_batch_json_writes_every_kind_of_value(with_nan) -> None:
-    """The batch route's JSON equals the plain walk of the payload, byte for byte, whether the
-    strict encoder takes it at once (no NaN) or falls back (a NaN or an infinity somewhere)."""
+@pytest.mark.parametrize("with_small", [False, True])
+def test_batch_json_writes_every_kind_of_value(with_nan, with_small) -> None:
+    """The batch route's JSON equals the plain walk of the payload, byte for byte, whether orjson
+    writes it (no float under 1e-4), the strict encoder takes it (small floats, which orjson
+    writes otherwise) or falls back (a NaN or an infinity somewhere)."""
     from serving.routes.features import _dumps
 
     when = datetime(2025, 12, 31, 23, 59, 59, 123456, tzinfo=UTC)
@@ -262,6 +264,8 @@ def test_batch_json_writes_every_kind_of_value(with_nan) -> None:
     }
     if with_nan:
         features |= {"nan": math.nan, "inf": [1.0, -math.inf], "npnan": np.float64("nan")}
+    if with_small:  # Python writes 1e-05, -2.5e-07, 9.9e-05; orjson 0.00001, -2.5e-7, 0.000099
+        features |= {"tiny": 1e-05, "tinier": [-2.5e-07, 1e-300], "under": 9.9e-05}
     payload = {
         "entity": "customer",
         "feature_service": "customer_360_v1",
