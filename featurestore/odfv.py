@@ -130,7 +130,7 @@ def product_age(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
     now = _seconds_column(_column(inputs, REQUEST_TIME, n))
     created = _seconds_column(_column(inputs, PRODUCT_CREATED, n))
     (name,) = AGE_OUTPUTS
-    return {name: [_days(t, c) for t, c in zip(now, created, strict=True)]}
+    return {name: _days_column(now, created)}
 
 
 def retrieval_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -218,24 +218,36 @@ class _Customer:
     def match(
         self, price: Any, category: Any, brand: Any, product: Any, ids: Any, scores: Any
     ) -> tuple:
-        """The MATCH_OUTPUTS of one candidate, in that order."""
-        price = _number(price)
-        ratio = price / self.usual if price is not None and self.usual else math.nan
-        distance = abs(math.log(ratio)) if ratio > 0 else math.nan  # NaN > 0 is False
-        category = _text(category)
+        """The MATCH_OUTPUTS of one candidate, in that order (a str, as Feast serves one, is
+        its own _text: taken as it is)."""
+        if type(price) is not float:
+            price = _number(price)
+        elif price != price:  # NaN
+            price = None
+        if price is not None and self.usual:
+            ratio = price / self.usual
+            distance = abs(math.log(ratio)) if ratio > 0 else math.nan  # NaN > 0 is False
+        else:
+            ratio = distance = math.nan
+        if type(category) is not str:
+            category = _text(category)
         is_favourite = int(category is not None and category == self.favourite)
         if self.shares:
             category_affinity = _lookup(self.categories, category)
         else:
             category_affinity = float(is_favourite)
-        product = _text(product)
+        if type(product) is not str:
+            product = _text(product)
         score, hits = _copurchase(self.recent, ids, scores) if self.recent else (0.0, 0)
+        if type(brand) is not str:
+            brand = _text(brand)
+        brand_affinity = math.nan if self.brands is None else _lookup(self.brands, brand)
         return (
             ratio,
             distance,
             category_affinity,
             is_favourite,
-            _lookup(self.brands, _text(brand)),
+            brand_affinity,
             int(product is not None and product in self.purchased),
             score,
             hits,
@@ -248,6 +260,8 @@ def _copurchase(recent: frozenset[str], ids: Any, scores: Any) -> tuple[float, i
     `ids[j]` goes with `scores[j]`; a pair with a missing id or score counts for nothing."""
     if type(ids) is not list:
         ids = _iterable(ids)
+    if _no_str_in(recent, ids):  # the common case: none of its neighbours bought lately
+        return 0.0, 0
     if type(scores) is not list:
         scores = _iterable(scores)
     total, hits = 0.0, 0
@@ -258,6 +272,18 @@ def _copurchase(recent: frozenset[str], ids: Any, scores: Any) -> tuple[float, i
             total += float(s)
             hits += 1
     return total, hits
+
+
+def _no_str_in(recent: frozenset[str], ids: list[Any]) -> bool:
+    """Whether every id is a str and none is in `recent` (two C-level passes: a tenth of the
+    loop below); False when unsure (another type, which the loop reads through _text)."""
+    try:
+        return recent.isdisjoint(ids) and set(map(type, ids)) <= _STR_TYPE
+    except TypeError:  # an unhashable id
+        return False
+
+
+_STR_TYPE = frozenset({str})
 
 
 def _share_table(keys: Any, shares: Any) -> dict[str, float] | None:
@@ -316,13 +342,13 @@ def customer_product_affinity(inputs: dict[str, list[Any]]) -> dict[str, list[An
     now = _seconds_column(_column(inputs, REQUEST_TIME, n))
     last = _seconds_column(_column(inputs, PAIR_LAST_ORDER, n))
     counts = [
-        [_count(v) for v in _column(inputs, name, n)]
+        _counts(_column(inputs, name, n))
         for name in (PAIR_ORDERS_90D, PAIR_ORDERS, PAIR_VIEWS, PAIR_CARTS)
     ]
     orders_90d, orders, views, carts = counts
-    total = [_count(v) for v in _column(inputs, LIFETIME_ORDERS, n)]
+    total = _counts(_column(inputs, LIFETIME_ORDERS, n))
     share = [o / t if t else math.nan for o, t in zip(orders, total, strict=True)]
-    days = [_days(t, s) for t, s in zip(now, last, strict=True)]
+    days = _days_column(now, last)
     columns = (orders_90d, orders, days, share, views, carts)
     return dict(zip(AFFINITY_OUTPUTS, columns, strict=True))
 
@@ -331,6 +357,18 @@ def _count(value: Any) -> int:
     """A stored count, 0 when there is none (a pair or customer without a row)."""
     number = _number(value)
     return 0 if number is None else int(number)
+
+
+_EXACT = 2**53  # an int of at most this size is its own int(float(v))
+
+
+def _counts(values: list[Any]) -> list[int]:
+    """_count of each value; None (most pairs never happened) and a plain int (what Feast
+    serves a stored count as) directly, the same numbers."""
+    return [
+        0 if v is None else v if type(v) is int and -_EXACT <= v <= _EXACT else _count(v)
+        for v in values
+    ]
 
 
 # --- collection_match --------------------------------------------------------------------------
@@ -465,15 +503,38 @@ def _instant(v: Any) -> float | None:
 
 
 def _seconds_column(values: list[Any]) -> list[float | None]:
-    """_stored_seconds of each value; a value repeated (the request time on every row) once."""
+    """_stored_seconds of each value; a value repeated (the request time on every row) once,
+    an aware datetime seen before (a product's creation time, read again by every request)
+    from `_SECONDS`."""
     out: list[float | None] = []
     previous: Any = out  # a sentinel no value is
     seconds = None
     for v in values:
         if v is not previous:
-            previous, seconds = v, _stored_seconds(v)
+            previous = v
+            if type(v) is datetime and v.tzinfo is not None:
+                seconds = _SECONDS.get(v, _NO_SECONDS)
+                if seconds is _NO_SECONDS:
+                    seconds = _remember_seconds(v)
+            else:
+                seconds = _stored_seconds(v)
         out.append(seconds)
     return out
+
+
+# aware datetime -> its _stored_seconds (equal datetimes are the same instant: the same
+# seconds); at most _SECONDS_LIMIT of them, then it starts again
+_SECONDS: dict[datetime, float | None] = {}
+_SECONDS_LIMIT = 100_000
+_NO_SECONDS = object()
+
+
+def _remember_seconds(v: datetime) -> float | None:
+    seconds = _stored_seconds(v)
+    if len(_SECONDS) >= _SECONDS_LIMIT:
+        _SECONDS.clear()
+    _SECONDS[v] = seconds
+    return seconds
 
 
 def _stored_seconds(v: Any) -> float | None:
@@ -491,6 +552,14 @@ def _days(now: float | None, then: float | None) -> float:
     if now is None or then is None:
         return math.nan
     return (now - then) / SECONDS_PER_DAY
+
+
+def _days_column(now: list[float | None], then: list[float | None]) -> list[float]:
+    """_days of each pair, without a call per row (the same arithmetic)."""
+    nan, day = math.nan, SECONDS_PER_DAY
+    return [
+        nan if t is None or s is None else (t - s) / day for t, s in zip(now, then, strict=True)
+    ]
 
 
 def _constant(column: list[Any], n: int) -> bool:
