@@ -20,7 +20,13 @@ from feast.type_map import feast_value_type_to_python_type, python_values_to_pro
 from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from featurestore.online import _as_feast_sees_it, _decode_rows, _Decoder, string_redis_keys
+from featurestore.online import (
+    _as_feast_sees_it,
+    _decode_rows,
+    _Decoder,
+    _KeyWriter,
+    string_redis_keys,
+)
 
 NULL_TS = -(2**63)
 
@@ -121,10 +127,19 @@ def test_string_redis_keys_equal_feasts(join_keys, keys) -> None:
         for key in keys
     ]
     assert string_redis_keys(join_keys, keys, "shopfeast") == expected
+    writer = _KeyWriter(join_keys, "shopfeast", limit=2)  # a full memory starts again
+    assert writer.keys(keys) == expected
+    assert writer.keys(keys) == expected  # the remembered parts
+    assert writer.keys(keys[::-1]) == expected[::-1]
 
 
 def test_non_string_ids_are_left_to_feast() -> None:
     assert string_redis_keys(("customer_id",), [("C1",), (7,)], "shopfeast") is None
+    writer = _KeyWriter(("customer_id", "product_id"), "shopfeast")
+    assert writer.keys([("C1", "P1"), ("C1", 7)]) is None
+    assert writer.keys([("C1", "7")]) == string_redis_keys(
+        ("customer_id", "product_id"), [("C1", "7")], "shopfeast"
+    )  # 7 was not remembered as "7"
 
 
 def test_list_values_remembered_are_still_new_lists() -> None:
