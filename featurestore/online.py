@@ -880,7 +880,16 @@ class _KeyWriter:
         return part
 
     def keys(self, keys: Sequence[tuple]) -> list[bytes] | None:
-        get, prefix, suffix = self.parts.get, self.prefix, self.suffix
+        parts, prefix, suffix = self.parts, self.prefix, self.suffix
+        try:  # every id seen before (a str subclass equal to a str: that str's bytes, as Feast)
+            if len(self.order) == 1:
+                return [prefix + parts[value] + suffix for (value,) in keys]
+            if len(self.order) == 2:
+                i, j = self.order
+                return [prefix + parts[key[i]] + parts[key[j]] + suffix for key in keys]
+        except (KeyError, TypeError):  # a new id (or an unhashable one): one by one
+            pass
+        get = parts.get
         out = []
         if len(self.order) == 1:
             for (value,) in keys:
