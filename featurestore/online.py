@@ -806,6 +806,9 @@ def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], deco
     stamps = list(map(_event_time, [r[-1] for r in replies]))
     if not replies or not names:
         return _Decoded(stamps, names, [[] for _ in names])
+    if len(replies) == 1:  # one entity (a customer's views): a call per value, not per column
+        decoded = [[d(raw)] for d, raw in zip(decoders, replies[0], strict=False)]
+        return _Decoded(stamps, names, decoded)
     columns = list(zip(*replies, strict=True))
     decoded = [d.decode_column(col) for d, col in zip(decoders, columns, strict=False)]
     return _Decoded(stamps, names, decoded)

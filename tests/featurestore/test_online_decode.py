@@ -109,6 +109,29 @@ def test_rows_as_feast_reads_them() -> None:
     assert rows[2] == (None, None)
 
 
+def test_one_row_decodes_as_among_many() -> None:
+    """A read of one entity decodes value by value: the same rows, values and types, as the
+    same replies read among others (column by column), on every value kind."""
+    stamp = Timestamp(seconds=1_700_000_000).SerializeToString()
+    cases = _protos()
+    names = tuple(f"f{i}" for i in range(len(cases)))
+    row = [p.SerializeToString() for _, p in cases] + [stamp]
+
+    def decoders():
+        return tuple(_Decoder(vtype) for vtype, _ in cases)
+
+    many = _decode_rows([row, row], names, decoders())
+    for shared in (decoders(), None):  # fresh decoders, then ones that remember the values
+        shared = shared or decoders()
+        _decode_rows([row, row], names, shared)
+        one = _decode_rows([row], names, shared)
+        # (type, repr): NaN equal to NaN, 1 not equal to 1.0 or True
+        assert [(type(c[0]), repr(c[0])) for c in one.columns] == [
+            (type(c[0]), repr(c[0])) for c in many.columns
+        ]
+        assert one.stamps == many.stamps[:1]
+
+
 @pytest.mark.parametrize(
     "join_keys, keys",
     [
