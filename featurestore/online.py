@@ -608,23 +608,16 @@ class OnlineFeatures:
             if isinstance(value, list):  # one value per row
                 if len(value) != n:
                     raise ValueError(f"request field {name}: {len(value)} values for {n} rows")
-                base[name] = [_as_feast_sees_it(v)[0] for v in value]
+                # (a float is what Feast's round trip gives back: itself)
+                base[name] = [v if type(v) is float else _as_feast_sees_it(v)[0] for v in value]
             else:  # one value for every row
                 base[name] = _as_feast_sees_it(value) * n
+        distinct: dict[tuple[str, ...], tuple] = {}  # views of the same keys: rows told once
         for odfv in odfvs:
-            sources = {
-                f.name for p in odfv.source_feature_view_projections.values() for f in p.features
-            }
-            wanted = [
-                c for c in base if c in sources or c in plan.join_keys or c in plan.request_fields
-            ]
-            keys = [
-                k
-                for vp in plan.views
-                if vp.view.projection.name_to_use() in odfv.source_feature_view_projections
-                for k in vp.join_keys
-            ]
-            firsts, slots = _distinct_rows([base[k] for k in dict.fromkeys(keys)], n)
+            wanted, keys = self._odfv_columns(plan, odfv, tuple(base))
+            if keys not in distinct:
+                distinct[keys] = _distinct_rows([base[k] for k in keys], n)
+            firsts, slots = distinct[keys]
             inputs = {
                 c: base[c] if firsts is None else [base[c][i] for i in firsts] for c in wanted
             }
@@ -639,6 +632,30 @@ class OnlineFeatures:
             if slots is not None:
                 cols = {name: [values[j] for j in slots] for name, values in cols.items()}
             result.columns.update(cols)
+
+    def _odfv_columns(
+        self, plan: ServicePlan, odfv: OnDemandFeatureView, columns: tuple[str, ...]
+    ) -> tuple[list[str], tuple[str, ...]]:
+        """(the columns an on-demand view is handed, the join keys of its sources), worked out
+        once per service, view and set of columns read."""
+        key = ("odfv", plan.name, odfv.name, columns)
+        if key not in self._fields:
+            sources = {
+                f.name for p in odfv.source_feature_view_projections.values() for f in p.features
+            }
+            wanted = [
+                c
+                for c in columns
+                if c in sources or c in plan.join_keys or c in plan.request_fields
+            ]
+            keys = [
+                k
+                for vp in plan.views
+                if vp.view.projection.name_to_use() in odfv.source_feature_view_projections
+                for k in vp.join_keys
+            ]
+            self._fields[key] = (wanted, tuple(dict.fromkeys(keys)))
+        return self._fields[key]
 
 
 # Value kinds decoded here directly, as Feast's feast_value_type_to_python_type returns them (the
