@@ -43,10 +43,11 @@ from pipelines.windows import (
 )
 
 RECENT_PRODUCTS = 10
+ITEM_WINDOW_DAYS = 90  # the longest window of the features read from order items
 # The customer's most-bought products kept (`frequent_product_ids`; training/candidates.py's
 # `frequent` source offers up to this many). On Complete Journey a household's 50 most-bought
 # products hold 31.3% of a basket, its last 10 distinct ones 9.8% (docs/training.md).
-FREQUENT_PRODUCTS = 50
+FREQUENT_PRODUCTS = 50  # a change needs a historical run: an incremental one seeds from prior rows
 
 SOURCE = FeatureSource(
     name="customer_activity",
@@ -169,9 +170,10 @@ INPUTS = (
         "orders",
         ORDER_COLUMNS,
     ),
-    # all history: frequent_product_ids counts every order (the windowed features read 90 days of
-    # it; an incremental day recomputes the most-bought lists from every line, which a prior row's
-    # top 50 cannot seed: a product outside it may enter when an order of one inside is cancelled)
+    # all history: frequent_product_ids counts every order (the windowed features take the last
+    # ITEM_WINDOW_DAYS of it; an incremental day recomputes the most-bought lists of the customers
+    # whose orders changed from all their lines, which a prior row's top 50 cannot seed: a product
+    # outside it may enter when an order of one inside is cancelled)
     Input("order_items", ("order_id", "product_id", "quantity", "order_ts")),
     Input("events", ("customer_id", "session_id", "event_type", "event_ts"), lookback_days=30),
 )
@@ -192,9 +194,14 @@ def compute(
     index = EntityIndex(tables["customers"]["customer_id"])
     first_day = customer_first_day(tables["customers"], index)
     orders = _live_orders(tables["orders"], index)
-    items = _items(tables["order_items"], orders, tables["products"])
+    all_items = tables["order_items"]
+    window_items = all_items  # what the 90-day features need (what the runner read before)
+    since = snapshots.read_from(ITEM_WINDOW_DAYS)
+    if since is not None:
+        window_items = all_items[(all_items["order_ts"] >= since).to_numpy(dtype=bool)]
+    items = _items(window_items, orders, tables["products"])
     steps = _order_steps(tables["orders"], index)
-    frequent = _frequent_lists(tables["order_items"], steps)
+    frequent = _frequent_table(all_items, steps, index, snapshots, prior)
     streams = Streams()
     streams.points(np.arange(len(index)), first_day)
     streams.points(frequent[0], frequent[1])  # a row on every day a most-bought list changes
@@ -500,7 +507,10 @@ def _frequent_lists(
     falls back to the previous live one.
     """
     change = steps.loc[steps["d_live"] != 0, ["order_id", "c", "day", "order_ts", "d_live"]]
-    lines = items[["order_id", "product_id"]].dropna()
+    lines = items[["order_id", "product_id"]]
+    if len(change) and len(lines):  # only the lines of the orders to count (not every line)
+        mine = pc.is_in(_strings(lines["order_id"]), value_set=_strings(change["order_id"]))
+        lines = lines[mine.fill_null(False).to_numpy(zero_copy_only=False)].dropna()
     if len(change) and len(lines):
         change = change.assign(order_id=change["order_id"].astype(str).astype(object))
         lines = lines.assign(order_id=lines["order_id"].astype(str).astype(object))
@@ -549,6 +559,37 @@ def _frequent_lists(
         np.asarray(out_d, np.int64),
         np.asarray(out_v, dtype=object),
     )
+
+
+def _frequent_table(
+    items: pd.DataFrame,
+    steps: pd.DataFrame,
+    index: EntityIndex,
+    snapshots: Snapshots,
+    prior: pd.DataFrame,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_frequent_lists`, in an incremental run only for the customers whose orders change
+    liveness from the run's first day on (or who have no prior row): the others' lists cannot
+    have changed since the prior day, so their prior value stands, stamped on the prior day."""
+    if snapshots.historical or not len(prior):
+        return _frequent_lists(items, steps)
+    codes = index.codes(prior["customer_id"])
+    packed = prior["frequent_product_ids"].tolist()
+    live = (steps["d_live"] != 0).to_numpy() & (steps["day"] >= snapshots.start_day).to_numpy()
+    changed = set(steps.loc[live, "c"].tolist())
+    seed = {
+        int(c): v
+        for c, v in zip(codes, packed, strict=True)
+        if c >= 0 and int(c) not in changed and v is not pd.NA and v is not None
+    }
+    redo = ~steps["c"].isin(list(seed)).to_numpy()
+    lists_c, lists_d, lists_v = _frequent_lists(items, steps[redo])
+    seed_c = np.fromiter(seed, np.int64, len(seed))
+    table_c = np.r_[seed_c, lists_c].astype(np.int64)
+    table_d = np.r_[np.full(len(seed_c), snapshots.prior_day, np.int64), lists_d]
+    table_v = np.array([*seed.values(), *lists_v], dtype=object)
+    order = np.lexsort((table_d, table_c))
+    return table_c[order], table_d[order], table_v[order]
 
 
 def _frequent(
