@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 
 from featurestore.online import OnlineFeatures
 from serving.audit import count_entities
-from serving.deps import OnlineDep, SettingsDep
+from serving.deps import OnlineDep, ResourcesDep, SettingsDep
 from serving.errors import InvalidRequest, NotFound, declared
 from serving.schemas import BatchRequest, BatchResponse, EntityId, FeaturesResponse
 
@@ -53,7 +53,9 @@ async def product_features(product_id: EntityId, online: OnlineDep, settings: Se
 
 
 @router.post("/batch", response_model=BatchResponse)
-async def batch_features(body: BatchRequest, online: OnlineDep, settings: SettingsDep) -> Response:
+async def batch_features(body: BatchRequest, res: ResourcesDep) -> Response:
+    # one dependency for the store and the settings: FastAPI solves each per request (~30 us)
+    online, settings = res.online, res.settings
     count_entities(len(body.ids))
     if len(body.ids) > settings.max_batch_entities:
         raise InvalidRequest(f"at most {settings.max_batch_entities} ids per batch")
