@@ -165,7 +165,8 @@ def customer_product_match(inputs: dict[str, list[Any]]) -> dict[str, list[Any]]
     products = zip(price, category, brand, product, ids, scores, strict=True)
     if all(_constant(c, n) for c in customer):  # serving: one customer, many candidates
         side = _Customer(*(c[0] for c in customer), has_shares=has_shares)
-        rows = [side.match(*p) for p in products]
+        columns = side.match_columns(price, category, brand, product, ids, scores)
+        return dict(zip(MATCH_OUTPUTS, columns, strict=True))
     else:
         rows, last, side = [], None, None
         for values, p in zip(zip(*customer, strict=True), products, strict=True):
@@ -249,6 +250,59 @@ class _Customer:
             is_favourite,
             brand_affinity,
             int(product is not None and product in self.purchased),
+            score,
+            hits,
+        )
+
+    def match_columns(
+        self,
+        price: list[Any],
+        category: list[Any],
+        brand: list[Any],
+        product: list[Any],
+        ids: list[Any],
+        scores: list[Any],
+    ) -> tuple[list[Any], ...]:
+        """`match` of every candidate, as columns in MATCH_OUTPUTS order: the same values,
+        computed a column at a time (no call and no tuple per candidate: serving's 200)."""
+        n, nan = len(price), math.nan
+        prices = [p if type(p) is float else _number(p) for p in price]
+        if self.usual:
+            usual = self.usual
+            ratio = [nan if p is None or p != p else p / usual for p in prices]
+            distance = [abs(math.log(r)) if r > 0 else nan for r in ratio]
+        else:
+            ratio, distance = [nan] * n, [nan] * n
+        categories = [c if type(c) is str else _text(c) for c in category]
+        favourite = self.favourite
+        is_favourite = [int(c is not None and c == favourite) for c in categories]
+        if self.shares:
+            table = self.categories
+            category_affinity = [_lookup(table, c) for c in categories]
+        else:
+            category_affinity = [float(f) for f in is_favourite]
+        brands = [b if type(b) is str else _text(b) for b in brand]
+        table = self.brands
+        brand_affinity = [nan] * n if table is None else [_lookup(table, b) for b in brands]
+        purchased = self.purchased
+        already = [
+            int(p is not None and p in purchased)
+            for p in (p if type(p) is str else _text(p) for p in product)
+        ]
+        if self.recent:
+            recent = self.recent
+            pairs = [_copurchase(recent, i, s) for i, s in zip(ids, scores, strict=True)]
+            score = [pair[0] for pair in pairs]
+            hits = [pair[1] for pair in pairs]
+        else:
+            score, hits = [0.0] * n, [0] * n
+        return (
+            ratio,
+            distance,
+            category_affinity,
+            is_favourite,
+            brand_affinity,
+            already,
             score,
             hits,
         )

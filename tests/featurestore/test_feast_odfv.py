@@ -259,6 +259,48 @@ def test_match_equals_a_naive_recomputation_on_random_batches() -> None:
                 assert same, (i, name, a, b)
 
 
+def test_match_for_one_customer_equals_the_row_by_row_match() -> None:
+    """Serving's call (one customer, many candidates) computes column by column: value and type
+    equal to `_Customer.match` row by row, on random batches with and without optional inputs."""
+    checked = 0
+    for seed in (11, 12, 13):
+        for batch in _random_match_batches(seed)[1:]:  # one customer per batch
+            if any(
+                any(r[name] is not batch[0][name] for r in batch) for name in odfv._CUSTOMER_SIDE
+            ):
+                continue  # (customers whose lists are all missing share a batch)
+            checked += 1
+            for drop in (set(), OPTIONAL_MATCH_INPUTS):
+                inputs = {n: [r[n] for r in batch] for n in batch[0] if n not in drop}
+                got = odfv.customer_product_match(inputs)
+                size = len(batch)
+
+                def col(name, inputs=inputs, n=size):
+                    return inputs.get(name, [None] * n)
+
+                side = odfv._Customer(
+                    *(col(name)[0] for name in odfv._CUSTOMER_SIDE),
+                    has_shares=odfv.OPTIONAL_CATEGORIES in inputs,
+                )
+                names = (odfv.PRODUCT_PRICE, odfv.PRODUCT_CATEGORY, odfv.PRODUCT_BRAND)
+                rows = [
+                    side.match(*values)
+                    for values in zip(
+                        *(col(name) for name in names),
+                        col("product_id"),
+                        col(odfv.COPURCHASE_IDS),
+                        col(odfv.COPURCHASE_SCORES),
+                        strict=True,
+                    )
+                ]
+                for j, name in enumerate(odfv.MATCH_OUTPUTS):
+                    want = [row[j] for row in rows]
+                    assert [(type(v), repr(v)) for v in got[name]] == [
+                        (type(v), repr(v)) for v in want
+                    ], name
+    assert checked >= 12
+
+
 def _arrow_column(values: list) -> pa.Array:
     """A column as the offline store hands it: numpy lists as lists, NaN kept."""
     return pa.array([v.tolist() if isinstance(v, np.ndarray) else v for v in values])
