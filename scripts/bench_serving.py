@@ -8,6 +8,13 @@ online store; /recommendations asks for k=10 out of the full candidate pool (200
 the script checks that 200 candidates were scored.
 
     python -m scripts.bench_serving [--seconds 8] [--concurrency 1,8,32] [--port 8765]
+
+`--against DIR` compares this tree with another checkout (`git worktree add --detach DIR REV`) on
+a busy machine: both servers run side by side (DIR's code, this venv), requests alternate between
+them in blocks (the same requests for both, one at a time), and each block's server CPU per
+request is read; the medians of the blocks, before (DIR) and after (this tree), are printed.
+
+    python -m scripts.bench_serving --against /tmp/before [--blocks 16] [--per-block 120]
 """
 
 from __future__ import annotations
@@ -311,7 +318,7 @@ async def bench(args: argparse.Namespace, base: str, server_pid: int | None) -> 
     return results
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, cwd: Path = ROOT) -> subprocess.Popen:
     env = {**os.environ, "SHOPFEAST_LOG_LEVEL": "warning"}
     cmd = [
         sys.executable,
@@ -329,7 +336,7 @@ def start_server(port: int) -> subprocess.Popen:
         "--log-level",
         "warning",
     ]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
 
 
 def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -344,6 +351,79 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
             pass
         time.sleep(0.5)
     sys.exit("bench-serving: the server did not become ready")
+
+
+async def against(args: argparse.Namespace, servers: list[tuple[str, int, psutil.Process]]):
+    """Server CPU per request, before (`servers[0]`) and after, in alternating blocks."""
+    import statistics
+
+    ids = await _ids()
+    make = _requests(ids, args.k)
+    conns = [RawConnection("127.0.0.1", port, {}) for _, port, _ in servers]
+
+    async def send(i: int, rng: random.Random, fn) -> None:
+        method, path, body = fn(rng)
+        for attempt in (1, 2):  # a keep-alive the server closed while the other one ran
+            try:
+                status = await conns[i].request(method, path, json=body)
+                break
+            except (OSError, asyncio.IncompleteReadError):
+                if attempt == 2:
+                    raise
+        if status != 200:
+            sys.exit(f"bench-serving: {path} answered {status} ({servers[i][0]})")
+
+    print(
+        "| endpoint (c=1) | before CPU ms/req | after CPU ms/req "
+        "| before / after (median over the blocks) | blocks |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for name, fn in make.items():
+        if args.only and args.only not in name or not name.startswith("POST"):
+            continue
+        for i in (0, 1):
+            rng = random.Random(99)
+            for _ in range(args.per_block * 2):
+                await send(i, rng, fn)
+        cpu: dict[int, list[float]] = {0: [], 1: []}
+        for block in range(args.blocks):
+            for i in (0, 1) if block % 2 == 0 else (1, 0):
+                rng = random.Random(block)  # the same requests for both
+                start = _cpu(servers[i][2])
+                for _ in range(args.per_block):
+                    await send(i, rng, fn)
+                cpu[i].append((_cpu(servers[i][2]) - start) / args.per_block * 1000)
+        before, after = (statistics.median(cpu[i]) for i in (0, 1))
+        ratio = statistics.median(a / b for a, b in zip(cpu[0], cpu[1], strict=True))
+        print(f"| {name} | {before:.2f} | {after:.2f} | {ratio:.2f}x | {args.blocks} |", flush=True)
+    for conn in conns:
+        conn.close()
+
+
+def _when() -> str:
+    """The time (UTC) and the load average, for the record."""
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return f"{time.strftime('%H:%M', time.gmtime())} UTC, load {' '.join(load)}"
+
+
+def run_against(args: argparse.Namespace) -> int:
+    trees = [(Path(args.against).resolve(), args.port), (ROOT, args.port + 1)]
+    procs = [start_server(port, cwd=tree) for tree, port in trees]
+    try:
+        for (_, port), proc in zip(trees, procs, strict=True):
+            wait_ready(f"http://127.0.0.1:{port}", proc)
+        print(f"before: {trees[0][0]}, after: {ROOT}; {_when()}")
+        servers = [
+            (str(tree), port, psutil.Process(proc.pid))
+            for (tree, port), proc in zip(trees, procs, strict=True)
+        ]
+        asyncio.run(against(args, servers))
+        print(f"end {_when()}")
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+    return 0
 
 
 def main() -> int:
@@ -363,7 +443,18 @@ def main() -> int:
         help="Load generator client: raw asyncio streams (default) or httpx.",
     )
     ap.add_argument("--url", default="", help="Bench a running server instead of starting one.")
+    ap.add_argument("--against", default="", help="Compare with the checkout in this folder.")
+    ap.add_argument("--blocks", type=int, default=16, help="--against: alternating blocks.")
+    ap.add_argument("--per-block", type=int, default=120, help="--against: requests a block.")
     args = ap.parse_args()
+    if args.against:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        return run_against(args)
     try:
         import uvloop
 
