@@ -18,7 +18,8 @@ run together in three Spark jobs:
    (event_timestamp, join key) and writes DIR/features/<source>/<YYYY-MM>.parquet as the local
    engine writes it, a run of whole days of at most `write_rows` rows at a time
    (pipelines/spark/months.py: the month's file is the same, the task does not grow with the
-   shop); one task per source writes the latest-row file incremental runs start from.
+   shop); one task per source writes the latest-row file incremental runs start from, a run of
+   entities at a time.
 
 The families are sharded by their entity: the customer families by customer, then the product
 families by product (an order goes to every product shard among its items). A product family's
@@ -42,7 +43,6 @@ is historical (every snapshot day); daily incremental runs stay on the local eng
 from __future__ import annotations
 
 import functools
-import os
 import resource
 import shutil
 import time
@@ -580,17 +580,16 @@ def _write_task(args) -> int:
     data_dir, staging = Path(plan.data_dir), Path(plan.staging) / name
     schema = source.arrow_schema()
     if month is None:
-        parts = sorted(str(p) for p in (staging / "latest").glob("*.parquet"))
-        table = ds.dataset(parts, format="parquet", schema=schema).to_table()
-        table = table.sort_by(
-            [*((k, "ascending") for k in source.join_keys), (source.timestamp_field, "ascending")]
-        )
         path = local._latest_path(data_dir, source)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-        return len(table)
+        return months.write_latest(
+            sorted(str(p) for p in (staging / "latest").glob("*.parquet")),
+            schema,
+            list(source.join_keys),
+            source.timestamp_field,
+            path,
+            slice_rows=plan.write_rows,
+        )
     parts = sorted(str(p) for p in (staging / "out").glob("*.parquet"))
     path = source.path(data_dir)
     path.mkdir(parents=True, exist_ok=True)

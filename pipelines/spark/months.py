@@ -8,11 +8,15 @@ into runs of whole days of at most `slice_rows` rows (one day alone may exceed i
 with a time filter, sorted and appended to the file; rows are carried over so that every row group
 but the last holds exactly `row_group_size` rows, as one `pq.write_table` of the sorted month would
 write them. The sort is stable and a run's rows keep the order they had in the month, so the file is
-the one the whole-month write gave, row for row and row group for row group.
+the one the whole-month write gave, row for row and row group for row group. Each source's
+latest-row file (one row per entity, sorted by key) is written the same way, a run of entities
+(a range of the first key's values) at a time: at 1M customers one sort of all of them held
+2.7 GiB.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -47,14 +51,57 @@ def write_month(
     hi = lo + pd.offsets.MonthBegin(1)
     data = ds.dataset(parts, format="parquet", schema=schema)
     order = [(timestamp, "ascending"), *((k, "ascending") for k in keys)]
-    path = Path(path)
+    runs = (
+        data.to_table(filter=_within(timestamp, start, end)).sort_by(order)
+        for start, end in _slices(data, timestamp, lo, hi, slice_rows)
+    )
+    return _write_runs(runs, schema, Path(path), group, compression)
+
+
+def write_latest(
+    parts: list[str],
+    schema: pa.Schema,
+    keys: list[str],
+    timestamp: str,
+    path: Path,
+    slice_rows: int = SLICE_ROWS,
+    compression: str = "zstd",
+) -> int:
+    """Write the rows of `parts` (each entity's last row, an entity in one part) to `path` sorted
+    by (*keys, timestamp), as one sort of them all would, a run of first-key values of at most
+    `slice_rows` rows at a time (one value may exceed it); returns the rows written."""
+    data = ds.dataset(parts, format="parquet", schema=schema)
+    order = [*((k, "ascending") for k in keys), (timestamp, "ascending")]
+    first = ds.field(keys[0])
+    counts = pc.value_counts(data.to_table(columns=[keys[0]]).column(0).combine_chunks())
+    values, rows = counts.field("values"), counts.field("counts").to_numpy()
+    known = pc.invert(pc.is_null(values)).to_numpy(zero_copy_only=False)
+    values, rows, nulls = values.filter(known), rows[known], int(rows[~known].sum())
+    ranked = pc.sort_indices(values)
+    values, rows = values.take(ranked), rows[ranked.to_numpy()]
+    bounds, start, held = [], 0, 0
+    for i, n in enumerate(rows):
+        if held and held + n > slice_rows:
+            bounds.append((values[start], values[i - 1]))
+            start, held = i, 0
+        held += int(n)
+    if len(values):
+        bounds.append((values[start], values[len(values) - 1]))
+    runs = (data.to_table(filter=(first >= lo) & (first <= hi)).sort_by(order) for lo, hi in bounds)
+    if nulls:  # sorted last, as one sort places them
+        runs = itertools.chain(runs, [data.to_table(filter=first.is_null()).sort_by(order)])
+    return _write_runs(runs, schema, Path(path), PYARROW_ROW_GROUP, compression)
+
+
+def _write_runs(runs, schema: pa.Schema, path: Path, group: int, compression: str) -> int:
+    """Append sorted runs to `path` (through a temporary file swapped in when complete), carrying
+    rows over so that every row group but the last holds exactly `group` rows."""
     tmp = path.with_name(f".{path.name}.tmp")
     written = 0
     with pq.ParquetWriter(tmp, schema, compression=compression) as writer:
         held: list[pa.Table] = []  # sorted rows not yet a full row group
         held_rows = 0
-        for start, end in _slices(data, timestamp, lo, hi, slice_rows):
-            run = data.to_table(filter=_within(timestamp, start, end)).sort_by(order)
+        for run in runs:
             held.append(run)
             held_rows += len(run)
             if held_rows >= group:
@@ -63,7 +110,7 @@ def write_month(
                 writer.write_table(table.slice(0, full), row_group_size=group)
                 written += full
                 held, held_rows = [table.slice(full)], len(table) - full
-        if held_rows or not written:  # the remainder (or an empty month's empty file)
+        if held_rows or not written:  # the remainder (or an empty file)
             table = pa.concat_tables(held) if held else schema.empty_table()
             writer.write_table(table, row_group_size=group)
             written += len(table)

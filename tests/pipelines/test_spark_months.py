@@ -106,3 +106,45 @@ def test_slices_are_whole_days_within_the_bound(tmp_path):
         # at most the bound, unless the slice is the one busy day alone (6,000+ rows)
         assert rows <= 1_000 or (start, end) == (busy, busy + pd.Timedelta(days=1))
     assert len(slices) > 3
+
+
+@pytest.mark.parametrize("slice_rows", [1, 5, 40, 10**9])
+@pytest.mark.parametrize("keys", [["customer_id"], ["customer_id", "product_id"]])
+def test_latest_rows_in_runs_of_entities_are_one_sort(tmp_path, slice_rows, keys):
+    """Each shard's latest rows (its own entities), written as one sort of them all would be;
+    a customer's pairs stay in one run, a row without a key goes last."""
+    rng = np.random.default_rng(slice_rows)
+    schema = pa.schema(
+        [*((k, pa.string()) for k in keys), SCHEMA.field("event_timestamp"), ("n", pa.int64())]
+    )
+    parts = []
+    for k in range(3):
+        customers = [f"c{i}" for i in range(60) if i % 3 == k]  # an entity in one shard
+        rows = [
+            {"customer_id": c, "product_id": f"p{j}", "n": k * 1000 + i * 10 + j}
+            for i, c in enumerate(customers)
+            for j in range(int(rng.integers(1, 4)) if len(keys) == 2 else 1)
+        ]
+        if k == 1:
+            rows.append({"customer_id": None, "product_id": "p0", "n": -1})
+        table = pa.table(
+            {
+                **{key: [r[key] for r in rows] for key in keys},
+                "event_timestamp": pa.array(
+                    rng.integers(0, 10**12, len(rows)), pa.timestamp("us", "UTC")
+                ),
+                "n": [r["n"] for r in rows],
+            },
+            schema=schema,
+        )
+        parts.append(str(tmp_path / f"part-{k:05d}.parquet"))
+        pq.write_table(table.take(rng.permutation(len(table))), parts[-1])
+    want = tmp_path / "want.parquet"
+    order = [*((k, "ascending") for k in keys), ("event_timestamp", "ascending")]
+    whole = ds.dataset(parts, format="parquet", schema=schema).to_table().sort_by(order)
+    pq.write_table(whole, want, compression="zstd")
+    got = tmp_path / "latest.parquet"
+    rows = months.write_latest(parts, schema, keys, "event_timestamp", got, slice_rows=slice_rows)
+    assert rows == len(whole) > 60
+    assert pq.read_table(got).equals(pq.read_table(want))
+    assert pq.read_table(got).column(keys[0])[-1].as_py() is None  # the keyless row last
