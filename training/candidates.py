@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -126,8 +127,40 @@ class Catalog:
             by_cat.setdefault(cat, []).append(pid)
         return cls(ids, dict(zip(ids, cats, strict=True)), by_cat)
 
+    @classmethod
+    def by_day(
+        cls,
+        frame: pd.DataFrame,
+        day: str = "event_timestamp",
+        popularity: str = "popularity",
+        category: str = "category",
+    ) -> dict:
+        """`from_frame` of each `day` group of `frame`, {day: Catalog}, with one sort of the whole
+        frame instead of one per day (a product appears once a day, so the order within a day is
+        the same: popularity, then product id)."""
+        f = frame[[day, "product_id"]].copy()
+        f["_pop"] = pd.to_numeric(frame[popularity], errors="coerce").fillna(0.0)
+        f["_cat"] = frame[category].astype("object").where(frame[category].notna(), "unknown")
+        f = f.sort_values([day, "_pop", "product_id"], ascending=[True, False, True])
+        ids = f["product_id"].astype(str).to_numpy()
+        cats = f["_cat"].astype(str).to_numpy()
+        cut = np.flatnonzero(f[day].ne(f[day].shift()).to_numpy())
+        out = {}
+        for key, lo, hi in zip(f[day].iloc[cut], cut, [*cut[1:], len(f)], strict=True):
+            day_ids, day_cats = ids[lo:hi], cats[lo:hi]
+            by_cat: dict[str, list[str]] = {}
+            for pid, cat in zip(day_ids, day_cats, strict=True):  # numpy str, as from_frame
+                by_cat.setdefault(cat, []).append(pid)
+            out[key] = cls(day_ids, dict(zip(day_ids, day_cats, strict=True)), by_cat)
+        return out
+
     def popular(self, n: int) -> list[str]:
-        return self.product_ids[:n].tolist()  # str, not numpy's str_
+        return self._ids[:n]  # str, not numpy's str_
+
+    @cached_property
+    def _ids(self) -> list[str]:
+        """`product_ids` as a list of str, made once (training asks a catalog 10,000 times)."""
+        return self.product_ids.tolist()
 
 
 def neighbours_from_arrays(
@@ -138,7 +171,11 @@ def neighbours_from_arrays(
     for pid, ids, sc in zip(product_ids, neighbour_ids, scores, strict=True):
         if ids is None or sc is None or (isinstance(ids, float) and np.isnan(ids)):
             continue
-        out[str(pid)] = [(str(i), float(s)) for i, s in zip(ids, sc, strict=False)]
+        if isinstance(ids, np.ndarray):  # tolist: str and float already, as str() and float()
+            ids = ids.tolist()
+        if isinstance(sc, np.ndarray):
+            sc = sc.tolist()
+        out[str(pid)] = list(zip(map(str, ids), map(float, sc), strict=False))
     return out
 
 
@@ -205,12 +242,43 @@ def generate_rows(
 ) -> list[tuple[str, str, float]]:
     """`generate` as (product_id, source, source_score) tuples, without the frame (for serving,
     where a DataFrame of 200 rows costs more than finding them)."""
+    ids, sources, scores = generate_columns(
+        recent, neighbours, favourite_category, catalog, rng, config, exclude, session, frequent
+    )
+    return list(zip(ids, sources, scores, strict=True))
+
+
+def generate_columns(
+    recent: Sequence[str],
+    neighbours: Mapping[str, Sequence[tuple[str, float]]],
+    favourite_category: str | None,
+    catalog: Catalog,
+    rng: np.random.Generator | None = None,
+    config: CandidateConfig = CandidateConfig(),
+    exclude: Iterable[str] = (),
+    session: Sequence[str] = (),
+    frequent: Sequence[str] = (),
+    co: Mapping[str, float] | None = None,
+) -> tuple[list[str], list[str], list[float]]:
+    """`generate_rows` as three lists (product ids, sources, source scores), what training frames
+    1.7M candidate rows from. `co`: `copurchase_scores(recent, neighbours)` when the caller has
+    it already (training uses it as a feature too).
+
+    Once `max_candidates` are offered nothing more is, so the loops stop there; the random draw
+    is made all the same (the generator's stream must not depend on how full the list is)."""
     excluded = set(exclude)
-    rows: dict[str, tuple[str, float]] = {}
+    cap = config.max_candidates
+    seen: set[str] = set()
+    ids: list[str] = []
+    sources: list[str] = []
+    scores: list[float] = []
 
     def offer(pid: str, source: str, score: float) -> None:
-        if pid not in rows and pid not in excluded and len(rows) < config.max_candidates:
-            rows[pid] = (source, score)
+        if pid not in seen and pid not in excluded and len(ids) < cap:
+            seen.add(pid)
+            ids.append(pid)
+            sources.append(source)
+            scores.append(score)
 
     if config.session > 0 and session:
         live = list(dict.fromkeys(session))
@@ -218,7 +286,7 @@ def generate_rows(
         ranked = [(p, 1.0 / (r + 1)) for r, p in enumerate(live)]
         ranked += sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))
         for pid, score in ranked:
-            if len(rows) >= config.session:  # the session comes first: rows are all its own
+            if len(ids) >= config.session:  # the session comes first: rows are all its own
                 break
             offer(pid, "session", score)
 
@@ -226,9 +294,17 @@ def generate_rows(
         offer(pid, "history", 1.0 / (rank + 1))
     for rank, pid in enumerate(list(dict.fromkeys(frequent))[: config.frequent]):
         offer(pid, "frequent", 1.0 / (rank + 1))
-    co = copurchase_scores(recent, neighbours)
-    for pid, s in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))[: config.copurchase]:
-        offer(pid, "copurchase", s)
+    if co is None:
+        co = copurchase_scores(recent, neighbours)
+    if config.copurchase > 0:
+        for pid, s in sorted(co.items(), key=lambda kv: (-kv[1], kv[0]))[: config.copurchase]:
+            if len(ids) >= cap:
+                break
+            if pid not in seen and pid not in excluded:  # offer(), inlined: the hot loops
+                seen.add(pid)
+                ids.append(pid)
+                sources.append("copurchase")
+                scores.append(s)
     cats = customer_categories(recent, favourite_category, catalog)
     if cats:
         per_cat = max(1, config.category_popular // len(cats))
@@ -239,19 +315,26 @@ def generate_rows(
                     break
                 offer(pid, "category_popular", 1.0 / (rank + 1))
                 taken += 1
-    for rank, pid in enumerate(catalog.popular(config.popular)):
-        offer(pid, "popular", 1.0 / (rank + 1))
+    if len(ids) < cap:
+        for rank, pid in enumerate(catalog.popular(config.popular)):
+            if len(ids) >= cap:
+                break
+            if pid not in seen and pid not in excluded:
+                seen.add(pid)
+                ids.append(pid)
+                sources.append("popular")
+                scores.append(1.0 / (rank + 1))
     if rng is not None and config.random > 0 and len(catalog.product_ids):
         pool = catalog.product_ids
         draw = rng.choice(len(pool), size=min(len(pool), config.random * 2), replace=False)
         added = 0
         for i in draw:
-            if added >= config.random:
+            if added >= config.random or len(ids) >= cap:
                 break
-            before = len(rows)
+            before = len(ids)
             offer(str(pool[i]), "random", 0.0)
-            added += len(rows) > before
-    return [(pid, src, score) for pid, (src, score) in rows.items()]
+            added += len(ids) > before
+    return ids, sources, scores
 
 
 def personal_frequency_ranking(

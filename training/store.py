@@ -58,15 +58,22 @@ def historical(
                 [f.name for f in table.schema if pa.types.is_list(f.type)]
                 + [f.name for f in table.schema if pa.types.is_large_list(f.type)]
             )
+            if table.num_rows == len(frame):  # in entity order, without the row id, before pandas
+                rows = table.column(ROW_ID).to_numpy()
+                if not np.array_equal(rows, np.arange(len(rows))):
+                    table = table.take(np.argsort(rows, kind="stable"))
+                table = table.drop_columns([ROW_ID])
             out = table.to_pandas()
     if len(out) != len(frame):
         raise RuntimeError(
             f"{service_name}: {len(frame)} entity rows in, {len(out)} out (the store must "
             "return one row per entity row)"
         )
-    if not np.array_equal(out[ROW_ID].to_numpy(), np.arange(len(out))):
-        out = out.sort_values(ROW_ID)  # Feast's own stores return rows in their order
-    out = out.drop(columns=ROW_ID)
+    if ROW_ID in out.columns:
+        if not np.array_equal(out[ROW_ID].to_numpy(), np.arange(len(out))):
+            out = out.sort_values(ROW_ID)  # Feast's own stores return rows in their order
+        # del, not drop: drop copies every column of the frame (0.8 s of train ranking's reads)
+        del out[ROW_ID]
     if not out.index.equals(pd.RangeIndex(len(out))):
         out = out.reset_index(drop=True)
     return out

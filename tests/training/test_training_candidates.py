@@ -214,3 +214,64 @@ def test_evaluation_excludes_what_the_api_excludes() -> None:
     assert ex["ranker"]["ndcg@10"] == pytest.approx(1 / np.log2(3))
     assert lists["personal_frequency"][0][0][:3] == ["p2", "p29", "p7"]
     assert ex["personal_frequency"]["ndcg@10"] < 1.0  # p7 first, then popularity: p3 is not there
+
+
+def test_a_full_list_still_draws_its_random_products() -> None:
+    """The random draw is made even when the cap is reached before it (training's rng stream
+    must not depend on how full each query's list is: every later query's randoms would move)."""
+    rng = np.random.default_rng(3)
+    full = CandidateConfig(max_candidates=3)
+    c = generate(["p1", "p2"], NEIGH, None, _catalog(), rng=rng, config=full)
+    assert len(c) == 3 and "random" not in set(c["source"])
+    reference = np.random.default_rng(3)
+    reference.choice(30, size=30, replace=False)  # min(catalog size 30, random 30 * 2)
+    assert rng.random() == reference.random()
+
+
+def test_catalogs_by_day_equal_one_catalog_per_day() -> None:
+    rng = np.random.default_rng(5)
+    days = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-05"], utc=True)
+    frame = pd.DataFrame(
+        {
+            "product_id": [f"p{i}" for i in range(40)] * 3,
+            "event_timestamp": np.repeat(days, 40),
+            "category": rng.choice(["a", "b", None], 120),
+            "popularity": rng.integers(0, 5, 120).astype(float),  # many ties: broken by id
+        }
+    ).sample(frac=1.0, random_state=1)
+    frame.loc[frame.index[:7], "popularity"] = np.nan
+    got = Catalog.by_day(frame)
+    assert list(got) == list(days)
+    for day, g in frame.groupby("event_timestamp"):
+        want = Catalog.from_frame(g)
+        assert got[day].product_ids.tolist() == want.product_ids.tolist()
+        assert got[day].category == want.category
+        assert got[day].by_category == want.by_category
+        assert got[day].popular(5) == want.popular(5)
+
+
+def test_training_rows_keep_every_positive_and_the_negatives_of_the_smallest_draws() -> None:
+    """sample_training_rows against a per-query recomputation: the seed's draw per row (in the
+    rows' order, over queries with a positive), every positive, the `negatives` negatives of
+    the smallest draws, sorted by (query, product)."""
+    from training import ranking
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame(
+        {
+            "query_id": rng.integers(0, 60, 3000),
+            "purchased": (rng.random(3000) < 0.05).astype(np.int8),
+            "product_id": [f"p{i}" for i in rng.integers(0, 400, 3000)],
+        }
+    ).drop_duplicates(["query_id", "product_id"])
+    got = ranking.sample_training_rows(rows, 4, seed=7)
+    with_pos = rows[rows.groupby("query_id")["purchased"].transform("max") > 0]
+    draw = dict(zip(with_pos.index, np.random.default_rng(7).random(len(with_pos)), strict=True))
+    want = []
+    for _, g in with_pos.groupby("query_id"):
+        want.append(g[g["purchased"] == 1])
+        neg = g[g["purchased"] == 0]
+        want.append(neg.loc[sorted(neg.index, key=draw.__getitem__)[:4]])
+    want = pd.concat(want).sort_values(["query_id", "product_id"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert got.groupby("query_id")["purchased"].max().eq(1).all()

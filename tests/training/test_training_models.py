@@ -266,3 +266,35 @@ def test_a_btyd_step_fits_on_fit_rows_only_and_serves_from_plain_arrays(tmp_path
     lsel = churn_models.select(linear, X, y, [fold], seed=0)
     lfit = churn_models.fit_final(linear, lsel, X, y, seed=0)
     assert len(churn_models.importances(lfit)) == X.shape[1] + 3
+
+
+def test_model_matrix_is_the_column_by_column_conversion() -> None:
+    """One column-major block, the same numbers as converting each column on its own."""
+    import numpy as np
+    import pandas as pd
+
+    from training.matrix import model_matrix
+
+    frame = pd.DataFrame(
+        {
+            "f": [1.5, None, 3.0],
+            "i": [1, 2, 3],
+            "b": [True, False, True],
+            "n": pd.array([1, None, 3], dtype="Int64"),
+            "o": ["1", "x", None],
+        },
+        index=[10, 11, 12],
+    )
+    m = model_matrix(frame, ["o", "missing", "i", "f", "b", "n"])
+    assert list(m.columns) == ["o", "missing", "i", "f", "b", "n"]
+    assert list(m.index) == [10, 11, 12] and (m.dtypes == np.float64).all()
+    want = {
+        "o": [1.0, np.nan, np.nan],
+        "missing": [np.nan] * 3,
+        "i": [1.0, 2.0, 3.0],
+        "f": [1.5, np.nan, 3.0],
+        "b": [1.0, 0.0, 1.0],
+        "n": [1.0, np.nan, 3.0],
+    }
+    for name, values in want.items():
+        np.testing.assert_array_equal(m[name].to_numpy(), np.asarray(values))
