@@ -457,12 +457,7 @@ def evaluate(
         baselines = baseline_lists(queries, inputs, history)
     if scores is None:  # the model's scores of `rows`, when the caller has none
         scores = model.predict(model_matrix(rows, columns))
-    rows = rows.assign(score=scores)
-    top = (
-        rows.sort_values([QUERY, "score", "product_id"], ascending=[True, False, True])
-        .groupby(QUERY)["product_id"]
-        .agg(list)
-    )
+    top = _ranked_per_query(rows, scores)
     ranker: list = []
     ranker_excl: list = []
     found = []
@@ -488,6 +483,24 @@ def evaluate(
         "mean_candidates": float(rows.groupby(QUERY).size().mean()),
     }
     return metrics, lists
+
+
+def _ranked_per_query(rows: pd.DataFrame, scores: np.ndarray) -> dict[int, list[str]]:
+    """Each query's product ids by score, highest first, ties by product id: one stable sort
+    on (query, -score, the id's rank among the ids) instead of pandas sorting by the id strings
+    and grouping into lists."""
+    if not len(rows):
+        return {}
+    ids = rows["product_id"].to_numpy()
+    query = rows[QUERY].to_numpy()
+    id_rank = pd.factorize(ids, sort=True)[0]  # codes in the ids' sorted order
+    order = np.lexsort((id_rank, -np.asarray(scores), query))
+    query, ids = query[order], ids[order]
+    cut = np.flatnonzero(query[1:] != query[:-1]) + 1
+    starts = np.concatenate([[0], cut])
+    return {
+        int(q): part.tolist() for q, part in zip(query[starts], np.split(ids, cut), strict=True)
+    }
 
 
 @dataclass

@@ -275,3 +275,30 @@ def test_training_rows_keep_every_positive_and_the_negatives_of_the_smallest_dra
     want = pd.concat(want).sort_values(["query_id", "product_id"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want)
     assert got.groupby("query_id")["purchased"].max().eq(1).all()
+
+
+def test_ranked_per_query_orders_by_score_then_product_id() -> None:
+    from training.ranking import _ranked_per_query
+
+    rng = np.random.default_rng(1)
+    rows = (
+        pd.DataFrame(
+            {
+                "query_id": rng.integers(0, 40, 3000),
+                "product_id": [f"p{i}" for i in rng.integers(0, 500, 3000)],
+            }
+        )
+        .drop_duplicates(["query_id", "product_id"])
+        .sample(frac=1.0, random_state=2)
+    )
+    scores = rng.integers(0, 6, len(rows)).astype(np.float32)  # many ties: by product id
+    want = (
+        rows.assign(score=scores)
+        .sort_values(["query_id", "score", "product_id"], ascending=[True, False, True])
+        .groupby("query_id")["product_id"]
+        .agg(list)
+    )
+    got = _ranked_per_query(rows, scores)
+    assert list(got) == list(want.index)
+    assert all(got[q] == want[q] for q in got)
+    assert _ranked_per_query(rows.iloc[:0], scores[:0]) == {}
