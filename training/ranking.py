@@ -556,7 +556,12 @@ def build_datasets(
         candidate_rows(fit_q, inputs, config.train_candidates, seed), config.train_negatives, seed
     )
     service = config.service
-    fit_rows = store.historical(fs, fit_rows, service, lists=False)  # lists are no input
+    with ThreadPoolExecutor(1) as reader:
+        # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while this
+        # thread builds the test queries' candidates (their own generator: nothing shared)
+        reading = reader.submit(store.historical, fs, fit_rows, service, lists=False)
+        test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
+        fit_rows = reading.result()  # lists are no input
     bar.step(f"read {service} for {len(fit_rows):,} training rows")
     served = [r.split(":", 1)[1] for r in store.service_features(store.service(fs, service))]
     columns = stable_columns(usable_columns(fit_rows, exclude=NOT_INPUTS), served)
@@ -564,10 +569,9 @@ def build_datasets(
     train = fit_rows[fit_rows[QUERY].map(split_of) == "train"].reset_index(drop=True)
     valid = fit_rows[fit_rows[QUERY].map(split_of) == "validation"].reset_index(drop=True)
     with ThreadPoolExecutor(1) as pool:
-        # XGBoost's one thread fits while this one frames and reads the test rows (it releases
+        # XGBoost's one thread fits while this one reads the test rows (it releases
         # the GIL in its C++ calls, as DuckDB does): two cores instead of one in turn
         fitted = pool.submit(fit, train, valid, columns) if fit else None
-        test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
         test_rows = store.historical(fs, test_rows, service, lists=False)
         bar.step(f"read {service} for {len(test_rows):,} test rows")
         say(
