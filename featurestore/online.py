@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import pyarrow as pa
@@ -63,6 +63,9 @@ def _untimed(operation: str) -> Iterator[None]:
 
 
 EPOCH = datetime.fromtimestamp(0, tz=UTC)
+_UNCHECKED = object()  # a cached row's `_ts` when its read did not give it (not Redis)
+_NO_ENTRY = (None, None, None, None, _UNCHECKED)  # a row not cached, read as an entry
+_NO_ENTRIES = repeat(_NO_ENTRY)
 # (event timestamp, values); (None, None) when the entity has no row
 Row = tuple[datetime | None, dict[str, Any] | None]
 
@@ -98,6 +101,7 @@ class OnlineResult:
     columns: dict[str, list[Any]]
     found: dict[str, list[bool]] = field(default_factory=dict)  # per view: a stored row existed
     timestamps: dict[str, list[datetime | None]] = field(default_factory=dict)
+    rechanged: bool = False  # a `recheck` row had moved since it was cached (OnlineFeatures.read)
 
     def row(self, i: int, names: Iterable[str] | None = None) -> dict[str, Any]:
         return {n: self.columns[n][i] for n in (names or self.columns)}
@@ -120,14 +124,17 @@ class _ViewCache:
 
     def __init__(self, max_stale_s: float) -> None:
         self.max_stale_s = max_stale_s
-        # view -> key -> (loaded at, event timestamp, values dict | None, values tuple)
-        self.rows: dict[str, dict[tuple, tuple[float, datetime | None, dict | None, tuple]]] = {}
+        # view -> key -> (loaded at, event timestamp, values dict | None, values tuple,
+        # the stored `_ts` bytes as read: the row's version, or _UNCHECKED when not known)
+        self.rows: dict[str, dict[tuple, tuple]] = {}
 
-    def put(self, view: FeatureView, key: tuple, row: Row, now: float) -> None:
+    def put(
+        self, view: FeatureView, key: tuple, row: Row, now: float, raw_ts: Any = _UNCHECKED
+    ) -> None:
         ts, values = row
         names = [f.name for f in view.features]
         flat = tuple(values.get(n) for n in names) if values else (None,) * len(names)
-        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat)
+        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat, raw_ts)
 
     def clear(self) -> None:
         self.rows.clear()
@@ -148,9 +155,12 @@ class OnlineFeatures:
         provider: Provider | None = None,
         unavailable: type[Exception] = StoreUnavailable,
         timer: Callable[[str], AbstractContextManager[None]] = _untimed,
+        exact: bool = True,
     ) -> None:
         """`unavailable`: the exception a failed or late read raises (the API's 503 error);
-        `timer(operation)`: a context manager around each read (the API's latency metrics)."""
+        `timer(operation)`: a context manager around each read (the API's latency metrics);
+        `exact`: check cached rows against Redis on every use (`exact_cache`), else trust them
+        for `max_stale_s`."""
         self.store = store
         self.provider = provider or get_provider(store.config)
         self.cached_entities = frozenset(cached_entities)
@@ -162,6 +172,10 @@ class OnlineFeatures:
         self._fields: dict[tuple, tuple] = {}
         self._key_writers: dict[tuple[str, ...], _KeyWriter] = {}
         self._missing: dict[str, float] = {}  # service -> when the registry lacked it
+        self.exact = exact
+        self._scripts: bytes | None | bool = (
+            None  # _SCRIPT's SHA1; None: not loaded; False: refused
+        )
 
     async def ping(self) -> None:
         """One round trip to the online store (readiness checks)."""
@@ -239,6 +253,8 @@ class OnlineFeatures:
         request: dict[str, Any] | None = None,
         operation: str | None = None,
         memo: dict | None = None,
+        recheck: dict[str, Sequence[Any]] | None = None,
+        check_cached: bool = True,
     ) -> OnlineResult:
         """Features of `service` for the rows of `entities` (columns of join-key values).
 
@@ -249,14 +265,31 @@ class OnlineFeatures:
         shared by the reads of one request, keeps the rows of uncached views read so far (whole
         rows), so a second service over the same customer costs no second round trip. Raises
         StoreUnavailable when Redis does not answer within the deadline.
+
+        `recheck` ({join key: ids}) names cached rows an earlier read of the same request used
+        (a recommendation's candidate generation): their `_ts` is checked in this read's round
+        trip too, and `result.rechanged` says whether one had moved (the caller then redoes
+        what it derived from them; the cache already holds the new rows). `check_cached=False`
+        takes cached rows unchecked (no round trip when all are cached): for a caller that
+        rechecks them in a later read.
         """
         plan = self.plan(service)
         n = len(next(iter(entities.values()))) if entities else 0
         views = [vp for vp in plan.views if all(k in entities for k in vp.join_keys)]
+        again = None
+        if recheck:
+            again = {}
+            for vp in views:
+                if vp.cached and len(vp.join_keys) == 1 and vp.join_keys[0] in recheck:
+                    again[vp.join_keys] = [(k,) for k in recheck[vp.join_keys[0]]]
+        outcome: dict[str, bool] = {}
         with self.timer(operation or plan.name):
-            stored = await self._read_views(views, entities, n, memo)
+            stored = await self._read_views(
+                views, entities, n, memo, again, outcome, check=check_cached
+            )
         result = OnlineResult(
-            columns={k: list(entities[k]) for k in plan.join_keys if k in entities}
+            columns={k: list(entities[k]) for k in plan.join_keys if k in entities},
+            rechanged=outcome.get("rechanged", False),
         )
         for name, (found, stamps, cols) in stored.items():
             result.found[name] = found
@@ -304,18 +337,44 @@ class OnlineFeatures:
                 raise self.unavailable("online store unavailable") from exc
             raise
 
-    async def _read_views(self, views: list[ViewPlan], entities, n: int, memo=None):
+    async def _read_views(
+        self,
+        views: list[ViewPlan],
+        entities,
+        n: int,
+        memo=None,
+        recheck=None,
+        outcome=None,
+        check: bool = True,
+    ):
         """Every view's rows for the entity rows: cached and memoised rows first, then one
-        Redis round trip, bounded by the deadline, for all that is left."""
+        Redis round trip, bounded by the deadline, for all that is left.
+
+        With exact caching (`exact_cache()`), the same round trip reads the stored `_ts` of every
+        cached row used (and of the keys in `recheck`, {join keys: keys}, rows an earlier read
+        of this request took from the cache): a row whose `_ts` moved is read again before it
+        is used, and `outcome["rechanged"]` tells whether a `recheck` row had moved."""
         now = time.monotonic()
-        fresh_after = now - self.cache.max_stale_s
+        exact = self.exact_cache()
+        fresh_after = float("-inf") if exact else now - self.cache.max_stale_s
         plans, wanted = [], []
+        checks: dict[tuple[str, ...], list] = {}  # join keys -> [views, keys to check]
         for vp in views:
             keys = list(zip(*(entities[k] for k in vp.join_keys), strict=True))
             unique = list(dict.fromkeys(keys))
             if vp.cached:
                 entries = self.cache.rows.setdefault(vp.view.name, {})
-                missing = [k for k in unique if (e := entries.get(k)) is None or e[0] < fresh_after]
+                if exact:  # checked below, whatever their age: only rows never read are missing
+                    get = entries.get
+                    missing = [k for k in unique if get(k, _NO_ENTRY)[4] is _UNCHECKED]
+                else:
+                    missing = [
+                        k for k in unique if (e := entries.get(k)) is None or e[0] < fresh_after
+                    ]
+                if exact and check:
+                    group = checks.setdefault(vp.join_keys, [[], {}])
+                    group[0].append(vp)
+                    group[1].update(dict.fromkeys(unique))
             elif memo is not None:
                 missing = [k for k in unique if (vp.view.name, k) not in memo]
             else:
@@ -324,9 +383,30 @@ class OnlineFeatures:
             if missing:
                 # cached and memoised rows are kept whole, for whichever service reads them next
                 wanted.append((vp, missing, vp.cached or memo is not None))
-        # Only a read that misses the cache and the memo waits for Redis (and yields the loop).
-        replies = await self._guarded(self._fetch_many(wanted)) if wanted else []
+        for join_keys, extra in (recheck or {}).items():
+            if join_keys in checks:
+                checks[join_keys][1].update(dict.fromkeys(extra))
+        # rows not cached yet are read whole anyway: their `_ts` needs no second look
+        missing_of = {id(vp): missing for vp, _, _, missing in plans if vp.cached}
+        verify = []
+        for views_, keys_ in checks.values():
+            unread = {k for v in views_ for k in missing_of[id(v)]}
+            keys_ = [k for k in keys_ if k not in unread] if unread else list(keys_)
+            if keys_:
+                verify.append((tuple(views_), keys_))
+        # Only a read that misses the cache and the memo, or checks it, waits for Redis.
+        replies, moved = (
+            await self._guarded(self._fetch_many(wanted, verify)) if wanted or verify else ([], [])
+        )
         fetched = dict(zip((id(w[0]) for w in wanted), replies, strict=True))
+        if moved:  # rows written since they were cached: read again (rare: after a write)
+            again = [(vp, keys_, True) for views_, keys_ in moved for vp in views_]
+            rows_again, _ = await self._guarded(self._fetch_many(again))
+            for (vp, keys_, _), got in zip(again, rows_again, strict=True):
+                self._put_cached(vp, keys_, got, time.monotonic())
+            if outcome is not None and recheck:
+                extra = {k for keys_ in recheck.values() for k in keys_}
+                outcome["rechanged"] = any(k in extra for _, keys_ in moved for k in keys_)
         now = time.monotonic()
         out = {}
         for vp, keys, unique, missing in plans:
@@ -335,18 +415,43 @@ class OnlineFeatures:
                 # every row its own entity, fetched in row order: the decoded columns as they are
                 out[vp.view.name] = got.columns_of(vp.features)
                 continue
-            rows = dict(zip(missing, got or [], strict=True))
             if vp.cached:
-                for key, row in rows.items():
-                    self.cache.put(vp.view, key, row, now)
+                if got is not None:
+                    self._put_cached(vp, missing, got, now)
                 out[vp.view.name] = self._cached_columns(vp, keys)
                 continue
+            rows = dict(zip(missing, got or [], strict=True))
             if memo is not None:
                 for key, row in rows.items():
                     memo[vp.view.name, key] = row
                 rows = {k: memo[vp.view.name, k] for k in unique}
             out[vp.view.name] = self._columns(vp, keys, unique, rows, n)
         return out
+
+    def _put_cached(self, vp: ViewPlan, keys: list[tuple], got, now: float) -> None:
+        """Rows just read into the cache, each with its stored `_ts` bytes when the read has
+        them (the Redis pipeline's; another store's rows stay _UNCHECKED: the TTL applies)."""
+        raws = got.raw_stamps if isinstance(got, _Decoded) else None
+        if raws is None:
+            for key, row in zip(keys, got, strict=True):
+                self.cache.put(vp.view, key, row, now, _UNCHECKED)
+        else:
+            for key, row, raw in zip(keys, got, raws, strict=True):
+                self.cache.put(vp.view, key, row, now, raw)
+
+    def exact_cache(self) -> bool:
+        """Whether cached rows are checked against Redis on every use (their `_ts`, one Lua
+        script call in the read's round trip) rather than trusted for `max_stale_s`.
+
+        Exact because Feast's Redis layout versions each row: every writer (Feast's
+        `online_write_batch`, shopfeast's materialization engine, the stream worker's encoder)
+        stores a row with its event time in `_ts:<view>` and replaces a row only with a strictly
+        newer event time, so equal `_ts` bytes mean equal values. Off where that does not hold
+        or cannot be read cheaply: `skip_dedup` (rows rewritten at the same event time), a
+        cluster, another online store, a Redis refusing scripts, or `exact=False`."""
+        if not self.exact or self._scripts is False or not self._plain_redis():
+            return False
+        return not getattr(self.store.config.online_store, "skip_dedup", False)
 
     @staticmethod
     def _columns(vp: ViewPlan, keys, unique, rows: dict[tuple, Row], n: int):
@@ -374,22 +479,25 @@ class OnlineFeatures:
         return [e[2] is not None for e in ordered], [e[1] for e in ordered], cols
 
     async def _fetch(self, vp: ViewPlan, keys: list[tuple], all_features: bool) -> list[Row]:
-        return (await self._fetch_many([(vp, keys, all_features)]))[0]
+        return (await self._fetch_many([(vp, keys, all_features)]))[0][0]
 
     async def _fetch_many(
-        self, wanted: list[tuple[ViewPlan, list[tuple], bool]]
-    ) -> list[list[Row]]:
-        """Rows of several views in one round trip: with Redis, one pipeline of HMGETs built and
-        decoded by Feast's RedisOnlineStore itself (what its `online_read_async` does per view,
-        and its `get_online_features` across views); other stores, `online_read_async` per view
-        (`online_read` where the store has no asynchronous read).
-        A pooled connection that died with a restarted Redis fails once: retried at once."""
-        if not wanted:
-            return []
+        self, wanted: list[tuple[ViewPlan, list[tuple], bool]], verify=()
+    ) -> tuple[list[list[Row]], list[tuple[tuple[ViewPlan, ...], list[tuple]]]]:
+        """Rows of several views in one round trip, and which cached rows of `verify`
+        ((views of one hash, keys) pairs) no longer hold the `_ts` they were cached with: with
+        Redis, one pipeline built and decoded here (what Feast's RedisOnlineStore's
+        `online_read_async` does per view, and its `get_online_features` across views); other
+        stores, `online_read_async` per view (`online_read` where the store has no
+        asynchronous read), nothing to verify.
+        A pooled connection that died with a restarted Redis fails once: retried at once; so
+        does a read whose script Redis forgot (restarted, `SCRIPT FLUSH`), after loading it."""
+        if not wanted and not verify:
+            return [], []
         for attempt in (1, 2):
             try:
                 if self._plain_redis():
-                    return await self._redis_pipeline(wanted)
+                    return await self._redis_pipeline(wanted, verify)
                 elif not self._reads_async():
                     raw = [
                         self.provider.online_read(
@@ -414,12 +522,18 @@ class OnlineFeatures:
                     )
                 break
             except Exception as exc:
-                if attempt == 2 or not _is_connection_error(exc):
+                if attempt == 2:
+                    raise
+                if _is_script_error(exc):
+                    # forgotten (NOSCRIPT): load it again; refused (ACL, disabled): no scripts
+                    self._scripts = None if _is_noscript(exc) else False
+                    continue
+                if not _is_connection_error(exc):
                     raise
         return [
             [self._decode(vp, r) for r in rows]
             for (vp, _, _), rows in zip(wanted, raw, strict=True)
-        ]
+        ], []
 
     def _reads_async(self) -> bool:
         """Whether the online store reads asynchronously; one that does not (the embedded
@@ -436,8 +550,9 @@ class OnlineFeatures:
             and config.redis_type != RedisType.redis_cluster
         )
 
-    async def _redis_pipeline(self, wanted):
-        """One round trip of HMGETs for every (view, key) wanted, decoded straight into rows.
+    async def _redis_pipeline(self, wanted, verify=()):
+        """One round trip for every (view, key) wanted, decoded straight into rows, and the
+        `_ts` check of the cached rows in `verify` (see `_fetch_many`).
 
         The keys, hash fields and values are Feast's (`_generate_redis_keys_for_entities`,
         `_generate_hset_keys_for_features`: murmur3 of `view:feature`, `_ts:view` last). What
@@ -445,9 +560,16 @@ class OnlineFeatures:
         Redis protocol bytes from each view's precomputed field block (redis-py spends ~7 us
         packing each 30-field command), keys shared by several views are serialized once, and
         values are decoded by `_Decoder` (what Feast's `_convert_redis_values_to_protobuf`
-        + `feast_value_type_to_python_type` give, without a dict of protos per row)."""
+        + `feast_value_type_to_python_type` give, without a dict of protos per row).
+
+        Many keys of one view (a recommendation's 200 customer x candidate pairs, most of
+        which never happened) go as one call of `_SCRIPT`, which answers only the rows that
+        exist; the `_ts` check is one call too (one reply to parse and compare, not one per
+        key)."""
         store: RedisOnlineStore = self.provider.online_store
         client = await store._get_client_async(self.store.config.online_store)
+        sparse = any(len(keys) >= _SPARSE_KEYS for _, keys, _ in wanted)
+        sha = await self._script_sha(client) if sparse or verify else None
         # Views of the same entity live in one Redis hash (Feast's layout): views wanted for
         # the same keys share one HMGET per key, their fields one after the other.
         groups: dict[tuple, list[int]] = {}
@@ -456,14 +578,38 @@ class OnlineFeatures:
         commands: list[bytes] = []
         layout = []
         for (join_keys, keys), members in groups.items():
-            head, block = self._merged_hmget([(wanted[i][0], wanted[i][2]) for i in members])
-            for key in self._redis_keys(join_keys, list(keys)):
+            views = [(wanted[i][0], wanted[i][2]) for i in members]
+            redis_keys = self._redis_keys(join_keys, list(keys))
+            if sha is not None and len(members) == 1 and len(keys) >= _SPARSE_KEYS:
+                commands.append(_evalsha(sha, redis_keys, b"sparse", self._raw_fields(*views[0])))
+                layout.append((members, len(keys), True))
+                continue
+            head, block = self._merged_hmget(views)
+            for key in redis_keys:
                 commands.append(b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, block))
-            layout.append((members, len(keys)))
+            layout.append((members, len(keys), False))
+        checks = []
+        for views, keys in verify:
+            ts_fields = [self._raw_fields(vp, True)[-1] for vp in views]
+            redis_keys = self._redis_keys(views[0].join_keys, keys)
+            if sha is not None:
+                commands.append(_evalsha(sha, redis_keys, b"all", ts_fields))
+            else:  # no scripts: one HMGET of the `_ts` fields per key
+                head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(ts_fields) + 2)
+                block = b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in ts_fields)
+                commands += [b"%s$%d\r\n%s\r\n%s" % (head, len(k), k, block) for k in redis_keys]
+            checks.append((views, keys))
         replies = await _send_and_read(client, commands)
         out: list = [None] * len(wanted)
         at = 0
-        for members, count in layout:
+        for members, count, as_script in layout:
+            if as_script:
+                (i,) = members
+                vp, keys, whole = wanted[i]
+                names = self._hmget_parts(vp, whole)[2]
+                out[i] = _decode_sparse(replies[at], count, names, self._decoders(vp, names))
+                at += 1
+                continue
             rows = replies[at : at + count]
             at += count
             start = 0
@@ -474,7 +620,57 @@ class OnlineFeatures:
                 part = rows if len(members) == 1 else [r[start:stop] for r in rows]
                 out[i] = _decode_rows(part, names, self._decoders(vp, names))
                 start = stop
-        return out
+        moved = []
+        for views, keys in checks:
+            if sha is not None:
+                stored = replies[at]
+                at += 1
+            else:
+                stored = [raw for reply in replies[at : at + len(keys)] for raw in reply]
+                at += len(keys)
+            per_view = [
+                [e[4] for e in map(self.cache.rows.get(vp.view.name, {}).get, keys, _NO_ENTRIES)]
+                for vp in views
+            ]
+            # key-major, as the script answers
+            expected = (
+                per_view[0]
+                if len(views) == 1
+                else list(chain.from_iterable(zip(*per_view, strict=True)))
+            )
+            if stored != expected:
+                width = len(views)
+                changed = [
+                    k
+                    for j, k in enumerate(keys)
+                    if stored[j * width : (j + 1) * width] != expected[j * width : (j + 1) * width]
+                ]
+                moved.append((views, changed))
+        return out, moved
+
+    async def _script_sha(self, client) -> bytes | None:
+        """`_SCRIPT`'s SHA1 once Redis has it (loaded on first use); None when Redis refuses
+        scripts (the reads then go as plain HMGETs)."""
+        if self._scripts is None:
+            try:
+                sha = await client.script_load(_SCRIPT)
+            except Exception as exc:
+                if not _is_script_error(exc):
+                    raise
+                self._scripts = False
+            else:
+                self._scripts = sha.encode() if isinstance(sha, str) else bytes(sha)
+        return self._scripts or None
+
+    def _raw_fields(self, vp: ViewPlan, whole: bool) -> tuple[bytes, ...]:
+        """The hash fields an HMGET of the view reads, as bytes (`_ts:view` last)."""
+        key = ("raw", vp.view.name, vp.features, whole)
+        if key not in self._fields:
+            _, fields, _ = self._hash_fields(vp, whole)
+            self._fields[key] = tuple(
+                f.encode() if isinstance(f, str) else bytes(f) for f in fields
+            )
+        return self._fields[key]
 
     def _merged_hmget(self, views: list[tuple[ViewPlan, bool]]) -> tuple[bytes, bytes]:
         """(array header, fields as protocol bytes) of one HMGET reading several views of the
@@ -578,13 +774,11 @@ class OnlineFeatures:
             for start in range(0, len(keys), chunk):
                 part = list(keys[start : start + chunk])
                 rows = await self._guarded(self._fetch(vp, part, all_features=True), deadline_s)
-                now = time.monotonic()
-                for key, row in zip(part, rows, strict=True):
-                    self.cache.put(vp.view, key, row, now)
+                self._put_cached(vp, part, rows, time.monotonic())
                 await asyncio.sleep(0)
 
     def cached_rows(self, view: str) -> dict[tuple, Row]:
-        return {k: (ts, values) for k, (_, ts, values, _) in self.cache.rows.get(view, {}).items()}
+        return {k: (e[1], e[2]) for k, e in self.cache.rows.get(view, {}).items()}
 
     # -- on-demand views ------------------------------------------------------------------------
 
@@ -629,7 +823,9 @@ class OnlineFeatures:
                 cols = {f.name: out_table.column(f.name).to_pylist() for f in odfv.features}
             # Feast stores an on-demand NaN as a null value: so do we.
             cols = {name: [None if v != v else v for v in values] for name, values in cols.items()}
-            if slots is not None:
+            if slots is _ONE_ROW:  # one entity for every row (a customer's view): repeated
+                cols = {name: values * n for name, values in cols.items()}
+            elif slots is not None:
                 cols = {name: [values[j] for j in slots] for name, values in cols.items()}
             result.columns.update(cols)
 
@@ -771,14 +967,17 @@ def _event_time(raw: bytes | None) -> datetime | None:
 class _Decoded(Sequence):
     """One view's rows as decoded from Redis, kept as columns: (event time, values dict) rows
     are made only when asked for (the memo and the cache keep rows; a plain read takes the
-    columns as they are)."""
+    columns as they are). `raw_stamps`: each row's `_ts` bytes as stored (None: no field)."""
 
-    __slots__ = ("stamps", "names", "columns", "_rows")
+    __slots__ = ("stamps", "names", "columns", "_rows", "raw_stamps")
 
-    def __init__(self, stamps: list, names: tuple[str, ...], columns: list[list]) -> None:
+    def __init__(
+        self, stamps: list, names: tuple[str, ...], columns: list[list], raw_stamps: list
+    ) -> None:
         self.stamps = stamps
         self.names = names
         self.columns = columns
+        self.raw_stamps = raw_stamps
         self._rows: list[Row] | None = None
 
     def rows(self) -> list[Row]:
@@ -820,15 +1019,59 @@ def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], deco
     """HMGET replies (the features' values, then `_ts`) -> rows (event time, values), as
     Feast's `_get_features_for_entity` reads them; no `_ts` (the epoch) means no row. Decoded
     column by column (rows are made from the columns only when asked for)."""
-    stamps = list(map(_event_time, [r[-1] for r in replies]))
+    raws = [r[-1] for r in replies]
+    stamps = list(map(_event_time, raws))
     if not replies or not names:
-        return _Decoded(stamps, names, [[] for _ in names])
+        return _Decoded(stamps, names, [[] for _ in names], raws)
     if len(replies) == 1:  # one entity (a customer's views): a call per value, not per column
         decoded = [[d(raw)] for d, raw in zip(decoders, replies[0], strict=False)]
-        return _Decoded(stamps, names, decoded)
+        return _Decoded(stamps, names, decoded, raws)
     columns = list(zip(*replies, strict=True))
     decoded = [d.decode_column(col) for d, col in zip(decoders, columns, strict=False)]
-    return _Decoded(stamps, names, decoded)
+    return _Decoded(stamps, names, decoded, raws)
+
+
+def _decode_sparse(flat: list, n: int, names: tuple[str, ...], decoders) -> _Decoded:
+    """`_SCRIPT`'s sparse answer for `n` keys (per existing row: its 1-based index, its
+    fields, `_ts` last) -> the rows `_decode_rows` makes of the n HMGET replies (a key without
+    its row reads None in every field)."""
+    width = len(names) + 1
+    raws: list = [None] * n
+    columns: list[list] = [[None] * n for _ in names]
+    for at in range(0, len(flat), width + 1):
+        i = flat[at] - 1
+        row = flat[at + 1 : at + 1 + width]
+        raws[i] = row[-1]
+        for column, decode, raw in zip(columns, decoders, row, strict=False):
+            column[i] = decode(raw)
+    return _Decoded(list(map(_event_time, raws)), names, columns, raws)
+
+
+# One Lua script, loaded once per Redis (EVALSHA), two uses. KEYS: hashes; ARGV[1]: the mode;
+# the rest: hash fields. `sparse`: HMGET of each key, answered only for keys whose last field
+# (the view's `_ts`) exists, as (1-based index, values...) flat; `all`: every key's values,
+# flat. A missing field answers nil (Lua false), as HMGET does.
+_SCRIPT = """
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+local width = #fields
+local out = {}
+for i, key in ipairs(KEYS) do
+  local values = redis.call('HMGET', key, unpack(fields))
+  if ARGV[1] == 'all' or values[width] then
+    if ARGV[1] ~= 'all' then out[#out + 1] = i end
+    for j = 1, width do out[#out + 1] = values[j] end
+  end
+end
+return out
+"""
+_SPARSE_KEYS = 16  # from this many keys of one view, the sparse script call
+
+
+def _evalsha(sha: bytes, keys: list[bytes], mode: bytes, fields: Sequence[bytes]) -> bytes:
+    """EVALSHA of `_SCRIPT` as Redis protocol bytes."""
+    parts = [b"EVALSHA", sha, b"%d" % len(keys), *keys, mode, *fields]
+    return b"*%d\r\n" % len(parts) + b"".join([b"$%d\r\n%s\r\n" % (len(p), p) for p in parts])
 
 
 async def _send_and_read(client, commands: list[bytes]) -> list[Any]:
@@ -934,14 +1177,22 @@ class _KeyWriter:
 _STRING_TYPE = struct.pack("<I", ValueType.STRING.value)
 
 
+_ONE_ROW = object()  # _distinct_rows: every row the first one's entity
+
+
 def _distinct_rows(key_columns: list[list[Any]], n: int):
     """(first row of each distinct key, each row's distinct index), or (None, None) when every
-    row is distinct already (or there are no keys)."""
+    row is distinct already (or there are no keys), or ([0], _ONE_ROW) when every row is the
+    first one's entity."""
     if not key_columns or n <= 1:
         return None, None
+    # a key the same on every row (one customer's candidates) tells no row apart: C-level counts
+    varying = [c for c in key_columns if c.count(c[0]) != n]
+    if not varying:
+        return [0], _ONE_ROW
+    if len(set(varying[0] if len(varying) == 1 else zip(*varying, strict=True))) == n:
+        return None, None  # the common case for (customer, product) pairs: every row its own
     keys = list(zip(*key_columns, strict=True))
-    if len(set(keys)) == n:  # the common case for (customer, product) pairs: one C-speed pass
-        return None, None
     index: dict[tuple, int] = {}
     firsts: list[int] = []
     slots: list[int] = []
@@ -985,6 +1236,19 @@ def _is_redis_error(exc: BaseException) -> bool:
     import redis.exceptions as rex
 
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError))
+
+
+def _is_script_error(exc: BaseException) -> bool:
+    """An error reply to a script command (NOSCRIPT, or scripts refused: ACL, disabled)."""
+    import redis.exceptions as rex
+
+    return isinstance(exc, rex.ResponseError) and not _is_redis_error(exc)
+
+
+def _is_noscript(exc: BaseException) -> bool:
+    import redis.exceptions as rex
+
+    return isinstance(exc, rex.NoScriptError)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -135,46 +135,21 @@ class Scorer:
             ]
             return self._answer(customer_id, items, cold_start=True, candidates=len(items))
         session = await self._session(customer_id, memo)
-        neighbours = {}
         looked_up = list(dict.fromkeys([*recent, *session]))
-        if looked_up:
-            near = await self.online.read(
-                PRODUCT_SERVICE, {"product_id": looked_up}, operation="candidates_products"
-            )
-            neighbours = neighbours_from_arrays(
-                near.columns["product_id"],
-                near.columns.get(NEIGHBOUR_IDS, [None] * len(looked_up)),
-                near.columns.get(NEIGHBOUR_SCORES, [None] * len(looked_up)),
-            )
-        # what the ranker's test set was drawn with, up to the configured pool
-        pool = self.candidate_pool
-        config = replace(API_CONFIG, popular=pool, max_candidates=pool)
-        cands = generate_rows(
-            recent,
-            neighbours,
-            favourite,
-            catalog,
-            rng=None,
-            config=config,
-            exclude=exclude,
-            session=session,
-            frequent=frequent,
-        )
-        ids = [pid for pid, _, _ in cands]
-        if not ids:
+        # The products' rows are cached in process; the ranking read checks every cached row
+        # it uses against Redis, the neighbours' rows read here included (`recheck`): when one
+        # had moved (a write since it was cached), the candidates are drawn again from the
+        # rows the check read anew (once: a second move is a write during this request).
+        for attempt in (1, 2):
+            found = await self._candidates_and_features(
+                customer_id, recent, session, looked_up, favourite, frequent, exclude, catalog,
+                memo, now, recheck=attempt == 1 and bool(looked_up),
+            )  # fmt: skip
+            if found is None or not found[3].rechanged:
+                break
+        if found is None:
             return self._answer(customer_id, [], cold_start=False, candidates=0)
-        n = len(ids)
-        request: dict[str, Any] = {"event_timestamp": now}
-        if CANDIDATE_COPURCHASE in self.online.plan(model.feature_service).request_fields:
-            retrieval = copurchase_scores(recent, neighbours)  # as training computes it
-            request[CANDIDATE_COPURCHASE] = [retrieval.get(pid, 0.0) for pid in ids]
-        feats = await self.online.read(
-            model.feature_service,
-            {"customer_id": [customer_id] * n, "product_id": ids},
-            request,
-            operation="ranking",
-            memo=memo,
-        )
+        cands, ids, n, feats = found
         X = to_matrix(feats.columns, model.input_columns, n)
         scores = self.rank(X)
         ranked = np.argsort(-scores, kind="stable")
@@ -198,6 +173,68 @@ class Scorer:
             {"product_id": ids[i], "score": float(scores[i]), "source": sources[i]} for i in order
         ]
         return self._answer(customer_id, items, cold_start=False, candidates=n)
+
+    async def _candidates_and_features(
+        self,
+        customer_id: str,
+        recent: list[str],
+        session: list[str],
+        looked_up: list[str],
+        favourite: str | None,
+        frequent: list[str],
+        exclude: set[str],
+        catalog,
+        memo: dict,
+        now: datetime,
+        recheck: bool,
+    ):
+        """(candidates, their ids, how many, the ranking service's features), or None when the
+        generator offers none."""
+        model = self.ranking_model
+        neighbours = {}
+        if looked_up:
+            near = await self.online.read(
+                PRODUCT_SERVICE,
+                {"product_id": looked_up},
+                operation="candidates_products",
+                check_cached=False,  # checked by the ranking read below
+            )
+            neighbours = neighbours_from_arrays(
+                near.columns["product_id"],
+                near.columns.get(NEIGHBOUR_IDS, [None] * len(looked_up)),
+                near.columns.get(NEIGHBOUR_SCORES, [None] * len(looked_up)),
+            )
+        # what the ranker's test set was drawn with, up to the configured pool
+        pool = self.candidate_pool
+        config = replace(API_CONFIG, popular=pool, max_candidates=pool)
+        cands = generate_rows(
+            recent,
+            neighbours,
+            favourite,
+            catalog,
+            rng=None,
+            config=config,
+            exclude=exclude,
+            session=session,
+            frequent=frequent,
+        )
+        ids = [pid for pid, _, _ in cands]
+        if not ids:
+            return None
+        n = len(ids)
+        request: dict[str, Any] = {"event_timestamp": now}
+        if CANDIDATE_COPURCHASE in self.online.plan(model.feature_service).request_fields:
+            retrieval = copurchase_scores(recent, neighbours)  # as training computes it
+            request[CANDIDATE_COPURCHASE] = [retrieval.get(pid, 0.0) for pid in ids]
+        feats = await self.online.read(
+            model.feature_service,
+            {"customer_id": [customer_id] * n, "product_id": ids},
+            request,
+            operation="ranking",
+            memo=memo,
+            recheck={"product_id": looked_up} if recheck else None,
+        )
+        return cands, ids, n, feats
 
     async def _session(self, customer_id: str, memo: dict | None = None) -> list[str]:
         """The live session's products (customer_session, written by `shopfeast stream`): carted,

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from featurestore.online import _distinct_rows
+from featurestore.online import _ONE_ROW, _distinct_rows
 from featurestore.store import expand_vars as _expand
 from featurestore.store import with_timeouts
 from serving import errors
@@ -102,7 +102,10 @@ def test_fast_matrix_all_numeric_path() -> None:
 
 def test_distinct_rows() -> None:
     assert _distinct_rows([["a", "b", "c"]], 3) == (None, None)
-    assert _distinct_rows([["a", "a", "a"]], 3) == ([0], [0, 0, 0])
+    assert _distinct_rows([["a", "a", "a"]], 3) == ([0], _ONE_ROW)  # repeated, not indexed
+    assert _distinct_rows([["c", "c", "c"], ["p", "p", "p"]], 3) == ([0], _ONE_ROW)
+    assert _distinct_rows([["c", "c", "c"], ["p", "q", "r"]], 3) == (None, None)
+    assert _distinct_rows([["c", "c", "c"], ["p", "q", "p"]], 3) == ([0, 1], [0, 1, 0])
     firsts, slots = _distinct_rows([["c", "c", "d"], ["p", "q", "p"]], 3)
     assert firsts is None and slots is None
     assert _distinct_rows([["c", "d", "c"], ["p", "p", "p"]], 3) == ([0, 1], [0, 1, 0])
