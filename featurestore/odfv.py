@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -289,13 +290,19 @@ class _Customer:
             int(p is not None and p in purchased)
             for p in (p if type(p) is str else _text(p) for p in product)
         ]
+        score, hits = [0.0] * n, [0] * n
         if self.recent:
             recent = self.recent
-            pairs = [_copurchase(recent, i, s) for i, s in zip(ids, scores, strict=True)]
-            score = [pair[0] for pair in pairs]
-            hits = [pair[1] for pair in pairs]
-        else:
-            score, hits = [0.0] * n, [0] * n
+            lists = [i for i in ids if type(i) is list]
+            if set(map(type, chain.from_iterable(lists))) <= _STR_TYPE:
+                # lists of ids as Feast serves them (str only): one without a recent product
+                # has no hit (_copurchase's answer, 0.0 and 0), found by one C-level pass each
+                disjoint = recent.isdisjoint
+                rows = [j for j, i in enumerate(ids) if type(i) is not list or not disjoint(i)]
+            else:
+                rows = range(n)
+            for j in rows:
+                score[j], hits[j] = _copurchase(recent, ids[j], scores[j])
         return (
             ratio,
             distance,

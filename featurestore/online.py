@@ -63,8 +63,9 @@ def _untimed(operation: str) -> Iterator[None]:
 
 
 EPOCH = datetime.fromtimestamp(0, tz=UTC)
-_UNCHECKED = object()  # a cached row's `_ts` when its read did not give it (not Redis)
-_NO_ENTRY = (None, None, None, None, _UNCHECKED)  # a row not cached, read as an entry
+_UNCHECKED = object()  # a cached row's version when its read did not give it (not Redis)
+_ABSENT = b"?"  # the version of a row not cached: no `_tag` is this
+_NO_ENTRY = (None, None, None, None, _ABSENT)  # a row not cached, read as an entry
 _NO_ENTRIES = repeat(_NO_ENTRY)
 # (event timestamp, values); (None, None) when the entity has no row
 Row = tuple[datetime | None, dict[str, Any] | None]
@@ -125,7 +126,7 @@ class _ViewCache:
     def __init__(self, max_stale_s: float) -> None:
         self.max_stale_s = max_stale_s
         # view -> key -> (loaded at, event timestamp, values dict | None, values tuple,
-        # the stored `_ts` bytes as read: the row's version, or _UNCHECKED when not known)
+        # the row's version: `_tag` of its stored `_ts` bytes as read, or _UNCHECKED)
         self.rows: dict[str, dict[tuple, tuple]] = {}
 
     def put(
@@ -134,7 +135,8 @@ class _ViewCache:
         ts, values = row
         names = [f.name for f in view.features]
         flat = tuple(values.get(n) for n in names) if values else (None,) * len(names)
-        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat, raw_ts)
+        tag = raw_ts if raw_ts is _UNCHECKED else _tag(raw_ts)
+        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat, tag)
 
     def clear(self) -> None:
         self.rows.clear()
@@ -366,7 +368,11 @@ class OnlineFeatures:
                 entries = self.cache.rows.setdefault(vp.view.name, {})
                 if exact:  # checked below, whatever their age: only rows never read are missing
                     get = entries.get
-                    missing = [k for k in unique if get(k, _NO_ENTRY)[4] is _UNCHECKED]
+                    missing = [
+                        k
+                        for k in unique
+                        if (tag := get(k, _NO_ENTRY)[4]) is _ABSENT or tag is _UNCHECKED
+                    ]
                 else:
                     missing = [
                         k for k in unique if (e := entries.get(k)) is None or e[0] < fresh_after
@@ -591,12 +597,13 @@ class OnlineFeatures:
         checks = []
         for views, keys in verify:
             ts_fields = [self._raw_fields(vp, True)[-1] for vp in views]
-            redis_keys = self._redis_keys(views[0].join_keys, keys)
             if sha is not None:
-                commands.append(_evalsha(sha, redis_keys, b"all", ts_fields))
+                bulks = self._bulk_keys(views[0].join_keys, keys)
+                commands.append(_evalsha_bulk(sha, bulks, len(keys), b"versions", ts_fields))
             else:  # no scripts: one HMGET of the `_ts` fields per key
                 head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(ts_fields) + 2)
                 block = b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in ts_fields)
+                redis_keys = self._redis_keys(views[0].join_keys, keys)
                 commands += [b"%s$%d\r\n%s\r\n%s" % (head, len(k), k, block) for k in redis_keys]
             checks.append((views, keys))
         replies = await _send_and_read(client, commands)
@@ -623,29 +630,22 @@ class OnlineFeatures:
         moved = []
         for views, keys in checks:
             if sha is not None:
-                stored = replies[at]
+                stored = replies[at]  # every key's versions, key-major, in one string
                 at += 1
             else:
-                stored = [raw for reply in replies[at : at + len(keys)] for raw in reply]
+                stored = b"".join(map(_tag, chain.from_iterable(replies[at : at + len(keys)])))
                 at += len(keys)
             per_view = [
                 [e[4] for e in map(self.cache.rows.get(vp.view.name, {}).get, keys, _NO_ENTRIES)]
                 for vp in views
             ]
-            # key-major, as the script answers
-            expected = (
-                per_view[0]
-                if len(views) == 1
-                else list(chain.from_iterable(zip(*per_view, strict=True)))
+            rows = (
+                per_view[0] if len(views) == 1 else list(map(b"".join, zip(*per_view, strict=True)))
             )
-            if stored != expected:
-                width = len(views)
-                changed = [
-                    k
-                    for j, k in enumerate(keys)
-                    if stored[j * width : (j + 1) * width] != expected[j * width : (j + 1) * width]
-                ]
-                moved.append((views, changed))
+            if stored != b"".join(rows):  # a row not cached (_ABSENT) never matches
+                got = _split_tags(stored, len(views))
+                changed = [k for k, now, then in zip(keys, got, rows, strict=False) if now != then]
+                moved.append((views, changed or list(keys)))
         return out, moved
 
     async def _script_sha(self, client) -> bytes | None:
@@ -710,6 +710,22 @@ class OnlineFeatures:
         return store._generate_redis_keys_for_entities(
             config, [self._entity_key(join_keys, k) for k in keys]
         )
+
+    def _bulk_keys(self, join_keys: tuple[str, ...], keys: list[tuple]) -> list[bytes]:
+        """`_redis_keys` written as Redis bulk strings; a single id's remembered (the products
+        every request checks)."""
+        if len(join_keys) == 1 and self.store.config.entity_key_serialization_version == 3:
+            bulks = self._fields.setdefault(("bulk", join_keys), {})
+            try:
+                return [bulks[k] for k in keys]
+            except KeyError:
+                pass
+            if len(bulks) > 200_000:
+                bulks.clear()
+            for k, key in zip(keys, self._redis_keys(join_keys, keys), strict=True):
+                bulks[k] = b"$%d\r\n%s\r\n" % (len(key), key)
+            return [bulks[k] for k in keys]
+        return [b"$%d\r\n%s\r\n" % (len(k), k) for k in self._redis_keys(join_keys, keys)]
 
     def _decoders(self, vp: ViewPlan, names: tuple[str, ...]) -> tuple:
         key = ("decoders", vp.view.name, names)
@@ -1049,8 +1065,8 @@ def _decode_sparse(flat: list, n: int, names: tuple[str, ...], decoders) -> _Dec
 
 # One Lua script, loaded once per Redis (EVALSHA), two uses. KEYS: hashes; ARGV[1]: the mode;
 # the rest: hash fields. `sparse`: HMGET of each key, answered only for keys whose last field
-# (the view's `_ts`) exists, as (1-based index, values...) flat; `all`: every key's values,
-# flat. A missing field answers nil (Lua false), as HMGET does.
+# (the view's `_ts`) exists, as (1-based index, values...) flat (a missing field: nil, as HMGET
+# answers it); `versions`: every key's values as one string of `_tag`s, key-major.
 _SCRIPT = """
 local fields = {}
 for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
@@ -1058,14 +1074,58 @@ local width = #fields
 local out = {}
 for i, key in ipairs(KEYS) do
   local values = redis.call('HMGET', key, unpack(fields))
-  if ARGV[1] == 'all' or values[width] then
-    if ARGV[1] ~= 'all' then out[#out + 1] = i end
+  if ARGV[1] == 'versions' then
+    for j = 1, width do
+      local v = values[j]
+      out[#out + 1] = v and (#v .. ':' .. v) or '-'
+    end
+  elseif values[width] then
+    out[#out + 1] = i
     for j = 1, width do out[#out + 1] = values[j] end
   end
 end
+if ARGV[1] == 'versions' then return table.concat(out) end
 return out
 """
+
+
+def _tag(raw: bytes | None) -> bytes:
+    """A stored `_ts` as `_SCRIPT`'s `versions` writes it: `<length>:<bytes>`, `-` for none
+    (self-delimiting: equal strings of tags are equal tags one by one)."""
+    return b"-" if raw is None else b"%d:%s" % (len(raw), raw)
+
+
+def _split_tags(blob: bytes, width: int) -> list[bytes]:
+    """A `versions` string -> each key's `width` tags, joined (the strings `put` compares)."""
+    tags, at = [], 0
+    while at < len(blob):
+        if blob[at : at + 1] == b"-":
+            tags.append(b"-")
+            at += 1
+            continue
+        colon = blob.index(b":", at)
+        end = colon + 1 + int(blob[at:colon])
+        tags.append(blob[at:end])
+        at = end
+    return [b"".join(tags[i : i + width]) for i in range(0, len(tags), width)]
+
+
 _SPARSE_KEYS = 16  # from this many keys of one view, the sparse script call
+
+
+def _evalsha_bulk(
+    sha: bytes, bulks: list[bytes], count: int, mode: bytes, fields: Sequence[bytes]
+) -> bytes:
+    """EVALSHA of `_SCRIPT` over keys already written as bulk strings (`_bulk_keys`)."""
+    tail = [mode, *fields]
+    return b"".join(
+        [
+            b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (3 + count + len(tail), len(sha), sha),
+            b"$%d\r\n%d\r\n" % (len(b"%d" % count), count),
+            *bulks,
+            *(b"$%d\r\n%s\r\n" % (len(p), p) for p in tail),
+        ]
+    )
 
 
 def _evalsha(sha: bytes, keys: list[bytes], mode: bytes, fields: Sequence[bytes]) -> bytes:

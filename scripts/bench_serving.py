@@ -15,6 +15,13 @@ them in blocks (the same requests for both, one at a time), and each block's ser
 request is read; the medians of the blocks, before (DIR) and after (this tree), are printed.
 
     python -m scripts.bench_serving --against /tmp/before [--blocks 16] [--per-block 120]
+
+Then, at each `--concurrency`, both servers' latency percentiles from closed-loop blocks of
+`--seconds / 2` that alternate between them (`--latency-blocks` a side, pooled), with the server
+CPU per request over those blocks:
+
+    python -m scripts.bench_serving --against /tmp/before --only recommendations \
+        --concurrency 1,8 --seconds 8
 """
 
 from __future__ import annotations
@@ -398,6 +405,47 @@ async def against(args: argparse.Namespace, servers: list[tuple[str, int, psutil
         print(f"| {name} | {before:.2f} | {after:.2f} | {ratio:.2f}x | {args.blocks} |", flush=True)
     for conn in conns:
         conn.close()
+    if args.latency_blocks:
+        await against_latency(args, servers, make)
+
+
+async def against_latency(args: argparse.Namespace, servers, make) -> None:
+    """Latency percentiles of both servers at each concurrency, in alternating closed-loop
+    blocks of `--seconds / 2` (A B B A ...), the blocks of each side pooled."""
+    print(
+        "\n| endpoint | c | side | requests | p50 ms | p95 ms | p99 ms | errors "
+        "| server CPU ms/req |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    seconds = args.seconds / 2
+    for name, fn in make.items():
+        if args.only and args.only not in name or not name.startswith("POST"):
+            continue
+        for c in args.concurrency:
+            pooled = {0: Result(name, c), 1: Result(name, c)}
+            for block in range(2 * args.latency_blocks):
+                for i in (0, 1) if block % 2 == 0 else (1, 0):
+                    _, port, proc = servers[i]
+                    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                        r = await _drive(
+                            client, lambda rng, fn=fn: fn(rng), ROUTES[name], c, seconds,
+                            args.warmup, proc, raw=args.client == "raw",
+                        )  # fmt: skip
+                    into = pooled[i]
+                    into.latencies_ms += r.latencies_ms
+                    into.errors += r.errors
+                    into.server_cpu_s = (
+                        r.server_cpu_s if block == 0 else into.server_cpu_s + r.server_cpu_s
+                    )
+            for i, side in ((0, "before"), (1, "after")):
+                r = pooled[i]
+                p50, p95, p99 = np.percentile(r.latencies_ms, [50, 95, 99])
+                n = len(r.latencies_ms) + r.errors
+                print(
+                    f"| {name} | {c} | {side} | {n} | {p50:.1f} | {p95:.1f} | {p99:.1f} "
+                    f"| {r.errors} | {r.server_cpu_s / n * 1000:.2f} |",
+                    flush=True,
+                )
 
 
 def _when() -> str:
@@ -446,6 +494,12 @@ def main() -> int:
     ap.add_argument("--against", default="", help="Compare with the checkout in this folder.")
     ap.add_argument("--blocks", type=int, default=16, help="--against: alternating blocks.")
     ap.add_argument("--per-block", type=int, default=120, help="--against: requests a block.")
+    ap.add_argument(
+        "--latency-blocks",
+        type=int,
+        default=4,
+        help="--against: then p50/p99 at each --concurrency, this many blocks a side (0: none).",
+    )
     args = ap.parse_args()
     if args.against:
         try:
