@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import pyarrow as pa
@@ -64,7 +64,7 @@ def _untimed(operation: str) -> Iterator[None]:
 
 EPOCH = datetime.fromtimestamp(0, tz=UTC)
 _UNCHECKED = object()  # a cached row's version when its read did not give it (not Redis)
-_ABSENT = b"?"  # the version of a row not cached: no `_tag` is this
+_ABSENT = object()  # the version of a row not cached: equal to no stored `_ts`
 _NO_ENTRY = (None, None, None, None, _ABSENT)  # a row not cached, read as an entry
 _NO_ENTRIES = repeat(_NO_ENTRY)
 # (event timestamp, values); (None, None) when the entity has no row
@@ -126,7 +126,7 @@ class _ViewCache:
     def __init__(self, max_stale_s: float) -> None:
         self.max_stale_s = max_stale_s
         # view -> key -> (loaded at, event timestamp, values dict | None, values tuple,
-        # the row's version: `_tag` of its stored `_ts` bytes as read, or _UNCHECKED)
+        # the row's version: its stored `_ts` bytes as read (None: none), or _UNCHECKED)
         self.rows: dict[str, dict[tuple, tuple]] = {}
 
     def put(
@@ -135,8 +135,7 @@ class _ViewCache:
         ts, values = row
         names = [f.name for f in view.features]
         flat = tuple(values.get(n) for n in names) if values else (None,) * len(names)
-        tag = raw_ts if raw_ts is _UNCHECKED else _tag(raw_ts)
-        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat, tag)
+        self.rows.setdefault(view.name, {})[key] = (now, ts, values, flat, raw_ts)
 
     def clear(self) -> None:
         self.rows.clear()
@@ -175,9 +174,6 @@ class OnlineFeatures:
         self._key_writers: dict[tuple[str, ...], _KeyWriter] = {}
         self._missing: dict[str, float] = {}  # service -> when the registry lacked it
         self.exact = exact
-        self._scripts: bytes | None | bool = (
-            None  # _SCRIPT's SHA1; None: not loaded; False: refused
-        )
 
     async def ping(self) -> None:
         """One round trip to the online store (readiness checks)."""
@@ -446,16 +442,16 @@ class OnlineFeatures:
                 self.cache.put(vp.view, key, row, now, raw)
 
     def exact_cache(self) -> bool:
-        """Whether cached rows are checked against Redis on every use (their `_ts`, one Lua
-        script call in the read's round trip) rather than trusted for `max_stale_s`.
+        """Whether cached rows are checked against Redis on every use (their `_ts`, read in
+        the read's round trip) rather than trusted for `max_stale_s`.
 
         Exact because Feast's Redis layout versions each row: every writer (Feast's
         `online_write_batch`, shopfeast's materialization engine, the stream worker's encoder)
         stores a row with its event time in `_ts:<view>` and replaces a row only with a strictly
         newer event time, so equal `_ts` bytes mean equal values. Off where that does not hold
-        or cannot be read cheaply: `skip_dedup` (rows rewritten at the same event time), a
-        cluster, another online store, a Redis refusing scripts, or `exact=False`."""
-        if not self.exact or self._scripts is False or not self._plain_redis():
+        or cannot be read in the same pipeline: `skip_dedup` (rows rewritten at the same event
+        time), a cluster, another online store, or `exact=False`."""
+        if not self.exact or not self._plain_redis():
             return False
         return not getattr(self.store.config.online_store, "skip_dedup", False)
 
@@ -496,8 +492,7 @@ class OnlineFeatures:
         `online_read_async` does per view, and its `get_online_features` across views); other
         stores, `online_read_async` per view (`online_read` where the store has no
         asynchronous read), nothing to verify.
-        A pooled connection that died with a restarted Redis fails once: retried at once; so
-        does a read whose script Redis forgot (restarted, `SCRIPT FLUSH`), after loading it."""
+        A pooled connection that died with a restarted Redis fails once: retried at once."""
         if not wanted and not verify:
             return [], []
         for attempt in (1, 2):
@@ -528,13 +523,7 @@ class OnlineFeatures:
                     )
                 break
             except Exception as exc:
-                if attempt == 2:
-                    raise
-                if _is_script_error(exc):
-                    # forgotten (NOSCRIPT): load it again; refused (ACL, disabled): no scripts
-                    self._scripts = None if _is_noscript(exc) else False
-                    continue
-                if not _is_connection_error(exc):
+                if attempt == 2 or not _is_connection_error(exc):
                     raise
         return [
             [self._decode(vp, r) for r in rows]
@@ -557,8 +546,8 @@ class OnlineFeatures:
         )
 
     async def _redis_pipeline(self, wanted, verify=()):
-        """One round trip for every (view, key) wanted, decoded straight into rows, and the
-        `_ts` check of the cached rows in `verify` (see `_fetch_many`).
+        """One round trip of HMGETs for every (view, key) wanted, decoded straight into rows,
+        and of the `_ts` fields of the cached rows in `verify` (see `_fetch_many`).
 
         The keys, hash fields and values are Feast's (`_generate_redis_keys_for_entities`,
         `_generate_hset_keys_for_features`: murmur3 of `view:feature`, `_ts:view` last). What
@@ -566,16 +555,11 @@ class OnlineFeatures:
         Redis protocol bytes from each view's precomputed field block (redis-py spends ~7 us
         packing each 30-field command), keys shared by several views are serialized once, and
         values are decoded by `_Decoder` (what Feast's `_convert_redis_values_to_protobuf`
-        + `feast_value_type_to_python_type` give, without a dict of protos per row).
-
-        Many keys of one view (a recommendation's 200 customer x candidate pairs, most of
-        which never happened) go as one call of `_SCRIPT`, which answers only the rows that
-        exist; the `_ts` check is one call too (one reply to parse and compare, not one per
-        key)."""
+        + `feast_value_type_to_python_type` give, without a dict of protos per row). A cached
+        row's check is one HMGET of its views' `_ts` fields, its command bytes remembered per
+        key (the views of one entity share a hash: a product's two views, one command)."""
         store: RedisOnlineStore = self.provider.online_store
         client = await store._get_client_async(self.store.config.online_store)
-        sparse = any(len(keys) >= _SPARSE_KEYS for _, keys, _ in wanted)
-        sha = await self._script_sha(client) if sparse or verify else None
         # Views of the same entity live in one Redis hash (Feast's layout): views wanted for
         # the same keys share one HMGET per key, their fields one after the other.
         groups: dict[tuple, list[int]] = {}
@@ -584,39 +568,16 @@ class OnlineFeatures:
         commands: list[bytes] = []
         layout = []
         for (join_keys, keys), members in groups.items():
-            views = [(wanted[i][0], wanted[i][2]) for i in members]
-            redis_keys = self._redis_keys(join_keys, list(keys))
-            if sha is not None and len(members) == 1 and len(keys) >= _SPARSE_KEYS:
-                commands.append(_evalsha(sha, redis_keys, b"sparse", self._raw_fields(*views[0])))
-                layout.append((members, len(keys), True))
-                continue
-            head, block = self._merged_hmget(views)
-            for key in redis_keys:
+            head, block = self._merged_hmget([(wanted[i][0], wanted[i][2]) for i in members])
+            for key in self._redis_keys(join_keys, list(keys)):
                 commands.append(b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, block))
-            layout.append((members, len(keys), False))
-        checks = []
+            layout.append((members, len(keys)))
         for views, keys in verify:
-            ts_fields = [self._raw_fields(vp, True)[-1] for vp in views]
-            if sha is not None:
-                bulks = self._bulk_keys(views[0].join_keys, keys)
-                commands.append(_evalsha_bulk(sha, bulks, len(keys), b"versions", ts_fields))
-            else:  # no scripts: one HMGET of the `_ts` fields per key
-                head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(ts_fields) + 2)
-                block = b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in ts_fields)
-                redis_keys = self._redis_keys(views[0].join_keys, keys)
-                commands += [b"%s$%d\r\n%s\r\n%s" % (head, len(k), k, block) for k in redis_keys]
-            checks.append((views, keys))
+            commands += self._version_commands(views, keys)
         replies = await _send_and_read(client, commands)
         out: list = [None] * len(wanted)
         at = 0
-        for members, count, as_script in layout:
-            if as_script:
-                (i,) = members
-                vp, keys, whole = wanted[i]
-                names = self._hmget_parts(vp, whole)[2]
-                out[i] = _decode_sparse(replies[at], count, names, self._decoders(vp, names))
-                at += 1
-                continue
+        for members, count in layout:
             rows = replies[at : at + count]
             at += count
             start = 0
@@ -628,39 +589,37 @@ class OnlineFeatures:
                 out[i] = _decode_rows(part, names, self._decoders(vp, names))
                 start = stop
         moved = []
-        for views, keys in checks:
-            if sha is not None:
-                stored = replies[at]  # every key's versions, key-major, in one string
-                at += 1
-            else:
-                stored = b"".join(map(_tag, chain.from_iterable(replies[at : at + len(keys)])))
-                at += len(keys)
+        for views, keys in verify:
+            stored = replies[at : at + len(keys)]
+            at += len(keys)
             per_view = [
                 [e[4] for e in map(self.cache.rows.get(vp.view.name, {}).get, keys, _NO_ENTRIES)]
                 for vp in views
             ]
-            rows = (
-                per_view[0] if len(views) == 1 else list(map(b"".join, zip(*per_view, strict=True)))
-            )
-            if stored != b"".join(rows):  # a row not cached (_ABSENT) never matches
-                got = _split_tags(stored, len(views))
-                changed = [k for k, now, then in zip(keys, got, rows, strict=False) if now != then]
-                moved.append((views, changed or list(keys)))
+            # per key, its views' `_ts` as cached, as the HMGET answers them (a list)
+            cached = list(map(list, zip(*per_view, strict=True)))
+            if stored != cached:  # a row not cached (_ABSENT) never matches
+                changed = [k for k, a, b in zip(keys, stored, cached, strict=True) if a != b]
+                moved.append((views, changed))
         return out, moved
 
-    async def _script_sha(self, client) -> bytes | None:
-        """`_SCRIPT`'s SHA1 once Redis has it (loaded on first use); None when Redis refuses
-        scripts (the reads then go as plain HMGETs)."""
-        if self._scripts is None:
-            try:
-                sha = await client.script_load(_SCRIPT)
-            except Exception as exc:
-                if not _is_script_error(exc):
-                    raise
-                self._scripts = False
-            else:
-                self._scripts = sha.encode() if isinstance(sha, str) else bytes(sha)
-        return self._scripts or None
+    def _version_commands(self, views: tuple[ViewPlan, ...], keys: list[tuple]) -> list[bytes]:
+        """Per key, an HMGET of the views' `_ts` fields as protocol bytes, remembered (the
+        same products are checked by request after request; at most 200,000 keys)."""
+        made = self._fields.setdefault(("versions", tuple(vp.view.name for vp in views)), {})
+        try:
+            return [made[k] for k in keys]
+        except KeyError:
+            pass
+        if len(made) > 200_000:
+            made.clear()
+        fields = [self._raw_fields(vp, True)[-1] for vp in views]
+        head = b"*%d\r\n$5\r\nHMGET\r\n" % (len(fields) + 2)
+        block = b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in fields)
+        redis_keys = self._redis_keys(views[0].join_keys, keys)
+        for k, key in zip(keys, redis_keys, strict=True):
+            made[k] = b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, block)
+        return [made[k] for k in keys]
 
     def _raw_fields(self, vp: ViewPlan, whole: bool) -> tuple[bytes, ...]:
         """The hash fields an HMGET of the view reads, as bytes (`_ts:view` last)."""
@@ -710,22 +669,6 @@ class OnlineFeatures:
         return store._generate_redis_keys_for_entities(
             config, [self._entity_key(join_keys, k) for k in keys]
         )
-
-    def _bulk_keys(self, join_keys: tuple[str, ...], keys: list[tuple]) -> list[bytes]:
-        """`_redis_keys` written as Redis bulk strings; a single id's remembered (the products
-        every request checks)."""
-        if len(join_keys) == 1 and self.store.config.entity_key_serialization_version == 3:
-            bulks = self._fields.setdefault(("bulk", join_keys), {})
-            try:
-                return [bulks[k] for k in keys]
-            except KeyError:
-                pass
-            if len(bulks) > 200_000:
-                bulks.clear()
-            for k, key in zip(keys, self._redis_keys(join_keys, keys), strict=True):
-                bulks[k] = b"$%d\r\n%s\r\n" % (len(key), key)
-            return [bulks[k] for k in keys]
-        return [b"$%d\r\n%s\r\n" % (len(k), k) for k in self._redis_keys(join_keys, keys)]
 
     def _decoders(self, vp: ViewPlan, names: tuple[str, ...]) -> tuple:
         key = ("decoders", vp.view.name, names)
@@ -1047,93 +990,6 @@ def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], deco
     return _Decoded(stamps, names, decoded, raws)
 
 
-def _decode_sparse(flat: list, n: int, names: tuple[str, ...], decoders) -> _Decoded:
-    """`_SCRIPT`'s sparse answer for `n` keys (per existing row: its 1-based index, its
-    fields, `_ts` last) -> the rows `_decode_rows` makes of the n HMGET replies (a key without
-    its row reads None in every field)."""
-    width = len(names) + 1
-    raws: list = [None] * n
-    columns: list[list] = [[None] * n for _ in names]
-    for at in range(0, len(flat), width + 1):
-        i = flat[at] - 1
-        row = flat[at + 1 : at + 1 + width]
-        raws[i] = row[-1]
-        for column, decode, raw in zip(columns, decoders, row, strict=False):
-            column[i] = decode(raw)
-    return _Decoded(list(map(_event_time, raws)), names, columns, raws)
-
-
-# One Lua script, loaded once per Redis (EVALSHA), two uses. KEYS: hashes; ARGV[1]: the mode;
-# the rest: hash fields. `sparse`: HMGET of each key, answered only for keys whose last field
-# (the view's `_ts`) exists, as (1-based index, values...) flat (a missing field: nil, as HMGET
-# answers it); `versions`: every key's values as one string of `_tag`s, key-major.
-_SCRIPT = """
-local fields = {}
-for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
-local width = #fields
-local out = {}
-for i, key in ipairs(KEYS) do
-  local values = redis.call('HMGET', key, unpack(fields))
-  if ARGV[1] == 'versions' then
-    for j = 1, width do
-      local v = values[j]
-      out[#out + 1] = v and (#v .. ':' .. v) or '-'
-    end
-  elseif values[width] then
-    out[#out + 1] = i
-    for j = 1, width do out[#out + 1] = values[j] end
-  end
-end
-if ARGV[1] == 'versions' then return table.concat(out) end
-return out
-"""
-
-
-def _tag(raw: bytes | None) -> bytes:
-    """A stored `_ts` as `_SCRIPT`'s `versions` writes it: `<length>:<bytes>`, `-` for none
-    (self-delimiting: equal strings of tags are equal tags one by one)."""
-    return b"-" if raw is None else b"%d:%s" % (len(raw), raw)
-
-
-def _split_tags(blob: bytes, width: int) -> list[bytes]:
-    """A `versions` string -> each key's `width` tags, joined (the strings `put` compares)."""
-    tags, at = [], 0
-    while at < len(blob):
-        if blob[at : at + 1] == b"-":
-            tags.append(b"-")
-            at += 1
-            continue
-        colon = blob.index(b":", at)
-        end = colon + 1 + int(blob[at:colon])
-        tags.append(blob[at:end])
-        at = end
-    return [b"".join(tags[i : i + width]) for i in range(0, len(tags), width)]
-
-
-_SPARSE_KEYS = 16  # from this many keys of one view, the sparse script call
-
-
-def _evalsha_bulk(
-    sha: bytes, bulks: list[bytes], count: int, mode: bytes, fields: Sequence[bytes]
-) -> bytes:
-    """EVALSHA of `_SCRIPT` over keys already written as bulk strings (`_bulk_keys`)."""
-    tail = [mode, *fields]
-    return b"".join(
-        [
-            b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (3 + count + len(tail), len(sha), sha),
-            b"$%d\r\n%d\r\n" % (len(b"%d" % count), count),
-            *bulks,
-            *(b"$%d\r\n%s\r\n" % (len(p), p) for p in tail),
-        ]
-    )
-
-
-def _evalsha(sha: bytes, keys: list[bytes], mode: bytes, fields: Sequence[bytes]) -> bytes:
-    """EVALSHA of `_SCRIPT` as Redis protocol bytes."""
-    parts = [b"EVALSHA", sha, b"%d" % len(keys), *keys, mode, *fields]
-    return b"*%d\r\n" % len(parts) + b"".join([b"$%d\r\n%s\r\n" % (len(p), p) for p in parts])
-
-
 async def _send_and_read(client, commands: list[bytes]) -> list[Any]:
     """Send packed commands in one write and read their replies (one round trip), on a pooled
     connection of a plain (or Sentinel) Redis client. A connection that failed midway is
@@ -1296,19 +1152,6 @@ def _is_redis_error(exc: BaseException) -> bool:
     import redis.exceptions as rex
 
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError))
-
-
-def _is_script_error(exc: BaseException) -> bool:
-    """An error reply to a script command (NOSCRIPT, or scripts refused: ACL, disabled)."""
-    import redis.exceptions as rex
-
-    return isinstance(exc, rex.ResponseError) and not _is_redis_error(exc)
-
-
-def _is_noscript(exc: BaseException) -> bool:
-    import redis.exceptions as rex
-
-    return isinstance(exc, rex.NoScriptError)
 
 
 def _is_connection_error(exc: BaseException) -> bool:
