@@ -128,6 +128,8 @@ class _ViewCache:
         # view -> key -> (loaded at, event timestamp, values dict | None, values tuple,
         # the row's version: its stored `_ts` bytes as read (None: none), or _UNCHECKED)
         self.rows: dict[str, dict[tuple, tuple]] = {}
+        # view -> key -> when (time.monotonic()) the last read of its `_ts` was sent
+        self.checked: dict[str, dict[tuple, float]] = {}
 
     def put(
         self, view: FeatureView, key: tuple, row: Row, now: float, raw_ts: Any = _UNCHECKED
@@ -139,6 +141,7 @@ class _ViewCache:
 
     def clear(self) -> None:
         self.rows.clear()
+        self.checked.clear()
 
 
 class OnlineFeatures:
@@ -253,6 +256,7 @@ class OnlineFeatures:
         memo: dict | None = None,
         recheck: dict[str, Sequence[Any]] | None = None,
         check_cached: bool = True,
+        since: float | None = None,
     ) -> OnlineResult:
         """Features of `service` for the rows of `entities` (columns of join-key values).
 
@@ -269,7 +273,8 @@ class OnlineFeatures:
         trip too, and `result.rechanged` says whether one had moved (the caller then redoes
         what it derived from them; the cache already holds the new rows). `check_cached=False`
         takes cached rows unchecked (no round trip when all are cached): for a caller that
-        rechecks them in a later read.
+        rechecks them in a later read. `since` (`time.monotonic()` when the caller's request
+        began) lets rows checked by a concurrent read after that instant go unchecked.
         """
         plan = self.plan(service)
         n = len(next(iter(entities.values()))) if entities else 0
@@ -283,7 +288,7 @@ class OnlineFeatures:
         outcome: dict[str, bool] = {}
         with self.timer(operation or plan.name):
             stored = await self._read_views(
-                views, entities, n, memo, again, outcome, check=check_cached
+                views, entities, n, memo, again, outcome, check=check_cached, since=since
             )
         result = OnlineResult(
             columns={k: list(entities[k]) for k in plan.join_keys if k in entities},
@@ -344,6 +349,7 @@ class OnlineFeatures:
         recheck=None,
         outcome=None,
         check: bool = True,
+        since: float | None = None,
     ):
         """Every view's rows for the entity rows: cached and memoised rows first, then one
         Redis round trip, bounded by the deadline, for all that is left.
@@ -351,7 +357,10 @@ class OnlineFeatures:
         With exact caching (`exact_cache()`), the same round trip reads the stored `_ts` of every
         cached row used (and of the keys in `recheck`, {join keys: keys}, rows an earlier read
         of this request took from the cache): a row whose `_ts` moved is read again before it
-        is used, and `outcome["rechanged"]` tells whether a `recheck` row had moved."""
+        is used, and `outcome["rechanged"]` tells whether a `recheck` row had moved. A row whose
+        `_ts` another read checked (or read) with a command sent at or after `since` (the
+        request's start, `time.monotonic()`) is not checked again: it reflects every write
+        acknowledged before the request began (concurrent requests share their checks)."""
         now = time.monotonic()
         exact = self.exact_cache()
         fresh_after = float("-inf") if exact else now - self.cache.max_stale_s
@@ -385,18 +394,29 @@ class OnlineFeatures:
             if missing:
                 # cached and memoised rows are kept whole, for whichever service reads them next
                 wanted.append((vp, missing, vp.cached or memo is not None))
+        rechecked = {}
         for join_keys, extra in (recheck or {}).items():
             if join_keys in checks:
                 checks[join_keys][1].update(dict.fromkeys(extra))
+                rechecked[join_keys] = set(extra)
         # rows not cached yet are read whole anyway: their `_ts` needs no second look
         missing_of = {id(vp): missing for vp, _, _, missing in plans if vp.cached}
         verify = []
+        checked = self.cache.checked
         for views_, keys_ in checks.values():
             unread = {k for v in views_ for k in missing_of[id(v)]}
             keys_ = [k for k in keys_ if k not in unread] if unread else list(keys_)
+            if since is not None:  # checked since the request began, by any read: not again
+                # (but a `recheck` row: the earlier read may have used it before that check)
+                stamps = [checked.setdefault(v.view.name, {}) for v in views_]
+                again_ = rechecked.get(views_[0].join_keys, ())
+                keys_ = [
+                    k for k in keys_ if k in again_ or any(s.get(k, -1.0) < since for s in stamps)
+                ]
             if keys_:
                 verify.append((tuple(views_), keys_))
         # Only a read that misses the cache and the memo, or checks it, waits for Redis.
+        sent = time.monotonic()  # before the commands go: what they read is at least this new
         replies, moved = (
             await self._guarded(self._fetch_many(wanted, verify)) if wanted or verify else ([], [])
         )
@@ -409,6 +429,10 @@ class OnlineFeatures:
             if outcome is not None and recheck:
                 extra = {k for keys_ in recheck.values() for k in keys_}
                 outcome["rechanged"] = any(k in extra for _, keys_ in moved for k in keys_)
+        if exact:  # (once moved rows are read again: a concurrent read may then skip them)
+            for views_, keys_ in verify:
+                for v in views_:
+                    checked.setdefault(v.view.name, {}).update(dict.fromkeys(keys_, sent))
         now = time.monotonic()
         out = {}
         for vp, keys, unique, missing in plans:
@@ -434,6 +458,12 @@ class OnlineFeatures:
         """Rows just read into the cache, each with its stored `_ts` bytes when the read has
         them (the Redis pipeline's; another store's rows stay _UNCHECKED: the TTL applies)."""
         raws = got.raw_stamps if isinstance(got, _Decoded) else None
+        # a row put is checked again by the next read that uses it (a background refresh may put
+        # a row read before a write that a request's check has seen since)
+        stamps = self.cache.checked.get(vp.view.name)
+        if stamps:
+            for key in keys:
+                stamps.pop(key, None)
         if raws is None:
             for key, row in zip(keys, got, strict=True):
                 self.cache.put(vp.view, key, row, now, _UNCHECKED)

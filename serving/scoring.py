@@ -7,6 +7,7 @@ order or a meaning it did not see in training.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -102,6 +103,7 @@ class Scorer:
 
     async def recommend(self, customer_id: str, k: int, exclude_purchased: bool) -> dict[str, Any]:
         now = datetime.now(UTC)
+        began = time.monotonic()  # product rows checked since by a concurrent request: current
         catalog = await self.catalog.ensure_loaded()
         memo: dict = {}  # the customer's rows, read once for candidates and ranking alike
         model = self.ranking_model
@@ -143,7 +145,7 @@ class Scorer:
         for attempt in (1, 2):
             found = await self._candidates_and_features(
                 customer_id, recent, session, looked_up, favourite, frequent, exclude, catalog,
-                memo, now, recheck=attempt == 1 and bool(looked_up),
+                memo, now, began, recheck=attempt == 1 and bool(looked_up),
             )  # fmt: skip
             if found is None or not found[3].rechanged:
                 break
@@ -186,6 +188,7 @@ class Scorer:
         catalog,
         memo: dict,
         now: datetime,
+        began: float,
         recheck: bool,
     ):
         """(candidates, their ids, how many, the ranking service's features), or None when the
@@ -233,6 +236,7 @@ class Scorer:
             operation="ranking",
             memo=memo,
             recheck={"product_id": looked_up} if recheck else None,
+            since=began,
         )
         return cands, ids, n, feats
 

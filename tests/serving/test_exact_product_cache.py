@@ -147,3 +147,36 @@ def test_a_written_product_row_is_served_by_the_next_request(env) -> None:
     sources = {i["product_id"]: i["source"] for i in after["items"]}
     assert sources[target] == "copurchase"  # drawn from the new list
     assert after != before
+
+
+def test_concurrent_requests_share_their_checks(env, monkeypatch) -> None:
+    """Requests in flight together check a product row once between them (a check sent after
+    a request began covers it) and answer as the uncached path does."""
+    import featurestore.online as online_module
+
+    sent: list[int] = []
+    real = online_module._send_and_read
+
+    async def counting(client, commands):
+        sent.append(len(commands))
+        return await real(client, commands)
+
+    async def main():
+        cached, plain, res = _scorers(env)
+        await res.catalog.refresh()
+        customers = env.customers[:8]
+        expected = [await plain.recommend(c, 100, exclude_purchased=False) for c in customers]
+        for c in customers:  # every product cached
+            await cached.recommend(c, 100, exclude_purchased=False)
+        monkeypatch.setattr(online_module, "_send_and_read", counting)
+        one_by_one = [await cached.recommend(c, 100, exclude_purchased=False) for c in customers]
+        alone = sum(sent)
+        sent.clear()
+        together = await asyncio.gather(
+            *(cached.recommend(c, 100, exclude_purchased=False) for c in customers)
+        )
+        return expected, one_by_one, list(together), alone, sum(sent)
+
+    expected, one_by_one, together, alone, shared = asyncio.run(main())
+    assert one_by_one == expected and together == expected
+    assert shared < alone  # fewer `_ts` reads: the checks were shared
