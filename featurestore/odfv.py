@@ -675,6 +675,15 @@ def _iterable(values: Any) -> Iterable[Any]:
 
 # customer_product_match over at least this many rows computes its co-purchase part on a thread
 _PARALLEL_ROWS = 50_000
+# membership tests over (row, code) keys use a bitmap when its span is at most this many bits
+# (32 MiB) and at most this many bits per key looked up or in (_member, _copurchase_by_source)
+_BITMAP_BITS = 2**28
+_BITMAP_BITS_PER_KEY = 256
+_BITMAP_BYTES = 2**25  # ... built a byte per key up to this span
+# _copurchase_by_source finds (source row, product) pairs in a table of one int32 per pair when
+# there are at most this many pairs, and at most this many per key looked up or in it
+_TABLE_ENTRIES = 2**23
+_TABLE_PER_KEY = 16
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
 # when the source has at most this many rows per entity row (else per entity row: no cheaper)
 _BY_SOURCE_ROWS = 0.5
@@ -703,8 +712,8 @@ def _array(inputs: dict[str, Any], name: str, dictionary: bool = False) -> pa.Ar
     v = inputs.get(name)
     if v is None:
         return None
-    if isinstance(v, pa.ChunkedArray):
-        v = v.combine_chunks()
+    if isinstance(v, pa.ChunkedArray):  # one chunk (the offline store's): itself, no copy
+        v = v.chunk(0) if v.num_chunks == 1 else v.combine_chunks()
     if not isinstance(v, pa.Array):
         raise _RowCode(name)
     if not dictionary and isinstance(v, pa.DictionaryArray):
@@ -723,16 +732,40 @@ def _seconds_array(a: pa.Array | None, n: int) -> np.ndarray:
     """_stored_seconds of every value as float64, NaN for missing."""
     if a is None:
         return np.full(n, np.nan)
-    if pa.types.is_timestamp(a.type):
-        ints = pc.fill_null(a.cast(pa.int64()), 0).to_numpy()
-        out = (ints // _PER_SECOND[a.type.unit]).astype(np.float64)
+    if pa.types.is_timestamp(a.type) and len(a):
+        ints = _fixed_values(a, np.int64)  # whatever a null holds: overwritten below
+        out = np.empty(len(a))
+        per_second = _PER_SECOND[a.type.unit]
+        if per_second == 1:
+            out[:] = ints
+        else:  # the integer floor division, each quotient written as float64
+            np.floor_divide(ints, per_second, out=out, casting="unsafe")
+    elif pa.types.is_timestamp(a.type):
+        out = np.zeros(0)
     elif pa.types.is_integer(a.type) or pa.types.is_floating(a.type):
         out = np.floor(_floats(a))
     else:
         raise _RowCode(str(a.type))
     if a.null_count:
-        out[pc.is_null(a).to_numpy(zero_copy_only=False)] = np.nan
+        out[_nulls(a)] = np.nan
     return out
+
+
+def _fixed_values(a: pa.Array, dtype: type) -> np.ndarray:
+    """The values buffer of a fixed-width array (no nulls' handling), without a copy."""
+    return np.frombuffer(a.buffers()[1], dtype=dtype, count=a.offset + len(a))[a.offset :]
+
+
+def _nulls(a: pa.Array) -> np.ndarray:
+    """Per value whether it is null (from the validity bitmap)."""
+    if not a.null_count:
+        return np.zeros(len(a), dtype=bool)
+    if a.buffers()[0] is None:  # a null-typed array
+        return np.ones(len(a), dtype=bool)
+    valid = np.unpackbits(
+        np.frombuffer(a.buffers()[0], dtype=np.uint8), count=a.offset + len(a), bitorder="little"
+    )
+    return valid[a.offset :] == 0
 
 
 def _floats(a: pa.Array | None, n: int = 0) -> np.ndarray:
@@ -741,11 +774,19 @@ def _floats(a: pa.Array | None, n: int = 0) -> np.ndarray:
         return np.full(len(a) if a is not None else n, np.nan)
     if not (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)):
         raise _RowCode(str(a.type))
+    if pa.types.is_float64(a.type) and len(a):  # its values as they are, nulls made NaN
+        values = _fixed_values(a, np.float64)
+        if not a.null_count:
+            return values  # read-only, as pyarrow's zero-copy to_numpy: no caller writes
+        out = values.copy()
+        out[_nulls(a)] = np.nan
+        return out
     return pc.fill_null(a.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
 
 
 def _days_array(now: np.ndarray, then: np.ndarray) -> np.ndarray:
-    return (now - then) / SECONDS_PER_DAY  # NaN when either is
+    out = np.subtract(now, then)  # NaN when either is
+    return np.divide(out, SECONDS_PER_DAY, out=out)
 
 
 def _recency_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -837,23 +878,33 @@ class _Lists:
 
 
 class _Codes:
-    """One integer code per distinct string over the arrays given (-1 for null); `takes[i]`,
-    when given, maps the i-th part to its rows (a _Lists' `take`). A dictionary-encoded part
-    (_string_part) is encoded once per dictionary value and its codes taken by its indices (a
-    null index: -1)."""
+    """One integer code per distinct string over the arrays given (-1 for null), int32;
+    `takes[i]`, when given, maps the i-th part to its rows (a _Lists' `take`). A
+    dictionary-encoded part (_string_part) is encoded once per dictionary value and its codes
+    taken by its indices (a null index: -1)."""
 
     def __init__(self, *arrays: pa.Array, takes: tuple[np.ndarray | None, ...] = ()) -> None:
         plain = [a.dictionary if isinstance(a, pa.DictionaryArray) else a for a in arrays]
-        joined = pa.chunked_array(plain, pa.string()).combine_chunks()
-        encoded = pc.dictionary_encode(joined)
-        self.size = max(len(encoded.dictionary), 1)
-        codes = pc.fill_null(encoded.indices.cast(pa.int64()), -1).to_numpy()
+        encoded = pc.dictionary_encode(pa.chunked_array(plain, pa.string()))  # one dictionary
+        self.size = max(len(encoded.chunk(0).dictionary), 1) if encoded.num_chunks else 1
+        if encoded.num_chunks:
+            codes = np.concatenate(
+                [pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks]
+            ).astype(np.int32, copy=False)
+        else:
+            codes = np.zeros(0, dtype=np.int32)
         self.parts, start = [], 0
+        indices: dict[tuple, np.ndarray] = {}  # the columns of one view share their index
         for i, a in enumerate(arrays):
             part = codes[start : start + len(plain[i])]
             if isinstance(a, pa.DictionaryArray):  # index -1 (null) takes the -1 appended
-                at = pc.fill_null(a.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
-                part = np.append(part, -1)[at]
+                index = a.indices
+                key = (index.buffers()[1].address, index.offset, len(index), index.null_count)
+                if key not in indices:
+                    indices[key] = pc.fill_null(index.cast(pa.int64()), -1).to_numpy(
+                        zero_copy_only=False
+                    )
+                part = np.append(part, np.int32(-1))[indices[key]]
             take = takes[i] if i < len(takes) else None
             self.parts.append(part[take] if take is not None else part)
             start += len(plain[i])
@@ -864,12 +915,44 @@ class _Codes:
 
 
 def _member(query: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """query[i] among members (keys >= 0): one sort and a binary search (np.isin sorts both)."""
-    members = np.sort(members[members >= 0])
+    """query[i] among members (keys >= 0): a bitmap over the keys' span when it is small
+    (_bitmap_fits), else one sort and a binary search (np.isin sorts both)."""
+    members = members[members >= 0]
     if not len(members):
         return np.zeros(len(query), dtype=bool)
+    space = int(members.max()) + 1
+    if _bitmap_fits(space, len(query) + len(members)):
+        return _in_bitmap(_bitmap(members, space), query)
+    members = np.sort(members)
     at = np.minimum(np.searchsorted(members, query), len(members) - 1)
     return (members[at] == query) & (query >= 0)
+
+
+def _bitmap_fits(space: int, keys: int) -> bool:
+    """Whether a bitmap of `space` bits is worth it for `keys` keys and queries: at most
+    _BITMAP_BITS, and at most _BITMAP_BITS_PER_KEY per key (zeroing and touching it then
+    costs less than sorting the keys and one binary search per query, ~20 cache misses)."""
+    return space <= _BITMAP_BITS and space <= _BITMAP_BITS_PER_KEY * max(keys, 1)
+
+
+def _bitmap(keys: np.ndarray, space: int) -> np.ndarray:
+    """One bit per key in [0, space), set for `keys` (each in that range): a byte per key
+    packed (several times faster than setting bits one by one) while that is at most
+    _BITMAP_BYTES, else bit by bit."""
+    if space <= _BITMAP_BYTES:
+        flags = np.zeros(space, dtype=bool)
+        flags[keys] = True
+        return np.packbits(flags, bitorder="little")
+    bits = np.zeros((space + 7) >> 3, dtype=np.uint8)
+    np.bitwise_or.at(bits, keys >> 3, np.left_shift(1, keys & 7).astype(np.uint8))
+    return bits
+
+
+def _in_bitmap(bits: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Per query whether its bit is set; False for a query outside the bitmap (-1: null)."""
+    inside = (query >= 0) & (query < 8 * len(bits))
+    q = np.where(inside, query, 0)
+    return inside & ((bits[q >> 3] >> (q & 7).astype(np.uint8)) & 1).astype(bool)
 
 
 def _share_lookup(
@@ -885,7 +968,9 @@ def _share_lookup(
     occurrence of the key (pairs up to the shorter list; a missing share is 0), 0 when absent,
     NaN when the row's keys or the key are unknown. `query_rows`: per row the row of `keys`
     it reads (-1: none; `known` must be False there), else the row itself."""
-    n = len(query_codes)
+    n = len(known)
+    if not known.any():  # no row has keys (an optional input not given): all unknown
+        return np.full(n, np.nan)
     paired = keys.position < shares.lengths[keys.rows]
     rows, kc = keys.rows[paired], key_codes[paired]
     # the share at the same (row, position): shares are flattened in the same row order
@@ -944,17 +1029,34 @@ def _copurchase_by_source(
     pairs, position, weight = pairs[order], ids.position[keep][order], s[keep][order]
     rows, products = wanted()
     query = source[rows] * codes.size + products
-    low = np.searchsorted(pairs, query, "left")
-    if len(pairs) and (pairs[1:] != pairs[:-1]).all():  # no product twice in a list: one search
-        count = (pairs[np.minimum(low, len(pairs) - 1)] == query).astype(np.int64)
+    space = len(ids.lengths) * codes.size  # every (source row, product code)
+    if len(pairs) and space <= min(_TABLE_ENTRIES, _TABLE_PER_KEY * (len(query) + len(pairs))):
+        # a table over every (source row, product): its first place in `pairs` and how many
+        # (most queries find nothing, and none needs a binary search)
+        first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
+        table = np.full(space, -1, dtype=np.int32)
+        table[pairs[first]] = np.arange(len(first), dtype=np.int32)
+        pair = table[query]
+        found = pair >= 0
+        pair, rows = pair[found], rows[found]
+        low = first[pair]
+        count = np.diff(np.append(first, len(pairs)))[pair]
     else:
-        count = np.searchsorted(pairs, query, "right") - low
-    found = count > 0
-    count, low, rows = count[found], low[found], rows[found]
+        low = np.searchsorted(pairs, query, "left")
+        if len(pairs) and (pairs[1:] != pairs[:-1]).all():  # no product twice in a list
+            count = (pairs[np.minimum(low, len(pairs) - 1)] == query).astype(np.int64)
+        else:
+            count = np.searchsorted(pairs, query, "right") - low
+        found = count > 0
+        count, low, rows = count[found], low[found], rows[found]
     ends = np.cumsum(count)
     at = np.repeat(low - (ends - count), count) + np.arange(ends[-1] if len(ends) else 0)
     hit_rows = np.repeat(rows, count)
-    in_order = np.lexsort((position[at], hit_rows))
+    # by row, then by place in the candidate's list (hits come by row already: a stable sort
+    # of the one key runs through them)
+    place = position[at]
+    in_order = np.argsort(hit_rows * (int(place.max()) + 1) + place if len(place) else place,
+                          kind="stable")  # fmt: skip
     hit_rows, at = hit_rows[in_order], at[in_order]
     score = np.bincount(hit_rows, weights=weight[at], minlength=n).astype(np.float64)
     hits = np.bincount(hit_rows, minlength=n).astype(np.int64)
@@ -1007,10 +1109,19 @@ def _string_part(a: pa.Array | None, n: int) -> pa.Array:
     return _strings_array(a, n)
 
 
-def _distinct(keys: np.ndarray) -> np.ndarray:
-    """keys sorted, each once (np.unique is many times slower here: it hashes)."""
-    keys = np.sort(keys)
-    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+def _distinct_by_row(
+    rows: np.ndarray, codes: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's distinct codes, (rows, codes) sorted by both, from `rows` in ascending order
+    (a flattened list column's) and their codes (>= 0): the keys row x size + code are then
+    sorted but within a row, which a stable sort (runs) does several times faster than
+    quicksort, and np.unique (it hashes) many times."""
+    keys = np.sort(rows * size + codes, kind="stable")
+    if not len(keys):
+        return rows, codes
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    rows = rows[first]  # the same rows: the sort moved codes within their row only
+    return rows, keys[first] - rows * size
 
 
 def _recent_by_row(
@@ -1019,8 +1130,7 @@ def _recent_by_row(
     """Each row's distinct recent product codes, (rows, codes) sorted by both, rows whose
     candidate has a source row (source >= 0) only."""
     known = (c_recent >= 0) & (source[recent.rows] >= 0)
-    wanted = _distinct(recent.rows[known] * size + c_recent[known])
-    return wanted // size, wanted % size
+    return _distinct_by_row(recent.rows[known], c_recent[known], size)
 
 
 def _recent_by_customer(
@@ -1029,18 +1139,19 @@ def _recent_by_customer(
     """_recent_by_row when `recent` holds the customer source rows' lists (`at[r]`: row r's,
     -1 for none): the distinct codes found once per customer row (a sort of its lists, not of
     every entity row's), then laid out per entity row in the same order."""
-    wanted = _distinct((recent.rows * size + c_recent)[c_recent >= 0])
-    customer_rows, products = wanted // size, wanted % size
+    known = c_recent >= 0
+    customer_rows, products = _distinct_by_row(recent.rows[known], c_recent[known], size)
     counts = np.bincount(customer_rows, minlength=len(recent.lengths))
     starts = np.cumsum(counts) - counts
     use = (at >= 0) & (source >= 0)
-    lengths = np.zeros(len(at), dtype=np.int64)
-    lengths[use] = counts[at[use]]
+    lengths = np.where(use, np.append(counts, 0)[at], 0)  # at -1: the 0 appended
+    ends = np.cumsum(lengths)
     rows = np.repeat(np.arange(len(at), dtype=np.int64), lengths)
-    offsets = np.arange(len(rows), dtype=np.int64) - np.repeat(
-        np.cumsum(lengths) - lengths, lengths
+    # row r's codes are starts[at[r]] onwards, laid out from ends[r] - lengths[r]
+    index = np.arange(len(rows), dtype=np.int64) + np.repeat(
+        np.append(starts, 0)[at] - (ends - lengths), lengths
     )
-    return rows, products[starts[at[rows]] + offsets]
+    return rows, products[index]
 
 
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -1079,9 +1190,22 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     def strings(name: str) -> pa.Array:
         return _string_part(_array(inputs, name, dictionary=True), n)
 
+    def known(name: str) -> np.ndarray:  # per entity row: its customer's list is not null
+        a = _array(inputs, name, dictionary=True)
+        if a is None:
+            return np.zeros(n, dtype=bool)
+        if shared is None:
+            a = a.dictionary_decode() if isinstance(a, pa.DictionaryArray) else a
+            return ~pc.is_null(a).to_numpy(zero_copy_only=False)
+        valid = np.append(~pc.is_null(a.dictionary).to_numpy(zero_copy_only=False), False)
+        return valid[at]  # at -1: the False appended
+
+    brands_known = known(OPTIONAL_BRANDS)
+    # without a customer's brand shares anywhere, brand_affinity is NaN: no brand coded
+    brands = strings(PRODUCT_BRAND) if brands_known.any() else pa.array([], pa.string())
     codes = _Codes(
         own_recent.values, purchased.values, ids.values, strings("product_id"),
-        cat_keys.values, strings(PRODUCT_CATEGORY), brand_keys.values, strings(PRODUCT_BRAND),
+        cat_keys.values, strings(PRODUCT_CATEGORY), brand_keys.values, brands,
         strings(FAVOURITE_CATEGORY),
         takes=(own_recent.take, purchased.take, ids.take, None, cat_keys.take, None,
                brand_keys.take),
@@ -1107,25 +1231,17 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         else None
     )
 
-    price, usual = _floats(get(PRODUCT_PRICE), n), _floats(get(OPTIONAL_ITEM_PRICE), n)
-    ok = ~np.isnan(price) & (usual > 0)
     ratio = np.full(n, np.nan)
-    ratio[ok] = price[ok] / usual[ok]
     distance = np.full(n, np.nan)
-    positive = ratio > 0
-    distance[positive] = np.abs(np.fromiter(map(math.log, ratio[positive]), np.float64))
+    usual_price = get(OPTIONAL_ITEM_PRICE)
+    if usual_price is not None:  # else no usual price: both NaN
+        price, usual = _floats(get(PRODUCT_PRICE), n), _floats(usual_price, n)
+        ok = ~np.isnan(price) & (usual > 0)
+        ratio[ok] = price[ok] / usual[ok]
+        positive = ratio > 0
+        distance[positive] = np.abs(np.fromiter(map(math.log, ratio[positive]), np.float64))
 
     is_favourite = (c_category >= 0) & (c_category == c_favourite)
-
-    def known(name: str) -> np.ndarray:  # per entity row: its customer's list is not null
-        a = _array(inputs, name, dictionary=True)
-        if a is None:
-            return np.zeros(n, dtype=bool)
-        if shared is None:
-            a = a.dictionary_decode() if isinstance(a, pa.DictionaryArray) else a
-            return ~pc.is_null(a).to_numpy(zero_copy_only=False)
-        valid = np.append(~pc.is_null(a.dictionary).to_numpy(zero_copy_only=False), False)
-        return valid[at]  # at -1: the False appended
 
     if OPTIONAL_CATEGORIES in inputs:
         category_affinity = _share_lookup(
@@ -1135,7 +1251,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     else:
         category_affinity = is_favourite.astype(np.float64)
     brand_affinity = _share_lookup(
-        brand_keys, brand_shares, c_brand_keys, c_brand, codes, known(OPTIONAL_BRANDS),
+        brand_keys, brand_shares, c_brand_keys, c_brand, codes, brands_known,
         rows if shared is not None else None,
     )  # fmt: skip
 

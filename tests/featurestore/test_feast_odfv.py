@@ -575,3 +575,127 @@ def test_match_over_gathered_lists_with_repeats_equals_the_row_code() -> None:
     for name in odfv.MATCH_OUTPUTS:
         assert isinstance(got[name], np.ndarray), name
         assert _same_values(got[name], want[name]), name
+
+
+# customer_product_match's lookups over (row, code) keys: dense (a bitmap, a table of pairs)
+# when the keys' span is small next to them, else sorted and binary-searched; the bitmap a byte
+# per key packed, or bit by bit past _BITMAP_BYTES
+LOOKUPS = {
+    "dense": {"_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_PER_KEY": 10**9},
+    "dense_bits": {"_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_PER_KEY": 10**9, "_BITMAP_BYTES": 0},
+    "searched": {"_BITMAP_BITS": 0, "_TABLE_ENTRIES": 0},
+}
+
+
+@pytest.mark.parametrize("lookups", sorted(LOOKUPS))
+@pytest.mark.parametrize("lists", ["dictionary", "by_view"])
+def test_match_lookups_dense_or_searched_equal_the_row_code(lookups, lists, monkeypatch) -> None:
+    """Whichever way customer_product_match's column code finds a row's keys (membership of
+    the product among the customer's, the recent products among the candidate's co-purchase
+    pairs), its numbers are the row code's, bit for bit: random batches with nulls, and lists
+    with repeated products and scores whose sum shows the order of addition."""
+    for name, value in LOOKUPS[lookups].items():
+        monkeypatch.setattr(odfv, name, value)
+    monkeypatch.setattr(odfv, "_BY_SOURCE_ROWS", 10.0)
+    monkeypatch.setattr(odfv, "_PARALLEL_ROWS", 10**9)
+    bitmaps = []
+    bitmap = odfv._bitmap
+    monkeypatch.setattr(odfv, "_bitmap", lambda *a: bitmaps.append(1) or bitmap(*a))
+    rng = np.random.default_rng(23)
+    batches = [*_random_match_batches(13, null_keys=True), _repeats_rows(rng)]
+    for batch in batches:
+        given = {n: [r.get(n) for r in batch] for n in batch[0]}
+        want = odfv.customer_product_match(given)
+        arrow = _dictionary_columns(given, rng, by_view=lists == "by_view")
+        got = odfv.customer_product_match(arrow)
+        for name in odfv.MATCH_OUTPUTS:
+            assert isinstance(got[name], np.ndarray), name
+            assert _same_values(got[name], want[name]), (lookups, name)
+    assert bool(bitmaps) == (lookups != "searched")  # the way asked for was taken
+
+
+def _repeats_rows(rng: np.random.Generator) -> list[dict]:
+    """Rows with products repeated in the co-purchase lists and the recent ones, scores whose
+    sum shows the order of addition in its last bits, lists of unequal length."""
+    products = [f"p{i}" for i in range(8)]
+
+    def maybe(value, p=0.1):
+        return None if rng.random() < p else value
+
+    rows = []
+    for _ in range(300):
+        k = int(rng.integers(0, 10))
+        recent = [str(rng.choice(products)) for _ in range(int(rng.integers(0, 5)))]
+        rows.append(
+            {
+                "product_id": str(rng.choice(products)),
+                "product_price": 1.0,
+                "category": "a",
+                "brand": "x",
+                "favourite_category_90d": "a",
+                "recent_product_ids": maybe(recent),
+                "copurchase_product_ids": maybe(
+                    [maybe(str(rng.choice(products))) for _ in range(k)], 0.05
+                ),
+                "copurchase_scores": [
+                    maybe(float(rng.random()) * 10.0 ** int(rng.integers(-2, 3)))
+                    for _ in range(int(rng.integers(0, k + 2)))
+                ],
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("layout", ["sliced", "chunked"])
+def test_time_and_number_columns_sliced_or_chunked_equal_the_row_code(layout) -> None:
+    """The column code reads timestamps and floats from Arrow's buffers: a column that is a
+    slice of a bigger one (an offset into its buffers, its validity bits not byte-aligned) or
+    comes in several chunks gives the row code's numbers."""
+    rng = np.random.default_rng(31)
+    n = 203
+    base = np.datetime64("2025-02-01T00:00:00", "us").astype(np.int64)
+
+    def instants(unit="us"):
+        values = [
+            None if rng.random() < 0.2 else int(base + v)
+            for v in rng.integers(-90 * 86_400_000_000, 86_400_000_000, n)
+        ]
+        us = pa.array(values, pa.timestamp("us", tz="UTC"))
+        return us.cast(pa.timestamp(unit, tz="UTC"), safe=False)
+
+    def numbers():
+        return pa.array([None if rng.random() < 0.2 else float(v) for v in rng.random(n) * 40])
+
+    columns = {
+        "event_timestamp": instants("ns"),
+        "last_order_ts": instants(),
+        "last_event_ts": instants("ms"),
+        "signup_ts": instants(),
+        "product_created_at": instants("s"),
+        "first_order_ts": instants(),
+        "mean_gap_days": numbers(),
+        odfv.CANDIDATE_COPURCHASE: numbers(),
+        "pair_last_order_ts": instants(),
+        "lifetime_orders": numbers(),
+    }
+
+    def laid_out(a: pa.Array):
+        if layout == "sliced":
+            return a.slice(5, n - 13)
+        return pa.chunked_array([a.slice(0, 70), a.slice(70, 3), a.slice(73)])
+
+    arrow = {k: laid_out(v) for k, v in columns.items()}
+    lists = {k: v.to_pylist() for k, v in arrow.items()}
+    views = (
+        odfv.customer_recency,
+        odfv.product_age,
+        odfv.retrieval_match,
+        odfv.customer_cycle,
+        odfv.customer_product_affinity,
+    )
+    for fn in views:
+        got, want = fn(arrow), fn(lists)
+        assert set(got) == set(want)
+        for name in want:
+            assert isinstance(got[name], np.ndarray), name
+            assert _same_values(got[name], want[name]), (fn.__name__, name)
