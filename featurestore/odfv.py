@@ -684,9 +684,13 @@ _BITMAP_BYTES = 2**25  # ... built a byte per key up to this span
 # there are at most this many pairs, and at most this many per key looked up or in it
 _TABLE_ENTRIES = 2**23
 _TABLE_PER_KEY = 16
+# ... and already_purchased reads each customer row's distinct products from a table of at most
+# this many slots per row (else by its keys, _member)
+_BOUGHT_SLOTS = 16
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
 # when the source has at most this many rows per entity row (else per entity row: no cheaper)
 _BY_SOURCE_ROWS = 0.5
+_STRINGS_BY_SOURCE_ROWS = 2.0  # ... and codes a string column once per source row up to this
 
 ARROW_TAG = ("udf_inputs", "arrow")  # (tag, value) on a view whose UDF accepts pyarrow columns
 
@@ -781,11 +785,16 @@ def _floats(a: pa.Array | None, n: int = 0) -> np.ndarray:
         out = values.copy()
         out[_nulls(a)] = np.nan
         return out
-    return pc.fill_null(a.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    # unsafe: an integer past 2^53 rounds to the nearest float, as float(v) does (a safe cast
+    # raises on it)
+    as_floats = a.cast(pa.float64(), safe=False)
+    return pc.fill_null(as_floats, np.nan).to_numpy(zero_copy_only=False)
 
 
-def _days_array(now: np.ndarray, then: np.ndarray) -> np.ndarray:
-    out = np.subtract(now, then)  # NaN when either is
+def _days_array(now: np.ndarray, then: np.ndarray, into: bool = False) -> np.ndarray:
+    """(now - then) in days, NaN when either is; `into`: written over `then` (an array of
+    _seconds_array's, no other holder), no new array."""
+    out = np.subtract(now, then, out=then if into else None)
     return np.divide(out, SECONDS_PER_DAY, out=out)
 
 
@@ -794,11 +803,12 @@ def _recency_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     now = _seconds_array(_array(inputs, REQUEST_TIME), n)
     last_order = _seconds_array(_array(inputs, LAST_ORDER), n)
     signup = _seconds_array(_array(inputs, SIGNUP), n)
-    last_event = _seconds_array(_array(inputs, OPTIONAL_LAST_ACTIVITY), n)
+    latest = _seconds_array(_array(inputs, OPTIONAL_LAST_ACTIVITY), n)
+    np.fmax(last_order, latest, out=latest)  # the latest known
     columns = (
-        _days_array(now, last_order),
-        _days_array(now, np.fmax(last_order, last_event)),  # the latest known
-        _days_array(now, signup),
+        _days_array(now, last_order, into=True),
+        _days_array(now, latest, into=True),
+        _days_array(now, signup, into=True),
     )
     return dict(zip(RECENCY_OUTPUTS, columns, strict=True))
 
@@ -808,7 +818,7 @@ def _age_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     now = _seconds_array(_array(inputs, REQUEST_TIME), n)
     created = _seconds_array(_array(inputs, PRODUCT_CREATED), n)
     (name,) = AGE_OUTPUTS
-    return {name: _days_array(now, created)}
+    return {name: _days_array(now, created, into=True)}
 
 
 def _retrieval_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -883,7 +893,12 @@ class _Codes:
     dictionary-encoded part (_string_part) is encoded once per dictionary value and its codes
     taken by its indices (a null index: -1)."""
 
-    def __init__(self, *arrays: pa.Array, takes: tuple[np.ndarray | None, ...] = ()) -> None:
+    def __init__(
+        self,
+        *arrays: pa.Array,
+        takes: tuple[np.ndarray | None, ...] = (),
+        memo: dict[tuple, np.ndarray] | None = None,
+    ) -> None:
         plain = [a.dictionary if isinstance(a, pa.DictionaryArray) else a for a in arrays]
         encoded = pc.dictionary_encode(pa.chunked_array(plain, pa.string()))  # one dictionary
         self.size = max(len(encoded.chunk(0).dictionary), 1) if encoded.num_chunks else 1
@@ -894,17 +909,11 @@ class _Codes:
         else:
             codes = np.zeros(0, dtype=np.int32)
         self.parts, start = [], 0
-        indices: dict[tuple, np.ndarray] = {}  # the columns of one view share their index
+        memo = {} if memo is None else memo
         for i, a in enumerate(arrays):
             part = codes[start : start + len(plain[i])]
             if isinstance(a, pa.DictionaryArray):  # index -1 (null) takes the -1 appended
-                index = a.indices
-                key = (index.buffers()[1].address, index.offset, len(index), index.null_count)
-                if key not in indices:
-                    indices[key] = pc.fill_null(index.cast(pa.int64()), -1).to_numpy(
-                        zero_copy_only=False
-                    )
-                part = np.append(part, np.int32(-1))[indices[key]]
+                part = np.append(part, np.int32(-1))[_index(a, memo)]
             take = takes[i] if i < len(takes) else None
             self.parts.append(part[take] if take is not None else part)
             start += len(plain[i])
@@ -912,6 +921,21 @@ class _Codes:
     def keys(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """(row, code) as one int64; -1 where the code is null (never a member)."""
         return np.where(codes >= 0, rows * self.size + codes, -1)
+
+
+def _index(a: pa.DictionaryArray, memo: dict[tuple, np.ndarray] | None = None) -> np.ndarray:
+    """A dictionary-encoded column's indices as int64, -1 for null. The columns of one gathered
+    view share one index (the offline store's): with `memo` (one call's, its inputs alive
+    meanwhile) it is converted once."""
+    index = a.indices
+    buffers = index.buffers()
+    key = (buffers[1].address, index.offset, len(index), index.null_count)
+    if memo is not None and key in memo:
+        return memo[key]
+    at = pc.fill_null(index.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+    if memo is not None:
+        memo[key] = at
+    return at
 
 
 def _member(query: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -994,7 +1018,9 @@ def _share_lookup(
     return np.where(known & (query_codes >= 0), out, np.nan)
 
 
-def _shared_source(ids: pa.Array | None, scores: pa.Array | None) -> np.ndarray | None:
+def _shared_source(
+    ids: pa.Array | None, scores: pa.Array | None, memo: dict[tuple, np.ndarray] | None = None
+) -> np.ndarray | None:
     """Per row the source row of its candidate's co-purchase lists (-1: none), when ids and
     scores both come dictionary-encoded with the same indices (the offline store's gathered
     product_copurchase); else None."""
@@ -1002,7 +1028,7 @@ def _shared_source(ids: pa.Array | None, scores: pa.Array | None) -> np.ndarray 
         return None
     if len(ids.dictionary) != len(scores.dictionary) or not ids.indices.equals(scores.indices):
         return None
-    return pc.fill_null(ids.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+    return _index(ids, memo)
 
 
 def _copurchase_by_source(
@@ -1034,11 +1060,11 @@ def _copurchase_by_source(
         # a table over every (source row, product): its first place in `pairs` and how many
         # (most queries find nothing, and none needs a binary search)
         first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
-        table = np.full(space, -1, dtype=np.int32)
-        table[pairs[first]] = np.arange(len(first), dtype=np.int32)
+        table = np.zeros(space, dtype=np.int32)  # 0: none, else 1 + the pair's number
+        table[pairs[first]] = np.arange(1, len(first) + 1, dtype=np.int32)
         pair = table[query]
-        found = pair >= 0
-        pair, rows = pair[found], rows[found]
+        found = pair > 0
+        pair, rows = pair[found] - 1, rows[found]
         low = first[pair]
         count = np.diff(np.append(first, len(pairs)))[pair]
     else:
@@ -1058,8 +1084,8 @@ def _copurchase_by_source(
     in_order = np.argsort(hit_rows * (int(place.max()) + 1) + place if len(place) else place,
                           kind="stable")  # fmt: skip
     hit_rows, at = hit_rows[in_order], at[in_order]
-    score = np.bincount(hit_rows, weights=weight[at], minlength=n).astype(np.float64)
-    hits = np.bincount(hit_rows, minlength=n).astype(np.int64)
+    score = np.bincount(hit_rows, weights=weight[at], minlength=n).astype(np.float64, copy=False)
+    hits = np.bincount(hit_rows, minlength=n).astype(np.int64, copy=False)
     return score, hits
 
 
@@ -1076,7 +1102,9 @@ _CUSTOMER_LISTS = (
 )
 
 
-def _shared_rows(inputs: dict[str, Any]) -> tuple[np.ndarray, int] | None:
+def _shared_rows(
+    inputs: dict[str, Any], memo: dict[tuple, np.ndarray] | None = None
+) -> tuple[np.ndarray, int] | None:
     """(per entity row its customer source row, -1 for none; how many source rows) when every
     customer list present comes dictionary-encoded with the same indices over the same rows
     (RECENT_PRODUCTS among them), at most _BY_SOURCE_ROWS per entity row; else None."""
@@ -1093,14 +1121,14 @@ def _shared_rows(inputs: dict[str, Any]) -> tuple[np.ndarray, int] | None:
             return None
     if len(first.dictionary) > _BY_SOURCE_ROWS * len(first):
         return None
-    at = pc.fill_null(first.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
-    return at, len(first.dictionary)
+    return _index(first, memo), len(first.dictionary)
 
 
 def _string_part(a: pa.Array | None, n: int) -> pa.Array:
     """A string column for _Codes: as _strings_array, a dictionary-encoded one kept so (its
-    dictionary as strings) when it has at most _BY_SOURCE_ROWS values per row."""
-    if isinstance(a, pa.DictionaryArray) and len(a.dictionary) > _BY_SOURCE_ROWS * len(a):
+    dictionary as strings) when it has at most _STRINGS_BY_SOURCE_ROWS values per row (coding
+    a value costs less than decoding one, and coding it)."""
+    if isinstance(a, pa.DictionaryArray) and len(a.dictionary) > _STRINGS_BY_SOURCE_ROWS * len(a):
         a = a.dictionary_decode()
     if isinstance(a, pa.DictionaryArray):
         return pa.DictionaryArray.from_arrays(
@@ -1112,16 +1140,16 @@ def _string_part(a: pa.Array | None, n: int) -> pa.Array:
 def _distinct_by_row(
     rows: np.ndarray, codes: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's distinct codes, (rows, codes) sorted by both, from `rows` in ascending order
-    (a flattened list column's) and their codes (>= 0): the keys row x size + code are then
-    sorted but within a row, which a stable sort (runs) does several times faster than
-    quicksort, and np.unique (it hashes) many times."""
+    """Each row's distinct codes (>= 0), (rows, codes) sorted by both. From a flattened list
+    column (rows ascending) the keys row x size + code are sorted but within a row, which a
+    stable sort (runs) does several times faster than quicksort, and np.unique (it hashes)
+    many times."""
     keys = np.sort(rows * size + codes, kind="stable")
     if not len(keys):
-        return rows, codes
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    rows = rows[first]  # the same rows: the sort moved codes within their row only
-    return rows, keys[first] - rows * size
+        return rows.astype(np.int64), codes.astype(np.int64)
+    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
+    rows = keys // size
+    return rows, keys - rows * size
 
 
 def _recent_by_row(
@@ -1154,6 +1182,40 @@ def _recent_by_customer(
     return rows, products[index]
 
 
+def _bought_by_customer(
+    lists: tuple[_Lists, ...],
+    list_codes: tuple[np.ndarray, ...],
+    at: np.ndarray,
+    c_product: np.ndarray,
+    codes: _Codes,
+) -> np.ndarray:
+    """already_purchased when the customer's lists come once per customer source row (`at[r]`:
+    row r's, -1 for none): each customer row's distinct products in a column of a few slots
+    (at most _BOUGHT_SLOTS; else a bitmap or a search over (row, product) keys, _member), each
+    slot then read for every entity row and compared with its candidate, in buffers made once
+    (fresh memory costs more here than the comparisons)."""
+    m = len(lists[0].lengths)
+    rows = np.concatenate([x.rows[c >= 0] for x, c in zip(lists, list_codes, strict=True)])
+    values = np.concatenate([c[c >= 0] for c in list_codes])
+    customer_rows, products = _distinct_by_row(rows, values, codes.size)
+    counts = np.bincount(customer_rows, minlength=m)
+    slots = int(counts.max()) if len(counts) else 0
+    if slots > _BOUGHT_SLOTS:
+        keys = customer_rows * codes.size + products
+        return _member(np.where(at >= 0, codes.keys(at, c_product), -1), keys)
+    # table[k, row]: the row's k-th distinct product, -1 past its last; column m: none (at -1)
+    table = np.full((max(slots, 1), m + 1), -1, dtype=np.int32)
+    table[np.arange(len(products)) - (np.cumsum(counts) - counts)[customer_rows],
+          customer_rows] = products  # fmt: skip
+    found = np.zeros(len(at), dtype=bool)
+    product = np.empty(len(at), dtype=np.int32)
+    same = np.empty(len(at), dtype=bool)
+    for k in range(slots):
+        np.take(table[k], at, out=product)
+        np.logical_or(found, np.equal(product, c_product, out=same), out=found)
+    return found & (c_product >= 0)
+
+
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     n = _arrow_rows(inputs)
     get = lambda name: _array(inputs, name)  # noqa: E731
@@ -1162,7 +1224,8 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         return _Lists(_array(inputs, name, dictionary=True), n, strings)
 
     keys = (RECENT_PRODUCTS, OPTIONAL_PURCHASED, OPTIONAL_CATEGORIES, OPTIONAL_BRANDS)
-    shared = _shared_rows(inputs)
+    memo: dict[tuple, np.ndarray] = {}  # dictionary indices as numpy, once per index
+    shared = _shared_rows(inputs, memo)
     if shared is not None:  # the customer's lists once per customer source row
         at, m = shared
         dictionaries = {name: _array(inputs, name, dictionary=True) for name in _CUSTOMER_LISTS}
@@ -1177,6 +1240,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     source = _shared_source(
         _array(inputs, COPURCHASE_IDS, dictionary=True),
         _array(inputs, COPURCHASE_SCORES, dictionary=True),
+        memo,
     )
     if source is None:
         ids = lists(COPURCHASE_IDS, strings=True)
@@ -1209,6 +1273,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         strings(FAVOURITE_CATEGORY),
         takes=(own_recent.take, purchased.take, ids.take, None, cat_keys.take, None,
                brand_keys.take),
+        memo=memo,
     )  # fmt: skip
     c_own_recent, c_purchased, c_ids, c_product, c_cat_keys, c_category = codes.parts[:6]
     c_brand_keys, c_brand, c_favourite = codes.parts[6:]
@@ -1255,9 +1320,15 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         rows if shared is not None else None,
     )  # fmt: skip
 
-    own_recent_keys = codes.keys(own_recent.rows, c_own_recent)
-    bought = np.concatenate([own_recent_keys, codes.keys(purchased.rows, c_purchased)])
-    already = _member(np.where(rows >= 0, codes.keys(rows, c_product), -1), bought)
+    if shared is None:  # the lists per entity row: each product against its row's candidate
+        already = np.zeros(n, dtype=bool)
+        for bought, c_bought in ((own_recent, c_own_recent), (purchased, c_purchased)):
+            hit = (c_bought >= 0) & (c_bought == c_product[bought.rows])
+            already[bought.rows[hit]] = True
+    else:  # per customer source row
+        already = _bought_by_customer(
+            (own_recent, purchased), (c_own_recent, c_purchased), at, c_product, codes
+        )
 
     if source is None:
         # pairs of customers with recent products only: the others have no hit (nor in the
@@ -1311,18 +1382,25 @@ def _affinity_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     now = _seconds_array(_array(inputs, REQUEST_TIME), n)
     last = _seconds_array(_array(inputs, PAIR_LAST_ORDER), n)
 
-    def counts(name: str) -> np.ndarray:  # 0 where there is none, truncated as int() does
-        return np.nan_to_num(_floats(_array(inputs, name), n), nan=0.0).astype(np.int64)
-
     orders_90d, orders, views, carts = (
-        counts(name) for name in (PAIR_ORDERS_90D, PAIR_ORDERS, PAIR_VIEWS, PAIR_CARTS)
+        _counts_array(_array(inputs, name), n)
+        for name in (PAIR_ORDERS_90D, PAIR_ORDERS, PAIR_VIEWS, PAIR_CARTS)
     )
-    total = counts(LIFETIME_ORDERS)
+    total = _counts_array(_array(inputs, LIFETIME_ORDERS), n)
     share = np.full(n, np.nan)
-    has = total != 0
-    share[has] = orders[has] / total[has]
-    columns = (orders_90d, orders, _days_array(now, last), share, views, carts)
+    np.divide(orders, total, out=share, where=total != 0)
+    columns = (orders_90d, orders, _days_array(now, last, into=True), share, views, carts)
     return dict(zip(AFFINITY_OUTPUTS, columns, strict=True))
+
+
+def _counts_array(a: pa.Array | None, n: int) -> np.ndarray:
+    """_counts of every value as int64: 0 where there is none, int(float(v)) otherwise (an
+    int64 column of counts, each at most 2^53, as it is: the same numbers)."""
+    if a is not None and pa.types.is_int64(a.type) and len(a):
+        values = _fixed_values(a, np.int64)
+        if not ((values > _EXACT) | (values < -_EXACT)).any():
+            return np.where(_nulls(a), 0, values) if a.null_count else values
+    return np.nan_to_num(_floats(a, n), nan=0.0).astype(np.int64)
 
 
 def _columns_or_rows(columns, rows, inputs: dict[str, Any]) -> dict[str, Any]:

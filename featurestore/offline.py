@@ -487,7 +487,7 @@ class AsofRetrievalJob(RetrievalJob):
         return self._to_arrow_internal(timeout).to_pandas()
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         self._steps = {}
         entity = pa.Table.from_pandas(self._entity, preserve_index=False)
         features = self._join(entity)
@@ -495,11 +495,13 @@ class AsofRetrievalJob(RetrievalJob):
             if pa.types.is_timestamp(column.type) and column.type.tz is not None:
                 column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
             entity = entity.append_column(name, column)
-        joined = time.perf_counter()
+        joined, joined_cpu = time.perf_counter(), time.process_time()
         result = self._apply_on_demand(entity)
         self.timings = {
             "join": joined - began,
             "on_demand": time.perf_counter() - joined,
+            "join_cpu": joined_cpu - began_cpu,  # the process's, every thread's
+            "on_demand_cpu": time.process_time() - joined_cpu,
             **self._steps,
         }
         return result
@@ -513,9 +515,8 @@ class AsofRetrievalJob(RetrievalJob):
         for r in self._refs:
             view, name = r.split(":", 1)
             requested[view].add(name)
-        out = table
-        for odfv in self._on_demand:
-            prefix = odfv.projection.name_to_use()
+
+        def compute(odfv: OnDemandFeatureView) -> pa.Table | dict[str, pa.Array]:
             reads = set(keep)
             for p in odfv.source_feature_view_projections.values():
                 for f in p.features:
@@ -523,7 +524,12 @@ class AsofRetrievalJob(RetrievalJob):
             for source in odfv.source_request_sources.values():
                 reads |= {f.name for f in source.schema}
             inputs = table.select([c for c in table.column_names if c in reads])
-            columns = _on_demand_columns(odfv, inputs, self._full, self._encoded)
+            return _on_demand_columns(odfv, inputs, self._full, self._encoded)
+
+        out = table
+        for odfv in self._on_demand:
+            columns = compute(odfv)
+            prefix = odfv.projection.name_to_use()
             order = [f.name for f in odfv.features]
             for name in sorted(requested.get(prefix, ()), key=order.index):
                 column = f"{prefix}__{name}" if self._full else name

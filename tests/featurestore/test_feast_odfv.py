@@ -577,23 +577,26 @@ def test_match_over_gathered_lists_with_repeats_equals_the_row_code() -> None:
         assert _same_values(got[name], want[name]), name
 
 
-# customer_product_match's lookups over (row, code) keys: dense (a bitmap, a table of pairs)
-# when the keys' span is small next to them, else sorted and binary-searched; the bitmap a byte
-# per key packed, or bit by bit past _BITMAP_BYTES
+# customer_product_match's lookups over (row, code) keys: a customer's products in a few slots
+# per customer row, else (and the co-purchase pairs) dense (a bitmap, a table of pairs) when the
+# keys' span is small next to them, else sorted and binary-searched; the bitmap a byte per key
+# packed, or bit by bit past _BITMAP_BYTES
+DENSE = {"_BOUGHT_SLOTS": 0, "_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_PER_KEY": 10**9}
 LOOKUPS = {
-    "dense": {"_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_PER_KEY": 10**9},
-    "dense_bits": {"_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_PER_KEY": 10**9, "_BITMAP_BYTES": 0},
-    "searched": {"_BITMAP_BITS": 0, "_TABLE_ENTRIES": 0},
+    "slots": {},
+    "dense": DENSE,
+    "dense_bits": {**DENSE, "_BITMAP_BYTES": 0},
+    "searched": {"_BOUGHT_SLOTS": 0, "_BITMAP_BITS": 0, "_TABLE_ENTRIES": 0},
 }
 
 
 @pytest.mark.parametrize("lookups", sorted(LOOKUPS))
 @pytest.mark.parametrize("lists", ["dictionary", "by_view"])
 def test_match_lookups_dense_or_searched_equal_the_row_code(lookups, lists, monkeypatch) -> None:
-    """Whichever way customer_product_match's column code finds a row's keys (membership of
-    the product among the customer's, the recent products among the candidate's co-purchase
-    pairs), its numbers are the row code's, bit for bit: random batches with nulls, and lists
-    with repeated products and scores whose sum shows the order of addition."""
+    """Whichever way customer_product_match's column code finds a row's keys (the product among
+    the customer's, the recent products among the candidate's co-purchase pairs), its numbers
+    are the row code's, bit for bit: random batches with nulls, and lists with repeated
+    products and scores whose sum shows the order of addition."""
     for name, value in LOOKUPS[lookups].items():
         monkeypatch.setattr(odfv, name, value)
     monkeypatch.setattr(odfv, "_BY_SOURCE_ROWS", 10.0)
@@ -611,7 +614,8 @@ def test_match_lookups_dense_or_searched_equal_the_row_code(lookups, lists, monk
         for name in odfv.MATCH_OUTPUTS:
             assert isinstance(got[name], np.ndarray), name
             assert _same_values(got[name], want[name]), (lookups, name)
-    assert bool(bitmaps) == (lookups != "searched")  # the way asked for was taken
+    if lists == "by_view":  # the customer's lists per customer row: the way asked for taken
+        assert bool(bitmaps) == lookups.startswith("dense")
 
 
 def _repeats_rows(rng: np.random.Generator) -> list[dict]:
@@ -648,9 +652,9 @@ def _repeats_rows(rng: np.random.Generator) -> list[dict]:
 
 @pytest.mark.parametrize("layout", ["sliced", "chunked"])
 def test_time_and_number_columns_sliced_or_chunked_equal_the_row_code(layout) -> None:
-    """The column code reads timestamps and floats from Arrow's buffers: a column that is a
-    slice of a bigger one (an offset into its buffers, its validity bits not byte-aligned) or
-    comes in several chunks gives the row code's numbers."""
+    """The column code reads timestamps, floats and counts from Arrow's buffers: a column that
+    is a slice of a bigger one (an offset into its buffers, its validity bits not byte-aligned)
+    or comes in several chunks gives the row code's numbers."""
     rng = np.random.default_rng(31)
     n = 203
     base = np.datetime64("2025-02-01T00:00:00", "us").astype(np.int64)
@@ -677,6 +681,10 @@ def test_time_and_number_columns_sliced_or_chunked_equal_the_row_code(layout) ->
         odfv.CANDIDATE_COPURCHASE: numbers(),
         "pair_last_order_ts": instants(),
         "lifetime_orders": numbers(),
+        "pair_orders_90d": pa.array([None if i % 3 else i % 7 for i in range(n)], pa.int64()),
+        # a count past 2^53 reads as int(float(v)), as the row code reads it
+        "pair_orders_lifetime": pa.array([2**53 + 1 if i == 150 else i for i in range(n)]),
+        "pair_views_30d": pa.array(list(range(n)), pa.int32()),
     }
 
     def laid_out(a: pa.Array):
