@@ -684,9 +684,6 @@ _BITMAP_BYTES = 2**25  # ... built a byte per key up to this span
 # there are at most this many pairs, and at most this many per key looked up or in it
 _TABLE_ENTRIES = 2**23
 _TABLE_PER_KEY = 16
-# ... and already_purchased reads each customer row's distinct products from a table of at most
-# this many slots per row (else by its keys, _member)
-_BOUGHT_SLOTS = 16
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
 # when the source has at most this many rows per entity row (else per entity row: no cheaper)
 _BY_SOURCE_ROWS = 0.5
@@ -1140,16 +1137,16 @@ def _string_part(a: pa.Array | None, n: int) -> pa.Array:
 def _distinct_by_row(
     rows: np.ndarray, codes: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's distinct codes (>= 0), (rows, codes) sorted by both. From a flattened list
-    column (rows ascending) the keys row x size + code are sorted but within a row, which a
-    stable sort (runs) does several times faster than quicksort, and np.unique (it hashes)
-    many times."""
+    """Each row's distinct codes, (rows, codes) sorted by both, from `rows` in ascending order
+    (a flattened list column's) and their codes (>= 0): the keys row x size + code are then
+    sorted but within a row, which a stable sort (runs) does several times faster than
+    quicksort, and np.unique (it hashes) many times."""
     keys = np.sort(rows * size + codes, kind="stable")
     if not len(keys):
-        return rows.astype(np.int64), codes.astype(np.int64)
-    keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
-    rows = keys // size
-    return rows, keys - rows * size
+        return rows, codes
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    rows = rows[first]  # the same rows: the sort moved codes within their row only
+    return rows, keys[first] - rows * size
 
 
 def _recent_by_row(
@@ -1180,40 +1177,6 @@ def _recent_by_customer(
         np.append(starts, 0)[at] - (ends - lengths), lengths
     )
     return rows, products[index]
-
-
-def _bought_by_customer(
-    lists: tuple[_Lists, ...],
-    list_codes: tuple[np.ndarray, ...],
-    at: np.ndarray,
-    c_product: np.ndarray,
-    codes: _Codes,
-) -> np.ndarray:
-    """already_purchased when the customer's lists come once per customer source row (`at[r]`:
-    row r's, -1 for none): each customer row's distinct products in a column of a few slots
-    (at most _BOUGHT_SLOTS; else a bitmap or a search over (row, product) keys, _member), each
-    slot then read for every entity row and compared with its candidate, in buffers made once
-    (fresh memory costs more here than the comparisons)."""
-    m = len(lists[0].lengths)
-    rows = np.concatenate([x.rows[c >= 0] for x, c in zip(lists, list_codes, strict=True)])
-    values = np.concatenate([c[c >= 0] for c in list_codes])
-    customer_rows, products = _distinct_by_row(rows, values, codes.size)
-    counts = np.bincount(customer_rows, minlength=m)
-    slots = int(counts.max()) if len(counts) else 0
-    if slots > _BOUGHT_SLOTS:
-        keys = customer_rows * codes.size + products
-        return _member(np.where(at >= 0, codes.keys(at, c_product), -1), keys)
-    # table[k, row]: the row's k-th distinct product, -1 past its last; column m: none (at -1)
-    table = np.full((max(slots, 1), m + 1), -1, dtype=np.int32)
-    table[np.arange(len(products)) - (np.cumsum(counts) - counts)[customer_rows],
-          customer_rows] = products  # fmt: skip
-    found = np.zeros(len(at), dtype=bool)
-    product = np.empty(len(at), dtype=np.int32)
-    same = np.empty(len(at), dtype=bool)
-    for k in range(slots):
-        np.take(table[k], at, out=product)
-        np.logical_or(found, np.equal(product, c_product, out=same), out=found)
-    return found & (c_product >= 0)
 
 
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -1325,10 +1288,10 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         for bought, c_bought in ((own_recent, c_own_recent), (purchased, c_purchased)):
             hit = (c_bought >= 0) & (c_bought == c_product[bought.rows])
             already[bought.rows[hit]] = True
-    else:  # per customer source row
-        already = _bought_by_customer(
-            (own_recent, purchased), (c_own_recent, c_purchased), at, c_product, codes
-        )
+    else:  # per customer source row: a bitmap over (customer row, product) when it is small
+        own_recent_keys = codes.keys(own_recent.rows, c_own_recent)
+        bought = np.concatenate([own_recent_keys, codes.keys(purchased.rows, c_purchased)])
+        already = _member(np.where(rows >= 0, codes.keys(rows, c_product), -1), bought)
 
     if source is None:
         # pairs of customers with recent products only: the others have no hit (nor in the
