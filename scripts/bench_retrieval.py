@@ -15,6 +15,10 @@ under --data-dir first when it has no feature sources (generate, ingest, feature
 at random microsecond instants over the sources' span, plus for the ranking service a random
 product and a request value `candidate_copurchase_score` per row.
 
+The on-demand column is the wall time of shopfeast's on-demand views (the store's
+`timings["on_demand"]`: every view's work, after the join) over the whole call's wall time, and
+their CPU time over the call's CPU time (both every thread's) where the store reports it.
+
 Each measurement runs in its own process, which opens the store, builds the entity frame and warms
 the store up on 50 rows before the clock starts; peak RSS is the process's peak during the call
 (VmHWM reset just before it; it includes what the process held before, the same for all three):
@@ -397,6 +401,8 @@ def main() -> None:
                         if "on_demand" in t
                         else ""
                     )
+                    if "on_demand_cpu" in t:  # of the call's CPU time (all its threads)
+                        share += f", CPU {t['on_demand_cpu'] / r['cpu']:.0%}"
                     lines.append(
                         f"| {service} | {rows:,} | {names[store]} | {r['wall']:.2f} s | "
                         f"{r['cpu']:.2f} s | {gib(r['peak_rss'])} | {share} | {values} |"
