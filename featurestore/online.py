@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import islice, repeat
 from typing import Any
 
 import pyarrow as pa
@@ -408,11 +408,19 @@ class OnlineFeatures:
             keys_ = [k for k in keys_ if k not in unread] if unread else list(keys_)
             if since is not None:  # checked since the request began, by any read: not again
                 # (but a `recheck` row: the earlier read may have used it before that check)
-                stamps = [checked.setdefault(v.view.name, {}) for v in views_]
+                stamps = [checked.setdefault(v.view.name, {}).get for v in views_]
                 again_ = rechecked.get(views_[0].join_keys, ())
-                keys_ = [
-                    k for k in keys_ if k in again_ or any(s.get(k, -1.0) < since for s in stamps)
-                ]
+                if len(stamps) == 2:  # a product's two views: unrolled, no generator per key
+                    a, b = stamps
+                    keys_ = [
+                        k for k in keys_ if a(k, -1.0) < since or b(k, -1.0) < since or k in again_
+                    ]
+                else:
+                    keys_ = [
+                        k
+                        for k in keys_
+                        if k in again_ or any(get(k, -1.0) < since for get in stamps)
+                    ]
             if keys_:
                 verify.append((tuple(views_), keys_))
         # Only a read that misses the cache and the memo, or checks it, waits for Redis.
@@ -1051,16 +1059,22 @@ async def _hiredis_replies(
     time, not only at the read's deadline)."""
     reader = parser._reader
     replies: list[Any] = []
-    while len(replies) < count:
-        reply = reader.gets()
-        if reply is NOT_ENOUGH_DATA:  # the reader's sentinel (redis-py sets it)
-            async with asyncio.timeout(socket_timeout):
-                await parser.read_from_socket()
-            continue
-        if isinstance(reply, Exception):  # an error reply, or a connection error
-            raise reply
-        replies.append(reply)
-    return replies
+    while True:
+        # every complete reply buffered, up to `count`, by one C-level loop (the reader answers
+        # its sentinel, NOT_ENOUGH_DATA as redis-py sets it, when it holds no complete reply)
+        batch = list(islice(iter(reader.gets, NOT_ENOUGH_DATA), count - len(replies)))
+        if not _REPLY_TYPES.issuperset(map(type, batch)):
+            for reply in batch:
+                if isinstance(reply, Exception):  # an error reply, or a connection error
+                    raise reply
+        replies += batch
+        if len(replies) >= count:
+            return replies
+        async with asyncio.timeout(socket_timeout):
+            await parser.read_from_socket()
+
+
+_REPLY_TYPES = frozenset({list, bytes, int, type(None)})  # what RESP2 replies decode to
 
 
 class _KeyWriter:
