@@ -679,7 +679,7 @@ _PARALLEL_ROWS = 50_000
 # (32 MiB) and at most this many bits per key looked up or in (_member, _copurchase_by_source)
 _BITMAP_BITS = 2**28
 _BITMAP_BITS_PER_KEY = 256
-_BITMAP_BYTES = 2**25  # ... built a byte per key up to this span
+_BITMAP_BYTES = 2**20  # ... built a byte per key (8x the memory, touched fresh) up to this span
 # _copurchase_by_source finds (source row, product) pairs in a table of one int32 per pair when
 # there are at most this many pairs, and at most this many per key looked up or in it
 _TABLE_ENTRIES = 2**23
@@ -732,10 +732,10 @@ _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 def _seconds_array(a: pa.Array | None, n: int) -> np.ndarray:
     """_stored_seconds of every value as float64, NaN for missing."""
     if a is None:
-        return np.full(n, np.nan)
+        return _nans(n)
     if pa.types.is_timestamp(a.type) and len(a):
         ints = _fixed_values(a, np.int64)  # whatever a null holds: overwritten below
-        out = np.empty(len(a))
+        out = _empty(len(a), np.float64)
         per_second = _PER_SECOND[a.type.unit]
         if per_second == 1:
             out[:] = ints
@@ -749,6 +749,26 @@ def _seconds_array(a: pa.Array | None, n: int) -> np.ndarray:
         raise _RowCode(str(a.type))
     if a.null_count:
         out[_nulls(a)] = np.nan
+    return out
+
+
+def _empty(n: int, dtype: type) -> np.ndarray:
+    """An uninitialised array from Arrow's memory pool rather than numpy's malloc: the pool keeps
+    the pages the join just freed, where glibc hands a big block back to the kernel on free, so
+    each fresh numpy array of a 500,000-row column is page-faulted in again (~2 ms per 4 MB)."""
+    return np.frombuffer(pa.allocate_buffer(n * np.dtype(dtype).itemsize), dtype=dtype)
+
+
+def _as(values: np.ndarray, dtype: type) -> np.ndarray:
+    """values.astype(dtype), in an array of _empty's."""
+    out = _empty(len(values), dtype)
+    np.copyto(out, values, casting="unsafe")
+    return out
+
+
+def _nans(n: int) -> np.ndarray:
+    out = _empty(n, np.float64)
+    out.fill(np.nan)
     return out
 
 
@@ -772,14 +792,14 @@ def _nulls(a: pa.Array) -> np.ndarray:
 def _floats(a: pa.Array | None, n: int = 0) -> np.ndarray:
     """float64 values, NaN for missing."""
     if a is None or pa.types.is_null(a.type):
-        return np.full(len(a) if a is not None else n, np.nan)
+        return _nans(len(a) if a is not None else n)
     if not (pa.types.is_integer(a.type) or pa.types.is_floating(a.type)):
         raise _RowCode(str(a.type))
     if pa.types.is_float64(a.type) and len(a):  # its values as they are, nulls made NaN
         values = _fixed_values(a, np.float64)
         if not a.null_count:
             return values  # read-only, as pyarrow's zero-copy to_numpy: no caller writes
-        out = values.copy()
+        out = _as(values, np.float64)
         out[_nulls(a)] = np.nan
         return out
     # unsafe: an integer past 2^53 rounds to the nearest float, as float(v) does (a safe cast
@@ -860,9 +880,12 @@ class _Lists:
             lengths = np.zeros(n, dtype=np.int64)
             lengths[valid] = self.lengths[at[valid]]
             self.lengths = lengths
-        self.rows = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
-        starts = np.cumsum(self.lengths) - self.lengths
-        self.position = np.arange(len(self.rows), dtype=np.int64) - starts[self.rows]
+        if len(values):
+            self.rows = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
+            starts = np.cumsum(self.lengths) - self.lengths
+            self.position = np.arange(len(self.rows), dtype=np.int64) - starts[self.rows]
+        else:  # no list has a value (an optional input not given): no row to lay out
+            self.rows = self.position = np.zeros(0, dtype=np.int64)
         if index is not None:
             self.take = source_starts[at[self.rows]] + self.position
         if strings:
@@ -910,14 +933,18 @@ class _Codes:
         for i, a in enumerate(arrays):
             part = codes[start : start + len(plain[i])]
             if isinstance(a, pa.DictionaryArray):  # index -1 (null) takes the -1 appended
-                part = np.append(part, np.int32(-1))[_index(a, memo)]
+                at = _index(a, memo)
+                part = np.take(np.append(part, np.int32(-1)), at, out=_empty(len(at), np.int32))
             take = takes[i] if i < len(takes) else None
             self.parts.append(part[take] if take is not None else part)
             start += len(plain[i])
 
     def keys(self, rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """(row, code) as one int64; -1 where the code is null (never a member)."""
-        return np.where(codes >= 0, rows * self.size + codes, -1)
+        out = np.multiply(rows, self.size, out=_empty(len(rows), np.int64))
+        np.add(out, codes, out=out)
+        out[codes < 0] = -1
+        return out
 
 
 def _index(a: pa.DictionaryArray, memo: dict[tuple, np.ndarray] | None = None) -> np.ndarray:
@@ -961,10 +988,12 @@ def _bitmap(keys: np.ndarray, space: int) -> np.ndarray:
     packed (several times faster than setting bits one by one) while that is at most
     _BITMAP_BYTES, else bit by bit."""
     if space <= _BITMAP_BYTES:
-        flags = np.zeros(space, dtype=bool)
+        flags = _empty(space, np.bool_)
+        flags.fill(False)
         flags[keys] = True
         return np.packbits(flags, bitorder="little")
-    bits = np.zeros((space + 7) >> 3, dtype=np.uint8)
+    bits = _empty((space + 7) >> 3, np.uint8)
+    bits.fill(0)
     np.bitwise_or.at(bits, keys >> 3, np.left_shift(1, keys & 7).astype(np.uint8))
     return bits
 
@@ -991,7 +1020,7 @@ def _share_lookup(
     it reads (-1: none; `known` must be False there), else the row itself."""
     n = len(known)
     if not known.any():  # no row has keys (an optional input not given): all unknown
-        return np.full(n, np.nan)
+        return _nans(n)
     paired = keys.position < shares.lengths[keys.rows]
     rows, kc = keys.rows[paired], key_codes[paired]
     # the share at the same (row, position): shares are flattened in the same row order
@@ -1259,8 +1288,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         else None
     )
 
-    ratio = np.full(n, np.nan)
-    distance = np.full(n, np.nan)
+    ratio, distance = _nans(n), _nans(n)
     usual_price = get(OPTIONAL_ITEM_PRICE)
     if usual_price is not None:  # else no usual price: both NaN
         price, usual = _floats(get(PRODUCT_PRICE), n), _floats(usual_price, n)
@@ -1277,7 +1305,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
             rows if shared is not None else None,
         )  # fmt: skip
     else:
-        category_affinity = is_favourite.astype(np.float64)
+        category_affinity = _as(is_favourite, np.float64)
     brand_affinity = _share_lookup(
         brand_keys, brand_shares, c_brand_keys, c_brand, codes, brands_known,
         rows if shared is not None else None,
@@ -1314,9 +1342,9 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         "price_ratio": ratio,
         "price_distance": distance,
         "category_affinity": category_affinity,
-        "is_favourite_category": is_favourite.astype(np.int64),
+        "is_favourite_category": _as(is_favourite, np.int64),
         "brand_affinity": brand_affinity,
-        "already_purchased": already.astype(np.int64),
+        "already_purchased": _as(already, np.int64),
         "copurchase_score": score,
         "copurchase_hits": hits,
     }
@@ -1350,7 +1378,7 @@ def _affinity_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         for name in (PAIR_ORDERS_90D, PAIR_ORDERS, PAIR_VIEWS, PAIR_CARTS)
     )
     total = _counts_array(_array(inputs, LIFETIME_ORDERS), n)
-    share = np.full(n, np.nan)
+    share = _nans(n)
     np.divide(orders, total, out=share, where=total != 0)
     columns = (orders_90d, orders, _days_array(now, last, into=True), share, views, carts)
     return dict(zip(AFFINITY_OUTPUTS, columns, strict=True))
@@ -1362,7 +1390,9 @@ def _counts_array(a: pa.Array | None, n: int) -> np.ndarray:
     if a is not None and pa.types.is_int64(a.type) and len(a):
         values = _fixed_values(a, np.int64)
         if not ((values > _EXACT) | (values < -_EXACT)).any():
-            return np.where(_nulls(a), 0, values) if a.null_count else values
+            if not a.null_count:
+                return values
+            return np.multiply(values, ~_nulls(a), out=_empty(len(a), np.int64))
     return np.nan_to_num(_floats(a, n), nan=0.0).astype(np.int64)
 
 
