@@ -683,7 +683,7 @@ _BITMAP_BYTES = 2**20  # ... built a byte per key (8x the memory, touched fresh)
 # _copurchase_by_source finds (source row, product) pairs in a table of one int32 per pair when
 # there are at most this many pairs, and at most this many per key looked up or in it
 _TABLE_ENTRIES = 2**23
-_TABLE_PER_KEY = 16
+_TABLE_PER_KEY = 8
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
 # when the source has at most this many rows per entity row (else per entity row: no cheaper)
 _BY_SOURCE_ROWS = 0.5
@@ -1094,6 +1094,10 @@ def _copurchase_by_source(
         low = first[pair]
         count = np.diff(np.append(first, len(pairs)))[pair]
     else:
+        if len(pairs) and _bitmap_fits(space, len(query) + len(pairs)):
+            # most queries find nothing: only those in the candidate's list are searched
+            found = _in_bitmap(_bitmap(pairs, space), query)
+            rows, query = rows[found], query[found]
         low = np.searchsorted(pairs, query, "left")
         if len(pairs) and (pairs[1:] != pairs[:-1]).all():  # no product twice in a list
             count = (pairs[np.minimum(low, len(pairs) - 1)] == query).astype(np.int64)
