@@ -169,6 +169,7 @@ def test_ranking_run_beats_popularity_and_writes_artifacts(data, monkeypatch, ca
     assert (folder / "metrics.png").exists() and (folder / "feature_importance.png").exists()
     loaded = artifacts.load(data / "models", "ranking").card
     assert loaded["feature_service"]["name"] == "ranking_model_v3"
+    assert loaded["cost"]["seconds"] > 0 and loaded["cost"]["peak_rss_gib"] > 0.1
     assert {
         "copurchase_score",
         "already_purchased",
