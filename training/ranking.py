@@ -24,6 +24,7 @@ recent and most-bought products left out of every list, and of what counts as re
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -75,11 +76,16 @@ MODEL = "ranking"
 K = 10
 QUERY = "query_id"
 LABEL = "purchased"
-# (product, snapshot day) rows of the product grid per point-in-time read, which bounds its memory:
-# seven days of a 10,000-product shop (the grid whole held 21 GiB there), all of the demo shop's
-# days in two reads (seven days at a time took 49 reads of 2,100 rows, each paying the store's
-# fixed cost).
-ROWS_PER_READ = 70_000
+# (product, snapshot day) rows of the product grid per point-in-time read, which bounds its memory.
+# The grid is read without its co-purchase lists (category and popularity only), so a read holds
+# 100 days of a 10,000-product shop (4 reads of the bench shop's 337 days, not 48 of 7 days with
+# every list; the grid whole with its lists held 21 GiB there) and all of the demo shop's days in
+# one.
+ROWS_PER_READ = 1_000_000
+# (product, day) pairs per read of the co-purchase lists: only those the day's customers look up
+LIST_ROWS_PER_READ = 70_000
+GRID_FEATURES = (CATEGORY, POPULARITY)
+LIST_FEATURES = (NEIGHBOUR_IDS, NEIGHBOUR_SCORES)
 # One thread, as the churn models (training/churn_models.py says why): on the demo shop's 105,685
 # training rows the same ranker took 10.6 s CPU with one thread and 31.2 s with two (load 16).
 N_JOBS = 1
@@ -223,16 +229,18 @@ def candidate_inputs(
     rows_per_read: int = ROWS_PER_READ,
     bar: Task | None = None,
     also_look_up: dict[pd.Timestamp, set[str]] | None = None,
+    lists_per_read: int = LIST_ROWS_PER_READ,
 ) -> CandidateInputs:
     """Customer, catalog and co-purchase values as of each query, through the candidate service.
 
     The catalog and co-purchase lists are read once per snapshot day: every query of a day sees
     the same daily snapshot (an entity timestamp t reads the snapshot of floor(t)). The grid of
-    days x products is read as many days at a time as `rows_per_read` holds (at least one), and
-    of each day's co-purchase lists only those of the products in that day's customers' recent
-    lists are kept (the only ones the generator and the baseline look up): on a 10,000-product
-    shop the whole grid with every list held 21 GiB. `also_look_up`: more products per day whose
-    lists to keep (a live session's).
+    days x products is read without its lists (`GRID_FEATURES`), as many days at a time as
+    `rows_per_read` holds (at least one); then the co-purchase lists (`LIST_FEATURES`) of only
+    the (product, day) pairs the generator and the baseline look up (the live products in that
+    day's customers' recent lists), `lists_per_read` pairs at a time. Reading every list of the
+    grid and keeping those took 48 reads and 2.5-3 min on a 10,000-product shop (and 21 GiB read
+    whole). `also_look_up`: more products per day whose lists to read (a live session's).
     """
     bar = bar or Task("candidates", None, "steps")
     cust = store.historical(fs, queries[["customer_id", "event_timestamp"]], CUSTOMER_SERVICE)
@@ -252,16 +260,17 @@ def candidate_inputs(
     for day, more in (also_look_up or {}).items():
         looked_up.setdefault(day, set()).update(more)
     days = sorted(query_days.unique())
-    catalogs, neighbours = {}, {}
+    catalogs: dict[pd.Timestamp, Catalog] = {}
     days_per_read = max(1, rows_per_read // max(1, len(product_ids)))
     reads = range(0, len(days), days_per_read)
     bar.grow(len(reads))
+    wanted = []  # (product, day) frames of the live products whose lists are looked up
     for n, lo in enumerate(reads, 1):
         grid = pd.DataFrame(
             [(p, d) for d in days[lo : lo + days_per_read] for p in product_ids],
             columns=["product_id", "event_timestamp"],
         )
-        prod = store.historical(fs, grid, PRODUCT_SERVICE)
+        prod = store.historical(fs, grid, PRODUCT_SERVICE, only=GRID_FEATURES)
         live = prod[prod[POPULARITY].notna()]  # products that exist at the snapshot
         # one sort for every day of the read (Catalog.from_frame per day: 1 s of 337 days)
         catalogs.update(Catalog.by_day(live, popularity=POPULARITY, category=CATEGORY))
@@ -269,16 +278,31 @@ def candidate_inputs(
             if day not in catalogs:
                 catalogs[day] = Catalog.from_frame(live.iloc[:0], POPULARITY, CATEGORY)
         pairs = zip(live["product_id"], live["event_timestamp"], strict=True)
-        wanted = [p in looked_up.get(d, ()) for p, d in pairs]
-        near = live[np.asarray(wanted, dtype=bool)]
-        for day, g in near.groupby("event_timestamp", sort=True):
-            neighbours[day] = neighbours_from_arrays(
-                g["product_id"], g[NEIGHBOUR_IDS], g[NEIGHBOUR_SCORES]
-            )
-        for day in catalogs:
-            neighbours.setdefault(day, {})
-        bar.step(f"read {PRODUCT_SERVICE} {n}/{len(reads)}")
+        keep = np.fromiter((p in looked_up.get(d, ()) for p, d in pairs), bool, len(live))
+        wanted.append(live.loc[keep, ["product_id", "event_timestamp"]])
+        bar.step(f"read {PRODUCT_SERVICE} {n}/{len(reads)} without lists")
+    pairs = pd.concat(wanted, ignore_index=True) if wanted else pd.DataFrame()
+    neighbours = _neighbour_lists(fs, pairs, lists_per_read, bar)
+    for day in catalogs:
+        neighbours.setdefault(day, {})
     return CandidateInputs(recent, favourite, catalogs, neighbours, frequent)
+
+
+def _neighbour_lists(fs, pairs: pd.DataFrame, per_read: int, bar: Task) -> dict:
+    """product -> [(product, score)] by snapshot day, read for the (product_id, event_timestamp)
+    rows of `pairs` only."""
+    neighbours: dict[pd.Timestamp, dict] = {}
+    reads = range(0, len(pairs), max(1, per_read))
+    bar.grow(len(reads))
+    for n, lo in enumerate(reads, 1):
+        chunk = pairs.iloc[lo : lo + per_read]
+        near = store.historical(fs, chunk, PRODUCT_SERVICE, only=LIST_FEATURES)
+        for day, g in near.groupby("event_timestamp", sort=True):
+            neighbours.setdefault(day, {}).update(
+                neighbours_from_arrays(g["product_id"], g[NEIGHBOUR_IDS], g[NEIGHBOUR_SCORES])
+            )
+        bar.step(f"read {PRODUCT_SERVICE} lists {n}/{len(reads)}")
+    return neighbours
 
 
 def candidate_rows(
@@ -652,12 +676,21 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     card = _card(
         config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
     )
+    card["cost"] = cost(time.perf_counter() - t0)
     served_log.save_reference(out, columns, test_matrix, test_scores, seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
     say(summary(card))
-    say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
+    peak = card["cost"]["peak_rss_gib"]
+    say(f"saved {out} ({time.perf_counter() - t0:.1f}s, peak RSS {peak} GiB)")
     return card
+
+
+def cost(seconds: float) -> dict:
+    """The run's wall time so far and this process's peak resident set (what the card reports
+    for training time and memory; Linux reports ru_maxrss in KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 2)}
 
 
 def _gain(model: XGBRanker, columns: list[str]) -> pd.Series:

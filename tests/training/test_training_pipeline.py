@@ -169,6 +169,7 @@ def test_ranking_run_beats_popularity_and_writes_artifacts(data, monkeypatch, ca
     assert (folder / "metrics.png").exists() and (folder / "feature_importance.png").exists()
     loaded = artifacts.load(data / "models", "ranking").card
     assert loaded["feature_service"]["name"] == "ranking_model_v3"
+    assert loaded["cost"]["seconds"] > 0 and loaded["cost"]["peak_rss_gib"] > 0.1
     assert {
         "copurchase_score",
         "already_purchased",
@@ -254,3 +255,74 @@ def test_historical_without_lists_is_the_same_frame_minus_its_list_columns(data)
     assert "recent_product_ids" in listed  # the service has list features to leave out
     assert sorted(set(whole.columns) - set(lean.columns)) == sorted(listed)
     pd.testing.assert_frame_equal(lean, whole.drop(columns=listed))
+
+
+def test_candidate_inputs_equal_the_whole_grid_read_with_every_list(data, monkeypatch) -> None:
+    """The grid read without lists, then the lists of the looked-up (product, day) pairs only,
+    against one read of the whole days x products grid with every list kept: the same catalogs
+    and the same co-purchase lists, in several reads of each kind (days and pairs split across
+    reads), and no list read for a pair nobody looks up."""
+    from featurestore.store import open_store
+    from training import store
+    from training.candidates import (
+        CATEGORY,
+        NEIGHBOUR_IDS,
+        NEIGHBOUR_SCORES,
+        POPULARITY,
+        PRODUCT_SERVICE,
+        Catalog,
+        neighbours_from_arrays,
+    )
+
+    fs = open_store("embedded", data)
+    queries = ranking.purchase_queries(data, SMALL_RANKING, seed=5)
+    products = sorted(read_clean(data, "products", ["product_id"])["product_id"].astype(str))
+    days = sorted(queries["event_timestamp"].dt.floor("D").unique())
+    also = {days[3]: set(products[:5]), days[-1]: {products[-1]}}
+
+    reads: list[tuple[tuple | None, int]] = []
+    plain = store.historical
+
+    def counted(fs_, entity, name, lists=True, only=None):
+        reads.append((tuple(only) if only else None, len(entity)))
+        return plain(fs_, entity, name, lists=lists, only=only)
+
+    monkeypatch.setattr(store, "historical", counted)
+    got = ranking.candidate_inputs(
+        fs, queries, products, rows_per_read=len(products) * 7, also_look_up=also, lists_per_read=50
+    )
+    monkeypatch.setattr(store, "historical", plain)
+
+    grid = pd.DataFrame(
+        [(p, d) for d in days for p in products], columns=["product_id", "event_timestamp"]
+    )
+    whole = store.historical(fs, grid, PRODUCT_SERVICE)
+    live = whole[whole[POPULARITY].notna()]
+    looked_up: dict = {d: set(more) for d, more in also.items()}
+    for q in queries.itertuples():
+        looked_up.setdefault(q.event_timestamp.floor("D"), set()).update(got.recent[q.query_id])
+    want_catalogs = Catalog.by_day(live, popularity=POPULARITY, category=CATEGORY)
+    want_neighbours = {}
+    for day, g in live.groupby("event_timestamp", sort=True):
+        g = g[g["product_id"].isin(looked_up.get(day, ()))]
+        want_neighbours[day] = neighbours_from_arrays(
+            g["product_id"], g[NEIGHBOUR_IDS], g[NEIGHBOUR_SCORES]
+        )
+
+    assert list(got.catalogs) == days == list(want_catalogs)
+    for day in days:
+        assert got.catalogs[day].product_ids.tolist() == want_catalogs[day].product_ids.tolist()
+        assert got.catalogs[day].category == want_catalogs[day].category
+        assert got.catalogs[day].by_category == want_catalogs[day].by_category
+    assert set(got.neighbours) == set(days)
+    assert {d: got.neighbours[d] for d in days} == want_neighbours
+    n_lists = sum(len(v) for v in want_neighbours.values())
+    assert n_lists > 200 and sum(bool(v) for v in want_neighbours.values()) > len(days) // 2
+    assert products[0] in want_neighbours[days[3]]  # also_look_up's products are read too
+    grid_reads = [n for only, n in reads if only == ranking.GRID_FEATURES]
+    list_reads = [n for only, n in reads if only == ranking.LIST_FEATURES]
+    assert sum(grid_reads) == len(grid) and len(grid_reads) == -(-len(days) // 7)
+    wanted = sum(
+        g["product_id"].isin(looked_up.get(d, ())).sum() for d, g in live.groupby("event_timestamp")
+    )
+    assert sum(list_reads) == wanted and len(list_reads) == -(-wanted // 50) > 2
