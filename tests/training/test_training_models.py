@@ -165,6 +165,46 @@ def test_rolling_origin_selection_refits_the_best_setting_on_all_rows() -> None:
     assert fitted.estimator.get_booster().num_boosted_rounds() == boost.params["n_estimators"]
 
 
+def test_fold_fits_in_worker_processes_select_what_one_process_selects() -> None:
+    """select's fold fits in FOLD_JOBS processes (issue 18's speed-up) give every learner the
+    same scores, rounds and choice as fitting them one after another here."""
+    X, y = _frame(1800, 9)
+    rng = np.random.default_rng(9)
+    first_age = X["days_since_last_order"] + rng.exponential(200, len(X))
+    X = X.assign(repeat_orders=rng.poisson(6, len(X)), days_since_first_order=first_age)
+    X = model_matrix(X, usable_columns(X))
+    ts = np.repeat(np.arange(3), 600)
+    folds = [
+        churn_models.Fold(
+            pd.Timestamp(o, unit="D"), np.flatnonzero(ts < o), np.flatnonzero(ts == o)
+        )
+        for o in (1, 2)
+    ]
+    boosting = replace(
+        LEARNERS["xgboost"], grid=(LEARNERS["xgboost"].grid[0] | {"n_estimators": 300},)
+    )
+    for learner in (LEARNERS["logistic_regression"], LEARNERS["random_forest"], boosting):
+        learner = churn_models.with_btyd(learner, horizon_days=90)
+        one = churn_models.select(learner, X, y, folds, seed=3, jobs=1)
+        two = churn_models.select(learner, X, y, folds, seed=3, jobs=2)
+        assert one.params == two.params and one.tried == two.tried
+        assert one.fold_auc == two.fold_auc
+        np.testing.assert_array_equal(one.oof, two.oof)
+        assert len(one.tried) == len(learner.grid) and not np.isnan(one.oof[600:]).any()
+
+
+def test_the_forest_draws_a_quarter_of_the_rows_for_each_of_its_trees() -> None:
+    """Issue 18: 100 trees, each on a bootstrap draw of max_samples = 25% of the rows (the
+    forest's cost on 75k churn rows; docs/training.md has the scores before and after)."""
+    X, y = _frame(2000, 4)
+    X = model_matrix(X, usable_columns(X))
+    forest = LEARNERS["random_forest"].build(LEARNERS["random_forest"].grid[0], 0).fit(X, y)
+    trees = forest.named_steps["model"].estimators_
+    assert len(trees) == 100
+    # a tree's root weighs the rows it drew (with repeats): 500 of the 2,000
+    assert {t.tree_.weighted_n_node_samples[0] for t in trees} == {500.0}
+
+
 def test_rfm_baseline_logs_its_inputs_and_beats_raw_on_skewed_rfm() -> None:
     from sklearn.metrics import roc_auc_score
 
