@@ -11,6 +11,7 @@ very next request sees them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -172,9 +173,30 @@ def test_concurrent_requests_share_their_checks(env, monkeypatch) -> None:
         one_by_one = [await cached.recommend(c, 100, exclude_purchased=False) for c in customers]
         alone = sum(sent)
         sent.clear()
-        together = await asyncio.gather(
-            *(cached.recommend(c, 100, exclude_purchased=False) for c in customers)
-        )
+        # All eight begin (their start time taken), then each goes on once the one before it
+        # has answered: left to the event loop, requests may run in lockstep, every check in
+        # flight before any reply, and share nothing (CI once: 648 commands both ways). The
+        # catalog step is the first await after a request's start, so it is the gate.
+        turns = [asyncio.Event() for _ in customers]
+        turns[0].set()
+        turn: contextvars.ContextVar[int] = contextvars.ContextVar("turn")
+        loaded = cached.catalog.ensure_loaded
+
+        async def in_turn():
+            await turns[turn.get()].wait()
+            return await loaded()
+
+        monkeypatch.setattr(cached.catalog, "ensure_loaded", in_turn)
+
+        async def request(i: int, customer: str):
+            turn.set(i)
+            try:
+                return await cached.recommend(customer, 100, exclude_purchased=False)
+            finally:
+                if i + 1 < len(turns):
+                    turns[i + 1].set()
+
+        together = await asyncio.gather(*(request(i, c) for i, c in enumerate(customers)))
         return expected, one_by_one, list(together), alone, sum(sent)
 
     expected, one_by_one, together, alone, shared = asyncio.run(main())
