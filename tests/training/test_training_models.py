@@ -137,17 +137,22 @@ def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -
         assert m[name].dtype == np.float64
 
 
+def _folds(ts: np.ndarray, origins: tuple[int, ...]) -> list[churn_models.Fold]:
+    """Rolling-origin folds over "cutoff" numbers `ts`: each trains before its origin and
+    validates on it."""
+    return [
+        churn_models.Fold(
+            pd.Timestamp(o, unit="D"), np.flatnonzero(ts < o), np.flatnonzero(ts == o)
+        )
+        for o in origins
+    ]
+
+
 def test_rolling_origin_selection_refits_the_best_setting_on_all_rows() -> None:
     X, y = _frame(2400, 5)
     X = model_matrix(X, usable_columns(X))
     # four "cutoffs" of 600 rows; folds validate on the last two
-    ts = np.repeat(np.arange(4), 600)
-    folds = [
-        churn_models.Fold(
-            pd.Timestamp(o, unit="D"), np.flatnonzero(ts < o), np.flatnonzero(ts == o)
-        )
-        for o in (2, 3)
-    ]
+    folds = _folds(np.repeat(np.arange(4), 600), (2, 3))
     learners = {lr.name: lr for lr in churn_models.LEARNERS}
     assert set(learners) == {"logistic_regression", "random_forest", "xgboost", "rfm_baseline"}
     sel = churn_models.select(learners["logistic_regression"], X, y, folds, seed=0)
@@ -173,13 +178,7 @@ def test_fold_fits_in_worker_processes_select_what_one_process_selects() -> None
     first_age = X["days_since_last_order"] + rng.exponential(200, len(X))
     X = X.assign(repeat_orders=rng.poisson(6, len(X)), days_since_first_order=first_age)
     X = model_matrix(X, usable_columns(X))
-    ts = np.repeat(np.arange(3), 600)
-    folds = [
-        churn_models.Fold(
-            pd.Timestamp(o, unit="D"), np.flatnonzero(ts < o), np.flatnonzero(ts == o)
-        )
-        for o in (1, 2)
-    ]
+    folds = _folds(np.repeat(np.arange(3), 600), (1, 2))
     boosting = replace(
         LEARNERS["xgboost"], grid=(LEARNERS["xgboost"].grid[0] | {"n_estimators": 300},)
     )
