@@ -78,7 +78,7 @@ QUERY = "query_id"
 LABEL = "purchased"
 # (product, snapshot day) rows of the product grid per point-in-time read, which bounds its memory.
 # The grid is read without its co-purchase lists (category and popularity only), so one read holds
-# all of the bench shop's 336 query days x 10,000 products (3.36M rows: candidate_inputs 27.8 s
+# all of the bench shop's 336 query days x 10,000 products (3.36M rows: candidate_inputs 14.5 s
 # wall, 2.1 GiB peak in a process of its own, against 49.8 s in four reads of 1,000,000 and
 # 2-3 min in 48 reads of 70,000 rows with every list; the grid whole with its lists held 21 GiB).
 ROWS_PER_READ = 4_000_000
