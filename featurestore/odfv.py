@@ -680,10 +680,10 @@ _PARALLEL_ROWS = 50_000
 _BITMAP_BITS = 2**28
 _BITMAP_BITS_PER_KEY = 256
 _BITMAP_BYTES = 2**20  # ... built a byte per key (8x the memory, touched fresh) up to this span
-# _copurchase_by_source finds (source row, product) pairs in a table of one int32 per pair when
-# there are at most this many pairs, and at most this many per key looked up or in it
-_TABLE_ENTRIES = 2**23
-_TABLE_PER_KEY = 8
+# _copurchase_by_source finds (source row, product) pairs through a byte per possible pair when
+# there are at most this many (32 MiB), and at most this many per key looked up or in it
+_FLAG_BYTES = 2**25
+_FLAGS_PER_KEY = 32
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
 # when the source has at most this many rows per entity row (else per entity row: no cheaper)
 _BY_SOURCE_ROWS = 0.5
@@ -1076,35 +1076,31 @@ def _copurchase_by_source(
     s = np.full(len(ids.rows), np.nan)
     s[valid] = scores.values[score_starts[ids.rows[valid]] + ids.position[valid]]
     keep = valid & (c_ids >= 0) & ~np.isnan(s)
-    pairs = ids.rows[keep] * codes.size + c_ids[keep]
-    order = np.argsort(pairs, kind="stable")
-    pairs, position, weight = pairs[order], ids.position[keep][order], s[keep][order]
+    pairs = ids.rows[keep] * codes.size + c_ids[keep]  # by source row, then place in the list
     rows, products = wanted()
     query = source[rows] * codes.size + products
     space = len(ids.lengths) * codes.size  # every (source row, product code)
-    if len(pairs) and space <= min(_TABLE_ENTRIES, _TABLE_PER_KEY * (len(query) + len(pairs))):
-        # a table over every (source row, product): its first place in `pairs` and how many
-        # (most queries find nothing, and none needs a binary search)
-        first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]])
-        table = np.zeros(space, dtype=np.int32)  # 0: none, else 1 + the pair's number
-        table[pairs[first]] = np.arange(1, len(first) + 1, dtype=np.int32)
-        pair = table[query]
-        found = pair > 0
-        pair, rows = pair[found] - 1, rows[found]
-        low = first[pair]
-        count = np.diff(np.append(first, len(pairs)))[pair]
+    # Most queries find nothing and most pairs are found by none: the queries in a pair, and
+    # the pairs some query found, are picked out first, and only those few pairs are sorted
+    # and searched (not every pair sorted, nor a table of every pair's place built)
+    if len(pairs) and space <= min(_FLAG_BYTES, _FLAGS_PER_KEY * (len(query) + len(pairs))):
+        flags = _empty(space, np.bool_)  # a byte per (source row, product)
+        flags.fill(False)
+        flags[pairs] = True
+        found = flags[query]
+        rows, query = rows[found], query[found]
+        flags[pairs] = False
+        flags[query] = True
+        matched = flags[pairs]
     else:
-        if len(pairs) and _bitmap_fits(space, len(query) + len(pairs)):
-            # most queries find nothing: only those in the candidate's list are searched
-            found = _in_bitmap(_bitmap(pairs, space), query)
-            rows, query = rows[found], query[found]
-        low = np.searchsorted(pairs, query, "left")
-        if len(pairs) and (pairs[1:] != pairs[:-1]).all():  # no product twice in a list
-            count = (pairs[np.minimum(low, len(pairs) - 1)] == query).astype(np.int64)
-        else:
-            count = np.searchsorted(pairs, query, "right") - low
-        found = count > 0
-        count, low, rows = count[found], low[found], rows[found]
+        found = _member(query, pairs)
+        rows, query = rows[found], query[found]
+        matched = _member(pairs, query)
+    order = np.argsort(pairs[matched], kind="stable")
+    pairs = pairs[matched][order]
+    position, weight = ids.position[keep][matched][order], s[keep][matched][order]
+    low = np.searchsorted(pairs, query, "left")
+    count = np.searchsorted(pairs, query, "right") - low  # at least 1: every query is found
     ends = np.cumsum(count)
     at = np.repeat(low - (ends - count), count) + np.arange(ends[-1] if len(ends) else 0)
     hit_rows = np.repeat(rows, count)

@@ -577,16 +577,16 @@ def test_match_over_gathered_lists_with_repeats_equals_the_row_code() -> None:
         assert _same_values(got[name], want[name]), name
 
 
-# customer_product_match's lookups over (row, code) keys: dense (a bitmap, a table of pairs)
-# when the keys' span is small next to them, else sorted and binary-searched (the co-purchase
-# pairs: those a bitmap finds); the bitmap a byte per key packed, or bit by bit past
-# _BITMAP_BYTES
-DENSE = {"_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_PER_KEY": 10**9}
+# customer_product_match's lookups over (row, code) keys: dense (a bitmap, a byte per
+# co-purchase pair) when the keys' span is small next to them, else sorted and binary-searched
+# (the co-purchase pairs through _member: a bitmap, or sorted); the bitmap a byte per key
+# packed, or bit by bit past _BITMAP_BYTES
+DENSE = {"_BITMAP_BITS_PER_KEY": 10**9, "_FLAGS_PER_KEY": 10**9}
 LOOKUPS = {
     "dense": DENSE,
     "dense_bits": {**DENSE, "_BITMAP_BYTES": 0},
-    "bitmap_then_searched": {"_BITMAP_BITS_PER_KEY": 10**9, "_TABLE_ENTRIES": 0},
-    "searched": {"_BITMAP_BITS": 0, "_TABLE_ENTRIES": 0},
+    "bitmap_then_searched": {"_BITMAP_BITS_PER_KEY": 10**9, "_FLAG_BYTES": 0},
+    "searched": {"_BITMAP_BITS": 0, "_FLAG_BYTES": 0},
 }
 
 
