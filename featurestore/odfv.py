@@ -923,9 +923,9 @@ class _Codes:
         encoded = pc.dictionary_encode(pa.chunked_array(plain, pa.string()))  # one dictionary
         self.size = max(len(encoded.chunk(0).dictionary), 1) if encoded.num_chunks else 1
         if encoded.num_chunks:
-            codes = np.concatenate(
-                [pc.fill_null(c.indices, -1).to_numpy() for c in encoded.chunks]
-            ).astype(np.int32, copy=False)
+            codes = np.concatenate([_filled(c.indices, -1) for c in encoded.chunks]).astype(
+                np.int32, copy=False
+            )
         else:
             codes = np.zeros(0, dtype=np.int32)
         self.parts, start = [], 0
@@ -947,6 +947,14 @@ class _Codes:
         return out
 
 
+def _filled(a: pa.Array, fill: int) -> np.ndarray:
+    """An integer array's values as numpy, `fill` for null: without a null, its buffer as it
+    is (read-only, no copy; pc.fill_null would copy it whole)."""
+    if not a.null_count:
+        return a.to_numpy()
+    return pc.fill_null(a, fill).to_numpy()
+
+
 def _index(a: pa.DictionaryArray, memo: dict[tuple, np.ndarray] | None = None) -> np.ndarray:
     """A dictionary-encoded column's indices as int64, -1 for null. The columns of one gathered
     view share one index (the offline store's): with `memo` (one call's, its inputs alive
@@ -956,7 +964,7 @@ def _index(a: pa.DictionaryArray, memo: dict[tuple, np.ndarray] | None = None) -
     key = (buffers[1].address, index.offset, len(index), index.null_count)
     if memo is not None and key in memo:
         return memo[key]
-    at = pc.fill_null(index.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+    at = _filled(index.cast(pa.int64()), -1)
     if memo is not None:
         memo[key] = at
     return at
@@ -1075,8 +1083,8 @@ def _copurchase_by_source(
     score_starts = np.cumsum(scores.lengths) - scores.lengths
     s = np.full(len(ids.rows), np.nan)
     s[valid] = scores.values[score_starts[ids.rows[valid]] + ids.position[valid]]
-    keep = valid & (c_ids >= 0) & ~np.isnan(s)
-    pairs = ids.rows[keep] * codes.size + c_ids[keep]  # by source row, then place in the list
+    kept = np.flatnonzero(valid & (c_ids >= 0) & ~np.isnan(s))
+    pairs = ids.rows[kept] * codes.size + c_ids[kept]  # by source row, then place in the list
     rows, products = wanted()
     query = source[rows] * codes.size + products
     space = len(ids.lengths) * codes.size  # every (source row, product code)
@@ -1096,9 +1104,10 @@ def _copurchase_by_source(
         found = _member(query, pairs)
         rows, query = rows[found], query[found]
         matched = _member(pairs, query)
-    order = np.argsort(pairs[matched], kind="stable")
-    pairs = pairs[matched][order]
-    position, weight = ids.position[keep][matched][order], s[keep][matched][order]
+    pairs, kept = pairs[matched], kept[matched]
+    order = np.argsort(pairs, kind="stable")
+    pairs, kept = pairs[order], kept[order]
+    position, weight = ids.position[kept], s[kept]
     low = np.searchsorted(pairs, query, "left")
     count = np.searchsorted(pairs, query, "right") - low  # at least 1: every query is found
     ends = np.cumsum(count)
