@@ -1,13 +1,17 @@
 """`make bench-models`: the churn model and the ranker against their strongest simple baselines.
 
     python -m scripts.bench_models [--shops demo,cj] [--root data/bench-models] [--out FILE]
-        [--churn-services churn_model_v1,churn_model_v2] [--only churn|ranking]
+        [--churn-services churn_model_v1,churn_model_v2] [--only churn|ranking] [--build-only]
 
 Shops (built under ROOT/<shop> when missing; building is set-up, not measured):
 - `demo`: the generator's demo shop (`make demo`'s arguments: 2,000 customers, 300 products, 365
   days, seed 7, 1% corrupt rows): generate, ingest, features;
 - `cj`: real data, dunnhumby The Complete Journey (2,469 households, 1.47M lines, 2017):
   `shopfeast import completejourney`, ingest, features;
+- `s15k`: issue 18's 75k-row churn shop (15,500 customers, 1,500 products, 365 days, seed 7, 1%
+  corrupt rows; `train churn` labels 74,627 rows there): generate, ingest, features, and `feast
+  apply` on the embedded profile (what `train churn --data-dir ROOT/s15k` times in
+  docs/training.md); `--shops s15k --build-only --root DIR` builds DIR/s15k and stops;
 - `bench`: the 100k-customer shop `make bench-pipelines` builds in data/bench (never built here).
 
 Measured, each in its own process (wall, CPU seconds, peak RSS): `shopfeast train churn --split
@@ -30,8 +34,10 @@ import sys
 import time
 from pathlib import Path
 
-SHOPS = ("demo", "cj", "bench")
+SHOPS = ("demo", "cj", "s15k", "bench")
 DEMO = ["--customers", "2000", "--products", "300", "--days", "365", "--seed", "7"]
+S15K = ["--customers", "15500", "--products", "1500", "--days", "365", "--seed", "7"]
+GENERATED = {"demo": DEMO, "s15k": S15K}
 
 
 def _run(cmd: list[str], env: dict) -> dict:
@@ -66,12 +72,15 @@ def build(shop: str, root: Path, env: dict) -> Path:
     if (data / "features" / "customer_activity").exists():
         return data
     raw = root / f"raw_{shop}"
-    if shop == "demo":
-        _run(_cli("generate", "--out", str(raw), *DEMO, "--corrupt-fraction", "0.01"), env)
+    if shop in GENERATED:
+        shape = GENERATED[shop]
+        _run(_cli("generate", "--out", str(raw), *shape, "--corrupt-fraction", "0.01"), env)
     else:
         _run(_cli("import", "completejourney", "--out", str(raw)), env)
     _run(_cli("ingest", str(raw), "--data-dir", str(data), "--now", "2030-01-01"), env)
     _run(_cli("features", "--data-dir", str(data)), env)
+    # the registry now, so the first timed `train` does not apply it (open_store would)
+    _run(_cli("apply", "--profile", "embedded", "--no-plan", "--data-dir", str(data)), env)
     return data
 
 
@@ -144,6 +153,7 @@ def main() -> None:
         "to compare v2 with what it adds to, side by side on the same store)",
     )
     p.add_argument("--only", choices=("churn", "ranking"), default=None, help="one model only")
+    p.add_argument("--build-only", action="store_true", help="build the shops, train nothing")
     args = p.parse_args()
     shops = [s.strip() for s in args.shops.split(",") if s.strip()]
     unknown = set(shops) - set(SHOPS)
@@ -154,6 +164,9 @@ def main() -> None:
     results = {}
     for shop in shops:
         data = build(shop, root, env)
+        if args.build_only:
+            print(f"{shop}: {data}")
+            continue
         runs = {}
         jobs = []
         if args.only != "ranking":

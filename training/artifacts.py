@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,15 @@ def code_version(repo: Path | None = None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
+
+
+def run_cost(seconds: float, workers: dict | None = None) -> dict:
+    """A card's `cost`: the run's wall time so far and this process's peak resident set (Linux
+    reports ru_maxrss in KiB); `workers` adds what worker processes reported of theirs."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 2)} | (
+        {"workers": workers} if workers else {}
+    )
 
 
 def new_version() -> str:

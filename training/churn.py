@@ -182,15 +182,12 @@ def fit_all(
     folds = folds_of(ds, parts["train"].reset_index(drop=True), seed)
     rfm = rfm_columns(ds.columns)
     step = step or (lambda note: None)
-    fitted, selection = {}, {}
-    for learner in learners(ds):
-        Xtr = X["train"][rfm] if learner.rfm_only else X["train"]
-        selection[learner.name] = churn_models.select(learner, Xtr, y["train"], folds, seed)
-        fitted[learner.name] = churn_models.fit_final(
-            learner, selection[learner.name], Xtr, y["train"], seed
-        )
+    matrices = [(lr, X["train"][rfm] if lr.rfm_only else X["train"]) for lr in learners(ds)]
+    fits = churn_models.fit_learners(matrices, y["train"], folds, seed)
+    for learner, _ in matrices:
         step(f"fitted {learner.name}")
-    return fitted, {"X": X, "y": y, "folds": folds, "selection": selection, "parts": parts}
+    mats = {"X": X, "y": y, "folds": folds, "selection": fits.selection, "parts": parts}
+    return fits.fitted, mats | {"workers": fits.workers}
 
 
 def run(
@@ -356,11 +353,25 @@ def _train_steps(
     saved = model.estimator
     if model.calibrator.method != "none":
         saved = calibrate.CalibratedModel(model.estimator, model.calibrator)
+    # training time and memory, as the ranking card has them, and the fold workers' share
+    card["cost"] = artifacts.run_cost(time.perf_counter() - t0, mats["workers"])
     artifacts.save(data_dir, MODEL, version, saved, card)
     step("saved")
     say(summary(card))
-    say(f"saved {out} ({time.perf_counter() - t0:.1f}s)")
+    say(f"saved {out} ({cost_line(card['cost'])})")
     return card
+
+
+def cost_line(cost: dict) -> str:
+    """'92.0s, peak RSS 1.2 GiB' and, with worker processes, their CPU and largest peak."""
+    line = f"{cost['seconds']:.1f}s, peak RSS {cost['peak_rss_gib']} GiB"
+    w = cost.get("workers")
+    if w:
+        line += (
+            f"; {w['processes']} fold workers: {w['fit_cpu_seconds']:.0f} CPU s in fits, "
+            f"peak RSS {w['peak_rss_gib']} GiB each at most"
+        )
+    return line
 
 
 def _card(ds, fitted, chosen, metrics, curves, threshold, seed, version, figs, mats) -> dict:

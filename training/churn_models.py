@@ -18,6 +18,9 @@ Three learners, one baseline; `select` scores each setting on rolling-origin fol
 
 from __future__ import annotations
 
+import os
+import resource
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -249,23 +252,71 @@ class Selection:
 FOLD_JOBS = 2
 
 
-def _fold_fit(
-    learner: Learner, params: dict, X: pd.DataFrame, y: np.ndarray, fold: Fold, seed: int
-) -> tuple[np.ndarray, int | None]:
-    """One setting fitted on one fold's train rows: its validation scores and, for a learner
-    that stops early (on the validation rows), the rounds it needed."""
-    est = learner.build(params, seed)
-    rounds = None
-    if learner.early_stopping:
-        fit_X, valid_X, model = X.iloc[fold.train], X.iloc[fold.valid], est
-        if isinstance(est, Pipeline):  # the steps before the model, fitted on fit rows
-            head = est[:-1].fit(fit_X, y[fold.train])
-            fit_X, valid_X, model = head.transform(fit_X), head.transform(valid_X), est[-1]
-        model.fit(fit_X, y[fold.train], eval_set=[(valid_X, y[fold.valid])], verbose=False)
-        rounds = int(model.best_iteration) + 1
-    else:
-        est.fit(X.iloc[fold.train], y[fold.train])
-    return est.predict_proba(X.iloc[fold.valid])[:, 1], rounds
+def _head_and_model(est: Any) -> tuple[list[Any], Any]:
+    """The transformers a (possibly nested) Pipeline runs before its final estimator, in the
+    order it runs them, and that estimator (an estimator alone: no transformers)."""
+    if not isinstance(est, Pipeline):
+        return [], est
+    head = []
+    for _, step in est.steps[:-1]:
+        inner, last = _head_and_model(step)
+        head += [*inner, last]
+    inner, model = _head_and_model(est.steps[-1][1])
+    return head + inner, model
+
+
+def _same_head(a: list[Any], b: list[Any]) -> bool:
+    return len(a) == len(b) and all(
+        type(s) is type(t) and s.get_params(deep=False) == t.get_params(deep=False)
+        for s, t in zip(a, b, strict=True)
+    )
+
+
+def _head_groups(learner: Learner, seed: int) -> list[list[int]]:
+    """The learner's settings (by position in its grid) grouped by the transformers in front
+    of the model: a group's imputer, scaler and BG/NBD step are fitted once per fold and shared
+    by its settings (the logistic regression's C grid), which changes no score, as each setting
+    fitted alone runs the same transformers on the same rows."""
+    groups: list[tuple[list[Any], list[int]]] = []
+    for i, params in enumerate(learner.grid):
+        head, _ = _head_and_model(learner.build(params, seed))
+        for seen, members in groups:
+            if _same_head(seen, head):
+                members.append(i)
+                break
+        else:
+            groups.append((head, [i]))
+    return [members for _, members in groups]
+
+
+def _fold_fits(
+    learner: Learner,
+    settings: list[dict],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    fold: Fold,
+    seed: int,
+) -> list[tuple[np.ndarray, int | None]]:
+    """Settings sharing their transformers (`_head_groups`), fitted on one fold's train rows:
+    the transformers once, then each setting's model on what they give. For each setting its
+    validation scores and, for a learner that stops early (on the validation rows), the rounds
+    it needed."""
+    head, _ = _head_and_model(learner.build(settings[0], seed))
+    fit_X, valid_X, fit_y = X.iloc[fold.train], X.iloc[fold.valid], y[fold.train]
+    for step in head:  # as Pipeline.fit and Pipeline.predict_proba run them
+        fit_X = step.fit_transform(fit_X, fit_y)
+        valid_X = step.transform(valid_X)
+    out = []
+    for params in settings:
+        _, model = _head_and_model(learner.build(params, seed))
+        rounds = None
+        if learner.early_stopping:
+            model.fit(fit_X, fit_y, eval_set=[(valid_X, y[fold.valid])], verbose=False)
+            rounds = int(model.best_iteration) + 1
+        else:
+            model.fit(fit_X, fit_y)
+        out.append((model.predict_proba(valid_X)[:, 1], rounds))
+    return out
 
 
 def select(
@@ -280,20 +331,18 @@ def select(
     validation rows; the best mean wins. A learner that stops early stops on each fold's
     validation rows and keeps the mean number of rounds it needed. The fits run in `jobs`
     processes (FOLD_JOBS by default; 1: in this one)."""
-    jobs = FOLD_JOBS if jobs is None else jobs
-    tasks = [(params, f) for params in learner.grid for f in folds]
-    if jobs > 1 and len(tasks) > 1:
-        done = Parallel(n_jobs=min(jobs, len(tasks)), backend="loky")(
-            delayed(_fold_fit)(learner, params, X, y, f, seed) for params, f in tasks
-        )
-    else:
-        done = [_fold_fit(learner, params, X, y, f, seed) for params, f in tasks]
+    return fit_learners([(learner, X)], y, folds, seed, jobs, final=False).selection[learner.name]
+
+
+def _selection(learner: Learner, folds: list[Fold], y: np.ndarray, done: dict) -> Selection:
+    """The best setting by mean fold ROC-AUC, from each (setting, fold)'s scores and rounds."""
     best: Selection | None = None
     tried = []
     for i, params in enumerate(learner.grid):
         aucs, rounds = [], []
         oof = np.full(len(y), np.nan)
-        for f, (p, r) in zip(folds, done[i * len(folds) : (i + 1) * len(folds)], strict=True):
+        for k, f in enumerate(folds):
+            p, r = done[i, k]
             oof[f.valid] = p
             aucs.append(float(roc_auc_score(y[f.valid], p)))
             if r is not None:
@@ -309,6 +358,115 @@ def select(
             best = Selection(chosen, aucs, mean, oof, tried)
     best.tried = tried
     return best
+
+
+@dataclass
+class Fits:
+    """What `fit_learners` gives: each learner's final model and selection, and what its worker
+    processes reported (`{}` when everything ran in this process)."""
+
+    fitted: dict[str, Fitted]
+    selection: dict[str, Selection]
+    workers: dict
+
+
+def fit_learners(
+    learners: list[tuple[Learner, pd.DataFrame]],
+    y: np.ndarray,
+    folds: list[Fold],
+    seed: int,
+    jobs: int | None = None,
+    final: bool = True,
+) -> Fits:
+    """`select` for each (learner, its matrix), then (`final`) `fit_final` of each choice, all
+    in one pool of `jobs` worker processes (FOLD_JOBS by default; 1: in this one): every
+    learner's fold fits are handed out together, the slowest learners' first, so no worker
+    waits for another learner's last fold; then the final fits, side by side. The fits are
+    seeded and independent, so the result is what one process gives."""
+    jobs = FOLD_JOBS if jobs is None else jobs
+    tasks, keys = [], []
+    for learner, X in learners:
+        for members in _head_groups(learner, seed):
+            settings = [learner.grid[i] for i in members]
+            for k, f in enumerate(folds):
+                tasks.append((_fold_fits, (learner, settings, X, y, f, seed)))
+                keys.append((learner.name, members, k))
+    order = sorted(range(len(tasks)), key=lambda t: _TASK_ORDER.get(keys[t][0], 0))
+    fitted: dict[str, Fitted] = {}
+    with _Pool(jobs, len(tasks)) as pool:
+        results = dict(zip(order, pool.run([tasks[t] for t in order]), strict=True))
+        done: dict[str, dict] = {learner.name: {} for learner, _ in learners}
+        for t, (name, members, k) in enumerate(keys):
+            for i, scores in zip(members, results[t], strict=True):
+                done[name][i, k] = scores
+        selection = {
+            learner.name: _selection(learner, folds, y, done[learner.name])
+            for learner, _ in learners
+        }
+        if final:
+            finals = sorted(learners, key=lambda item: _TASK_ORDER.get(item[0].name, 0))
+            calls = [(fit_final, (lr, selection[lr.name], X, y, seed)) for lr, X in finals]
+            fitted = {m.name: m for m in pool.run(calls)}
+            fitted = {learner.name: fitted[learner.name] for learner, _ in learners}
+    return Fits(fitted, selection, pool.usage())
+
+
+# The order fits are handed to the workers in: the slowest first (issue 18's 75k-row shop:
+# an XGBoost or forest fold fit takes several times a logistic regression's).
+_TASK_ORDER = {"xgboost": -3, "random_forest": -2, "logistic_regression": -1}
+
+
+def _measured(fn: Any, args: tuple) -> tuple[Any, int, int, float]:
+    """fn(*args) in a worker, with the worker's pid, its peak RSS so far (bytes; Linux reports
+    KiB) and the call's CPU seconds."""
+    began = time.process_time()
+    out = fn(*args)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out, os.getpid(), peak, time.process_time() - began
+
+
+class _Pool:
+    """`with _Pool(jobs, n) as pool: pool.run([(function, args), ...])`: the calls' results in
+    order, in `jobs` loky worker processes kept for every run of the block (one process: here,
+    in order); `usage()` sums what the workers reported."""
+
+    def __init__(self, jobs: int, tasks: int) -> None:
+        self.parallel = (
+            Parallel(n_jobs=min(jobs, tasks), backend="loky") if jobs > 1 and tasks > 1 else None
+        )
+        self.peaks: dict[int, int] = {}
+        self.cpu = 0.0
+
+    def __enter__(self) -> _Pool:
+        if self.parallel is not None:
+            self.parallel.__enter__()
+        return self
+
+    def run(self, calls: list[tuple[Any, tuple]]) -> list[Any]:
+        if self.parallel is None:
+            return [fn(*args) for fn, args in calls]
+        out = []
+        for result, pid, peak, cpu in self.parallel(
+            delayed(_measured)(fn, args) for fn, args in calls
+        ):
+            out.append(result)
+            self.peaks[pid] = max(peak, self.peaks.get(pid, 0))
+            self.cpu += cpu
+        return out
+
+    def usage(self) -> dict:
+        """Worker processes, the CPU seconds of their fits, the largest one's peak RSS."""
+        if not self.peaks:
+            return {}
+        return {
+            "processes": len(self.peaks),
+            "fit_cpu_seconds": round(self.cpu, 1),
+            "peak_rss_gib": round(max(self.peaks.values()) / 2**30, 2),
+        }
+
+    def __exit__(self, *exc) -> None:
+        if self.parallel is not None:
+            self.parallel.__exit__(*exc)
 
 
 def fit_final(

@@ -24,7 +24,6 @@ recent and most-bought products left out of every list, and of what counts as re
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -680,7 +679,7 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     card = _card(
         config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
     )
-    card["cost"] = cost(time.perf_counter() - t0)
+    card["cost"] = artifacts.run_cost(time.perf_counter() - t0)
     served_log.save_reference(out, columns, test_matrix, test_scores, seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
@@ -688,13 +687,6 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     peak = card["cost"]["peak_rss_gib"]
     say(f"saved {out} ({time.perf_counter() - t0:.1f}s, peak RSS {peak} GiB)")
     return card
-
-
-def cost(seconds: float) -> dict:
-    """The run's wall time so far and this process's peak resident set (what the card reports
-    for training time and memory; Linux reports ru_maxrss in KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 2)}
 
 
 def _gain(model: XGBRanker, columns: list[str]) -> pd.Series:

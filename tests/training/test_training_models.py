@@ -170,26 +170,73 @@ def test_rolling_origin_selection_refits_the_best_setting_on_all_rows() -> None:
     assert fitted.estimator.get_booster().num_boosted_rounds() == boost.params["n_estimators"]
 
 
-def test_fold_fits_in_worker_processes_select_what_one_process_selects() -> None:
-    """select's fold fits in FOLD_JOBS processes (issue 18's speed-up) give every learner the
-    same scores, rounds and choice as fitting them one after another here."""
-    X, y = _frame(1800, 9)
-    rng = np.random.default_rng(9)
+def _with_btyd_inputs(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """`_frame` with the BG/NBD step's two other inputs, as a model matrix."""
+    X, y = _frame(n, seed)
+    rng = np.random.default_rng(seed)
     first_age = X["days_since_last_order"] + rng.exponential(200, len(X))
     X = X.assign(repeat_orders=rng.poisson(6, len(X)), days_since_first_order=first_age)
-    X = model_matrix(X, usable_columns(X))
+    return model_matrix(X, usable_columns(X)), y
+
+
+def _short_boosting() -> churn_models.Learner:
+    return replace(LEARNERS["xgboost"], grid=(LEARNERS["xgboost"].grid[0] | {"n_estimators": 300},))
+
+
+def test_fold_fits_in_worker_processes_select_what_one_process_selects() -> None:
+    """fit_learners in FOLD_JOBS processes, every learner's fold fits and then the final fits
+    in one pool (issue 18's speed-up), gives every learner the same scores, rounds, choice and
+    final model as select and fit_final one learner after another in this process."""
+    X, y = _with_btyd_inputs(1800, 9)
     folds = _folds(np.repeat(np.arange(3), 600), (1, 2))
-    boosting = replace(
-        LEARNERS["xgboost"], grid=(LEARNERS["xgboost"].grid[0] | {"n_estimators": 300},)
-    )
-    for learner in (LEARNERS["logistic_regression"], LEARNERS["random_forest"], boosting):
-        learner = churn_models.with_btyd(learner, horizon_days=90)
-        one = churn_models.select(learner, X, y, folds, seed=3, jobs=1)
-        two = churn_models.select(learner, X, y, folds, seed=3, jobs=2)
-        assert one.params == two.params and one.tried == two.tried
-        assert one.fold_auc == two.fold_auc
-        np.testing.assert_array_equal(one.oof, two.oof)
+    learners = [
+        churn_models.with_btyd(learner, horizon_days=90)
+        for learner in (LEARNERS["logistic_regression"], LEARNERS["random_forest"])
+    ]
+    learners += [churn_models.with_btyd(_short_boosting(), 90), LEARNERS["rfm_baseline"]]
+    matrices = [(lr, X.iloc[:, :4] if lr.rfm_only else X) for lr in learners]
+    fits = churn_models.fit_learners(matrices, y, folds, seed=3, jobs=2)
+    fitted, two = fits.fitted, fits.selection
+    assert fits.workers["processes"] in (1, 2) and fits.workers["fit_cpu_seconds"] > 0
+    for learner, Xl in matrices:
+        one = churn_models.select(learner, Xl, y, folds, seed=3, jobs=1)
+        sel = two[learner.name]
+        assert one.params == sel.params and one.tried == sel.tried
+        assert one.fold_auc == sel.fold_auc
+        np.testing.assert_array_equal(one.oof, sel.oof)
         assert len(one.tried) == len(learner.grid) and not np.isnan(one.oof[600:]).any()
+        here = churn_models.fit_final(learner, one, Xl, y, seed=3)
+        np.testing.assert_array_equal(here.predict(Xl), fitted[learner.name].predict(Xl))
+        assert fitted[learner.name].params == here.params
+
+
+def test_settings_sharing_their_transformers_score_as_each_pipeline_fitted_alone() -> None:
+    """The C grid's settings share each fold's imputer, scaler and BG/NBD step (fitted once,
+    issue 18): every setting's fold scores are those of its whole Pipeline fitted alone on the
+    fold's train rows, to the last bit."""
+    from sklearn.metrics import roc_auc_score
+
+    X, y = _with_btyd_inputs(1500, 11)
+    folds = _folds(np.repeat(np.arange(3), 500), (1, 2))
+    linear = churn_models.with_btyd(LEARNERS["logistic_regression"], horizon_days=90)
+    assert churn_models._head_groups(linear, 0) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    for learner in (linear, LEARNERS["rfm_baseline"], _short_boosting()):
+        sel = churn_models.select(learner, X, y, folds, seed=5, jobs=1)
+        for i, params in enumerate(learner.grid):
+            scores = []
+            for f in folds:
+                alone = learner.build(params, 5)
+                if learner.early_stopping:
+                    fit = {"eval_set": [(X.iloc[f.valid], y[f.valid])], "verbose": False}
+                    alone.fit(X.iloc[f.train], y[f.train], **fit)
+                else:
+                    alone.fit(X.iloc[f.train], y[f.train])
+                scores.append(alone.predict_proba(X.iloc[f.valid])[:, 1])
+            aucs = [roc_auc_score(y[f.valid], p) for f, p in zip(folds, scores, strict=True)]
+            assert sel.tried[i]["mean_auc"] == float(np.mean(aucs))
+            if sel.tried[i]["mean_auc"] == sel.mean_auc:
+                for f, p in zip(folds, scores, strict=True):
+                    np.testing.assert_array_equal(sel.oof[f.valid], p)
 
 
 def test_the_forest_draws_a_quarter_of_the_rows_for_each_of_its_trees() -> None:

@@ -8,6 +8,7 @@ clean orders, the split by time on real cutoffs, one feature row per entity row,
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,9 @@ def test_customer_time_split_keeps_customers_apart(data) -> None:
 def test_churn_run_writes_artifacts_and_is_reproducible(data, monkeypatch, capsys) -> None:
     monkeypatch.setenv("SHOPFEAST_PROGRESS", "plain")  # as off a terminal, a line per step
     monkeypatch.setenv("SHOPFEAST_PROGRESS_INTERVAL_S", "0")
+    began = time.perf_counter()
     a = churn.run(data, horizon_days=SMALL_HORIZON_DAYS, seed=11, echo=False)
+    wall = time.perf_counter() - began
     assert assert_progress(capsys.readouterr().err, "train churn", "steps") == churn.CHURN_STEPS
     model = artifacts.load(data / "models", "churn")
     card = model.card
@@ -95,6 +98,11 @@ def test_churn_run_writes_artifacts_and_is_reproducible(data, monkeypatch, capsy
         assert (folder / name).stat().st_size > 0, name
     assert card["feature_service"]["name"] == "churn_model_v2"
     assert card["feature_service"]["version"] == 2
+    # training time and memory (as the ranking card has them), and the fold workers' share
+    cost = card["cost"]
+    assert 0 < cost["seconds"] <= wall and cost["peak_rss_gib"] > 0.1
+    assert cost["workers"]["processes"] in (1, 2) and cost["workers"]["fit_cpu_seconds"] > 0
+    assert 0.05 < cost["workers"]["peak_rss_gib"] < 8
     # the rhythm features are model inputs; BG/NBD's parameters were fitted on training rows
     assert {"repeat_orders", "days_since_first_order", "recency_gap_ratio"} <= set(
         card["input_columns"]
