@@ -202,13 +202,13 @@ class Catalog:
             return {}
         out: dict[str, float] = {}
         for ids, _, level in self.by_category_arrays.values():
-            out.update(zip(ids, level.tolist(), strict=True))
+            out.update(zip(ids.tolist(), level.tolist(), strict=True))
         return out
 
     @cached_property
-    def by_category_arrays(self) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
-        """{category: (product ids, popularity, price level)} in popularity order; the price
-        level is NaN without prices."""
+    def by_category_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """{category: (product ids, popularity, price level)} in popularity order, as numpy
+        arrays (ids of str); the price level is NaN without prices."""
         pops = self.popularity if self.popularity is not None else np.zeros(len(self.product_ids))
         at = {pid: i for i, pid in enumerate(self._ids)}
         out = {}
@@ -221,7 +221,7 @@ class Catalog:
                 known = ~np.isnan(price)
                 ranks = pd.Series(price).rank(method="first").to_numpy()
                 level = np.where(known, (ranks - 0.5) / max(1, int(known.sum())), 0.5)
-            out[cat] = ([str(p) for p in ids], pops[idx], level)
+            out[cat] = (np.asarray([str(p) for p in ids], dtype=str), pops[idx], level)
         return out
 
     @cached_property
@@ -321,7 +321,7 @@ def category_fit_ranking(
     share = catalog.category_share
     level = float(np.mean(mine)) if mine else None
     arrays = catalog.by_category_arrays
-    ids: list[str] = []
+    ids: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for c, k in counts.items():
         cat_ids, pop, lv = arrays[c]
@@ -334,14 +334,18 @@ def category_fit_ranking(
         z = w.sum()
         if z <= 0:
             continue
-        top = np.argsort(-w, kind="stable")[:n]  # popularity order among equals
-        ids += [cat_ids[i] for i in top.tolist()]
-        scores.append(w[top] * (weight / z))
+        if len(w) > n:  # the n best and every product tied with the n-th (ties go by id below)
+            top = np.flatnonzero(w >= np.partition(w, len(w) - n)[len(w) - n])
+            ids.append(cat_ids[top])
+            scores.append(w[top] * (weight / z))
+        else:
+            ids.append(cat_ids)
+            scores.append(w * (weight / z))
     if not ids:
         return []
-    score = np.concatenate(scores)
-    order = sorted(range(len(ids)), key=lambda i: (-score[i], ids[i]))[:n]
-    return [(ids[i], float(score[i])) for i in order]
+    every, score = np.concatenate(ids), np.concatenate(scores)
+    order = np.lexsort((every, -score))[:n]  # best first, then by product id
+    return list(zip(every[order].tolist(), score[order].tolist(), strict=True))
 
 
 def generate(
