@@ -14,7 +14,9 @@ as training reads them; then, for each variant of `API_CONFIG`, every query's ca
   priority order, so a prefix is the pool a smaller `max_candidates` gives);
 - per source: candidates offered per query, and the share of the bought products it found (the
   shares add up to the recall);
-- the time of one `generate_columns` call (the candidates' own cost in serving, inputs in hand).
+- the time of one `generate_columns` call (the candidates' own cost in serving, inputs in hand),
+  with `--timing`: the variants alternate query by query (old and new side by side, the same
+  queries, catalogs warmed first as serving/catalog.py warms them), median and p99 per variant.
 
 A variant is `API_CONFIG` with fields replaced (`name:copurchase=60,category_fit=120`); the keys
 `fit_prior`, `fit_width`, `fit_floor` set training.candidates' FIT_* constants for that variant.
@@ -79,13 +81,12 @@ def _measure(queries: pd.DataFrame, inputs, config) -> dict:
     days = queries["event_timestamp"].dt.floor("D")
     for catalog in inputs.catalogs.values():  # made once per catalog, as serving/catalog.py does
         catalog.warm()
-    recall, sizes, seconds = [], [], []
+    recall, sizes = [], []
     prefix = {n: [] for n in PREFIXES if n <= config.max_candidates}
     offered: dict[str, int] = {}
     found: dict[str, float] = {}
     for query, day, relevant in zip(queries[QUERY], days, queries["relevant"], strict=True):
         recent = inputs.recent[query]
-        t0 = time.perf_counter()
         ids, srcs, _ = candidates.generate_columns(
             recent,
             inputs.neighbours[day],
@@ -95,7 +96,6 @@ def _measure(queries: pd.DataFrame, inputs, config) -> dict:
             config=config,
             frequent=inputs.frequent.get(query, ()),
         )
-        seconds.append(time.perf_counter() - t0)
         rel = set(relevant)
         hit = [pid in rel for pid in ids]
         recall.append(sum(hit) / len(rel))
@@ -111,16 +111,34 @@ def _measure(queries: pd.DataFrame, inputs, config) -> dict:
         "pool": float(np.mean(sizes)),
         "prefix": {n: float(np.mean(v)) for n, v in prefix.items()},
         "sources": {s: (offered[s] / q, found.get(s, 0.0) / q) for s in offered},
-        "ms_median": 1000 * float(np.median(seconds)),
-        "ms_p99": 1000 * float(np.quantile(seconds, 0.99)),
     }
+
+
+def timing(queries: pd.DataFrame, inputs, variants: list, rounds: int) -> list[np.ndarray]:
+    """Seconds of each `generate_columns` call per variant, the variants alternating query by
+    query (`rounds` passes over the queries, the order of the variants reversed every other)."""
+    days = queries["event_timestamp"].dt.floor("D")
+    for catalog in inputs.catalogs.values():
+        catalog.warm()
+    out: list[list[float]] = [[] for _ in variants]
+    for r in range(rounds):
+        order = list(enumerate(variants))[:: 1 if r % 2 == 0 else -1]
+        for query, day in zip(queries[QUERY], days, strict=True):
+            args = (inputs.recent[query], inputs.neighbours[day], inputs.favourite[query])
+            catalog, frequent = inputs.catalogs[day], inputs.frequent.get(query, ())
+            for i, (_, config, consts) in order:
+                for k, v in consts.items():
+                    setattr(candidates, k, v)
+                t0 = time.perf_counter()
+                candidates.generate_columns(*args, catalog, None, config, frequent=frequent)
+                out[i].append(time.perf_counter() - t0)
+    return [np.asarray(v) for v in out]
 
 
 def report(name: str, config, m: dict) -> str:
     lines = [
         f"{name}: {config}",
-        f"  candidates hold {m['recall']:.1%} (pool {m['pool']:.1f} per query); generate "
-        f"{m['ms_median']:.2f} ms median, {m['ms_p99']:.2f} ms p99",
+        f"  candidates hold {m['recall']:.1%} (pool {m['pool']:.1f} per query)",
         "  by pool size: " + ", ".join(f"{n} {v:.1%}" for n, v in m["prefix"].items()),
     ]
     for src, (n, share) in sorted(m["sources"].items(), key=lambda kv: -kv[1][1]):
@@ -134,6 +152,7 @@ def main() -> None:
     p.add_argument("--test-queries", type=int, default=RankingConfig().test_queries)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--variant", action="append", default=[])
+    p.add_argument("--timing", type=int, default=0, help="passes of the alternating timing")
     args = p.parse_args()
     t0 = time.perf_counter()
     config = RankingConfig(test_queries=args.test_queries)
@@ -143,10 +162,23 @@ def main() -> None:
     fs = open_store("embedded", args.data_dir)
     inputs = candidate_inputs(fs, queries, sorted(products.unique()))
     print(f"{len(queries):,} test queries, inputs read in {time.perf_counter() - t0:.1f}s")
-    for spec in args.variant or ["main", "api"]:
-        name, cfg, consts = parse_variant(spec)
+    variants = [parse_variant(spec) for spec in args.variant or ["main", "api"]]
+    for name, cfg, consts in variants:
         m = measure(queries, inputs, cfg, consts)
         print(report(name + (f" {consts}" if consts else ""), cfg, m), flush=True)
+    if args.timing:
+        defaults = {k: getattr(candidates, k) for k in FIT_KEYS.values()}
+        full = [(n, c, {**defaults, **k}) for n, c, k in variants]
+        for (name, _, _), sec in zip(
+            variants, timing(queries, inputs, full, args.timing), strict=True
+        ):
+            print(
+                f"{name}: generate_columns {1000 * np.median(sec):.3f} ms median, "
+                f"{1000 * np.quantile(sec, 0.99):.3f} ms p99, {1000 * sec.mean():.3f} ms mean "
+                f"({len(sec):,} calls)"
+            )
+        for k, v in defaults.items():
+            setattr(candidates, k, v)
 
 
 if __name__ == "__main__":
