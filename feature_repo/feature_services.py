@@ -134,9 +134,12 @@ candidate_customer_v1 = FeatureService(
 
 candidate_product_v1 = FeatureService(
     name="candidate_product_v1",
-    features=[product_stats[["category", "product_popularity_30d"]], product_copurchase],
-    description="Candidate generation, product side: the catalog (category, popularity) and "
-    "co-purchase neighbours.",
+    features=[
+        product_stats[["category", "product_popularity_30d", "product_price"]],
+        product_copurchase,
+    ],
+    description="Candidate generation, product side: the catalog (category, popularity, price) "
+    "and co-purchase neighbours.",
     owner=OWNER,
     tags={"api": "recommendations", "version": "1", "entity": "product"},
 )

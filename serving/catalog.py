@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from featurestore.online import OnlineFeatures, entity_ids
-from training.candidates import Catalog
+from training.candidates import PRICE, Catalog
 
 log = logging.getLogger("serving.catalog")
 
@@ -80,27 +80,31 @@ class CatalogKeeper:
         assert self.state.catalog is not None
         return self.state.catalog
 
-    def catalog_columns(self) -> tuple[str, str, str]:
-        """(view, category, popularity): the product view and the two features the candidate
-        service asks of it; the popularity measure is whichever the service names."""
+    def catalog_columns(self) -> tuple[str, str, str, str | None]:
+        """(view, category, popularity, price or None): the product view and the features the
+        candidate service asks of it; the popularity measure is whichever the service names
+        besides the category and the price (`product_price`, when served)."""
         for vp in self.online.plan(self.services[0]).views:
             if vp.join_keys == (self.join_key,) and CATEGORY in vp.features:
-                others = [f for f in vp.features if f != CATEGORY]
+                price = PRICE if PRICE in vp.features else None
+                others = [f for f in vp.features if f not in (CATEGORY, PRICE)]
                 if len(others) == 1:
-                    return vp.view.name, CATEGORY, others[0]
+                    return vp.view.name, CATEGORY, others[0], price
         raise ValueError(
             f"{self.services[0]} names no product view with {CATEGORY!r} and one popularity feature"
         )
 
     def _build(self) -> Catalog:
-        view, category, popularity = self.catalog_columns()
+        view, category, popularity, price = self.catalog_columns()
         rows = [
-            (key[0], row.get(category), row.get(popularity))
+            (key[0], row.get(category), row.get(popularity), row.get(price) if price else None)
             for key, (_, row) in self.online.cached_rows(view).items()
             if row is not None
         ]
-        frame = pd.DataFrame(rows, columns=["product_id", category, popularity])
-        return Catalog.from_frame(frame, popularity=popularity, category=category)
+        frame = pd.DataFrame(rows, columns=["product_id", category, popularity, "_price"])
+        return Catalog.from_frame(
+            frame, popularity=popularity, category=category, price="_price" if price else None
+        ).warm()
 
     async def run_forever(self) -> None:
         """Refresh every `refresh_s`; after a failure, retry sooner (the store may be back)."""

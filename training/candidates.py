@@ -29,7 +29,7 @@ also what teaches a ranker that unrelated products are unlikely).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -45,6 +45,7 @@ FAVOURITE = "favourite_category_90d"  # customer_activity
 PURCHASED = "purchased_product_ids"  # optional: every product the customer bought
 CATEGORY = "category"  # product_stats
 POPULARITY = "product_popularity_30d"  # product_stats
+PRICE = "product_price"  # product_stats: the `category_fit` source's price levels
 NEIGHBOUR_IDS = "copurchase_product_ids"  # product_copurchase
 NEIGHBOUR_SCORES = "copurchase_scores"  # product_copurchase
 # The live session, through its own service (customer_session is written by the stream worker).
@@ -80,6 +81,9 @@ class CandidateConfig:
     history: int = 0  # of the customer's recent products, offered first
     frequent: int = 0  # of the customer's most-bought products, after history
     session: int = 0  # of the live session's products and their co-purchases, before history
+    category_fit: int = (
+        0  # of the customer's categories' products by estimated pick, after copurchase
+    )
     popular: int = 30
     random: int = 30
     max_candidates: int = 200
@@ -97,6 +101,7 @@ API_CONFIG = CandidateConfig(
     history=10,
     frequent=50,
     session=20,
+    category_fit=100,
 )
 
 
@@ -107,16 +112,25 @@ class Catalog:
     product_ids: np.ndarray
     category: dict[str, str]
     by_category: dict[str, list[str]]
+    # aligned with product_ids (what `category_fit` weighs by); None: not read
+    popularity: np.ndarray | None = field(default=None, compare=False, repr=False)
+    price: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_frame(
-        cls, frame: pd.DataFrame, popularity: str = "popularity", category: str = "category"
+        cls,
+        frame: pd.DataFrame,
+        popularity: str = "popularity",
+        category: str = "category",
+        price: str | None = None,
     ) -> Catalog:
-        """From a frame with `product_id`, a category column and a popularity column.
+        """From a frame with `product_id`, a category column, a popularity column and, when
+        `price` names one, a price column (the `category_fit` source's price level).
 
         Ties in popularity break by product id, so the order is the same on every machine.
         """
-        f = frame[["product_id", category, popularity]].copy()
+        cols = ["product_id", category, popularity] + ([price] if price else [])
+        f = frame[cols].copy()
         f["_pop"] = pd.to_numeric(f[popularity], errors="coerce").fillna(0.0)
         f["_cat"] = f[category].astype("object").where(f[category].notna(), "unknown")
         f = f.sort_values(["_pop", "product_id"], ascending=[False, True])
@@ -125,7 +139,9 @@ class Catalog:
         by_cat: dict[str, list[str]] = {}
         for pid, cat in zip(ids, cats, strict=True):
             by_cat.setdefault(cat, []).append(pid)
-        return cls(ids, dict(zip(ids, cats, strict=True)), by_cat)
+        prices = _prices(f, price)
+        pops = f["_pop"].to_numpy(dtype=np.float64)
+        return cls(ids, dict(zip(ids, cats, strict=True)), by_cat, pops, prices)
 
     @classmethod
     def by_day(
@@ -134,16 +150,19 @@ class Catalog:
         day: str = "event_timestamp",
         popularity: str = "popularity",
         category: str = "category",
+        price: str | None = None,
     ) -> dict:
         """`from_frame` of each `day` group of `frame`, {day: Catalog}, with one sort of the whole
         frame instead of one per day (a product appears once a day, so the order within a day is
         the same: popularity, then product id)."""
-        f = frame[[day, "product_id"]].copy()
+        f = frame[[day, "product_id"] + ([price] if price else [])].copy()
         f["_pop"] = pd.to_numeric(frame[popularity], errors="coerce").fillna(0.0)
         f["_cat"] = frame[category].astype("object").where(frame[category].notna(), "unknown")
         f = f.sort_values([day, "_pop", "product_id"], ascending=[True, False, True])
         ids = f["product_id"].astype(str).to_numpy()
         cats = f["_cat"].astype(str).to_numpy()
+        pops = f["_pop"].to_numpy(dtype=np.float64)
+        prices = _prices(f, price)
         cut = np.flatnonzero(f[day].ne(f[day].shift()).to_numpy())
         out = {}
         for key, lo, hi in zip(f[day].iloc[cut], cut, [*cut[1:], len(f)], strict=True):
@@ -151,7 +170,13 @@ class Catalog:
             by_cat: dict[str, list[str]] = {}
             for pid, cat in zip(day_ids, day_cats, strict=True):  # numpy str, as from_frame
                 by_cat.setdefault(cat, []).append(pid)
-            out[key] = cls(day_ids, dict(zip(day_ids, day_cats, strict=True)), by_cat)
+            out[key] = cls(
+                day_ids,
+                dict(zip(day_ids, day_cats, strict=True)),
+                by_cat,
+                pops[lo:hi],
+                None if prices is None else prices[lo:hi],
+            )
         return out
 
     def popular(self, n: int) -> list[str]:
@@ -161,6 +186,56 @@ class Catalog:
     def _ids(self) -> list[str]:
         """`product_ids` as a list of str, made once (training asks a catalog 10,000 times)."""
         return self.product_ids.tolist()
+
+    def warm(self) -> Catalog:
+        """Make now what `category_fit` reads of the catalog (once per catalog, not in the
+        first request that needs it)."""
+        _ = self._ids, self.levels, self.category_share
+        return self
+
+    @cached_property
+    def levels(self) -> dict[str, float]:
+        """Each product's price level: its price percentile within its category, in (0, 1)
+        (the middle of its rank; ties by popularity order); empty without prices. A customer's
+        price level is the mean of what they bought (`category_fit`)."""
+        if self.price is None:
+            return {}
+        out: dict[str, float] = {}
+        for ids, _, level in self.by_category_arrays.values():
+            out.update(zip(ids.tolist(), level.tolist(), strict=True))
+        return out
+
+    @cached_property
+    def by_category_arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """{category: (product ids, popularity, price level)} in popularity order, as numpy
+        arrays (ids of str); the price level is NaN without prices."""
+        pops = self.popularity if self.popularity is not None else np.zeros(len(self.product_ids))
+        at = {pid: i for i, pid in enumerate(self._ids)}
+        out = {}
+        for cat, ids in self.by_category.items():
+            idx = np.fromiter((at[p] for p in ids), dtype=np.int64, count=len(ids))
+            if self.price is None:
+                level = np.full(len(ids), np.nan)
+            else:
+                price = self.price[idx]
+                known = ~np.isnan(price)
+                ranks = pd.Series(price).rank(method="first").to_numpy()
+                level = np.where(known, (ranks - 0.5) / max(1, int(known.sum())), 0.5)
+            out[cat] = (np.asarray([str(p) for p in ids], dtype=str), pops[idx], level)
+        return out
+
+    @cached_property
+    def category_share(self) -> dict[str, float]:
+        """Each category's share of the catalog's popularity (how often anyone buys in it)."""
+        totals = {c: float(a[1].sum()) for c, a in self.by_category_arrays.items()}
+        whole = sum(totals.values())
+        return {c: (v / whole if whole > 0 else 0.0) for c, v in totals.items()}
+
+
+def _prices(frame: pd.DataFrame, price: str | None) -> np.ndarray | None:
+    if not price:
+        return None
+    return pd.to_numeric(frame[price], errors="coerce").to_numpy(dtype=np.float64)
 
 
 def neighbours_from_arrays(
@@ -203,6 +278,74 @@ def customer_categories(
     if favourite and isinstance(favourite, str):
         cats = [favourite] + [c for c in cats if c != favourite]
     return cats
+
+
+# `category_fit`: a category's weight for a customer is (their products in it + FIT_PRIOR x the
+# category's share of all purchases) / (their products + FIT_PRIOR), so a customer of few
+# purchases leans on what everyone buys; within a category a product weighs its popularity x
+# exp(-((its price level - the customer's) / FIT_WIDTH)^2 / 2) + FIT_FLOOR (FIT_FLOOR: a product
+# far from the customer's price level still counts a little).
+FIT_PRIOR = 2.0
+FIT_WIDTH = 0.2
+FIT_FLOOR = 0.05
+
+
+def category_fit_ranking(
+    bought: Sequence[str], favourite: str | None, catalog: Catalog, n: int
+) -> list[tuple[str, float]]:
+    """The `category_fit` source: products of the customer's categories by an estimate of how
+    likely the customer picks each, `n` best first: (product, estimate).
+
+    The estimate is the category's weight for the customer times the product's share of the
+    category's popularity, weighed by how near its price level (`Catalog.levels`) is to the mean
+    price level of what the customer bought (no weighing without prices). `bought`: the
+    customer's products (recent and most-bought); `favourite` counts as one more product of its
+    category. Empty for a customer who bought nothing."""
+    if n <= 0:
+        return []
+    counts: dict[str, int] = {}
+    levels = catalog.levels
+    mine = []
+    for p in dict.fromkeys(bought):
+        c = catalog.category.get(p)
+        if c is not None:
+            counts[c] = counts.get(c, 0) + 1
+        lv = levels.get(p)
+        if lv is not None:
+            mine.append(lv)
+    if favourite and isinstance(favourite, str) and favourite in catalog.by_category:
+        counts[favourite] = counts.get(favourite, 0) + 1
+    if not counts:
+        return []
+    total = sum(counts.values())
+    share = catalog.category_share
+    level = float(np.mean(mine)) if mine else None
+    arrays = catalog.by_category_arrays
+    ids: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    for c, k in counts.items():
+        cat_ids, pop, lv = arrays[c]
+        weight = (k + FIT_PRIOR * share.get(c, 0.0)) / (total + FIT_PRIOR)
+        w = (
+            pop * (np.exp(-0.5 * ((lv - level) / FIT_WIDTH) ** 2) + FIT_FLOOR)
+            if level is not None
+            else pop
+        )
+        z = w.sum()
+        if z <= 0:
+            continue
+        if len(w) > n:  # the n best and every product tied with the n-th (ties go by id below)
+            top = np.flatnonzero(w >= np.partition(w, len(w) - n)[len(w) - n])
+            ids.append(cat_ids[top])
+            scores.append(w[top] * (weight / z))
+        else:
+            ids.append(cat_ids)
+            scores.append(w * (weight / z))
+    if not ids:
+        return []
+    every, score = np.concatenate(ids), np.concatenate(scores)
+    order = np.lexsort((every, -score))[:n]  # best first, then by product id
+    return list(zip(every[order].tolist(), score[order].tolist(), strict=True))
 
 
 def generate(
@@ -305,6 +448,14 @@ def generate_columns(
                 ids.append(pid)
                 sources.append("copurchase")
                 scores.append(s)
+    if config.category_fit > 0 and len(ids) < cap:
+        bought = [*recent, *frequent]
+        for pid, s in category_fit_ranking(
+            bought, favourite_category, catalog, config.category_fit
+        ):
+            if len(ids) >= cap:
+                break
+            offer(pid, "category_fit", s)
     cats = customer_categories(recent, favourite_category, catalog)
     if cats:
         per_cat = max(1, config.category_popular // len(cats))

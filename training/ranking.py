@@ -52,6 +52,7 @@ from training.candidates import (
     NEIGHBOUR_IDS,
     NEIGHBOUR_SCORES,
     POPULARITY,
+    PRICE,
     PRODUCT_SERVICE,
     RECENT,
     CandidateConfig,
@@ -83,7 +84,7 @@ LABEL = "purchased"
 ROWS_PER_READ = 4_000_000
 # (product, day) pairs per read of the co-purchase lists: only those the day's customers look up
 LIST_ROWS_PER_READ = 70_000
-GRID_FEATURES = (CATEGORY, POPULARITY)
+GRID_FEATURES = (CATEGORY, POPULARITY, PRICE)
 LIST_FEATURES = (NEIGHBOUR_IDS, NEIGHBOUR_SCORES)
 # One thread, as the churn models (training/churn_models.py says why): on the demo shop's 105,685
 # training rows the same ranker took 10.6 s CPU with one thread and 31.2 s with two (load 16).
@@ -276,10 +277,10 @@ def candidate_inputs(
         prod = store.historical(fs, grid, PRODUCT_SERVICE, only=GRID_FEATURES)
         live = prod[prod[POPULARITY].notna()]  # products that exist at the snapshot
         # one sort for every day of the read (Catalog.from_frame per day: 1 s of 337 days)
-        catalogs.update(Catalog.by_day(live, popularity=POPULARITY, category=CATEGORY))
+        catalogs.update(Catalog.by_day(live, popularity=POPULARITY, category=CATEGORY, price=PRICE))
         for day in prod["event_timestamp"].unique():  # a day without a live product
             if day not in catalogs:
-                catalogs[day] = Catalog.from_frame(live.iloc[:0], POPULARITY, CATEGORY)
+                catalogs[day] = Catalog.from_frame(live.iloc[:0], POPULARITY, CATEGORY, PRICE)
         pairs = pd.MultiIndex.from_arrays([live["product_id"], live["event_timestamp"]])
         keep = pairs.isin(looked_up_pairs)
         wanted.append(live.loc[keep, ["product_id", "event_timestamp"]])

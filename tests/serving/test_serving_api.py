@@ -271,6 +271,19 @@ def test_unknown_ids_are_404(client, path) -> None:
     assert r.json()["error"]["code"] == "not_found"
 
 
+def test_the_catalog_holds_the_online_prices(client, feast_store) -> None:
+    """The category_fit source's price levels come from the prices Feast serves online
+    (candidate_product_v1 reads product_price): every product's, none made up."""
+    catalog = client.app.state.resources.catalog.state.catalog
+    ids = catalog.product_ids.tolist()
+    theirs = feast_store.get_online_features(
+        ["product_stats:product_price"], [{"product_id": p} for p in ids]
+    ).to_dict()["product_price"]
+    got = dict(zip(ids, catalog.price.tolist(), strict=True))
+    assert all(same(got[p], v) for p, v in zip(ids, theirs, strict=True))
+    assert any(v is not None for v in theirs) and set(catalog.levels) == set(ids)
+
+
 def test_product_features(client, env, feast_store) -> None:
     pid = env.products[2]
     body = client.get(f"/features/products/{pid}", headers=KEY).json()
@@ -399,7 +412,8 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store, monk
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
     assert len({i["product_id"] for i in items}) == 5
-    assert {i["source"] for i in items} <= {"session", "copurchase", "category_popular", "popular"}
+    sources = {"session", "copurchase", "category_fit", "category_popular", "popular"}
+    assert {i["source"] for i in items} <= sources
     recent = (
         feast_store.get_online_features(
             ["customer_activity:recent_product_ids"], [{"customer_id": cid}]

@@ -302,3 +302,107 @@ def test_ranked_per_query_orders_by_score_then_product_id() -> None:
     assert list(got) == list(want.index)
     assert all(got[q] == want[q] for q in got)
     assert _ranked_per_query(rows.iloc[:0], scores[:0]) == {}
+
+
+def _priced_catalog() -> Catalog:
+    rng = np.random.default_rng(3)
+    n = 60
+    return Catalog.from_frame(
+        pd.DataFrame(
+            {
+                "product_id": [f"q{i:02d}" for i in range(n)],
+                "category": rng.choice(["a", "b", "c"], n),
+                "popularity": rng.integers(1, 20, n).astype(float),
+                "price": np.round(rng.lognormal(3.0, 0.6, n), 2),
+            }
+        ),
+        price="price",
+    )
+
+
+def _pick_estimate(bought: list[str], favourite: str | None, catalog: Catalog) -> dict:
+    """category_fit's estimate of every product, recomputed from its definition product by
+    product (price level = rank of the price within the category, from the frame)."""
+    from training.candidates import FIT_FLOOR, FIT_PRIOR, FIT_WIDTH
+
+    pop = dict(zip(catalog.product_ids.tolist(), catalog.popularity.tolist(), strict=True))
+    price = dict(zip(catalog.product_ids.tolist(), catalog.price.tolist(), strict=True))
+    cat = catalog.category
+    level = {}
+    for c in set(cat.values()):
+        members = sorted((p for p in cat if cat[p] == c), key=lambda p: price[p])
+        for r, p in enumerate(members):
+            level[p] = (r + 0.5) / len(members)
+    counts: dict[str, int] = {}
+    for p in dict.fromkeys(bought):
+        counts[cat[p]] = counts.get(cat[p], 0) + 1
+    if favourite:
+        counts[favourite] = counts.get(favourite, 0) + 1
+    total_pop = sum(pop.values())
+    share = {c: sum(pop[p] for p in cat if cat[p] == c) / total_pop for c in counts}
+    mine = float(np.mean([level[p] for p in dict.fromkeys(bought)]))
+    total = sum(counts.values())
+    out = {}
+    for c, k in counts.items():
+        weight = (k + FIT_PRIOR * share[c]) / (total + FIT_PRIOR)
+        w = {
+            p: pop[p] * (np.exp(-0.5 * ((level[p] - mine) / FIT_WIDTH) ** 2) + FIT_FLOOR)
+            for p in cat
+            if cat[p] == c
+        }
+        z = sum(w.values())
+        out.update({p: weight * v / z for p, v in w.items()})
+    return out
+
+
+def test_category_fit_ranks_by_the_estimate_recomputed_product_by_product() -> None:
+    from training.candidates import category_fit_ranking
+
+    catalog = _priced_catalog()
+    bought = ["q03", "q07", "q03", "q11"]
+    for favourite in (None, "c"):
+        want = _pick_estimate(bought, favourite, catalog)
+        got = category_fit_ranking(bought, favourite, catalog, 15)
+        best = sorted(want, key=lambda p: (-want[p], p))[:15]
+        assert [p for p, _ in got] == best
+        assert [s for _, s in got] == pytest.approx([want[p] for p in best], rel=1e-12)
+    # the price level matters: a cheap and a dear customer of the same category differ
+    by_price = sorted((p for p in catalog.by_category["a"]), key=lambda p: catalog.levels[p])
+    cheap = category_fit_ranking(by_price[:2], None, catalog, 5)
+    dear = category_fit_ranking(by_price[-2:], None, catalog, 5)
+    assert [p for p, _ in cheap] != [p for p, _ in dear]
+    assert category_fit_ranking([], None, catalog, 5) == []
+
+
+def test_category_fit_comes_after_copurchase_and_respects_cap_and_exclusion() -> None:
+    catalog = _priced_catalog()
+    neigh = neighbours_from_arrays(["q03"], [["q40", "q41"]], [[1.0, 0.5]])
+    cfg = CandidateConfig(
+        history=1,
+        copurchase=5,
+        category_fit=10,
+        category_popular=0,
+        popular=50,
+        random=0,
+        max_candidates=12,
+    )
+    c = generate(["q03"], neigh, None, catalog, config=cfg, exclude={"q41"})
+    assert c["source"].tolist()[:2] == ["history", "copurchase"]
+    fit = c.loc[c["source"] == "category_fit", "product_id"].tolist()
+    from training.candidates import category_fit_ranking
+
+    want = [p for p, _ in category_fit_ranking(["q03"], None, catalog, 10)]
+    assert fit == [p for p in want if p not in {"q03", "q40", "q41"}][: len(fit)]
+    assert len(c) == 12 and "q41" not in set(c["product_id"])
+    # without prices (a catalog read without them) the estimate is popularity within category
+    plain = Catalog.from_frame(
+        pd.DataFrame(
+            {
+                "product_id": catalog.product_ids,
+                "category": [catalog.category[p] for p in catalog.product_ids],
+                "popularity": catalog.popularity,
+            }
+        )
+    )
+    got = [p for p, _ in category_fit_ranking(["q03"], None, plain, 4)]
+    assert got == plain.by_category[plain.category["q03"]][:4]

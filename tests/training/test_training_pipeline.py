@@ -277,6 +277,7 @@ def test_candidate_inputs_equal_the_whole_grid_read_with_every_list(data, monkey
         NEIGHBOUR_IDS,
         NEIGHBOUR_SCORES,
         POPULARITY,
+        PRICE,
         PRODUCT_SERVICE,
         Catalog,
         neighbours_from_arrays,
@@ -309,7 +310,7 @@ def test_candidate_inputs_equal_the_whole_grid_read_with_every_list(data, monkey
     looked_up: dict = {d: set(more) for d, more in also.items()}
     for q in queries.itertuples():
         looked_up.setdefault(q.event_timestamp.floor("D"), set()).update(got.recent[q.query_id])
-    want_catalogs = Catalog.by_day(live, popularity=POPULARITY, category=CATEGORY)
+    want_catalogs = Catalog.by_day(live, popularity=POPULARITY, category=CATEGORY, price=PRICE)
     want_neighbours = {}
     for day, g in live.groupby("event_timestamp", sort=True):
         g = g[g["product_id"].isin(looked_up.get(day, ()))]
@@ -322,6 +323,9 @@ def test_candidate_inputs_equal_the_whole_grid_read_with_every_list(data, monkey
         assert got.catalogs[day].product_ids.tolist() == want_catalogs[day].product_ids.tolist()
         assert got.catalogs[day].category == want_catalogs[day].category
         assert got.catalogs[day].by_category == want_catalogs[day].by_category
+        # the price levels the category_fit source weighs by (read with the grid)
+        assert got.catalogs[day].levels == want_catalogs[day].levels
+    assert all(c.levels for c in got.catalogs.values() if len(c.product_ids))
     assert set(got.neighbours) == set(days)
     assert {d: got.neighbours[d] for d in days} == want_neighbours
     n_lists = sum(len(v) for v in want_neighbours.values())
