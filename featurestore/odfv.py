@@ -680,8 +680,8 @@ _PARALLEL_ROWS = 50_000
 _BITMAP_BITS = 2**28
 _BITMAP_BITS_PER_KEY = 256
 _BITMAP_BYTES = 2**20  # ... built a byte per key (8x the memory, touched fresh) up to this span
-# _copurchase_by_source finds (source row, product) pairs through a byte per possible pair when
-# there are at most this many (32 MiB), and at most this many per key looked up or in it
+# membership over (row, code) keys through a byte per possible key when there are at most this
+# many (32 MiB), and at most this many per key looked up or in (_member, _copurchase_by_source)
 _FLAG_BYTES = 2**25
 _FLAGS_PER_KEY = 32
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
@@ -971,17 +971,37 @@ def _index(a: pa.DictionaryArray, memo: dict[tuple, np.ndarray] | None = None) -
 
 
 def _member(query: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """query[i] among members (keys >= 0): a bitmap over the keys' span when it is small
-    (_bitmap_fits), else one sort and a binary search (np.isin sorts both)."""
+    """query[i] among members (keys >= 0): a byte per key over the keys' span when it is small
+    (_flags_fit), else a bitmap over it when that is (_bitmap_fits), else one sort and a binary
+    search (np.isin sorts both)."""
     members = members[members >= 0]
     if not len(members):
         return np.zeros(len(query), dtype=bool)
     space = int(members.max()) + 1
+    if _flags_fit(space, len(query) + len(members)):
+        flags = _flags(members, space)
+        inside = (query >= 0) & (query < space)
+        return flags[np.where(inside, query, 0)] & inside
     if _bitmap_fits(space, len(query) + len(members)):
         return _in_bitmap(_bitmap(members, space), query)
     members = np.sort(members)
     at = np.minimum(np.searchsorted(members, query), len(members) - 1)
     return (members[at] == query) & (query >= 0)
+
+
+def _flags_fit(space: int, keys: int) -> bool:
+    """Whether a byte per key of `space` is worth it for `keys` keys and queries: at most
+    _FLAG_BYTES, and at most _FLAGS_PER_KEY per key (setting and reading bytes costs several
+    times less than packing bits, and the bits one by one many times more)."""
+    return space <= min(_FLAG_BYTES, _FLAGS_PER_KEY * max(keys, 1))
+
+
+def _flags(keys: np.ndarray, space: int) -> np.ndarray:
+    """A byte per key in [0, space), True for `keys` (each in that range), from Arrow's pool."""
+    flags = _empty(space, np.bool_)
+    flags.fill(False)
+    flags[keys] = True
+    return flags
 
 
 def _bitmap_fits(space: int, keys: int) -> bool:
@@ -1074,10 +1094,11 @@ def _copurchase_by_source(
     codes: _Codes,
 ) -> tuple[np.ndarray, np.ndarray]:
     """copurchase_score and copurchase_hits when the candidates' lists come once per source row
-    (`ids`, `scores` over the source's rows; `source[r]` row r's, -1 for none): each distinct
-    recent product of a row (`wanted()`: rows and product codes, sorted by both, of rows with a
-    source row) is looked up among its candidate's (source row, product) pairs, and the hits are
-    summed in the candidate list's order, as the row code adds them."""
+    (`ids`, `scores` over the source's rows; `source[r]` row r's, -1 for none): each recent
+    product of a row (`wanted()`: rows, ascending, and product codes, of rows with a source
+    row; a product may come twice) is looked up among its candidate's (source row, product)
+    pairs, and the hits (a row's product once) are summed in the candidate list's order, as the
+    row code adds them."""
     n = len(source)
     valid = ids.position < scores.lengths[ids.rows]
     score_starts = np.cumsum(scores.lengths) - scores.lengths
@@ -1091,10 +1112,8 @@ def _copurchase_by_source(
     # Most queries find nothing and most pairs are found by none: the queries in a pair, and
     # the pairs some query found, are picked out first, and only those few pairs are sorted
     # and searched (not every pair sorted, nor a table of every pair's place built)
-    if len(pairs) and space <= min(_FLAG_BYTES, _FLAGS_PER_KEY * (len(query) + len(pairs))):
-        flags = _empty(space, np.bool_)  # a byte per (source row, product)
-        flags.fill(False)
-        flags[pairs] = True
+    if len(pairs) and _flags_fit(space, len(query) + len(pairs)):
+        flags = _flags(pairs, space)  # a byte per (source row, product)
         found = flags[query]
         rows, query = rows[found], query[found]
         flags[pairs] = False
@@ -1116,9 +1135,14 @@ def _copurchase_by_source(
     # by row, then by place in the candidate's list (hits come by row already: a stable sort
     # of the one key runs through them)
     place = position[at]
-    in_order = np.argsort(hit_rows * (int(place.max()) + 1) + place if len(place) else place,
-                          kind="stable")  # fmt: skip
-    hit_rows, at = hit_rows[in_order], at[in_order]
+    key = hit_rows * (int(place.max()) + 1) + place if len(place) else place
+    in_order = np.argsort(key, kind="stable")
+    key, hit_rows, at = key[in_order], hit_rows[in_order], at[in_order]
+    # a product twice in a row's recent ones counts once (the row code asks a set): its hits,
+    # the same (row, place), come together and the repeats are dropped (only the few found
+    # are sorted, not every row's recent products beforehand)
+    once = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, dtype=bool)
+    hit_rows, at = hit_rows[once], at[once]
     score = np.bincount(hit_rows, weights=weight[at], minlength=n).astype(np.float64, copy=False)
     hits = np.bincount(hit_rows, minlength=n).astype(np.int64, copy=False)
     return score, hits
@@ -1172,38 +1196,22 @@ def _string_part(a: pa.Array | None, n: int) -> pa.Array:
     return _strings_array(a, n)
 
 
-def _distinct_by_row(
-    rows: np.ndarray, codes: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's distinct codes, (rows, codes) sorted by both, from `rows` in ascending order
-    (a flattened list column's) and their codes (>= 0): the keys row x size + code are then
-    sorted but within a row, which a stable sort (runs) does several times faster than
-    quicksort, and np.unique (it hashes) many times."""
-    keys = np.sort(rows * size + codes, kind="stable")
-    if not len(keys):
-        return rows, codes
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    rows = rows[first]  # the same rows: the sort moved codes within their row only
-    return rows, keys[first] - rows * size
-
-
 def _recent_by_row(
-    recent: _Lists, c_recent: np.ndarray, source: np.ndarray, size: int
+    recent: _Lists, c_recent: np.ndarray, source: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's distinct recent product codes, (rows, codes) sorted by both, rows whose
-    candidate has a source row (source >= 0) only."""
+    """Each row's recent product codes (rows ascending, each row's in its list's order), rows
+    whose candidate has a source row (source >= 0) only."""
     known = (c_recent >= 0) & (source[recent.rows] >= 0)
-    return _distinct_by_row(recent.rows[known], c_recent[known], size)
+    return recent.rows[known], c_recent[known]
 
 
 def _recent_by_customer(
-    recent: _Lists, c_recent: np.ndarray, at: np.ndarray, source: np.ndarray, size: int
+    recent: _Lists, c_recent: np.ndarray, at: np.ndarray, source: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """_recent_by_row when `recent` holds the customer source rows' lists (`at[r]`: row r's,
-    -1 for none): the distinct codes found once per customer row (a sort of its lists, not of
-    every entity row's), then laid out per entity row in the same order."""
+    -1 for none): each customer row's codes laid out per entity row."""
     known = c_recent >= 0
-    customer_rows, products = _distinct_by_row(recent.rows[known], c_recent[known], size)
+    customer_rows, products = recent.rows[known], c_recent[known]
     counts = np.bincount(customer_rows, minlength=len(recent.lengths))
     starts = np.cumsum(counts) - counts
     use = (at >= 0) & (source >= 0)
@@ -1286,9 +1294,9 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     if source is None:
         wanted = None
     elif shared is None:
-        wanted = partial(_recent_by_row, recent, c_recent, source, codes.size)
+        wanted = partial(_recent_by_row, recent, c_recent, source)
     else:
-        wanted = partial(_recent_by_customer, own_recent, c_own_recent, at, source, codes.size)
+        wanted = partial(_recent_by_customer, own_recent, c_own_recent, at, source)
     pool = ThreadPoolExecutor(1) if source is not None and n >= _PARALLEL_ROWS else None
     copurchase = (  # the biggest part, beside the others (numpy's sorts and searches let go
         # of the GIL): on a second core
