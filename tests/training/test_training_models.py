@@ -212,8 +212,9 @@ def test_fold_fits_in_worker_processes_select_what_one_process_selects() -> None
 
 def test_settings_sharing_their_transformers_score_as_each_pipeline_fitted_alone() -> None:
     """The C grid's settings share each fold's imputer, scaler and BG/NBD step (fitted once,
-    issue 18): every setting's fold scores are those of its whole Pipeline fitted alone on the
-    fold's train rows, to the last bit."""
+    issue 18), and XGBoost's fold fits read their validation rows from a plain DMatrix: every
+    setting's fold scores (and rounds) are those of its whole Pipeline or XGBClassifier fitted
+    alone on the fold's train rows, to the last bit."""
     from sklearn.metrics import roc_auc_score
 
     X, y = _with_btyd_inputs(1500, 11)
@@ -237,6 +238,15 @@ def test_settings_sharing_their_transformers_score_as_each_pipeline_fitted_alone
             if sel.tried[i]["mean_auc"] == sel.mean_auc:
                 for f, p in zip(folds, scores, strict=True):
                     np.testing.assert_array_equal(sel.oof[f.valid], p)
+        if learner.early_stopping:  # stopped by the validation rows, read from a plain DMatrix
+            assert max(sel.params["fold_rounds"]) < 300
+    from xgboost import DMatrix, QuantileDMatrix
+
+    plain = churn_models._PlainValidation(n_jobs=1)
+    train = plain._create_dmatrix(None, data=X, label=y)
+    assert isinstance(train, QuantileDMatrix)
+    valid = plain._create_dmatrix(train, data=X, label=y)
+    assert type(valid) is DMatrix
 
 
 def test_the_forest_draws_a_quarter_of_the_rows_for_each_of_its_trees() -> None:
