@@ -115,6 +115,17 @@ class OnlineResult:
         return min(stamps) if stamps else None
 
 
+@dataclass
+class CandidateRows:
+    """One customer's candidates as `OnlineFeatures.read_candidates` reads them."""
+
+    customer: OnlineResult  # one row: the customer's views and their on-demand views
+    customer_values: dict[str, Any]  # every feature read of the customer's views (None: no row)
+    products: dict[str, list[tuple]]  # cached view -> each candidate's cache entry
+    pairs: dict[str, tuple[list, list, dict[str, list]]]  # view -> (found, times, columns)
+    rechanged: bool = False  # a `recheck` row had moved since it was cached
+
+
 class _ViewCache:
     """Decoded rows of shared views (products), by view and entity key.
 
@@ -328,6 +339,70 @@ class OnlineFeatures:
         with self.timer(operation or "prefetch"):
             await self._read_views(list(views.values()), entities, n, memo)
 
+    async def read_candidates(
+        self,
+        service: str | FeatureService,
+        customer: dict[str, Any],
+        product_key: str,
+        ids: Sequence[Any],
+        request: dict[str, Any],
+        memo: dict,
+        recheck: Sequence[Any] | None = None,
+        since: float | None = None,
+        operation: str | None = None,
+    ) -> CandidateRows | None:
+        """What `read(service, {customer keys: [value] * n, product_key: ids}, ...)` reads, kept
+        apart by entity instead of joined into columns: the customer's views and the on-demand
+        views of those alone for one row (from `memo`); each candidate's cache entry of every
+        cached product view, checked against Redis as `read` checks them (and the `recheck`
+        product ids with them); the views keyed by customer and product, as decoded columns.
+        Product rows that did not move keep their entry objects, so a caller can keep what it
+        derives from a row for as long as the entry is the same object.
+
+        None when the service has a view this split does not cover (a product view that is not
+        cached, a view of other keys): the caller reads it with `read`."""
+        plan = self.plan(service)
+        n = len(ids)
+        by_customer, by_product, pairs = [], [], []
+        for vp in plan.views:
+            keys = set(vp.join_keys)
+            if keys and keys <= set(customer):
+                by_customer.append(vp)
+            elif vp.join_keys == (product_key,) and vp.cached:
+                by_product.append(vp)
+            elif keys == {*customer, product_key}:
+                pairs.append(vp)
+            else:
+                return None
+        one = {k: v[:1] if isinstance(v, list) else v for k, v in request.items()}
+        cust = await self.read(
+            plan.name,
+            {k: [v] for k, v in customer.items()},
+            one,
+            operation="ranking_customer",
+            memo=memo,
+        )  # (from the memo: no round trip)
+        entities = {**{k: [v] * n for k, v in customer.items()}, product_key: list(ids)}
+        again = {(product_key,): [(k,) for k in recheck]} if recheck and by_product else None
+        outcome: dict[str, bool] = {}
+        with self.timer(operation or plan.name):
+            stored = await self._read_views(
+                [*by_product, *pairs], entities, n, None, again, outcome, since=since,
+                as_entries=True,
+            )  # fmt: skip
+        values: dict[str, Any] = {}
+        for vp in by_customer:
+            key = tuple(customer[k] for k in vp.join_keys)
+            _, row = memo.get((vp.view.name, key), (None, None))
+            values.update({f: None if row is None else row.get(f) for f in vp.features})
+        return CandidateRows(
+            customer=cust,
+            customer_values=values,
+            products={vp.view.name: stored[vp.view.name] for vp in by_product},
+            pairs={vp.view.name: stored[vp.view.name] for vp in pairs},
+            rechanged=outcome.get("rechanged", False),
+        )
+
     async def _guarded(self, coro, deadline_s: float | None = None):
         """Bound the time spent on Redis and turn its failures into one StoreUnavailable."""
         try:
@@ -350,9 +425,12 @@ class OnlineFeatures:
         outcome=None,
         check: bool = True,
         since: float | None = None,
+        as_entries: bool = False,
     ):
         """Every view's rows for the entity rows: cached and memoised rows first, then one
-        Redis round trip, bounded by the deadline, for all that is left.
+        Redis round trip, bounded by the deadline, for all that is left. `as_entries`: a cached
+        view's rows come as its cache entries, one per entity row (`_ViewCache.rows`' values,
+        checked like the columns), not as columns.
 
         With exact caching (`exact_cache()`), the same round trip reads the stored `_ts` of every
         cached row used (and of the keys in `recheck`, {join keys: keys}, rows an earlier read
@@ -452,7 +530,9 @@ class OnlineFeatures:
             if vp.cached:
                 if got is not None:
                     self._put_cached(vp, missing, got, now)
-                out[vp.view.name] = self._cached_columns(vp, keys)
+                out[vp.view.name] = (
+                    self._cached_entries(vp, keys) if as_entries else self._cached_columns(vp, keys)
+                )
                 continue
             rows = dict(zip(missing, got or [], strict=True))
             if memo is not None:
@@ -506,6 +586,11 @@ class OnlineFeatures:
         columns = zip(*table, strict=True) if table else ([] for _ in vp.features)
         cols = dict(zip(vp.features, map(list, columns), strict=True))
         return [v is not None for _, v in ordered], [ts for ts, _ in ordered], cols
+
+    def _cached_entries(self, vp: ViewPlan, keys: list[tuple]) -> list[tuple]:
+        """Each key's cache entry: a new tuple whenever its row is put again, so an entry that
+        is the same object as before holds the same row."""
+        return list(map(self.cache.rows[vp.view.name].__getitem__, keys))
 
     def _cached_columns(self, vp: ViewPlan, keys: list[tuple]):
         entries = self.cache.rows[vp.view.name]
@@ -825,6 +910,20 @@ class OnlineFeatures:
             elif slots is not None:
                 cols = {name: [values[j] for j in slots] for name, values in cols.items()}
             result.columns.update(cols)
+
+    def on_demand(
+        self,
+        service: str | FeatureService,
+        odfvs: Sequence[OnDemandFeatureView],
+        columns: dict[str, list[Any]],
+        request: dict[str, Any],
+        n: int,
+    ) -> dict[str, list[Any]]:
+        """The outputs of `odfvs` (of `service`) on `n` rows given as columns, computed as
+        `read` computes them (once per distinct entity, NaN served as null)."""
+        result = OnlineResult(columns=dict(columns))
+        self._apply_odfvs(list(odfvs), self.plan(service), result, request, n)
+        return {f.name: result.columns[f.name] for o in odfvs for f in o.features}
 
     def _odfv_columns(
         self, plan: ServicePlan, odfv: OnDemandFeatureView, columns: tuple[str, ...]
@@ -1179,6 +1278,12 @@ def _picker(names: tuple[str, ...]):
         return got if len(names) != 1 else (got,)
 
     return pick
+
+
+def request_value(value: Any) -> Any:
+    """A request value as an on-demand view receives it online (the request time: whole
+    seconds, aware)."""
+    return _as_feast_sees_it(value)[0]
 
 
 def _as_feast_sees_it(value: Any) -> list[Any]:
