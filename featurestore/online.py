@@ -1116,11 +1116,26 @@ def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], deco
     Feast's `_get_features_for_entity` reads them; no `_ts` (the epoch) means no row. Decoded
     column by column (rows are made from the columns only when asked for)."""
     raws = [r[-1] for r in replies]
-    stamps = list(map(_event_time, raws))
+    stamps = list(map(_STAMPS.get, raws, repeat(_MISS)))  # times seen before: one C-level map
+    if _MISS in stamps:
+        stamps = list(map(_event_time, raws))
     if not replies or not names:
         return _Decoded(stamps, names, [[] for _ in names], raws)
     if len(replies) == 1:  # one entity (a customer's views): a call per value, not per column
         decoded = [[d(raw)] for d, raw in zip(decoders, replies[0], strict=False)]
+        return _Decoded(stamps, names, decoded, raws)
+    dead = stamps.count(None)
+    if dead * 2 > len(stamps):
+        # mostly no row (a customer's candidates in a sparse customer x product view): a row
+        # without an event time reads as nulls whatever its fields hold, so only the others
+        # are decoded
+        live = [i for i, ts in enumerate(stamps) if ts is not None]
+        decoded = [[None] * len(stamps) for _ in names]
+        if live:
+            columns = list(zip(*[replies[i] for i in live], strict=True))
+            for d, col, out in zip(decoders, columns, decoded, strict=False):
+                for i, value in zip(live, d.decode_column(col), strict=True):
+                    out[i] = value
         return _Decoded(stamps, names, decoded, raws)
     columns = list(zip(*replies, strict=True))
     decoded = [d.decode_column(col) for d, col in zip(decoders, columns, strict=False)]
@@ -1201,6 +1216,14 @@ class _KeyWriter:
         part = self.parts[value] = _STRING_TYPE + struct.pack("<I", len(raw)) + raw
         return part
 
+    def _learn(self, keys: Sequence[tuple]) -> bool:
+        """Remember the parts of the keys' ids not seen yet; False when one is not a str."""
+        parts = self.parts
+        for value in {v for key in keys for v in key if v not in parts}:
+            if self.part(value) is None:
+                return False
+        return True
+
     def keys(self, keys: Sequence[tuple]) -> list[bytes] | None:
         parts, prefix, suffix = self.parts, self.prefix, self.suffix
         try:  # every id seen before (a str subclass equal to a str: that str's bytes, as Feast)
@@ -1209,8 +1232,15 @@ class _KeyWriter:
             if len(self.order) == 2:
                 i, j = self.order
                 return [prefix + parts[key[i]] + parts[key[j]] + suffix for key in keys]
-        except (KeyError, TypeError):  # a new id (or an unhashable one): one by one
+        except (KeyError, TypeError):  # a new id (or an unhashable one)
             pass
+        if len(self.order) == 2 and self._learn(keys):  # new str ids (a customer): once more
+            parts = self.parts
+            i, j = self.order
+            try:
+                return [prefix + parts[key[i]] + parts[key[j]] + suffix for key in keys]
+            except (KeyError, TypeError):
+                parts = self.parts
         get = parts.get
         out = []
         if len(self.order) == 1:
