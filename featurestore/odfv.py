@@ -364,6 +364,96 @@ def _lookup(table: dict[str, float] | None, key: str | None) -> float:
     return table.get(key, 0.0)
 
 
+# --- one customer's candidates, from per-product parts (serving) --------------------------------
+# A recommendation scores one customer's candidates, and each candidate's product inputs are the
+# same request after request until its row is written again: serving keeps each product's side
+# (`ProductInputs`) with its cached row and computes product_age and customer_product_match for
+# the candidates from those, as numpy or short loops over them: the same numbers as the functions
+# above on the same inputs (the same IEEE operations; the logarithm through math.log).
+
+
+class ProductInputs:
+    """One product's inputs of product_age and customer_product_match, as those functions read
+    them: created at (whole seconds, NaN when unknown), price (NaN when unknown), category,
+    brand and id as text, and its co-purchase pairs that can count (an id, a score that is a
+    number), in list order."""
+
+    __slots__ = ("created", "price", "category", "brand", "product", "pairs", "neighbours")
+
+    def __init__(self, values: dict[str, Any], product: Any) -> None:
+        created = _stored_seconds(values.get(PRODUCT_CREATED))
+        self.created = math.nan if created is None else created
+        price = values.get(PRODUCT_PRICE)
+        price = price if type(price) is float else _number(price)
+        self.price = math.nan if price is None or price != price else price
+        self.category = _text(values.get(PRODUCT_CATEGORY))
+        self.brand = _text(values.get(PRODUCT_BRAND))
+        self.product = _text(product)
+        ids, scores = values.get(COPURCHASE_IDS), values.get(COPURCHASE_SCORES)
+        ids = ids if type(ids) is list else list(_iterable(ids))
+        scores = scores if type(scores) is list else list(_iterable(scores))
+        pairs = []
+        for pid, score in zip(ids, scores, strict=False):  # as _copurchase pairs them
+            pid = pid if type(pid) is str else _text(pid)
+            if pid is not None and score is not None and score == score:
+                pairs.append((pid, float(score)))
+        self.pairs = tuple(pairs)
+        self.neighbours = frozenset(pid for pid, _ in pairs)
+
+
+def instant_seconds(value: Any) -> float:
+    """An instant as the functions above read it: whole epoch seconds, NaN when unknown."""
+    seconds = _stored_seconds(value)
+    return math.nan if seconds is None else seconds
+
+
+def age_for_candidates(now: float, products: list[ProductInputs]) -> np.ndarray:
+    """product_age's days_since_created for each product at `now` (whole seconds)."""
+    created = np.fromiter((p.created for p in products), dtype=np.float64, count=len(products))
+    return (now - created) / SECONDS_PER_DAY
+
+
+def match_customer(customer: dict[str, Any], has_shares: bool) -> _Customer:
+    """The customer's side of customer_product_match from its inputs (absent ones None)."""
+    return _Customer(*(customer.get(name) for name in _CUSTOMER_SIDE), has_shares=has_shares)
+
+
+def match_for_candidates(side: _Customer, products: list[ProductInputs]) -> list[np.ndarray]:
+    """customer_product_match's outputs for one customer's candidates, in MATCH_OUTPUTS order,
+    as floats (NaN where the function serves null): `match_columns` on the same inputs."""
+    n, nan = len(products), math.nan
+    if side.usual:
+        price = np.fromiter((p.price for p in products), dtype=np.float64, count=n)
+        ratio = price / side.usual
+        distance = [abs(math.log(r)) if r > 0 else nan for r in ratio.tolist()]
+    else:
+        ratio, distance = np.full(n, nan), [nan] * n
+    favourite = side.favourite
+    is_favourite = [float(p.category is not None and p.category == favourite) for p in products]
+    if side.shares:
+        table = side.categories
+        category_affinity = [_lookup(table, p.category) for p in products]
+    else:
+        category_affinity = is_favourite
+    table = side.brands
+    brand = [nan] * n if table is None else [_lookup(table, p.brand) for p in products]
+    purchased = side.purchased
+    already = [float(p.product is not None and p.product in purchased) for p in products]
+    score, hits = np.zeros(n), np.zeros(n)
+    recent = side.recent
+    if recent:
+        for j, p in enumerate(products):
+            if not recent.isdisjoint(p.neighbours):
+                total, count = 0.0, 0
+                for pid, s in p.pairs:
+                    if pid in recent:
+                        total += s
+                        count += 1
+                score[j], hits[j] = total, count
+    columns = (ratio, distance, category_affinity, is_favourite, brand, already, score, hits)
+    return [np.asarray(c, dtype=np.float64) for c in columns]
+
+
 # --- customer_product_affinity -----------------------------------------------------------------
 # Reads the declared customer x product view (feature_repo/aggregations.yaml), which is sparse: a
 # pair that never happened has no row, so Feast hands nulls; here it reads as zeros.

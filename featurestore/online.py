@@ -115,6 +115,17 @@ class OnlineResult:
         return min(stamps) if stamps else None
 
 
+@dataclass
+class CandidateRows:
+    """One customer's candidates as `OnlineFeatures.read_candidates` reads them."""
+
+    customer: OnlineResult  # one row: the customer's views and their on-demand views
+    customer_values: dict[str, Any]  # every feature read of the customer's views (None: no row)
+    products: dict[str, list[tuple]]  # cached view -> each candidate's cache entry
+    pairs: dict[str, tuple[list, list, dict[str, list]]]  # view -> (found, times, columns)
+    rechanged: bool = False  # a `recheck` row had moved since it was cached
+
+
 class _ViewCache:
     """Decoded rows of shared views (products), by view and entity key.
 
@@ -328,6 +339,70 @@ class OnlineFeatures:
         with self.timer(operation or "prefetch"):
             await self._read_views(list(views.values()), entities, n, memo)
 
+    async def read_candidates(
+        self,
+        service: str | FeatureService,
+        customer: dict[str, Any],
+        product_key: str,
+        ids: Sequence[Any],
+        request: dict[str, Any],
+        memo: dict,
+        recheck: Sequence[Any] | None = None,
+        since: float | None = None,
+        operation: str | None = None,
+    ) -> CandidateRows | None:
+        """What `read(service, {customer keys: [value] * n, product_key: ids}, ...)` reads, kept
+        apart by entity instead of joined into columns: the customer's views and the on-demand
+        views of those alone for one row (from `memo`); each candidate's cache entry of every
+        cached product view, checked against Redis as `read` checks them (and the `recheck`
+        product ids with them); the views keyed by customer and product, as decoded columns.
+        Product rows that did not move keep their entry objects, so a caller can keep what it
+        derives from a row for as long as the entry is the same object.
+
+        None when the service has a view this split does not cover (a product view that is not
+        cached, a view of other keys): the caller reads it with `read`."""
+        plan = self.plan(service)
+        n = len(ids)
+        by_customer, by_product, pairs = [], [], []
+        for vp in plan.views:
+            keys = set(vp.join_keys)
+            if keys and keys <= set(customer):
+                by_customer.append(vp)
+            elif vp.join_keys == (product_key,) and vp.cached:
+                by_product.append(vp)
+            elif keys == {*customer, product_key}:
+                pairs.append(vp)
+            else:
+                return None
+        one = {k: v[:1] if isinstance(v, list) else v for k, v in request.items()}
+        cust = await self.read(
+            plan.name,
+            {k: [v] for k, v in customer.items()},
+            one,
+            operation="ranking_customer",
+            memo=memo,
+        )  # (from the memo: no round trip)
+        entities = {**{k: [v] * n for k, v in customer.items()}, product_key: list(ids)}
+        again = {(product_key,): [(k,) for k in recheck]} if recheck and by_product else None
+        outcome: dict[str, bool] = {}
+        with self.timer(operation or plan.name):
+            stored = await self._read_views(
+                [*by_product, *pairs], entities, n, None, again, outcome, since=since,
+                as_entries=True,
+            )  # fmt: skip
+        values: dict[str, Any] = {}
+        for vp in by_customer:
+            key = tuple(customer[k] for k in vp.join_keys)
+            _, row = memo.get((vp.view.name, key), (None, None))
+            values.update({f: None if row is None else row.get(f) for f in vp.features})
+        return CandidateRows(
+            customer=cust,
+            customer_values=values,
+            products={vp.view.name: stored[vp.view.name] for vp in by_product},
+            pairs={vp.view.name: stored[vp.view.name] for vp in pairs},
+            rechanged=outcome.get("rechanged", False),
+        )
+
     async def _guarded(self, coro, deadline_s: float | None = None):
         """Bound the time spent on Redis and turn its failures into one StoreUnavailable."""
         try:
@@ -350,9 +425,12 @@ class OnlineFeatures:
         outcome=None,
         check: bool = True,
         since: float | None = None,
+        as_entries: bool = False,
     ):
         """Every view's rows for the entity rows: cached and memoised rows first, then one
-        Redis round trip, bounded by the deadline, for all that is left.
+        Redis round trip, bounded by the deadline, for all that is left. `as_entries`: a cached
+        view's rows come as its cache entries, one per entity row (`_ViewCache.rows`' values,
+        checked like the columns), not as columns.
 
         With exact caching (`exact_cache()`), the same round trip reads the stored `_ts` of every
         cached row used (and of the keys in `recheck`, {join keys: keys}, rows an earlier read
@@ -452,7 +530,9 @@ class OnlineFeatures:
             if vp.cached:
                 if got is not None:
                     self._put_cached(vp, missing, got, now)
-                out[vp.view.name] = self._cached_columns(vp, keys)
+                out[vp.view.name] = (
+                    self._cached_entries(vp, keys) if as_entries else self._cached_columns(vp, keys)
+                )
                 continue
             rows = dict(zip(missing, got or [], strict=True))
             if memo is not None:
@@ -506,6 +586,11 @@ class OnlineFeatures:
         columns = zip(*table, strict=True) if table else ([] for _ in vp.features)
         cols = dict(zip(vp.features, map(list, columns), strict=True))
         return [v is not None for _, v in ordered], [ts for ts, _ in ordered], cols
+
+    def _cached_entries(self, vp: ViewPlan, keys: list[tuple]) -> list[tuple]:
+        """Each key's cache entry: a new tuple whenever its row is put again, so an entry that
+        is the same object as before holds the same row."""
+        return list(map(self.cache.rows[vp.view.name].__getitem__, keys))
 
     def _cached_columns(self, vp: ViewPlan, keys: list[tuple]):
         entries = self.cache.rows[vp.view.name]
@@ -826,6 +911,20 @@ class OnlineFeatures:
                 cols = {name: [values[j] for j in slots] for name, values in cols.items()}
             result.columns.update(cols)
 
+    def on_demand(
+        self,
+        service: str | FeatureService,
+        odfvs: Sequence[OnDemandFeatureView],
+        columns: dict[str, list[Any]],
+        request: dict[str, Any],
+        n: int,
+    ) -> dict[str, list[Any]]:
+        """The outputs of `odfvs` (of `service`) on `n` rows given as columns, computed as
+        `read` computes them (once per distinct entity, NaN served as null)."""
+        result = OnlineResult(columns=dict(columns))
+        self._apply_odfvs(list(odfvs), self.plan(service), result, request, n)
+        return {f.name: result.columns[f.name] for o in odfvs for f in o.features}
+
     def _odfv_columns(
         self, plan: ServicePlan, odfv: OnDemandFeatureView, columns: tuple[str, ...]
     ) -> tuple[list[str], tuple[str, ...]]:
@@ -1017,11 +1116,26 @@ def _decode_rows(replies: list[list[bytes | None]], names: tuple[str, ...], deco
     Feast's `_get_features_for_entity` reads them; no `_ts` (the epoch) means no row. Decoded
     column by column (rows are made from the columns only when asked for)."""
     raws = [r[-1] for r in replies]
-    stamps = list(map(_event_time, raws))
+    stamps = list(map(_STAMPS.get, raws, repeat(_MISS)))  # times seen before: one C-level map
+    if _MISS in stamps:
+        stamps = list(map(_event_time, raws))
     if not replies or not names:
         return _Decoded(stamps, names, [[] for _ in names], raws)
     if len(replies) == 1:  # one entity (a customer's views): a call per value, not per column
         decoded = [[d(raw)] for d, raw in zip(decoders, replies[0], strict=False)]
+        return _Decoded(stamps, names, decoded, raws)
+    dead = stamps.count(None)
+    if dead * 2 > len(stamps):
+        # mostly no row (a customer's candidates in a sparse customer x product view): a row
+        # without an event time reads as nulls whatever its fields hold, so only the others
+        # are decoded
+        live = [i for i, ts in enumerate(stamps) if ts is not None]
+        decoded = [[None] * len(stamps) for _ in names]
+        if live:
+            columns = list(zip(*[replies[i] for i in live], strict=True))
+            for d, col, out in zip(decoders, columns, decoded, strict=False):
+                for i, value in zip(live, d.decode_column(col), strict=True):
+                    out[i] = value
         return _Decoded(stamps, names, decoded, raws)
     columns = list(zip(*replies, strict=True))
     decoded = [d.decode_column(col) for d, col in zip(decoders, columns, strict=False)]
@@ -1102,6 +1216,14 @@ class _KeyWriter:
         part = self.parts[value] = _STRING_TYPE + struct.pack("<I", len(raw)) + raw
         return part
 
+    def _learn(self, keys: Sequence[tuple]) -> bool:
+        """Remember the parts of the keys' ids not seen yet; False when one is not a str."""
+        parts = self.parts
+        for value in {v for key in keys for v in key if v not in parts}:
+            if self.part(value) is None:
+                return False
+        return True
+
     def keys(self, keys: Sequence[tuple]) -> list[bytes] | None:
         parts, prefix, suffix = self.parts, self.prefix, self.suffix
         try:  # every id seen before (a str subclass equal to a str: that str's bytes, as Feast)
@@ -1110,8 +1232,15 @@ class _KeyWriter:
             if len(self.order) == 2:
                 i, j = self.order
                 return [prefix + parts[key[i]] + parts[key[j]] + suffix for key in keys]
-        except (KeyError, TypeError):  # a new id (or an unhashable one): one by one
+        except (KeyError, TypeError):  # a new id (or an unhashable one)
             pass
+        if len(self.order) == 2 and self._learn(keys):  # new str ids (a customer): once more
+            parts = self.parts
+            i, j = self.order
+            try:
+                return [prefix + parts[key[i]] + parts[key[j]] + suffix for key in keys]
+            except (KeyError, TypeError):
+                parts = self.parts
         get = parts.get
         out = []
         if len(self.order) == 1:
@@ -1179,6 +1308,12 @@ def _picker(names: tuple[str, ...]):
         return got if len(names) != 1 else (got,)
 
     return pick
+
+
+def request_value(value: Any) -> Any:
+    """A request value as an on-demand view receives it online (the request time: whole
+    seconds, aware)."""
+    return _as_feast_sees_it(value)[0]
 
 
 def _as_feast_sees_it(value: Any) -> list[Any]:

@@ -7,6 +7,7 @@ order or a meaning it did not see in training.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ import numpy as np
 from featurestore.odfv import CANDIDATE_COPURCHASE
 from featurestore.online import OnlineFeatures, OnlineResult
 from serving import prometheus
+from serving.candidate_matrix import CandidateMatrix
 from serving.catalog import CatalogKeeper
 from serving.errors import NotFound
 from training.artifacts import LoadedModel
@@ -44,6 +46,9 @@ from training.candidates import (
 from training.matrix import to_matrix
 from training.served_log import ServedLog
 
+log = logging.getLogger("serving.scoring")
+PROOF_REQUESTS = 20  # recommendations built both ways at start (Scorer._prove)
+
 
 @dataclass
 class Scorer:
@@ -55,9 +60,19 @@ class Scorer:
     served: ServedLog | None = None  # a sample of what was scored, for the monitor
     # the ranker's scores: `ranking_model.score`, or the same numbers straight from its booster
     rank: Callable[[np.ndarray], np.ndarray] = field(init=False, repr=False)
+    # the ranker's matrix from per-product blocks (serving/candidate_matrix.py); None: `read`
+    matrix: CandidateMatrix | None = field(init=False, repr=False, default=None)
+    # requests still to build the matrix both ways and compare (a difference: blocks off)
+    unproven: int = field(init=False, repr=False, default=PROOF_REQUESTS)
 
     def __post_init__(self) -> None:
         self.rank = booster_scores(self.ranking_model, self.candidate_pool)
+        model = self.ranking_model
+        per_row = self.online.plan(model.feature_service).request_fields & {CANDIDATE_COPURCHASE}
+        matrix = CandidateMatrix(
+            self.online, model.feature_service, model.input_columns, per_row=per_row
+        )
+        self.matrix = matrix if matrix.layout is not None else None
 
     # -- churn ----------------------------------------------------------------------------------
 
@@ -147,12 +162,11 @@ class Scorer:
                 customer_id, recent, session, looked_up, favourite, frequent, exclude, catalog,
                 memo, now, began, recheck=attempt == 1 and bool(looked_up),
             )  # fmt: skip
-            if found is None or not found[3].rechanged:
+            if found is None or not found[4]:
                 break
         if found is None:
             return self._answer(customer_id, [], cold_start=False, candidates=0)
-        cands, ids, n, feats = found
-        X = to_matrix(feats.columns, model.input_columns, n)
+        cands, ids, n, X, _ = found
         scores = self.rank(X)
         ranked = np.argsort(-scores, kind="stable")
         order = ranked[:k]
@@ -191,8 +205,8 @@ class Scorer:
         began: float,
         recheck: bool,
     ):
-        """(candidates, their ids, how many, the ranking service's features), or None when the
-        generator offers none."""
+        """(candidates, their ids, how many, the ranker's matrix, whether a `recheck` row had
+        moved), or None when the generator offers none."""
         model = self.ranking_model
         neighbours = {}
         if looked_up:
@@ -229,6 +243,23 @@ class Scorer:
         if CANDIDATE_COPURCHASE in self.online.plan(model.feature_service).request_fields:
             retrieval = copurchase_scores(recent, neighbours)  # as training computes it
             request[CANDIDATE_COPURCHASE] = [retrieval.get(pid, 0.0) for pid in ids]
+        if self.matrix is not None:
+            rows = await self.online.read_candidates(
+                model.feature_service,
+                {"customer_id": customer_id},
+                "product_id",
+                ids,
+                request,
+                memo,
+                recheck=looked_up if recheck else None,
+                since=began,
+                operation="ranking",
+            )
+            if rows is not None:
+                X = self.matrix.build(rows, customer_id, ids, now, request)
+                if self.unproven > 0:
+                    await self._prove(X, customer_id, ids, request, memo)
+                return cands, ids, n, X, rows.rechanged
         feats = await self.online.read(
             model.feature_service,
             {"customer_id": [customer_id] * n, "product_id": ids},
@@ -238,7 +269,30 @@ class Scorer:
             recheck={"product_id": looked_up} if recheck else None,
             since=began,
         )
-        return cands, ids, n, feats
+        return cands, ids, n, to_matrix(feats.columns, model.input_columns, n), feats.rechanged
+
+    async def _prove(self, X: np.ndarray, customer_id: str, ids, request, memo) -> None:
+        """The first requests also read their features the general way and compare the two
+        matrices bit for bit: a difference turns the blocks off for this process (a product
+        row written between the two reads would too: the general way is never wrong)."""
+        model = self.ranking_model
+        feats = await self.online.read(
+            model.feature_service,
+            {"customer_id": [customer_id] * len(ids), "product_id": ids},
+            request,
+            operation="ranking_proof",
+            memo=memo,
+        )
+        expected = to_matrix(feats.columns, model.input_columns, len(ids))
+        self.unproven -= 1
+        if not same_bits(X, expected):
+            self.matrix = None
+            bad = [
+                c
+                for j, c in enumerate(model.input_columns)
+                if not same_bits(X[:, j], expected[:, j])
+            ]
+            log.warning("ranker matrix from product blocks differs (%s): turned off", bad[:5])
 
     async def _session(self, customer_id: str, memo: dict | None = None) -> list[str]:
         """The live session's products (customer_session, written by `shopfeast stream`): carted,
@@ -318,6 +372,14 @@ def booster_scores(model: LoadedModel, rows: int = 200) -> Callable[[np.ndarray]
     except Exception:
         return model.score
     return score if same else model.score
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal arrays to the bit, every NaN alike."""
+    if a.shape != b.shape:
+        return False
+    a, b = (np.where(np.isnan(x), np.nan, x) for x in (a, b))
+    return bool(np.array_equal(a.view(np.uint64), b.view(np.uint64)))
 
 
 def feature_ages(res: OnlineResult, i: int, now: datetime) -> dict[str, Any]:

@@ -109,6 +109,24 @@ def test_rows_as_feast_reads_them() -> None:
     assert rows[2] == (None, None)
 
 
+def test_mostly_dead_rows_decode_as_the_dense_path() -> None:
+    """Replies that are mostly no row (a sparse customer x product view) decode only the live
+    rows: the same rows and columns as when most rows are live (a dead row's fields, even
+    present, read as nulls)."""
+    stamp = Timestamp(seconds=1_700_000_000).SerializeToString()
+    one, two = (Value(int64_val=i).SerializeToString() for i in (1, 2))
+    live = [[one, two, stamp], [two, None, stamp]]
+    dead = [[None, None, None], [one, one, None], [None, None, Timestamp().SerializeToString()]]
+    names = ("a", "b")
+    decoders = (_Decoder(ValueType.INT64), _Decoder(ValueType.INT64))
+    sparse = _decode_rows([dead[0], live[0], *dead[1:], dead[0], live[1]], names, decoders)
+    dense = _decode_rows([live[0], live[0], dead[1], live[1], live[1]], names, decoders)
+    assert [sparse[i] for i in (1, 5)] == [dense[i] for i in (0, 3)]
+    assert [sparse[i] for i in (0, 2, 3, 4)] == [dense[2]] * 4 == [(None, None)] * 4
+    assert sparse.columns_of(names)[2] == {"a": [None, 1, None, None, None, 2],
+                                           "b": [None, 2, None, None, None, None]}  # fmt: skip
+
+
 def test_one_row_decodes_as_among_many() -> None:
     """A read of one entity decodes value by value: the same rows, values and types, as the
     same replies read among others (column by column), on every value kind."""

@@ -398,7 +398,15 @@ def test_recommendations_are_ranked_by_the_ranker(client, env, feast_store, monk
             requests.append((list(entities["product_id"]), request))
         return await real_read(service, entities, request, **kw)
 
+    real_candidates = online.read_candidates  # the ranker's matrix from product blocks
+
+    async def read_candidates(service, customer, product_key, ids, request, *args, **kw):
+        if kw.get("operation") == "ranking":
+            requests.append((list(ids), request))
+        return await real_candidates(service, customer, product_key, ids, request, *args, **kw)
+
     monkeypatch.setattr(online, "read", read)
+    monkeypatch.setattr(online, "read_candidates", read_candidates)
     r = client.post(
         "/recommendations",
         headers=KEY,
