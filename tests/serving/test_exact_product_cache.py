@@ -124,12 +124,12 @@ def test_a_written_product_row_is_served_by_the_next_request(env) -> None:
         )
         old_lists = _row(fs, "product_copurchase", seed)
         # the candidate's price tripled; the seed's only neighbour: the lowest-ranked product
-        # offered only for its popularity so far
+        # offered only for its popularity so far (in the customer's categories or overall)
         stats = old_stats.assign(product_price=old_stats["product_price"] * 3 + 1.0)
         target = next(
             i["product_id"]
             for i in reversed(before["items"])
-            if i["source"] in ("category_popular", "popular", "random")
+            if i["source"] in ("category_fit", "category_popular", "popular", "random")
         )
         lists = old_lists.assign(copurchase_product_ids=[[target]], copurchase_scores=[[7.5]])
         try:
