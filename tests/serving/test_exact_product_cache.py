@@ -202,3 +202,107 @@ def test_concurrent_requests_share_their_checks(env, monkeypatch) -> None:
     expected, one_by_one, together, alone, shared = asyncio.run(main())
     assert one_by_one == expected and together == expected
     assert shared < alone  # fewer `_ts` reads: the checks were shared
+
+
+# -- the ranker's matrix from per-product blocks (serving/candidate_matrix.py) ----------------
+
+
+def test_matrix_from_product_blocks_is_the_read_to_the_bit(env) -> None:
+    """Every request builds the ranker's matrix both ways (`Scorer._prove`, kept on here for
+    all of them): blocks of cached product rows, and `read` + `to_matrix`. One bit of
+    difference would turn the blocks off; the answers equal the uncached reader's."""
+
+    async def main():
+        cached, plain, res = _scorers(env)
+        await res.catalog.refresh()
+        assert cached.matrix is not None and plain.matrix is None  # uncached: the general way
+        cached.unproven = 10**6
+        answers = []
+        for customer in env.customers[:20]:
+            for exclude in (True, False):
+                answers.append(
+                    (
+                        await cached.recommend(customer, 100, exclude),
+                        await plain.recommend(customer, 100, exclude),
+                    )
+                )
+        return cached, answers
+
+    cached, answers = asyncio.run(main())
+    assert cached.matrix is not None  # no request found a difference
+    assert len(cached.matrix.blocks) > 0
+    assert all(a == b for a, b in answers)
+    assert sum(bool(a["items"]) for a, _ in answers) >= 20
+
+
+def test_a_written_product_row_rebuilds_its_block(env) -> None:
+    """A candidate's product_stats row and a co-purchase list written after their blocks were
+    made: the next request rebuilds those blocks from the new rows (checked both ways)."""
+    fs = open_store("redis", env.data_dir)
+    customer = env.customers[6]
+    written = NOW + timedelta(days=500)
+
+    async def main():
+        cached, plain, res = _scorers(env)
+        await res.catalog.refresh()
+        cached.unproven = 10**6
+        before = await cached.recommend(customer, 100, exclude_purchased=False)
+        candidate, old_stats = next(
+            (i["product_id"], row)
+            for i in before["items"]
+            if pd.notna((row := _row(fs, "product_stats", i["product_id"]))["product_price"][0])
+        )
+        neighbour = before["items"][-1]["product_id"]
+        old_lists = _row(fs, "product_copurchase", neighbour)
+        recent = fs.get_online_features(
+            ["customer_activity:recent_product_ids"], [{"customer_id": customer}]
+        ).to_dict()["recent_product_ids"][0]
+        block = cached.matrix.blocks[candidate]
+        stats = old_stats.assign(product_price=old_stats["product_price"] * 5 + 2.0)
+        lists = old_lists.assign(
+            copurchase_product_ids=[list(recent[:2])],
+            copurchase_scores=[[3.25, 1.5][: len(recent[:2])]],
+        )
+        try:
+            _write(fs, "product_stats", stats, written)
+            _write(fs, "product_copurchase", lists, written)
+            after, expected = await _both(cached, plain, customer)
+            return before, after, expected, block, cached, candidate, neighbour
+        finally:
+            _write(fs, "product_stats", old_stats, written + timedelta(seconds=1))
+            _write(fs, "product_copurchase", old_lists, written + timedelta(seconds=1))
+
+    before, after, expected, block, cached, candidate, neighbour = asyncio.run(main())
+    assert cached.matrix is not None  # built both ways: the same bits
+    assert after == expected
+    assert cached.matrix.blocks[candidate] is not block  # made again from the new row
+    assert cached.matrix.blocks[candidate][2].price != block[2].price
+    assert cached.matrix.blocks[neighbour][2].pairs  # its new list, with the recent products
+    assert after != before
+
+
+def test_a_matrix_that_differs_turns_the_blocks_off(env, monkeypatch) -> None:
+    """The proof can fail: a block matrix one ulp off in one column is caught on the first
+    request, which (like every later one) is then answered the general way."""
+    import numpy as np
+
+    import serving.candidate_matrix as candidate_matrix
+
+    real = candidate_matrix.match_for_candidates
+
+    def off_by_one_ulp(side, products):
+        columns = real(side, products)
+        columns[6] = np.nextafter(columns[6], np.inf)  # copurchase_score
+        return columns
+
+    monkeypatch.setattr(candidate_matrix, "match_for_candidates", off_by_one_ulp)
+
+    async def main():
+        cached, plain, res = _scorers(env)
+        await res.catalog.refresh()
+        answers = [await _both(cached, plain, c) for c in env.customers[:3]]
+        return cached, answers
+
+    cached, answers = asyncio.run(main())
+    assert cached.matrix is None
+    assert all(a == b for a, b in answers)
