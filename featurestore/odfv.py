@@ -770,8 +770,8 @@ _PARALLEL_ROWS = 50_000
 _BITMAP_BITS = 2**28
 _BITMAP_BITS_PER_KEY = 256
 _BITMAP_BYTES = 2**20  # ... built a byte per key (8x the memory, touched fresh) up to this span
-# membership over (row, code) keys through a byte per possible key when there are at most this
-# many (32 MiB), and at most this many per key looked up or in (_member, _copurchase_by_source)
+# _copurchase_by_source finds (source row, product) pairs through a byte per possible pair when
+# there are at most this many (32 MiB), and at most this many per key looked up or in it
 _FLAG_BYTES = 2**25
 _FLAGS_PER_KEY = 32
 # ... and works once per source row on a column the offline store hands over dictionary-encoded
@@ -1061,17 +1061,14 @@ def _index(a: pa.DictionaryArray, memo: dict[tuple, np.ndarray] | None = None) -
 
 
 def _member(query: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """query[i] among members (keys >= 0): a byte per key over the keys' span when it is small
-    (_flags_fit), else a bitmap over it when that is (_bitmap_fits), else one sort and a binary
-    search (np.isin sorts both)."""
+    """query[i] among members (keys >= 0): a bitmap over the keys' span when it is small
+    (_bitmap_fits), else one sort and a binary search (np.isin sorts both). Not a byte per key
+    (_flags): at 500,000 ranking rows the span is 22.8M (customer row, product) keys, 22.8 MB
+    touched fresh in the retrieval's process against 2.9 MB of bits."""
     members = members[members >= 0]
     if not len(members):
         return np.zeros(len(query), dtype=bool)
     space = int(members.max()) + 1
-    if _flags_fit(space, len(query) + len(members)):
-        flags = _flags(members, space)
-        inside = (query >= 0) & (query < space)
-        return flags[np.where(inside, query, 0)] & inside
     if _bitmap_fits(space, len(query) + len(members)):
         return _in_bitmap(_bitmap(members, space), query)
     members = np.sort(members)
