@@ -379,6 +379,7 @@ class ProductInputs:
     number), in list order."""
 
     __slots__ = ("created", "price", "category", "brand", "product", "pairs", "neighbours")
+    # pairs: {neighbour id: ((position in the list, score), ...)}
 
     def __init__(self, values: dict[str, Any], product: Any) -> None:
         created = _stored_seconds(values.get(PRODUCT_CREATED))
@@ -392,13 +393,13 @@ class ProductInputs:
         ids, scores = values.get(COPURCHASE_IDS), values.get(COPURCHASE_SCORES)
         ids = ids if type(ids) is list else list(_iterable(ids))
         scores = scores if type(scores) is list else list(_iterable(scores))
-        pairs = []
-        for pid, score in zip(ids, scores, strict=False):  # as _copurchase pairs them
+        pairs: dict[str, list[tuple[int, float]]] = {}
+        for at, (pid, score) in enumerate(zip(ids, scores, strict=False)):  # as _copurchase
             pid = pid if type(pid) is str else _text(pid)
             if pid is not None and score is not None and score == score:
-                pairs.append((pid, float(score)))
-        self.pairs = tuple(pairs)
-        self.neighbours = frozenset(pid for pid, _ in pairs)
+                pairs.setdefault(pid, []).append((at, float(score)))
+        self.pairs = {pid: tuple(found) for pid, found in pairs.items()}
+        self.neighbours = frozenset(pairs)
 
 
 def instant_seconds(value: Any) -> float:
@@ -443,13 +444,15 @@ def match_for_candidates(side: _Customer, products: list[ProductInputs]) -> list
     recent = side.recent
     if recent:
         for j, p in enumerate(products):
-            if not recent.isdisjoint(p.neighbours):
-                total, count = 0.0, 0
-                for pid, s in p.pairs:
-                    if pid in recent:
-                        total += s
-                        count += 1
-                score[j], hits[j] = total, count
+            if recent.isdisjoint(p.neighbours):
+                continue
+            found = [e for pid in recent & p.neighbours for e in p.pairs[pid]]
+            if len(found) > 1:
+                found.sort()  # list order: the order _copurchase adds them in
+            total = 0.0
+            for _, s in found:
+                total += s
+            score[j], hits[j] = total, len(found)
     columns = (ratio, distance, category_affinity, is_favourite, brand, already, score, hits)
     return [np.asarray(c, dtype=np.float64) for c in columns]
 

@@ -43,6 +43,9 @@ from training.matrix import to_matrix
 
 PRODUCT_AGE = "product_age"
 PRODUCT_MATCH = "customer_product_match"
+# over the customer x product view, which is sparse: its rows without a pair row have the same
+# inputs (the function reads neither id), so it runs on the live rows and one of the others
+PAIR_AFFINITY = "customer_product_affinity"
 REQUEST_TIME = "event_timestamp"
 
 
@@ -109,6 +112,7 @@ class CandidateMatrix:
             for f in vp.features:
                 claim(f, ("pair", vp.view.name))
         generic: list[OnDemandFeatureView] = []
+        sparse: list[OnDemandFeatureView] = []
         handled: dict[str, OnDemandFeatureView] = {}
         for odfv in plan.odfvs:
             sources = set(odfv.source_feature_view_projections)
@@ -133,6 +137,13 @@ class CandidateMatrix:
             elif not sources & names["product"]:
                 where = ("generic",)
                 generic.append(odfv)
+                if (
+                    odfv.name == PAIR_AFFINITY
+                    and sources & names["pair"]
+                    and not fields - {REQUEST_TIME}
+                    and not fields & self.per_row
+                ):
+                    sparse.append(odfv)
             else:
                 return None
             for name in outputs:
@@ -157,7 +168,8 @@ class CandidateMatrix:
         layout.update(
             product_views=products,
             pair_views=pairs,
-            generic=generic,
+            generic=[o for o in generic if o not in sparse],
+            sparse=sparse,
             odfvs=handled,
             product_inputs=product_inputs,
             shares=PRODUCT_MATCH in handled
@@ -224,16 +236,36 @@ class CandidateMatrix:
         columns: dict[str, list] = {}
         for vp in layout["pair_views"]:
             columns.update(rows.pairs[vp.view.name][2])
-        if layout["generic"]:
+        if layout["generic"] or layout["sparse"]:
             base = {
                 self.customer_key: [customer_id] * n,
                 self.product_key: list(ids),
                 **{k: [v] * n for k, v in rows.customer_values.items()},
                 **columns,
             }
-            columns.update(self.online.on_demand(self.service, layout["generic"], base, request, n))
+            if layout["generic"]:
+                generic = layout["generic"]
+                columns.update(self.online.on_demand(self.service, generic, base, request, n))
+            if layout["sparse"]:
+                columns.update(self._sparse(rows, base, request, n))
         names = [c for _, c, _ in layout["other"]]
         return to_matrix(columns, names, n)
+
+    def _sparse(self, rows: CandidateRows, base: dict, request: dict, n: int) -> dict:
+        """The sparse on-demand views, run on the rows with a pair row and one without: every
+        row without has that one's outputs."""
+        layout = self.layout
+        founds = [rows.pairs[vp.view.name][0] for vp in layout["pair_views"]]
+        found = [any(f) for f in zip(*founds, strict=True)]
+        live = [i for i, f in enumerate(found) if f]
+        pick = live + [found.index(False)] if len(live) < n else live
+        slot = [len(live)] * n
+        for at, i in enumerate(live):
+            slot[i] = at
+        sub = {k: [column[i] for i in pick] for k, column in base.items()}
+        asked = {k: [v[i] for i in pick] if isinstance(v, list) else v for k, v in request.items()}
+        out = self.online.on_demand(self.service, layout["sparse"], sub, asked, len(pick))
+        return {name: [values[j] for j in slot] for name, values in out.items()}
 
     def _products(self, ids, entries: list[list[tuple]], views) -> tuple[list[int], list]:
         """Each candidate's row of `rows` and its ProductInputs, made again for a product whose
