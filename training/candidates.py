@@ -234,6 +234,11 @@ class Catalog:
         return out
 
     @cached_property
+    def fit_cache(self) -> dict:
+        """category_fit's best products per (category, price level, n), made as asked."""
+        return {}
+
+    @cached_property
     def category_share(self) -> dict[str, float]:
         """Each category's share of the catalog's popularity (how often anyone buys in it)."""
         totals = {c: float(a[1].sum()) for c, a in self.by_category_arrays.items()}
@@ -302,6 +307,29 @@ FIT_WIDTH = 0.2
 FIT_FLOOR = 0.05
 
 
+LEVEL_STEPS = 100  # the customer's price level is rounded to 0.01
+
+
+def _category_best(
+    catalog: Catalog, c: str, level: float | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Category c's `n` best products for a customer at price `level` (and every product tied
+    with the n-th): (ids, their share of the category's weight), in the category's order."""
+    cat_ids, pop, lv = catalog.by_category_arrays[c]
+    w = (
+        pop * (np.exp(-0.5 * ((lv - level) / FIT_WIDTH) ** 2) + FIT_FLOOR)
+        if level is not None
+        else pop
+    )
+    z = w.sum()
+    if z <= 0:
+        return cat_ids[:0], w[:0]
+    if len(w) > n:  # ties with the n-th go by id in category_fit_ranking's sort
+        top = np.flatnonzero(w >= np.partition(w, len(w) - n)[len(w) - n])
+        return cat_ids[top], w[top] / z
+    return cat_ids, w / z
+
+
 def category_fit_ranking(
     bought: Sequence[str], favourite: str | None, catalog: Catalog, n: int
 ) -> list[tuple[str, float]]:
@@ -331,28 +359,20 @@ def category_fit_ranking(
         return []
     total = sum(counts.values())
     share = catalog.category_share
-    level = float(np.mean(mine)) if mine else None
-    arrays = catalog.by_category_arrays
+    # the customer's price level to 1/LEVEL_STEPS: each category's best products at a level are
+    # made once per catalog and kept (`Catalog.fit_cache`), not per request
+    level = round(float(np.mean(mine)) * LEVEL_STEPS) / LEVEL_STEPS if mine else None
+    cache = catalog.fit_cache
     ids: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for c, k in counts.items():
-        cat_ids, pop, lv = arrays[c]
-        weight = (k + FIT_PRIOR * share.get(c, 0.0)) / (total + FIT_PRIOR)
-        w = (
-            pop * (np.exp(-0.5 * ((lv - level) / FIT_WIDTH) ** 2) + FIT_FLOOR)
-            if level is not None
-            else pop
-        )
-        z = w.sum()
-        if z <= 0:
-            continue
-        if len(w) > n:  # the n best and every product tied with the n-th (ties go by id below)
-            top = np.flatnonzero(w >= np.partition(w, len(w) - n)[len(w) - n])
-            ids.append(cat_ids[top])
-            scores.append(w[top] * (weight / z))
-        else:
-            ids.append(cat_ids)
-            scores.append(w * (weight / z))
+        best = cache.get((c, level, n))
+        if best is None:
+            best = cache[(c, level, n)] = _category_best(catalog, c, level, n)
+        if len(best[0]):
+            weight = (k + FIT_PRIOR * share.get(c, 0.0)) / (total + FIT_PRIOR)
+            ids.append(best[0])
+            scores.append(best[1] * weight)
     if not ids:
         return []
     every, score = np.concatenate(ids), np.concatenate(scores)

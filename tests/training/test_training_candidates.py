@@ -322,7 +322,8 @@ def _priced_catalog() -> Catalog:
 
 def _pick_estimate(bought: list[str], favourite: str | None, catalog: Catalog) -> dict:
     """category_fit's estimate of every product, recomputed from its definition product by
-    product (price level = rank of the price within the category, from the frame)."""
+    product (price level = rank of the price within the category, from the frame; the
+    customer's = the mean of theirs, rounded to 0.01)."""
     from training.candidates import FIT_FLOOR, FIT_PRIOR, FIT_WIDTH
 
     pop = dict(zip(catalog.product_ids.tolist(), catalog.popularity.tolist(), strict=True))
@@ -340,7 +341,7 @@ def _pick_estimate(bought: list[str], favourite: str | None, catalog: Catalog) -
         counts[favourite] = counts.get(favourite, 0) + 1
     total_pop = sum(pop.values())
     share = {c: sum(pop[p] for p in cat if cat[p] == c) / total_pop for c in counts}
-    mine = float(np.mean([level[p] for p in dict.fromkeys(bought)]))
+    mine = round(float(np.mean([level[p] for p in dict.fromkeys(bought)])) * 100) / 100
     total = sum(counts.values())
     out = {}
     for c, k in counts.items():
