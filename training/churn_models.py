@@ -1,7 +1,8 @@
 """The churn model family, fitted on plain matrices: no Feast, no files, testable on a toy frame.
 
 Three learners, one baseline; `select` scores each setting on rolling-origin folds
-(training/churn.py builds them) and `fit_final` refits the chosen setting on every training row:
+(training/churn.py builds them) and `fit_final` refits the chosen setting on every training row;
+`fit_learners` does both for every learner in one pool of worker processes:
 - logistic regression, imputed and scaled inside one sklearn Pipeline (so serving imputes and
   scales exactly as training did), regularisation chosen on the folds;
 - random forest (imputed; trees do not need scaling);
