@@ -19,7 +19,9 @@ as training reads them; then, for each variant of `API_CONFIG`, every query's ca
   queries, catalogs warmed first as serving/catalog.py warms them), median and p99 per variant.
 
 A variant is `API_CONFIG` with fields replaced (`name:copurchase=60,category_fit=120`); the keys
-`fit_prior`, `fit_width`, `fit_floor` set training.candidates' FIT_* constants for that variant.
+`fit_prior`, `fit_width`, `fit_floor` set training.candidates' FIT_* constants for that variant,
+and `uncached=1` empties the catalog's category_fit cache before each timed call (what every call
+cost before the cache).
 `--variant main` is the list before the `category_fit` source (category_fit=0 and the pool split
 of main at 0dc23ea).
 """
@@ -41,6 +43,7 @@ from training.ranking import QUERY, RankingConfig, candidate_inputs, purchase_qu
 
 PREFIXES = (25, 50, 100, 150, 200, 300, 400, 500)
 FIT_KEYS = {"fit_prior": "FIT_PRIOR", "fit_width": "FIT_WIDTH", "fit_floor": "FIT_FLOOR"}
+UNCACHED = "uncached"  # a variant key: the catalog's category_fit cache emptied before each call
 # main at 0dc23ea: API_CONFIG before the category_fit source
 NAMED = {
     "main": "copurchase=100,category_popular=40,popular=200,random=0,max_candidates=200,"
@@ -59,6 +62,8 @@ def parse_variant(spec: str) -> tuple[str, candidates.CandidateConfig, dict[str,
         key, _, value = item.partition("=")
         if key in FIT_KEYS:
             consts[FIT_KEYS[key]] = float(value)
+        elif key == UNCACHED:
+            consts[UNCACHED] = float(value)
         elif key in known:
             changes[key] = int(value)
         else:
@@ -67,6 +72,7 @@ def parse_variant(spec: str) -> tuple[str, candidates.CandidateConfig, dict[str,
 
 
 def measure(queries: pd.DataFrame, inputs, config, consts: dict[str, float]) -> dict:
+    consts = {k: v for k, v in consts.items() if k != UNCACHED}
     saved = {k: getattr(candidates, k) for k in consts}
     for k, v in consts.items():
         setattr(candidates, k, v)
@@ -128,7 +134,11 @@ def timing(queries: pd.DataFrame, inputs, variants: list, rounds: int) -> list[n
             catalog, frequent = inputs.catalogs[day], inputs.frequent.get(query, ())
             for i, (_, config, consts) in order:
                 for k, v in consts.items():
-                    setattr(candidates, k, v)
+                    if k == UNCACHED:
+                        if v:
+                            catalog.fit_cache.clear()  # the cost of a catalog made for one call
+                    else:
+                        setattr(candidates, k, v)
                 t0 = time.perf_counter()
                 candidates.generate_columns(*args, catalog, None, config, frequent=frequent)
                 out[i].append(time.perf_counter() - t0)
