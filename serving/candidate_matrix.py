@@ -15,10 +15,11 @@ same matrix is assembled from parts (issue 17, item 3):
 - product_age and customer_product_match as numpy / short loops over the candidates' parts
   (featurestore/odfv.py).
 
-The numbers are those of `read` + `to_matrix`, bit for bit (tests/serving/test_exact_product_cache.py
-compares them on a real Redis, also after a product row is written). A service whose layout this
-does not cover (a product view not cached, an on-demand view over product rows other than those
-two, a feature name in two places) gets no layout: the scorer reads it the general way.
+The numbers are those of `read` + `to_matrix`, bit for bit (tests/serving/
+test_exact_product_cache.py compares them on a real Redis, also after a product row is written).
+A service whose layout this does not cover (a product view not cached, an on-demand view over
+product rows other than those two, a feature name in two places) gets no layout: the scorer
+reads it the general way.
 """
 
 from __future__ import annotations
