@@ -421,6 +421,14 @@ def train_ranking(
             "candidate shares a collection with the customer's recent purchases)."
         ),
     ] = "ranking_model_v3",
+    all_queries: Annotated[
+        bool,
+        typer.Option(
+            "--all-queries",
+            help="Train, validate and test on every purchase instead of sampling a split that "
+            "holds more queries than its default cap (docs/training.md: time and memory).",
+        ),
+    ] = False,
 ) -> None:
     """The recommendation ranker through the ranking_model_v3 feature service (or --service)."""
     from shopconfig.settings import resolve_data_dir as resolve
@@ -429,8 +437,13 @@ def train_ranking(
     if service not in SERVICES:
         typer.echo(f"error: --service {service}: choose one of {', '.join(SERVICES)}", err=True)
         raise typer.Exit(2)
+    config = RankingConfig(service=service)
+    if all_queries:
+        config = RankingConfig(
+            service=service, train_queries=None, validation_queries=None, test_queries=None
+        )
     with one_line_errors():
-        run(data_dir=resolve(data_dir), seed=seed, config=RankingConfig(service=service), wait=wait)
+        run(data_dir=resolve(data_dir), seed=seed, config=config, wait=wait)
 
 
 @app.command()

@@ -24,9 +24,13 @@ recent and most-bought products left out of every list, and of what counts as re
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import resource
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from xgboost import XGBRanker
+from xgboost.callback import TrainingCallback
 
 from featurestore.odfv import CANDIDATE_COPURCHASE
 from featurestore.store import open_store
@@ -89,6 +94,12 @@ LIST_FEATURES = (NEIGHBOUR_IDS, NEIGHBOUR_SCORES)
 # One thread, as the churn models (training/churn_models.py says why): on the demo shop's 105,685
 # training rows the same ranker took 10.6 s CPU with one thread and 31.2 s with two (load 16).
 N_JOBS = 1
+# Candidate rows are made CHUNK_QUERIES queries at a time, each chunk with its own random stream
+# (seeded by the seed, the part and the chunk), so the rows do not depend on how many processes
+# make them; ROW_JOBS forked processes make them (Python loops: one core each; forked, they share
+# the candidate inputs instead of pickling them).
+CHUNK_QUERIES = 2048
+ROW_JOBS = 2
 
 NOT_INPUTS = {
     CANDIDATE_COPURCHASE,  # the request field; the model reads the on-demand view's output
@@ -120,9 +131,10 @@ class RankingConfig:
     # (`shopfeast train ranking --service ranking_model_v4`; docs/training.md has its measurement)
     service: str = SERVICE
     warmup_days: int = 28  # queries this early have too little history behind them
-    train_queries: int = 5000
-    validation_queries: int = 1000
-    test_queries: int = 1500
+    # queries per split (None: all of them; `shopfeast train ranking --all-queries`)
+    train_queries: int | None = 5000
+    validation_queries: int | None = 1000
+    test_queries: int | None = 1500
     train_negatives: int = 20  # negatives kept per training query (sampled from its candidates)
     query_day_share: float = 1.0  # share of each split's days its queries are drawn from
     # Training offers what the API offers plus random products (negatives the API never shows
@@ -148,9 +160,11 @@ class RankingConfig:
 
 
 def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.DataFrame:
-    """One row per (customer, order time): the products bought, split by time, sampled per split.
+    """One row per (customer, order time): the products bought, split by time, sampled per split
+    where it has more than the config's cap (None: every query).
 
-    Columns: query_id, customer_id, event_timestamp, relevant (frozenset of product ids), split.
+    Columns: query_id, customer_id, event_timestamp, relevant (frozenset of product ids), split;
+    `attrs["available"]`: each split's queries before sampling.
     """
     orders = latest_versions(
         read_clean(
@@ -181,11 +195,13 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
         if len(days) > n_days:
             days = np.sort(rng.choice(days, n_days, replace=False))
         idx = q.index[(q["split"] == split) & day.isin(days)].to_numpy()
-        if len(idx) > cap:
+        if cap is not None and len(idx) > cap:
             idx = np.sort(rng.choice(idx, cap, replace=False))
         keep.append(idx)
+    available = {s: int(n) for s, n in q["split"].value_counts().items()}
     q = q.loc[np.concatenate(keep)].reset_index(drop=True)
     q[QUERY] = np.arange(len(q))
+    q.attrs["available"] = available  # every split's queries before sampling (the card's)
     return q
 
 
@@ -310,10 +326,11 @@ def _neighbour_lists(fs, pairs: pd.DataFrame, per_read: int, bar: Task) -> dict:
 
 
 def candidate_rows(
-    queries: pd.DataFrame, inputs: CandidateInputs, config: CandidateConfig, seed: int
+    queries: pd.DataFrame, inputs: CandidateInputs, config: CandidateConfig, seed: int | list[int]
 ) -> pd.DataFrame:
     """Every query's candidates and labels: query_id, customer_id, product_id, event_timestamp,
-    source, source_score, purchased.
+    source, source_score, purchased. `seed`: the random candidates' stream (numpy's
+    `default_rng(seed)`).
 
     Gathered as plain lists and framed once (a frame per query cost 2-3 ms each, most of the
     ranker's query building on the demo shop's 7,500 queries)."""
@@ -356,7 +373,7 @@ def candidate_rows(
     return out
 
 
-def sample_training_rows(rows: pd.DataFrame, negatives: int, seed: int) -> pd.DataFrame:
+def sample_training_rows(rows: pd.DataFrame, negatives: int, seed: int | list[int]) -> pd.DataFrame:
     """Keep every positive and up to `negatives` random negatives per query; drop queries with no
     positive among their candidates (they carry no ranking signal)."""
     has_pos = rows.groupby(QUERY)[LABEL].transform("max") > 0
@@ -377,9 +394,103 @@ def sample_training_rows(rows: pd.DataFrame, negatives: int, seed: int) -> pd.Da
     return rows[keep].sort_values([QUERY, "product_id"]).reset_index(drop=True)
 
 
+class RowMaker:
+    """Candidate rows of many queries in forked worker processes, a chunk of CHUNK_QUERIES
+    queries at a time: `part = maker.submit(queries, config, negatives)` for every part, then
+    `maker.gather(part)` for each (the rows in query order, as `candidate_rows` makes them,
+    sampled by `sample_training_rows` per chunk when `negatives` is given).
+
+    Chunk k of the n-th part submitted draws its random candidates from `default_rng([seed, n,
+    k])` and samples its negatives from `default_rng([seed, n, k, 1])`, whichever process makes
+    it: the rows are the same with one process or several (one process, or a single chunk: made
+    here, at `gather`). The workers are forked at the first `gather`: they see the candidate
+    inputs and the parts as they are then, without pickling them (a 10,000-product shop's catalogs
+    and co-purchase lists are hundreds of MB); only their rows come back. On two cores the
+    demo shop's 11,855 queries took 5.2 s in this process and TODO in two workers."""
+
+    def __init__(self, inputs: CandidateInputs, seed: int, jobs: int = ROW_JOBS) -> None:
+        self.inputs, self.seed, self.jobs = inputs, seed, jobs
+        self.parts: list[tuple[pd.DataFrame, CandidateConfig, int | None]] = []
+        self.pool: ProcessPoolExecutor | None = None
+        self.chunks: list[list] | None = None  # per part: futures, or (chunk, first query)
+
+    def __enter__(self) -> RowMaker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)  # waits for the workers: usage() counts them
+            _FORKED.pop(id(self), None)
+
+    def submit(
+        self, queries: pd.DataFrame, config: CandidateConfig, negatives: int | None = None
+    ) -> int:
+        """Queue the queries' rows; nothing is made before the first `gather`."""
+        self.parts.append((queries, config, negatives))
+        return len(self.parts) - 1
+
+    def gather(self, n: int) -> pd.DataFrame:
+        """Part n's rows. The first call forks the workers (when more than one chunk is queued)
+        and hands them every queued chunk, in part order."""
+        if self.chunks is None:
+            self.chunks = [
+                [(k, lo) for k, lo in enumerate(range(0, len(q), CHUNK_QUERIES))]
+                for q, _, _ in self.parts
+            ]
+            if self.jobs > 1 and sum(map(len, self.chunks)) > 1:
+                _FORKED[id(self)] = self  # what the forked workers read (never pickled)
+                self.pool = ProcessPoolExecutor(
+                    self.jobs, mp_context=multiprocessing.get_context("fork")
+                )
+                self.chunks = [
+                    [self.pool.submit(_chunk_rows, id(self), i, k, lo) for k, lo in part]
+                    for i, part in enumerate(self.chunks)
+                ]
+        frames = [c.result() if isinstance(c, Future) else self.rows(n, *c) for c in self.chunks[n]]
+        if not frames:  # no queries: the columns all the same
+            return self.rows(n, 0, 0)
+        return pd.concat(frames, ignore_index=True)
+
+    def rows(self, n: int, k: int, lo: int) -> pd.DataFrame:
+        """Chunk k (from query `lo`) of part n."""
+        queries, config, negatives = self.parts[n]
+        chunk = queries.iloc[lo : lo + CHUNK_QUERIES]
+        rows = candidate_rows(chunk, self.inputs, config, [self.seed, n, k])
+        if negatives is not None:
+            rows = sample_training_rows(rows, negatives, [self.seed, n, k, 1])
+        return rows
+
+    def usage(self) -> dict:
+        """The worker processes' CPU seconds and the largest one's peak RSS, once the block has
+        ended (the pool's processes are this process's only children while it runs)."""
+        if self.pool is None:
+            return {}
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {
+            "processes": self.jobs,
+            "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 1),
+            "peak_rss_gib": round(ru.ru_maxrss * 1024 / 2**30, 2),
+        }
+
+
+_FORKED: dict[int, RowMaker] = {}
+
+
+def _chunk_rows(maker: int, n: int, k: int, lo: int) -> pd.DataFrame:
+    return _FORKED[maker].rows(n, k, lo)
+
+
 def fit_ranker(
-    train: pd.DataFrame, valid: pd.DataFrame, columns: list[str], params: dict, seed: int
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    columns: list[str],
+    params: dict,
+    seed: int,
+    idle: threading.Event | None = None,
 ) -> XGBRanker:
+    """The ranker, early-stopped on `valid`; on N_JOBS threads, and on the machine's spare
+    cores once `idle` is set (`_SpareCores`)."""
+    spare = [_SpareCores(idle)] if idle is not None else None
     model = XGBRanker(
         **params,
         objective="rank:ndcg",
@@ -387,6 +498,7 @@ def fit_ranker(
         tree_method="hist",
         random_state=seed,
         n_jobs=N_JOBS,
+        callbacks=spare,
     )
     model.fit(
         model_matrix(train, columns),
@@ -396,7 +508,42 @@ def fit_ranker(
         eval_qid=[valid[QUERY]],
         verbose=False,
     )
+    if spare:  # saved as fitted on N_JOBS threads, without the callback
+        model.set_params(callbacks=None)
+        model.get_booster().set_param("nthread", N_JOBS)
     return model
+
+
+# At most this many threads for the fit once nothing else runs beside it
+MAX_FIT_THREADS = 4
+
+
+class _SpareCores(TrainingCallback):
+    """Once `idle` is set (the thread reading beside the fit has nothing left to do), the rest of
+    the fit runs on the machine's cores, if its load leaves them spare. XGBoost's hist trees are
+    the same on any number of threads (the booster's bytes, tests/training/
+    test_training_candidates.py); one thread is kept while the reads run beside it, and on a
+    loaded machine, where two threads spin: 10.6 s CPU with one thread and 31.2 s with two on the
+    demo shop's training rows at load 16 (N_JOBS)."""
+
+    def __init__(self, idle: threading.Event) -> None:
+        self.idle = idle
+        self.done = False
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        if not self.done and self.idle.is_set():
+            self.done = True
+            threads = spare_threads()
+            if threads > N_JOBS:
+                model.set_param("nthread", threads)
+        return False  # never stops the fit
+
+
+def spare_threads() -> int:
+    """The cores this process may run on, when the last minute's load average leaves them free
+    (this process's own two busy threads count in it), else N_JOBS."""
+    cores = min(len(os.sched_getaffinity(0)), MAX_FIT_THREADS)
+    return cores if os.getloadavg()[0] < cores + 0.5 else N_JOBS
 
 
 BASELINES = ("popularity", "copurchase", "personal_frequency")
@@ -543,6 +690,7 @@ class RankingData:
     columns: list[str]
     model: XGBRanker | None = None  # build_datasets' `fit`, when given one
     meanwhile: object = None  # build_datasets' `meanwhile(test queries, inputs)`, when given
+    workers: dict = field(default_factory=dict)  # the candidate rows' worker processes (usage)
 
 
 def stable_columns(columns: list[str], served: list[str]) -> list[str]:
@@ -562,11 +710,13 @@ def build_datasets(
     seed: int,
     say=print,
     bar: Task | None = None,
-    fit: Callable[[pd.DataFrame, pd.DataFrame, list[str]], XGBRanker] | None = None,
+    fit: Callable[[pd.DataFrame, pd.DataFrame, list[str], threading.Event], XGBRanker]
+    | None = None,
     meanwhile: Callable[[pd.DataFrame, CandidateInputs], object] | None = None,
 ) -> RankingData:
     """Queries from purchases, candidates as of each query, features from `config.service`;
-    with `fit`, `fit(train, valid, columns)` runs beside the test rows' reads (`model`), and
+    with `fit`, `fit(train, valid, columns, idle=idle)` runs beside the test rows' reads (`model`;
+    `idle` is set once nothing else runs beside it), and
     `meanwhile(test queries, inputs)` after those reads, before the fit is waited for."""
     bar = bar or Task("ranking datasets", None, "steps")
     t0 = time.perf_counter()
@@ -580,15 +730,15 @@ def build_datasets(
     )
     fit_q = queries[queries["split"] != "test"]
     test_q = queries[queries["split"] == "test"]
-    fit_rows = sample_training_rows(
-        candidate_rows(fit_q, inputs, config.train_candidates, seed), config.train_negatives, seed
-    )
     service = config.service
-    with ThreadPoolExecutor(1) as reader:
-        # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while this
-        # thread builds the test queries' candidates (their own generator: nothing shared)
+    with RowMaker(inputs, seed) as maker, ThreadPoolExecutor(1) as reader:
+        fit_part = maker.submit(fit_q, config.train_candidates, config.train_negatives)
+        test_part = maker.submit(test_q, config.test_candidates)
+        fit_rows = maker.gather(fit_part)
+        # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while the
+        # workers make the test queries' candidates
         reading = reader.submit(store.historical, fs, fit_rows, service, lists=False)
-        test_rows = candidate_rows(test_q, inputs, config.test_candidates, seed)
+        test_rows = maker.gather(test_part)
         fit_rows = reading.result()  # lists are no input
     bar.step(f"read {service} for {len(fit_rows):,} training rows")
     served = [r.split(":", 1)[1] for r in store.service_features(store.service(fs, service))]
@@ -596,19 +746,27 @@ def build_datasets(
     split_of = queries.set_index(QUERY)["split"]
     train = fit_rows[fit_rows[QUERY].map(split_of) == "train"].reset_index(drop=True)
     valid = fit_rows[fit_rows[QUERY].map(split_of) == "validation"].reset_index(drop=True)
+    idle = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         # XGBoost's one thread fits while this one reads the test rows (it releases
-        # the GIL in its C++ calls, as DuckDB does): two cores instead of one in turn
-        fitted = pool.submit(fit, train, valid, columns) if fit else None
-        test_rows = store.historical(fs, test_rows, service, lists=False)
-        bar.step(f"read {service} for {len(test_rows):,} test rows")
-        say(
-            f"ranking rows: train {len(train):,}, validation {len(valid):,}, "
-            f"test {len(test_rows):,}; {len(columns)} features ({time.perf_counter() - t0:.1f}s)"
-        )
-        extra = meanwhile(test_q, inputs) if meanwhile else None
+        # the GIL in its C++ calls, as DuckDB does): two cores instead of one in turn;
+        # then the fit may take both (`idle`)
+        fitted = pool.submit(fit, train, valid, columns, idle=idle) if fit else None
+        try:
+            test_rows = store.historical(fs, test_rows, service, lists=False)
+            bar.step(f"read {service} for {len(test_rows):,} test rows")
+            say(
+                f"ranking rows: train {len(train):,}, validation {len(valid):,}, "
+                f"test {len(test_rows):,}; {len(columns)} features "
+                f"({time.perf_counter() - t0:.1f}s)"
+            )
+            extra = meanwhile(test_q, inputs) if meanwhile else None
+        finally:
+            idle.set()
         model = fitted.result() if fitted else None
-    return RankingData(queries, inputs, train, valid, test_rows, columns, model, extra)
+    return RankingData(
+        queries, inputs, train, valid, test_rows, columns, model, extra, maker.usage()
+    )
 
 
 def run(
@@ -680,13 +838,19 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     card = _card(
         config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
     )
-    card["cost"] = artifacts.run_cost(time.perf_counter() - t0)
+    card["cost"] = artifacts.run_cost(time.perf_counter() - t0, d.workers)
     served_log.save_reference(out, columns, test_matrix, test_scores, seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
     say(summary(card))
-    peak = card["cost"]["peak_rss_gib"]
-    say(f"saved {out} ({time.perf_counter() - t0:.1f}s, peak RSS {peak} GiB)")
+    cost = card["cost"]
+    line = f"{time.perf_counter() - t0:.1f}s, peak RSS {cost['peak_rss_gib']} GiB"
+    if w := cost.get("workers"):
+        line += (
+            f"; {w['processes']} candidate workers: {w['cpu_seconds']:.0f} CPU s, "
+            f"peak RSS {w['peak_rss_gib']} GiB each at most"
+        )
+    say(f"saved {out} ({line})")
     return card
 
 
@@ -703,9 +867,11 @@ def _card(
             "first_query": g["event_timestamp"].min(),
             "last_query": g["event_timestamp"].max(),
             "queries": int(len(g)),
+            "available_queries": int(queries.attrs.get("available", {}).get(s, len(g))),
         }
         for s, g in queries.groupby("split")
     }
+    window = {s: window[s] for s in ("train", "validation", "test") if s in window}
     lift = metrics["ranker"][f"ndcg@{K}"] / metrics["popularity"][f"ndcg@{K}"] - 1
     return {
         "model": MODEL,
@@ -763,9 +929,17 @@ def _card(
 
 def summary(card: dict) -> str:
     m = card["metrics"]["test"]
+    used = {
+        s: (w["queries"], w.get("available_queries", w["queries"]))
+        for s, w in card["training_window"].items()
+    }
     lines = [
+        "queries: "
+        + ", ".join(
+            f"{s} {n:,}" + (f" of {a:,} (sampled)" if a > n else "") for s, (n, a) in used.items()
+        ),
         f"ranking on test ({m['ranker']['queries']:,} queries, "
-        f"candidates hold {m['candidates']['recall_of_candidates']:.1%} of what was bought):"
+        f"candidates hold {m['candidates']['recall_of_candidates']:.1%} of what was bought):",
     ]
     lines += _block(m)
     lines.append(

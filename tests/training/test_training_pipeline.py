@@ -338,3 +338,71 @@ def test_candidate_inputs_equal_the_whole_grid_read_with_every_list(data, monkey
         g["product_id"].isin(looked_up.get(d, ())).sum() for d, g in live.groupby("event_timestamp")
     )
     assert sum(list_reads) == wanted and len(list_reads) == -(-wanted // 50) > 2
+
+
+def test_candidate_rows_are_the_same_from_worker_processes_as_made_here(data, monkeypatch) -> None:
+    """RowMaker in two forked workers against one process, chunk by chunk, and against each
+    chunk recomputed alone (its own random stream, its negatives sampled by its own draw): the
+    same rows in query order, whatever process made them."""
+    from featurestore.store import open_store
+
+    monkeypatch.setattr(ranking, "CHUNK_QUERIES", 37)  # several chunks of the small shop's queries
+    fs = open_store("embedded", data)
+    queries = ranking.purchase_queries(data, SMALL_RANKING, seed=5)
+    products = sorted(read_clean(data, "products", ["product_id"])["product_id"].astype(str))
+    inputs = ranking.candidate_inputs(fs, queries, products)
+    fit_q = queries[queries["split"] != "test"]
+    test_q = queries[queries["split"] == "test"]
+    assert len(fit_q) > 3 * 37
+
+    made = {}
+    for jobs in (1, 2):
+        with ranking.RowMaker(inputs, seed=5, jobs=jobs) as maker:
+            fit_part = maker.submit(fit_q, SMALL_RANKING.train_candidates, 6)
+            test_part = maker.submit(test_q, SMALL_RANKING.test_candidates)
+            made[jobs] = (maker.gather(fit_part), maker.gather(test_part))
+        assert bool(maker.usage()) == (jobs == 2)  # the workers' CPU and memory, when there are
+    for got, want in zip(made[2], made[1], strict=True):
+        pd.testing.assert_frame_equal(got, want)
+
+    want_fit, want_test = [], []
+    for n, (q, config, out) in enumerate(
+        [
+            (fit_q, SMALL_RANKING.train_candidates, want_fit),
+            (test_q, SMALL_RANKING.test_candidates, want_test),
+        ]
+    ):
+        for k, lo in enumerate(range(0, len(q), 37)):
+            rows = ranking.candidate_rows(q.iloc[lo : lo + 37], inputs, config, [5, n, k])
+            out.append(ranking.sample_training_rows(rows, 6, [5, n, k, 1]) if n == 0 else rows)
+    pd.testing.assert_frame_equal(made[2][0], pd.concat(want_fit, ignore_index=True))
+    pd.testing.assert_frame_equal(made[2][1], pd.concat(want_test, ignore_index=True))
+    fit_rows = made[2][0]
+    assert fit_rows.groupby(ranking.QUERY)[ranking.LABEL].max().eq(1).all()
+    assert (fit_rows[fit_rows[ranking.LABEL] == 0].groupby(ranking.QUERY).size() <= 6).all()
+    assert fit_rows[ranking.QUERY].is_monotonic_increasing
+    # the test rows are every candidate of every test query, as the API offers them
+    assert made[2][1][ranking.QUERY].nunique() == len(test_q)
+
+
+def test_the_ranker_is_the_same_when_the_fit_takes_spare_cores(data, monkeypatch) -> None:
+    """fit_ranker on one thread, and switched to two threads after its first rounds (`idle` set
+    from the start, spare_threads forced to 2): the same booster, byte for byte, saved with one
+    thread and no callback."""
+    import threading
+
+    from featurestore.store import open_store
+
+    fs = open_store("embedded", data)
+    d = ranking.build_datasets(data, fs, SMALL_RANKING, seed=5, say=lambda *a: None)
+    params = {**SMALL_RANKING.params, "n_estimators": 40, "early_stopping_rounds": 40}
+    plain = ranking.fit_ranker(d.train, d.valid, d.columns, params, seed=5)
+    monkeypatch.setattr(ranking, "spare_threads", lambda: 2)
+    idle = threading.Event()
+    idle.set()
+    spare = ranking.fit_ranker(d.train, d.valid, d.columns, params, seed=5, idle=idle)
+    assert spare.get_booster().save_raw("json") == plain.get_booster().save_raw("json")
+    assert spare.get_params()["callbacks"] is None
+    assert (
+        json.loads(spare.get_booster().save_config())["learner"]["generic_param"]["nthread"] == "1"
+    )
