@@ -24,6 +24,7 @@ recent and most-bought products left out of every list, and of what counts as re
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import resource
@@ -89,6 +90,10 @@ LABEL = "purchased"
 ROWS_PER_READ = 4_000_000
 # (product, day) pairs per read of the co-purchase lists: only those the day's customers look up
 LIST_ROWS_PER_READ = 70_000
+# Test candidate rows past this many are read and scored this many at a time after the fit
+# (only each query's ranked products are kept), instead of read whole beside it: all of the bench
+# shop's 115,722 test queries are 23M rows (`--all-queries`), about 20 GiB read whole.
+TEST_ROWS_PER_READ = 1_000_000
 GRID_FEATURES = (CATEGORY, POPULARITY, PRICE)
 LIST_FEATURES = (NEIGHBOUR_IDS, NEIGHBOUR_SCORES)
 # One thread, as the churn models (training/churn_models.py says why): on the demo shop's 105,685
@@ -120,11 +125,12 @@ console = results_console()
 class RankingConfig:
     """Sizes that keep training affordable on two cores; evaluation uses full candidate lists.
 
-    Feature rows are the budget. Since the ASOF offline store reads them fast, 5,000 training,
-    1,000 validation and 1,500 test queries drawn from every day (issue 18; before: 1,000 / 200 /
-    300 from 40% of the days): on the demo shop 123 s CPU and 2.1 GB instead of 59 s and 1.0 GB,
-    and the ranker's lead over co-purchase (NDCG@10 +0.040, 95% +0.029 to +0.051) and personal
-    frequency (+0.064) became significant; 300 test queries could not tell +0.022 from zero.
+    Queries per split: all of them up to 10,000 training, 2,000 validation and 5,000 test
+    queries, drawn from every day past that (issue 18, item 5: the demo shop's 8,305 / 1,173 /
+    2,377 all fit; the 1M-line bench shop's 401,837 / 57,030 / 115,722 are sampled, 56 s wall
+    quiet, docs/training.md "Every query"; `--all-queries` lifts the caps). Before: 5,000 / 1,000
+    / 1,500, and 1,000 / 200 / 300 from 40% of the days before that (300 test queries could not
+    tell +0.022 from zero).
     """
 
     # the feature service the ranker reads; ranking_model_v4 (v3 + collection_match) is an option
@@ -132,9 +138,9 @@ class RankingConfig:
     service: str = SERVICE
     warmup_days: int = 28  # queries this early have too little history behind them
     # queries per split (None: all of them; `shopfeast train ranking --all-queries`)
-    train_queries: int | None = 5000
-    validation_queries: int | None = 1000
-    test_queries: int | None = 1500
+    train_queries: int | None = 10_000
+    validation_queries: int | None = 2_000
+    test_queries: int | None = 5_000
     train_negatives: int = 20  # negatives kept per training query (sampled from its candidates)
     query_day_share: float = 1.0  # share of each split's days its queries are drawn from
     # Training offers what the API offers plus random products (negatives the API never shows
@@ -180,7 +186,6 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
     q = q[q["event_timestamp"] >= start].sort_values(["event_timestamp", "customer_id"])
     q = q.reset_index(drop=True)
     q["split"] = time_split(q["event_timestamp"].dt.floor("D")).to_numpy()
-    rng = np.random.default_rng(seed)
     caps = {
         "train": config.train_queries,
         "validation": config.validation_queries,
@@ -188,7 +193,9 @@ def purchase_queries(data_dir: Path, config: RankingConfig, seed: int) -> pd.Dat
     }
     day = q["event_timestamp"].dt.floor("D")
     keep = []
-    for split, cap in caps.items():
+    for n, (split, cap) in enumerate(caps.items()):
+        # each split its own draw: the test queries do not move with the training cap
+        rng = np.random.default_rng([seed, n])
         # Days first: the catalog is read once per query day, so fewer days cost less.
         days = np.sort(day[q["split"] == split].unique())
         n_days = max(1, int(np.ceil(len(days) * config.query_day_share)))
@@ -610,15 +617,97 @@ def baseline_lists(
     return lists, excl
 
 
-def evaluate(
+@dataclass
+class Scored:
+    """The ranker's scores of the test rows, reduced to what the evaluation and the card keep:
+    each query's products by score (`_ranked_per_query`), the counts, and a sample of the
+    scored rows (model matrix, scores) for the served-log reference."""
+
+    top: dict[int, list[str]]
+    rows: int
+    queries: int
+    positives: int
+    matrix: pd.DataFrame | None
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, matrix: pd.DataFrame | None, scores: np.ndarray) -> Scored:
+        return cls(
+            _ranked_per_query(rows, scores),
+            len(rows),
+            int(rows[QUERY].nunique()),
+            int(rows[LABEL].sum()) if LABEL in rows else 0,
+            matrix,
+            np.asarray(scores),
+        )
+
+
+def predict(model: XGBRanker, matrix: pd.DataFrame) -> np.ndarray:
+    """The ranker's scores on the spare cores (the same scores on any number of threads)."""
+    model.get_booster().set_param("nthread", spare_threads())
+    try:
+        return model.predict(matrix)
+    finally:
+        model.get_booster().set_param("nthread", N_JOBS)
+
+
+def score_in_reads(
+    fs,
+    service: str,
     model: XGBRanker,
     columns: list[str],
     rows: pd.DataFrame,
+    seed: int,
+    per_read: int | None = None,
+    bar: Task | None = None,
+) -> Scored:
+    """`Scored` of test candidate rows (in query order, without features) read and scored
+    `per_read` (TEST_ROWS_PER_READ) rows at a time, whole queries each: memory bounded by one
+    read. The reference
+    sample takes from every read in proportion to its rows (up to REFERENCE_ROWS in all)."""
+    per_read = per_read or TEST_ROWS_PER_READ
+    query = rows[QUERY].to_numpy()
+    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])  # each query's first row
+    cuts = np.unique(starts[np.searchsorted(starts, np.arange(0, len(rows), per_read))])
+    bounds = [*cuts.tolist(), len(rows)]
+    rng = np.random.default_rng(seed)
+    top: dict[int, list[str]] = {}
+    positives = 0
+    ref_matrix, ref_scores = [], []
+    if bar:
+        bar.grow(len(bounds) - 1)
+    for n, (lo, hi) in enumerate(itertools.pairwise(bounds), 1):
+        read = store.historical(fs, rows.iloc[lo:hi], service, lists=False)
+        matrix = model_matrix(read, columns)
+        scores = predict(model, matrix)
+        top.update(_ranked_per_query(read, scores))
+        positives += int(read[LABEL].sum())
+        take = min(len(read), -(-served_log.REFERENCE_ROWS * len(read) // len(rows)))
+        pick = np.sort(rng.choice(len(read), take, replace=False))
+        ref_matrix.append(matrix.iloc[pick])
+        ref_scores.append(scores[pick])
+        if bar:
+            bar.step(f"read and scored {service} test rows {n}/{len(bounds) - 1}")
+    return Scored(
+        top,
+        len(rows),
+        len(starts),
+        positives,
+        pd.concat(ref_matrix, ignore_index=True),
+        np.concatenate(ref_scores),
+    )
+
+
+def evaluate(
+    model: XGBRanker,
+    columns: list[str],
+    rows: pd.DataFrame | None,
     queries: pd.DataFrame,
     inputs: CandidateInputs,
     history: dict[int, dict] | None = None,
     scores: np.ndarray | None = None,
     baselines: tuple[dict[str, list], dict[str, list]] | None = None,
+    scored: Scored | None = None,
 ) -> tuple[dict[str, dict], dict[str, list]]:
     """recall@K, NDCG@K, MAP@K of the ranker and the baselines on the same test queries, as is
     and with `exclude_purchased` applied as the API applies it (`metrics[EXCLUDE]`).
@@ -630,9 +719,11 @@ def evaluate(
     """
     if baselines is None:
         baselines = baseline_lists(queries, inputs, history)
-    if scores is None:  # the model's scores of `rows`, when the caller has none
-        scores = model.predict(model_matrix(rows, columns))
-    top = _ranked_per_query(rows, scores)
+    if scored is None:  # scored here: `rows`, by `scores` or by the model
+        if scores is None:
+            scores = model.predict(model_matrix(rows, columns))
+        scored = Scored.of(rows, None, scores)
+    top = scored.top
     ranker: list = []
     ranker_excl: list = []
     found = []
@@ -655,7 +746,7 @@ def evaluate(
     }
     metrics["candidates"] = {
         "recall_of_candidates": float(np.mean(found)),
-        "mean_candidates": float(rows.groupby(QUERY).size().mean()),
+        "mean_candidates": scored.rows / max(scored.queries, 1),
     }
     return metrics, lists
 
@@ -691,6 +782,9 @@ class RankingData:
     model: XGBRanker | None = None  # build_datasets' `fit`, when given one
     meanwhile: object = None  # build_datasets' `meanwhile(test queries, inputs)`, when given
     workers: dict = field(default_factory=dict)  # the candidate rows' worker processes (usage)
+    # the test rows' model matrix, made beside the fit (None with more than TEST_ROWS_PER_READ
+    # test rows: `test` is then their candidates without features, for `score_in_reads`)
+    test_matrix: pd.DataFrame | None = None
 
 
 def stable_columns(columns: list[str], served: list[str]) -> list[str]:
@@ -753,19 +847,22 @@ def build_datasets(
         # then the fit may take both (`idle`)
         fitted = pool.submit(fit, train, valid, columns, idle=idle) if fit else None
         try:
-            test_rows = store.historical(fs, test_rows, service, lists=False)
-            bar.step(f"read {service} for {len(test_rows):,} test rows")
+            whole = not fit or len(test_rows) <= TEST_ROWS_PER_READ  # else: score_in_reads
+            if whole:
+                test_rows = store.historical(fs, test_rows, service, lists=False)
+            bar.step(f"read {service} for {len(test_rows):,} test rows" if whole else "test rows")
             say(
                 f"ranking rows: train {len(train):,}, validation {len(valid):,}, "
                 f"test {len(test_rows):,}; {len(columns)} features "
                 f"({time.perf_counter() - t0:.1f}s)"
             )
             extra = meanwhile(test_q, inputs) if meanwhile else None
+            test_matrix = model_matrix(test_rows, columns) if fit and whole else None
         finally:
             idle.set()
         model = fitted.result() if fitted else None
     return RankingData(
-        queries, inputs, train, valid, test_rows, columns, model, extra, maker.usage()
+        queries, inputs, train, valid, test_rows, columns, model, extra, maker.usage(), test_matrix
     )
 
 
@@ -806,21 +903,17 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
         return history, baseline_lists(test_q, inputs, history)
 
     d = build_datasets(data_dir, fs, config, seed, say, bar, fit=fit, meanwhile=baselines)
-    queries, inputs, train, valid, test_rows, columns = (
-        d.queries,
-        d.inputs,
-        d.train,
-        d.valid,
-        d.test,
-        d.columns,
-    )
+    queries, inputs, train, valid, columns = d.queries, d.inputs, d.train, d.valid, d.columns
     test_q = queries[queries["split"] == "test"]
     model = d.model
     bar.step("fitted the ranker")
-    test_matrix = model_matrix(test_rows, columns)
-    test_scores = model.predict(test_matrix)  # scored once: evaluated and saved as reference
+    # scored once: evaluated and saved as reference
+    if d.test_matrix is not None:
+        scored = Scored.of(d.test, d.test_matrix, predict(model, d.test_matrix))
+    else:
+        scored = score_in_reads(fs, config.service, model, columns, d.test, seed, bar=bar)
     history, lists = d.meanwhile
-    metrics, _ = evaluate(model, columns, test_rows, test_q, inputs, history, test_scores, lists)
+    metrics, _ = evaluate(model, columns, None, test_q, inputs, history, None, lists, scored)
     bar.step("evaluated")
     version = artifacts.new_version()
     out = artifacts.version_dir(data_dir, MODEL, version)
@@ -836,10 +929,10 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
         plots.importance(_gain(model, columns), out, "ranker feature importance (gain)"),
     ]
     card = _card(
-        config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
+        config, seed, version, queries, train, valid, scored, columns, model, metrics, figs, fs
     )
     card["cost"] = artifacts.run_cost(time.perf_counter() - t0, d.workers)
-    served_log.save_reference(out, columns, test_matrix, test_scores, seed)
+    served_log.save_reference(out, columns, scored.matrix, scored.scores, seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
     say(summary(card))
@@ -860,7 +953,7 @@ def _gain(model: XGBRanker, columns: list[str]) -> pd.Series:
 
 
 def _card(
-    config, seed, version, queries, train, valid, test_rows, columns, model, metrics, figs, fs
+    config, seed, version, queries, train, valid, scored, columns, model, metrics, figs, fs
 ) -> dict:
     window = {
         s: {
@@ -900,11 +993,7 @@ def _card(
                 "queries": int(valid[QUERY].nunique()),
                 "positives": int(valid[LABEL].sum()),
             },
-            "test": {
-                "rows": int(len(test_rows)),
-                "queries": int(test_rows[QUERY].nunique()),
-                "positives": int(test_rows[LABEL].sum()),
-            },
+            "test": {"rows": scored.rows, "queries": scored.queries, "positives": scored.positives},
         },
         "chosen": "xgboost_ranker",
         "hyper_parameters": {

@@ -406,3 +406,41 @@ def test_the_ranker_is_the_same_when_the_fit_takes_spare_cores(data, monkeypatch
     assert (
         json.loads(spare.get_booster().save_config())["learner"]["generic_param"]["nthread"] == "1"
     )
+
+
+def test_test_rows_scored_in_reads_give_the_whole_reads_metrics(data, monkeypatch) -> None:
+    """More test rows than TEST_ROWS_PER_READ: read and scored after the fit in pieces of whole
+    queries, keeping each query's ranking only. The same model, metrics and counts as the test
+    rows read whole beside the fit; the reference sample drawn from every piece."""
+    whole = ranking.run(data, seed=5, config=SMALL_RANKING, echo=False)
+    reads: list[int] = []
+    scoring = []
+    plain_read, plain_score = ranking.store.historical, ranking.score_in_reads
+
+    def counted(fs_, entity, name, lists=True, only=None):
+        if scoring:
+            reads.append(len(entity))
+        return plain_read(fs_, entity, name, lists=lists, only=only)
+
+    def score(*args, **kwargs):
+        scoring.append(True)
+        return plain_score(*args, **kwargs)
+
+    monkeypatch.setattr(ranking, "TEST_ROWS_PER_READ", 400)
+    monkeypatch.setattr(ranking.store, "historical", counted)
+    monkeypatch.setattr(ranking, "score_in_reads", score)
+    pieces = ranking.run(data, seed=5, config=SMALL_RANKING, echo=False)
+    test = whole["rows"]["test"]
+    assert test["rows"] > 3 * 400
+    assert pieces["rows"] == whole["rows"]
+    assert (
+        pieces["hyper_parameters"]["best_iteration"] == whole["hyper_parameters"]["best_iteration"]
+    )
+    assert pieces["metrics"]["test"] == whole["metrics"]["test"]
+    # the test rows in reads of about 400 rows (cut where a query starts), every row once
+    assert len(reads) >= 3 and sum(reads) == test["rows"]
+    assert max(reads) < 400 + 50  # a query holds at most max_candidates (50) rows
+    ref = pd.read_parquet(
+        data / "models" / "ranking" / pieces["version"] / "served_reference.parquet"
+    )
+    assert 0 < len(ref) <= test["rows"]
