@@ -415,11 +415,14 @@ class RowMaker:
     and co-purchase lists are hundreds of MB); only their rows come back. On two cores the
     demo shop's 11,855 queries took 5.2 s in this process and TODO in two workers."""
 
-    def __init__(self, inputs: CandidateInputs, seed: int, jobs: int = ROW_JOBS) -> None:
-        self.inputs, self.seed, self.jobs = inputs, seed, jobs
+    def __init__(
+        self, inputs: CandidateInputs, seed: int, jobs: int = ROW_JOBS, bar: Task | None = None
+    ) -> None:
+        self.inputs, self.seed, self.jobs, self.bar = inputs, seed, jobs, bar
         self.parts: list[tuple[pd.DataFrame, CandidateConfig, int | None]] = []
         self.pool: ProcessPoolExecutor | None = None
         self.chunks: list[list] | None = None  # per part: futures, or (chunk, first query)
+        self.total = self.done = 0  # chunks queued and gathered, once the first gather starts
 
     def __enter__(self) -> RowMaker:
         return self
@@ -444,6 +447,9 @@ class RowMaker:
                 [(k, lo) for k, lo in enumerate(range(0, len(q), CHUNK_QUERIES))]
                 for q, _, _ in self.parts
             ]
+            self.total = sum(map(len, self.chunks))
+            if self.bar is not None:  # one step a chunk: a 1M-line shop's every query is ~280
+                self.bar.grow(self.total)
             if self.jobs > 1 and sum(map(len, self.chunks)) > 1:
                 _FORKED[id(self)] = self  # what the forked workers read (never pickled)
                 self.pool = ProcessPoolExecutor(
@@ -453,7 +459,12 @@ class RowMaker:
                     [self.pool.submit(_chunk_rows, id(self), i, k, lo) for k, lo in part]
                     for i, part in enumerate(self.chunks)
                 ]
-        frames = [c.result() if isinstance(c, Future) else self.rows(n, *c) for c in self.chunks[n]]
+        frames = []
+        for c in self.chunks[n]:
+            frames.append(c.result() if isinstance(c, Future) else self.rows(n, *c))
+            self.done += 1
+            if self.bar is not None:
+                self.bar.step(f"candidate rows {self.done}/{self.total} chunks")
         if not frames:  # no queries: the columns all the same
             return self.rows(n, 0, 0)
         return pd.concat(frames, ignore_index=True)
@@ -825,7 +836,7 @@ def build_datasets(
     fit_q = queries[queries["split"] != "test"]
     test_q = queries[queries["split"] == "test"]
     service = config.service
-    with RowMaker(inputs, seed) as maker, ThreadPoolExecutor(1) as reader:
+    with RowMaker(inputs, seed, bar=bar) as maker, ThreadPoolExecutor(1) as reader:
         fit_part = maker.submit(fit_q, config.train_candidates, config.train_negatives)
         test_part = maker.submit(test_q, config.test_candidates)
         fit_rows = maker.gather(fit_part)
