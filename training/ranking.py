@@ -28,6 +28,7 @@ import itertools
 import multiprocessing
 import os
 import resource
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -101,10 +102,11 @@ LIST_FEATURES = (NEIGHBOUR_IDS, NEIGHBOUR_SCORES)
 N_JOBS = 1
 # Candidate rows are made CHUNK_QUERIES queries at a time, each chunk with its own random stream
 # (seeded by the seed, the part and the chunk), so the rows do not depend on how many processes
-# make them; ROW_JOBS forked processes make them (Python loops: one core each; forked, they share
-# the candidate inputs instead of pickling them).
+# make them; ROW_JOBS forked processes make them (Python loops: one core each, up to 4; forked,
+# they share the candidate inputs instead of pickling them). Forking is Linux's default start
+# method; macOS's system libraries are not fork-safe, so there the rows are made in this process.
 CHUNK_QUERIES = 2048
-ROW_JOBS = 2
+ROW_JOBS = min(len(os.sched_getaffinity(0)), 4) if sys.platform.startswith("linux") else 1
 
 NOT_INPUTS = {
     CANDIDATE_COPURCHASE,  # the request field; the model reads the on-demand view's output
