@@ -24,6 +24,7 @@ recent and most-bought products left out of every list, and of what counts as re
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -31,7 +32,8 @@ import resource
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -407,21 +409,24 @@ class RowMaker:
     """Candidate rows of many queries in forked worker processes, a chunk of CHUNK_QUERIES
     queries at a time: `part = maker.submit(queries, config, negatives)` for every part, then
     `maker.gather(part)` for each (the rows in query order, as `candidate_rows` makes them,
-    sampled by `sample_training_rows` per chunk when `negatives` is given).
+    sampled by `sample_training_rows` per chunk when `negatives` is given), or
+    `maker.stream(part)` for a part submitted `lazy`: its chunks one at a time, handed to the
+    workers only as they are consumed (at most `jobs + 1` ahead), so its rows are never all in
+    memory (all of the bench shop's test queries are 23M candidate rows).
 
     Chunk k of the n-th part submitted draws its random candidates from `default_rng([seed, n,
     k])` and samples its negatives from `default_rng([seed, n, k, 1])`, whichever process makes
     it: the rows are the same with one process or several (one process, or a single chunk: made
-    here, at `gather`). The workers are forked at the first `gather`: they see the candidate
-    inputs and the parts as they are then, without pickling them (a 10,000-product shop's catalogs
-    and co-purchase lists are hundreds of MB); only their rows come back. On two cores the
-    demo shop's 11,855 queries took 5.2 s in this process and TODO in two workers."""
+    here). The workers are forked at the first `gather` or `stream`: they see the candidate
+    inputs and the parts as they are then, without pickling them (a 10,000-product shop's
+    catalogs and co-purchase lists are hundreds of MB); only their rows come back. On two cores
+    the demo shop's 11,855 queries took 3.8 + 1.4 s here and 2.2 + 0.5 s in two workers."""
 
     def __init__(
         self, inputs: CandidateInputs, seed: int, jobs: int = ROW_JOBS, bar: Task | None = None
     ) -> None:
         self.inputs, self.seed, self.jobs, self.bar = inputs, seed, jobs, bar
-        self.parts: list[tuple[pd.DataFrame, CandidateConfig, int | None]] = []
+        self.parts: list[tuple[pd.DataFrame, CandidateConfig, int | None, bool]] = []
         self.pool: ProcessPoolExecutor | None = None
         self.chunks: list[list] | None = None  # per part: futures, or (chunk, first query)
         self.total = self.done = 0  # chunks queued and gathered, once the first gather starts
@@ -435,45 +440,80 @@ class RowMaker:
             _FORKED.pop(id(self), None)
 
     def submit(
-        self, queries: pd.DataFrame, config: CandidateConfig, negatives: int | None = None
+        self,
+        queries: pd.DataFrame,
+        config: CandidateConfig,
+        negatives: int | None = None,
+        lazy: bool = False,
     ) -> int:
-        """Queue the queries' rows; nothing is made before the first `gather`."""
-        self.parts.append((queries, config, negatives))
+        """Queue the queries' rows; nothing is made before the first `gather` or `stream`."""
+        self.parts.append((queries, config, negatives, lazy))
         return len(self.parts) - 1
 
-    def gather(self, n: int) -> pd.DataFrame:
-        """Part n's rows. The first call forks the workers (when more than one chunk is queued)
-        and hands them every queued chunk, in part order."""
-        if self.chunks is None:
+    def _start(self) -> None:
+        """Chunk the queued parts; fork the workers when there is more than one chunk and hand
+        them every chunk of the parts that are not lazy, in part order."""
+        if self.chunks is not None:
+            return
+        self.chunks = [
+            [(k, lo) for k, lo in enumerate(range(0, len(q), CHUNK_QUERIES))]
+            for q, *_ in self.parts
+        ]
+        self.total = sum(map(len, self.chunks))
+        if self.bar is not None:  # one step a chunk: a 1M-line shop's every query is ~280
+            self.bar.grow(self.total)
+        if self.jobs > 1 and self.total > 1:
+            _FORKED[id(self)] = self  # what the forked workers read (never pickled)
+            self.pool = ProcessPoolExecutor(
+                self.jobs, mp_context=multiprocessing.get_context("fork")
+            )
             self.chunks = [
-                [(k, lo) for k, lo in enumerate(range(0, len(q), CHUNK_QUERIES))]
-                for q, _, _ in self.parts
+                part if self.parts[n][3] else [self._submit(n, *c) for c in part]
+                for n, part in enumerate(self.chunks)
             ]
-            self.total = sum(map(len, self.chunks))
-            if self.bar is not None:  # one step a chunk: a 1M-line shop's every query is ~280
-                self.bar.grow(self.total)
-            if self.jobs > 1 and sum(map(len, self.chunks)) > 1:
-                _FORKED[id(self)] = self  # what the forked workers read (never pickled)
-                self.pool = ProcessPoolExecutor(
-                    self.jobs, mp_context=multiprocessing.get_context("fork")
-                )
-                self.chunks = [
-                    [self.pool.submit(_chunk_rows, id(self), i, k, lo) for k, lo in part]
-                    for i, part in enumerate(self.chunks)
-                ]
-        frames = []
-        for c in self.chunks[n]:
-            frames.append(c.result() if isinstance(c, Future) else self.rows(n, *c))
-            self.done += 1
-            if self.bar is not None:
-                self.bar.step(f"candidate rows {self.done}/{self.total} chunks")
+
+    def _submit(self, n: int, k: int, lo: int) -> Future:
+        assert self.pool is not None
+        return self.pool.submit(_chunk_rows, id(self), n, k, lo)
+
+    def _made(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.step(f"candidate rows {self.done}/{self.total} chunks")
+        return chunk
+
+    def gather(self, n: int) -> pd.DataFrame:
+        """Part n's rows, whole."""
+        frames = list(self.stream(n))
         if not frames:  # no queries: the columns all the same
             return self.rows(n, 0, 0)
         return pd.concat(frames, ignore_index=True)
 
+    def stream(self, n: int) -> Iterator[pd.DataFrame]:
+        """Part n's rows a chunk at a time, in query order."""
+        self._start()
+        assert self.chunks is not None
+        chunks = self.chunks[n]
+        if self.pool is None:
+            for c in chunks:
+                yield self._made(self.rows(n, *c))
+        elif not self.parts[n][3]:
+            for c in chunks:
+                yield self._made(c.result())
+        else:  # lazy: at most jobs + 1 chunks made ahead of the one consumed
+            ahead: deque[Future] = deque()
+            pending = iter(chunks)
+            for c in itertools.islice(pending, self.jobs + 1):
+                ahead.append(self._submit(n, *c))
+            while ahead:
+                chunk = ahead.popleft().result()
+                for c in itertools.islice(pending, 1):
+                    ahead.append(self._submit(n, *c))
+                yield self._made(chunk)
+
     def rows(self, n: int, k: int, lo: int) -> pd.DataFrame:
         """Chunk k (from query `lo`) of part n."""
-        queries, config, negatives = self.parts[n]
+        queries, config, negatives, _ = self.parts[n]
         chunk = queries.iloc[lo : lo + CHUNK_QUERIES]
         rows = candidate_rows(chunk, self.inputs, config, [self.seed, n, k])
         if negatives is not None:
@@ -669,46 +709,65 @@ def score_in_reads(
     service: str,
     model: XGBRanker,
     columns: list[str],
-    rows: pd.DataFrame,
+    chunks: Iterable[pd.DataFrame],
+    expected_rows: int,
     seed: int,
     per_read: int | None = None,
     bar: Task | None = None,
 ) -> Scored:
-    """`Scored` of test candidate rows (in query order, without features) read and scored
-    `per_read` (TEST_ROWS_PER_READ) rows at a time, whole queries each: memory bounded by one
-    read. The reference
-    sample takes from every read in proportion to its rows (up to REFERENCE_ROWS in all)."""
-    per_read = per_read or TEST_ROWS_PER_READ
-    query = rows[QUERY].to_numpy()
-    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])  # each query's first row
-    cuts = np.unique(starts[np.searchsorted(starts, np.arange(0, len(rows), per_read))])
-    bounds = [*cuts.tolist(), len(rows)]
+    """`Scored` of test candidate rows given as chunks (in query order, whole queries each,
+    without features), read and scored about `per_read` (TEST_ROWS_PER_READ) rows at a time,
+    cut where a query starts: memory bounded by one read. The reference sample keeps each row
+    with probability REFERENCE_ROWS / `expected_rows` (an upper bound of the rows)."""
     rng = np.random.default_rng(seed)
+    keep = min(1.0, served_log.REFERENCE_ROWS / max(expected_rows, 1))
     top: dict[int, list[str]] = {}
-    positives = 0
+    rows = queries = positives = 0
     ref_matrix, ref_scores = [], []
-    if bar:
-        bar.grow(len(bounds) - 1)
-    for n, (lo, hi) in enumerate(itertools.pairwise(bounds), 1):
-        read = store.historical(fs, rows.iloc[lo:hi], service, lists=False)
+    for n, piece in enumerate(_pieces(chunks, per_read or TEST_ROWS_PER_READ), 1):
+        if bar:
+            bar.grow(1)
+        read = store.historical(fs, piece, service, lists=False)
         matrix = model_matrix(read, columns)
         scores = predict(model, matrix)
-        top.update(_ranked_per_query(read, scores))
-        positives += int(read[LABEL].sum())
-        take = min(len(read), -(-served_log.REFERENCE_ROWS * len(read) // len(rows)))
-        pick = np.sort(rng.choice(len(read), take, replace=False))
-        ref_matrix.append(matrix.iloc[pick])
+        ranked = _ranked_per_query(read, scores)
+        top.update(ranked)
+        rows, queries, positives = (
+            rows + len(read),
+            queries + len(ranked),
+            positives + int(read[LABEL].sum()),
+        )
+        pick = rng.random(len(read)) < keep
+        ref_matrix.append(matrix[pick])
         ref_scores.append(scores[pick])
         if bar:
-            bar.step(f"read and scored {service} test rows {n}/{len(bounds) - 1}")
+            bar.step(f"read and scored {service} test rows: {n} reads, {rows:,} rows")
     return Scored(
         top,
-        len(rows),
-        len(starts),
+        rows,
+        queries,
         positives,
-        pd.concat(ref_matrix, ignore_index=True),
-        np.concatenate(ref_scores),
+        pd.concat(ref_matrix, ignore_index=True) if ref_matrix else pd.DataFrame(columns=columns),
+        np.concatenate(ref_scores) if ref_scores else np.empty(0),
     )
+
+
+def _pieces(chunks: Iterable[pd.DataFrame], per_read: int) -> Iterator[pd.DataFrame]:
+    """The chunks' rows (in query order, no query in two chunks) again, in pieces of whole
+    queries: each from where the last ended to the first query start at or past `per_read` rows
+    (the end, if none), the rest at the end."""
+    held: pd.DataFrame | None = None
+    for chunk in chunks:
+        held = chunk if held is None else pd.concat([held, chunk], ignore_index=True)
+        while held is not None and len(held) >= per_read:
+            query = held[QUERY].to_numpy()
+            starts = np.flatnonzero(query[1:] != query[:-1]) + 1
+            past = starts[starts >= per_read]
+            cut = int(past[0]) if len(past) else len(held)
+            yield held.iloc[:cut]
+            held = held.iloc[cut:].reset_index(drop=True) if cut < len(held) else None
+    if held is not None and len(held):
+        yield held
 
 
 def evaluate(
@@ -790,14 +849,15 @@ class RankingData:
     inputs: CandidateInputs
     train: pd.DataFrame
     valid: pd.DataFrame
-    test: pd.DataFrame
+    test: pd.DataFrame | None
     columns: list[str]
     model: XGBRanker | None = None  # build_datasets' `fit`, when given one
     meanwhile: object = None  # build_datasets' `meanwhile(test queries, inputs)`, when given
-    workers: dict = field(default_factory=dict)  # the candidate rows' worker processes (usage)
-    # the test rows' model matrix, made beside the fit (None with more than TEST_ROWS_PER_READ
-    # test rows: `test` is then their candidates without features, for `score_in_reads`)
+    maker: RowMaker | None = None  # what made the candidate rows (its workers' usage)
+    # the test rows' model matrix, made beside the fit when there is a fit and `test`
     test_matrix: pd.DataFrame | None = None
+    # with `test` None: the test queries' candidate rows, a chunk at a time (`score_in_reads`)
+    test_stream: Iterator[pd.DataFrame] | None = None
 
 
 def stable_columns(columns: list[str], served: list[str]) -> list[str]:
@@ -820,11 +880,17 @@ def build_datasets(
     fit: Callable[[pd.DataFrame, pd.DataFrame, list[str], threading.Event], XGBRanker]
     | None = None,
     meanwhile: Callable[[pd.DataFrame, CandidateInputs], object] | None = None,
+    stack: contextlib.ExitStack | None = None,
 ) -> RankingData:
     """Queries from purchases, candidates as of each query, features from `config.service`;
     with `fit`, `fit(train, valid, columns, idle=idle)` runs beside the test rows' reads (`model`;
-    `idle` is set once nothing else runs beside it), and
-    `meanwhile(test queries, inputs)` after those reads, before the fit is waited for."""
+    `idle` is set once nothing else runs beside it), and `meanwhile(test queries, inputs)` after
+    those reads, before the fit is waited for.
+
+    With a `stack` (whose block the caller holds open until it has scored the test rows) and a
+    fit, test queries that may offer more than TEST_ROWS_PER_READ candidate rows are not made
+    here: `test_stream` yields their candidates a chunk at a time, for `score_in_reads` after
+    the fit (the candidate workers stay up until the stack closes)."""
     bar = bar or Task("ranking datasets", None, "steps")
     t0 = time.perf_counter()
     queries = purchase_queries(data_dir, config, seed)
@@ -838,44 +904,65 @@ def build_datasets(
     fit_q = queries[queries["split"] != "test"]
     test_q = queries[queries["split"] == "test"]
     service = config.service
-    with RowMaker(inputs, seed, bar=bar) as maker, ThreadPoolExecutor(1) as reader:
+    lazy = (
+        fit is not None
+        and stack is not None
+        and len(test_q) * config.test_candidates.max_candidates > TEST_ROWS_PER_READ
+    )
+    with contextlib.ExitStack() as own:
+        maker = (stack or own).enter_context(RowMaker(inputs, seed, bar=bar))
         fit_part = maker.submit(fit_q, config.train_candidates, config.train_negatives)
-        test_part = maker.submit(test_q, config.test_candidates)
-        fit_rows = maker.gather(fit_part)
-        # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while the
-        # workers make the test queries' candidates
-        reading = reader.submit(store.historical, fs, fit_rows, service, lists=False)
-        test_rows = maker.gather(test_part)
-        fit_rows = reading.result()  # lists are no input
+        test_part = maker.submit(test_q, config.test_candidates, lazy=lazy)
+        with ThreadPoolExecutor(1) as reader:
+            fit_rows = maker.gather(fit_part)
+            # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while the
+            # workers make the test queries' candidates
+            reading = reader.submit(store.historical, fs, fit_rows, service, lists=False)
+            test_rows = None if lazy else maker.gather(test_part)
+            fit_rows = reading.result()  # lists are no input
     bar.step(f"read {service} for {len(fit_rows):,} training rows")
     served = [r.split(":", 1)[1] for r in store.service_features(store.service(fs, service))]
     columns = stable_columns(usable_columns(fit_rows, exclude=NOT_INPUTS), served)
     split_of = queries.set_index(QUERY)["split"]
     train = fit_rows[fit_rows[QUERY].map(split_of) == "train"].reset_index(drop=True)
     valid = fit_rows[fit_rows[QUERY].map(split_of) == "validation"].reset_index(drop=True)
+    del fit_rows
     idle = threading.Event()
+    test_matrix = None
     with ThreadPoolExecutor(1) as pool:
         # XGBoost's one thread fits while this one reads the test rows (it releases
         # the GIL in its C++ calls, as DuckDB does): two cores instead of one in turn;
         # then the fit may take both (`idle`)
         fitted = pool.submit(fit, train, valid, columns, idle=idle) if fit else None
         try:
-            whole = not fit or len(test_rows) <= TEST_ROWS_PER_READ  # else: score_in_reads
-            if whole:
+            if test_rows is not None:
                 test_rows = store.historical(fs, test_rows, service, lists=False)
-            bar.step(f"read {service} for {len(test_rows):,} test rows" if whole else "test rows")
+                bar.step(f"read {service} for {len(test_rows):,} test rows")
+            else:
+                bar.step(f"{len(test_q):,} test queries: read and scored after the fit")
             say(
                 f"ranking rows: train {len(train):,}, validation {len(valid):,}, "
-                f"test {len(test_rows):,}; {len(columns)} features "
-                f"({time.perf_counter() - t0:.1f}s)"
+                + (f"test {len(test_rows):,}" if test_rows is not None else "test after the fit")
+                + f"; {len(columns)} features ({time.perf_counter() - t0:.1f}s)"
             )
             extra = meanwhile(test_q, inputs) if meanwhile else None
-            test_matrix = model_matrix(test_rows, columns) if fit and whole else None
+            if fit and test_rows is not None:
+                test_matrix = model_matrix(test_rows, columns)
         finally:
             idle.set()
         model = fitted.result() if fitted else None
     return RankingData(
-        queries, inputs, train, valid, test_rows, columns, model, extra, maker.usage(), test_matrix
+        queries,
+        inputs,
+        train,
+        valid,
+        test_rows,
+        columns,
+        model,
+        extra,
+        maker,
+        test_matrix,
+        maker.stream(test_part) if lazy else None,
     )
 
 
@@ -915,16 +1002,22 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
         history = purchase_history(data_dir, test_q)
         return history, baseline_lists(test_q, inputs, history)
 
-    d = build_datasets(data_dir, fs, config, seed, say, bar, fit=fit, meanwhile=baselines)
-    queries, inputs, train, valid, columns = d.queries, d.inputs, d.train, d.valid, d.columns
-    test_q = queries[queries["split"] == "test"]
-    model = d.model
-    bar.step("fitted the ranker")
-    # scored once: evaluated and saved as reference
-    if d.test_matrix is not None:
-        scored = Scored.of(d.test, d.test_matrix, predict(model, d.test_matrix))
-    else:
-        scored = score_in_reads(fs, config.service, model, columns, d.test, seed, bar=bar)
+    with contextlib.ExitStack() as stack:  # the candidate workers, up until the test is scored
+        d = build_datasets(
+            data_dir, fs, config, seed, say, bar, fit=fit, meanwhile=baselines, stack=stack
+        )
+        queries, inputs, train, valid, columns = d.queries, d.inputs, d.train, d.valid, d.columns
+        test_q = queries[queries["split"] == "test"]
+        model = d.model
+        bar.step("fitted the ranker")
+        # scored once: evaluated and saved as reference
+        if d.test_stream is None:
+            scored = Scored.of(d.test, d.test_matrix, predict(model, d.test_matrix))
+        else:
+            expected = len(test_q) * config.test_candidates.max_candidates
+            scored = score_in_reads(
+                fs, config.service, model, columns, d.test_stream, expected, seed, bar=bar
+            )
     history, lists = d.meanwhile
     metrics, _ = evaluate(model, columns, None, test_q, inputs, history, None, lists, scored)
     bar.step("evaluated")
@@ -944,7 +1037,7 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     card = _card(
         config, seed, version, queries, train, valid, scored, columns, model, metrics, figs, fs
     )
-    card["cost"] = artifacts.run_cost(time.perf_counter() - t0, d.workers)
+    card["cost"] = artifacts.run_cost(time.perf_counter() - t0, d.maker.usage() if d.maker else {})
     served_log.save_reference(out, columns, scored.matrix, scored.scores, seed)
     artifacts.save(data_dir, MODEL, version, model, card)
     bar.step("saved")
