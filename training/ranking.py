@@ -25,10 +25,12 @@ recent and most-bought products left out of every list, and of what counts as re
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import threading
 import time
@@ -465,7 +467,10 @@ class RowMaker:
         if self.jobs > 1 and self.total > 1:
             _FORKED[id(self)] = self  # what the forked workers read (never pickled)
             self.pool = ProcessPoolExecutor(
-                self.jobs, mp_context=multiprocessing.get_context("fork")
+                self.jobs,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_die_with,
+                initargs=(os.getpid(),),
             )
             self.chunks = [
                 part if self.parts[n][3] else [self._submit(n, *c) for c in part]
@@ -534,6 +539,15 @@ class RowMaker:
 
 
 _FORKED: dict[int, RowMaker] = {}
+
+
+def _die_with(parent: int) -> None:
+    """A worker ends when the training process does, however it ends (a worker of a run the
+    kernel's OOM killer ended kept its 5.5 GiB, waiting for work that never came): Linux's
+    PR_SET_PDEATHSIG sends it SIGTERM when its parent exits."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent ended before the request took effect
+        os._exit(1)
 
 
 def _chunk_rows(maker: int, n: int, k: int, lo: int) -> pd.DataFrame:

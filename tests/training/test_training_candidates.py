@@ -407,3 +407,43 @@ def test_category_fit_comes_after_copurchase_and_respects_cap_and_exclusion() ->
     )
     got = [p for p, _ in category_fit_ranking(["q03"], None, plain, 4)]
     assert got == plain.by_category[plain.category["q03"]][:4]
+
+
+def test_candidate_workers_end_when_the_training_process_is_killed() -> None:
+    """A process holding a pool whose workers run ranking._die_with, killed with SIGKILL (as the
+    OOM killer does): its worker ends too instead of waiting forever with its memory."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = (
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from training.ranking import _die_with\n"
+        "pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('fork'),\n"
+        "                           initializer=_die_with, initargs=(os.getpid(),))\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    os.kill(worker, 0)  # alive
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        try:  # reaped by init; a zombie of ours would still answer kill(0)
+            if Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z":
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the worker outlived its killed parent")
