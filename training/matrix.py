@@ -37,19 +37,19 @@ def usable_columns(
     return keep
 
 
-def model_matrix(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Float matrix in exactly `columns` order; missing columns and values become NaN.
+def model_matrix(frame: pd.DataFrame, columns: list[str], dtype=np.float64) -> pd.DataFrame:
+    """Float matrix (`dtype`) in exactly `columns` order; missing columns and values become NaN.
 
     Filled column by column into one column-major array that becomes the frame's single block
     without a copy (a frame from a dict of columns stacks them: a second copy of 300,000 x 52)."""
-    out = np.empty((len(frame), len(columns)), dtype=np.float64, order="F")
+    out = np.empty((len(frame), len(columns)), dtype=dtype, order="F")
     for j, name in enumerate(columns):
         if name not in frame.columns:
             out[:, j] = np.nan
             continue
         column = frame[name]
         if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
-            out[:, j] = column.to_numpy(dtype=np.float64)  # the same numbers, no object pass
+            out[:, j] = column.to_numpy(dtype=dtype)  # the same numbers, no object pass
         else:
             out[:, j] = pd.to_numeric(column.astype("object"), errors="coerce").astype(float)
     return pd.DataFrame(out, index=frame.index, columns=columns, copy=False)

@@ -29,7 +29,6 @@ import ctypes
 import itertools
 import multiprocessing
 import os
-import resource
 import signal
 import sys
 import threading
@@ -95,6 +94,10 @@ LABEL = "purchased"
 ROWS_PER_READ = 4_000_000
 # (product, day) pairs per read of the co-purchase lists: only those the day's customers look up
 LIST_ROWS_PER_READ = 70_000
+# Training rows are read this many at a time, their float64 columns kept as float32 (what
+# XGBoost holds features as anyway: the same values reach it, the same booster): every query of
+# the bench shop is 7M training rows, killed at 16.5 GiB when read whole in float64.
+TRAIN_ROWS_PER_READ = 1_000_000
 # Test candidate rows past this many are read and scored this many at a time after the fit
 # (only each query's ranked products are kept), instead of read whole beside it: all of the bench
 # shop's 115,722 test queries are 23M rows (`--all-queries`), about 20 GiB read whole.
@@ -432,14 +435,15 @@ class RowMaker:
         self.pool: ProcessPoolExecutor | None = None
         self.chunks: list[list] | None = None  # per part: futures, or (chunk, first query)
         self.total = self.done = 0  # chunks queued and gathered, once the first gather starts
+        self.parallel = False  # made by workers (more than one chunk and more than one job)
+        self.cpu = 0.0  # the workers' CPU seconds in chunks
 
     def __enter__(self) -> RowMaker:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)  # waits for the workers: usage() counts them
-            _FORKED.pop(id(self), None)
+        self.release()  # waits for the workers: usage() counts them
+        _FORKED.pop(id(self), None)
 
     def submit(
         self,
@@ -464,24 +468,38 @@ class RowMaker:
         self.total = sum(map(len, self.chunks))
         if self.bar is not None:  # one step a chunk: a 1M-line shop's every query is ~280
             self.bar.grow(self.total)
-        if self.jobs > 1 and self.total > 1:
-            _FORKED[id(self)] = self  # what the forked workers read (never pickled)
-            self.pool = ProcessPoolExecutor(
-                self.jobs,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_die_with,
-                initargs=(os.getpid(),),
-            )
+        self.parallel = self.jobs > 1 and self.total > 1
+        if self.parallel and any(not lazy for *_, lazy in self.parts):
+            self._fork()
             self.chunks = [
                 part if self.parts[n][3] else [self._submit(n, *c) for c in part]
                 for n, part in enumerate(self.chunks)
             ]
 
+    def _fork(self) -> None:
+        _FORKED[id(self)] = self  # what the forked workers read (never pickled)
+        self.pool = ProcessPoolExecutor(
+            self.jobs,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_die_with,
+            initargs=(os.getpid(),),
+        )
+
+    def release(self) -> None:
+        """End the workers (each holds its own copy of every page it wrote, refcounts included:
+        on the bench shop 2-5 GiB); a lazy part's `stream` forks new ones."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
     def _submit(self, n: int, k: int, lo: int) -> Future:
         assert self.pool is not None
         return self.pool.submit(_chunk_rows, id(self), n, k, lo)
 
-    def _made(self, chunk: pd.DataFrame) -> pd.DataFrame:
+    def _made(self, chunk: pd.DataFrame | tuple[pd.DataFrame, float]) -> pd.DataFrame:
+        if isinstance(chunk, tuple):  # a worker's, with its CPU seconds
+            chunk, cpu = chunk
+            self.cpu += cpu
         self.done += 1
         if self.bar is not None:
             self.bar.step(f"candidate rows {self.done}/{self.total} chunks")
@@ -499,13 +517,15 @@ class RowMaker:
         self._start()
         assert self.chunks is not None
         chunks = self.chunks[n]
-        if self.pool is None:
+        if not self.parallel:
             for c in chunks:
                 yield self._made(self.rows(n, *c))
         elif not self.parts[n][3]:
             for c in chunks:
                 yield self._made(c.result())
         else:  # lazy: at most jobs + 1 chunks made ahead of the one consumed
+            if self.pool is None:
+                self._fork()
             ahead: deque[Future] = deque()
             pending = iter(chunks)
             for c in itertools.islice(pending, self.jobs + 1):
@@ -526,16 +546,10 @@ class RowMaker:
         return rows
 
     def usage(self) -> dict:
-        """The worker processes' CPU seconds and the largest one's peak RSS, once the block has
-        ended (the pool's processes are this process's only children while it runs)."""
-        if self.pool is None:
+        """The worker processes (at a time) and the CPU seconds their chunks took."""
+        if not self.parallel:
             return {}
-        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return {
-            "processes": self.jobs,
-            "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 1),
-            "peak_rss_gib": round(ru.ru_maxrss * 1024 / 2**30, 2),
-        }
+        return {"processes": self.jobs, "cpu_seconds": round(self.cpu, 1)}
 
 
 _FORKED: dict[int, RowMaker] = {}
@@ -550,8 +564,12 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _chunk_rows(maker: int, n: int, k: int, lo: int) -> pd.DataFrame:
-    return _FORKED[maker].rows(n, k, lo)
+def _chunk_rows(maker: int, n: int, k: int, lo: int) -> tuple[pd.DataFrame, float]:
+    """A worker's chunk and the CPU seconds it took (RUSAGE_CHILDREN would count other children
+    too, and a forked child's peak RSS starts at its parent's)."""
+    began = time.process_time()
+    rows = _FORKED[maker].rows(n, k, lo)
+    return rows, time.process_time() - began
 
 
 def fit_ranker(
@@ -574,11 +592,11 @@ def fit_ranker(
         n_jobs=N_JOBS,
         callbacks=spare,
     )
-    model.fit(
-        model_matrix(train, columns),
+    model.fit(  # float32: what XGBoost makes of float64 values (the same booster)
+        model_matrix(train, columns, np.float32),
         train[LABEL],
         qid=train[QUERY],
-        eval_set=[(model_matrix(valid, columns), valid[LABEL])],
+        eval_set=[(model_matrix(valid, columns, np.float32), valid[LABEL])],
         eval_qid=[valid[QUERY]],
         verbose=False,
     )
@@ -884,6 +902,17 @@ def stable_columns(columns: list[str], served: list[str]) -> list[str]:
     return sorted(columns, key=lambda c: (c not in rank, rank.get(c, 0), c))
 
 
+def _read_compact(fs, rows: pd.DataFrame, service: str) -> pd.DataFrame:
+    """`store.historical(fs, rows, service, lists=False)`, TRAIN_ROWS_PER_READ rows a read, the
+    float64 columns of each read made float32."""
+    pieces = []
+    for lo in range(0, max(len(rows), 1), TRAIN_ROWS_PER_READ):
+        piece = store.historical(fs, rows.iloc[lo : lo + TRAIN_ROWS_PER_READ], service, lists=False)
+        wide = piece.columns[piece.dtypes == np.float64]
+        pieces.append(piece.astype(dict.fromkeys(wide, np.float32)))
+    return pieces[0] if len(pieces) == 1 else pd.concat(pieces, ignore_index=True)
+
+
 def build_datasets(
     data_dir: Path,
     fs,
@@ -929,9 +958,11 @@ def build_datasets(
         test_part = maker.submit(test_q, config.test_candidates, lazy=lazy)
         with ThreadPoolExecutor(1) as reader:
             fit_rows = maker.gather(fit_part)
+            if lazy:  # their memory back before the big read; the test stream forks anew
+                maker.release()
             # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while the
             # workers make the test queries' candidates
-            reading = reader.submit(store.historical, fs, fit_rows, service, lists=False)
+            reading = reader.submit(_read_compact, fs, fit_rows, service)
             test_rows = None if lazy else maker.gather(test_part)
             fit_rows = reading.result()  # lists are no input
     bar.step(f"read {service} for {len(fit_rows):,} training rows")
@@ -1059,10 +1090,7 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     cost = card["cost"]
     line = f"{time.perf_counter() - t0:.1f}s, peak RSS {cost['peak_rss_gib']} GiB"
     if w := cost.get("workers"):
-        line += (
-            f"; {w['processes']} candidate workers: {w['cpu_seconds']:.0f} CPU s, "
-            f"peak RSS {w['peak_rss_gib']} GiB each at most"
-        )
+        line += f"; {w['processes']} candidate workers: {w['cpu_seconds']:.0f} CPU s"
     say(f"saved {out} ({line})")
     return card
 
