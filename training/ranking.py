@@ -442,7 +442,7 @@ class RowMaker:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.release()  # waits for the workers: usage() counts them
+        self.release()
         _FORKED.pop(id(self), None)
 
     def submit(
@@ -614,7 +614,7 @@ class _SpareCores(TrainingCallback):
     """Once `idle` is set (the thread reading beside the fit has nothing left to do), the rest of
     the fit runs on the machine's cores, if its load leaves them spare. XGBoost's hist trees are
     the same on any number of threads (the booster's bytes, tests/training/
-    test_training_candidates.py); one thread is kept while the reads run beside it, and on a
+    test_training_pipeline.py); one thread is kept while the reads run beside it, and on a
     loaded machine, where two threads spin: 10.6 s CPU with one thread and 31.2 s with two on the
     demo shop's training rows at load 16 (N_JOBS)."""
 
