@@ -559,7 +559,8 @@ def _die_with(parent: int) -> None:
     """A worker ends when the training process does, however it ends (a worker of a run the
     kernel's OOM killer ended kept its 5.5 GiB, waiting for work that never came): Linux's
     PR_SET_PDEATHSIG sends it SIGTERM when its parent exits."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent ended before the request took effect
         os._exit(1)
 
@@ -965,6 +966,7 @@ def build_datasets(
             reading = reader.submit(_read_compact, fs, fit_rows, service)
             test_rows = None if lazy else maker.gather(test_part)
             fit_rows = reading.result()  # lists are no input
+        maker.release()  # their memory back before the fit (a lazy part forks anew)
     bar.step(f"read {service} for {len(fit_rows):,} training rows")
     served = [r.split(":", 1)[1] for r in store.service_features(store.service(fs, service))]
     columns = stable_columns(usable_columns(fit_rows, exclude=NOT_INPUTS), served)
