@@ -562,7 +562,7 @@ def _die_with(parent: int) -> None:
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent ended before the request took effect
-        os._exit(1)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _chunk_rows(maker: int, n: int, k: int, lo: int) -> tuple[pd.DataFrame, float]:
