@@ -934,7 +934,8 @@ def build_datasets(
     With a `stack` (whose block the caller holds open until it has scored the test rows) and a
     fit, test queries that may offer more than TEST_ROWS_PER_READ candidate rows are not made
     here: `test_stream` yields their candidates a chunk at a time, for `score_in_reads` after
-    the fit (the candidate workers stay up until the stack closes)."""
+    the fit (the workers that made the training rows end before the training read; the stream
+    forks its own, which end when the stack closes)."""
     bar = bar or Task("ranking datasets", None, "steps")
     t0 = time.perf_counter()
     queries = purchase_queries(data_dir, config, seed)
@@ -962,7 +963,7 @@ def build_datasets(
             if lazy:  # their memory back before the big read; the test stream forks anew
                 maker.release()
             # the training rows are read (DuckDB, Arrow and numpy let go of the GIL) while the
-            # workers make the test queries' candidates
+            # workers make the test queries' candidates (unless those come after the fit)
             reading = reader.submit(_read_compact, fs, fit_rows, service)
             test_rows = None if lazy else maker.gather(test_part)
             fit_rows = reading.result()  # lists are no input
