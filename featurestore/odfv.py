@@ -1296,15 +1296,16 @@ def _recent_by_row(
 
 
 def _recent_by_customer(
-    recent: _Lists, c_recent: np.ndarray, at: np.ndarray, source: np.ndarray
+    recent: _Lists, c_recent: np.ndarray, at: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """_recent_by_row when `recent` holds the customer source rows' lists (`at[r]`: row r's,
-    -1 for none): each customer row's codes laid out per entity row."""
+    -1 for none): each customer row's codes laid out per entity row, for every entity row
+    with a customer row (_with_source keeps those with a candidate source row)."""
     known = c_recent >= 0
     customer_rows, products = recent.rows[known], c_recent[known]
     counts = np.bincount(customer_rows, minlength=len(recent.lengths))
     starts = np.cumsum(counts) - counts
-    use = (at >= 0) & (source >= 0)
+    use = at >= 0
     lengths = np.where(use, np.append(counts, 0)[at], 0)  # at -1: the 0 appended
     ends = np.cumsum(lengths)
     rows = np.repeat(np.arange(len(at), dtype=np.int64), lengths)
@@ -1313,6 +1314,15 @@ def _recent_by_customer(
         np.append(starts, 0)[at] - (ends - lengths), lengths
     )
     return rows, products[index]
+
+
+def _with_source(
+    laid: tuple[np.ndarray, np.ndarray], source: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The laid-out (rows, codes) of _recent_by_customer whose row has a source row."""
+    rows, products = laid
+    keep = source[rows] >= 0
+    return rows[keep], products[keep]
 
 
 def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -1381,12 +1391,15 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     if shared is not None and source is None:  # the co-purchase part per entity row
         recent = lists(RECENT_PRODUCTS, strings=True)  # the customer rows' values, taken
         c_recent = c_own_recent[recent.take]
+    # per customer source row: its recent products laid out per entity row once, for
+    # `already` and the co-purchase part
+    laid = _recent_by_customer(own_recent, c_own_recent, at) if shared is not None else None
     if source is None:
         wanted = None
     elif shared is None:
         wanted = partial(_recent_by_row, recent, c_recent, source)
     else:
-        wanted = partial(_recent_by_customer, own_recent, c_own_recent, at, source)
+        wanted = partial(_with_source, laid, source)
     pool = ThreadPoolExecutor(1) if source is not None and n >= _PARALLEL_ROWS else None
     copurchase = (  # the biggest part, beside the others (numpy's sorts and searches let go
         # of the GIL): on a second core
@@ -1423,10 +1436,14 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         for bought, c_bought in ((own_recent, c_own_recent), (purchased, c_purchased)):
             hit = (c_bought >= 0) & (c_bought == c_product[bought.rows])
             already[bought.rows[hit]] = True
-    else:  # per customer source row: a bitmap over (customer row, product) when it is small
-        own_recent_keys = codes.keys(own_recent.rows, c_own_recent)
-        bought = np.concatenate([own_recent_keys, codes.keys(purchased.rows, c_purchased)])
-        already = _member(np.where(rows >= 0, codes.keys(rows, c_product), -1), bought)
+    else:  # per customer source row: the recent products laid out (a few per entity row),
+        # the purchased ones (many) through a bitmap over (customer row, product)
+        laid_rows, laid_products = laid
+        already = np.zeros(n, dtype=bool)
+        already[laid_rows[laid_products == c_product[laid_rows]]] = True
+        if len(purchased.rows):
+            bought = codes.keys(purchased.rows, c_purchased)
+            already |= _member(np.where(rows >= 0, codes.keys(rows, c_product), -1), bought)
 
     if source is None:
         # pairs of customers with recent products only: the others have no hit (nor in the
