@@ -953,7 +953,10 @@ class _Lists:
     are then the dictionary's, and `take` maps each of this column's flattened values to one of
     them (None when `values` are this column's own)."""
 
-    def __init__(self, a: pa.Array | None, n: int, strings: bool) -> None:
+    def __init__(self, a: pa.Array | None, n: int, strings: bool, compact: bool = False) -> None:
+        """`compact`: a dictionary-encoded string column's values taken per row (`take` None)
+        when the rows hold fewer values than the dictionary (coding a string costs more than
+        taking it)."""
         self.take: np.ndarray | None = None
         index = None
         if a is None:
@@ -982,6 +985,8 @@ class _Lists:
         if index is not None:
             self.take = source_starts[at[self.rows]] + self.position
         if strings:
+            if compact and self.take is not None and len(self.take) < len(values):
+                values, self.take = values.take(pa.array(self.take)), None
             self.values = _strings_array(values, len(values))
             nulls = (
                 pc.is_null(self.values).to_numpy(zero_copy_only=False)
@@ -1342,9 +1347,12 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
             _Lists(a.dictionary if a is not None else None, m, strings=name in keys)
             for name, a in dictionaries.items()
         ]
-    else:
+    else:  # per entity row: only the values its rows hold are coded
         at = None
-        customer = [lists(name, strings=name in keys) for name in _CUSTOMER_LISTS]
+        customer = [
+            _Lists(_array(inputs, name, dictionary=True), n, name in keys, compact=True)
+            for name in _CUSTOMER_LISTS
+        ]
     own_recent, purchased, cat_keys, cat_shares, brand_keys, brand_shares = customer
     source = _shared_source(
         _array(inputs, COPURCHASE_IDS, dictionary=True),
