@@ -1222,8 +1222,12 @@ def _copurchase_by_source(
     order = np.argsort(pairs, kind="stable")
     pairs, kept = pairs[order], kept[order]
     position, weight = ids.position[kept], s[kept]
-    low = np.searchsorted(pairs, query, "left")
-    count = np.searchsorted(pairs, query, "right") - low  # at least 1: every query is found
+    # each query's run of equal pairs (at least one: every query is found), through the
+    # distinct pairs: one search, not one for each end of the run
+    first = np.flatnonzero(np.r_[True, pairs[1:] != pairs[:-1]]) if len(pairs) else pairs
+    distinct = np.searchsorted(pairs[first], query)
+    low = first[distinct]
+    count = np.append(first[1:], len(pairs))[distinct] - low
     ends = np.cumsum(count)
     at = np.repeat(low - (ends - count), count) + np.arange(ends[-1] if len(ends) else 0)
     hit_rows = np.repeat(rows, count)
@@ -1310,13 +1314,13 @@ def _recent_by_customer(
     customer_rows, products = recent.rows[known], c_recent[known]
     counts = np.bincount(customer_rows, minlength=len(recent.lengths))
     starts = np.cumsum(counts) - counts
-    use = at >= 0
-    lengths = np.where(use, np.append(counts, 0)[at], 0)  # at -1: the 0 appended
+    live = np.flatnonzero(np.append(counts, 0)[at])  # rows with codes (at -1: the 0 appended)
+    lengths = counts[at[live]]
     ends = np.cumsum(lengths)
-    rows = np.repeat(np.arange(len(at), dtype=np.int64), lengths)
-    # row r's codes are starts[at[r]] onwards, laid out from ends[r] - lengths[r]
+    rows = np.repeat(live, lengths)
+    # live row i's codes are starts[at[live[i]]] onwards, laid out from ends[i] - lengths[i]
     index = np.arange(len(rows), dtype=np.int64) + np.repeat(
-        np.append(starts, 0)[at] - (ends - lengths), lengths
+        starts[at[live]] - (ends - lengths), lengths
     )
     return rows, products[index]
 
