@@ -387,20 +387,16 @@ def _dictionary_columns(
 @pytest.mark.parametrize("seed", [11, 12, 13])
 @pytest.mark.parametrize("null_keys", [False, True])
 @pytest.mark.parametrize("optional", [True, False])
-@pytest.mark.parametrize(
-    "lists", ["plain", "dictionary", "dictionary_threaded", "by_view", "by_view_threaded"]
-)
+@pytest.mark.parametrize("lists", ["plain", "dictionary", "by_view"])
 def test_match_over_arrow_columns_equals_the_row_code(
     seed, null_keys, optional, lists, monkeypatch
 ) -> None:
     """The offline store's whole-column call gives bit for bit the row code's numbers (nulls
     inside key lists go through the row code's own semantics; without the optional inputs the
     category affinity is the favourite flag), with list columns as lists or, as the offline
-    store hands a gathered view's, dictionary-encoded over the source's lists (the co-purchase
-    part on its own thread, as for big frames, with `_threaded`); `by_view`: every list and
-    string column of a view over one index, as the store hands them, so the customer's sets
-    and share tables are built per customer source row."""
-    monkeypatch.setattr(odfv, "_PARALLEL_ROWS", 0 if lists.endswith("_threaded") else 10**9)
+    store hands a gathered view's, dictionary-encoded over the source's lists; `by_view`:
+    every list and string column of a view over one index, as the store hands them, so the
+    customer's sets and share tables are built per customer source row."""
     monkeypatch.setattr(odfv, "_BY_SOURCE_ROWS", 10.0)  # the small batches' sources per row too
     rng = np.random.default_rng(seed)
     shared = 0
@@ -599,7 +595,6 @@ def test_match_lookups_dense_or_searched_equal_the_row_code(lookups, lists, monk
     for name, value in LOOKUPS[lookups].items():
         monkeypatch.setattr(odfv, name, value)
     monkeypatch.setattr(odfv, "_BY_SOURCE_ROWS", 10.0)
-    monkeypatch.setattr(odfv, "_PARALLEL_ROWS", 10**9)
     bitmaps = []
     bitmap = odfv._bitmap
     monkeypatch.setattr(odfv, "_bitmap", lambda *a: bitmaps.append(1) or bitmap(*a))
