@@ -580,10 +580,13 @@ def fit_ranker(
     params: dict,
     seed: int,
     idle: threading.Event | None = None,
+    bar: Task | None = None,
 ) -> XGBRanker:
     """The ranker, early-stopped on `valid`; on N_JOBS threads, and on the machine's spare
-    cores once `idle` is set (`_SpareCores`)."""
-    spare = [_SpareCores(idle)] if idle is not None else None
+    cores once `idle` is set (`_SpareCores`); its rounds shown on `bar` (`_FitProgress`)."""
+    callbacks = ([_SpareCores(idle)] if idle is not None else []) + (
+        [_FitProgress(bar)] if bar is not None else []
+    )
     model = XGBRanker(
         **params,
         objective="rank:ndcg",
@@ -591,7 +594,7 @@ def fit_ranker(
         tree_method="hist",
         random_state=seed,
         n_jobs=N_JOBS,
-        callbacks=spare,
+        callbacks=callbacks or None,
     )
     model.fit(  # float32: what XGBoost makes of float64 values (the same booster)
         model_matrix(train, columns, np.float32),
@@ -601,10 +604,36 @@ def fit_ranker(
         eval_qid=[valid[QUERY]],
         verbose=False,
     )
-    if spare:  # saved as fitted on N_JOBS threads, without the callback
+    if callbacks:  # saved as fitted on N_JOBS threads, without the callbacks
         model.set_params(callbacks=None)
         model.get_booster().set_param("nthread", N_JOBS)
     return model
+
+
+class _FitProgress(TrainingCallback):
+    """The fit's rounds as the progress bar's note, at most every NOTE_EVERY_S seconds: the
+    round and the best validation NDCG so far (early stopping makes the number of rounds
+    unknown beforehand, so the fit stays one step of the bar)."""
+
+    NOTE_EVERY_S = 2.0
+
+    def __init__(self, bar: Task) -> None:
+        self.bar = bar
+        self.shown = time.monotonic()
+        self.best = (float("-inf"), 0)
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        scores = next(iter(next(iter(evals_log.values()), {}).values()), [])
+        if scores and scores[-1] > self.best[0]:
+            self.best = (scores[-1], epoch + 1)
+        now = time.monotonic()
+        if now - self.shown >= self.NOTE_EVERY_S:
+            self.shown = now
+            note = f"fitting the ranker: round {epoch + 1}"
+            if scores:
+                note += f", best validation ndcg@{K} {self.best[0]:.4f} at round {self.best[1]}"
+            self.bar.advance(0, note)
+        return False  # never stops the fit
 
 
 # At most this many threads for the fit once nothing else runs beside it
@@ -1043,7 +1072,7 @@ def _train_steps(data_dir, seed, config, feature_store, echo, bar: Task) -> dict
     say = console.print if echo else (lambda *a, **k: None)
     t0 = time.perf_counter()
     fs = feature_store or open_store("embedded", data_dir)
-    fit = partial(fit_ranker, params=config.params, seed=seed)
+    fit = partial(fit_ranker, params=config.params, seed=seed, bar=bar)
 
     def baselines(test_q: pd.DataFrame, inputs: CandidateInputs) -> tuple:
         # what the evaluation needs of no model, made while the ranker fits in its thread

@@ -387,22 +387,34 @@ def test_candidate_rows_are_the_same_from_worker_processes_as_made_here(data, mo
 
 def test_the_ranker_is_the_same_when_the_fit_takes_spare_cores(data, monkeypatch) -> None:
     """fit_ranker on one thread, and switched to two threads after its first rounds (`idle` set
-    from the start, spare_threads forced to 2): the same booster, byte for byte, saved with one
-    thread and no callback."""
+    from the start, spare_threads forced to 2), its rounds shown on a progress bar: the same
+    booster, byte for byte, saved with one thread and no callback; the bar's notes count the
+    rounds and name the best validation score of the booster's own evaluation log."""
     import threading
 
     from featurestore.store import open_store
+    from shopconfig.progress import Task
 
     fs = open_store("embedded", data)
     d = ranking.build_datasets(data, fs, SMALL_RANKING, seed=5, say=lambda *a: None)
     params = {**SMALL_RANKING.params, "n_estimators": 40, "early_stopping_rounds": 40}
     plain = ranking.fit_ranker(d.train, d.valid, d.columns, params, seed=5)
     monkeypatch.setattr(ranking, "spare_threads", lambda: 2)
+    monkeypatch.setattr(ranking._FitProgress, "NOTE_EVERY_S", 0.0)
     idle = threading.Event()
     idle.set()
-    spare = ranking.fit_ranker(d.train, d.valid, d.columns, params, seed=5, idle=idle)
+    bar = Task("train ranking", 7, "steps")
+    notes = []
+    bar._show = lambda final: notes.append(bar.note)
+    spare = ranking.fit_ranker(d.train, d.valid, d.columns, params, seed=5, idle=idle, bar=bar)
     assert spare.get_booster().save_raw("json") == plain.get_booster().save_raw("json")
     assert spare.get_params()["callbacks"] is None
+    assert bar.done == 0  # the fit stays one step of the bar, stepped by the caller
+    rounds = [int(n.split("round ")[1].split(",")[0]) for n in notes]
+    assert rounds == list(range(1, len(rounds) + 1)) and len(rounds) == 40
+    log = next(iter(plain.evals_result().values()))[f"ndcg@{ranking.K}"]
+    best = int(np.argmax(log))
+    assert notes[-1].endswith(f"ndcg@{ranking.K} {log[best]:.4f} at round {best + 1}")
     assert (
         json.loads(spare.get_booster().save_config())["learner"]["generic_param"]["nthread"] == "1"
     )
