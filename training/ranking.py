@@ -581,9 +581,12 @@ def fit_ranker(
     seed: int,
     idle: threading.Event | None = None,
     bar: Task | None = None,
+    matrix: pd.DataFrame | None = None,
 ) -> XGBRanker:
     """The ranker, early-stopped on `valid`; on N_JOBS threads, and on the machine's spare
-    cores once `idle` is set (`_SpareCores`); its rounds shown on `bar` (`_FitProgress`)."""
+    cores once `idle` is set (`_SpareCores`); its rounds shown on `bar` (`_FitProgress`).
+    `matrix`: `train`'s model matrix when the caller made it (and kept only the query and label
+    columns of `train`), else made here."""
     callbacks = ([_SpareCores(idle)] if idle is not None else []) + (
         [_FitProgress(bar)] if bar is not None else []
     )
@@ -596,8 +599,10 @@ def fit_ranker(
         n_jobs=N_JOBS,
         callbacks=callbacks or None,
     )
-    model.fit(  # float32: what XGBoost makes of float64 values (the same booster)
-        model_matrix(train, columns, np.float32),
+    if matrix is None:  # float32: what XGBoost makes of float64 values (the same booster)
+        matrix = model_matrix(train, columns, np.float32)
+    model.fit(
+        matrix,
         train[LABEL],
         qid=train[QUERY],
         eval_set=[(model_matrix(valid, columns, np.float32), valid[LABEL])],
@@ -956,9 +961,10 @@ def build_datasets(
     stack: contextlib.ExitStack | None = None,
 ) -> RankingData:
     """Queries from purchases, candidates as of each query, features from `config.service`;
-    with `fit`, `fit(train, valid, columns, idle=idle)` runs beside the test rows' reads (`model`;
-    `idle` is set once nothing else runs beside it), and `meanwhile(test queries, inputs)` after
-    those reads, before the fit is waited for.
+    with `fit`, `fit(train, valid, columns, idle=idle, matrix=matrix)` runs beside the test rows'
+    reads (`model`; `idle` is set once nothing else runs beside it; `matrix` holds the training
+    rows' features, and `train`, then and in the result, only their query and label), and
+    `meanwhile(test queries, inputs)` after those reads, before the fit is waited for.
 
     With a `stack` (whose block the caller holds open until it has scored the test rows) and a
     fit, test queries that may offer more than TEST_ROWS_PER_READ candidate rows are not made
@@ -1006,11 +1012,16 @@ def build_datasets(
     del fit_rows
     idle = threading.Event()
     test_matrix = None
+    matrix = None
+    if fit:  # the features kept once, in the model matrix (a second copy of every training
+        # row's features was 1.2 GiB of the every-query fit's peak on the 1M-line shop)
+        matrix = model_matrix(train, columns, np.float32)
+        train = train[[QUERY, LABEL]]
     with ThreadPoolExecutor(1) as pool:
         # XGBoost's one thread fits while this one reads the test rows (it releases
         # the GIL in its C++ calls, as DuckDB does): two cores instead of one in turn;
         # then the fit may take both (`idle`)
-        fitted = pool.submit(fit, train, valid, columns, idle=idle) if fit else None
+        fitted = pool.submit(fit, train, valid, columns, idle=idle, matrix=matrix) if fit else None
         try:
             if test_rows is not None:
                 test_rows = store.historical(fs, test_rows, service, lists=False)
