@@ -910,7 +910,8 @@ def _ranked_per_query(rows: pd.DataFrame, scores: np.ndarray) -> dict[int, list[
 
 @dataclass
 class RankingData:
-    """Queries, candidate inputs and feature rows of every split (what `run` trains on)."""
+    """Queries, candidate inputs and feature rows of every split (what `run` trains on; when
+    build_datasets fitted the model, `train` keeps only its query and label columns)."""
 
     queries: pd.DataFrame
     inputs: CandidateInputs
