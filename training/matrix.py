@@ -37,22 +37,32 @@ def usable_columns(
     return keep
 
 
-def model_matrix(frame: pd.DataFrame, columns: list[str], dtype=np.float64) -> pd.DataFrame:
+def model_matrix(
+    frame: pd.DataFrame, columns: list[str], dtype=np.float64, rows: np.ndarray | None = None
+) -> pd.DataFrame:
     """Float matrix (`dtype`) in exactly `columns` order; missing columns and values become NaN.
 
     Filled column by column into one column-major array that becomes the frame's single block
-    without a copy (a frame from a dict of columns stacks them: a second copy of 300,000 x 52)."""
-    out = np.empty((len(frame), len(columns)), dtype=dtype, order="F")
+    without a copy (a frame from a dict of columns stacks them: a second copy of 300,000 x 52).
+    `rows`, a boolean mask over the frame's rows: the matrix of those rows only, numbered from 0,
+    what `model_matrix(frame[rows].reset_index(drop=True), ...)` gives without that copy of the
+    whole selection (one column's selection at a time)."""
+    n = len(frame) if rows is None else int(np.count_nonzero(rows))
+    out = np.empty((n, len(columns)), dtype=dtype, order="F")
     for j, name in enumerate(columns):
         if name not in frame.columns:
             out[:, j] = np.nan
             continue
         column = frame[name]
         if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
-            out[:, j] = column.to_numpy(dtype=dtype)  # the same numbers, no object pass
+            values = column.to_numpy(dtype=dtype)  # the same numbers, no object pass
+            out[:, j] = values if rows is None else values[rows]
         else:
+            if rows is not None:
+                column = column[rows]
             out[:, j] = pd.to_numeric(column.astype("object"), errors="coerce").astype(float)
-    return pd.DataFrame(out, index=frame.index, columns=columns, copy=False)
+    index = frame.index if rows is None else pd.RangeIndex(n)
+    return pd.DataFrame(out, index=index, columns=columns, copy=False)
 
 
 def _all_scalar_numbers(s: pd.Series) -> bool:

@@ -137,6 +137,31 @@ def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -
         assert m[name].dtype == np.float64
 
 
+def test_model_matrix_of_some_rows_equals_the_matrix_of_those_rows_renumbered() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    floats = rng.normal(size=n)
+    floats[rng.random(n) < 0.2] = np.nan
+    f = pd.DataFrame(
+        {
+            "i": rng.integers(-1000, 1000, n),
+            "g": floats.astype(np.float32),
+            "b": rng.random(n) < 0.5,
+            "n": pd.array(np.where(rng.random(n) < 0.3, None, 1), dtype="Int64"),
+            "o": pd.Series([None if i % 7 == 0 else i * 0.5 for i in range(n)], dtype=object),
+        },
+        index=rng.permutation(n) + 10_000,  # not 0..n-1: the result is numbered anew
+    )
+    rows = rng.random(n) < 0.6
+    columns = ["o", "gone", *f.columns[:4]]
+    for dtype in (np.float64, np.float32):
+        expected = model_matrix(f[rows].reset_index(drop=True), columns, dtype)
+        got = model_matrix(f, columns, dtype, rows=rows)
+        pd.testing.assert_frame_equal(got, expected)
+        assert got.to_numpy().flags.f_contiguous
+    assert len(model_matrix(f, columns, rows=np.zeros(n, dtype=bool))) == 0
+
+
 def _folds(ts: np.ndarray, origins: tuple[int, ...]) -> list[churn_models.Fold]:
     """Rolling-origin folds over "cutoff" numbers `ts`: each trains before its origin and
     validates on it."""
