@@ -27,6 +27,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pyarrow as pa
 from scipy.special import expit
 
 from pipelines.storage import models_dir
@@ -69,13 +70,15 @@ def run_cost(seconds: float, workers: dict | None = None) -> dict:
 
 
 def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (glibc's `malloc_trim`). Freed memory
-    stays in glibc's arenas, those of worker threads above all: after the every-query training
-    read on the 1M-line shop (made on a thread) 2.6 GiB of it, on which the next step's peak
-    then stacked. Called between big steps; nothing where the C library has no such call."""
+    """Hand freed memory back to the system: the C heap's free pages (glibc's `malloc_trim`)
+    and Arrow's pool's unused memory. Freed memory stays in glibc's arenas, those of worker
+    threads above all: after the every-query training read on the 1M-line shop (made on a
+    thread) 2.6 GiB of it, on which the next step's peak then stacked. Called between big
+    steps; glibc's part is skipped where the C library has no such call."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+    pa.default_memory_pool().release_unused()
 
 
 @functools.cache
