@@ -115,12 +115,11 @@ def test_model_matrix_keeps_order_and_fills_missing_columns() -> None:
     assert m["a"].tolist() == [1.0, 0.0] and np.isnan(m.loc[1, "b"]) and m["gone"].isna().all()
 
 
-def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -> None:
-    rng = np.random.default_rng(3)
-    n = 500
+def _numbers_frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """Every kind of number column a feature read hands back, with missing values."""
     floats = rng.normal(size=n)
     floats[rng.random(n) < 0.2] = np.nan
-    f = pd.DataFrame(
+    return pd.DataFrame(
         {
             "i": rng.integers(-(2**40), 2**40, n),
             "u": rng.integers(0, 255, n).astype(np.uint8),
@@ -131,6 +130,10 @@ def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -
             "o": pd.Series([None if i % 7 == 0 else i * 0.5 for i in range(n)], dtype=object),
         }
     )
+
+
+def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -> None:
+    f = _numbers_frame(np.random.default_rng(3), 500)
     m = model_matrix(f, list(f.columns))
     for name in f.columns:  # each value on its own: float() of a number, NaN of a missing one
         expected = [np.nan if pd.isna(v) else float(v) for v in f[name].tolist()]
@@ -141,20 +144,10 @@ def test_model_matrix_of_numpy_columns_equals_reading_each_value_as_a_number() -
 def test_model_matrix_of_some_rows_equals_the_matrix_of_those_rows_renumbered() -> None:
     rng = np.random.default_rng(5)
     n = 400
-    floats = rng.normal(size=n)
-    floats[rng.random(n) < 0.2] = np.nan
-    f = pd.DataFrame(
-        {
-            "i": rng.integers(-1000, 1000, n),
-            "g": floats.astype(np.float32),
-            "b": rng.random(n) < 0.5,
-            "n": pd.array(np.where(rng.random(n) < 0.3, None, 1), dtype="Int64"),
-            "o": pd.Series([None if i % 7 == 0 else i * 0.5 for i in range(n)], dtype=object),
-        },
-        index=rng.permutation(n) + 10_000,  # not 0..n-1: the result is numbered anew
-    )
+    f = _numbers_frame(rng, n)
+    f.index = rng.permutation(n) + 10_000  # not 0..n-1: the result is numbered anew
     rows = rng.random(n) < 0.6
-    columns = ["o", "gone", *f.columns[:4]]
+    columns = ["o", "gone", *f.columns[:6]]
     for dtype in (np.float64, np.float32):
         expected = model_matrix(f[rows].reset_index(drop=True), columns, dtype)
         got = model_matrix(f, columns, dtype, rows=rows)
