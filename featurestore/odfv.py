@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 from itertools import chain
 from typing import Any
 
@@ -948,39 +948,40 @@ class _Lists:
     A dictionary-encoded column (what the offline store hands over for a source it gathered
     from: per row an index into the source's rows) is flattened once per source row: `values`
     are then the dictionary's, and `take` maps each of this column's flattened values to one of
-    them (None when `values` are this column's own)."""
+    them (None when `values` are this column's own). `rows` and `position` are worked out when
+    first read: a list of numbers read only by place (co-purchase scores, shares: `lengths`
+    and `values`) never needs them."""
 
-    def __init__(self, a: pa.Array | None, n: int, strings: bool, compact: bool = False) -> None:
+    def __init__(
+        self,
+        a: pa.Array | None,
+        n: int,
+        strings: bool,
+        compact: bool = False,
+        memo: dict[tuple, np.ndarray] | None = None,
+    ) -> None:
         """`compact`: a dictionary-encoded string column's values taken per row (`take` None)
         when the rows hold fewer values than the dictionary (coding a string costs more than
-        taking it)."""
+        taking it). `memo`: _index's, for the indices of a dictionary-encoded column."""
         self.take: np.ndarray | None = None
-        index = None
+        at = None
         if a is None:
             self.lengths = np.zeros(n, dtype=np.int64)
             values = pa.array([], pa.string() if strings else pa.float64())
         else:
             if pa.types.is_dictionary(a.type):
-                index, a = a.indices, a.dictionary
+                at, a = _index(a, memo), a.dictionary  # -1: a null index
             if not (pa.types.is_list(a.type) or pa.types.is_large_list(a.type)):
                 raise _RowCode(str(a.type))
             self.lengths = pc.fill_null(pc.list_value_length(a), 0).to_numpy().astype(np.int64)
             values = pc.list_flatten(a)
-        if index is not None:  # per row: the length of the dictionary row it points at
+        if at is not None:  # per row: the length of the dictionary row it points at
             source_starts = np.cumsum(self.lengths) - self.lengths
-            valid = ~pc.is_null(index).to_numpy(zero_copy_only=False)
-            at = pc.fill_null(index, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-            lengths = np.zeros(n, dtype=np.int64)
-            lengths[valid] = self.lengths[at[valid]]
-            self.lengths = lengths
-        if len(values):
-            self.rows = np.repeat(np.arange(n, dtype=np.int64), self.lengths)
-            starts = np.cumsum(self.lengths) - self.lengths
-            self.position = np.arange(len(self.rows), dtype=np.int64) - starts[self.rows]
-        else:  # no list has a value (an optional input not given): no row to lay out
+            self.lengths = np.append(self.lengths, 0)[at]  # a null index: the 0 appended
+            if len(values):  # (a row with values points at a dictionary row: at >= 0)
+                self.take = source_starts[at[self.rows]] + self.position
+        if not len(values):  # no list has a value (an optional input not given): no row
             self.rows = self.position = np.zeros(0, dtype=np.int64)
-        if index is not None:
-            self.take = source_starts[at[self.rows]] + self.position
         if strings:
             if compact and self.take is not None and len(self.take) < len(values):
                 values, self.take = values.take(pa.array(self.take)), None
@@ -1000,6 +1001,17 @@ class _Lists:
             if self.take is not None:
                 self.values, self.take = self.values[self.take], None
             self.null_rows = np.zeros(0, dtype=np.int64)
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Each flattened value's row."""
+        return np.repeat(np.arange(len(self.lengths), dtype=np.int64), self.lengths)
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        """Each flattened value's place in its row's list."""
+        starts = np.cumsum(self.lengths) - self.lengths
+        return np.arange(len(self.rows), dtype=np.int64) - starts[self.rows]
 
 
 class _Codes:
@@ -1192,12 +1204,20 @@ def _copurchase_by_source(
     pairs, and the hits (a row's product once) are summed in the candidate list's order, as the
     row code adds them."""
     n = len(source)
-    valid = ids.position < scores.lengths[ids.rows]
-    score_starts = np.cumsum(scores.lengths) - scores.lengths
-    s = np.full(len(ids.rows), np.nan)
-    s[valid] = scores.values[score_starts[ids.rows[valid]] + ids.position[valid]]
-    kept = np.flatnonzero(valid & (c_ids >= 0) & ~np.isnan(s))
-    pairs = ids.rows[kept] * codes.size + c_ids[kept]  # by source row, then place in the list
+    if np.array_equal(ids.lengths, scores.lengths):  # (as written: a score per id)
+        s = scores.values  # each id's score at the same place
+        kept = np.flatnonzero((c_ids >= 0) & ~np.isnan(s))
+    else:
+        valid = ids.position < scores.lengths[ids.rows]
+        score_starts = np.cumsum(scores.lengths) - scores.lengths
+        s = np.full(len(ids.rows), np.nan)
+        s[valid] = scores.values[score_starts[ids.rows[valid]] + ids.position[valid]]
+        kept = np.flatnonzero(valid & (c_ids >= 0) & ~np.isnan(s))
+    # (source row, product) by source row, then place in the list
+    if len(kept) == len(c_ids):  # every pair (no null id nor score): nothing to pick out
+        pairs = ids.rows * codes.size + c_ids
+    else:
+        pairs = ids.rows[kept] * codes.size + c_ids[kept]
     rows, products = wanted()
     query = source[rows] * codes.size + products
     space = len(ids.lengths) * codes.size  # every (source row, product code)
@@ -1336,7 +1356,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     get = lambda name: _array(inputs, name)  # noqa: E731
 
     def lists(name: str, strings: bool) -> _Lists:  # dictionary-encoded lists kept so
-        return _Lists(_array(inputs, name, dictionary=True), n, strings)
+        return _Lists(_array(inputs, name, dictionary=True), n, strings, memo=memo)
 
     keys = (RECENT_PRODUCTS, OPTIONAL_PURCHASED, OPTIONAL_CATEGORIES, OPTIONAL_BRANDS)
     memo: dict[tuple, np.ndarray] = {}  # dictionary indices as numpy, once per index
@@ -1351,7 +1371,7 @@ def _match_columns(inputs: dict[str, Any]) -> dict[str, np.ndarray]:
     else:  # per entity row: only the values its rows hold are coded
         at = None
         customer = [
-            _Lists(_array(inputs, name, dictionary=True), n, name in keys, compact=True)
+            _Lists(_array(inputs, name, dictionary=True), n, name in keys, True, memo)
             for name in _CUSTOMER_LISTS
         ]
     own_recent, purchased, cat_keys, cat_shares, brand_keys, brand_shares = customer

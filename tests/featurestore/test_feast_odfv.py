@@ -331,14 +331,18 @@ PRODUCT_STRINGS = (odfv.PRODUCT_CATEGORY, odfv.PRODUCT_BRAND)
 
 
 def _dictionary_columns(
-    columns: dict[str, list], rng: np.random.Generator, by_view: bool = False
+    columns: dict[str, list],
+    rng: np.random.Generator,
+    by_view: bool = False,
+    complete: bool = False,
 ) -> dict:
     """List columns as the offline store hands a gathered view's: an index per row into the
     source's lists (shuffled, with lists no row points at, a row without lists either a null
     index or an index to null lists), the candidate's ids and scores over one source with the
     same indices; anything else as _arrow_column. `by_view`: as the store hands them, every
     list and string column of one view over one index (the customer's, the product's), and
-    the product id over the frame's distinct ids."""
+    the product id over the frame's distinct ids. `complete`: the unused source lists hold no
+    null value (nor do the columns given, then, in any list)."""
     out = {name: _arrow_column(values) for name, values in columns.items()}
     lists = [n for n, column in out.items() if pa.types.is_list(column.type)]
     groups = [[n for n in CANDIDATE_LISTS if n in lists]]
@@ -377,7 +381,7 @@ def _dictionary_columns(
                 if pa.types.is_floating(kind)
                 else []
             )
-            source = [*values, [*unused, None], [], None]
+            source = [*values, [*unused, *([] if complete else [None])], [], None]
             dictionary = pa.array([source[i] for i in order], out[name].type)
             out[name] = pa.DictionaryArray.from_arrays(pa.array(index, pa.int64()), dictionary)
             assert repr(out[name].to_pylist()) == repr(values)  # NaN inside lists too
@@ -531,20 +535,32 @@ def test_affinity_over_arrow_columns_equals_the_row_code() -> None:
     assert np.isnan(share).any() and (share > 0).any()  # both cases met
 
 
-def test_match_over_gathered_lists_with_repeats_equals_the_row_code() -> None:
+@pytest.mark.parametrize("scored", ["unequal", "aligned", "complete"])
+def test_match_over_gathered_lists_with_repeats_equals_the_row_code(scored) -> None:
     """Repeated products in a candidate's co-purchase list and in the customer's recent ones,
     scores of very different sizes (the sum's order shows in its last bits), lists of unequal
-    length, nulls: the column code over dictionary-encoded lists gives the row code's numbers."""
+    length, nulls: the column code over dictionary-encoded lists gives the row code's numbers.
+    `aligned`: a score per id in every list, as the pipeline writes them (the column code then
+    reads them place by place); `complete`: besides, no null id or score (every pair kept)."""
     rng = np.random.default_rng(5)
     products = [f"p{i}" for i in range(8)]
+    aligned = scored != "unequal"
 
     def maybe(value, p=0.1):
         return None if rng.random() < p else value
+
+    def inner(value):  # an id or a score inside a list
+        return value if scored == "complete" else maybe(value)
 
     rows = []
     for _ in range(400):
         k = int(rng.integers(0, 10))
         recent = [str(rng.choice(products)) for _ in range(int(rng.integers(0, 5)))]
+        ids = maybe([inner(str(rng.choice(products))) for _ in range(k)], 0.05)
+        scores = [
+            inner(float(rng.random()) * 10.0 ** int(rng.integers(-8, 8)))
+            for _ in range(k if aligned else int(rng.integers(0, k + 2)))
+        ]
         rows.append(
             {
                 "product_id": str(rng.choice(products)),
@@ -553,19 +569,18 @@ def test_match_over_gathered_lists_with_repeats_equals_the_row_code() -> None:
                 "brand": "x",
                 "favourite_category_90d": "a",
                 "recent_product_ids": maybe(recent),
-                "copurchase_product_ids": maybe(
-                    [maybe(str(rng.choice(products))) for _ in range(k)], 0.05
-                ),
-                "copurchase_scores": [
-                    maybe(float(rng.random()) * 10.0 ** int(rng.integers(-8, 8)))
-                    for _ in range(int(rng.integers(0, k + 2)))
-                ],
+                "copurchase_product_ids": ids,
+                "copurchase_scores": None if aligned and ids is None else scores,
             }
         )
     given = {name: [r[name] for r in rows] for name in rows[0]}
     want = odfv.customer_product_match(given)
-    arrow = _dictionary_columns(given, rng)
+    arrow = _dictionary_columns(given, rng, complete=scored == "complete")
     assert odfv._shared_source(*(arrow[n] for n in CANDIDATE_LISTS)) is not None
+    lengths = [pc.list_value_length(arrow[n].dictionary) for n in CANDIDATE_LISTS]
+    assert lengths[0].equals(lengths[1]) == aligned  # the two ways of reading the scores
+    values = [pc.list_flatten(arrow[n].dictionary) for n in CANDIDATE_LISTS]
+    assert (sum(v.null_count for v in values) == 0) == (scored == "complete")
     got = odfv.customer_product_match(arrow)
     assert sum(want["copurchase_hits"]) > 100
     for name in odfv.MATCH_OUTPUTS:
